@@ -1,0 +1,151 @@
+//! LSH banding: choosing bands × rows for a Jaccard threshold, and turning signatures into
+//! candidate pairs.
+
+use rayon::prelude::*;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// Number of bands and rows per band of an LSH index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LshParams {
+    pub bands: usize,
+    pub rows: usize,
+}
+
+/// Probability that two documents of Jaccard similarity `s` share at least one band.
+fn collision_probability(s: f64, params: LshParams) -> f64 {
+    1.0 - (1.0 - s.powi(params.rows as i32)).powi(params.bands as i32)
+}
+
+/// Simpson's rule over [lo, hi].
+fn integrate(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> f64 {
+    const STEPS: usize = 512;
+    if hi <= lo {
+        return 0.0;
+    }
+    let h = (hi - lo) / STEPS as f64;
+    let mut sum = f(lo) + f(hi);
+    for i in 1..STEPS {
+        let w = if i % 2 == 1 { 4.0 } else { 2.0 };
+        sum += w * f(lo + i as f64 * h);
+    }
+    sum * h / 3.0
+}
+
+/// False-positive area (pairs below `threshold` that collide) and false-negative area (pairs at or
+/// above it that do not), integrated over similarity.
+pub fn error_areas(threshold: f64, params: LshParams) -> (f64, f64) {
+    let fp = integrate(|s| collision_probability(s, params), 0.0, threshold);
+    let fn_ = integrate(|s| 1.0 - collision_probability(s, params), threshold, 1.0);
+    (fp, fn_)
+}
+
+/// The bands × rows (with bands·rows ≤ num_perm) minimising the sum of false-positive and
+/// false-negative areas, with equal weights. Ties go to the first found (fewer bands).
+pub fn optimal_params(threshold: f64, num_perm: usize) -> LshParams {
+    let mut best = LshParams { bands: 1, rows: 1 };
+    let mut best_error = f64::INFINITY;
+    for bands in 1..=num_perm {
+        for rows in 1..=num_perm / bands {
+            let params = LshParams { bands, rows };
+            let (fp, fn_) = error_areas(threshold, params);
+            let error = 0.5 * fp + 0.5 * fn_;
+            if error < best_error - 1e-12 {
+                best_error = error;
+                best = params;
+            }
+        }
+    }
+    best
+}
+
+/// Hash of each band of each signature, laid out `[doc][band]`.
+pub fn band_hashes(signature: &[u32], params: LshParams, out: &mut [u64]) {
+    for (band, slot) in out.iter_mut().enumerate().take(params.bands) {
+        let rows = &signature[band * params.rows..(band + 1) * params.rows];
+        let bytes: Vec<u8> = rows.iter().flat_map(|r| r.to_le_bytes()).collect();
+        *slot = xxh3_64_with_seed(&bytes, band as u64);
+    }
+}
+
+/// Candidate pairs `(i, j)` with `i < j` (indices into the documents) that share a bucket in any
+/// band. Within a bucket each member is paired with the bucket's first member and, when
+/// `chain` is set, also with its predecessor — so that when pairs are later verified a false
+/// first member cannot hide true duplicates from each other. The result is sorted and unique.
+pub fn candidate_pairs(hashes: &[u64], n_docs: usize, bands: usize, chain: bool) -> Vec<(u32, u32)> {
+    let mut pairs: Vec<(u32, u32)> = (0..bands)
+        .into_par_iter()
+        .flat_map_iter(|band| {
+            let mut keyed: Vec<(u64, u32)> = (0..n_docs)
+                .map(|d| (hashes[d * bands + band], d as u32))
+                .collect();
+            keyed.sort_unstable();
+            let mut local = Vec::new();
+            let mut start = 0;
+            while start < keyed.len() {
+                let mut end = start + 1;
+                while end < keyed.len() && keyed[end].0 == keyed[start].0 {
+                    end += 1;
+                }
+                let first = keyed[start].1;
+                for k in start + 1..end {
+                    local.push((first, keyed[k].1));
+                    if chain && k > start + 1 {
+                        local.push((keyed[k - 1].1, keyed[k].1));
+                    }
+                }
+                start = end;
+            }
+            local
+        })
+        .collect();
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_threshold_gives_a_steep_curve_around_it() {
+        let p = optimal_params(0.8, 128);
+        assert!(p.bands * p.rows <= 128);
+        assert!(collision_probability(0.95, p) > 0.99, "{p:?}");
+        assert!(collision_probability(0.5, p) < 0.05, "{p:?}");
+    }
+
+    #[test]
+    fn matches_the_well_known_choice_for_the_defaults() {
+        // 0.8 / 128 is the textbook setting: 9 bands of 13 rows.
+        assert_eq!(optimal_params(0.8, 128), LshParams { bands: 9, rows: 13 });
+    }
+
+    #[test]
+    fn higher_threshold_means_more_rows_per_band() {
+        let low = optimal_params(0.5, 128);
+        let high = optimal_params(0.9, 128);
+        assert!(high.rows > low.rows, "{low:?} vs {high:?}");
+    }
+
+    #[test]
+    fn chosen_params_minimise_the_error_among_all_choices() {
+        let t = 0.7;
+        let best = optimal_params(t, 64);
+        let (fp, fn_) = error_areas(t, best);
+        for bands in 1..=64 {
+            for rows in 1..=64 / bands {
+                let (a, b) = error_areas(t, LshParams { bands, rows });
+                assert!(fp + fn_ <= a + b + 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn buckets_yield_star_and_chain_pairs() {
+        // 4 docs, 1 band: docs 0, 2, 3 share a bucket.
+        let hashes = [7u64, 9, 7, 7];
+        assert_eq!(candidate_pairs(&hashes, 4, 1, false), vec![(0, 2), (0, 3)]);
+        assert_eq!(candidate_pairs(&hashes, 4, 1, true), vec![(0, 2), (0, 3), (2, 3)]);
+    }
+}

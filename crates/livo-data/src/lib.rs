@@ -1,0 +1,17 @@
+//! livo-data: the data engine of LiVO, pure Rust with no Python dependency.
+//!
+//! - [`normalize`]: Unicode-aware prompt normalisation;
+//! - [`dedup`]: exact and MinHash-LSH near-duplicate clustering;
+//! - [`text_file`]: line-oriented prompt files with exact error locations.
+
+pub mod dedup;
+pub mod error;
+pub mod normalize;
+pub mod progress;
+pub mod text_file;
+mod union_find;
+
+pub use dedup::{dedup, DedupConfig, DedupResult, LshParams};
+pub use error::{DataError, Result};
+pub use normalize::normalize;
+pub use progress::{Progress, Silent};

@@ -1,0 +1,114 @@
+//! Unicode-aware prompt normalisation.
+//!
+//! Two prompts that a person reads as the same text must normalise to the same string, whatever
+//! the script: compatibility forms are folded (NFKC), case is folded (full Unicode case folding, not
+//! ASCII lowercasing), punctuation and symbols are removed by their Unicode *category* (so Devanagari
+//! vowel signs or CJK ideographs survive), invisible format characters are dropped and whitespace is
+//! collapsed.
+
+use unicode_general_category::{get_general_category, GeneralCategory as Gc};
+use unicode_normalization::UnicodeNormalization;
+
+/// What a character becomes in the normalised text.
+enum CharRole {
+    Keep,
+    Separator,
+    Drop,
+}
+
+fn role(c: char) -> CharRole {
+    if c.is_whitespace() {
+        return CharRole::Separator;
+    }
+    match get_general_category(c) {
+        // Punctuation and symbols separate words ("red-haired" ~ "red haired").
+        Gc::ConnectorPunctuation
+        | Gc::DashPunctuation
+        | Gc::OpenPunctuation
+        | Gc::ClosePunctuation
+        | Gc::InitialPunctuation
+        | Gc::FinalPunctuation
+        | Gc::OtherPunctuation
+        | Gc::MathSymbol
+        | Gc::CurrencySymbol
+        | Gc::ModifierSymbol
+        | Gc::OtherSymbol
+        | Gc::LineSeparator
+        | Gc::ParagraphSeparator
+        | Gc::SpaceSeparator => CharRole::Separator,
+        // Zero-width spaces, joiners, BOMs, controls: invisible, so they must not split or change text.
+        Gc::Format | Gc::Control | Gc::Surrogate | Gc::PrivateUse | Gc::Unassigned => CharRole::Drop,
+        _ => CharRole::Keep,
+    }
+}
+
+/// Normalise one prompt for deduplication (NFKC, case folding, punctuation/symbols removed by
+/// Unicode category, whitespace collapsed). Returns an empty string when nothing textual is left.
+pub fn normalize(text: &str) -> String {
+    let folded: String = caseless::default_case_fold_str(&text.nfkc().collect::<String>())
+        .nfkc()
+        .collect();
+    let mut out = String::with_capacity(folded.len());
+    let mut pending_space = false;
+    for c in folded.chars() {
+        match role(c) {
+            CharRole::Keep => {
+                if pending_space && !out.is_empty() {
+                    out.push(' ');
+                }
+                pending_space = false;
+                out.push(c);
+            }
+            CharRole::Separator => pending_space = true,
+            CharRole::Drop => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn folds_case_punctuation_and_whitespace() {
+        assert_eq!(normalize("  A Photo,  of a DOCTOR!!  "), "a photo of a doctor");
+        assert_eq!(normalize("red-haired\tnurse"), "red haired nurse");
+    }
+
+    #[test]
+    fn applies_full_case_folding_not_ascii_lowercase() {
+        assert_eq!(normalize("STRASSE"), normalize("straße"));
+        assert_eq!(normalize("ΣΟΦΙΑ"), normalize("σοφια"));
+    }
+
+    #[test]
+    fn folds_compatibility_forms() {
+        assert_eq!(normalize("ｆｕｌｌ　ｗｉｄｔｈ"), "full width");
+        assert_eq!(normalize("ﬁre ①"), "fire 1");
+        // Composed and decomposed accents are the same text.
+        assert_eq!(normalize("cafe\u{301}"), normalize("café"));
+    }
+
+    #[test]
+    fn keeps_non_latin_scripts() {
+        assert_eq!(normalize("एक डॉक्टर।"), "एक डॉक्टर");
+        assert_eq!(normalize("一位医生，微笑着。"), "一位医生 微笑着");
+        assert_eq!(normalize("طبيب يبتسم؟"), "طبيب يبتسم");
+        assert_eq!(normalize("Врач, улыбается"), "врач улыбается");
+        assert_eq!(normalize("医者が笑う"), "医者が笑う");
+    }
+
+    #[test]
+    fn drops_invisible_format_characters() {
+        assert_eq!(normalize("doc\u{200b}tor"), "doctor");
+        assert_eq!(normalize("\u{feff}nurse"), "nurse");
+    }
+
+    #[test]
+    fn punctuation_only_text_is_empty() {
+        assert_eq!(normalize("!!! ... ???"), "");
+        assert_eq!(normalize("🙂🙂"), "");
+        assert_eq!(normalize(""), "");
+    }
+}

@@ -1,0 +1,44 @@
+"""The ``livo`` command. Each stage registers its own sub-commands; heavy libraries (torch, ray,
+diffusers) are imported only by the sub-command that runs, so ``livo dedup`` starts instantly."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Modules exposing ``register(subparsers)``; each adds its sub-commands with ``set_defaults(run=...)``.
+COMMAND_MODULES = [
+    "livo.data.commands",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livo",
+        description="Value alignment for text-to-image diffusion models (LiVO).",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from livo.errors import LivoError
+
+    try:
+        return int(args.run(args) or 0)
+    except (LivoError, ValueError, FileNotFoundError, PermissionError) as error:
+        print(f"livo {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"livo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

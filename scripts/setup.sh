@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up the project environment in .venv/ from the lock file (uv.lock), building the Rust
+# extension. Idempotent: a second run only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.9
+if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+  echo "setup: installing uv $UV_VERSION" >&2
+  python3 -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+fi
+command -v cargo >/dev/null 2>&1 || { echo "setup: a Rust toolchain (cargo) is required: https://rustup.rs" >&2; exit 1; }
+
+# Cargo's build cache outlives fresh clones on the same machine.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livo/target}"
+uv sync --locked --all-groups

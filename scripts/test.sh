@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up the environment and runs every test: Rust (fmt, clippy, unit + property tests) and pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test -p livo-data --quiet
+
+set +e
+uv run --locked --no-sync pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests" >&2
+  exit 1
+fi
+exit "$status"
