@@ -1,0 +1,226 @@
+"""Deduplication through the built extension: API, CLI on every input format, and errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from livo.data import DedupConfig, dedup, dedup_file, lsh_params, normalize
+from livo.data.synthetic import labelled_corpus
+from livo.errors import InputError, InvalidParameterError, InvalidUtf8Error
+
+PROMPTS = [
+    "A portrait of a smiling doctor in a hospital corridor, oil painting",
+    "a portrait of a smiling doctor in a hospital corridor oil painting",  # format
+    "ａ portrait of a smiling doctor in a hospital corridor, oil painting",  # unicode
+    "a portrait of a smiling doctor in the hospital corridor, oil painting",  # light edit
+    "a red fox crossing a stone bridge at dawn, watercolour",
+    "!!!",
+    "a red fox crossing a stone bridge at dawn, watercolour",
+]
+
+
+def pair_scores(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """Pairwise precision and recall of a clustering against the true one."""
+    def pairs(labels: np.ndarray) -> set[tuple[int, int]]:
+        out = set()
+        for label in np.unique(labels):
+            members = np.flatnonzero(labels == label)
+            out.update((int(a), int(b)) for i, a in enumerate(members) for b in members[i + 1:])
+        return out
+
+    p, t = pairs(predicted), pairs(truth)
+    return len(p & t) / max(len(p), 1), len(p & t) / max(len(t), 1)
+
+
+def test_clusters_formatting_unicode_and_light_edits_with_first_occurrence_as_representative():
+    result = dedup(PROMPTS)
+    assert result.cluster_id.tolist() == [0, 0, 0, 0, 4, 5, 4]
+    assert result.keep.tolist() == [True, False, False, False, True, True, False]
+    assert result.exact_duplicates == 3  # rows 1, 2 normalise to row 0; row 6 equals row 4
+    assert result.near_duplicates == 1
+    assert result.clusters == 3
+    assert result.empty_rows.tolist() == [5]
+
+
+def test_empty_prompts_are_reported_and_never_merged():
+    result = dedup(["...", "a cat", "!!!", ""])
+    assert result.empty_rows.tolist() == [0, 2, 3]
+    assert result.cluster_id.tolist() == [0, 1, 2, 3]
+
+
+def test_non_latin_prompts_do_not_collapse_to_empty():
+    texts = ["एक मुस्कुराता हुआ डॉक्टर", "一位微笑的医生", "улыбающийся врач", "طبيب يبتسم"]
+    result = dedup(texts)
+    assert len(result.empty_rows) == 0
+    assert result.cluster_id.tolist() == [0, 1, 2, 3]
+    assert normalize("Улыбающийся ВРАЧ!") == "улыбающийся врач"
+
+
+def test_arrow_input_gives_the_same_clusters_as_a_list():
+    corpus = labelled_corpus(2_000, seed=3)
+    from_list = dedup(corpus.texts)
+    for array in (pa.array(corpus.texts), pa.array(corpus.texts, pa.large_string()),
+                  pa.chunked_array([corpus.texts[:700], corpus.texts[700:]])):
+        assert np.array_equal(dedup(array).cluster_id, from_list.cluster_id)
+
+
+def test_nulls_in_arrow_input_count_as_empty():
+    result = dedup(pa.array(["a cat on a mat", None, "a cat on a mat"]))
+    assert result.empty_rows.tolist() == [1]
+    assert result.cluster_id.tolist() == [0, 1, 0]
+
+
+def test_result_is_identical_for_one_and_two_threads():
+    corpus = labelled_corpus(5_000, seed=4)
+    one = dedup(corpus.texts, DedupConfig(threads=1))
+    two = dedup(corpus.texts, DedupConfig(threads=2))
+    assert np.array_equal(one.cluster_id, two.cluster_id)
+    assert np.array_equal(one.keep, two.keep)
+
+
+def test_recovers_known_clusters_of_a_labelled_corpus():
+    corpus = labelled_corpus(5_000, seed=5)
+    result = dedup(corpus.texts)
+    precision, recall = pair_scores(result.cluster_id, np.array(corpus.cluster))
+    assert precision > 0.99
+    assert recall > 0.9
+
+
+def test_verification_removes_false_candidates():
+    corpus = labelled_corpus(3_000, seed=6)
+    loose = DedupConfig(threshold=0.5, bands=64, num_perm=128)
+    verified = dedup(corpus.texts, loose)
+    unverified = dedup(corpus.texts, DedupConfig(**{**loose.__dict__, "verify": False}))
+    assert verified.verified_pairs < verified.candidate_pairs
+    assert verified.clusters >= unverified.clusters
+
+
+def test_lsh_params_follow_threshold():
+    assert lsh_params(0.8, 128) == (9, 13)
+    bands_low, rows_low = lsh_params(0.5, 128)
+    bands_high, rows_high = lsh_params(0.95, 128)
+    assert rows_high > rows_low
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (DedupConfig(threshold=0.0), "threshold"),
+        (DedupConfig(threshold=1.5), "threshold"),
+        (DedupConfig(num_perm=100, bands=7), "not a multiple"),
+        (DedupConfig(ngram=0), "ngram"),
+        (DedupConfig(threads=0), "threads"),
+    ],
+)
+def test_invalid_parameters_raise_naming_the_parameter(config, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        dedup(["a"], config)
+
+
+def test_wrong_input_types_are_type_errors():
+    with pytest.raises(TypeError, match="texts"):
+        dedup(["ok", 3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="string"):
+        dedup(pa.array([1, 2, 3]))
+
+
+# --- files and CLI -------------------------------------------------------------------------
+
+
+def write_inputs(tmp_path):
+    rows = [{"id": i, "prompt": p} for i, p in enumerate(PROMPTS)]
+    (tmp_path / "p.txt").write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    pl.DataFrame(rows).write_csv(tmp_path / "p.csv")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet"])
+def test_cli_on_every_input_format_keeps_columns_and_adds_clusters(tmp_path, fmt):
+    write_inputs(tmp_path)
+    out = tmp_path / f"out.{'parquet' if fmt != 'parquet' else 'jsonl'}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "livo.cli", "dedup", str(tmp_path / f"p.{fmt}"), "-o", str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "exact duplicates 3" in proc.stdout and "near duplicates 1" in proc.stdout
+    assert "empty after normalisation" in proc.stderr and "rows 6" in proc.stderr
+    frame = pl.read_parquet(out) if out.suffix == ".parquet" else pl.read_ndjson(out)
+    assert frame["prompt"].to_list() == PROMPTS
+    if fmt != "txt":
+        assert frame["id"].to_list() == list(range(len(PROMPTS)))
+    assert frame["cluster_id"].to_list() == [0, 0, 0, 0, 4, 5, 4]
+    assert frame["keep"].to_list() == [True, False, False, False, True, True, False]
+
+
+def test_keep_only_writes_representatives(tmp_path):
+    write_inputs(tmp_path)
+    out = tmp_path / "kept.csv"
+    dedup_file(tmp_path / "p.csv", out, keep_only=True)
+    assert pl.read_csv(out)["id"].to_list() == [0, 4, 5]
+
+
+def test_invalid_utf8_in_a_text_file_names_the_line(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"a doctor\na nurse\nbroken \xc3\x28 text\n")
+    with pytest.raises(InvalidUtf8Error, match=r"bad\.txt: line 3"):
+        dedup_file(path, tmp_path / "o.parquet")
+    proc = subprocess.run(
+        [sys.executable, "-m", "livo.cli", "dedup", str(path), "-o", str(tmp_path / "o.parquet")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2
+    assert "line 3" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_missing_column_names_the_file_and_the_columns(tmp_path):
+    write_inputs(tmp_path)
+    with pytest.raises(InputError, match=r"p\.csv: no column 'text'; columns are \['id', 'prompt'\]"):
+        dedup_file(tmp_path / "p.csv", tmp_path / "o.parquet", column="text")
+
+
+def test_non_string_column_is_rejected(tmp_path):
+    write_inputs(tmp_path)
+    with pytest.raises(InputError, match="column 'id' has type int64"):
+        dedup_file(tmp_path / "p.parquet", tmp_path / "o.parquet", column="id")
+
+
+def test_missing_file_and_unknown_extension(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        dedup_file(tmp_path / "nope.txt", tmp_path / "o.parquet")
+    (tmp_path / "p.xlsx").write_text("x")
+    with pytest.raises(InputError, match="unsupported file extension '.xlsx'"):
+        dedup_file(tmp_path / "p.xlsx", tmp_path / "o.parquet")
+
+
+def test_corrupt_parquet_is_reported_not_half_read(tmp_path):
+    write_inputs(tmp_path)
+    data = (tmp_path / "p.parquet").read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut\.parquet: cannot be read as parquet"):
+        dedup_file(tmp_path / "cut.parquet", tmp_path / "o.parquet")
+
+
+def test_bundled_sample_corpus_runs_through_the_cli(tmp_path):
+    from importlib.resources import files
+
+    sample = files("livo.data") / "samples" / "prompts.txt"
+    out = tmp_path / "sample.parquet"
+    proc = subprocess.run(
+        [sys.executable, "-m", "livo.cli", "dedup", str(sample), "-o", str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = pq.read_table(out)
+    assert table.num_rows > 1000
+    assert 0 < sum(table.column("keep").to_pylist()) < table.num_rows
