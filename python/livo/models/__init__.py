@@ -1,0 +1,70 @@
+"""LiVO's model core: value encoder, conditioning, denoising errors, pipeline, model loading.
+
+* ``ValueEncoder`` (``value_encoder``): a ``CLIPTextModel`` copy of the base text encoder whose
+  pooled output on ``value + ", " + prompt`` is the value token ``e_v``.
+* ``conditioning``: ``c_ref``, ``c_θ = [e_v ; c_ref]`` and the unconditional embedding, one length
+  convention for training and inference.
+* ``denoising``: ``pair_errors`` — per-sample errors of (aligned, violating) pairs with shared noise
+  and timestep, for epsilon and v-prediction; the losses themselves live in ``livo.losses``.
+* ``LiVOPipeline`` (``pipeline``) with ``ValueChoice`` selections (``values``).
+* ``load_base`` (``loading``): SD 1.5 or any diffusers pipeline from a folder or hub id, failing fast
+  when absent; ``tiny_components`` (``tiny``): a seeded tiny SD-shaped model for tests and the toy world.
+"""
+
+from livo.models.conditioning import (
+    ValueConditioning,
+    base_conditioning,
+    encode_text,
+    reference_conditioning,
+    sequence_length,
+    unconditional_conditioning,
+    value_conditioning,
+    with_value_token,
+)
+from livo.models.denoising import (
+    PairErrors,
+    freeze_for_value_training,
+    pair_errors,
+    per_sample_error,
+    prediction_target,
+    sample_noise_and_timesteps,
+)
+from livo.models.loading import load_base, missing_model_message
+from livo.models.pipeline import LiVOPipeline, LiVOPipelineOutput
+from livo.models.tiny import TinyModelConfig, sd15_configs, sd15_sized_components, sd15_text_encoder_config, tiny_components
+from livo.models.tokenizer import build_word_tokenizer, check_vocabulary
+from livo.models.value_encoder import ValueEncoder, value_texts
+from livo.models.values import ValueChoice, as_value_choice, values_per_image
+
+__all__ = [
+    "LiVOPipeline",
+    "LiVOPipelineOutput",
+    "PairErrors",
+    "TinyModelConfig",
+    "ValueChoice",
+    "ValueConditioning",
+    "ValueEncoder",
+    "as_value_choice",
+    "base_conditioning",
+    "build_word_tokenizer",
+    "check_vocabulary",
+    "encode_text",
+    "freeze_for_value_training",
+    "load_base",
+    "missing_model_message",
+    "pair_errors",
+    "per_sample_error",
+    "prediction_target",
+    "reference_conditioning",
+    "sample_noise_and_timesteps",
+    "sd15_configs",
+    "sd15_sized_components",
+    "sd15_text_encoder_config",
+    "sequence_length",
+    "tiny_components",
+    "unconditional_conditioning",
+    "value_conditioning",
+    "value_texts",
+    "values_per_image",
+    "with_value_token",
+]

@@ -1,0 +1,224 @@
+"""``LiVOPipeline``: a base text-to-image pipeline plus a value encoder and a value selector.
+
+For each prompt the selector picks a value principle or none (see ``livo.models.values``). Images
+whose prompt gets no value (or whose bias coin says "base") are conditioned exactly like the base
+pipeline; the others on ``c_θ = [e_v ; E_T(prompt)]`` (see ``livo.models.conditioning``), with the
+base pipeline's own unconditional embedding for classifier-free guidance. When no image of a call
+gets a value, the base pipeline is called unchanged, so its images are bit-identical to calling it
+with the same arguments and generator.
+
+The base pipeline can be any diffusers pipeline that has ``text_encoder`` and ``tokenizer`` and
+accepts ``prompt_embeds`` / ``negative_prompt_embeds`` (``StableDiffusionPipeline`` and its
+relatives). Saving writes the base pipeline's folder plus ``value_encoder/`` (transformers layout,
+safetensors), which ``CLIPTextModel.from_pretrained(folder, subfolder="value_encoder")`` reads.
+
+Coin flips for bias values come from ``value_seed`` if given, else from the seeds of the torch
+``generator`` (so one seeded generator reproduces both the noise and the choices), else from fresh
+entropy (not reproducible).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from livo.errors import ConfigError
+from livo.models.conditioning import (
+    base_conditioning,
+    unconditional_conditioning,
+    value_conditioning,
+)
+from livo.models.value_encoder import ValueEncoder
+from livo.models.values import Selector, ValueChoice, values_per_image
+
+VALUE_ENCODER_FOLDER = "value_encoder"
+
+
+@dataclass
+class LiVOPipelineOutput:
+    """``images`` as the base pipeline returned them (PIL list, array or tensor per ``output_type``),
+    and per image the value applied (``None``: base model); image ``i * n + j`` is prompt ``i``."""
+
+    images: Any
+    values: list[ValueChoice | None]
+    prompts: list[str]
+
+
+def _no_value(prompt: str) -> None:
+    return None
+
+
+def value_rng(value_seed: int | None, generator: Any) -> np.random.Generator:
+    """The generator of bias coin flips: ``value_seed``, else the torch generator(s)' seeds."""
+    if value_seed is not None:
+        return np.random.default_rng(value_seed)
+    generators = generator if isinstance(generator, (list, tuple)) else [generator] if generator is not None else []
+    if generators:
+        return np.random.default_rng([int(g.initial_seed()) for g in generators])
+    return np.random.default_rng()
+
+
+class LiVOPipeline:
+    """Value-aligned generation; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        base: Any,
+        value_encoder: ValueEncoder,
+        selector: Selector | None = None,
+        bias_probability: float = 0.5,
+    ) -> None:
+        for name in ("text_encoder", "tokenizer"):
+            if getattr(base, name, None) is None:
+                raise ConfigError(f"base: pipeline {type(base).__name__} has no {name}")
+        self.base = base
+        self.value_encoder = value_encoder.eval().requires_grad_(False)
+        self.selector: Selector = selector or _no_value
+        self.bias_probability = bias_probability
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> LiVOPipeline:
+        """Move (and optionally cast) the base pipeline and the value encoder together."""
+        moves = {key: val for key, val in (("device", device), ("dtype", dtype)) if val is not None}
+        self.base.to(**moves)
+        self.value_encoder.to(**moves)
+        return self
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        selector: Selector | None = None,
+        torch_dtype: torch.dtype | None = None,
+        device: Any = None,
+        value_encoder_path: str | os.PathLike[str] | None = None,
+        bias_probability: float = 0.5,
+        **base_kwargs: Any,
+    ) -> LiVOPipeline:
+        """Load the base from ``path`` (folder or hub id, via ``load_base``) and the value encoder
+        from ``value_encoder_path`` or ``path/value_encoder``."""
+        from livo.models.loading import load_base
+
+        base = load_base(path, torch_dtype, device, **base_kwargs)
+        if value_encoder_path is None:
+            value_encoder = ValueEncoder.from_pretrained(os.fspath(path), subfolder=VALUE_ENCODER_FOLDER, dtype=torch_dtype)
+        else:
+            value_encoder = ValueEncoder.from_pretrained(os.fspath(value_encoder_path), dtype=torch_dtype)
+        if device is not None:
+            value_encoder.to(device)
+        return cls(base, value_encoder, selector=selector, bias_probability=bias_probability)
+
+    def save_pretrained(self, path: str | os.PathLike[str]) -> None:
+        """Write the base pipeline and ``value_encoder/`` into ``path``, atomically: everything is
+        written to a sibling temporary folder that replaces ``path`` only when complete."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        self.base.save_pretrained(staging)
+        self.value_encoder.save_pretrained(staging / VALUE_ENCODER_FOLDER)
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | Sequence[str],
+        num_images_per_prompt: int = 1,
+        *,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        value_seed: int | None = None,
+        negative_prompt: str | Sequence[str] | None = None,
+        selector: Selector | None = None,
+        **base_kwargs: Any,
+    ) -> LiVOPipelineOutput:
+        """Generate ``num_images_per_prompt`` images per prompt. ``selector`` overrides the
+        pipeline's for this call; other keyword arguments go to the base pipeline unchanged
+        (``num_inference_steps``, ``guidance_scale``, ``height``, ``width``, ``output_type``, ...)."""
+        for name in ("prompt_embeds", "negative_prompt_embeds", "clip_skip"):
+            if name in base_kwargs:
+                raise ConfigError(f"{name}: not supported by LiVOPipeline (it builds the embeddings itself)")
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise ConfigError("prompt: no prompts given")
+        negatives = self._negatives(negative_prompt, len(prompts))
+        applied = values_per_image(
+            prompts,
+            selector or self.selector,
+            num_images_per_prompt,
+            value_rng(value_seed, generator),
+            self.bias_probability,
+        )
+        if all(value is None for value in applied):
+            output = self.base(
+                prompt=prompts,
+                num_images_per_prompt=num_images_per_prompt,
+                negative_prompt=negative_prompt,
+                generator=generator,
+                **base_kwargs,
+            )
+        else:
+            embeds = self._image_embeddings(prompts, num_images_per_prompt, applied)
+            negative_embeds = self._negative_embeddings(negatives, num_images_per_prompt)
+            output = self.base(
+                prompt_embeds=embeds,
+                negative_prompt_embeds=negative_embeds,
+                num_images_per_prompt=1,
+                generator=generator,
+                **base_kwargs,
+            )
+        images = output.images if hasattr(output, "images") else output[0]
+        return LiVOPipelineOutput(images=images, values=applied, prompts=prompts)
+
+    @staticmethod
+    def _negatives(negative_prompt: str | Sequence[str] | None, count: int) -> list[str]:
+        if negative_prompt is None:
+            return [""] * count
+        if isinstance(negative_prompt, str):
+            return [negative_prompt] * count
+        if len(negative_prompt) != count:
+            raise ConfigError(f"negative_prompt: {len(negative_prompt)} given for {count} prompts")
+        return list(negative_prompt)
+
+    def _image_embeddings(
+        self, prompts: list[str], per_prompt: int, applied: list[ValueChoice | None]
+    ) -> torch.Tensor:
+        text_encoder, tokenizer = self.base.text_encoder, self.base.tokenizer
+        base = base_conditioning(text_encoder, tokenizer, prompts)
+        steered_values: dict[int, ValueChoice] = {}
+        for index, value in enumerate(applied):
+            if value is not None:
+                steered_values.setdefault(index // per_prompt, value)
+        order = sorted(steered_values)
+        steered = value_conditioning(
+            self.value_encoder,
+            text_encoder,
+            tokenizer,
+            [steered_values[i].text for i in order],
+            [prompts[i] for i in order],
+        ).c_theta
+        row = {prompt_index: k for k, prompt_index in enumerate(order)}
+        rows = [
+            steered[row[index // per_prompt]] if value is not None else base[index // per_prompt]
+            for index, value in enumerate(applied)
+        ]
+        return torch.stack(rows).to(text_encoder.dtype)
+
+    def _negative_embeddings(self, negatives: list[str], per_prompt: int) -> torch.Tensor:
+        text_encoder, tokenizer = self.base.text_encoder, self.base.tokenizer
+        unique = {text: unconditional_conditioning(text_encoder, tokenizer, 1, text)[0] for text in set(negatives)}
+        return torch.stack([unique[text] for text in negatives for _ in range(per_prompt)]).to(text_encoder.dtype)

@@ -1,0 +1,80 @@
+"""The value encoder E_V: a CLIP text encoder that turns (value principle, prompt) into one token.
+
+E_V has exactly the base text encoder's architecture and starts from its weights
+(:meth:`ValueEncoder.from_text_encoder`); all of it is trained while the diffusion model stays
+frozen. It reads ``value + ", " + prompt`` and returns the pooled output: the hidden state of the
+first end-of-text token after the final layer norm, without CLIP's projection.
+
+``ValueEncoder`` *is* a ``CLIPTextModel`` (same modules, same state-dict keys), so its checkpoints are
+ordinary transformers checkpoints: ``save_pretrained(folder)`` writes ``config.json`` and
+``model.safetensors``; ``CLIPTextModel.from_pretrained(folder)`` reads them back, and
+``ValueEncoder.from_pretrained`` reads any ``CLIPTextModel`` checkpoint (e.g. a published LiVO value
+encoder). The tokenizer is the base model's; it is passed in, not stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import CLIPTextModel
+
+from livo.errors import ConfigError
+
+
+def value_texts(values: Sequence[str], prompts: Sequence[str]) -> list[str]:
+    """The text E_V reads for each (value, prompt): ``value + ", " + prompt``."""
+    if len(values) != len(prompts):
+        raise ConfigError(f"values: {len(values)} values for {len(prompts)} prompts")
+    return [f"{value}, {prompt}" for value, prompt in zip(values, prompts, strict=True)]
+
+
+class ValueEncoder(CLIPTextModel):
+    """A ``CLIPTextModel`` whose pooled output is LiVO's value token ``e_v`` (one vector per prompt)."""
+
+    @classmethod
+    def from_text_encoder(cls, text_encoder: CLIPTextModel) -> ValueEncoder:
+        """A trainable copy of ``text_encoder``: same config, same weights, same dtype and device."""
+        parameter = next(text_encoder.parameters())
+        encoder = cls(text_encoder.config)
+        encoder.load_state_dict(text_encoder.state_dict())
+        encoder.to(device=parameter.device, dtype=parameter.dtype)
+        encoder.requires_grad_(True)
+        return encoder
+
+    def encode_values(
+        self, tokenizer, values: Sequence[str], prompts: Sequence[str]  # noqa: ANN001
+    ) -> torch.Tensor:
+        """``e_v`` for each (value, prompt), shape ``(batch, hidden)``.
+
+        The text is tokenised to the tokenizer's ``model_max_length`` (truncated, the end token kept)
+        and padded, exactly like the base text encoder's input.
+        """
+        tokens = tokenizer(
+            value_texts(values, prompts),
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        output = self(input_ids=tokens.input_ids.to(self.device))
+        return output.pooler_output
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        """Save in the transformers layout, recorded as a plain ``CLIPTextModel`` so that tools
+        which dispatch on ``architectures`` load it without LiVO installed."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        _record_as_clip_text_model(save_directory)
+
+
+def _record_as_clip_text_model(folder) -> None:  # noqa: ANN001
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(folder) / "config.json"
+    config = json.loads(path.read_text())
+    config["architectures"] = ["CLIPTextModel"]
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
