@@ -25,6 +25,18 @@ pub enum DataError {
     },
     #[error("interrupted")]
     Cancelled,
+    #[error("{path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Schema(String),
+    #[error("{path}: another writer holds this dataset (lock file)")]
+    Locked { path: PathBuf },
 }
 
 impl DataError {

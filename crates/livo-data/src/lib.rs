@@ -2,12 +2,14 @@
 //!
 //! - [`normalize`]: Unicode-aware prompt normalisation;
 //! - [`dedup`]: exact and MinHash-LSH near-duplicate clustering;
-//! - [`text_file`]: line-oriented prompt files with exact error locations.
+//! - [`text_file`]: line-oriented prompt files with exact error locations;
+//! - [`shards`]: sharded Parquet datasets with a manifest, atomic resumable writing and verification.
 
 pub mod dedup;
 pub mod error;
 pub mod normalize;
 pub mod progress;
+pub mod shards;
 pub mod text_file;
 mod union_find;
 

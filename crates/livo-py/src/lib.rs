@@ -4,6 +4,7 @@
 mod dedup;
 mod errors;
 mod progress;
+mod shards;
 
 use pyo3::prelude::*;
 
@@ -12,5 +13,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     dedup::register(m)?;
+    shards::register(m)?;
     Ok(())
 }
