@@ -1,0 +1,98 @@
+"""``livo toyworld render|train|report``: the toy value world from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("toyworld", help="the synthetic toy value world (render, train, report)")
+    commands = parser.add_subparsers(dest="toyworld_command", metavar="ACTION", required=True)
+
+    render = commands.add_parser("render", help="render ground-truth images of prompts to a PNG grid")
+    render.add_argument("prompts", nargs="+", help='toy-world prompts, e.g. "a doctor" "a bloody teal nurse"')
+    render.add_argument("--per-prompt", type=int, default=8, help="images per prompt (one grid row each)")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--scale", type=int, default=4, help="pixel upscaling of the PNG")
+    render.add_argument("--output", required=True, help="PNG file to write")
+    render.set_defaults(run=run_render)
+
+    train = commands.add_parser("train", help="train the base text-to-image model (about 15 min on 2 cores)")
+    train.add_argument("--output", required=True, help="folder to save the diffusers pipeline into")
+    train.add_argument("--steps", type=int, default=2200)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=2)
+    train.add_argument("--checkpoint-every", type=int, default=0, help="also save EMA weights every N steps")
+    train.set_defaults(run=run_train)
+
+    report = commands.add_parser("report", help="measure bias, harm and fidelity of a model on the toy world")
+    report.add_argument("--model", default=None, help="diffusers folder or hub id (default: the shipped model)")
+    report.add_argument("--per-prompt", type=int, default=50, help="images per prompt (N)")
+    report.add_argument("--steps", type=int, default=25, help="DDIM sampling steps")
+    report.add_argument("--guidance-scale", type=float, default=None, help="default: the shipped recommendation")
+    report.add_argument("--seed", type=int, default=0)
+    report.add_argument("--batch-size", type=int, default=256, help="images per pipeline call")
+    report.add_argument("--threads", type=int, default=2)
+    report.add_argument("--output", required=True, help="folder for report.json, report.md and PNG grids")
+    report.set_defaults(run=run_report)
+
+
+def _quiet_threads(threads: int) -> None:
+    # Idle OpenMP threads must sleep, not spin: on shared cores spinning made steps ~10x slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from livo.toyworld.grammar import parse_prompt
+    from livo.toyworld.grid import save_grid
+    from livo.toyworld.render import render
+
+    specs = [parse_prompt(p) for p in args.prompts]
+    rows = [[render(spec, args.seed * 1_000_003 + 7919 * r + k)[0] for k in range(args.per_prompt)]
+            for r, spec in enumerate(specs)]
+    save_grid(rows, Path(args.output), scale=args.scale)
+    print(f"wrote {args.output} ({len(rows)} prompts x {args.per_prompt} images)")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    _quiet_threads(args.threads)
+    from livo.toyworld.train import TrainConfig, train
+
+    config = TrainConfig(
+        output=args.output,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        threads=args.threads,
+        checkpoint_every=args.checkpoint_every,
+    )
+    train(config, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    _quiet_threads(args.threads)
+    from livo.toyworld.report import ReportConfig, write_report
+
+    config = ReportConfig(
+        model=args.model,
+        per_prompt=args.per_prompt,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        output=args.output,
+    )
+    summary = write_report(config)
+    print(summary)
+    return 0
