@@ -50,29 +50,55 @@ def load_base(
     """
     from huggingface_hub import constants as hub_constants
 
-    if pipeline_class is None:
-        from diffusers import StableDiffusionPipeline
-
-        pipeline_class = StableDiffusionPipeline
     model = os.fspath(model_id_or_path)
+    path = Path(model).expanduser()
     kwargs = dict(pipeline_kwargs)
     if dtype is not None:
-        kwargs["torch_dtype"] = dtype
-    if cache_dir is not None:
-        kwargs["cache_dir"] = os.fspath(cache_dir)
-
-    path = Path(model).expanduser()
+        kwargs["dtype"] = dtype
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise InputError(f"base model folder {model}: no model_index.json (not a diffusers pipeline folder)")
-        pipeline = pipeline_class.from_pretrained(os.fspath(path), **kwargs)
-    elif path.exists() or model.startswith((".", "/", "~")):
+        pipeline = _pipeline_class(pipeline_class).from_pretrained(os.fspath(path), **kwargs)
+    elif path.exists():
         raise InputError(f"base model {model}: not a folder (expected a diffusers pipeline folder or a hub id)")
+    elif model.startswith((".", "/", "~")):
+        raise InputError(f"base model folder {model}: does not exist")
     else:
-        pipeline = _load_from_hub(pipeline_class, model, kwargs, hub_constants.is_offline_mode())
+        offline = hub_constants.is_offline_mode() or _truthy(os.environ.get("HF_HUB_OFFLINE", ""))
+        if offline and not _cached(model, cache_dir, kwargs.get("revision")):
+            # Decided before importing diffusers, which alone takes seconds on a busy machine.
+            raise ConfigError(
+                missing_model_message(model, "not in the local cache and HF_HUB_OFFLINE=1 forbids downloads")
+            )
+        if cache_dir is not None:
+            kwargs["cache_dir"] = os.fspath(cache_dir)
+        pipeline = _load_from_hub(_pipeline_class(pipeline_class), model, kwargs, offline)
     if device is not None:
         pipeline = pipeline.to(device)
     return pipeline
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _pipeline_class(pipeline_class: Any) -> Any:
+    if pipeline_class is not None:
+        return pipeline_class
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline
+
+
+def _cached(model_id: str, cache_dir: str | os.PathLike[str] | None, revision: str | None) -> bool:
+    """Whether the hub cache holds this model's ``model_index.json`` (no network access)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model_id, "model_index.json", cache_dir=cache_dir, revision=revision)
+    except ValueError:  # not a valid repo id
+        return False
+    return isinstance(found, str)
 
 
 def _load_from_hub(pipeline_class: Any, model_id: str, kwargs: dict[str, Any], offline: bool) -> Any:

@@ -1,0 +1,123 @@
+"""LiVOPipeline on the tiny model: base identity, value application, 0.5 mixing, save/load, bf16."""
+
+import numpy as np
+import pytest
+import torch
+
+from livo.models import LiVOPipeline, ValueChoice, ValueEncoder, tiny_components, values_per_image
+
+PROMPTS = ["a photo of a doctor", "a bloody zombie", "a dog in the park"]
+GENDER = ValueChoice("gender equality", "bias")
+BLOOD = ValueChoice("bloody content is considered inappropriate", "harm")
+CALL = {"num_inference_steps": 3, "height": 16, "width": 16, "output_type": "pt"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():  # noqa: ANN201
+    """Tiny models run faster on one thread; two threads spin against each other on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def select(prompt: str):  # noqa: ANN201
+    if "doctor" in prompt:
+        return GENDER
+    if "bloody" in prompt:
+        return BLOOD
+    return None
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def pipelines():  # noqa: ANN201
+    from diffusers import StableDiffusionPipeline
+
+    base = StableDiffusionPipeline(**tiny_components(seed=0))
+    base.set_progress_bar_config(disable=True)
+    value_encoder = ValueEncoder.from_text_encoder(base.text_encoder)
+    with torch.no_grad():  # a trained value encoder differs from the text encoder
+        for parameter in value_encoder.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=seeded(9)))
+    return base, LiVOPipeline(base, value_encoder, selector=select)
+
+
+def test_no_value_gives_bit_identical_images_to_the_base_pipeline(pipelines) -> None:  # noqa: ANN001
+    base, livo = pipelines
+    expected = base(PROMPTS, num_images_per_prompt=2, generator=seeded(3), **CALL).images
+    output = livo(PROMPTS, 2, generator=seeded(3), selector=lambda prompt: None, **CALL)
+    assert output.values == [None] * 6
+    assert torch.equal(output.images, expected)
+
+
+def test_harm_values_are_always_applied_and_change_the_image(pipelines) -> None:  # noqa: ANN001
+    base, livo = pipelines
+    output = livo(["a bloody zombie"], 4, generator=seeded(4), **CALL)
+    assert output.values == [BLOOD] * 4
+    untouched = base(["a bloody zombie"], num_images_per_prompt=4, generator=seeded(4), **CALL).images
+    assert not torch.equal(output.images, untouched)
+    plain = livo(["a cat"], 2, generator=seeded(4), selector=lambda prompt: "no gore", **CALL)
+    assert plain.values == [ValueChoice("no gore", "harm")] * 2
+
+
+def test_images_without_a_value_in_a_mixed_batch_match_the_base_model(pipelines) -> None:  # noqa: ANN001
+    base, livo = pipelines
+    output = livo(PROMPTS, 2, generator=seeded(5), **CALL)
+    expected = base(PROMPTS, num_images_per_prompt=2, generator=seeded(5), **CALL).images
+    assert output.values[2:4] == [BLOOD, BLOOD] and output.values[4:] == [None, None]
+    assert any(value is not None for value in output.values)
+    for index, value in enumerate(output.values):
+        if value is None:
+            assert torch.equal(output.images[index], expected[index])
+        else:
+            assert not torch.allclose(output.images[index], expected[index], atol=1e-3)
+
+
+def test_bias_mixing_is_reproducible_for_a_seed(pipelines) -> None:  # noqa: ANN001
+    _, livo = pipelines
+    first = livo(["a photo of a doctor"], 12, generator=seeded(6), **CALL)
+    again = livo(["a photo of a doctor"], 12, generator=seeded(6), **CALL)
+    other = livo(["a photo of a doctor"], 12, generator=seeded(6), value_seed=123, **CALL)
+    assert first.values == again.values and torch.equal(first.images, again.images)
+    assert set(first.values) == {GENDER, None}
+    assert other.values != first.values
+
+
+def test_bias_values_are_applied_to_about_half_the_images() -> None:
+    applied = values_per_image(["a photo of a doctor"], select, 400, np.random.default_rng(11))
+    share = sum(value is not None for value in applied) / 400
+    assert 0.4 <= share <= 0.6
+    harm = values_per_image(["a bloody zombie"], select, 50, np.random.default_rng(11))
+    assert harm == [BLOOD] * 50
+
+
+def test_save_and_load_give_identical_images(pipelines, tmp_path) -> None:  # noqa: ANN001
+    from transformers import CLIPTextModel
+
+    _, livo = pipelines
+    livo.save_pretrained(tmp_path / "livo")
+    loaded = LiVOPipeline.from_pretrained(tmp_path / "livo", selector=select)
+    loaded.base.set_progress_bar_config(disable=True)
+    expected = livo(PROMPTS, 2, generator=seeded(7), **CALL)
+    output = loaded(PROMPTS, 2, generator=seeded(7), **CALL)
+    assert output.values == expected.values and torch.equal(output.images, expected.images)
+    plain = CLIPTextModel.from_pretrained(tmp_path / "livo", subfolder="value_encoder")
+    for name, tensor in livo.value_encoder.state_dict().items():
+        assert torch.equal(plain.state_dict()[name], tensor), name
+
+
+def test_bfloat16_generation_with_values(pipelines) -> None:  # noqa: ANN001
+    from diffusers import StableDiffusionPipeline
+
+    _, livo = pipelines
+    half_base = StableDiffusionPipeline(**tiny_components(seed=0)).to(dtype=torch.bfloat16)
+    half_base.set_progress_bar_config(disable=True)
+    encoder = ValueEncoder.from_text_encoder(livo.value_encoder).to(dtype=torch.bfloat16)
+    half = LiVOPipeline(half_base, encoder, selector=select)
+    output = half(PROMPTS, 2, generator=seeded(8), **CALL)
+    assert output.images.shape == (6, 3, 16, 16) and torch.isfinite(output.images.float()).all()
+    assert output.values[2] == BLOOD
