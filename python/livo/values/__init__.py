@@ -1,0 +1,39 @@
+"""Value principles and adaptive value selection.
+
+A registry (YAML) lists the value principles; :func:`build_index` embeds their exemplars into a
+FAISS index saved as a folder; :class:`ValueSelector` loads it and decides, per prompt, which value
+applies (or none) through keyword, retrieval and explicit-attribute stages. Heavy libraries
+(torch, faiss, sentence-transformers) are imported only when an embedder or index is used.
+"""
+
+from livo.values.embedders import Embedder, EmbedderIdentity, load_embedder
+from livo.values.index import ValueIndex, build_index, load_index, save_index
+from livo.values.registry import (
+    Registry,
+    ValuePrinciple,
+    builtin_registry_path,
+    load_registry,
+    parse_registry,
+)
+from livo.values.rewrite import aligned_prompt
+from livo.values.selector import Selection, ValueChoice, ValueJudge, ValueSelector
+
+__all__ = [
+    "Embedder",
+    "EmbedderIdentity",
+    "Registry",
+    "Selection",
+    "ValueChoice",
+    "ValueIndex",
+    "ValueJudge",
+    "ValuePrinciple",
+    "ValueSelector",
+    "aligned_prompt",
+    "build_index",
+    "builtin_registry_path",
+    "load_embedder",
+    "load_index",
+    "load_registry",
+    "parse_registry",
+    "save_index",
+]

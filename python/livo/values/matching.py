@@ -1,0 +1,147 @@
+"""Rule stages of value selection: harm keywords and explicit protected attributes.
+
+Matching works on NFKC-normalised, case-folded text with Unicode word boundaries, so "dead" never
+fires inside "deadline" and "sex" never inside "Sussex", while "ZOMBIE" and "ｚｏｍｂｉｅ" still match.
+A term ending in ``*`` matches any word starting with it ("zombi*" finds "zombies", "zombified").
+Benign phrases that contain a keyword ("blood orange") are listed as exceptions and blanked out
+before keywords are looked for.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from livo.values.registry import Registry, ValuePrinciple
+
+_BOUNDARY_START = r"(?<!\w)"
+_BOUNDARY_END = r"(?!\w)"
+
+
+def normalize_text(text: str) -> str:
+    """NFKC + casefold + single spaces: the form every rule matches against."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _term_pattern(term: str) -> str:
+    term = normalize_text(term)
+    prefix = term.endswith("*")
+    if prefix:
+        term = term[:-1]
+    parts = [re.escape(p) for p in re.split(r"[\s]+", term)]
+    body = r"[\s\-]+".join(parts)
+    return body + (r"\w*" if prefix else "")
+
+
+def terms_regex(terms: list[str], suffix: str = "") -> re.Pattern[str] | None:
+    """One compiled alternation of ``terms`` with word boundaries; longest terms first so a
+    multi-word term wins over its first word."""
+    if not terms:
+        return None
+    ordered = sorted({_term_pattern(t) for t in terms}, key=len, reverse=True)
+    return re.compile(_BOUNDARY_START + "(?:" + "|".join(ordered) + ")" + suffix + _BOUNDARY_END)
+
+
+@dataclass(frozen=True)
+class KeywordHit:
+    value_id: str
+    keyword: str
+
+
+class HarmKeywords:
+    """The keyword stage: the first harm value (in registry order) whose keywords occur."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._rules: list[tuple[str, re.Pattern[str], re.Pattern[str] | None]] = []
+        for value in registry.values:
+            if value.kind != "harm" or not value.keywords:
+                continue
+            keywords = terms_regex(value.keywords)
+            assert keywords is not None
+            self._rules.append((value.id, keywords, terms_regex(value.keyword_exceptions)))
+
+    def match(self, normalized: str) -> KeywordHit | None:
+        for value_id, keywords, exceptions in self._rules:
+            text = exceptions.sub(" ", normalized) if exceptions is not None else normalized
+            found = keywords.search(text)
+            if found:
+                return KeywordHit(value_id, found.group(0))
+        return None
+
+
+class ExplicitAttributes:
+    """Finds protected attributes a prompt already states ("a female doctor", "an Asian nurse",
+    "a woman", "a chef of Indian descent"). A bias value whose attribute is stated is suppressed:
+    steering it would contradict the user."""
+
+    def __init__(self, registry: Registry) -> None:
+        nouns = [normalize_text(n) for n in registry.person_nouns]
+        all_modifiers: list[str] = []
+        all_words: list[str] = []
+        for value in registry.values:
+            for cls in (value.classes or {}).values():
+                all_modifiers += cls.modifiers
+                all_words += cls.words
+        noun_alt = "(?:" + "|".join(sorted({re.escape(n) for n in nouns}, key=len, reverse=True)) + r")(?:e?s)?"
+        # Other attribute terms may sit between a modifier and its noun ("a black female doctor").
+        between_terms = sorted({_term_pattern(t) for t in all_modifiers + all_words}, key=len, reverse=True)
+        between = r"(?:[\s\-]+(?:" + "|".join(between_terms) + "))*" if between_terms else ""
+        self._rules: list[tuple[str, str, list[re.Pattern[str]]]] = []
+        for value in registry.values:
+            if value.kind != "bias" or not value.classes or not value.attribute:
+                continue
+            for class_name, cls in value.classes.items():
+                patterns: list[re.Pattern[str]] = []
+                words = terms_regex(cls.words)
+                if words is not None:
+                    patterns.append(words)
+                if cls.modifiers:
+                    mods = "(?:" + "|".join(sorted({_term_pattern(m) for m in cls.modifiers}, key=len, reverse=True)) + ")"
+                    patterns.append(re.compile(_BOUNDARY_START + mods + between + r"[\s\-]+" + noun_alt + _BOUNDARY_END))
+                    # Up to two other words between ("a male kindergarten teacher"), spaces only,
+                    # so "black-haired girl" or "a white lab coat" state nothing.
+                    patterns.append(re.compile(_BOUNDARY_START + mods + r"(?:\s+[\w']+){0,2}\s+" + noun_alt + _BOUNDARY_END))
+                    patterns.append(re.compile(
+                        _BOUNDARY_START + r"of\s+" + mods + r"\s+(?:descent|heritage|origin|ancestry)" + _BOUNDARY_END
+                    ))
+                self._rules.append((value.attribute, class_name, patterns))
+
+    def stated(self, normalized: str) -> dict[str, str]:
+        """Attribute -> first stated class, e.g. ``{"gender": "female"}``."""
+        found: dict[str, str] = {}
+        for attribute, class_name, patterns in self._rules:
+            if attribute in found:
+                continue
+            if any(p.search(normalized) for p in patterns):
+                found[attribute] = class_name
+        return found
+
+
+class PersonNouns:
+    """Locates person nouns. The bias rewrite rule places the attribute word before the first one;
+    the selector treats one as evidence of a person, except in the possessive ("a judge's gavel"),
+    which usually names an object."""
+
+    def __init__(self, registry: Registry) -> None:
+        alt = "|".join(sorted({re.escape(normalize_text(n)) for n in registry.person_nouns}, key=len, reverse=True))
+        self.regex = re.compile(_BOUNDARY_START + "(?:" + alt + r")(?:e?s)?" + _BOUNDARY_END, re.IGNORECASE)
+        self._evidence = re.compile(self.regex.pattern + r"(?!\s*['’]s?(?!\w))")
+
+    def first(self, text: str) -> re.Match[str] | None:
+        return self.regex.search(text)
+
+    def present(self, normalized: str) -> bool:
+        """A non-possessive person noun occurs in ``normalized`` text."""
+        return self._evidence.search(normalized) is not None
+
+
+def exception_blanker(registry: Registry) -> re.Pattern[str] | None:
+    """All harm values' keyword exceptions as one pattern: retrieval embeds the prompt with these
+    known-benign phrases removed, so "nude lipstick" is not pulled towards nudity by its embedding."""
+    terms = [t for v in registry.values if v.kind == "harm" for t in v.keyword_exceptions]
+    return terms_regex(terms)
+
+
+def value_attribute(value: ValuePrinciple) -> str | None:
+    return value.attribute if value.kind == "bias" else None

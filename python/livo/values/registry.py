@@ -1,0 +1,199 @@
+"""Value principles: the registry file that says which values exist, what text the value encoder
+reads for each, and how the selector and the dataset builder recognise and rewrite prompts.
+
+A registry is YAML validated by pydantic; every error names the file and the field, so a typo in a
+hand-written registry is found at load time rather than as a silent mis-selection later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from livo.errors import ConfigError
+
+ValueKind = Literal["bias", "harm"]
+_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _clean_terms(terms: list[str]) -> list[str]:
+    cleaned = [" ".join(t.split()) for t in terms]
+    if any(not t for t in cleaned):
+        raise ValueError("terms must be non-empty strings")
+    return cleaned
+
+
+class AttributeClass(_Strict):
+    """One class of a protected attribute (e.g. ``female`` of ``gender``).
+
+    ``words`` name the class on their own anywhere in a prompt ("woman", "latina"); ``modifiers``
+    name it only directly before a person noun ("female doctor", "black nurse"), because colour
+    words and adjectives are ambiguous elsewhere ("a white coat"). ``insert`` is the word the
+    dataset builder inserts before the person noun to make the attribute explicit.
+    """
+
+    words: list[str] = Field(default_factory=list)
+    modifiers: list[str] = Field(default_factory=list)
+    insert: str = Field(min_length=1)
+
+    _clean = field_validator("words", "modifiers")(_clean_terms)
+
+    @model_validator(mode="after")
+    def _has_terms(self) -> AttributeClass:
+        if not self.words and not self.modifiers:
+            raise ValueError("an attribute class needs at least one of 'words' or 'modifiers'")
+        return self
+
+
+class Exemplars(_Strict):
+    """Prompts the retrieval stage compares against: ``positive`` ones need this value, ``negative``
+    ones look similar but do not (they veto a match that is closer to them than to a positive)."""
+
+    positive: list[str] = Field(min_length=1)
+    negative: list[str] = Field(default_factory=list)
+
+    _clean = field_validator("positive", "negative")(_clean_terms)
+
+
+class ValuePrinciple(_Strict):
+    """One value: its id, the text fed to the value encoder, and how prompts are matched to it."""
+
+    id: str = Field(pattern=_ID_PATTERN)
+    text: str = Field(min_length=1)
+    kind: ValueKind
+    attribute: str | None = None
+    classes: dict[str, AttributeClass] | None = None
+    exemplars: Exemplars
+    keywords: list[str] = Field(default_factory=list)
+    keyword_exceptions: list[str] = Field(default_factory=list)
+    replacements: dict[str, str] = Field(default_factory=dict)
+
+    _clean = field_validator("keywords", "keyword_exceptions")(_clean_terms)
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ValuePrinciple:
+        if self.kind == "bias":
+            if not self.attribute:
+                raise ValueError("a bias value needs 'attribute' (e.g. gender)")
+            if not self.classes or len(self.classes) < 2:
+                raise ValueError("a bias value needs 'classes' with at least two attribute classes")
+            if self.keywords:
+                raise ValueError("'keywords' is for harm values; bias values are found by retrieval")
+        else:
+            if self.attribute is not None or self.classes is not None:
+                raise ValueError("'attribute' and 'classes' are only for bias values")
+            if not self.keywords and not self.exemplars.positive:
+                raise ValueError("a harm value needs 'keywords' or positive exemplars")
+            if not self.replacements:
+                raise ValueError("a harm value needs 'replacements' (harmful word -> replacement, '' removes)")
+        return self
+
+
+class Registry(_Strict):
+    """A set of value principles. Order matters: when several values of the same kind apply, the one
+    listed first wins (harm values always win over bias values)."""
+
+    name: str = Field(min_length=1)
+    version: Literal[1] = 1
+    person_nouns: list[str] = Field(min_length=1)
+    benign_exemplars: list[str] = Field(default_factory=list)
+    values: list[ValuePrinciple] = Field(min_length=1)
+
+    _clean = field_validator("person_nouns", "benign_exemplars")(_clean_terms)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Registry:
+        seen: set[str] = set()
+        for value in self.values:
+            if value.id in seen:
+                raise ValueError(f"duplicate value id {value.id!r}")
+            seen.add(value.id)
+        return self
+
+    def value(self, value_id: str) -> ValuePrinciple:
+        for value in self.values:
+            if value.id == value_id:
+                return value
+        raise KeyError(value_id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [v.id for v in self.values]
+
+    def content_hash(self) -> str:
+        """SHA-256 of the registry's canonical JSON: formatting and comments in the YAML do not
+        change it, any change of meaning does."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"{source}: field {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_registry(data: object, source: str = "<registry>") -> Registry:
+    """Validates already-parsed YAML/JSON data; errors name ``source`` and each bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a registry is a mapping with 'name', 'person_nouns' and 'values'")
+    # Show value ids instead of list positions in error locations where possible.
+    try:
+        return Registry.model_validate(data)
+    except ValidationError as error:
+        message = _format_validation_error(source, error)
+        values = data.get("values")
+        if isinstance(values, list):
+            for index, item in enumerate(values):
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    message = message.replace(f"field values.{index}.", f"field values[{item['id']}].")
+                    message = message.replace(f"field values.{index}:", f"field values[{item['id']}]:")
+        raise ConfigError(message) from None
+
+
+def load_registry(path: str | os.PathLike[str]) -> Registry:
+    """Reads and validates a registry YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: registry file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_registry(data, str(path))
+
+
+def builtin_registry_path(name: str = "default") -> Path:
+    """Path of a registry shipped with the package: ``default`` (SD-style values) or ``toyworld``."""
+    root = resources.files("livo.values") / "registry"
+    path = Path(str(root / f"{name}.yaml"))
+    if not path.exists():
+        known = sorted(p.stem for p in Path(str(root)).glob("*.yaml"))
+        raise ConfigError(f"no built-in registry {name!r} (built-in: {known})")
+    return path
+
+
+def resolve_registry_path(spec: str | os.PathLike[str]) -> Path:
+    """A file path, or ``builtin:NAME`` / a bare built-in name such as ``default``."""
+    text = str(spec)
+    if text.startswith("builtin:"):
+        return builtin_registry_path(text.removeprefix("builtin:"))
+    path = Path(text)
+    if not path.exists() and "/" not in text and not path.suffix:
+        return builtin_registry_path(text)
+    return path
