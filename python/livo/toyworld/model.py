@@ -217,3 +217,20 @@ def save_pipeline(pipeline: Any, folder: str | os.PathLike[str], extra: dict[str
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+SHIPPED_MODEL = Path(__file__).resolve().parent / "model"
+
+
+def load_toy_model(model: str | os.PathLike[str] | None = None, dtype: Any = None, device: Any = None) -> Any:
+    """Load the toy base model (default: the one shipped in the package) through ``load_base``.
+
+    The same loader serves SD 1.5 from the hub or a folder: nothing toy-specific happens here.
+    """
+    from livo.errors import InputError
+    from livo.models.loading import load_base
+
+    path = SHIPPED_MODEL if model is None else model
+    if model is None and not (SHIPPED_MODEL / "model_index.json").is_file():
+        raise InputError(f"shipped toy model {SHIPPED_MODEL}: missing; run `livo toyworld train --output DIR`")
+    return load_base(path, dtype, device)

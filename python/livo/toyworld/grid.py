@@ -1,0 +1,43 @@
+"""PNG image grids: one row per prompt, upscaled with nearest-neighbour so pixels stay crisp."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def grid_image(rows: Sequence[Sequence[np.ndarray]], scale: int = 4, gap: int = 1) -> np.ndarray:
+    """Tile ``rows`` of equal-size ``(H, W, 3)`` uint8 images into one uint8 array."""
+    if not rows or not rows[0]:
+        raise ValueError("an image grid needs at least one row with one image")
+    h, w = rows[0][0].shape[:2]
+    columns = max(len(r) for r in rows)
+    cell_h, cell_w = h * scale + gap, w * scale + gap
+    canvas = np.full((len(rows) * cell_h + gap, columns * cell_w + gap, 3), 255, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            big = np.repeat(np.repeat(np.asarray(image, dtype=np.uint8), scale, axis=0), scale, axis=1)
+            y, x = gap + r * cell_h, gap + c * cell_w
+            canvas[y : y + h * scale, x : x + w * scale] = big
+    return canvas
+
+
+def save_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, scale: int = 4) -> Path:
+    """Write the grid as a PNG atomically (temp file in the same folder, then rename)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        Image.fromarray(grid_image(rows, scale=scale)).save(temp, format="PNG")
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path

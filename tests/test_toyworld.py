@@ -1,0 +1,184 @@
+"""The toy value world without a trained model: grammar, renderer, detectors, metrics, tokenizer, VAE."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from livo.errors import InputError
+from livo.eval.metrics import attribute_counts, discrepancy_d1, discrepancy_d2, rate
+from livo.toyworld.detect import detect
+from livo.toyworld.grammar import (
+    ATTRIBUTES,
+    DEFAULT_ATTRIBUTE,
+    HARMS,
+    MAX_LENGTH,
+    OBJECTS,
+    PEOPLE,
+    VALUE_TEXTS,
+    PromptSpec,
+    parse_prompt,
+    report_prompts,
+    vocabulary,
+)
+from livo.toyworld.render import IMAGE_SIZE, MARK_COLOURS, draw, render, sample_scene, sample_training_prompt
+
+
+def test_world_has_enough_subjects_attributes_and_harms() -> None:
+    assert len(PEOPLE) >= 6 and len(OBJECTS) >= 6 and len(ATTRIBUTES) >= 2 and len(HARMS) >= 2
+    assert set(DEFAULT_ATTRIBUTE.values()) == set(ATTRIBUTES)  # subjects skew in both directions
+
+
+def test_every_report_prompt_parses_back_to_its_spec() -> None:
+    for specs in report_prompts().values():
+        for spec in specs:
+            assert parse_prompt(spec.text()) == spec
+
+
+@pytest.mark.parametrize("prompt", ["a dragon", "a teal ball", "a doctor nurse", "bloody"])
+def test_prompts_outside_the_grammar_are_rejected(prompt: str) -> None:
+    with pytest.raises(InputError, match="prompt"):
+        parse_prompt(prompt)
+
+
+def test_same_prompt_and_seed_render_identical_pixels() -> None:
+    spec = PromptSpec("doctor", None, "bloody")
+    first, scene = render(spec, seed=123)
+    again, scene_again = render(spec, seed=123)
+    other, _ = render(spec, seed=124)
+    assert first.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) and first.dtype == np.uint8
+    assert np.array_equal(first, again) and scene == scene_again
+    assert not np.array_equal(first, other)
+
+
+def test_scenes_vary_in_background_size_and_position() -> None:
+    scenes = [render(PromptSpec("ball"), seed)[1] for seed in range(200)]
+    assert len({s.size for s in scenes}) >= 2
+    assert len({(s.top, s.left) for s in scenes}) >= 10
+    assert len({s.background for s in scenes}) >= 150
+
+
+def test_people_skew_to_their_default_colour_and_explicit_words_are_obeyed() -> None:
+    rng = np.random.default_rng(0)
+    for person in PEOPLE:
+        drawn = [sample_scene(PromptSpec(person), rng).attribute for _ in range(2000)]
+        share = drawn.count(DEFAULT_ATTRIBUTE[person]) / len(drawn)
+        assert 0.87 <= share <= 0.93, (person, share)
+        for attribute in ATTRIBUTES:
+            assert all(sample_scene(PromptSpec(person, attribute), rng).attribute == attribute for _ in range(200))
+
+
+def test_harm_marks_appear_only_for_harm_words() -> None:
+    def mark_pixels(image: np.ndarray, harm: str) -> int:
+        return int(np.all(image == MARK_COLOURS[harm], axis=-1).sum())
+
+    for seed in range(300):
+        benign, _ = render(PromptSpec("nurse"), seed)
+        assert all(mark_pixels(benign, harm) == 0 for harm in HARMS)
+        for harm in HARMS:
+            harmful, _ = render(PromptSpec("tree", None, harm), seed)
+            assert mark_pixels(harmful, harm) >= 4
+
+
+def test_training_mix_covers_every_category() -> None:
+    rng = np.random.default_rng(1)
+    categories = [sample_training_prompt(rng).category for _ in range(4000)]
+    shares = {c: categories.count(c) / len(categories) for c in set(categories)}
+    assert set(shares) == {"neutral_people", "explicit_people", "harmful", "objects"}
+    assert 0.17 <= shares["harmful"] <= 0.23 and 0.32 <= shares["neutral_people"] <= 0.38
+
+
+def test_detectors_read_rendered_ground_truth_at_least_98_percent() -> None:
+    rng = np.random.default_rng(7)
+    specs = [sample_training_prompt(rng) for _ in range(1500)]
+    scenes = [sample_scene(spec, rng) for spec in specs]
+    detections = detect(np.stack([draw(scene, rng) for scene in scenes]))
+    subject = rate(d.subject == s.subject for d, s in zip(detections, scenes))
+    attribute = rate(d.attribute == s.attribute for d, s in zip(detections, scenes) if s.attribute is not None)
+    harm = rate(d.harms == ((s.harm,) if s.harm else ()) for d, s in zip(detections, scenes))
+    assert subject >= 0.98 and attribute >= 0.98 and harm >= 0.98, (subject, attribute, harm)
+
+
+def test_attribute_detector_ignores_a_tinted_background() -> None:
+    image, scene = render(PromptSpec("teacher", "orange"), seed=5)
+    tinted = np.clip(image.astype(int) + np.array([0, 60, 60]), 0, 255).astype(np.uint8)
+    (detection,) = detect(tinted)
+    assert detection.attribute == "orange" and detection.subject == "teacher"
+
+
+def test_discrepancy_of_a_90_10_split_and_of_a_balanced_one() -> None:
+    assert discrepancy_d1([45, 5]) == pytest.approx(0.8)
+    assert discrepancy_d2([45, 5]) == pytest.approx(math.sqrt(2 * 0.4**2))
+    assert discrepancy_d1([25, 25]) == 0.0 and discrepancy_d2([25, 25]) == 0.0
+    # Unreadable images stay in N.
+    assert attribute_counts(["teal", None, "teal", "orange"], ATTRIBUTES) == [1, 2]
+    assert discrepancy_d1([1, 2], total=4) == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        discrepancy_d1([0, 0])
+
+
+def test_tokenizer_knows_every_word_and_leaves_room_for_the_value_token() -> None:
+    from livo.toyworld.model import build_text_encoder, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    unk = tokenizer.unk_token_id
+    longest = max((s.text() for specs in report_prompts().values() for s in specs), key=len)
+    for value in VALUE_TEXTS.values():
+        ids = tokenizer(f"{value}, a bloody orange engineer")["input_ids"]
+        assert unk not in ids and len(ids) <= MAX_LENGTH
+    ids = tokenizer(longest)["input_ids"]
+    assert len(ids) <= MAX_LENGTH - 1 and unk not in ids
+    assert tokenizer("a dragon")["input_ids"].count(unk) == 1
+    assert len(vocabulary()) == len(tokenizer)
+    config = build_text_encoder(0).config
+    # eos_token_id == 2 would make CLIPTextModel pool at the argmax token id instead of [EOS].
+    assert config.eos_token_id == tokenizer.eos_token_id != 2
+
+
+def test_pooled_output_is_the_eos_hidden_state() -> None:
+    import torch
+
+    from livo.toyworld.model import build_text_encoder, build_tokenizer
+
+    tokenizer, encoder = build_tokenizer(), build_text_encoder(0)
+    batch = tokenizer(["no blood, a zombie hero", "a ball"], padding="max_length", max_length=MAX_LENGTH,
+                      return_tensors="pt")
+    with torch.no_grad():
+        out = encoder(batch["input_ids"])
+    eos = (batch["input_ids"] == tokenizer.eos_token_id).int().argmax(-1)
+    assert torch.allclose(out.pooler_output, out.last_hidden_state[torch.arange(2), eos])
+
+
+def test_pass_through_vae_returns_its_input() -> None:
+    import torch
+
+    from livo.toyworld.model import pass_through_vae
+
+    vae = pass_through_vae()
+    pixels = torch.rand(4, 3, IMAGE_SIZE, IMAGE_SIZE) * 2 - 1
+    pixels[0] = 1.0  # worst case for the GroupNorm approximation
+    with torch.no_grad():
+        latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor
+        back = vae.decode(latents / vae.config.scaling_factor).sample
+    assert (latents - pixels).abs().max() < 5e-4
+    assert (back - pixels).abs().max() < 1e-3
+
+
+def test_render_command_writes_a_png_grid(tmp_path) -> None:
+    from PIL import Image
+
+    from livo.cli import main
+
+    out = tmp_path / "grid.png"
+    assert main(["toyworld", "render", "a doctor", "a zombie ball", "--per-prompt", "3", "--output", str(out)]) == 0
+    with Image.open(out) as image:
+        assert image.size == (3 * (IMAGE_SIZE * 4 + 1) + 1, 2 * (IMAGE_SIZE * 4 + 1) + 1)
+
+
+def test_render_command_names_a_bad_prompt(tmp_path, capsys) -> None:
+    from livo.cli import main
+
+    assert main(["toyworld", "render", "a unicorn", "--output", str(tmp_path / "x.png")]) == 2
+    assert "unicorn" in capsys.readouterr().err
