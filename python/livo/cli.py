@@ -12,6 +12,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = [
     "livo.data.commands",
     "livo.toyworld.commands",
+    "livo.values.commands",
 ]
 
 

@@ -151,7 +151,9 @@ def _metadata(index: ValueIndex, index_sha256: str) -> dict[str, Any]:
     }
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Writes JSON via a temp file + rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -173,8 +175,8 @@ def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         faiss.write_index(index.faiss_index, str(staging / INDEX_FILE))
-        _write_json_atomic(staging / REGISTRY_FILE, index.registry.model_dump(mode="json"))
-        _write_json_atomic(staging / METADATA_FILE, _metadata(index, _sha256(staging / INDEX_FILE)))
+        write_json_atomic(staging / REGISTRY_FILE, index.registry.model_dump(mode="json"))
+        write_json_atomic(staging / METADATA_FILE, _metadata(index, _sha256(staging / INDEX_FILE)))
         old = None
         if target.exists():
             if not (target / METADATA_FILE).exists() and any(target.iterdir()):
@@ -201,7 +203,7 @@ def update_thresholds(directory: str | os.PathLike[str], thresholds: dict[str, f
     metadata["noun_thresholds"] = noun_thresholds
     metadata["noun_margin"] = noun_margin
     metadata["calibration"] = calibration
-    _write_json_atomic(path, metadata)
+    write_json_atomic(path, metadata)
 
 
 def _read_metadata(directory: Path) -> dict[str, Any]:
