@@ -1,5 +1,7 @@
 """LiVOPipeline on the tiny model: base identity, value application, 0.5 mixing, save/load, bf16."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -105,6 +107,9 @@ def test_save_and_load_give_identical_images(pipelines, tmp_path) -> None:  # no
     expected = livo(PROMPTS, 2, generator=seeded(7), **CALL)
     output = loaded(PROMPTS, 2, generator=seeded(7), **CALL)
     assert output.values == expected.values and torch.equal(output.images, expected.images)
+    folder = tmp_path / "livo" / "value_encoder"
+    assert (folder / "model.safetensors").is_file()
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["CLIPTextModel"]
     plain = CLIPTextModel.from_pretrained(tmp_path / "livo", subfolder="value_encoder")
     for name, tensor in livo.value_encoder.state_dict().items():
         assert torch.equal(plain.state_dict()[name], tensor), name
@@ -121,3 +126,10 @@ def test_bfloat16_generation_with_values(pipelines) -> None:  # noqa: ANN001
     output = half(PROMPTS, 2, generator=seeded(8), **CALL)
     assert output.images.shape == (6, 3, 16, 16) and torch.isfinite(output.images.float()).all()
     assert output.values[2] == BLOOD
+
+
+def test_generation_leaves_a_training_value_encoder_trainable(pipelines) -> None:  # noqa: ANN001
+    base, _ = pipelines
+    encoder = ValueEncoder.from_text_encoder(base.text_encoder).train()
+    LiVOPipeline(base, encoder, selector=select)(["a bloody zombie"], 1, generator=seeded(1), **CALL)
+    assert encoder.training and all(p.requires_grad for p in encoder.parameters())

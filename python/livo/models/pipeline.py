@@ -79,7 +79,7 @@ class LiVOPipeline:
             if getattr(base, name, None) is None:
                 raise ConfigError(f"base: pipeline {type(base).__name__} has no {name}")
         self.base = base
-        self.value_encoder = value_encoder.eval().requires_grad_(False)
+        self.value_encoder = value_encoder  # not frozen here: a trainer may evaluate with its live encoder
         self.selector: Selector = selector or _no_value
         self.bias_probability = bias_probability
 
@@ -172,8 +172,7 @@ class LiVOPipeline:
                 **base_kwargs,
             )
         else:
-            embeds = self._image_embeddings(prompts, num_images_per_prompt, applied)
-            negative_embeds = self._negative_embeddings(negatives, num_images_per_prompt)
+            embeds, negative_embeds = self.encode(prompts, num_images_per_prompt, applied, negatives)
             output = self.base(
                 prompt_embeds=embeds,
                 negative_prompt_embeds=negative_embeds,
@@ -194,11 +193,36 @@ class LiVOPipeline:
             raise ConfigError(f"negative_prompt: {len(negative_prompt)} given for {count} prompts")
         return list(negative_prompt)
 
+    @torch.no_grad()
+    def encode(
+        self,
+        prompts: list[str],
+        per_prompt: int,
+        applied: list[ValueChoice | None],
+        negatives: list[str] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image ``prompt_embeds`` (``c_θ`` where ``applied`` has a value, the base embedding
+        elsewhere) and ``negative_prompt_embeds`` (default ``""``), each ``(len(applied), L, d)``."""
+        if len(applied) != len(prompts) * per_prompt:
+            raise ConfigError(f"applied: {len(applied)} values for {len(prompts)} prompts x {per_prompt} images")
+        negatives = negatives if negatives is not None else [""] * len(prompts)
+        training = self.value_encoder.training
+        self.value_encoder.eval()
+        try:
+            embeds = self._image_embeddings(prompts, per_prompt, applied)
+        finally:
+            self.value_encoder.train(training)
+        return embeds, self._negative_embeddings(negatives, per_prompt)
+
     def _image_embeddings(
         self, prompts: list[str], per_prompt: int, applied: list[ValueChoice | None]
     ) -> torch.Tensor:
         text_encoder, tokenizer = self.base.text_encoder, self.base.tokenizer
-        base = base_conditioning(text_encoder, tokenizer, prompts)
+        unsteered = sorted({index // per_prompt for index, value in enumerate(applied) if value is None})
+        base_rows = {}
+        if unsteered:
+            encoded = base_conditioning(text_encoder, tokenizer, [prompts[i] for i in unsteered])
+            base_rows = {prompt_index: encoded[k] for k, prompt_index in enumerate(unsteered)}
         steered_values: dict[int, ValueChoice] = {}
         for index, value in enumerate(applied):
             if value is not None:
@@ -213,7 +237,7 @@ class LiVOPipeline:
         ).c_theta
         row = {prompt_index: k for k, prompt_index in enumerate(order)}
         rows = [
-            steered[row[index // per_prompt]] if value is not None else base[index // per_prompt]
+            steered[row[index // per_prompt]] if value is not None else base_rows[index // per_prompt]
             for index, value in enumerate(applied)
         ]
         return torch.stack(rows).to(text_encoder.dtype)
