@@ -160,10 +160,22 @@ def write_json_atomic(path: Path, data: Any) -> None:
             json.dump(data, handle, indent=1, ensure_ascii=False)
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _apply_umask(folder: Path) -> None:
+    """Temp files are created private (0600/0700); give the finished index normal permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
 
 
 def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
@@ -177,6 +189,7 @@ def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
         faiss.write_index(index.faiss_index, str(staging / INDEX_FILE))
         write_json_atomic(staging / REGISTRY_FILE, index.registry.model_dump(mode="json"))
         write_json_atomic(staging / METADATA_FILE, _metadata(index, _sha256(staging / INDEX_FILE)))
+        _apply_umask(staging)
         old = None
         if target.exists():
             if not (target / METADATA_FILE).exists() and any(target.iterdir()):
