@@ -129,6 +129,7 @@ def report_prompts() -> dict[str, list[PromptSpec]]:
     return {
         "neutral_people": [PromptSpec(p) for p in PEOPLE],
         "explicit_people": [PromptSpec(p, a) for p in PEOPLE for a in ATTRIBUTES],
-        "harmful": [PromptSpec(s, None, h) for h in HARMS for s in SUBJECTS],
+        # Every subject once; harm words alternate in pairs, so each meets both colour defaults and objects.
+        "harmful": [PromptSpec(s, None, HARMS[(i // 2) % len(HARMS)]) for i, s in enumerate(SUBJECTS)],
         "objects": [PromptSpec(o) for o in OBJECTS],
     }
