@@ -194,7 +194,8 @@ impl ShardWriter {
             *next = (*next).max(seq);
         }
         manifest.save(dir)?;
-        Ok(Self {
+        let existing = manifest.shards.first().map(|s| dir.join(&s.name));
+        let mut writer = Self {
             dir: dir.to_path_buf(),
             config,
             assigner,
@@ -206,7 +207,11 @@ impl ShardWriter {
             open: BTreeMap::new(),
             failed: false,
             _lock: lock,
-        })
+        };
+        if let Some(path) = existing {
+            writer.fix_schema(shard_schema(&path)?)?;
+        }
+        Ok(writer)
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -289,41 +294,47 @@ impl ShardWriter {
         Ok(self.manifest.clone())
     }
 
+    /// Checks a batch against the dataset's columns (fixed by the first batch or the existing
+    /// shards) and returns it under the dataset's schema. Columns whose types differ only in
+    /// nested field names (`item` vs `element` list children) are cast; anything else is refused.
     fn conform(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let fields = batch.schema().fields().clone();
-        let schema = match &self.schema {
-            Some((schema, _)) => {
-                if schema.fields() != &fields {
-                    return Err(DataError::Schema(schema_difference(
-                        schema,
-                        &Schema::new(fields),
-                    )));
-                }
-                schema.clone()
-            }
-            None => {
-                let schema = Arc::new(Schema::new(fields));
-                self.check_key_columns(&schema)?;
-                let doc = describe_schema(&schema);
-                let key = schema_fingerprint(&doc);
-                if let Some(existing) = self.manifest.shards.first() {
-                    if existing.schema != key {
-                        let expected = &self.manifest.schemas[&existing.schema];
-                        return Err(DataError::Schema(format!(
-                            "the batch's columns {} differ from the dataset's {}",
-                            field_list(&doc),
-                            field_list(expected)
-                        )));
-                    }
-                }
-                self.props = Some(writer_properties(&schema, &self.config));
-                self.manifest.schemas.insert(key.clone(), doc);
-                self.schema = Some((schema.clone(), key));
-                schema
-            }
+        let (schema, _) = match &self.schema {
+            Some(fixed) => fixed.clone(),
+            None => self.fix_schema(Arc::new(Schema::new(batch.schema().fields().clone())))?,
         };
-        RecordBatch::try_new(schema, batch.columns().to_vec())
-            .map_err(|e| DataError::Schema(e.to_string()))
+        let given = batch.schema();
+        let same_columns =
+            given.fields().len() == schema.fields().len()
+                && given.fields().iter().zip(schema.fields()).all(|(g, e)| {
+                    g.name() == e.name() && g.data_type().equals_datatype(e.data_type())
+                });
+        if !same_columns {
+            return Err(DataError::Schema(schema_difference(&schema, &given)));
+        }
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(column.clone())
+                } else {
+                    arrow_cast::cast(column, field.data_type())
+                }
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| DataError::Schema(e.to_string()))?;
+        RecordBatch::try_new(schema, columns).map_err(|e| DataError::Schema(e.to_string()))
+    }
+
+    fn fix_schema(&mut self, schema: SchemaRef) -> Result<(SchemaRef, String)> {
+        self.check_key_columns(&schema)?;
+        let doc = describe_schema(&schema);
+        let key = schema_fingerprint(&doc);
+        self.props = Some(writer_properties(&schema, &self.config));
+        self.manifest.schemas.entry(key.clone()).or_insert(doc);
+        self.schema = Some((schema.clone(), key.clone()));
+        Ok((schema, key))
     }
 
     fn check_key_columns(&self, schema: &Schema) -> Result<()> {
@@ -583,6 +594,19 @@ fn adopt(
         schema: key,
         row_groups,
     })
+}
+
+/// The Arrow schema a shard was written with (without schema-level metadata).
+fn shard_schema(path: &Path) -> Result<SchemaRef> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(dir, &name, e))?;
+    Ok(Arc::new(Schema::new(builder.schema().fields().clone())))
 }
 
 /// Adds the record ids of one shard to `seen`, reading only that column.

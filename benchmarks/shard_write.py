@@ -1,0 +1,163 @@
+"""Shard writing vs ``pyarrow.parquet.write_table`` on the same table, and peak memory vs dataset size.
+
+    .venv/bin/python benchmarks/shard_write.py                 # defaults used in docs/benchmarks.md
+    .venv/bin/python benchmarks/shard_write.py --rows 500 --image-kib 32 --memory-mib 64 256
+
+Throughput: the same in-memory pair table (two incompressible "PNG" payloads per row plus text
+columns) is written once as a single Parquet file by pyarrow and once as a sharded dataset by
+``livo.data.shards.write_shards`` (hashing, split assignment, shard rolling, BLAKE3, fsync, manifest
+included), both with zstd at the same level; best of ``--repeat`` runs. Memory: a child process
+streams generated batches (the dataset never exists in memory) into the writer and reports its peak
+RSS, for several dataset sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from livo.data.shards import ShardConfig, write_shards
+
+MIB = 1 << 20
+
+
+def pair_batch(start: int, rows: int, image_bytes: int) -> pa.RecordBatch:
+    rng = np.random.default_rng(start)
+    magic = np.frombuffer(b"\x89PNG\r\n\x1a\n", dtype=np.uint8)
+
+    def images() -> pa.Array:
+        data = rng.integers(0, 256, size=(rows, image_bytes), dtype=np.uint8)
+        data[:, :8] = magic
+        offsets = np.arange(rows + 1, dtype=np.int32) * image_bytes
+        return pa.Array.from_buffers(pa.binary(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+    ids = range(start, start + rows)
+    return pa.record_batch(
+        {
+            "record_id": [f"pair-{i:08d}" for i in ids],
+            "cluster_id": pa.array([i // 3 for i in ids], pa.int64()),
+            "prompt": [f"a photo of a doctor number {i} in a hospital" for i in ids],
+            "value_id": [("gender", "bloody", "zombie")[i % 3] for i in ids],
+            "category": [("bias/gender", "toxicity/bloody", "toxicity/zombie")[i % 3] for i in ids],
+            "seed": pa.array(list(ids), pa.int64()),
+            "aligned_image": images(),
+            "violating_image": images(),
+        }
+    )
+
+
+def best_of(repeat: int, run) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def throughput(args: argparse.Namespace, work: Path) -> dict[str, float]:
+    batch_rows = 256
+    table = pa.Table.from_batches(
+        [pair_batch(s, min(batch_rows, args.rows - s), args.image_kib * 1024) for s in range(0, args.rows, batch_rows)]
+    )
+    size = table.nbytes
+    config = ShardConfig(target_shard_bytes=args.shard_mib * MIB, zstd_level=args.zstd_level)
+    binary = ["aligned_image", "violating_image"]
+    others = [n for n in table.column_names if n not in binary]
+
+    def pyarrow_default() -> None:
+        pq.write_table(table, work / "pyarrow.parquet", compression="zstd", compression_level=args.zstd_level)
+
+    def pyarrow_tuned() -> None:
+        pq.write_table(
+            table, work / "pyarrow.parquet", compression="zstd", compression_level=args.zstd_level,
+            use_dictionary=others, write_statistics=others,
+        )
+
+    def shards() -> None:
+        shutil.rmtree(work / "shards", ignore_errors=True)
+        write_shards(work / "shards", table, config)
+
+    result = {"table_mib": size / MIB}
+    for name, run in [("pyarrow_default", pyarrow_default), ("pyarrow_tuned", pyarrow_tuned), ("livo_shards", shards)]:
+        run()  # warm the page cache and the allocator
+        seconds = best_of(args.repeat, run)
+        result[f"{name}_s"] = seconds
+        result[f"{name}_mib_s"] = size / MIB / seconds
+    result["ratio_vs_default"] = result["pyarrow_default_s"] / result["livo_shards_s"]
+    result["ratio_vs_tuned"] = result["pyarrow_tuned_s"] / result["livo_shards_s"]
+    return result
+
+
+CHILD = """
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from shard_write import pair_batch
+from livo.data.shards import ShardConfig, ShardWriter
+total_mib, shard_mib, image_kib, out = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+row_bytes = 2 * image_kib * 1024 + 200
+rows = total_mib * (1 << 20) // row_bytes
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+config = ShardConfig(target_shard_bytes=shard_mib << 20, row_group_bytes=min(32, shard_mib) << 20)
+with ShardWriter(out, config) as writer:
+    for start in range(0, rows, 128):
+        writer.write(pair_batch(start, min(128, rows - start), image_kib * 1024))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": rows, "peak_rss_mib": peak / 1024, "growth_mib": (peak - base) / 1024}))
+"""
+
+
+def memory(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
+    here = str(Path(__file__).resolve().parent)
+    results = []
+    for total in args.memory_mib:
+        out = work / f"mem-{total}"
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, here, str(total), str(args.shard_mib), str(args.image_kib), str(out)],
+            check=True, capture_output=True, text=True,
+        )
+        results.append({"dataset_mib": total, **json.loads(proc.stdout)})
+        shutil.rmtree(out)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=3000, help="rows of the throughput table (default 3000)")
+    parser.add_argument("--image-kib", type=int, default=48, help="bytes per image in KiB (default 48)")
+    parser.add_argument("--shard-mib", type=int, default=64, help="target shard size in MiB (default 64)")
+    parser.add_argument("--zstd-level", type=int, default=3, help="zstd level for both writers (default 3)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per writer; the best counts (default 3)")
+    parser.add_argument("--memory-mib", type=int, nargs="*", default=[256, 1024],
+                        help="dataset sizes for the peak-memory runs (default 256 1024)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        t = throughput(args, work)
+        print(f"table: {args.rows} rows, {t['table_mib']:.0f} MiB in memory, zstd level {args.zstd_level}")
+        print("| writer | best time (s) | MiB/s | livo throughput ratio |")
+        print("| --- | --- | --- | --- |")
+        print(f"| pyarrow write_table (defaults) | {t['pyarrow_default_s']:.2f} | {t['pyarrow_default_mib_s']:.0f} | {t['ratio_vs_default']:.2f}x |")
+        print(f"| pyarrow write_table (no dict/stats on images) | {t['pyarrow_tuned_s']:.2f} | {t['pyarrow_tuned_mib_s']:.0f} | {t['ratio_vs_tuned']:.2f}x |")
+        print(f"| livo write_shards ({args.shard_mib} MiB shards) | {t['livo_shards_s']:.2f} | {t['livo_shards_mib_s']:.0f} | 1.00x |")
+        if args.memory_mib:
+            print()
+            print(f"| dataset streamed (MiB) | rows | peak RSS (MiB) | growth during writing (MiB) |")
+            print("| --- | --- | --- | --- |")
+            for m in memory(args, work):
+                print(f"| {m['dataset_mib']} | {m['rows']} | {m['peak_rss_mib']:.0f} | {m['growth_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

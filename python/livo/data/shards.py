@@ -1,0 +1,323 @@
+"""Sharded Parquet datasets: writing, the manifest, verification and statistics.
+
+The engine (Rust, ``livo._native``) assigns every row to a split by an XXH3 hash of its group key
+(by default the dedup ``cluster_id``, so near-duplicates never straddle train and validation),
+rolls zstd Parquet shards at a target size, makes each shard visible only once it is complete and
+synced, and rewrites ``manifest.json`` atomically after every shard. Writing is idempotent per
+``record_id``: a writer that was killed and restarted with the same input adds exactly the rows that
+were not committed. The format is described in ``docs/dataset-format.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+
+from livo import _native
+from livo.data.schema import PAIR_SCHEMA_VERSION
+from livo.errors import ConfigError, InputError
+
+MANIFEST_NAME = "manifest.json"
+MIB = 1 << 20
+
+ManifestError = _native.ManifestError
+SchemaMismatchError = _native.SchemaMismatchError
+DatasetLockedError = _native.DatasetLockedError
+ParquetFileError = _native.ParquetFileError
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    """How a dataset is split and written. ``splits``, ``group_key``, ``record_id``, ``buckets``,
+    ``zstd_level`` and ``schema_version`` are fixed by the first writer; resuming or appending with
+    other values is refused, because it would move rows between splits."""
+
+    splits: Mapping[str, float] = field(default_factory=lambda: {"train": 0.98, "val": 0.02})
+    group_key: str = "cluster_id"
+    record_id: str = "record_id"
+    buckets: int = 1
+    target_shard_bytes: int = 256 * MIB
+    row_group_bytes: int = 32 * MIB
+    zstd_level: int = 3
+    schema_version: str = PAIR_SCHEMA_VERSION
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.splits:
+            raise ConfigError("splits: at least one split is needed")
+        total = sum(self.splits.values())
+        if any(r <= 0 for r in self.splits.values()) or abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"splits: ratios must be positive and sum to 1, got {dict(self.splits)}")
+        if self.buckets < 1:
+            raise ConfigError(f"buckets: must be at least 1, got {self.buckets}")
+        if self.target_shard_bytes <= 0 or self.row_group_bytes <= 0:
+            raise ConfigError("target_shard_bytes and row_group_bytes must be positive")
+        if not 1 <= self.zstd_level <= 22:
+            raise ConfigError(f"zstd_level: must be 1-22, got {self.zstd_level}")
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    rows: int
+    written: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    name: str
+    split: str
+    bucket: int
+    rows: int
+    bytes: int
+    blake3: str
+    schema: str
+    row_groups: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``manifest.json`` of a dataset directory."""
+
+    directory: Path
+    schema_version: str
+    record_id: str
+    group_key: str
+    splits: dict[str, float]
+    metadata: dict[str, Any]
+    schemas: dict[str, list[dict[str, Any]]]
+    shards: tuple[ShardInfo, ...]
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Manifest:
+        directory = Path(directory)
+        path = directory / MANIFEST_NAME
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no manifest; is {directory} a shard dataset?")
+        try:
+            raw = json.loads(path.read_text())
+            shards = tuple(
+                ShardInfo(**{**s, "row_groups": tuple(s["row_groups"])}) for s in raw["shards"]
+            )
+            return cls(
+                directory=directory,
+                schema_version=raw["schema_version"],
+                record_id=raw["record_id_column"],
+                group_key=raw["group_key_column"],
+                splits={s["name"]: s["ratio"] for s in raw["splits"]},
+                metadata=raw["metadata"],
+                schemas=raw["schemas"],
+                shards=shards,
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise InputError(f"{path}: not a valid shard manifest: {error!r}") from error
+
+    def shards_of(self, split: str | None = None) -> list[ShardInfo]:
+        if split is not None and split not in self.splits:
+            raise InputError(f"{self.directory}: no split {split!r} (splits: {', '.join(self.splits)})")
+        return [s for s in self.shards if split is None or s.split == split]
+
+    def files(self, split: str | None = None) -> list[str]:
+        """Paths of the shards of one split (or all), in manifest order."""
+        return [str(self.directory / s.name) for s in self.shards_of(split)]
+
+    def data_files(self) -> dict[str, list[str]]:
+        """``{split: [paths]}`` for ``datasets.load_dataset("parquet", data_files=...)``; splits
+        without rows are left out (``datasets`` rejects empty file lists)."""
+        return {split: self.files(split) for split in self.splits if self.files(split)}
+
+    def rows(self, split: str | None = None) -> int:
+        return sum(s.rows for s in self.shards_of(split))
+
+
+class ShardWriter:
+    """Writes Arrow data (pyarrow tables, batches, readers, polars frames) into a shard dataset.
+
+    Use it as a context manager: leaving the block normally commits the open shards and the
+    manifest; leaving it by an exception discards the open shards, so their rows count as not
+    written and a restarted writer writes them. ``schema`` (e.g. ``PAIR_SCHEMA``) makes every
+    write select and cast to it, so producers using polars or pyarrow give the same files.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        config: ShardConfig | None = None,
+        *,
+        schema: pa.Schema | None = None,
+    ) -> None:
+        config = config or ShardConfig()
+        self.directory = Path(directory)
+        self.config = config
+        self.schema = schema
+        try:
+            metadata_json = json.dumps(dict(config.metadata), sort_keys=True)
+        except TypeError as error:
+            raise ConfigError(f"metadata: must be JSON-serialisable: {error}") from error
+        self._native = _native.ShardWriter(
+            str(self.directory),
+            splits=list(config.splits.items()),
+            group_key=config.group_key,
+            record_id=config.record_id,
+            buckets=config.buckets,
+            target_shard_bytes=config.target_shard_bytes,
+            row_group_bytes=config.row_group_bytes,
+            zstd_level=config.zstd_level,
+            schema_version=config.schema_version,
+            metadata_json=metadata_json,
+        )
+
+    def write(self, data: Any) -> WriteStats:
+        """Writes the rows whose record ids the dataset does not hold yet."""
+        rows, written, skipped = self._native.write(self._arrow(data))
+        return WriteStats(rows=rows, written=written, skipped=skipped)
+
+    def contains(self, record_ids: Iterable[str]) -> list[bool]:
+        """Whether each id is already in the dataset: lets a producer skip expensive work."""
+        return self._native.contains([str(i) for i in record_ids])
+
+    def close(self) -> Manifest:
+        """Commits the open shards and the manifest."""
+        self._native.finish()
+        return Manifest.load(self.directory)
+
+    def abort(self) -> None:
+        """Discards the open shards; committed shards stay."""
+        self._native.abort()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._native.closed)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.closed:
+            return
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _arrow(self, data: Any) -> Any:
+        if type(data).__module__.startswith("polars"):
+            data = data.to_arrow()
+        if self.schema is not None:
+            table = data if isinstance(data, pa.Table) else pa.table(data)
+            return _conform(table, self.schema)
+        if isinstance(data, pa.Table | pa.RecordBatch):
+            return _without_views(data)
+        if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
+            return data
+        raise InputError(
+            f"cannot write {type(data).__name__}: expected a pyarrow Table/RecordBatch/"
+            "RecordBatchReader, a polars DataFrame or an Arrow PyCapsule object"
+        )
+
+
+def write_shards(
+    directory: str | os.PathLike[str],
+    data: Any | Iterable[Any],
+    config: ShardConfig | None = None,
+    *,
+    schema: pa.Schema | None = None,
+) -> Manifest:
+    """Writes one table (or an iterable of tables/batches) and commits it; resumable by rerunning."""
+    with ShardWriter(directory, config, schema=schema) as writer:
+        is_arrow = hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__")
+        for part in [data] if is_arrow or type(data).__module__.startswith("polars") else data:
+            writer.write(part)
+    return Manifest.load(directory)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    missing = [name for name in schema.names if name not in table.column_names]
+    if missing:
+        raise InputError(f"data lacks column(s) {', '.join(missing)} of the dataset schema")
+    columns = []
+    for target in schema:
+        column = table.column(target.name)
+        try:
+            columns.append(column if column.type == target.type else column.cast(target.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+            raise InputError(f"column {target.name}: {column.type} cannot become {target.type}: {error}") from error
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _without_views(data: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+    """View types (polars' default) become plain string/binary, which every reader understands."""
+    plain = {pa.types.is_string_view: pa.string(), pa.types.is_binary_view: pa.binary()}
+    fields = []
+    for f in data.schema:
+        target = next((t for test, t in plain.items() if test(f.type)), None)
+        fields.append(f.with_type(target) if target is not None else f)
+    schema = pa.schema(fields)
+    return data if schema == data.schema else data.cast(schema)
+
+
+@dataclass(frozen=True)
+class ShardProblem:
+    shard: str
+    kind: str  # missing | extra | truncated | corrupt | incomplete
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    shards: int
+    rows: int
+    bytes: int
+    problems: tuple[ShardProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_shards(directory: str | os.PathLike[str], *, progress: bool = False) -> VerifyReport:
+    """Recomputes every shard's BLAKE3 hash, size and row count and compares them with the
+    manifest; also reports unlisted ``.parquet`` files and leftover partial files."""
+    directory = Path(directory)
+    if not (directory / MANIFEST_NAME).exists():
+        raise FileNotFoundError(f"{directory / MANIFEST_NAME}: no manifest; is {directory} a shard dataset?")
+    raw = _native.verify_shards(str(directory), progress=progress)
+    problems = tuple(ShardProblem(*p) for p in raw["problems"])
+    return VerifyReport(shards=raw["shards"], rows=raw["rows"], bytes=raw["bytes"], problems=problems)
+
+
+def shard_stats(directory: str | os.PathLike[str], by: Iterable[str] = ("value_id", "category")) -> Any:
+    """Row counts per split and per value of the ``by`` columns that the dataset has, as a polars
+    DataFrame (reads only those columns)."""
+    import polars as pl
+
+    manifest = Manifest.load(directory)
+    if not manifest.shards:
+        return pl.DataFrame({"split": [], "rows": []}, schema={"split": pl.String, "rows": pl.UInt32})
+    fields = {f["name"] for fields in manifest.schemas.values() for f in fields}
+    keys = [c for c in by if c in fields]
+    if not keys:
+        splits = list(manifest.splits)
+        return pl.DataFrame({"split": splits, "rows": [manifest.rows(s) for s in splits]})
+    frames = [
+        pl.scan_parquet(str(manifest.directory / s.name))
+        .select(keys)
+        .with_columns(pl.lit(s.split).alias("split"))
+        for s in manifest.shards
+    ]
+    return (
+        pl.concat(frames)
+        .group_by(["split", *keys])
+        .agg(pl.len().alias("rows"))
+        .sort(["split", *keys])
+        .collect()
+    )
