@@ -11,6 +11,7 @@ from collections.abc import Sequence
 # Modules exposing ``register(subparsers)``; each adds its sub-commands with ``set_defaults(run=...)``.
 COMMAND_MODULES = [
     "livo.data.commands",
+    "livo.data.shard_commands",
     "livo.toyworld.commands",
     "livo.values.commands",
 ]
