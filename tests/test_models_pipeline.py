@@ -115,16 +115,18 @@ def test_save_and_load_give_identical_images(pipelines, tmp_path) -> None:  # no
         assert torch.equal(plain.state_dict()[name], tensor), name
 
 
-def test_bfloat16_generation_with_values(pipelines) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_generation_with_values(pipelines, dtype: torch.dtype) -> None:  # noqa: ANN001
     from diffusers import StableDiffusionPipeline
 
     _, livo = pipelines
-    half_base = StableDiffusionPipeline(**tiny_components(seed=0)).to(dtype=torch.bfloat16)
+    half_base = StableDiffusionPipeline(**tiny_components(seed=0)).to(dtype=dtype)
     half_base.set_progress_bar_config(disable=True)
-    encoder = ValueEncoder.from_text_encoder(livo.value_encoder).to(dtype=torch.bfloat16)
+    encoder = ValueEncoder.from_text_encoder(livo.value_encoder).to(dtype=dtype)
     half = LiVOPipeline(half_base, encoder, selector=select)
     output = half(PROMPTS, 2, generator=seeded(8), **CALL)
-    assert output.images.shape == (6, 3, 16, 16) and torch.isfinite(output.images.float()).all()
+    assert output.images.dtype == dtype and output.images.shape == (6, 3, 16, 16)
+    assert torch.isfinite(output.images.float()).all()
     assert output.values[2] == BLOOD
 
 

@@ -28,13 +28,17 @@ LIVO_DEFAULTS = {"beta": 1000.0, "alpha": 500.0, "gamma1": 1.0, "gamma2": 0.5}
 DPO_DEFAULT_BETA = 2500.0
 
 
-def _check(err_theta_w: torch.Tensor, err_ref_w: torch.Tensor, err_theta_l: torch.Tensor, err_ref_l: torch.Tensor) -> None:  # noqa: E501
+def _check(
+    err_theta_w: torch.Tensor, err_ref_w: torch.Tensor, err_theta_l: torch.Tensor, err_ref_l: torch.Tensor
+) -> None:
     shapes = {tuple(t.shape) for t in (err_theta_w, err_ref_w, err_theta_l, err_ref_l)}
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
         raise ConfigError(f"errors: expected four tensors of shape (batch,), got shapes {sorted(shapes)}")
 
 
-def _common_diagnostics(err_theta_w, err_ref_w, err_theta_l, err_ref_l) -> dict[str, torch.Tensor]:  # noqa: ANN001
+def _common_diagnostics(
+    err_theta_w: torch.Tensor, err_ref_w: torch.Tensor, err_theta_l: torch.Tensor, err_ref_l: torch.Tensor
+) -> dict[str, torch.Tensor]:
     implicit = ((err_theta_w < err_ref_w) & (err_theta_l > err_ref_l)).float().mean()
     return {
         "err_theta_w": err_theta_w.detach().mean(),

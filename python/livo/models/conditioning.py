@@ -22,10 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from livo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import CLIPTextModel, PreTrainedTokenizerBase
+
+    from livo.models.value_encoder import ValueEncoder
 
 
 @dataclass
@@ -38,7 +44,7 @@ class ValueConditioning:
     e_v: torch.Tensor
 
 
-def sequence_length(tokenizer, text_encoder) -> int:  # noqa: ANN001
+def sequence_length(tokenizer: PreTrainedTokenizerBase, text_encoder: CLIPTextModel) -> int:
     """``L``: the tokenizer's ``model_max_length``, checked against the text encoder's positions."""
     length = int(tokenizer.model_max_length)
     positions = int(text_encoder.config.max_position_embeddings)
@@ -50,7 +56,9 @@ def sequence_length(tokenizer, text_encoder) -> int:  # noqa: ANN001
 
 
 @torch.no_grad()
-def encode_text(text_encoder, tokenizer, texts: Sequence[str], length: int) -> torch.Tensor:  # noqa: ANN001
+def encode_text(
+    text_encoder: CLIPTextModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], length: int
+) -> torch.Tensor:
     """``E_T(texts)``: last hidden states (after the final layer norm) of texts tokenised to
     ``length`` tokens (truncated keeping the end token, then padded), as the base pipeline does."""
     if length < 2:
@@ -65,18 +73,25 @@ def encode_text(text_encoder, tokenizer, texts: Sequence[str], length: int) -> t
     return output.last_hidden_state
 
 
-def base_conditioning(text_encoder, tokenizer, prompts: Sequence[str]) -> torch.Tensor:  # noqa: ANN001
+def base_conditioning(
+    text_encoder: CLIPTextModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]
+) -> torch.Tensor:
     """``E_T(prompt)`` at the full length ``L``: what the untouched base pipeline uses."""
     return encode_text(text_encoder, tokenizer, prompts, sequence_length(tokenizer, text_encoder))
 
 
-def reference_conditioning(text_encoder, tokenizer, prompts: Sequence[str]) -> torch.Tensor:  # noqa: ANN001
+def reference_conditioning(
+    text_encoder: CLIPTextModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]
+) -> torch.Tensor:
     """``c_ref = E_T(prompt)`` tokenised to ``L − 1`` so that ``[e_v ; c_ref]`` has length ``L``."""
     return encode_text(text_encoder, tokenizer, prompts, sequence_length(tokenizer, text_encoder) - 1)
 
 
 def unconditional_conditioning(
-    text_encoder, tokenizer, batch_size: int, negative_prompt: str = ""  # noqa: ANN001
+    text_encoder: CLIPTextModel,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    negative_prompt: str = "",
 ) -> torch.Tensor:
     """Classifier-free guidance's branch: ``E_T(negative_prompt)`` (default ``""``) at length ``L``,
     repeated ``batch_size`` times; the same length as ``c_θ`` and as the base conditioning."""
@@ -94,9 +109,9 @@ def with_value_token(e_v: torch.Tensor, c_ref: torch.Tensor) -> torch.Tensor:
 
 
 def value_conditioning(
-    value_encoder,  # noqa: ANN001
-    text_encoder,  # noqa: ANN001
-    tokenizer,  # noqa: ANN001
+    value_encoder: ValueEncoder,
+    text_encoder: CLIPTextModel,
+    tokenizer: PreTrainedTokenizerBase,
     values: Sequence[str],
     prompts: Sequence[str],
 ) -> ValueConditioning:

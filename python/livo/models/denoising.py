@@ -18,11 +18,19 @@ The reference pass always runs under ``torch.no_grad()``: its errors carry no gr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from livo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
+
+# A diffusers noise scheduler with ``add_noise``/``get_velocity`` (DDPM, DDIM, ...); the shared base
+# class ``SchedulerMixin`` does not declare them.
+NoiseScheduler = Any
 
 
 @dataclass
@@ -35,7 +43,9 @@ class PairErrors:
     ref_l: torch.Tensor
 
 
-def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:  # noqa: ANN001, E501
+def prediction_target(
+    scheduler: NoiseScheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
     """What the U-Net is trained to predict for ``latents`` noised with ``noise`` at ``timesteps``."""
     kind = scheduler.config.prediction_type
     if kind == "epsilon":
@@ -54,7 +64,7 @@ def per_sample_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Te
 
 
 def sample_noise_and_timesteps(
-    scheduler, latents: torch.Tensor, generator: torch.Generator | None = None  # noqa: ANN001
+    scheduler: NoiseScheduler, latents: torch.Tensor, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One noise tensor and one uniform training timestep per pair (shared by winner and loser)."""
     noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
@@ -63,7 +73,15 @@ def sample_noise_and_timesteps(
     return noise, timesteps
 
 
-def _errors(unet, scheduler, latents_w, latents_l, noise, timesteps, conditioning) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001, E501
+def _errors(
+    unet: UNet2DConditionModel,
+    scheduler: NoiseScheduler,
+    latents_w: torch.Tensor,
+    latents_l: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    conditioning: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     batch = latents_w.shape[0]
     latents = torch.cat([latents_w, latents_l])
     noise2 = torch.cat([noise, noise])
@@ -82,13 +100,13 @@ def _errors(unet, scheduler, latents_w, latents_l, noise, timesteps, conditionin
 
 
 def pair_errors(
-    scheduler,  # noqa: ANN001
+    scheduler: NoiseScheduler,
     latents_w: torch.Tensor,
     latents_l: torch.Tensor,
     *,
-    unet_theta,  # noqa: ANN001
+    unet_theta: UNet2DConditionModel,
     cond_theta: torch.Tensor,
-    unet_ref=None,  # noqa: ANN001
+    unet_ref: UNet2DConditionModel | None = None,
     cond_ref: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     timesteps: torch.Tensor | None = None,

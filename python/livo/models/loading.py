@@ -95,7 +95,9 @@ def _cached(model_id: str, cache_dir: str | os.PathLike[str] | None, revision: s
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        found = try_to_load_from_cache(model_id, "model_index.json", cache_dir=cache_dir, revision=revision)
+        found = try_to_load_from_cache(
+            model_id, "model_index.json", cache_dir=None if cache_dir is None else os.fspath(cache_dir), revision=revision
+        )
     except ValueError:  # not a valid repo id
         return False
     return isinstance(found, str)

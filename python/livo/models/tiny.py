@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from livo.errors import ConfigError
 from livo.models.tokenizer import DEFAULT_WORDS, build_word_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import CLIPTextConfig, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def sd15_configs() -> dict[str, dict[str, Any]]:
     }
 
 
-def sd15_text_encoder_config(tokenizer=None):  # noqa: ANN001, ANN201
+def sd15_text_encoder_config(tokenizer: PreTrainedTokenizerBase | None = None) -> CLIPTextConfig:
     """SD 1.5's ``CLIPTextConfig``. With a word-level ``tokenizer`` (no CLIP vocabulary offline),
     its real start/end/padding ids replace SD 1.5's, so pooling finds the end token."""
     from transformers import CLIPTextConfig

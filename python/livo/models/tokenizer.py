@@ -14,8 +14,12 @@ ignores its prompt without any error; :func:`check_vocabulary` refuses such a to
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from livo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|endoftext|>"
@@ -33,7 +37,7 @@ DEFAULT_WORDS = (
 )
 
 
-def build_word_tokenizer(words: Iterable[str] = DEFAULT_WORDS, max_length: int = 16):  # noqa: ANN201
+def build_word_tokenizer(words: Iterable[str] = DEFAULT_WORDS, max_length: int = 16) -> PreTrainedTokenizerFast:
     """Return a fast tokenizer over ``words`` (lower-cased; punctuation is split off as its own
     word) with ids: 0 start, 1 end, 2 padding, 3 unknown, then the words in the given order.
 
@@ -72,7 +76,7 @@ def build_word_tokenizer(words: Iterable[str] = DEFAULT_WORDS, max_length: int =
     return tokenizer
 
 
-def check_vocabulary(tokenizer, words: Sequence[str]) -> None:  # noqa: ANN001
+def check_vocabulary(tokenizer: PreTrainedTokenizerBase, words: Sequence[str]) -> None:
     """Raise :class:`ConfigError` unless ``words`` map to distinct, known ids and the special ids
     are distinct: the guard against a tokenizer that silently maps every word to one id."""
     if len(words) < 2:

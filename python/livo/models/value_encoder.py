@@ -14,12 +14,19 @@ encoder). The tokenizer is the base model's; it is passed in, not stored.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import CLIPTextModel
 
 from livo.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 def value_texts(values: Sequence[str], prompts: Sequence[str]) -> list[str]:
@@ -43,7 +50,7 @@ class ValueEncoder(CLIPTextModel):
         return encoder
 
     def encode_values(
-        self, tokenizer, values: Sequence[str], prompts: Sequence[str]  # noqa: ANN001
+        self, tokenizer: PreTrainedTokenizerBase, values: Sequence[str], prompts: Sequence[str]
     ) -> torch.Tensor:
         """``e_v`` for each (value, prompt), shape ``(batch, hidden)``.
 
@@ -60,18 +67,14 @@ class ValueEncoder(CLIPTextModel):
         output = self(input_ids=tokens.input_ids.to(self.device))
         return output.pooler_output
 
-    def save_pretrained(self, save_directory, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+    def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
         """Save in the transformers layout, recorded as a plain ``CLIPTextModel`` so that tools
         which dispatch on ``architectures`` load it without LiVO installed."""
         super().save_pretrained(save_directory, *args, **kwargs)
         _record_as_clip_text_model(save_directory)
 
 
-def _record_as_clip_text_model(folder) -> None:  # noqa: ANN001
-    import json
-    import os
-    from pathlib import Path
-
+def _record_as_clip_text_model(folder: str | os.PathLike[str]) -> None:
     path = Path(folder) / "config.json"
     config = json.loads(path.read_text())
     config["architectures"] = ["CLIPTextModel"]
