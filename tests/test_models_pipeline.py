@@ -135,3 +135,19 @@ def test_generation_leaves_a_training_value_encoder_trainable(pipelines) -> None
     encoder = ValueEncoder.from_text_encoder(base.text_encoder).train()
     LiVOPipeline(base, encoder, selector=select)(["a bloody zombie"], 1, generator=seeded(1), **CALL)
     assert encoder.training and all(p.requires_grad for p in encoder.parameters())
+
+
+def test_selector_results_are_normalised_to_value_choices() -> None:
+    from types import SimpleNamespace
+
+    from livo.errors import ConfigError
+    from livo.models import as_value_choice
+
+    assert as_value_choice(None) is None
+    assert as_value_choice("no gore") == ValueChoice("no gore", "harm")
+    assert as_value_choice(("gender equality", "bias")) == GENDER
+    assert as_value_choice(SimpleNamespace(text="gender equality", kind="bias", score=0.9)) == GENDER
+    with pytest.raises(ConfigError, match="kind"):
+        as_value_choice(("gender equality", "fairness"))
+    with pytest.raises(ConfigError, match="selector"):
+        as_value_choice(42)
