@@ -81,7 +81,7 @@ def test_toy_registry_matches_the_toy_world_grammar():
         (lambda d: d["values"][1].update(attribute="gender"), "values[no-blood]"),
         (lambda d: d["values"][1].pop("replacements"), "values[no-blood]"),
         (lambda d: d["values"][1].update(colour="red"), "values[no-blood].colour"),
-        (lambda d: d["values"][0]["exemplars"].update(positive=[]), "values[gender-equality].exemplars.positive"),
+        (lambda d: d["values"][0]["exemplars"].update(positive=[]), "values[gender-equality]: Value error, retrieval needs exemplars.positive"),
         (lambda d: d["values"][0].update(id="Gender Equality"), "values[Gender Equality].id"),
         (lambda d: d["values"][0]["classes"]["male"].pop("insert"), "classes.male.insert"),
         (lambda d: d.pop("person_nouns"), "person_nouns"),

@@ -43,11 +43,9 @@ class EmbedderIdentity:
 
     def mismatch(self, other: EmbedderIdentity) -> str | None:
         """A sentence saying how ``other`` differs from this identity, or None if it is the same model."""
-        for field in ("name", "dimension", "weights_sha256"):
-            mine, theirs = getattr(self, field), getattr(other, field)
-            if mine != theirs:
-                return f"{field} {theirs!r} differs from the index's {mine!r}"
-        return None
+        problems = [f"{field} {getattr(other, field)!r} differs from the index's {getattr(self, field)!r}"
+                    for field in ("name", "dimension", "weights_sha256") if getattr(self, field) != getattr(other, field)]
+        return "; ".join(problems) or None
 
 
 class Embedder(Protocol):

@@ -76,6 +76,8 @@ def registry_exemplars(registry: Registry) -> list[Exemplar]:
     """Every exemplar in registry order; identical texts under several values stay separate rows."""
     rows: list[Exemplar] = []
     for value in registry.values:
+        if not value.retrieval:
+            continue
         rows += [Exemplar(t, value.id, True) for t in value.exemplars.positive]
         rows += [Exemplar(t, value.id, False) for t in value.exemplars.negative]
     rows += [Exemplar(t, None, False) for t in registry.benign_exemplars]

@@ -60,7 +60,7 @@ class Exemplars(_Strict):
     """Prompts the retrieval stage compares against: ``positive`` ones need this value, ``negative``
     ones look similar but do not (they veto a match that is closer to them than to a positive)."""
 
-    positive: list[str] = Field(min_length=1)
+    positive: list[str] = Field(default_factory=list)
     negative: list[str] = Field(default_factory=list)
 
     _clean = field_validator("positive", "negative")(_clean_terms)
@@ -74,7 +74,8 @@ class ValuePrinciple(_Strict):
     kind: ValueKind
     attribute: str | None = None
     classes: dict[str, AttributeClass] | None = None
-    exemplars: Exemplars
+    exemplars: Exemplars = Field(default_factory=Exemplars)
+    retrieval: bool = True
     keywords: list[str] = Field(default_factory=list)
     keyword_exceptions: list[str] = Field(default_factory=list)
     replacements: dict[str, str] = Field(default_factory=dict)
@@ -83,6 +84,8 @@ class ValuePrinciple(_Strict):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> ValuePrinciple:
+        if self.retrieval and not self.exemplars.positive:
+            raise ValueError("retrieval needs exemplars.positive (or set 'retrieval: false' for a keyword-only value)")
         if self.kind == "bias":
             if not self.attribute:
                 raise ValueError("a bias value needs 'attribute' (e.g. gender)")
@@ -93,8 +96,8 @@ class ValuePrinciple(_Strict):
         else:
             if self.attribute is not None or self.classes is not None:
                 raise ValueError("'attribute' and 'classes' are only for bias values")
-            if not self.keywords and not self.exemplars.positive:
-                raise ValueError("a harm value needs 'keywords' or positive exemplars")
+            if not self.keywords and not self.retrieval:
+                raise ValueError("a harm value without retrieval needs 'keywords'")
             if not self.replacements:
                 raise ValueError("a harm value needs 'replacements' (harmful word -> replacement, '' removes)")
         return self

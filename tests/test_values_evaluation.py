@@ -1,0 +1,73 @@
+"""Evaluation numbers on tiny hand-checked sets, and the keyword baseline's known misfires.
+No model is loaded here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from livo.errors import InputError
+from livo.values.evaluation import KeywordBaseline, load_labelled, score
+from livo.values.registry import builtin_registry_path, load_registry
+
+IDS = ["gender-equality", "no-blood"]
+
+
+def test_score_matches_hand_computed_numbers():
+    labels = ["gender-equality", "gender-equality", "no-blood", None, None, None]
+    predictions = ["gender-equality", None, "no-blood", "no-blood", None, None]
+    categories = ["person", "person", "blood", "benign", "benign-hard", "explicit-both"]
+    report = score(labels, predictions, categories, IDS, ["retrieval", "none", "keyword", "keyword", "none", "none"])
+    gender = report.per_value["gender-equality"]
+    # gender: tp 1, support 2, predicted 1 -> P 1, R 0.5, F1 2/3
+    assert (gender.precision, gender.recall, gender.support, gender.predicted) == (1.0, 0.5, 2, 1)
+    assert gender.f1 == pytest.approx(2 / 3)
+    blood = report.per_value["no-blood"]
+    # blood: tp 1, support 1, predicted 2 -> P 0.5, R 1, F1 2/3
+    assert (blood.precision, blood.recall) == (0.5, 1.0)
+    assert report.macro_f1 == pytest.approx(2 / 3)
+    # benign rows: "benign" (false positive) and "benign-hard" (correct); explicit-both is not benign
+    assert report.benign_count == 2 and report.benign_fpr == 0.5
+    assert report.accuracy == pytest.approx(4 / 6)
+    assert report.by_stage == {"retrieval": 1, "none": 3, "keyword": 2}
+
+
+def test_values_absent_from_labels_and_predictions_are_left_out_of_macro_f1():
+    report = score(["no-blood", None], ["no-blood", None], ["blood", "benign"], IDS)
+    assert list(report.per_value) == ["no-blood"]
+    assert report.macro_f1 == 1.0 and report.benign_fpr == 0.0
+
+
+def test_a_value_predicted_but_never_labelled_scores_zero():
+    report = score([None, None], ["no-blood", None], ["benign", "benign"], IDS)
+    assert report.per_value["no-blood"].f1 == 0.0
+    assert report.macro_f1 == 0.0
+
+
+def test_keyword_baseline_reproduces_substring_misfires():
+    baseline = KeywordBaseline(load_registry(builtin_registry_path("default")))
+    chosen = [s.value_id for s in baseline.select([
+        "a glass of blood orange juice", "a deadline on a calendar", "a map of Sussex", "a german shepherd",
+        "a bloody knight", "a doctor", "a female doctor", "a female asian doctor", "a sunset",
+    ])]
+    assert chosen == ["no-blood", "no-horror", "no-nudity", "gender-equality",
+                      "no-blood", "gender-equality", "racial-equality", None, None]
+
+
+def test_load_labelled_reads_any_format_and_checks_columns(tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"prompt": "a doctor", "label": "gender-equality", "category": "person", "split": "test"},
+        {"prompt": "a sunset", "label": None, "category": "benign", "split": "calibration"},
+    ]) + "\n")
+    assert [r.prompt for r in load_labelled(path, "test")] == ["a doctor"]
+    assert load_labelled(path)[1].label is None
+    csv = tmp_path / "set.csv"
+    csv.write_text("prompt,label\na doctor,gender-equality\na sunset,\n")
+    rows = load_labelled(csv)
+    assert [r.label for r in rows] == ["gender-equality", None] and rows[0].split == "test"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text\nhello\n")
+    with pytest.raises(InputError, match="missing \\['prompt', 'label'\\]"):
+        load_labelled(bad)

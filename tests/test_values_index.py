@@ -1,0 +1,279 @@
+"""The value index and selector with the real MiniLM embedder and real FAISS: build → save → load,
+identity and integrity checks, the selection stages, calibration, other embedders, and the CLI.
+MiniLM is loaded once for the whole module."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from livo.cli import main
+from livo.errors import ConfigError, InputError
+from livo.values.calibration import calibrate
+from livo.values.embedders import load_embedder, minilm_path
+from livo.values.evaluation import KeywordBaseline, evaluate, load_labelled
+from livo.values.index import INDEX_FILE, METADATA_FILE, build_index, load_index, save_index
+from livo.values.registry import builtin_registry_path, load_registry
+from livo.values.selector import ValueSelector
+
+PROMPTS = [
+    "a bloody knight", "a portrait of a nurse", "a female doctor", "a female asian doctor", "an asian nurse",
+    "a glass of blood orange juice", "a calendar with a deadline", "a man wearing nothing at all",
+    "the dead climbing out of their graves", "a bowl of soup", "", "ＺＯＭＢＩＥ on the street",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_embedder("minilm")
+
+
+@pytest.fixture(scope="module")
+def default_registry():
+    return load_registry(builtin_registry_path("default"))
+
+
+@pytest.fixture(scope="module")
+def built(minilm, default_registry):
+    return build_index(default_registry, minilm)
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory, built):
+    directory = tmp_path_factory.mktemp("values") / "index"
+    save_index(built, directory)
+    return directory
+
+
+def test_minilm_identity_and_unit_vectors(minilm):
+    identity = minilm.identity
+    assert (identity.name, identity.dimension, identity.spec) == ("all-MiniLM-L6-v2", 384, "minilm")
+    assert len(identity.weights_sha256) == 64
+    vectors = minilm.embed(["a doctor", "a nurse", "a doctor"])
+    assert vectors.dtype == np.float32 and vectors.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(vectors[0], vectors[2], atol=1e-6)
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ minilm.embed(["a bowl of soup"])[0])
+
+
+def test_build_save_load_gives_identical_selections(index_dir, built, minilm):
+    before = ValueSelector(built, minilm).select(PROMPTS)
+    loaded = ValueSelector.load(index_dir, embedder=minilm)
+    assert loaded.select(PROMPTS) == before
+    assert (index_dir / INDEX_FILE).stat().st_mode & 0o044  # readable by others (not a private temp file)
+
+
+TOY_PROMPTS = ["a doctor", "a teal nurse", "a zombie kite", "a box", "an orange hero", "a thief", "a bloody tree"]
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
+def test_approximate_index_types_round_trip(tmp_path, minilm, index_type):
+    registry = load_registry(builtin_registry_path("toyworld"))
+    index = build_index(registry, minilm, index_type=index_type, params={"nlist": 2, "nprobe": 2})
+    before = ValueSelector(index, minilm).select(TOY_PROMPTS)
+    save_index(index, tmp_path / "idx")
+    loaded = ValueSelector.load(tmp_path / "idx", embedder=minilm)
+    assert loaded.index.index_type == index_type
+    assert loaded.select(TOY_PROMPTS) == before
+    assert [s.value_id for s in before] == ["colour_equality", None, "no_zombie", None, None, "colour_equality", "no_blood"]
+
+
+def test_selection_stages(index_dir, minilm):
+    selector = ValueSelector.load(index_dir, embedder=minilm)
+    chosen = {p: s for p, s in zip(PROMPTS, selector.select(PROMPTS))}
+    assert (chosen["a bloody knight"].value_id, chosen["a bloody knight"].stage) == ("no-blood", "keyword")
+    assert chosen["ＺＯＭＢＩＥ on the street"].value_id == "no-horror"
+    assert (chosen["a female doctor"].value_id, chosen["a female doctor"].stage) == ("racial-equality", "explicit-attribute")
+    assert (chosen["a female asian doctor"].value_id, chosen["a female asian doctor"].stage) == (None, "explicit-attribute")
+    assert chosen["an asian nurse"].value_id == "gender-equality"
+    assert chosen["a portrait of a nurse"].value_id == "gender-equality"
+    assert chosen["a glass of blood orange juice"].value_id is None
+    assert chosen["a calendar with a deadline"].value_id is None
+    assert chosen["a bowl of soup"] .value_id is None and chosen[""].value_id is None
+    assert (chosen["a man wearing nothing at all"].value_id, chosen["a man wearing nothing at all"].stage) == \
+        ("no-nudity", "retrieval")
+
+
+def test_pipeline_adapter_returns_value_text_and_kind(index_dir, minilm):
+    from livo.models.values import as_value_choice
+
+    selector = ValueSelector.load(index_dir, embedder=minilm)
+    harm = as_value_choice(selector("a bloody knight"))
+    assert (harm.text, harm.kind) == ("bloody content is considered inappropriate", "harm")
+    assert as_value_choice(selector("a portrait of a nurse")).kind == "bias"
+    assert selector("a bowl of soup") is None
+
+
+def test_judge_decides_borderline_prompts(index_dir, minilm):
+    class FirstCandidate:
+        def __init__(self):
+            self.asked = []
+
+        def decide(self, prompt, candidates):
+            self.asked.append((prompt, [c.id for c in candidates]))
+            return candidates[0].id if candidates else None
+
+    judge = FirstCandidate()
+    selector = ValueSelector.load(index_dir, embedder=minilm, judge=judge)
+    selector.judge_band = 1.0  # ask about every retrieval decision
+    selections = selector.select(["a bloody knight", "a portrait of a nurse"])
+    assert selections[0].stage == "keyword"  # rules are never second-guessed
+    assert selections[1].stage == "judge" and judge.asked[0][0] == "a portrait of a nurse"
+
+
+def test_calibrated_selector_meets_targets_and_beats_keyword_baseline(minilm, default_registry, built):
+    index = copy.copy(built)
+    selector = ValueSelector(index, minilm)
+    result = calibrate(selector, load_labelled(split="calibration"), grid=tuple(np.arange(0.2, 0.95, 0.02)))
+    index.thresholds, index.noun_thresholds, index.noun_margin = \
+        result.thresholds, result.noun_thresholds, result.noun_margin
+    test = load_labelled(split="test")
+    ours = evaluate(selector, test, default_registry.ids)
+    baseline = evaluate(KeywordBaseline(default_registry), test, default_registry.ids)
+    assert ours.macro_f1 >= 0.90 and ours.benign_fpr <= 0.05
+    assert ours.macro_f1 > baseline.macro_f1 and ours.benign_fpr < baseline.benign_fpr
+
+
+def _tiny_sentence_transformer(folder: Path) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder.mkdir()
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(minilm_path() / name, folder / name)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": True}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]))
+    return folder
+
+
+def test_a_different_embedder_is_refused(tmp_path, index_dir, minilm):
+    other = load_embedder(f"st:{_tiny_sentence_transformer(tmp_path / 'tiny-st')}", reuse=False)
+    assert other.identity.dimension == 32 and other.embed(["a doctor"]).shape == (1, 32)
+    with pytest.raises(ConfigError, match="built with embedder 'all-MiniLM-L6-v2'.*rebuild"):
+        ValueSelector.load(index_dir, embedder=other)
+    with pytest.raises(ConfigError, match="dimension"):
+        load_index(index_dir, embedder_identity=other.identity)
+
+
+def test_clip_text_encoder_embedder(tmp_path, default_registry):
+    import torch
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from livo.models.tokenizer import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(max_length=16)
+    torch.manual_seed(0)
+    CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                  ).save_pretrained(tmp_path / "pipe" / "text_encoder")
+    tokenizer.save_pretrained(tmp_path / "pipe" / "tokenizer")
+    pooled = load_embedder(f"clip:{tmp_path / 'pipe'}", reuse=False)
+    mean = load_embedder(f"clip:{tmp_path / 'pipe'}:mean", reuse=False)
+    assert pooled.identity.dimension == 32 and pooled.identity.weights_sha256 == mean.identity.weights_sha256
+    assert pooled.identity.name != mean.identity.name
+    vectors = pooled.embed(["a bloody doctor", "a cat in the park"])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(vectors, mean.embed(["a bloody doctor", "a cat in the park"]))
+    save_index(build_index(default_registry, pooled), tmp_path / "idx")
+    selector = ValueSelector.load(tmp_path / "idx", embedder=pooled)
+    assert selector.select(["a bloody doctor"])[0].value_id == "no-blood"
+    with pytest.raises(ConfigError, match="not a diffusion pipeline folder"):
+        load_embedder(f"clip:{tmp_path}", reuse=False)
+
+
+def test_corrupt_or_missing_index_files_are_clear_errors(tmp_path, index_dir):
+    broken = tmp_path / "broken"
+    shutil.copytree(index_dir, broken)
+    data = bytearray((broken / INDEX_FILE).read_bytes())
+    data[100] ^= 0xFF
+    (broken / INDEX_FILE).write_bytes(bytes(data))
+    with pytest.raises(InputError, match="corrupt index .*SHA-256"):
+        load_index(broken)
+    # Garbage whose hash is (re)recorded: FAISS itself must refuse it, with a clear message.
+    import hashlib
+
+    (broken / INDEX_FILE).write_bytes(b"not a faiss index at all")
+    metadata = json.loads((broken / METADATA_FILE).read_text())
+    metadata["index"]["sha256"] = hashlib.sha256(b"not a faiss index at all").hexdigest()
+    (broken / METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(InputError, match="FAISS cannot read it"):
+        load_index(broken)
+    (broken / METADATA_FILE).write_text("{not json")
+    with pytest.raises(InputError, match="not JSON"):
+        load_index(broken)
+    (broken / METADATA_FILE).unlink()
+    with pytest.raises(InputError, match="not a value index"):
+        load_index(broken)
+    with pytest.raises(FileNotFoundError):
+        load_index(tmp_path / "nowhere")
+
+
+def test_an_edited_registry_no_longer_matches(tmp_path, minilm):
+    source = tmp_path / "registry.yaml"
+    shutil.copy(builtin_registry_path("toyworld"), source)
+    save_index(build_index(load_registry(source), minilm, registry_source=str(source)), tmp_path / "idx")
+    ValueSelector.load(tmp_path / "idx", embedder=minilm)
+    source.write_text(source.read_text().replace("keywords: [bloody]", "keywords: [bloody, gore]"))
+    with pytest.raises(ConfigError, match="registry no longer matches this index"):
+        ValueSelector.load(tmp_path / "idx", embedder=minilm)
+    with pytest.raises(ConfigError, match="no longer matches"):
+        load_index(tmp_path / "idx", registry=load_registry(source))
+
+
+def test_cli_build_calibrate_select_evaluate(tmp_path, minilm, capsys):
+    index = tmp_path / "toy-index"
+    assert main(["values", "build-index", "toyworld", "-o", str(index)]) == 0
+    labelled = tmp_path / "toy.jsonl"
+    rows = [("a doctor", "colour_equality"), ("a teal nurse", None), ("a ball", None), ("a zombie kite", "no_zombie"),
+            ("a bloody orange thief", "no_blood"), ("an engineer", "colour_equality"), ("a house", None)]
+    labelled.write_text("".join(json.dumps({"prompt": p, "label": l, "category": "benign" if l is None else "x",
+                                            "split": "calibration"}) + "\n" for p, l in rows))
+    assert main(["values", "calibrate", str(index), "--labelled", str(labelled)]) == 0
+    assert json.loads((index / METADATA_FILE).read_text())["calibration"]["count"] == len(rows)
+
+    prompts = ["a doctor", "a teal nurse", "a zombie kite", "a box"]
+    inputs = {
+        "in.txt": lambda p: p.write_text("\n".join(prompts) + "\n"),
+        "in.jsonl": lambda p: p.write_text("".join(json.dumps({"prompt": x, "id": i}) + "\n" for i, x in enumerate(prompts))),
+        "in.csv": lambda p: p.write_text("id,prompt\n" + "".join(f"{i},{x}\n" for i, x in enumerate(prompts))),
+        "in.parquet": lambda p: pq.write_table(pa.table({"prompt": prompts, "id": list(range(4))}), p),
+    }
+    for name, write in inputs.items():
+        write(tmp_path / name)
+        out = tmp_path / f"out-{name.split('.')[1]}.parquet"
+        assert main(["values", "select", "--index", str(index), "--input", str(tmp_path / name), "--output", str(out)]) == 0
+        table = pq.read_table(out)
+        assert table.column("prompt").to_pylist() == prompts, name
+        assert table.column("value_id").to_pylist() == ["colour_equality", None, "no_zombie", None], name
+        assert table.column("stage").to_pylist()[1:3] == ["explicit-attribute", "keyword"], name
+        assert table.schema.field("score").type == pa.float64()
+    jsonl_out = tmp_path / "out.jsonl"
+    assert main(["values", "select", "--index", str(index), "--input", str(tmp_path / "in.csv"), "--output", str(jsonl_out)]) == 0
+    first = json.loads(jsonl_out.read_text().splitlines()[1])
+    assert first["value_id"] is None and first["id"] == 1
+
+    report = tmp_path / "eval.json"
+    assert main(["values", "evaluate", "--index", str(index), "--labelled", str(labelled), "--split", "all",
+                 "--json", str(report)]) == 0
+    numbers = json.loads(report.read_text())
+    assert numbers["selector"]["macro_f1"] == 1.0 and numbers["selector"]["benign_fpr"] == 0.0
+    assert "keyword_baseline" in numbers and "keyword baseline" in capsys.readouterr().out
+
+    assert main(["values", "select", "--index", str(tmp_path / "missing"), "--input", str(tmp_path / "in.txt"),
+                 "--output", str(tmp_path / "x.parquet")]) == 2
+    assert "value index folder not found" in capsys.readouterr().err
