@@ -277,3 +277,13 @@ def test_cli_build_calibrate_select_evaluate(tmp_path, minilm, capsys):
     assert main(["values", "select", "--index", str(tmp_path / "missing"), "--input", str(tmp_path / "in.txt"),
                  "--output", str(tmp_path / "x.parquet")]) == 2
     assert "value index folder not found" in capsys.readouterr().err
+
+
+def test_int8_embedder_is_a_different_identity_close_to_fp32(minilm, index_dir):
+    int8 = load_embedder("minilm-int8", reuse=False)
+    assert int8.identity.name == "all-MiniLM-L6-v2-int8"
+    assert int8.identity.weights_sha256 == minilm.identity.weights_sha256
+    texts = ["a portrait of a nurse", "a bloody knife on the floor"]
+    assert float(np.min(np.sum(int8.embed(texts) * minilm.embed(texts), axis=1))) > 0.85
+    with pytest.raises(ConfigError, match="name 'all-MiniLM-L6-v2-int8' differs"):
+        ValueSelector.load(index_dir, embedder=int8)
