@@ -287,3 +287,29 @@ def test_int8_embedder_is_a_different_identity_close_to_fp32(minilm, index_dir):
     assert float(np.min(np.sum(int8.embed(texts) * minilm.embed(texts), axis=1))) > 0.85
     with pytest.raises(ConfigError, match="name 'all-MiniLM-L6-v2-int8' differs"):
         ValueSelector.load(index_dir, embedder=int8)
+
+
+def test_transformers_judge_over_a_tiny_local_causal_lm(tmp_path, index_dir, minilm):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from livo.models.tokenizer import build_word_tokenizer
+    from livo.values.judge import TransformersJudge
+
+    words = "image prompt : value principle should an generator apply this to ? answer yes or no . a portrait of nurse".split()
+    tokenizer = build_word_tokenizer(words, max_length=64)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2)
+                    ).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    judge = TransformersJudge(tmp_path / "lm", min_margin=-1e9)  # always picks the best candidate
+    selector = ValueSelector.load(index_dir, embedder=minilm, judge=judge)
+    selector.judge_band = 1.0
+    first = selector.select(["a portrait of a nurse"])[0]
+    assert first.stage == "judge" and first.value_id in selector.registry.ids
+    assert selector.select(["a portrait of a nurse"]) == [first]  # deterministic
+    values = [selector.registry.value(v) for v in ("gender-equality", "no-blood")]
+    margins = {v.id: judge.margin("a portrait of a nurse", v) for v in values}
+    assert judge.decide("a portrait of a nurse", values) == max(margins, key=margins.get)
+    with pytest.raises(ConfigError, match="not a folder"):
+        TransformersJudge(tmp_path / "missing")

@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     select.add_argument("--output", required=True, help="output file (.jsonl, .csv, .parquet)")
     select.add_argument("--column", help="prompt column (default: 'prompt', or the only column)")
     select.add_argument("--registry", help="check the index against this registry file")
+    select.add_argument("--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)")
     select.set_defaults(run=run_select)
 
     evaluate = sub.add_parser("evaluate", help="precision/recall/F1 of the selector and of the keyword baseline")
@@ -50,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--labelled", help="labelled prompts (default: the shipped set)")
     evaluate.add_argument("--split", default="test", help="rows of this split only (default test; 'all' for every row)")
     evaluate.add_argument("--json", dest="json_path", help="also write the numbers as JSON here")
+    evaluate.add_argument("--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)")
     evaluate.set_defaults(run=run_evaluate)
 
 
@@ -86,6 +88,14 @@ def _calibrate_into(directory: str, labelled: str | None, split: str, max_benign
         print(f"person-noun thresholds: {nouns}; person-noun margin {result.noun_margin:.2f}")
 
 
+def _judge(path: str | None):  # type: ignore[no-untyped-def]
+    if not path:
+        return None
+    from livo.values.judge import TransformersJudge
+
+    return TransformersJudge(path)
+
+
 def run_build_index(args: argparse.Namespace) -> int:
     from livo.values.embedders import load_embedder
     from livo.values.index import build_index, save_index
@@ -120,7 +130,7 @@ def run_select(args: argparse.Namespace) -> int:
     from livo.values.selector import ValueSelector
 
     registry = load_registry(args.registry) if args.registry else None
-    selector = ValueSelector.load(args.index, registry=registry)
+    selector = ValueSelector.load(args.index, registry=registry, judge=_judge(args.judge))
     table, prompts = read_prompt_table(args.input, args.column)
     texts = [p if p is not None else "" for p in prompts.to_pylist()]
     start = time.perf_counter()
@@ -147,7 +157,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from livo.values.evaluation import KeywordBaseline, evaluate, format_report
     from livo.values.selector import ValueSelector
 
-    selector = ValueSelector.load(args.index)
+    selector = ValueSelector.load(args.index, judge=_judge(args.judge))
     rows = _labelled_rows(args.labelled, args.split, selector.registry.ids)
     ids = selector.registry.ids
     ours = evaluate(selector, rows, ids)
