@@ -10,7 +10,7 @@ calibration set did not contain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +19,20 @@ from livo.values.matching import normalize_text
 from livo.values.selector import Selection, ValueSelector
 
 DEFAULT_GRID = tuple(round(x, 3) for x in np.arange(0.20, 0.951, 0.01))
+
+
+@dataclass
+class _Setting:
+    thr: np.ndarray
+    noun: np.ndarray
+    margin: float
+
+    def astuple(self) -> tuple[np.ndarray, np.ndarray, float]:
+        return self.thr, self.noun, self.margin
+
+    def same_as(self, other: _Setting) -> bool:
+        return bool(np.allclose(self.thr, other.thr) and np.allclose(self.noun, other.noun)
+                    and self.margin == other.margin)
 
 
 MARGIN_GRID = tuple(round(x, 3) for x in np.arange(0.0, 0.401, 0.02))
@@ -73,45 +87,43 @@ def calibrate(selector: ValueSelector, rows: Sequence[LabelledPrompt], grid: Seq
             return 1.0, report.macro_f1, -report.benign_fpr
         return 0.0, -report.benign_fpr, report.macro_f1
 
-    state = {"thr": selector.thresholds.copy(), "noun": selector.noun_thresholds.copy(),
-             "margin": float(selector.index.noun_margin)}
+    state = _Setting(selector.thresholds.copy(), selector.noun_thresholds.copy(), float(selector.index.noun_margin))
 
-    def setter(kind: str, columns: list[int]):  # type: ignore[no-untyped-def]
-        def apply(candidate: float) -> tuple[np.ndarray, np.ndarray, float]:
-            thr, noun, margin = state["thr"].copy(), state["noun"].copy(), state["margin"]
+    def setter(kind: str, columns: list[int]) -> Callable[[float], _Setting]:
+        def apply(candidate: float) -> _Setting:
+            trial = _Setting(state.thr.copy(), state.noun.copy(), state.margin)
             if kind == "margin":
-                margin = candidate
+                trial.margin = candidate
+            elif kind == "noun":
+                trial.noun[columns] = candidate
             else:
-                target = thr if kind == "thr" else noun
-                target[columns] = candidate
-                if kind == "thr":
-                    noun[[c for c in columns if c not in bias]] = candidate
-            return thr, noun, margin
+                trial.thr[columns] = candidate
+                trial.noun[[c for c in columns if c not in bias]] = candidate
+            return trial
         return apply
 
     coordinates = [(setter("thr", [c]), grid) for c in harm]
     if bias:
         coordinates += [(setter("thr", bias), grid), (setter("noun", bias), grid), (setter("margin", []), MARGIN_GRID)]
-    best = objective(state["thr"], state["noun"], state["margin"])
+    best = objective(state.thr, state.noun, state.margin)
     for _ in range(rounds):
         changed = False
         for apply, candidates in coordinates:
-            results = [objective(*apply(c)) for c in candidates]
+            results = [objective(*apply(c).astuple()) for c in candidates]
             top = max(results)
             if top < best:
                 continue
             winners = [c for c, r in zip(candidates, results) if r == top]
-            thr, noun, margin = apply(float(winners[len(winners) // 2]))
-            if not (np.allclose(thr, state["thr"]) and np.allclose(noun, state["noun"]) and margin == state["margin"]):
-                changed = True
-            state.update(thr=thr, noun=noun, margin=margin)
+            chosen = apply(float(winners[len(winners) // 2]))
+            changed = changed or not chosen.same_as(state)
+            state = chosen
             best = top
         if not changed:
             break
     return CalibrationResult(
-        thresholds={v: round(float(t), 4) for v, t in zip(value_ids, state["thr"])},
-        noun_thresholds={value_ids[c]: round(float(state["noun"][c]), 4) for c in bias},
-        noun_margin=round(float(state["margin"]), 4),
+        thresholds={v: round(float(t), 4) for v, t in zip(value_ids, state.thr)},
+        noun_thresholds={value_ids[c]: round(float(state.noun[c]), 4) for c in bias},
+        noun_margin=round(state.margin, 4),
         macro_f1=float(best[1] if best[0] else best[2]),
         benign_fpr=float(-best[2] if best[0] else -best[1]),
         count=len(rows),

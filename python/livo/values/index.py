@@ -88,6 +88,7 @@ def _make_faiss_index(vectors: np.ndarray, index_type: IndexType, params: dict[s
     import faiss
 
     dimension = vectors.shape[1]
+    index: Any
     if index_type == "flat":
         index = faiss.IndexFlatIP(dimension)
     elif index_type == "hnsw":
@@ -274,7 +275,7 @@ def load_index(
                          f"metadata says {len(exemplars)} of dimension {recorded.dimension})")
     params = index_info.get("params") or {}
     if index_info.get("type") == "ivf" and "nprobe" in params:
-        faiss_index.nprobe = int(params["nprobe"])
+        faiss.extract_index_ivf(faiss_index).nprobe = int(params["nprobe"])
 
     try:
         stored_registry = parse_registry(json.loads((directory / REGISTRY_FILE).read_text(encoding="utf-8")),
