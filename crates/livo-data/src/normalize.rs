@@ -7,7 +7,7 @@
 //! collapsed.
 
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 /// What a character becomes in the normalised text.
 enum CharRole {
@@ -17,6 +17,14 @@ enum CharRole {
 }
 
 fn role(c: char) -> CharRole {
+    if c.is_ascii() {
+        return match c {
+            c if c.is_ascii_alphanumeric() => CharRole::Keep,
+            c if c.is_whitespace() => CharRole::Separator,
+            c if c.is_ascii_control() => CharRole::Drop,
+            _ => CharRole::Separator,
+        };
+    }
     if c.is_whitespace() {
         return CharRole::Separator;
     }
@@ -37,7 +45,9 @@ fn role(c: char) -> CharRole {
         | Gc::ParagraphSeparator
         | Gc::SpaceSeparator => CharRole::Separator,
         // Zero-width spaces, joiners, BOMs, controls: invisible, so they must not split or change text.
-        Gc::Format | Gc::Control | Gc::Surrogate | Gc::PrivateUse | Gc::Unassigned => CharRole::Drop,
+        Gc::Format | Gc::Control | Gc::Surrogate | Gc::PrivateUse | Gc::Unassigned => {
+            CharRole::Drop
+        }
         _ => CharRole::Keep,
     }
 }
@@ -45,12 +55,27 @@ fn role(c: char) -> CharRole {
 /// Normalise one prompt for deduplication (NFKC, case folding, punctuation/symbols removed by
 /// Unicode category, whitespace collapsed). Returns an empty string when nothing textual is left.
 pub fn normalize(text: &str) -> String {
-    let folded: String = caseless::default_case_fold_str(&text.nfkc().collect::<String>())
-        .nfkc()
-        .collect();
-    let mut out = String::with_capacity(folded.len());
+    if text.is_ascii() {
+        // ASCII is already NFKC and folds by lowercasing: skip the Unicode tables.
+        return collapse(text.bytes().map(|b| b.to_ascii_lowercase() as char));
+    }
+    let composed: String = match is_nfkc_quick(text.chars()) {
+        IsNormalized::Yes => text.to_owned(),
+        _ => text.nfkc().collect(),
+    };
+    // Case folding can produce text that is no longer NFKC ("ǰ" → "ǰ"), hence the second pass.
+    let folded = caseless::default_case_fold_str(&composed);
+    match is_nfkc_quick(folded.chars()) {
+        IsNormalized::Yes => collapse(folded.chars()),
+        _ => collapse(folded.nfkc()),
+    }
+}
+
+/// Applies each character's role and collapses separators into single spaces.
+fn collapse(chars: impl Iterator<Item = char>) -> String {
+    let mut out = String::new();
     let mut pending_space = false;
-    for c in folded.chars() {
+    for c in chars {
         match role(c) {
             CharRole::Keep => {
                 if pending_space && !out.is_empty() {
@@ -72,7 +97,10 @@ mod tests {
 
     #[test]
     fn folds_case_punctuation_and_whitespace() {
-        assert_eq!(normalize("  A Photo,  of a DOCTOR!!  "), "a photo of a doctor");
+        assert_eq!(
+            normalize("  A Photo,  of a DOCTOR!!  "),
+            "a photo of a doctor"
+        );
         assert_eq!(normalize("red-haired\tnurse"), "red haired nurse");
     }
 
@@ -97,6 +125,20 @@ mod tests {
         assert_eq!(normalize("طبيب يبتسم؟"), "طبيب يبتسم");
         assert_eq!(normalize("Врач, улыбается"), "врач улыбается");
         assert_eq!(normalize("医者が笑う"), "医者が笑う");
+    }
+
+    #[test]
+    fn ascii_fast_path_agrees_with_the_unicode_path() {
+        // The same text with one non-ASCII character appended takes the Unicode path.
+        for text in [
+            "Hello,\tWorld!\x01 $5 + a_b",
+            "  MIXED case -- text\r\n",
+            "\x1c\x1fa",
+        ] {
+            let unicode = normalize(&format!("{text} é"));
+            let ascii = normalize(text);
+            assert_eq!(format!("{ascii} é").trim_start(), unicode, "{text:?}");
+        }
     }
 
     #[test]

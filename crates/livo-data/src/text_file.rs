@@ -53,8 +53,11 @@ mod tests {
         impl TempPath {
             pub fn with(bytes: &[u8]) -> Self {
                 let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-                let p = std::env::temp_dir()
-                    .join(format!("livo-text-{}-{}.txt", std::process::id(), n));
+                let p = std::env::temp_dir().join(format!(
+                    "livo-text-{}-{}.txt",
+                    std::process::id(),
+                    n
+                ));
                 std::fs::write(&p, bytes).unwrap();
                 TempPath(p)
             }

@@ -97,10 +97,12 @@ fn dedup<'py>(
     };
     let bar = Bar::new(progress);
     let result = if let Ok(list) = texts.cast::<PyList>() {
-        let owned: Vec<String> = list.extract().map_err(|_| {
-            PyTypeError::new_err("texts: every element of the list must be a str")
-        })?;
-        run_interruptible(py, &bar, |bar| livo_data::dedup(owned.as_slice(), &config, bar))?
+        let owned: Vec<String> = list
+            .extract()
+            .map_err(|_| PyTypeError::new_err("texts: every element of the list must be a str"))?;
+        run_interruptible(py, &bar, |bar| {
+            livo_data::dedup(owned.as_slice(), &config, bar)
+        })?
     } else if texts.hasattr("__arrow_c_array__")? {
         let column = arrow_text(texts.extract::<PyArray>()?)?;
         run_interruptible(py, &bar, |bar| livo_data::dedup(&column, &config, bar))?

@@ -71,7 +71,12 @@ pub fn band_hashes(signature: &[u32], params: LshParams, out: &mut [u64]) {
 /// band. Within a bucket each member is paired with the bucket's first member and, when
 /// `chain` is set, also with its predecessor — so that when pairs are later verified a false
 /// first member cannot hide true duplicates from each other. The result is sorted and unique.
-pub fn candidate_pairs(hashes: &[u64], n_docs: usize, bands: usize, chain: bool) -> Vec<(u32, u32)> {
+pub fn candidate_pairs(
+    hashes: &[u64],
+    n_docs: usize,
+    bands: usize,
+    chain: bool,
+) -> Vec<(u32, u32)> {
     let mut pairs: Vec<(u32, u32)> = (0..bands)
         .into_par_iter()
         .flat_map_iter(|band| {
@@ -146,6 +151,9 @@ mod tests {
         // 4 docs, 1 band: docs 0, 2, 3 share a bucket.
         let hashes = [7u64, 9, 7, 7];
         assert_eq!(candidate_pairs(&hashes, 4, 1, false), vec![(0, 2), (0, 3)]);
-        assert_eq!(candidate_pairs(&hashes, 4, 1, true), vec![(0, 2), (0, 3), (2, 3)]);
+        assert_eq!(
+            candidate_pairs(&hashes, 4, 1, true),
+            vec![(0, 2), (0, 3), (2, 3)]
+        );
     }
 }

@@ -124,6 +124,9 @@ mod tests {
         perms.signature_into(&b, &mut sb);
         let agree = sa.iter().zip(&sb).filter(|(x, y)| x == y).count() as f64 / 512.0;
         let exact = jaccard(&a, &b);
-        assert!((agree - exact).abs() < 0.08, "estimate {agree} vs exact {exact}");
+        assert!(
+            (agree - exact).abs() < 0.08,
+            "estimate {agree} vs exact {exact}"
+        );
     }
 }

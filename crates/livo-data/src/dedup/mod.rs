@@ -77,7 +77,11 @@ impl DedupConfig {
             ));
         }
         if self.ngram == 0 {
-            return Err(DataError::parameter("ngram", self.ngram, "must be at least 1"));
+            return Err(DataError::parameter(
+                "ngram",
+                self.ngram,
+                "must be at least 1",
+            ));
         }
         if self.threads == Some(0) {
             return Err(DataError::parameter("threads", 0, "must be at least 1"));
@@ -199,7 +203,10 @@ fn dedup_in_pool(
     }
 
     // Exact duplicates: first occurrence of each normalised text in input order.
-    let hashes: Vec<u128> = normalised.par_iter().map(|t| xxh3_128(t.as_bytes())).collect();
+    let hashes: Vec<u128> = normalised
+        .par_iter()
+        .map(|t| xxh3_128(t.as_bytes()))
+        .collect();
     let mut uf = UnionFind::new(n);
     let mut first_seen: HashMap<u128, u32> = HashMap::with_capacity(n);
     let mut distinct: Vec<u32> = Vec::new();
