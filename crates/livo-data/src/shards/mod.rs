@@ -14,6 +14,7 @@
 //! - `verify`: the [`verify()`] check.
 
 pub mod assign;
+mod encode;
 mod files;
 pub mod manifest;
 pub mod verify;

@@ -16,7 +16,7 @@ use arrow_array::{Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Schema, SchemaRef};
 use fs4::fs_std::FileExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::ProjectionMask;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -24,6 +24,7 @@ use parquet::schema::types::ColumnPath;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::assign::{is_key_type, key_hashes, SplitAssigner, SplitRatio, SPLIT_HASH_SEED};
+use super::encode::ShardFile;
 use super::files::{
     hash_file, parse_shard_name, partial_name, publish, shard_name, HashingFile, PARTIAL_SUFFIX,
 };
@@ -94,7 +95,7 @@ struct OpenShard {
     name: String,
     split: usize,
     bucket: u32,
-    writer: ArrowWriter<HashingFile>,
+    file: ShardFile,
 }
 
 pub struct ShardWriter {
@@ -267,14 +268,20 @@ impl ShardWriter {
         }
         stats.written = n as u64 - stats.skipped;
         let result = (|| {
+            let row_bytes = (batch.get_array_memory_size() / n.max(1)).max(1) as u64;
             for (group, rows) in groups {
-                let part = if rows.len() == n {
-                    batch.clone()
+                if rows.len() * 2 >= n {
+                    // Most of the batch: zero-copy slices of its runs of consecutive rows.
+                    for (start, len) in runs(&rows) {
+                        self.write_group(group, &batch.slice(start, len), row_bytes)?;
+                    }
                 } else {
-                    arrow_select::take::take_record_batch(&batch, &UInt32Array::from(rows))
-                        .map_err(|e| DataError::Schema(e.to_string()))?
-                };
-                self.write_group(group, &part)?;
+                    // A minority: copied, so the shard does not keep the whole batch alive.
+                    let part =
+                        arrow_select::take::take_record_batch(&batch, &UInt32Array::from(rows))
+                            .map_err(|e| DataError::Schema(e.to_string()))?;
+                    self.write_group(group, &part, row_bytes)?;
+                }
             }
             Ok(stats)
         })();
@@ -363,21 +370,26 @@ impl ShardWriter {
         Ok(())
     }
 
-    fn write_group(&mut self, group: (usize, u32), part: &RecordBatch) -> Result<()> {
-        // Slices keep the first write into a fresh row group near the row-group size.
-        let row_bytes = (part.get_array_memory_size() / part.num_rows().max(1)).max(1) as u64;
-        let chunk = (self.config.row_group_bytes / 4 / row_bytes).clamp(1, 65_536) as usize;
+    /// `row_bytes` estimates one row's size (slices share their parent's buffers, so it is
+    /// measured on the parent batch).
+    fn write_group(
+        &mut self,
+        group: (usize, u32),
+        part: &RecordBatch,
+        row_bytes: u64,
+    ) -> Result<()> {
+        // Rows go to the shard in slices no bigger than a row group, so memory stays bounded.
+        let chunk = (self.config.row_group_bytes / row_bytes).clamp(1, 1 << 20) as usize;
         let mut offset = 0;
         while offset < part.num_rows() {
             let len = chunk.min(part.num_rows() - offset);
             let dir = self.dir.clone();
             let shard = self.open_shard(group)?;
             shard
-                .writer
-                .write(&part.slice(offset, len))
+                .file
+                .push(part.slice(offset, len), len as u64 * row_bytes)
                 .map_err(|e| parquet_error(&dir, &partial_name(&shard.name), e))?;
-            let size = (shard.writer.bytes_written() + shard.writer.in_progress_size()) as u64;
-            if size >= self.config.target_shard_bytes {
+            if shard.file.size() >= self.config.target_shard_bytes {
                 self.commit(group)?;
             }
             offset += len;
@@ -393,7 +405,8 @@ impl ShardWriter {
             let partial = self.dir.join(partial_name(&name));
             let file = HashingFile::create(&partial)?;
             let (schema, _) = self.schema.as_ref().expect("conform ran first");
-            let writer = ArrowWriter::try_new(file, schema.clone(), self.props.clone())
+            let props = self.props.as_ref().expect("conform ran first");
+            let file = ShardFile::new(file, schema.clone(), props, self.config.row_group_bytes)
                 .map_err(|e| parquet_error(&self.dir, &partial_name(&name), e))?;
             self.open.insert(
                 group,
@@ -401,7 +414,7 @@ impl ShardWriter {
                     name,
                     split: group.0,
                     bucket: group.1,
-                    writer,
+                    file,
                 },
             );
         }
@@ -409,19 +422,14 @@ impl ShardWriter {
     }
 
     fn commit(&mut self, group: (usize, u32)) -> Result<()> {
-        let Some(mut shard) = self.open.remove(&group) else {
+        let Some(shard) = self.open.remove(&group) else {
             return Ok(());
         };
         let partial = self.dir.join(partial_name(&shard.name));
-        let fail = |e| parquet_error(&self.dir, &partial_name(&shard.name), e);
-        shard.writer.flush().map_err(fail)?;
-        let row_groups: Vec<u64> = shard
-            .writer
-            .flushed_row_groups()
-            .iter()
-            .map(|rg| rg.num_rows() as u64)
-            .collect();
-        let file = shard.writer.into_inner().map_err(fail)?;
+        let (file, row_groups) = shard
+            .file
+            .finish()
+            .map_err(|e| parquet_error(&self.dir, &partial_name(&shard.name), e))?;
         let (bytes, blake3) = file.sync(&partial)?;
         publish(&partial, &self.dir.join(&shard.name))?;
         self.manifest.shards.push(ShardEntry {
@@ -450,6 +458,18 @@ impl Drop for ShardWriter {
             let _ = fs::remove_file(self.dir.join(partial_name(&shard.name)));
         }
     }
+}
+
+/// (start, length) of each run of consecutive values in sorted `rows`.
+fn runs(rows: &[u32]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &row in rows {
+        match out.last_mut() {
+            Some((start, len)) if *start + *len == row as usize => *len += 1,
+            _ => out.push((row as usize, 1)),
+        }
+    }
+    out
 }
 
 fn new_manifest(config: &ShardConfig) -> Manifest {
@@ -649,7 +669,6 @@ fn writer_properties(schema: &Schema, config: &ShardConfig) -> WriterProperties 
     let level = ZstdLevel::try_new(config.zstd_level).expect("level checked on open");
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
-        .set_max_row_group_bytes(Some(config.row_group_bytes as usize))
         .set_key_value_metadata(Some(vec![KeyValue::new(
             "livo.schema_version".into(),
             config.schema_version.clone(),
