@@ -153,8 +153,31 @@ fn verify_shards<'py>(
     Ok(d)
 }
 
+/// Benchmark baseline: the whole stream as one Parquet file written by parquet-rs's `ArrowWriter`
+/// with the shards' settings (no split, hash or fsync). Returns the rows written.
+#[pyfunction]
+#[pyo3(signature = (path, data, *, zstd_level, row_group_bytes))]
+fn _write_single_file(
+    py: Python<'_>,
+    path: PathBuf,
+    data: AnyRecordBatch,
+    zstd_level: i32,
+    row_group_bytes: u64,
+) -> PyResult<u64> {
+    let reader = data.into_reader()?;
+    let schema = reader.schema();
+    let config = ShardConfig {
+        zstd_level,
+        row_group_bytes,
+        ..ShardConfig::default()
+    };
+    py.detach(|| livo_data::shards::write_single_file(&path, reader, schema, &config))
+        .map_err(to_py)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyShardWriter>()?;
     m.add_function(wrap_pyfunction!(verify_shards, m)?)?;
+    m.add_function(wrap_pyfunction!(_write_single_file, m)?)?;
     Ok(())
 }

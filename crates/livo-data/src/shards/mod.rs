@@ -23,4 +23,4 @@ pub mod writer;
 pub use assign::{SplitAssigner, SplitRatio};
 pub use manifest::{Manifest, ShardEntry, MANIFEST_NAME};
 pub use verify::{verify, Problem, ProblemKind, VerifyReport};
-pub use writer::{ShardConfig, ShardWriter, WriteStats};
+pub use writer::{write_single_file, ShardConfig, ShardWriter, WriteStats};

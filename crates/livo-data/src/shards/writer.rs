@@ -665,7 +665,8 @@ fn string_hashes(ids: &dyn Array) -> Vec<u128> {
     }
 }
 
-fn writer_properties(schema: &Schema, config: &ShardConfig) -> WriterProperties {
+/// The Parquet settings of every shard (also used by the benchmark's single-file baseline).
+pub fn writer_properties(schema: &Schema, config: &ShardConfig) -> WriterProperties {
     let level = ZstdLevel::try_new(config.zstd_level).expect("level checked on open");
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
@@ -686,6 +687,39 @@ fn writer_properties(schema: &Schema, config: &ShardConfig) -> WriterProperties 
         }
     }
     builder.build()
+}
+
+/// Writes `batches` to one Parquet file with `ArrowWriter` and the shards' settings, without
+/// splitting, hashing or syncing: the baseline that `benchmarks/shard_write.py` measures the
+/// sharding overhead against. Returns the rows written.
+pub fn write_single_file(
+    path: &Path,
+    batches: impl Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>,
+    schema: SchemaRef,
+    config: &ShardConfig,
+) -> Result<u64> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+    let props = writer_properties(&schema, config)
+        .into_builder()
+        .set_max_row_group_bytes(Some(config.row_group_bytes as usize))
+        .build();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props))
+        .map_err(|e| parquet_error(dir, &name, e))?;
+    let mut rows = 0;
+    for batch in batches {
+        let batch = batch.map_err(|e| DataError::Schema(e.to_string()))?;
+        rows += batch.num_rows() as u64;
+        writer
+            .write(&batch)
+            .map_err(|e| parquet_error(dir, &name, e))?;
+    }
+    writer.close().map_err(|e| parquet_error(dir, &name, e))?;
+    Ok(rows)
 }
 
 fn field_list(fields: &[super::manifest::FieldDoc]) -> String {
