@@ -30,7 +30,7 @@ from livo.eval.metrics import attribute_counts, discrepancy_d1, discrepancy_d2, 
 from livo.toyworld.detect import Detection, detect
 from livo.toyworld.grammar import ATTRIBUTES, DEFAULT_ATTRIBUTE, PromptSpec, report_prompts
 
-DEFAULT_GUIDANCE = 3.0
+DEFAULT_GUIDANCE = 5.0
 
 
 @dataclass(frozen=True)
