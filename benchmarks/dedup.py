@@ -91,7 +91,10 @@ def child(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     scores = pairwise_scores(predicted, np.array(corpus.cluster, dtype=np.int64))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tool": args.child, "rows": args.rows, "seconds": seconds,
+    import hashlib
+
+    digest = hashlib.sha256(predicted.astype(np.int64).tobytes()).hexdigest()[:16]
+    print(json.dumps({"tool": args.child, "rows": args.rows, "seconds": seconds, "clusters_sha256": digest,
                       "rows_per_s": args.rows / seconds, "peak_rss_mb": peak_mb, **scores}))
 
 
@@ -121,12 +124,12 @@ def main() -> None:
         print(json.dumps(results[-1]), file=sys.stderr)
     base = next((r for r in results if r["tool"] == "datasketch"), None)
     print(f"\n{args.rows:,} prompts, ngram {args.ngram}, num_perm {args.num_perm}, threshold {args.threshold}\n")
-    print("| tool | seconds | prompts/s | speed-up vs datasketch | peak RSS (MB) | precision | recall | F1 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| tool | seconds | prompts/s | speed-up vs datasketch | peak RSS (MB) | precision | recall | F1 | clusters sha256 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         ratio = f"{base['seconds'] / r['seconds']:.1f}×" if base else "—"
         print(f"| {r['tool']} | {r['seconds']:.2f} | {r['rows_per_s']:,.0f} | {ratio} | {r['peak_rss_mb']:.0f} "
-              f"| {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} |")
+              f"| {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['clusters_sha256']} |")
 
 
 if __name__ == "__main__":
