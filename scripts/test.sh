@@ -9,6 +9,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test -p livo-data --quiet
 
+# The native module's hand-written stubs must match the built extension.
+uv run --locked --no-sync python -m mypy.stubtest livo._native
+
 set +e
 uv run --locked --no-sync pytest "$@"
 status=$?

@@ -1,0 +1,64 @@
+# Type stubs of the private Rust module ``livo._native`` (crates/livo-py). Checked in CI with
+# ``mypy.stubtest livo._native``.
+from os import PathLike
+from typing import Any, final
+
+__version__: str
+__all__ = [
+    "__version__",
+    "DatasetLockedError", "InvalidParameterError", "InvalidUtf8Error", "ManifestError",
+    "ParquetFileError", "SchemaMismatchError", "ShardWriter", "dedup", "lsh_params",
+    "normalize", "read_text_lines", "verify_shards", "_write_single_file",
+]
+
+class InvalidParameterError(ValueError): ...
+class InvalidUtf8Error(ValueError): ...
+class ManifestError(ValueError): ...
+class ParquetFileError(OSError): ...
+class SchemaMismatchError(ValueError): ...
+class DatasetLockedError(OSError): ...
+
+def dedup(
+    texts: list[str] | Any,
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    bands: int | None = None,
+    verify: bool = True,
+    seed: int = 1,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]: ...
+def read_text_lines(path: str | PathLike[str]) -> list[str]: ...
+def normalize(text: str) -> str: ...
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]: ...
+
+@final
+class ShardWriter:
+    def __new__(
+        cls,
+        dir: str | PathLike[str],
+        *,
+        splits: list[tuple[str, float]],
+        group_key: str,
+        record_id: str,
+        buckets: int,
+        target_shard_bytes: int,
+        row_group_bytes: int,
+        zstd_level: int,
+        schema_version: str,
+        metadata_json: str,
+    ) -> ShardWriter: ...
+    def write(self, data: Any) -> tuple[int, int, int]: ...
+    def contains(self, record_ids: list[str]) -> list[bool]: ...
+    def finish(self) -> str: ...
+    def abort(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
+def verify_shards(dir: str | PathLike[str], *, progress: bool = False) -> dict[str, Any]: ...
+
+def _write_single_file(
+    path: str | PathLike[str], data: Any, *, zstd_level: int, row_group_bytes: int
+) -> Any: ...
