@@ -218,9 +218,12 @@ def test_cli_write_shards_a_parquet_file_and_resumes(tmp_path: Path, table: pa.T
     args = ["shards", "write", str(source), "-o", str(tmp_path / "d"), "--split", "train=0.75",
             "--split", "val=0.25", "--target-size", "48KiB", "--row-group-size", "12KiB", "--pair-schema"]
     assert main(args) == 0
+    manifest = Manifest.load(tmp_path / "d")
+    assert manifest.rows() == 240
+    assert len(manifest.shards) >= 8
+    assert all(s.bytes < 2 * (48 << 10) for s in manifest.shards), [s.bytes for s in manifest.shards]
     assert main(args) == 0
     assert "wrote 0, skipped 240" in capsys.readouterr().out
-    assert Manifest.load(tmp_path / "d").rows() == 240
 
 
 def test_a_second_writer_is_refused_while_the_first_is_open(tmp_path: Path) -> None:
@@ -234,3 +237,13 @@ def test_rows_with_other_columns_are_refused(tmp_path: Path, table: pa.Table) ->
         writer.write(table.slice(0, 10))
         with pytest.raises(SchemaMismatchError, match="prompt"):
             writer.write(table.slice(10, 10).drop_columns(["prompt"]))
+
+
+def test_pair_records_name_the_row_that_is_not_png_or_lacks_an_id(table: pa.Table) -> None:
+    from livo.errors import InputError
+
+    record = table.slice(0, 1).to_pylist()[0]
+    with pytest.raises(InputError, match="violating_image: row 1 is not PNG"):
+        pair_table([record, {**record, "violating_image": b"GIF89a..."}])
+    with pytest.raises(InputError, match="record_id: null at row 0"):
+        pair_table([{**record, "record_id": None}])

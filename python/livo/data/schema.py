@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from livo.errors import InputError
 
@@ -95,6 +96,8 @@ def validate_pairs(table: pa.Table) -> None:
             row = next(i for i, v in enumerate(column.is_null().to_pylist()) if v)
             raise InputError(f"pair column {name}: null at row {row}")
     for name in ("aligned_image", "violating_image"):
-        for row, image in enumerate(table.column(name).to_pylist()):
-            if not image.startswith(PNG_MAGIC):
-                raise InputError(f"pair column {name}: row {row} is not PNG data")
+        heads = pc.binary_slice(table.column(name), 0, len(PNG_MAGIC))
+        not_png = pc.invert(pc.equal(heads, pa.scalar(PNG_MAGIC, heads.type)))
+        if pc.any(not_png).as_py():
+            row = pc.index(not_png, True).as_py()
+            raise InputError(f"pair column {name}: row {row} is not PNG data")

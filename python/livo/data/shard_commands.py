@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(run=run_stats)
 
 
-def _batches(path: str, pair_schema: bool) -> Iterator[Any]:
+def _batches(path: str) -> Iterator[Any]:
     import pyarrow.parquet as pq
 
     from livo.data.io import file_format, read_table
@@ -120,7 +120,7 @@ def run_write(args: argparse.Namespace) -> int:
     rows = written = skipped = 0
     with ShardWriter(args.output, config) as writer:
         for path in args.inputs:
-            for part in _batches(path, args.pair_schema):
+            for part in _batches(path):
                 if args.pair_schema:
                     table = conform_pairs(pa.table(part))
                     validate_pairs(table)

@@ -268,7 +268,7 @@ impl ShardWriter {
         }
         stats.written = n as u64 - stats.skipped;
         let result = (|| {
-            let row_bytes = (batch.get_array_memory_size() / n.max(1)).max(1) as u64;
+            let row_bytes = (data_bytes(&batch) / n.max(1) as u64).max(1);
             for (group, rows) in groups {
                 if rows.len() * 2 >= n {
                     // Most of the batch: zero-copy slices of its runs of consecutive rows.
@@ -458,6 +458,16 @@ impl Drop for ShardWriter {
             let _ = fs::remove_file(self.dir.join(partial_name(&shard.name)));
         }
     }
+}
+
+/// Bytes of the values a batch holds (its slice of every buffer, not the buffers' capacity, which
+/// is unknown for data imported from Python).
+fn data_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
 }
 
 /// (start, length) of each run of consecutive values in sorted `rows`.
