@@ -36,6 +36,7 @@ def save_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, scale: int = 4) 
     os.close(fd)
     try:
         Image.fromarray(grid_image(rows, scale=scale)).save(temp, format="PNG")
+        os.chmod(temp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -143,6 +143,7 @@ def _write_text(path: Path, text: str) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    os.chmod(temp, 0o644)
     os.replace(temp, path)
 
 
