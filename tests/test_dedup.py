@@ -16,11 +16,13 @@ from livo.data import DedupConfig, dedup, dedup_file, lsh_params, normalize
 from livo.data.synthetic import labelled_corpus
 from livo.errors import InputError, InvalidParameterError, InvalidUtf8Error
 
+BASE = ("A portrait of a smiling doctor in a hospital corridor at night, oil painting, warm light, "
+        "detailed brushwork, muted green walls")
 PROMPTS = [
-    "A portrait of a smiling doctor in a hospital corridor, oil painting",
-    "a portrait of a smiling doctor in a hospital corridor oil painting",  # format
-    "ａ portrait of a smiling doctor in a hospital corridor, oil painting",  # unicode
-    "a portrait of a smiling doctor in the hospital corridor, oil painting",  # light edit
+    BASE,
+    BASE.lower().replace(",", ""),  # format
+    BASE.replace("A portrait", "Ａ portrait"),  # unicode (full-width A)
+    BASE.replace("green walls", "green wall"),  # light edit: Jaccard 0.99, far above 0.8
     "a red fox crossing a stone bridge at dawn, watercolour",
     "!!!",
     "a red fox crossing a stone bridge at dawn, watercolour",
