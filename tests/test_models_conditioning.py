@@ -18,13 +18,7 @@ from livo.models import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # noqa: ANN201
-    """Tiny models run faster on one thread; two threads spin against each other on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 PROMPTS = ["a photo of a doctor", "a bloody zombie in the street"]

@@ -14,13 +14,7 @@ BLOOD = ValueChoice("bloody content is considered inappropriate", "harm")
 CALL = {"num_inference_steps": 3, "height": 16, "width": 16, "output_type": "pt"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # noqa: ANN201
-    """Tiny models run faster on one thread; two threads spin against each other on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def select(prompt: str):  # noqa: ANN201
