@@ -626,8 +626,8 @@ fn adopt(
     })
 }
 
-/// The Arrow schema a shard was written with (without schema-level metadata).
-fn shard_schema(path: &Path) -> Result<SchemaRef> {
+/// Opens a shard for reading; also returns its file name for error messages.
+fn open_shard(path: &Path) -> Result<(ParquetRecordBatchReaderBuilder<File>, String)> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -636,19 +636,18 @@ fn shard_schema(path: &Path) -> Result<SchemaRef> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(dir, &name, e))?;
+    Ok((builder, name))
+}
+
+/// The Arrow schema a shard was written with (without schema-level metadata).
+fn shard_schema(path: &Path) -> Result<SchemaRef> {
+    let (builder, _) = open_shard(path)?;
     Ok(Arc::new(Schema::new(builder.schema().fields().clone())))
 }
 
 /// Adds the record ids of one shard to `seen`, reading only that column.
 fn read_ids(path: &Path, column: &str, seen: &mut HashSet<u128>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(dir, &name, e))?;
+    let (builder, name) = open_shard(path)?;
     let index = builder
         .schema()
         .index_of(column)
@@ -657,7 +656,7 @@ fn read_ids(path: &Path, column: &str, seen: &mut HashSet<u128>) -> Result<()> {
     let reader = builder
         .with_projection(mask)
         .build()
-        .map_err(|e| parquet_error(dir, &name, e))?;
+        .map_err(|e| parquet_error(path.parent().unwrap_or(Path::new(".")), &name, e))?;
     for batch in reader {
         let batch = batch.map_err(|e| DataError::Schema(format!("shard {name}: {e}")))?;
         seen.extend(string_hashes(batch.column(0)));
