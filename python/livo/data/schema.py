@@ -75,17 +75,25 @@ def conform_pairs(table: pa.Table) -> pa.Table:
     """Selects and orders the pair columns and casts them to :data:`PAIR_SCHEMA` (e.g. the
     ``large_string``/``string_view`` columns polars produces), raising :class:`InputError` that
     names a missing or uncastable column."""
-    missing = [name for name in PAIR_SCHEMA.names if name not in table.column_names]
+    return conform_to_schema(table, PAIR_SCHEMA, f"pair table ({PAIR_SCHEMA_VERSION})")
+
+
+def conform_to_schema(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
+    """Selects and orders ``schema``'s columns of ``table`` and casts them to its types; errors name
+    ``what`` and the missing or uncastable column."""
+    missing = [name for name in schema.names if name not in table.column_names]
     if missing:
-        raise InputError(f"pair table lacks column(s) {', '.join(missing)} of {PAIR_SCHEMA_VERSION}")
+        raise InputError(f"{what} lacks column(s) {', '.join(missing)}")
     columns = []
-    for field in PAIR_SCHEMA:
-        column = table.column(field.name)
+    for target in schema:
+        column = table.column(target.name)
         try:
-            columns.append(column if column.type == field.type else column.cast(field.type))
+            columns.append(column if column.type == target.type else column.cast(target.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
-            raise InputError(f"pair column {field.name}: {column.type} cannot become {field.type}: {error}") from error
-    return pa.Table.from_arrays(columns, schema=PAIR_SCHEMA)
+            raise InputError(
+                f"{what}: column {target.name}: {column.type} cannot become {target.type}: {error}"
+            ) from error
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def validate_pairs(table: pa.Table) -> None:

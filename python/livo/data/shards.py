@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from livo import _native
-from livo.data.schema import PAIR_SCHEMA_VERSION
+from livo.data.schema import PAIR_SCHEMA_VERSION, conform_to_schema
 from livo.errors import ConfigError, InputError
 
 MANIFEST_NAME = "manifest.json"
@@ -214,7 +214,7 @@ class ShardWriter:
             data = data.to_arrow()
         if self.schema is not None:
             table = data if isinstance(data, pa.Table) else pa.table(data)
-            return _conform(table, self.schema)
+            return conform_to_schema(table, self.schema, "data for the dataset schema")
         if isinstance(data, pa.Table | pa.RecordBatch):
             return _without_views(data)
         if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
@@ -238,20 +238,6 @@ def write_shards(
         for part in [data] if is_arrow or type(data).__module__.startswith("polars") else data:
             writer.write(part)
     return Manifest.load(directory)
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    missing = [name for name in schema.names if name not in table.column_names]
-    if missing:
-        raise InputError(f"data lacks column(s) {', '.join(missing)} of the dataset schema")
-    columns = []
-    for target in schema:
-        column = table.column(target.name)
-        try:
-            columns.append(column if column.type == target.type else column.cast(target.type))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
-            raise InputError(f"column {target.name}: {column.type} cannot become {target.type}: {error}") from error
-    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _without_views(data: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
