@@ -21,3 +21,18 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for the whole session: starting Ray costs ~10 s, so tests share it.
+
+    Two CPUs, no dashboard, objects spilled under the pytest temp root. Tests that need a fresh
+    cluster (e.g. to kill the driver's job) must start a subprocess instead of calling ray.shutdown().
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
