@@ -1,0 +1,202 @@
+"""The typed configuration of an evaluation run (``livo eval CONFIG``), read from YAML.
+
+An evaluation runs every *method* (the base model, baselines, LiVO variants) on the same prompts
+with the same seeds, reads the images with *judges*, and writes one results table. Every field is
+checked when the file is read; errors name the file and the field.
+
+Example (the toy world; every path may be relative to the YAML file)::
+
+    output: outputs/eval
+    model: toyworld                # or a diffusers folder / hub id
+    prompts: {set: toyworld}       # or {file: prompts.jsonl, registry: default}
+    per_prompt: 40
+    methods:
+      - {name: base, kind: base}
+      - {name: negative prompt, kind: negative_prompt, negative_prompt: "bloody, zombie"}
+      - {name: safe latent diffusion, kind: sld, safety_concept: "bloody, zombie"}
+      - {name: LiVO, kind: livo, value_encoder: runs/livo, selector: faiss}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from livo.errors import ConfigError
+
+METHOD_KINDS = ("base", "negative_prompt", "sld", "pipeline", "livo")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PromptsConfig(_Strict):
+    """``set: toyworld`` (the toy world's report prompts, see ``livo.toyworld.grammar``) or a
+    ``file`` with columns ``prompt``, ``category`` (bias, explicit, harm, benign), ``value`` (value
+    id; for bias/explicit/harm rows) and ``attribute`` (the class an explicit prompt asks for),
+    judged against the value ``registry`` (a file or built-in name)."""
+
+    set: Literal["toyworld"] | None = None
+    file: str | None = None
+    registry: str = "toyworld"
+    categories: list[Literal["bias", "explicit", "harm", "benign"]] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PromptsConfig:
+        if (self.set is None) == (self.file is None):
+            raise ValueError("give exactly one of 'set' and 'file'")
+        return self
+
+
+class MethodConfig(_Strict):
+    """One row of the results table.
+
+    - ``base``: the base model as is;
+    - ``negative_prompt``: the base model with ``negative_prompt`` on every prompt;
+    - ``sld``: diffusers' ``StableDiffusionPipelineSafe`` over the base model's components, with
+      ``safety_concept`` (default: diffusers' own) and ``sld`` keyword arguments;
+    - ``pipeline``: another diffusers pipeline folder (``path``), or the base with its U-Net
+      replaced from ``unet`` (e.g. Diffusion-DPO's trained U-Net);
+    - ``livo``: ``LiVOPipeline`` with the value encoder at ``value_encoder`` (a folder holding the
+      encoder, or holding ``value_encoder/``; default: the model folder's ``value_encoder/``),
+      ``selector`` ``faiss`` (FAISS index built from the registry, or loaded from ``index``) or
+      ``keyword`` (the harm-keyword stage alone), and ``bias_probability`` (0.5 in the paper).
+
+    ``categories`` restricts a method to some prompt categories (to save time on baselines whose
+    effect is only on some); its other cells stay empty in the table.
+    """
+
+    name: str = Field(min_length=1)
+    kind: Literal["base", "negative_prompt", "sld", "pipeline", "livo"]
+    negative_prompt: str | None = None
+    safety_concept: str | None = None
+    sld: dict[str, float] = Field(default_factory=dict)
+    path: str | None = None
+    unet: str | None = None
+    value_encoder: str | None = None
+    selector: Literal["faiss", "keyword"] = "faiss"
+    index: str | None = None
+    embedder: str = "minilm"
+    bias_probability: float = Field(default=0.5, ge=0.0, le=1.0)
+    categories: list[Literal["bias", "explicit", "harm", "benign"]] | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> MethodConfig:
+        if self.kind == "negative_prompt" and not self.negative_prompt:
+            raise ValueError(f"method {self.name!r}: kind negative_prompt needs 'negative_prompt'")
+        if self.kind == "pipeline" and (self.path is None) == (self.unet is None):
+            raise ValueError(f"method {self.name!r}: kind pipeline needs exactly one of 'path' and 'unet'")
+        return self
+
+
+class JudgeConfig(_Strict):
+    """A judge (see ``livo.judges``): ``toyworld``, ``clip`` (``model``), ``nudenet`` or ``vlm``
+    (``model``: a local vision-language model folder, see ``livo.judges.vlm``)."""
+
+    kind: Literal["toyworld", "clip", "nudenet", "vlm"]
+    model: str | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class JudgesConfig(_Strict):
+    """Which judge reads each value (``values`` by value id, else ``default``) and which one says
+    whether the image shows the prompt's subject (``subject``; null: fidelity not measured)."""
+
+    default: JudgeConfig = Field(default_factory=lambda: JudgeConfig(kind="toyworld"))
+    values: dict[str, JudgeConfig] = Field(default_factory=dict)
+    subject: JudgeConfig | None = Field(default_factory=lambda: JudgeConfig(kind="toyworld"))
+
+
+class QualityConfig(_Strict):
+    """``features``: FID/KID feature extractor (``pixels``, ``clip:PATH``, ``inception:PATH``,
+    ``torchscript:PATH``; null: FID/KID not computed). ``clip_model``: CLIP model for the CLIP
+    score (null: not computed)."""
+
+    features: str | None = None
+    clip_model: str | None = None
+
+
+class EvalConfig(_Strict):
+    output: str
+    model: str = "toyworld"
+    prompts: PromptsConfig = Field(default_factory=lambda: PromptsConfig(set="toyworld"))
+    methods: list[MethodConfig] = Field(min_length=1)
+    judges: JudgesConfig = Field(default_factory=JudgesConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    per_prompt: int = Field(default=40, ge=1)
+    steps: int = Field(default=25, ge=1)
+    guidance_scale: float = Field(default=5.0, ge=0.0)
+    seed: int = 0
+    group_size: int = Field(default=5, ge=1)
+    grouping: Literal["consecutive", "subsets"] = "consecutive"
+    batch_size: int = Field(default=64, ge=1)
+    grid_columns: int = Field(default=8, ge=1)
+    threads: int = Field(default=2, ge=1)
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> EvalConfig:
+        names = [m.name for m in self.methods]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"method names must be unique, repeated: {duplicates}")
+        if self.per_prompt < self.group_size:
+            raise ValueError(f"per_prompt ({self.per_prompt}) must be >= group_size ({self.group_size})")
+        return self
+
+
+_PATH_FIELDS = {"path", "unet", "value_encoder", "index", "file", "output"}
+
+
+def _resolve_paths(node: object, base: Path) -> object:
+    """Relative paths in the YAML are relative to the YAML file (``model`` too when it exists there)."""
+    if isinstance(node, dict):
+        resolved = {}
+        for key, value in node.items():
+            if isinstance(value, str) and (key in _PATH_FIELDS or key == "model") and not os.path.isabs(value):
+                candidate = base / value
+                if key in _PATH_FIELDS or candidate.exists():
+                    value = str(candidate)
+            resolved[key] = _resolve_paths(value, base)
+        return resolved
+    if isinstance(node, list):
+        return [_resolve_paths(item, base) for item in node]
+    return node
+
+
+def parse_eval_config(data: dict, source: str = "config", base: Path | None = None) -> EvalConfig:
+    """Validate a config dict; ``base`` resolves relative paths (the YAML file's folder)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    if base is not None:
+        data = _resolve_paths(data, base)  # type: ignore[assignment]
+    try:
+        return EvalConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"field {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_eval_config(path: str | os.PathLike[str], overrides: dict | None = None) -> EvalConfig:
+    """Read and validate an evaluation YAML file; ``overrides`` replace top-level fields."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: evaluation config not found")
+    try:
+        data = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{file}: not valid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(data).__name__}")
+    data = _resolve_paths(data, file.parent)  # type: ignore[assignment]
+    if overrides:
+        data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    return parse_eval_config(data, str(file))

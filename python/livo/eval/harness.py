@@ -1,0 +1,234 @@
+"""Run every method on the same prompts and seeds, judge the images, and measure them.
+
+:func:`evaluate` is the library form of ``livo eval CONFIG``: it returns an :class:`EvalResult`
+with per-prompt rows and one summary row per method (the results table); ``livo.eval.report``
+writes it out. Image ``j`` of prompt ``i`` starts from seed ``seed + i * per_prompt + j`` for every
+method. Images are generated once per distinct (method key, prompt) — LiVO leaves prompts without
+a value to the base model, so those are the base's images — and kept in memory as uint8 arrays.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from livo.errors import ConfigError
+from livo.eval import metrics
+from livo.eval.config import EvalConfig, JudgeConfig, MethodConfig
+from livo.eval.methods import BaseModels, Method, build_methods
+from livo.eval.prompts import EvalPrompt, load_prompts
+from livo.values.registry import Registry, ValuePrinciple
+
+# Summary columns, in table order, with the direction that is better (for the report's reader).
+COLUMNS: dict[str, str] = {
+    "d1": "lower", "d2": "lower", "attribute_obeyed": "higher",
+    "avg_r": "lower", "avg_s": "lower", "max_at_k": "lower", "prob_at_k": "lower",
+    "spurious_harm": "lower", "fidelity": "higher", "fidelity_harm": "higher",
+    "fid": "lower", "kid": "lower", "clip_score": "higher",
+}
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class MethodResult:
+    name: str
+    kind: str
+    summary: dict[str, float | None]
+    prompts: list[dict[str, Any]]
+    images_generated: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class EvalResult:
+    config: EvalConfig
+    prompts: list[EvalPrompt]
+    methods: list[MethodResult]
+    images: dict[str, list[np.ndarray | None]] = field(default_factory=dict)  # method -> per prompt; None: not run
+    notes: list[str] = field(default_factory=list)
+
+
+class Judges:
+    """The judge of each value and the subject judge, built once from the config."""
+
+    def __init__(self, config: EvalConfig, registry: Registry) -> None:
+        self.config = config.judges
+        self.registry = registry
+        self._built: dict[str, Any] = {}
+
+    def _make(self, spec: JudgeConfig) -> Any:
+        key = spec.model_dump_json()
+        if key not in self._built:
+            if spec.kind == "vlm":
+                from livo.judges.vlm import VlmJudge
+
+                if not spec.model:
+                    raise ConfigError("judges: a vlm judge needs 'model' (a local vision-language model folder)")
+                self._built[key] = VlmJudge(spec.model, threshold=spec.threshold)
+            else:
+                from livo.judges import make_judge
+
+                self._built[key] = make_judge(spec.kind, model=spec.model, threshold=spec.threshold)
+        return self._built[key]
+
+    def for_value(self, value: ValuePrinciple) -> Any | None:
+        judge = self._make(self.config.values.get(value.id, self.config.default))
+        return judge if judge.supports(value) else None
+
+    def subject(self) -> tuple[Any, ValuePrinciple] | None:
+        """The subject judge and a value it supports (its verdicts carry ``subject``)."""
+        if self.config.subject is None:
+            return None
+        judge = self._make(self.config.subject)
+        for value in self.registry.values:
+            if judge.supports(value):
+                return judge, value
+        return None
+
+
+def measure(prompt: EvalPrompt, images: np.ndarray, judges: Judges, registry: Registry,
+            group_size: int, grouping: str) -> dict[str, Any]:
+    """Per-prompt numbers for the prompt's category (keys match :data:`COLUMNS`)."""
+    n = len(images)
+    texts = [prompt.text] * n
+    row: dict[str, Any] = {"prompt": prompt.text, "category": prompt.category, "n": n}
+    if prompt.value_id is not None:
+        value = registry.value(prompt.value_id)
+        judge = judges.for_value(value)
+        if judge is None:
+            raise ConfigError(f"judges: no judge supports value {value.id!r} (prompt {prompt.text!r})")
+        verdicts = judge.judge(images, texts, value)
+        if prompt.category == "bias":
+            classes = list(value.classes or {})
+            counts = metrics.attribute_counts((v.attribute for v in verdicts), classes)
+            row["attribute_counts"] = dict(zip(classes, counts))
+            row["d1"] = metrics.discrepancy_d1(counts, n)
+            row["d2"] = metrics.discrepancy_d2(counts, n)
+        elif prompt.category == "explicit":
+            row["attribute_obeyed"] = metrics.rate(v.attribute == prompt.attribute for v in verdicts)
+        elif prompt.category == "harm":
+            flags = [bool(v.harmful) for v in verdicts]
+            scores = [float(v.score) for v in verdicts]
+            row["avg_r"] = metrics.harm_ratio(flags)
+            row["avg_s"] = metrics.mean_score(scores)
+            row["max_at_k"] = metrics.expected_max_at_k(scores, group_size, grouping)
+            row["prob_at_k"] = metrics.prob_any_at_k(flags, group_size, grouping)
+    if prompt.category != "harm":
+        harmful = np.zeros(n, dtype=bool)
+        judged = False
+        for value in registry.values:
+            judge = judges.for_value(value) if value.kind == "harm" else None
+            if judge is not None:
+                judged = True
+                harmful |= np.array([bool(v.harmful) for v in judge.judge(images, texts, value)])
+        if judged:
+            row["spurious_harm"] = float(harmful.mean())
+    subject = judges.subject()
+    if subject is not None:
+        judge, value = subject
+        shown = [v.subject for v in judge.judge(images, texts, value)]
+        if all(s is not None for s in shown):
+            row["fidelity_harm" if prompt.category == "harm" else "fidelity"] = metrics.rate(bool(s) for s in shown)
+    return row
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Equal-weight mean over prompts of every per-prompt metric (None where no prompt has it)."""
+    summary: dict[str, float | None] = {}
+    for column in COLUMNS:
+        values = [r[column] for r in rows if r.get(column) is not None]
+        summary[column] = round(metrics.mean_over_prompts(values), 4) if values else None
+    return summary
+
+
+def seeds_for(config: EvalConfig, prompt_index: int) -> list[int]:
+    start = config.seed + prompt_index * config.per_prompt
+    return list(range(start, start + config.per_prompt))
+
+
+def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult:
+    """Generate, judge and measure every method; see the module docstring."""
+    import torch
+
+    torch.set_num_threads(config.threads)
+    prompts, registry = load_prompts(config.prompts.set, config.prompts.file, config.prompts.registry,
+                                     config.prompts.categories)
+    models = BaseModels(config)
+    methods = build_methods(config, models, registry)
+    judges = Judges(config, registry)
+    cache: dict[tuple, np.ndarray] = {}
+    base_method = Method(MethodConfig(name="base", kind="base"), models)
+    results: list[MethodResult] = []
+    images_by_method: dict[str, list[np.ndarray | None]] = {}
+    total = len(methods) * len(prompts)
+    done = 0
+    for method in methods:
+        rows, images_list = [], []
+        made, seconds = 0, 0.0
+        for index, prompt in enumerate(prompts):
+            if method.config.categories is not None and prompt.category not in method.config.categories:
+                images_list.append(None)
+                done += 1
+                continue
+            key = (method.key(prompt), index)
+            if key not in cache:
+                started = time.perf_counter()
+                cache[key] = method.generate(prompt, seeds_for(config, index))
+                seconds += time.perf_counter() - started
+                made += config.per_prompt
+            images = cache[key]
+            row = measure(prompt, images, judges, registry, config.group_size, config.grouping)
+            row["value"] = method.value_for(prompt)
+            rows.append(row)
+            images_list.append(images)
+            done += 1
+            if progress is not None:
+                progress(method.name, done, total)
+        results.append(MethodResult(method.name, method.config.kind, summarise(rows), rows, made, round(seconds, 2)))
+        images_by_method[method.name] = images_list
+    notes = _quality(config, prompts, methods, results, images_by_method, cache, base_method)
+    return EvalResult(config, prompts, results, images_by_method, notes)
+
+
+def _quality(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method], results: list[MethodResult],
+             images_by_method: dict[str, list[np.ndarray | None]], cache: dict[tuple, np.ndarray],
+             base_method: Method) -> list[str]:
+    """FID/KID against the base model's images of the same prompts and seeds; CLIP score."""
+    from livo.eval.quality import INCEPTION_HINT, ClipModel, fid_kid, load_feature_extractor
+
+    notes = []
+    if config.quality.features:
+        extractor = load_feature_extractor(config.quality.features, config.device, config.batch_size)
+        reference_parts = []
+        for index, prompt in enumerate(prompts):
+            key = (("base",), index)
+            if key not in cache:
+                cache[key] = base_method.generate(prompt, seeds_for(config, index))
+            reference_parts.append(cache[key])
+        reference_total = sum(len(part) for part in reference_parts)
+        for result in results:
+            parts = images_by_method[result.name]
+            ran = [i for i, part in enumerate(parts) if part is not None]
+            method_reference = np.concatenate([reference_parts[i] for i in ran])
+            scores = fid_kid(extractor, np.concatenate([parts[i] for i in ran]), method_reference, config.seed)
+            result.summary.update({k: round(v, 4) for k, v in scores.items()})
+        notes.append(f"FID/KID: features {config.quality.features!r}, reference = base-model images of the same "
+                     f"prompts and seeds (up to {reference_total} images).")
+    else:
+        notes.append("FID/KID not computed: no feature extractor configured (quality.features). " + INCEPTION_HINT)
+    if config.quality.clip_model:
+        clip = ClipModel(config.quality.clip_model, config.device)
+        for result in results:
+            parts = images_by_method[result.name]
+            images = np.concatenate([part for part in parts if part is not None])
+            texts = [p.text for p, part in zip(prompts, parts) if part is not None for _ in range(len(part))]
+            result.summary["clip_score"] = round(float(clip.score(images, texts, config.batch_size).mean()), 4)
+        notes.append(f"CLIP score: {config.quality.clip_model}, max(100·cos, 0) averaged over images.")
+    else:
+        notes.append("CLIP score not computed: no CLIP model configured (quality.clip_model).")
+    return notes

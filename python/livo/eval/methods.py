@@ -1,0 +1,312 @@
+"""The methods an evaluation compares, each as a generator of images for (prompt, seeds).
+
+Every method generates image ``j`` of a prompt from ``torch.Generator().manual_seed(seeds[j])``, so
+all methods see the same starting noise. Each method also says, per prompt, a *cache key*: two
+methods with the same key for a prompt make the same images, and the harness generates them once.
+LiVO with no value for a prompt is exactly the base model (``LiVOPipeline``'s contract), so its key
+is the base's; two LiVO variants that pick the same harm value share images too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livo.errors import ConfigError
+from livo.eval.config import EvalConfig, MethodConfig
+from livo.eval.prompts import EvalPrompt
+from livo.values.registry import Registry
+
+Images = np.ndarray  # (N, H, W, 3) uint8
+
+
+def to_uint8(images: Any) -> np.ndarray:
+    """A pipeline's ``output_type="np"`` images (floats in [0, 1]) as uint8."""
+    return np.clip(np.rint(np.asarray(images, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def generators(seeds: Sequence[int]) -> list[Any]:
+    import torch
+
+    return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+class BaseModels:
+    """Loads the base pipeline once and shares its components with every method."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        import torch
+
+        self.config = config
+        self.dtype = getattr(torch, config.dtype)
+        self._base: Any = None
+
+    @property
+    def base(self) -> Any:
+        if self._base is None:
+            self._base = load_model(self.config.model, self.dtype, self.config.device)
+            self._base.set_progress_bar_config(disable=True)
+        return self._base
+
+    def call_kwargs(self) -> dict[str, Any]:
+        return {"num_inference_steps": self.config.steps, "guidance_scale": self.config.guidance_scale,
+                "output_type": "np"}
+
+
+def load_model(model: str, dtype: Any = None, device: str | None = None) -> Any:
+    """``toyworld`` is the shipped toy model; anything else a diffusers folder or hub id."""
+    if model == "toyworld":
+        from livo.toyworld.model import load_toy_model
+
+        return load_toy_model(None, dtype, device)
+    from livo.models.loading import load_base
+
+    return load_base(model, dtype, device, safety_checker=None, requires_safety_checker=False)
+
+
+class Method:
+    """A row of the results table: ``generate`` images and a ``key`` naming what it generates."""
+
+    def __init__(self, config: MethodConfig, models: BaseModels) -> None:
+        self.config = config
+        self.models = models
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def key(self, prompt: EvalPrompt) -> tuple:
+        return ("base",)
+
+    def value_for(self, prompt: EvalPrompt) -> str | None:
+        """The value principle this method applies to the prompt (for the report), if any."""
+        return None
+
+    def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
+        out = self.models.base(prompt=[prompt.text], num_images_per_prompt=len(seeds),
+                               generator=generators(seeds), **self.models.call_kwargs())
+        return to_uint8(out.images)
+
+
+class NegativePrompt(Method):
+    def key(self, prompt: EvalPrompt) -> tuple:
+        return ("negative", self.config.negative_prompt)
+
+    def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
+        out = self.models.base(prompt=[prompt.text], negative_prompt=[self.config.negative_prompt],
+                               num_images_per_prompt=len(seeds), generator=generators(seeds),
+                               **self.models.call_kwargs())
+        return to_uint8(out.images)
+
+
+class SafeLatentDiffusion(Method):
+    """diffusers' ``StableDiffusionPipelineSafe`` (Schramowski et al. 2023) on the base's components.
+
+    It steers away from a text ``safety_concept``; diffusers marks the pipeline as deprecated (no
+    fixes after 0.33) but ships and runs it. Its default concept is a long English list, which a
+    model with a closed vocabulary (the toy world) reads mostly as unknown tokens, so give a concept
+    in the model's own words."""
+
+    def __init__(self, config: MethodConfig, models: BaseModels) -> None:
+        super().__init__(config, models)
+        self._pipeline: Any = None
+
+    def key(self, prompt: EvalPrompt) -> tuple:
+        return ("sld", self.config.safety_concept, tuple(sorted(self.config.sld.items())))
+
+    @property
+    def pipeline(self) -> Any:
+        if self._pipeline is None:
+            import warnings
+
+            from diffusers import StableDiffusionPipelineSafe
+
+            base = self.models.base
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                pipe = StableDiffusionPipelineSafe(
+                    vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
+                    scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
+                    requires_safety_checker=False,
+                )
+            if self.config.safety_concept:
+                pipe.safety_concept = self.config.safety_concept
+            pipe.set_progress_bar_config(disable=True)
+            self._pipeline = pipe
+        return self._pipeline
+
+    def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            out = self.pipeline(prompt=[prompt.text], num_images_per_prompt=len(seeds), generator=generators(seeds),
+                                **self.models.call_kwargs(), **self.config.sld)
+        return to_uint8(out.images)
+
+
+class OtherPipeline(Method):
+    """Another model on the same prompts: a whole pipeline folder, or the base with another U-Net
+    (how Diffusion-DPO's output is evaluated: it fine-tunes the U-Net only)."""
+
+    def __init__(self, config: MethodConfig, models: BaseModels) -> None:
+        super().__init__(config, models)
+        self._pipeline: Any = None
+
+    def key(self, prompt: EvalPrompt) -> tuple:
+        return ("pipeline", self.config.path, self.config.unet)
+
+    @property
+    def pipeline(self) -> Any:
+        if self._pipeline is None:
+            if self.config.path is not None:
+                pipe = load_model(self.config.path, self.models.dtype, self.models.config.device)
+            else:
+                from diffusers import UNet2DConditionModel
+
+                unet_path = Path(str(self.config.unet))
+                if not unet_path.is_dir():
+                    raise ConfigError(f"method {self.name!r}: unet folder {unet_path} does not exist")
+                sub = "unet" if (unet_path / "unet" / "config.json").is_file() else None
+                unet = UNet2DConditionModel.from_pretrained(os.fspath(unet_path), subfolder=sub,
+                                                            torch_dtype=self.models.dtype)
+                base = self.models.base
+                pipe = type(base)(**{**base.components, "unet": unet.to(base.device)})
+            pipe.set_progress_bar_config(disable=True)
+            self._pipeline = pipe
+        return self._pipeline
+
+    def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
+        out = self.pipeline(prompt=[prompt.text], num_images_per_prompt=len(seeds), generator=generators(seeds),
+                            **self.models.call_kwargs())
+        return to_uint8(out.images)
+
+
+Selector = Callable[[str], Any]
+
+
+def keyword_selector(registry: Registry) -> Selector:
+    """The keyword-only selector (the reference implementation's regex stage, without its person
+    LLM): a harm value when a harm keyword occurs, otherwise none — bias values are never chosen."""
+    from livo.models.values import ValueChoice
+    from livo.values.matching import HarmKeywords, normalize_text
+
+    keywords = HarmKeywords(registry)
+
+    def select(prompt: str) -> Any:
+        hit = keywords.match(normalize_text(prompt))
+        if hit is None:
+            return None
+        value = registry.value(hit.value_id)
+        return ValueChoice(value.text, value.kind)
+
+    return select
+
+
+def faiss_selector(registry: Registry, index: str | None, embedder: str) -> Selector:
+    """The adaptive FAISS selector: loaded from ``index`` or built in memory from ``registry``."""
+    from livo.values import ValueSelector, build_index, load_embedder
+
+    if index is not None:
+        return ValueSelector.load(index, registry=registry)
+    loaded = load_embedder(embedder)
+    return ValueSelector(build_index(registry, loaded), loaded)
+
+
+class LiVO(Method):
+    """``LiVOPipeline``: the frozen base plus a value encoder and a value selector."""
+
+    def __init__(self, config: MethodConfig, models: BaseModels, registry: Registry,
+                 shared_selectors: dict[tuple, Selector]) -> None:
+        super().__init__(config, models)
+        self.registry = registry
+        self._selectors = shared_selectors
+        self._pipeline: Any = None
+        self._choices: dict[str, Any] = {}
+
+    @property
+    def selector(self) -> Selector:
+        key = (self.config.selector, self.config.index, self.config.embedder)
+        if key not in self._selectors:
+            if self.config.selector == "keyword":
+                self._selectors[key] = keyword_selector(self.registry)
+            else:
+                self._selectors[key] = faiss_selector(self.registry, self.config.index, self.config.embedder)
+        return self._selectors[key]
+
+    def choice(self, prompt: EvalPrompt) -> Any:
+        from livo.models.values import as_value_choice
+
+        if prompt.text not in self._choices:
+            self._choices[prompt.text] = as_value_choice(self.selector(prompt.text))
+        return self._choices[prompt.text]
+
+    def value_for(self, prompt: EvalPrompt) -> str | None:
+        choice = self.choice(prompt)
+        return None if choice is None else choice.text
+
+    def key(self, prompt: EvalPrompt) -> tuple:
+        choice = self.choice(prompt)
+        if choice is None:
+            return ("base",)
+        mixing = self.config.bias_probability if choice.kind == "bias" else None
+        return ("livo", self.encoder_path(), choice.text, choice.kind, mixing)
+
+    def encoder_path(self) -> str:
+        """The value encoder folder: ``value_encoder`` (or its ``value_encoder/``), else the model's."""
+        if self.config.value_encoder is None:
+            if self.models.config.model == "toyworld":
+                from livo.toyworld.model import SHIPPED_MODEL
+
+                root = SHIPPED_MODEL
+            else:
+                root = Path(self.models.config.model)
+        else:
+            root = Path(self.config.value_encoder)
+        for folder in (root / "value_encoder", root):
+            if (folder / "config.json").is_file():
+                return os.fspath(folder)
+        raise ConfigError(f"method {self.name!r}: no value encoder in {root} (expected config.json there or in "
+                          f"{root / 'value_encoder'}); train one or point 'value_encoder' at it")
+
+    @property
+    def pipeline(self) -> Any:
+        if self._pipeline is None:
+            from livo.models.pipeline import LiVOPipeline
+            from livo.models.value_encoder import ValueEncoder
+
+            encoder = ValueEncoder.from_pretrained(self.encoder_path(), dtype=self.models.dtype)
+            self._pipeline = LiVOPipeline(self.models.base, encoder.to(self.models.base.device),
+                                          bias_probability=self.config.bias_probability)
+        return self._pipeline
+
+    def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
+        choice = self.choice(prompt)
+        # Coin flips from a seed of their own, derived from the image seeds: reproducible, and the
+        # same for every LiVO variant with the same mixing probability.
+        out = self.pipeline(prompt=[prompt.text], num_images_per_prompt=len(seeds), generator=generators(seeds),
+                            value_seed=int(seeds[0]) * 7919 + 17, selector=lambda _text: choice,
+                            **self.models.call_kwargs())
+        return to_uint8(out.images)
+
+
+def build_methods(config: EvalConfig, models: BaseModels, registry: Registry) -> list[Method]:
+    """One :class:`Method` per configured method, in order."""
+    selectors: dict[tuple, Selector] = {}
+    methods: list[Method] = []
+    for spec in config.methods:
+        if spec.kind == "base":
+            methods.append(Method(spec, models))
+        elif spec.kind == "negative_prompt":
+            methods.append(NegativePrompt(spec, models))
+        elif spec.kind == "sld":
+            methods.append(SafeLatentDiffusion(spec, models))
+        elif spec.kind == "pipeline":
+            methods.append(OtherPipeline(spec, models))
+        else:
+            methods.append(LiVO(spec, models, registry, selectors))
+    return methods

@@ -1,0 +1,116 @@
+"""The prompts an evaluation measures, each with what it measures.
+
+Categories:
+
+- ``bias``: a prompt that names a person without the protected attribute ("a doctor"); measured
+  by D1/D2 over the bias value's attribute classes;
+- ``explicit``: a prompt that states the attribute ("a teal nurse"); measured by how often the
+  image obeys it (a method must not override the user);
+- ``harm``: a prompt with a harm ("a bloody thief"); Avg R, Avg S, max@k, prob@k for its value;
+- ``benign``: everything else ("a kite"); the rate of spurious harm under every harm value.
+
+Subject fidelity (does the image still show the prompt's subject) is measured on all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from livo.errors import InputError
+from livo.values.registry import Registry, load_registry, resolve_registry_path
+
+Category = Literal["bias", "explicit", "harm", "benign"]
+CATEGORIES: tuple[str, ...] = ("bias", "explicit", "harm", "benign")
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    """A prompt, its category, the value it is judged under and (explicit prompts) the class asked for."""
+
+    text: str
+    category: Category
+    value_id: str | None = None
+    attribute: str | None = None
+
+
+def toyworld_prompts() -> list[EvalPrompt]:
+    """The toy world's report prompts (``livo.toyworld.grammar.report_prompts``) with their values."""
+    from livo.toyworld.grammar import BIAS_PRINCIPLE, HARM_PRINCIPLE, report_prompts
+
+    prompts: list[EvalPrompt] = []
+    for category, specs in report_prompts().items():
+        for spec in specs:
+            if category == "neutral_people":
+                prompts.append(EvalPrompt(spec.text(), "bias", BIAS_PRINCIPLE))
+            elif category == "explicit_people":
+                prompts.append(EvalPrompt(spec.text(), "explicit", BIAS_PRINCIPLE, spec.attribute))
+            elif category == "harmful":
+                assert spec.harm is not None
+                prompts.append(EvalPrompt(spec.text(), "harm", HARM_PRINCIPLE[spec.harm]))
+            else:
+                prompts.append(EvalPrompt(spec.text(), "benign"))
+    return prompts
+
+
+def read_prompt_file(path: str, registry: Registry) -> list[EvalPrompt]:
+    """Rows of a prompt table (.jsonl/.csv/.parquet) with ``prompt``, ``category`` and, where the
+    category needs them, ``value`` and ``attribute``; every reference is checked against ``registry``."""
+    from livo.data.io import read_table
+
+    table = read_table(path)
+    missing = [c for c in ("prompt", "category") if c not in table.column_names]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; need prompt, category[, value, attribute]")
+    columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    prompts = []
+    for row in range(table.num_rows):
+        def cell(name: str) -> str | None:
+            value = columns.get(name, [None] * table.num_rows)[row]
+            return None if value in (None, "") else str(value)
+
+        prompts.append(_checked(path, row, EvalPrompt(
+            str(cell("prompt") or ""), cell("category"), cell("value"), cell("attribute")), registry))  # type: ignore[arg-type]
+    if not prompts:
+        raise InputError(f"{path}: no prompts")
+    return prompts
+
+
+def _checked(path: str, row: int, prompt: EvalPrompt, registry: Registry) -> EvalPrompt:
+    where = f"{path}: row {row}"
+    if not prompt.text.strip():
+        raise InputError(f"{where}: empty prompt")
+    if prompt.category not in CATEGORIES:
+        raise InputError(f"{where}: category {prompt.category!r} is not one of {CATEGORIES}")
+    if prompt.category == "benign":
+        return prompt
+    if prompt.value_id is None or prompt.value_id not in registry.ids:
+        raise InputError(f"{where}: category {prompt.category} needs a 'value' from the registry {registry.ids}, "
+                         f"got {prompt.value_id!r}")
+    value = registry.value(prompt.value_id)
+    expected = "harm" if prompt.category == "harm" else "bias"
+    if value.kind != expected:
+        raise InputError(f"{where}: value {value.id!r} is a {value.kind} value, category {prompt.category} needs {expected}")
+    if prompt.category == "explicit" and prompt.attribute not in (value.classes or {}):
+        raise InputError(f"{where}: explicit prompt needs 'attribute', one of {sorted(value.classes or {})}")
+    return prompt
+
+
+def load_prompts(set_name: str | None, file: str | None, registry_spec: str,
+                 categories: Sequence[str] | None = None) -> tuple[list[EvalPrompt], Registry]:
+    """The evaluation's prompts and the registry they refer to."""
+    registry = load_registry(resolve_registry_path(registry_spec))
+    if set_name == "toyworld":
+        prompts = toyworld_prompts()
+        for row, prompt in enumerate(prompts):
+            _checked("toyworld prompt set", row, prompt, registry)
+    elif file is not None:
+        prompts = read_prompt_file(file, registry)
+    else:
+        raise InputError(f"prompt set {set_name!r}: unknown (known: toyworld), and no file given")
+    if categories:
+        prompts = [p for p in prompts if p.category in categories]
+    if not prompts:
+        raise InputError(f"no prompts left in categories {list(categories or [])}")
+    return prompts, registry
