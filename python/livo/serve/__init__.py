@@ -1,0 +1,17 @@
+"""The aligned-generation service: LiVO behind an HTTP API on Ray Serve, with a web page.
+
+- ``config``: the typed :class:`ServiceConfig` (model, values, limits, replicas, auth), also the ``args``
+  of the Ray Serve config files in ``services/serve/``;
+- ``engine``: :class:`GenerationEngine`, the loaded pipeline + selector and batched generation (no Ray);
+- ``app``: the Serve deployments (``Ingress`` with FastAPI, ``Generator`` with ``serve.batch``) and
+  ``build_app`` / ``app_builder``;
+- ``schemas``, ``auth``, ``metrics``: request validation, bearer tokens, Prometheus metrics;
+- ``static/``: the web page (HTML/JS/CSS, no external resources);
+- ``commands``: ``livo serve``.
+
+Importing this package is light; Ray, FastAPI and torch load with ``app`` / ``engine``.
+"""
+
+from livo.serve.config import ServiceConfig, load_service_file, parse_config
+
+__all__ = ["ServiceConfig", "load_service_file", "parse_config"]

@@ -1,0 +1,278 @@
+"""The Ray Serve application: a FastAPI ingress in front of batched model replicas.
+
+``Ingress`` (one light replica by default) authenticates, validates, serves the web page and the
+Prometheus metrics, and forwards work to ``Generator`` through a deployment handle. ``Generator``
+replicas (count, CPUs and GPUs from the config) each hold one :class:`GenerationEngine`; concurrent
+generation requests are grouped by ``serve.batch`` into pipeline calls of up to ``max_batch_images``
+images.
+
+Overload is answered, never queued without bound: past the generator's ``max_queued_requests`` the
+ingress answers 429 with ``Retry-After``; past the ingress's own limits Ray Serve's proxy answers 503.
+A request that takes longer than ``limits.request_timeout_s`` is cancelled and answered 504.
+
+Endpoints: ``POST /v1/generate``, ``POST /v1/select``, ``GET /v1/values``, ``GET /healthz``,
+``GET /metrics``, and the page at ``/`` (``/static/*``). ``app_builder`` is the entry point of a Ray
+Serve config file (``import_path: livo.serve.app:app_builder``).
+"""
+
+
+import asyncio
+import base64
+import logging
+import os
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle
+
+from livo.serve.auth import BearerAuth
+from livo.serve.config import ServiceConfig, parse_config
+from livo.serve.engine import AUTO, NONE, GenerationEngine, GenerationJob, GenerationResult
+from livo.serve.metrics import ServiceMetrics
+from livo.serve.schemas import (
+    GeneratedImage,
+    GenerateRequest,
+    GenerateResponse,
+    Selection,
+    SelectRequest,
+    SelectResponse,
+    limit_problems,
+    select_problems,
+)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+APP_NAME = "livo"
+logger = logging.getLogger("livo.serve")
+
+web = FastAPI(title="LiVO aligned generation", docs_url=None, redoc_url=None)  # no CDN-hosted docs pages
+web.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
+
+
+@web.middleware("http")
+async def _guard(request: Request, call_next: Any) -> Response:
+    """Refuse oversized bodies before they are read; set headers that keep the page self-contained."""
+    limit = getattr(request.app.state, "max_body_bytes", 65_536)
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > limit):
+        return JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
+    response: Response = await call_next(request)
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+async def require_token(request: Request) -> None:
+    """Dependency of every API route: runs before the body is validated, so no token means 401."""
+    request.app.state.auth.check(request.headers, request.client.host if request.client else None)
+
+
+def _images_in(jobs: list[GenerationJob]) -> int:
+    return sum(job.num_images for job in jobs)
+
+
+@serve.deployment(name="Generator")
+class Generator:
+    """One model replica: loads the engine once and runs batches of generation jobs off the event loop."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep on shared cores
+        import torch
+
+        self.config = parse_config(config, "Generator config")
+        settings = self.config.generator
+        torch.set_num_threads(settings.torch_threads or max(1, int(settings.num_cpus)))
+        self.engine = GenerationEngine.from_config(self.config)
+        self.generate_batch.set_max_batch_size(settings.max_batch_images)
+        self.generate_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02, batch_size_fn=_images_in)
+    async def generate_batch(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
+        return await asyncio.to_thread(self.engine.generate, jobs)
+
+    async def generate(self, job: GenerationJob) -> GenerationResult:
+        if self.config.generator.batching:
+            return await self.generate_batch(job)
+        return (await asyncio.to_thread(self.engine.generate, [job]))[0]
+
+    async def select(self, prompts: list[str]) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.engine.select, prompts)
+
+    def info(self) -> dict[str, Any]:
+        pipeline = self.engine.pipeline
+        return {
+            "values": self.engine.values(),
+            "model": type(pipeline.base).__name__,
+            "device": str(pipeline.device),
+            "image_size": int(pipeline.base.unet.config.sample_size) * int(getattr(pipeline.base, "vae_scale_factor", 1)),
+        }
+
+    def check_health(self) -> None:
+        """Ray Serve's periodic health check: the engine must be loaded."""
+        if self.engine is None:
+            raise RuntimeError("engine not loaded")
+
+
+@serve.deployment(name="Ingress")
+@serve.ingress(web)
+class Ingress:
+    """HTTP front: auth, validation, bounded forwarding to the generator, metrics and the web page."""
+
+    def __init__(self, generator: DeploymentHandle, config: dict[str, Any]) -> None:
+        self.config = parse_config(config, "Ingress config")
+        self.generator = generator
+        self.metrics = ServiceMetrics()
+        self._info: dict[str, Any] | None = None
+        web.state.auth = BearerAuth(self.config.auth)
+        web.state.max_body_bytes = self.config.limits.max_body_bytes
+
+    async def _generator_info(self) -> dict[str, Any]:
+        if self._info is None:
+            self._info = await self._call(self.generator.info.remote(), "info")
+        return self._info
+
+    async def _call(self, response: Any, endpoint: str) -> Any:
+        """Await a generator call with the request timeout; overload → 429, timeout → 504."""
+        timeout = self.config.limits.request_timeout_s
+        try:
+            return await asyncio.wait_for(response, timeout)
+        except BackPressureError as error:
+            self.metrics.rejected.labels("queue_full").inc()
+            retry = str(self.config.generator.retry_after_s)
+            raise HTTPException(429, f"overloaded, retry later ({error.message})", headers={"Retry-After": retry}) from None
+        except asyncio.TimeoutError:
+            response.cancel()
+            self.metrics.rejected.labels("timeout").inc()
+            raise HTTPException(504, f"{endpoint}: no answer within {timeout:g} s") from None
+
+    def _observe(self, endpoint: str, status: int, start: float) -> None:
+        self.metrics.requests.labels(endpoint, str(status)).inc()
+        self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+    @web.get("/", include_in_schema=False)
+    async def page(self) -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @web.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        """Liveness of the ingress; ``ready`` once a generator replica has answered."""
+        return {"status": "ok", "ready": self._info is not None, "auth": not self.config.auth.insecure}
+
+    @web.get("/metrics", dependencies=[Depends(require_token)])
+    async def metrics_text(self) -> Response:
+        return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    @web.get("/v1/values", dependencies=[Depends(require_token)])
+    async def values(self) -> dict[str, Any]:
+        info = await self._generator_info()
+        return {"values": info["values"], "model": info["model"], "image_size": info["image_size"],
+                "modes": [AUTO, NONE, *[v["id"] for v in info["values"]]]}
+
+    @web.post("/v1/select", dependencies=[Depends(require_token)], response_model=SelectResponse)
+    async def select(self, body: SelectRequest) -> SelectResponse:
+        start = time.perf_counter()
+        if problems := select_problems(body, self.config.limits):
+            self._observe("select", 422, start)
+            raise HTTPException(422, problems)
+        try:
+            selections = await self._call(self.generator.select.remote(body.prompts), "select")
+        except HTTPException as error:
+            self._observe("select", error.status_code, start)
+            raise
+        for selection in selections:
+            self.metrics.selections.labels(selection["stage"]).inc()
+        self._observe("select", 200, start)
+        return SelectResponse(selections=[Selection(**s) for s in selections])
+
+    @web.post("/v1/generate", dependencies=[Depends(require_token)], response_model=GenerateResponse)
+    async def generate(self, body: GenerateRequest) -> GenerateResponse:
+        start = time.perf_counter()
+        try:
+            job = await self._job(body)
+            self.metrics.in_flight.inc()
+            try:
+                result: GenerationResult = await self._call(self.generator.generate.remote(job), "generate")
+            finally:
+                self.metrics.in_flight.dec()
+        except HTTPException as error:
+            self._observe("generate", error.status_code, start)
+            raise
+        response = self._response(body, job, result, start)
+        self._observe("generate", 200, start)
+        return response
+
+    async def _job(self, body: GenerateRequest) -> GenerationJob:
+        limits = self.config.limits
+        problems = limit_problems(body, limits)
+        if body.value not in (AUTO, NONE):
+            known = [v["id"] for v in (await self._generator_info())["values"]]
+            if body.value not in known:
+                problems.append({"type": "value", "loc": ["body", "value"], "input": body.value,
+                                 "msg": f"unknown value; use auto, none or one of {known}"})
+        if problems:
+            raise HTTPException(422, problems)
+        return GenerationJob(
+            prompt=body.prompt,
+            seed=secrets.randbelow(2**32) if body.seed is None else body.seed,
+            num_images=body.num_images,
+            steps=limits.default_steps if body.steps is None else body.steps,
+            guidance=limits.default_guidance if body.guidance is None else body.guidance,
+            negative_prompt=body.negative_prompt,
+            value=body.value,
+        )
+
+    def _response(self, body: GenerateRequest, job: GenerationJob, result: GenerationResult,
+                  start: float) -> GenerateResponse:
+        self.metrics.selections.labels(result.selection["stage"]).inc()
+        self.metrics.batch_images.observe(result.timings.get("batch_images", job.num_images))
+        for applied in result.applied:
+            self.metrics.images.labels(applied or "none").inc()
+        images = [GeneratedImage(png_base64=base64.b64encode(png).decode("ascii"), value_id=applied)
+                  for png, applied in zip(result.images, result.applied, strict=True)]
+        return GenerateResponse(
+            request_id=uuid.uuid4().hex,
+            prompt=job.prompt,
+            seed=job.seed,
+            steps=job.steps,
+            guidance=job.guidance,
+            value_mode=body.value,
+            selection=Selection(**result.selection),
+            images=images,
+            timings=result.timings | {"total_s": time.perf_counter() - start},
+        )
+
+
+def build_app(config: ServiceConfig) -> Any:
+    """The Serve application for ``config`` (auth must already be resolved: a token digest or insecure)."""
+    if not config.auth.insecure and not config.auth.token_sha256:
+        config = config.with_token_hash()
+    generator_settings, ingress_settings = config.generator, config.ingress
+    plain = config.model_dump(mode="json")
+    generator = Generator.options(
+        num_replicas=generator_settings.num_replicas,
+        ray_actor_options={"num_cpus": generator_settings.num_cpus, "num_gpus": generator_settings.num_gpus},
+        max_ongoing_requests=generator_settings.max_ongoing_requests,
+        max_queued_requests=generator_settings.max_queued_requests,
+    ).bind(plain)
+    return Ingress.options(
+        num_replicas=ingress_settings.num_replicas,
+        ray_actor_options={"num_cpus": ingress_settings.num_cpus},
+        max_ongoing_requests=ingress_settings.max_ongoing_requests,
+        max_queued_requests=ingress_settings.max_queued_requests,
+    ).bind(generator, plain)
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """Entry point for Ray Serve config files: ``args`` is a :class:`ServiceConfig` mapping. The token is
+    read here (``auth.token_file`` or ``$LIVO_SERVE_TOKEN``) and only its digest is deployed."""
+    return build_app(parse_config(args, "application args").with_token_hash())

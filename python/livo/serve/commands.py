@@ -1,0 +1,79 @@
+"""``livo serve``: run the aligned-generation service (Ray Serve + FastAPI) on this machine or a cluster."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve value-aligned generation over HTTP (Ray Serve) with a web page",
+        description="Start the LiVO generation service: POST /v1/generate, POST /v1/select, GET /v1/values, "
+        "GET /healthz, GET /metrics and a web page at /. Loads the shipped toy world unless the config names "
+        "another model. A bearer token ($LIVO_SERVE_TOKEN or --token-file) is required unless --insecure.",
+    )
+    parser.add_argument("--config", help="Ray Serve config file (services/serve/*.yaml) or a bare service config")
+    parser.add_argument("--host", help="address to listen on (default: the file's http_options, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: the file's http_options, else 8000)")
+    parser.add_argument("--token-file", help="file whose first line is the bearer token (else $LIVO_SERVE_TOKEN)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="no auth; allowed only on a loopback host, and only loopback clients are answered")
+    parser.add_argument("--replicas", type=int, help="generator replicas (overrides the config)")
+    parser.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    parser.set_defaults(run=run_serve)
+
+
+def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The service config and HTTP options the arguments describe; refuses ``--insecure`` off loopback."""
+    from livo.errors import ConfigError
+    from livo.serve.config import ServiceConfig, is_loopback, load_service_file
+
+    config, http = load_service_file(args.config) if args.config else (ServiceConfig(), {})
+    http = {"host": "127.0.0.1", "port": 8000} | http
+    if args.host:
+        http["host"] = args.host
+    if args.port is not None:
+        http["port"] = args.port
+    http.setdefault("request_timeout_s", config.limits.request_timeout_s + 5.0)
+    auth = config.auth.model_copy(update={
+        key: value for key, value in (("insecure", args.insecure or None), ("token_file", args.token_file)) if value
+    })
+    if auth.insecure and not is_loopback(str(http["host"])):
+        raise ConfigError(f"--insecure: refused on host {http['host']!r}; without auth the service may listen "
+                          "on a loopback address only (127.0.0.1, ::1)")
+    update: dict[str, Any] = {"auth": auth}
+    if args.replicas is not None:
+        update["generator"] = config.generator.model_copy(update={"num_replicas": args.replicas})
+    config = ServiceConfig.model_validate(config.model_copy(update=update).model_dump())
+    return config.with_token_hash(), http
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    config, http = service_settings(args)
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+    from ray import serve
+
+    from livo.serve.app import APP_NAME, build_app
+
+    if args.ray_address:
+        ray.init(address=args.ray_address)
+    else:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+    serve.start(http_options=http)
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    mode = "WITHOUT auth (loopback only)" if config.auth.insecure else "bearer-token auth"
+    print(f"livo serve: http://{http['host']}:{http['port']}/ ({config.generator.num_replicas} generator replicas, "
+          f"{mode}); Ctrl-C stops", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        serve.shutdown()
+        ray.shutdown()

@@ -1,0 +1,207 @@
+"""The service's typed configuration: which model and values it loads, how it scales, what it accepts.
+
+One :class:`ServiceConfig` describes a deployment. It is the ``args`` of the application in a Ray Serve
+config file (``services/serve/*.yaml``), so ``serve deploy FILE`` and ``livo serve --config FILE`` read
+the same thing. Every field has a default that serves the shipped toy world on CPU; SD 1.5 needs only
+``model.base``, ``values.index`` and the device fields (see ``services/serve/sd15.yaml``).
+
+Requests can choose prompts, seeds and sampling settings within ``limits``; they can never choose a
+model, a value encoder, an index or any file: those come from this configuration only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from livo.errors import ConfigError
+
+TOKEN_ENV = "LIVO_SERVE_TOKEN"
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(_Section):
+    """The frozen base model and its value encoder. ``base=None``: the toy model shipped in the package;
+    ``value_encoder=None``: the ``value_encoder/`` folder inside the base folder."""
+
+    base: str | None = None
+    value_encoder: str | None = None
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    bias_probability: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class ValuesConfig(_Section):
+    """Value selection: a built index folder, or (``index=None``) a registry indexed at start-up with
+    ``embedder`` (seconds for the small built-in registries; thresholds stay at their defaults)."""
+
+    index: str | None = None
+    registry: str = "toyworld"
+    embedder: str = "minilm"
+
+
+class LimitsConfig(_Section):
+    """What a request may ask for; anything beyond is answered 422 naming the field and the bound."""
+
+    max_prompt_chars: int = Field(300, ge=1, le=10_000)
+    max_images: int = Field(8, ge=1, le=8)
+    max_steps: int = Field(50, ge=1, le=500)
+    max_guidance: float = Field(20.0, ge=0.0, le=100.0)
+    max_select_prompts: int = Field(256, ge=1, le=10_000)
+    default_steps: int = Field(25, ge=1)
+    default_guidance: float = Field(5.0, ge=0.0)
+    request_timeout_s: float = Field(120.0, gt=0.0)
+    max_body_bytes: int = Field(65_536, ge=1024)
+
+    @model_validator(mode="after")
+    def _defaults_within_bounds(self) -> LimitsConfig:
+        if self.default_steps > self.max_steps:
+            raise ValueError(f"default_steps {self.default_steps} exceeds max_steps {self.max_steps}")
+        if self.default_guidance > self.max_guidance:
+            raise ValueError(f"default_guidance {self.default_guidance} exceeds max_guidance {self.max_guidance}")
+        return self
+
+
+class GeneratorConfig(_Section):
+    """The model replicas. Dynamic batching groups concurrent requests into one pipeline call of at most
+    ``max_batch_images`` images (1 turns it off). ``max_queued_requests`` bounds the requests waiting
+    for a replica; beyond it the service answers 429 at once."""
+
+    num_replicas: int = Field(2, ge=1)
+    num_cpus: float = Field(1.0, ge=0.0)
+    num_gpus: float = Field(0.0, ge=0.0)
+    torch_threads: int | None = Field(None, ge=1)
+    batching: bool = True
+    max_batch_images: int = Field(8, ge=1)
+    batch_wait_timeout_s: float = Field(0.02, ge=0.0)
+    max_ongoing_requests: int = Field(16, ge=1)
+    max_queued_requests: int = Field(16, ge=1)
+    retry_after_s: int = Field(1, ge=0)
+
+
+class IngressConfig(_Section):
+    """The HTTP front (auth, validation, metrics, web page): light, so it reserves no CPU. Beyond
+    ``max_ongoing_requests + max_queued_requests`` open requests Ray Serve's proxy answers 503."""
+
+    num_replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(0.0, ge=0.0)
+    max_ongoing_requests: int = Field(64, ge=1)
+    max_queued_requests: int = Field(64, ge=1)
+
+
+class AuthConfig(_Section):
+    """Bearer-token auth. The token comes from ``token_file`` or the ``LIVO_SERVE_TOKEN`` environment
+    variable of the process that builds the app; only its SHA-256 travels to the replicas. ``insecure``
+    turns auth off and then the service answers only loopback clients."""
+
+    token_file: str | None = None
+    token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    insecure: bool = False
+
+
+class ServiceConfig(_Section):
+    """A whole deployment; see the module docstring."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    values: ValuesConfig = Field(default_factory=ValuesConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+
+    @model_validator(mode="after")
+    def _batch_fits_a_request(self) -> ServiceConfig:
+        if self.generator.max_batch_images < self.limits.max_images:
+            raise ValueError(f"generator.max_batch_images {self.generator.max_batch_images} is below "
+                             f"limits.max_images {self.limits.max_images}: a batch must hold the largest request")
+        return self
+
+    def with_token_hash(self) -> ServiceConfig:
+        """This config with ``auth.token_sha256`` filled from the token file or environment, or a
+        :class:`ConfigError` when neither gives a token and ``insecure`` is off."""
+        if self.auth.insecure or self.auth.token_sha256:
+            return self
+        token = read_token(self.auth.token_file)
+        auth = self.auth.model_copy(update={"token_sha256": token_digest(token)})
+        return self.model_copy(update={"auth": auth})
+
+
+def token_digest(token: str) -> str:
+    """SHA-256 hex digest of a token: what the replicas compare against."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def read_token(token_file: str | None) -> str:
+    """The bearer token from ``token_file`` (first line) or ``$LIVO_SERVE_TOKEN``; at least 16 characters."""
+    if token_file:
+        path = Path(token_file).expanduser()
+        try:
+            lines = path.read_text(encoding="utf-8").strip().splitlines()
+        except FileNotFoundError as error:
+            raise ConfigError(f"auth.token_file {token_file}: does not exist") from error
+        token = lines[0].strip() if lines else ""
+        source = f"auth.token_file {token_file}"
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        source = f"${TOKEN_ENV}"
+        if not token:
+            raise ConfigError(
+                f"auth: no token; set {TOKEN_ENV} or auth.token_file (--token-file), or pass --insecure to serve "
+                "without auth on loopback only"
+            )
+    if len(token) < 16:
+        raise ConfigError(f"{source}: the token must be at least 16 characters, got {len(token)}")
+    return token
+
+
+def parse_config(data: Any, source: str = "<config>") -> ServiceConfig:
+    """Validate a mapping into a :class:`ServiceConfig`; errors name the source and the field."""
+    try:
+        return ServiceConfig.model_validate(data or {})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_service_file(path: str | os.PathLike[str]) -> tuple[ServiceConfig, dict[str, Any]]:
+    """Read a Ray Serve config file (``applications[0].args`` is the service config) or a bare service
+    config; returns the config and the file's ``http_options`` (empty when absent)."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: no such config file") from error
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    http = dict(data.get("http_options") or {})
+    if "applications" in data:
+        applications = data["applications"] or []
+        if len(applications) != 1:
+            raise ConfigError(f"{path}: applications: expected exactly one application, got {len(applications)}")
+        return parse_config(applications[0].get("args") or {}, f"{path}: applications[0].args"), http
+    return parse_config(data, str(path)), http
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (what ``--insecure`` requires)."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

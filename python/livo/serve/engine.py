@@ -1,0 +1,223 @@
+"""The generation engine behind the service: one loaded ``LiVOPipeline`` and ``ValueSelector``, and
+batched generation of many requests in one pipeline call. Plain Python (no Ray), so the benchmark and
+tests can run it directly; the Serve deployment holds one per replica.
+
+Seed contract: a request ``(prompt, seed, num_images=n, value mode)`` gives the same images as
+
+    LiVOPipeline(...)(prompt, n, generator=torch.Generator(device).manual_seed(seed),
+                      selector=<the value the request resolved to>, num_inference_steps=..., guidance_scale=...)
+
+whether or not it shared a batch with other requests: the engine draws each request's initial noise
+and bias coins from its own seeded generator exactly as the pipeline does, then runs one U-Net batch
+for all requests with the same sampling settings. (Batched float arithmetic can differ from a lone
+call in the last bits; tests bound that difference on the 8-bit images.)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from livo.errors import ConfigError
+from livo.serve.config import ModelConfig, ServiceConfig, ValuesConfig
+
+AUTO = "auto"
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """One validated generation request (``value``: ``auto``, ``none`` or a value id)."""
+
+    prompt: str
+    seed: int
+    num_images: int = 1
+    steps: int = 25
+    guidance: float = 5.0
+    negative_prompt: str = ""
+    value: str = AUTO
+
+
+@dataclass
+class GenerationResult:
+    """PNG bytes and the value id applied (None: base model) per image; the request's value decision
+    (``selection``: value id, text, kind, stage, score) and timings in seconds."""
+
+    images: list[bytes]
+    applied: list[str | None]
+    selection: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` is CUDA when available, else CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_pipeline(config: ModelConfig) -> Any:
+    """``LiVOPipeline.from_pretrained`` on the configured base (default: the shipped toy model)."""
+    import torch
+
+    from livo.models import LiVOPipeline
+    from livo.models.pipeline import VALUE_ENCODER_FOLDER
+    from livo.toyworld.model import SHIPPED_MODEL
+
+    base = config.base or os.fspath(SHIPPED_MODEL)
+    if config.value_encoder is None and os.path.isdir(base) and not os.path.isdir(os.path.join(base, VALUE_ENCODER_FOLDER)):
+        raise ConfigError(f"model.base {base}: has no {VALUE_ENCODER_FOLDER}/ folder; train one or set model.value_encoder")
+    dtype = getattr(torch, config.dtype)
+    pipeline = LiVOPipeline.from_pretrained(
+        base, torch_dtype=dtype, device=resolve_device(config.device), value_encoder_path=config.value_encoder,
+        bias_probability=config.bias_probability,
+    )
+    pipeline.base.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def load_selector(config: ValuesConfig) -> Any:
+    """A ``ValueSelector`` from an index folder, or from a registry indexed in memory at start-up."""
+    from livo.values import ValueSelector, build_index, load_embedder, load_registry
+    from livo.values.registry import resolve_registry_path
+
+    if config.index is not None:
+        return ValueSelector.load(config.index)
+    path = resolve_registry_path(config.registry)
+    embedder = load_embedder(config.embedder)
+    return ValueSelector(build_index(load_registry(path), embedder, registry_source=str(path)), embedder)
+
+
+def png_bytes(image: Any) -> bytes:
+    """A PIL image as PNG bytes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class GenerationEngine:
+    """Loaded model + selector; :meth:`generate` runs a list of jobs as few pipeline calls as possible."""
+
+    def __init__(self, pipeline: Any, selector: Any) -> None:
+        self.pipeline = pipeline
+        self.selector = selector
+        self.registry = selector.registry
+
+    @classmethod
+    def from_config(cls, config: ServiceConfig) -> GenerationEngine:
+        return cls(load_pipeline(config.model), load_selector(config.values))
+
+    def values(self) -> list[dict[str, Any]]:
+        """The value principles requests may name, in registry order."""
+        return [{"id": v.id, "text": v.text, "kind": v.kind, "attribute": v.attribute} for v in self.registry.values]
+
+    def select(self, prompts: Sequence[str]) -> list[dict[str, Any]]:
+        """The selector's decision per prompt: value id (None: no value), text, kind, stage, score."""
+        return [self._describe(s.value_id, s.stage, s.score) for s in self.selector.select(list(prompts))]
+
+    def _describe(self, value_id: str | None, stage: str, score: float | None) -> dict[str, Any]:
+        value = self.registry.value(value_id) if value_id is not None else None
+        return {
+            "value_id": value_id,
+            "text": value.text if value else None,
+            "kind": value.kind if value else None,
+            "stage": stage,
+            "score": score,
+        }
+
+    def decide(self, jobs: Sequence[GenerationJob]) -> list[dict[str, Any]]:
+        """Each job's value decision: the selector's for ``auto`` (one batched call), else the request's."""
+        if unknown := sorted({j.value for j in jobs if j.value not in (AUTO, NONE) and j.value not in self.registry.ids}):
+            raise ConfigError(f"value: unknown value ids {unknown}; known: {self.registry.ids}")
+        automatic = [i for i, job in enumerate(jobs) if job.value == AUTO]
+        selected = dict(zip(automatic, self.select([jobs[i].prompt for i in automatic]), strict=True))
+        return [
+            selected[i] if i in selected else self._describe(None if job.value == NONE else job.value, "requested", None)
+            for i, job in enumerate(jobs)
+        ]
+
+    def generate(self, jobs: Sequence[GenerationJob]) -> list[GenerationResult]:
+        """Run ``jobs``; those with equal steps and guidance share one pipeline call."""
+        start = time.perf_counter()
+        decisions = self.decide(jobs)
+        select_s = time.perf_counter() - start
+        results: list[GenerationResult | None] = [None] * len(jobs)
+        groups: dict[tuple[int, float], list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault((job.steps, job.guidance), []).append(i)
+        for (steps, guidance), members in groups.items():
+            group_start = time.perf_counter()
+            images, applied = self._generate_group([jobs[i] for i in members], [decisions[i] for i in members],
+                                                   steps, guidance)
+            generate_s = time.perf_counter() - group_start
+            offset = 0
+            for i in members:
+                count = jobs[i].num_images
+                results[i] = GenerationResult(
+                    images=images[offset:offset + count],
+                    applied=applied[offset:offset + count],
+                    selection=decisions[i],
+                    timings={"select_s": select_s, "generate_s": generate_s,
+                             "batch_images": float(len(images)), "batch_requests": float(len(members))},
+                )
+                offset += count
+        return [r for r in results if r is not None]
+
+    def _generate_group(self, jobs: list[GenerationJob], decisions: list[dict[str, Any]], steps: int,
+                        guidance: float) -> tuple[list[bytes], list[str | None]]:
+        import torch
+        from diffusers.utils.torch_utils import randn_tensor
+
+        from livo.models import ValueChoice, values_per_image
+        from livo.models.pipeline import value_rng
+
+        pipeline, base = self.pipeline, self.pipeline.base
+        shape = latent_shape(base)
+        prompt_embeds, negative_embeds, latents, applied_ids = [], [], [], []
+        for job, decision in zip(jobs, decisions, strict=True):
+            generator = torch.Generator(device=pipeline.device).manual_seed(job.seed)
+            choice = ValueChoice(decision["text"], decision["kind"]) if decision["value_id"] else None
+            applied = values_per_image([job.prompt], lambda _prompt, c=choice: c, job.num_images,
+                                       value_rng(None, generator), pipeline.bias_probability)
+            embeds, negatives = self._conditioning(job, applied)
+            prompt_embeds.append(embeds)
+            negative_embeds.append(negatives)
+            latents.append(randn_tensor((job.num_images, *shape), generator=generator, device=pipeline.device,
+                                        dtype=embeds.dtype))
+            applied_ids.extend(decision["value_id"] if value is not None else None for value in applied)
+        output = base(
+            prompt_embeds=torch.cat(prompt_embeds),
+            negative_prompt_embeds=torch.cat(negative_embeds),
+            latents=torch.cat(latents),
+            num_images_per_prompt=1,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            output_type="pil",
+        )
+        return [png_bytes(image) for image in output.images], applied_ids
+
+
+    def _conditioning(self, job: GenerationJob, applied: list[Any]) -> tuple[Any, Any]:
+        """Per-image prompt and negative embeddings, as ``LiVOPipeline`` builds them for this job alone
+        (``encode`` needs at least one steered image, so an all-base job uses the base conditioning)."""
+        from livo.models import base_conditioning, unconditional_conditioning
+
+        if any(value is not None for value in applied):
+            return self.pipeline.encode([job.prompt], job.num_images, applied, [job.negative_prompt])
+        text_encoder, tokenizer = self.pipeline.base.text_encoder, self.pipeline.base.tokenizer
+        embeds = base_conditioning(text_encoder, tokenizer, [job.prompt]).expand(job.num_images, -1, -1)
+        negatives = unconditional_conditioning(text_encoder, tokenizer, job.num_images, job.negative_prompt)
+        return embeds.to(text_encoder.dtype), negatives.to(text_encoder.dtype)
+
+
+def latent_shape(base: Any) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of one initial latent, as the base pipeline draws it by default."""
+    unet = base.unet
+    size = int(unet.config.sample_size)
+    return int(unet.config.in_channels), size, size

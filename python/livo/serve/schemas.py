@@ -1,0 +1,127 @@
+"""Request and response bodies of the HTTP API, validated by pydantic (FastAPI answers 422 with the field
+and the reason). The absolute bounds here hold for every deployment; :func:`limit_problems` adds the
+deployment's own, tighter limits from :class:`~livo.serve.config.LimitsConfig`.
+
+Unknown fields are refused, so a request cannot smuggle in a model path, a scheduler or any other
+setting the service does not offer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from livo.serve.config import LimitsConfig
+
+MAX_SEED = 2**53 - 1  # exact in JavaScript numbers, so the web page can echo it back
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _visible(text: str) -> str:
+    if any(ord(ch) < 32 and ch not in "\t\n" for ch in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+class GenerateRequest(_Body):
+    """``value``: ``auto`` (the selector decides), ``none`` (base model) or a value id of ``GET /v1/values``.
+    ``seed`` absent: the service draws one and returns it. ``steps``/``guidance`` absent: the defaults."""
+
+    prompt: str = Field(min_length=1, max_length=10_000)
+    negative_prompt: str = Field("", max_length=10_000)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+    num_images: int = Field(1, ge=1, le=8)
+    steps: int | None = Field(None, ge=1, le=500)
+    guidance: float | None = Field(None, ge=0.0, le=100.0)
+    value: str = Field("auto", min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_has_text(cls, prompt: str) -> str:
+        if not prompt.strip():
+            raise ValueError("must contain non-blank text")
+        return _visible(prompt)
+
+    _negative_visible = field_validator("negative_prompt")(_visible)
+
+
+class SelectRequest(_Body):
+    """Prompts whose value principle to select (no images are generated)."""
+
+    prompts: list[str] = Field(min_length=1, max_length=10_000)
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts_visible(cls, prompts: list[str]) -> list[str]:
+        return [_visible(p) for p in prompts]
+
+
+class Selection(BaseModel):
+    """Which value applies and why: ``stage`` is the selector stage that decided (``keyword``,
+    ``retrieval``, ``explicit-attribute``, ``judge``, ``none``) or ``requested`` for an explicit mode."""
+
+    value_id: str | None
+    text: str | None
+    kind: str | None
+    stage: str
+    score: float | None
+
+
+class GeneratedImage(BaseModel):
+    png_base64: str
+    value_id: str | None  # the value applied to this image; None: the base model's image
+
+
+class GenerateResponse(BaseModel):
+    request_id: str
+    prompt: str
+    seed: int
+    steps: int
+    guidance: float
+    value_mode: str
+    selection: Selection
+    images: list[GeneratedImage]
+    timings: dict[str, float]
+
+
+class SelectResponse(BaseModel):
+    selections: list[Selection]
+
+
+def _problem(field: str, message: str, value: Any) -> dict[str, Any]:
+    return {"type": "limit", "loc": ["body", field], "msg": message, "input": value}
+
+
+def limit_problems(request: GenerateRequest, limits: LimitsConfig) -> list[dict[str, Any]]:
+    """The deployment's limits that ``request`` exceeds, in FastAPI's 422 ``detail`` format."""
+    problems = []
+    if len(request.prompt) > limits.max_prompt_chars:
+        problems.append(_problem("prompt", f"at most {limits.max_prompt_chars} characters, got {len(request.prompt)}",
+                                 len(request.prompt)))
+    if len(request.negative_prompt) > limits.max_prompt_chars:
+        problems.append(_problem("negative_prompt", f"at most {limits.max_prompt_chars} characters, "
+                                 f"got {len(request.negative_prompt)}", len(request.negative_prompt)))
+    if request.num_images > limits.max_images:
+        problems.append(_problem("num_images", f"at most {limits.max_images}", request.num_images))
+    if request.steps is not None and request.steps > limits.max_steps:
+        problems.append(_problem("steps", f"at most {limits.max_steps}", request.steps))
+    if request.guidance is not None and request.guidance > limits.max_guidance:
+        problems.append(_problem("guidance", f"at most {limits.max_guidance}", request.guidance))
+    return problems
+
+
+def select_problems(request: SelectRequest, limits: LimitsConfig) -> list[dict[str, Any]]:
+    """The deployment's limits that a selection request exceeds (422 ``detail`` format)."""
+    problems = []
+    if len(request.prompts) > limits.max_select_prompts:
+        problems.append(_problem("prompts", f"at most {limits.max_select_prompts} prompts per request, "
+                                 f"got {len(request.prompts)}", len(request.prompts)))
+    long = [i for i, p in enumerate(request.prompts) if len(p) > limits.max_prompt_chars]
+    if long:
+        problems.append(_problem("prompts", f"prompts {long[:10]} exceed {limits.max_prompt_chars} characters",
+                                 len(long)))
+    return problems

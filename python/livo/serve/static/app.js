@@ -1,0 +1,127 @@
+// The LiVO demo page: one click sends the same prompt and seed twice, value "none" (base model) and the
+// chosen value mode, and shows the two sets of images side by side with the value selected and why.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "livo-token";
+
+function headers() {
+  const h = { "Content-Type": "application/json" };
+  const token = $("token").value.trim();
+  if (token) h["Authorization"] = "Bearer " + token;
+  return h;
+}
+
+function optionalNumber(id) {
+  const text = $(id).value.trim();
+  return text === "" ? undefined : Number(text);
+}
+
+async function call(path, body) {
+  const response = await fetch(path, body === undefined
+    ? { headers: headers() }
+    : { method: "POST", headers: headers(), body: JSON.stringify(body) });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const detail = Array.isArray(data.detail)
+      ? data.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ")
+      : data.detail || response.statusText;
+    throw new Error(`${response.status}: ${detail}`);
+  }
+  return data;
+}
+
+function showImages(target, result, label) {
+  const box = $(target);
+  box.replaceChildren();
+  result.images.forEach((image, i) => {
+    const figure = document.createElement("figure");
+    const img = document.createElement("img");
+    img.src = "data:image/png;base64," + image.png_base64;
+    img.alt = `${label} image ${i + 1}`;
+    const caption = document.createElement("figcaption");
+    caption.textContent = image.value_id ? `value: ${image.value_id}` : "base model";
+    figure.append(img, caption);
+    box.append(figure);
+  });
+}
+
+function describeSelection(selection, mode) {
+  if (mode !== "auto") {
+    return selection.value_id ? `Value “${selection.value_id}” was requested explicitly.` : "No value requested.";
+  }
+  const score = selection.score === null ? "" : ` (score ${selection.score.toFixed(2)})`;
+  const why = {
+    keyword: "a harm keyword in the prompt",
+    retrieval: "similar prompts in the value index",
+    "explicit-attribute": "an attribute stated in the prompt",
+    judge: "the judge's decision on a borderline prompt",
+    none: "no value principle matched",
+  }[selection.stage] || selection.stage;
+  if (!selection.value_id) return `No value applies: ${why}${score}.`;
+  const mixing = selection.kind === "bias" ? " Bias values are applied to each image with probability ½." : "";
+  return `Selected “${selection.value_id}” (${selection.kind}: “${selection.text}”), decided by ${why}${score}.${mixing}`;
+}
+
+async function loadValues() {
+  try {
+    const data = await call("/v1/values");
+    const select = $("value");
+    while (select.options.length > 1) select.remove(1);
+    data.values.forEach((v) => {
+      const option = document.createElement("option");
+      option.value = v.id;
+      option.textContent = `${v.id} (${v.kind})`;
+      select.append(option);
+    });
+  } catch (error) {
+    // Without a token the list stays at "auto"; generation reports the auth error.
+  }
+}
+
+async function generate(event) {
+  event.preventDefault();
+  const button = $("generate");
+  const status = $("status");
+  sessionStorage.setItem(TOKEN_KEY, $("token").value);
+  let seed = optionalNumber("seed");
+  if (seed === undefined) {
+    seed = Math.floor(Math.random() * 2 ** 32);
+    $("seed").value = String(seed);
+  }
+  const request = {
+    prompt: $("prompt").value,
+    seed,
+    num_images: optionalNumber("num-images") ?? 1,
+    steps: optionalNumber("steps"),
+    guidance: optionalNumber("guidance"),
+  };
+  const mode = $("value").value;
+  button.disabled = true;
+  status.className = "";
+  status.textContent = "Generating…";
+  try {
+    const [base, aligned] = await Promise.all([
+      call("/v1/generate", { ...request, value: "none" }),
+      call("/v1/generate", { ...request, value: mode }),
+    ]);
+    showImages("base-images", base, "base");
+    showImages("aligned-images", aligned, "aligned");
+    $("selection-text").textContent = describeSelection(aligned.selection, mode);
+    $("selection").hidden = false;
+    const seconds = Math.max(base.timings.total_s, aligned.timings.total_s);
+    status.textContent = `Seed ${aligned.seed}, ${aligned.steps} steps, guidance ${aligned.guidance}: ${seconds.toFixed(2)} s.`;
+  } catch (error) {
+    status.className = "error";
+    status.textContent = error.message;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token").value = sessionStorage.getItem(TOKEN_KEY) || "";
+  $("request-form").addEventListener("submit", generate);
+  $("token").addEventListener("change", () => { sessionStorage.setItem(TOKEN_KEY, $("token").value); loadValues(); });
+  loadValues();
+});
