@@ -60,8 +60,9 @@ class MethodConfig(_Strict):
     - ``negative_prompt``: the base model with ``negative_prompt`` on every prompt;
     - ``sld``: diffusers' ``StableDiffusionPipelineSafe`` over the base model's components, with
       ``safety_concept`` (default: diffusers' own) and ``sld`` keyword arguments;
-    - ``pipeline``: another diffusers pipeline folder (``path``), or the base with its U-Net
-      replaced from ``unet`` (e.g. Diffusion-DPO's trained U-Net);
+    - ``pipeline``: another diffusers pipeline folder (``path``), the base with its U-Net replaced
+      from ``unet``, or the base with LoRA weights from ``lora`` (Diffusion-DPO's trainer exports
+      ``unet/`` or ``unet_lora/``; its run folder may be given);
     - ``livo``: ``LiVOPipeline`` with the value encoder at ``value_encoder`` (a folder holding the
       encoder, or holding ``value_encoder/``; default: the model folder's ``value_encoder/``),
       ``selector`` ``faiss`` (FAISS index built from the registry, or loaded from ``index``) or
@@ -78,6 +79,7 @@ class MethodConfig(_Strict):
     sld: dict[str, float] = Field(default_factory=dict)
     path: str | None = None
     unet: str | None = None
+    lora: str | None = None
     value_encoder: str | None = None
     selector: Literal["faiss", "keyword"] = "faiss"
     index: str | None = None
@@ -89,8 +91,8 @@ class MethodConfig(_Strict):
     def _fields_for_kind(self) -> MethodConfig:
         if self.kind == "negative_prompt" and not self.negative_prompt:
             raise ValueError(f"method {self.name!r}: kind negative_prompt needs 'negative_prompt'")
-        if self.kind == "pipeline" and (self.path is None) == (self.unet is None):
-            raise ValueError(f"method {self.name!r}: kind pipeline needs exactly one of 'path' and 'unet'")
+        if self.kind == "pipeline" and sum(x is not None for x in (self.path, self.unet, self.lora)) != 1:
+            raise ValueError(f"method {self.name!r}: kind pipeline needs exactly one of 'path', 'unet' and 'lora'")
         return self
 
 
@@ -151,7 +153,7 @@ class EvalConfig(_Strict):
         return self
 
 
-_PATH_FIELDS = {"path", "unet", "value_encoder", "index", "file", "output"}
+_PATH_FIELDS = {"path", "unet", "lora", "value_encoder", "index", "file", "output"}
 
 
 def _resolve_paths(node: object, base: Path) -> object:

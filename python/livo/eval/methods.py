@@ -150,32 +150,43 @@ class SafeLatentDiffusion(Method):
 
 
 class OtherPipeline(Method):
-    """Another model on the same prompts: a whole pipeline folder, or the base with another U-Net
-    (how Diffusion-DPO's output is evaluated: it fine-tunes the U-Net only)."""
+    """Another model on the same prompts: a whole pipeline folder (``path``), the base with another
+    U-Net (``unet``) or with LoRA weights on its U-Net (``lora``). Diffusion-DPO's trainer exports
+    one of the last two (``unet/`` or ``unet_lora/`` in its run folder; the run folder works too)."""
 
     def __init__(self, config: MethodConfig, models: BaseModels) -> None:
         super().__init__(config, models)
         self._pipeline: Any = None
 
     def key(self, prompt: EvalPrompt) -> tuple:
-        return ("pipeline", self.config.path, self.config.unet)
+        return ("pipeline", self.config.path, self.config.unet, self.config.lora)
+
+    def _folder(self, given: str, run_subfolder: str, marker: str) -> Path:
+        folder = Path(given)
+        if (folder / run_subfolder / marker).is_file():
+            return folder / run_subfolder
+        if not (folder / marker).is_file():
+            raise ConfigError(f"method {self.name!r}: {folder} holds no {marker} (nor {run_subfolder}/{marker})")
+        return folder
 
     @property
     def pipeline(self) -> Any:
         if self._pipeline is None:
+            models = self.models
             if self.config.path is not None:
-                pipe = load_model(self.config.path, self.models.dtype, self.models.config.device)
-            else:
+                pipe = load_model(self.config.path, models.dtype, models.config.device)
+            elif self.config.unet is not None:
                 from diffusers import UNet2DConditionModel
 
-                unet_path = Path(str(self.config.unet))
-                if not unet_path.is_dir():
-                    raise ConfigError(f"method {self.name!r}: unet folder {unet_path} does not exist")
-                sub = "unet" if (unet_path / "unet" / "config.json").is_file() else None
-                unet = UNet2DConditionModel.from_pretrained(os.fspath(unet_path), subfolder=sub,
-                                                            torch_dtype=self.models.dtype)
-                base = self.models.base
+                folder = self._folder(self.config.unet, "unet", "config.json")
+                unet = UNet2DConditionModel.from_pretrained(os.fspath(folder), torch_dtype=models.dtype)
+                base = models.base
                 pipe = type(base)(**{**base.components, "unet": unet.to(base.device)})
+            else:
+                folder = self._folder(str(self.config.lora), "unet_lora", "pytorch_lora_weights.safetensors")
+                # A fresh copy of the base, so the LoRA never touches the U-Net other methods share.
+                pipe = load_model(models.config.model, models.dtype, models.config.device)
+                pipe.load_lora_weights(os.fspath(folder))
             pipe.set_progress_bar_config(disable=True)
             self._pipeline = pipe
         return self._pipeline
