@@ -14,3 +14,17 @@ command -v cargo >/dev/null 2>&1 || { echo "setup: a Rust toolchain (cargo) is r
 # Cargo's build cache outlives fresh clones on the same machine.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livo/target}"
 uv sync --locked --all-groups
+
+# >>> issue 10 (serve): headless Chromium + chromedriver for the web-page test in tests/test_serve.py
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium chromium-driver >/dev/null \
+      || { apt-get update -qq >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; } \
+      || echo "setup: apt-get could not install chromium/chromium-driver; the web-page test will fail" >&2
+  else
+    echo "setup: skipping chromium/chromium-driver (not root or no apt-get); install them for the web-page test" >&2
+  fi
+fi
+# <<< issue 10 (serve)

@@ -1,0 +1,118 @@
+"""The service's configuration, token handling and the ``--insecure`` rule, without starting anything."""
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from livo.errors import ConfigError
+from livo.serve.config import ServiceConfig, load_service_file, parse_config, token_digest
+
+SERVICES = Path(__file__).resolve().parents[1] / "services" / "serve"
+TOKEN = "a-long-enough-test-token"
+
+
+def _args(**overrides) -> argparse.Namespace:
+    values = {"config": None, "host": None, "port": None, "token_file": None, "insecure": False, "replicas": None}
+    return argparse.Namespace(**(values | overrides))
+
+
+@pytest.mark.parametrize("name", ["toy.yaml", "sd15.yaml"])
+def test_shipped_serve_configs_are_valid(name):
+    config, http = load_service_file(SERVICES / name)
+    assert config.generator.num_replicas == 2
+    assert {"host", "port", "request_timeout_s"} <= set(http)
+    assert http["request_timeout_s"] > config.limits.request_timeout_s
+
+
+def test_toy_config_serves_the_shipped_toy_world_on_cpu():
+    config, _ = load_service_file(SERVICES / "toy.yaml")
+    assert config.model.base is None and config.values.registry == "toyworld"
+    assert config.generator.num_gpus == 0 and config.generator.num_cpus == 1
+
+
+def test_unknown_config_fields_are_refused_with_their_path():
+    with pytest.raises(ConfigError, match=r"generator\.replicas: Extra inputs"):
+        parse_config({"generator": {"replicas": 3}}, "test.yaml")
+
+
+def test_a_batch_smaller_than_the_largest_request_is_refused():
+    with pytest.raises(ConfigError, match="max_batch_images 4 is below limits.max_images 8"):
+        parse_config({"generator": {"max_batch_images": 4}})
+
+
+def test_without_a_token_the_service_refuses_to_start(monkeypatch):
+    from livo.serve.commands import service_settings
+
+    monkeypatch.delenv("LIVO_SERVE_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="LIVO_SERVE_TOKEN"):
+        service_settings(_args())
+
+
+def test_a_short_token_is_refused(monkeypatch):
+    monkeypatch.setenv("LIVO_SERVE_TOKEN", "short")
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        ServiceConfig().with_token_hash()
+
+
+def test_only_the_token_digest_is_deployed(tmp_path, monkeypatch):
+    from livo.serve.commands import service_settings
+
+    monkeypatch.delenv("LIVO_SERVE_TOKEN", raising=False)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    config, http = service_settings(_args(token_file=str(token_file)))
+    assert config.auth.token_sha256 == token_digest(TOKEN)
+    assert TOKEN not in config.model_dump_json()
+    assert http["host"] == "127.0.0.1"
+
+
+def test_insecure_is_refused_off_loopback():
+    from livo.serve.commands import service_settings
+
+    with pytest.raises(ConfigError, match="--insecure: refused on host '0.0.0.0'"):
+        service_settings(_args(insecure=True, host="0.0.0.0"))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost"])
+def test_insecure_is_allowed_on_loopback(host, monkeypatch):
+    from livo.serve.commands import service_settings
+
+    monkeypatch.delenv("LIVO_SERVE_TOKEN", raising=False)
+    config, http = service_settings(_args(insecure=True, host=host, replicas=1))
+    assert config.auth.insecure and config.auth.token_sha256 is None
+    assert config.generator.num_replicas == 1 and http["host"] == host
+
+
+def test_insecure_mode_answers_loopback_clients_only():
+    from fastapi import HTTPException
+
+    from livo.serve.auth import BearerAuth
+    from livo.serve.config import AuthConfig
+
+    auth = BearerAuth(AuthConfig(insecure=True))
+    auth.check({}, "127.0.0.1")
+    with pytest.raises(HTTPException) as refused:
+        auth.check({}, "10.1.2.3")
+    assert refused.value.status_code == 403
+
+
+def test_bearer_auth_accepts_only_the_configured_token():
+    from fastapi import HTTPException
+
+    from livo.serve.auth import BearerAuth
+    from livo.serve.config import AuthConfig
+
+    auth = BearerAuth(AuthConfig(token_sha256=token_digest(TOKEN)))
+    auth.check({"authorization": f"Bearer {TOKEN}"}, "10.1.2.3")
+    for header in ({}, {"authorization": TOKEN}, {"authorization": f"Bearer {TOKEN}x"}, {"authorization": "Basic x"}):
+        with pytest.raises(HTTPException) as refused:
+            auth.check(header, "127.0.0.1")
+        assert refused.value.status_code == 401
+
+
+def test_the_serve_command_is_registered():
+    from livo.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--insecure", "--port", "8123"])
+    assert args.insecure and args.port == 8123 and args.run.__name__ == "run_serve"
