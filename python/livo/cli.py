@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "livo.toyworld.commands",
     "livo.values.commands",
     "livo.eval.commands",
+    "livo.build.commands",
     "livo.serve.commands",
 ]
 

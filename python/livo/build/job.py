@@ -1,0 +1,201 @@
+"""``build_dataset(config)``: the whole job, stage by stage.
+
+1. **validate** — config, registry, value ids, prompt files, judges, the base model (loaded once
+   in the driver) and the output folder's earlier settings; any problem stops the build here,
+   before a single image is generated;
+2. **plan** — sources → dedup → value selection → harm rewrites → records (``livo.build.plan``);
+3. **resume** — records already in the shards or in the drop ledger are skipped;
+4. **generate + judge** on Ray actors (``livo.build.execute``), **write** as results arrive
+   (``livo.build.sink``);
+5. **report** — verify the shards, count pairs per value and category, write ``build/report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from livo.build.config import BuildConfig
+from livo.build.execute import Progress, batches_of, run_actor_pool, start_actors
+from livo.build.generate import BatchResult, WorkerSpec, load_pipeline
+from livo.build.judging import JudgePanel
+from livo.build.plan import Plan, check_value_ids, load_selector, plan_records, read_sources
+from livo.build.report import BuildReport
+from livo.build.rewrite import load_rewriter
+from livo.build.sink import STATE_FOLDER, PairSink, read_ledger
+from livo.data.shards import ShardConfig
+from livo.errors import ConfigError, InputError
+from livo.values.registry import Registry, load_registry, resolve_registry_path
+
+STATE_CONFIG = "config.json"
+REPORT_NAME = "report.json"
+
+
+def check_output_state(config: BuildConfig) -> None:
+    """Refuses to resume an output folder built with other generation settings: its record ids
+    would name images made differently."""
+    state = Path(config.output.directory) / STATE_FOLDER / STATE_CONFIG
+    if not state.exists():
+        return
+    try:
+        previous = json.loads(state.read_text())
+    except ValueError:
+        return
+    if previous.get("fingerprint") != config.generation_fingerprint():
+        raise ConfigError(
+            f"output.directory {config.output.directory}: was built with other generation settings "
+            f"(model/steps/guidance/size/judges/rewrite; see {state}); use another output directory or the same settings"
+        )
+
+
+def write_state(config: BuildConfig) -> None:
+    state = Path(config.output.directory) / STATE_FOLDER / STATE_CONFIG
+    state.parent.mkdir(parents=True, exist_ok=True)
+    data = {"fingerprint": config.generation_fingerprint(), "run_id": config.effective_run_id(),
+            "config": config.model_dump(mode="json")}
+    fd, temp = tempfile.mkstemp(prefix=f".{state.name}.", dir=state.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+    os.replace(temp, state)
+
+
+def validate(config: BuildConfig) -> tuple[Registry, list[str], dict[str, int], Any]:
+    """Everything that can be checked before generation; returns (registry, prompts, counts per
+    source, rewriter)."""
+    registry = load_registry(resolve_registry_path(config.selection.registry))
+    check_value_ids(config, registry)
+    prompts, per_source = read_sources(config.sources)
+    rewriter = load_rewriter(config.rewrite.rewriter, registry)
+    panel = JudgePanel(config.judges, registry)
+    panel.check(config.selection.values or registry.ids)
+    del panel
+    load_pipeline(config.generation.model, "float32" if config.generation.dtype == "auto" else config.generation.dtype,
+                  "cpu")
+    check_output_state(config)
+    return registry, prompts, per_source, rewriter
+
+
+def worker_spec(config: BuildConfig, registry: Registry) -> WorkerSpec:
+    from livo import __version__
+
+    g = config.generation
+    return WorkerSpec(model=g.model, registry=registry, judges=config.judges, rewriter=config.rewrite.rewriter,
+                      steps=g.steps, guidance_scale=g.guidance_scale, height=g.height, width=g.width, dtype=g.dtype,
+                      torch_threads=g.torch_threads, created_by=f"livo {__version__} build-dataset",
+                      run_id=config.effective_run_id())
+
+
+def _gpus_per_actor(config: BuildConfig) -> float:
+    import ray
+
+    wanted = config.generation.gpus_per_actor
+    if wanted == "auto":
+        return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+    return float(wanted)
+
+
+def build_dataset(
+    config: BuildConfig,
+    *,
+    on_result: Callable[[BatchResult, list[Any]], None] | None = None,
+) -> BuildReport:
+    """Runs the build described by ``config`` and returns its report (also written to
+    ``<output>/build/report.json``). Rerunning with the same config resumes. ``on_result`` is
+    called in the driver after each batch is written, with the result and the actor handles."""
+    started = time.perf_counter()
+    registry, prompts, per_source, rewriter = validate(config)
+    selector = load_selector(config, registry)
+    plan: Plan = plan_records(prompts, config, registry, selector, rewriter)
+    if not plan.records:
+        raise InputError(f"sources: no prompt of {len(prompts)} was given a value to build "
+                         f"(dropped: {dict(plan.drops)}); check the sources and selection.registry")
+    report = BuildReport(run_id=config.effective_run_id(), output=config.output.directory)
+    report.stages = {"sources": per_source, **plan.stages}
+    drops = Counter(plan.drops)
+    write_state(config)
+    output = config.output
+    shard_config = ShardConfig(splits=output.splits, target_shard_bytes=output.target_shard_bytes,
+                               row_group_bytes=output.row_group_bytes,
+                               metadata={"livo.build.fingerprint": config.generation_fingerprint()})
+    with PairSink(output.directory, shard_config, output.checkpoint_seconds) as sink:
+        ids = [r.record_id for r in plan.records]
+        stored = sink.contains(ids)
+        ledger = read_ledger(output.directory)
+        todo = [r.to_dict() for r, done in zip(plan.records, stored) if not done and r.record_id not in ledger]
+        report.skipped_stored = sum(stored)
+        report.skipped_dropped = sum(1 for r, done in zip(plan.records, stored) if not done and r.record_id in ledger)
+        if todo:
+            _generate(config, registry, todo, sink, report, drops, on_result)
+    _finish(config, report, drops)
+    report.wall_seconds = time.perf_counter() - started
+    report.write(Path(output.directory) / STATE_FOLDER / REPORT_NAME)
+    return report
+
+
+def _generate(config: BuildConfig, registry: Registry, todo: list[dict[str, Any]], sink: PairSink,
+              report: BuildReport, drops: Counter[str],
+              on_result: Callable[[BatchResult, list[Any]], None] | None) -> None:
+    import ray
+
+    started_ray = False
+    if not ray.is_initialized():
+        ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus, include_dashboard=False,
+                 log_to_driver=True, configure_logging=False)
+        started_ray = True
+    try:
+        g = config.generation
+        batches = batches_of(todo, g.batch_size)
+        actors = start_actors(worker_spec(config, registry), min(g.actors, len(batches)), g.cpus_per_actor,
+                              _gpus_per_actor(config), g.max_restarts, g.max_task_retries)
+        report.actors = len(actors)
+        progress = Progress(len(todo), enabled=config.progress)
+        balance: dict[str, dict[str, Counter[str]]] = {}
+
+        def consume(result: BatchResult) -> None:
+            sink.accept(result)
+            progress.update(len(batches[result.batch]), len(result.kept))
+            for row in result.kept:
+                if row.get("aligned_class") is not None:
+                    sides = balance.setdefault(row["value_id"], {"violating": Counter(), "aligned": Counter()})
+                    sides["violating"][row["violating_class"]] += 1
+                    sides["aligned"][row["aligned_class"]] += 1
+
+        try:
+            stats = run_actor_pool(actors, batches, consume, batch_retries=g.batch_retries, on_result=on_result)
+        finally:
+            progress.close()
+            for actor in actors:
+                ray.kill(actor)
+        report.generated = stats.records
+        report.kept = stats.kept
+        report.images = stats.images
+        report.generation_seconds = stats.seconds
+        report.retried_batches = stats.retried_batches
+        report.failures = stats.failures
+        drops.update(stats.drops)
+        report.balance = {v: {side: dict(c) for side, c in sides.items()} for v, sides in balance.items()}
+    finally:
+        if started_ray:
+            ray.shutdown()
+
+
+def _finish(config: BuildConfig, report: BuildReport, drops: Counter[str]) -> None:
+    from livo.data.shards import Manifest, shard_stats, verify_shards
+
+    directory = config.output.directory
+    manifest = Manifest.load(directory)
+    report.dataset_rows = manifest.rows()
+    report.dataset_shards = len(manifest.shards)
+    report.verified = verify_shards(directory).ok
+    report.drops = dict(drops)
+    if manifest.shards:
+        stats = shard_stats(directory, by=("value_id", "category"))
+        for row in stats.iter_rows(named=True):
+            report.pairs_per_value[row["value_id"]] = report.pairs_per_value.get(row["value_id"], 0) + row["rows"]
+            report.pairs_per_category[row["category"]] = report.pairs_per_category.get(row["category"], 0) + row["rows"]

@@ -1,0 +1,142 @@
+"""Bad inputs stop a build before any generation, with a message naming the problem; the stage
+helpers (record ids, seeds, class choice, pair decisions) behave as documented."""
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from livo.build import build_dataset, load_build_config, parse_build_config, record_id, seed_of
+from livo.build.judging import decide_pair
+from livo.build.rewrite import class_not_shown
+from livo.errors import ConfigError, InputError
+from livo.judges import ImageVerdict
+from livo.values.registry import builtin_registry_path, load_registry
+
+TOY = load_registry(builtin_registry_path("toyworld"))
+DEFAULT = load_registry(builtin_registry_path("default"))
+
+
+def file_config(tmp_path, source, **extra):
+    data = {"sources": {"files": [source]}, "selection": {"registry": "toyworld"},
+            "output": {"directory": str(tmp_path / "out")}, "progress": False}
+    data.update(extra)
+    return parse_build_config(data)
+
+
+def assert_nothing_generated(tmp_path):
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_prompt_file_fails_before_generation(tmp_path):
+    (tmp_path / "prompts.txt").write_text("")
+    with pytest.raises(InputError, match=r"prompts.txt: the file is empty"):
+        build_dataset(file_config(tmp_path, {"path": str(tmp_path / "prompts.txt")}))
+    assert_nothing_generated(tmp_path)
+
+
+def test_a_missing_column_fails_naming_the_column(tmp_path):
+    pq.write_table(pa.table({"text": ["a doctor"], "id": [1]}), tmp_path / "prompts.parquet")
+    with pytest.raises(InputError, match=r"prompts.parquet: no column 'caption'"):
+        build_dataset(file_config(tmp_path, {"path": str(tmp_path / "prompts.parquet"), "column": "caption"}))
+    (tmp_path / "blank.jsonl").write_text(json.dumps({"prompt": "  "}) + "\n")
+    with pytest.raises(InputError, match="blank.jsonl: no non-empty prompts"):
+        build_dataset(file_config(tmp_path, {"path": str(tmp_path / "blank.jsonl")}))
+    assert_nothing_generated(tmp_path)
+
+
+def test_a_missing_file_and_an_unknown_value_id_are_named(tmp_path):
+    with pytest.raises(InputError, match="nowhere.csv: no such file"):
+        build_dataset(file_config(tmp_path, {"path": str(tmp_path / "nowhere.csv")}))
+    (tmp_path / "p.txt").write_text("a doctor\n")
+    with pytest.raises(ConfigError, match=r"generation.value_samples: unknown value id\(s\) 'no_gore'"):
+        build_dataset(file_config(tmp_path, {"path": str(tmp_path / "p.txt")},
+                                  generation={"value_samples": {"no_gore": 3}}))
+    with pytest.raises(ConfigError, match=r"selection.values: unknown value id\(s\) 'gender-equality'"):
+        build_dataset(file_config(tmp_path, {"path": str(tmp_path / "p.txt")},
+                                  selection={"registry": "toyworld", "values": ["gender-equality"]}))
+    assert_nothing_generated(tmp_path)
+
+
+def test_invalid_configs_name_the_field(tmp_path):
+    bad = tmp_path / "build.yaml"
+    bad.write_text("sources: {toyworld: {count: 10}}\noutput: {directory: out}\ngeneration: {steps: 0, batchsize: 4}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_build_config(bad)
+    message = str(caught.value)
+    assert "build.yaml: field generation.steps: Input should be greater than or equal to 1" in message
+    assert "field generation.batchsize: Extra inputs are not permitted" in message
+    with pytest.raises(ConfigError, match="field sources: Value error, give at least one prompt source"):
+        parse_build_config({"sources": {}, "output": {"directory": "x"}})
+    with pytest.raises(ConfigError, match="a clip judge needs 'model'"):
+        parse_build_config({"sources": {"toyworld": {}}, "output": {"directory": "x"},
+                            "judges": {"default": {"kind": "clip"}}})
+
+
+def test_a_judge_that_cannot_decide_a_value_is_refused(tmp_path):
+    (tmp_path / "p.txt").write_text("a doctor\n")
+    config = file_config(tmp_path, {"path": str(tmp_path / "p.txt")},
+                         selection={"registry": "default"}, judges={"default": {"kind": "toyworld"}})
+    with pytest.raises(ConfigError, match="value 'gender-equality': judge 'toyworld' cannot decide it"):
+        build_dataset(config)
+    assert_nothing_generated(tmp_path)
+
+
+def test_a_model_that_does_not_load_is_refused(tmp_path):
+    (tmp_path / "p.txt").write_text("a doctor\n")
+    config = file_config(tmp_path, {"path": str(tmp_path / "p.txt")}, generation={"model": str(tmp_path / "nomodel")})
+    with pytest.raises(InputError, match="nomodel: does not exist"):
+        build_dataset(config)
+    assert_nothing_generated(tmp_path)
+
+
+def test_the_cli_reports_bad_input_with_status_2(tmp_path):
+    (tmp_path / "prompts.csv").write_text("")
+    (tmp_path / "build.yaml").write_text(
+        f"sources: {{files: [{{path: {tmp_path / 'prompts.csv'}}}]}}\noutput: {{directory: {tmp_path / 'out'}}}\n")
+    done = subprocess.run([sys.executable, "-m", "livo.cli", "build-dataset", str(tmp_path / "build.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "livo build-dataset: error: sources.files:" in done.stderr and "prompts.csv: the file is empty" in done.stderr
+    assert_nothing_generated(tmp_path)
+
+
+def test_record_ids_and_seeds_are_stable_across_processes():
+    ids = [record_id("a doctor", "colour_equality", k) for k in range(3)]
+    assert len(set(ids)) == 3 and record_id("a doctor", "no_blood", 0) not in ids
+    code = ("from livo.build import record_id, seed_of; r = record_id('a doctor', 'colour_equality', 1); "
+            "print(r, seed_of(r))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.split()
+    assert other == [ids[1], str(seed_of(ids[1]))]
+    assert all(0 <= seed_of(i) < 2**63 for i in ids)
+
+
+def test_the_aligned_class_is_one_the_violating_image_does_not_show():
+    colour = TOY.value("colour_equality")
+    for k in range(20):
+        assert class_not_shown(colour, "orange", f"r{k}") == "teal"
+        assert class_not_shown(colour, "teal", f"r{k}") == "orange"
+    assert class_not_shown(colour, None, "r0") is None
+    race = DEFAULT.value("racial-equality")
+    picks = Counter(class_not_shown(race, "white", f"r{k}") for k in range(4000))
+    assert set(picks) == {"black", "indian", "asian", "latino"}
+    assert max(picks.values()) - min(picks.values()) < 200  # uniform over the other classes
+
+
+@pytest.mark.parametrize(("kind", "violating", "aligned", "subject", "reason"), [
+    ("bias", ImageVerdict(attribute="orange"), ImageVerdict(attribute="teal"), True, None),
+    ("bias", ImageVerdict(attribute=None), ImageVerdict(attribute="teal"), True, "violating_attribute_unreadable"),
+    ("bias", ImageVerdict(attribute="orange"), ImageVerdict(attribute="orange"), True, "aligned_wrong_attribute"),
+    ("bias", ImageVerdict(attribute="orange"), ImageVerdict(attribute="teal"), False, "aligned_lost_subject"),
+    ("harm", ImageVerdict(harmful=True), ImageVerdict(harmful=False), None, None),
+    ("harm", ImageVerdict(harmful=False), ImageVerdict(harmful=False), True, "violating_not_harmful"),
+    ("harm", ImageVerdict(harmful=True), ImageVerdict(harmful=True), True, "aligned_still_harmful"),
+])
+def test_pair_decisions(kind, violating, aligned, subject, reason):
+    value = TOY.value("colour_equality" if kind == "bias" else "no_blood")
+    assert decide_pair(value, violating, aligned, "teal", subject) == reason
