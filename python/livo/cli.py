@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "livo.data.shard_commands",
     "livo.toyworld.commands",
     "livo.values.commands",
+    "livo.train.commands",
     "livo.eval.commands",
     "livo.build.commands",
     "livo.serve.commands",

@@ -9,7 +9,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("toyworld", help="the synthetic toy value world (render, train, report)")
+    parser = subparsers.add_parser("toyworld", help="the synthetic toy value world (render, train, report, pairs)")
     commands = parser.add_subparsers(dest="toyworld_command", metavar="ACTION", required=True)
 
     render = commands.add_parser("render", help="render ground-truth images of prompts to a PNG grid")
@@ -40,6 +40,15 @@ def register(subparsers: Any) -> None:
     report.add_argument("--threads", type=int, default=2)
     report.add_argument("--output", required=True, help="folder for report.json, report.md and PNG grids")
     report.set_defaults(run=run_report)
+
+    pairs = commands.add_parser("pairs", help="render (aligned, violating) training pairs as a shard dataset")
+    pairs.add_argument("--output", required=True, help="shard dataset folder to write")
+    pairs.add_argument("--bias-per-subject", type=int, default=400, help="colour pairs per people-subject")
+    pairs.add_argument("--harm-per-prompt", type=int, default=40, help="pairs per harmful training prompt")
+    pairs.add_argument("--holdout-subject", action="append", default=[], help="people-subject kept out of bias pairs")
+    pairs.add_argument("--no-holdout", action="store_true", help="also train on the report's harmful prompts")
+    pairs.add_argument("--seed", type=int, default=0)
+    pairs.set_defaults(run=run_pairs)
 
 
 def _quiet_threads(threads: int) -> None:
@@ -95,4 +104,20 @@ def run_report(args: argparse.Namespace) -> int:
     )
     summary = write_report(config)
     print(summary)
+    return 0
+
+
+def run_pairs(args: argparse.Namespace) -> int:
+    from livo.toyworld.pairs import PairsConfig, write_pairs
+
+    config = PairsConfig(
+        output=args.output,
+        bias_per_subject=args.bias_per_subject,
+        harm_per_prompt=args.harm_per_prompt,
+        holdout_report_harm=not args.no_holdout,
+        holdout_subjects=tuple(args.holdout_subject),
+        seed=args.seed,
+    )
+    manifest = write_pairs(config)
+    print(f"wrote {manifest.rows()} pairs to {args.output}")
     return 0

@@ -1,0 +1,168 @@
+"""Rendered (aligned, violating) image pairs of the toy world, written as a LiVO pair dataset.
+
+Until dataset construction on Ray produces pairs from a generator and judges, the renderer is the
+generator: both images of a pair are drawn from one scene (same subject, glyph size, position,
+background, colour jitter) and differ only in what the value principle is about:
+
+* ``colour_equality`` ("balance colour") on a people-prompt without a colour word: the violating
+  image has the subject's trained default colour, the aligned one the other colour;
+* ``no_blood`` / ``no_zombie`` on a prompt with that harm word: the violating image carries the
+  marks, the aligned one is the same scene without them.
+
+By default the harmful prompts that ``livo toyworld report`` measures (each subject with one harm
+word) are held out: training pairs use the *other* harm word of each subject and the explicit-colour
+variants, so the harm rate is measured on prompts the value encoder never saw. Records are written
+in a seeded random order through :class:`~livo.data.shards.ShardWriter` with ``PAIR_SCHEMA``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from livo.errors import ConfigError
+from livo.toyworld.grammar import (
+    ATTRIBUTES,
+    BIAS_PRINCIPLE,
+    DEFAULT_ATTRIBUTE,
+    HARM_PRINCIPLE,
+    HARMS,
+    PEOPLE,
+    SUBJECTS,
+    VALUE_TEXTS,
+    PromptSpec,
+    report_prompts,
+)
+from livo.toyworld.render import Scene, draw, sample_scene
+
+MODEL_ID = "livo-toyworld-renderer"
+ROW_GROUP_BYTES = 32 * 1024
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """How many pairs of each kind to render. ``bias_per_subject`` pairs for each people-subject
+    (each one steering away from its default colour); ``harm_per_prompt`` pairs for each harmful
+    training prompt. ``holdout_report_harm`` keeps the report's harmful prompts out of training;
+    ``holdout_subjects`` keeps people-subjects out of the bias pairs (to measure generalisation)."""
+
+    output: str
+    bias_per_subject: int = 400
+    harm_per_prompt: int = 40
+    holdout_report_harm: bool = True
+    holdout_subjects: Sequence[str] = field(default_factory=tuple)
+    seed: int = 0
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
+    row_group_bytes: int = ROW_GROUP_BYTES
+
+    def validate(self) -> None:
+        if self.bias_per_subject < 0 or self.harm_per_prompt < 0:
+            raise ConfigError("PairsConfig.bias_per_subject and harm_per_prompt must be >= 0")
+        if self.bias_per_subject + self.harm_per_prompt == 0:
+            raise ConfigError("PairsConfig: bias_per_subject and harm_per_prompt are both 0 (no pairs)")
+        unknown = [s for s in self.holdout_subjects if s not in PEOPLE]
+        if unknown:
+            raise ConfigError(f"PairsConfig.holdout_subjects: {unknown} are not people-subjects ({', '.join(PEOPLE)})")
+
+
+def harm_training_prompts(holdout_report_harm: bool = True) -> list[PromptSpec]:
+    """Every harmful prompt of the grammar (harm word, subject, optional colour for people), minus
+    the report's harmful prompts when they are held out."""
+    held = {spec for spec in report_prompts()["harmful"]} if holdout_report_harm else set()
+    specs = []
+    for harm in HARMS:
+        for subject in SUBJECTS:
+            colours: tuple[str | None, ...] = (None, *ATTRIBUTES) if subject in PEOPLE else (None,)
+            for colour in colours:
+                spec = PromptSpec(subject, colour, harm)
+                if spec not in held:
+                    specs.append(spec)
+    return specs
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _pair_images(aligned: Scene, violating: Scene, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both scenes drawn with the same jitter/mark stream, so only the changed property differs."""
+    return draw(aligned, np.random.default_rng(seed)), draw(violating, np.random.default_rng(seed))
+
+
+def _record(spec: PromptSpec, aligned_spec: PromptSpec, value_id: str, category: str, seed: int,
+            aligned: np.ndarray, violating: np.ndarray) -> dict[str, Any]:
+    prompt = spec.text()
+    key = f"{value_id}|{prompt}|{seed}"
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return {
+        "record_id": hashlib.blake2b(key.encode(), digest_size=16).hexdigest(),
+        "cluster_id": int.from_bytes(digest, "little") >> 1,
+        "prompt": prompt,
+        "aligned_prompt": aligned_spec.text(),
+        "value_id": value_id,
+        "value_text": VALUE_TEXTS[value_id],
+        "category": category,
+        "seed": seed,
+        "aligned_image": _png(aligned),
+        "violating_image": _png(violating),
+        "model_id": MODEL_ID,
+        "created_by": "livo toyworld pairs",
+    }
+
+
+def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
+    """The pair records of ``config`` (PAIR_SCHEMA dicts), in a seeded random order."""
+    config.validate()
+    jobs: list[tuple[str, PromptSpec]] = []
+    jobs += [("bias", PromptSpec(s)) for s in PEOPLE if s not in config.holdout_subjects
+             for _ in range(config.bias_per_subject)]
+    jobs += [("harm", spec) for spec in harm_training_prompts(config.holdout_report_harm)
+             for _ in range(config.harm_per_prompt)]
+    order = np.random.default_rng(config.seed).permutation(len(jobs))
+    for index in order:
+        kind, spec = jobs[int(index)]
+        seed = config.seed * 10_000_019 + int(index)
+        scene = sample_scene(spec, np.random.default_rng(seed))
+        if kind == "bias":
+            default = DEFAULT_ATTRIBUTE[spec.subject]
+            other = next(a for a in ATTRIBUTES if a != default)
+            aligned, violating = _pair_images(replace(scene, attribute=other), replace(scene, attribute=default), seed)
+            yield _record(spec, replace(spec, attribute=other), BIAS_PRINCIPLE, "bias/colour", seed, aligned, violating)
+        else:
+            assert spec.harm is not None
+            aligned, violating = _pair_images(replace(scene, harm=None), scene, seed)
+            yield _record(spec, replace(spec, harm=None), HARM_PRINCIPLE[spec.harm], f"toxicity/{spec.harm}",
+                          seed, aligned, violating)
+
+
+def write_pairs(config: PairsConfig, chunk: int = 512) -> Any:
+    """Render the pairs and write them as a shard dataset at ``config.output``; returns its
+    :class:`~livo.data.shards.Manifest`. Rerunning with the same config adds nothing (idempotent
+    per ``record_id``)."""
+    from livo.data.schema import PAIR_SCHEMA, pair_table
+    from livo.data.shards import ShardConfig, ShardWriter
+
+    # Small row groups: a row group is the unit dealt to ranks and dataloader workers.
+    shard_config = ShardConfig(splits=config.splits, row_group_bytes=config.row_group_bytes,
+                               metadata={"source": "livo toyworld pairs", "seed": config.seed})
+    os.makedirs(config.output, exist_ok=True)
+    with ShardWriter(config.output, shard_config, schema=PAIR_SCHEMA) as writer:
+        batch: list[dict[str, Any]] = []
+        for record in pair_records(config):
+            batch.append(record)
+            if len(batch) == chunk:
+                writer.write(pair_table(batch))
+                batch = []
+        if batch:
+            writer.write(pair_table(batch))
+        return writer.close()

@@ -1,0 +1,95 @@
+"""Checkpoints: DeepSpeed's ``save_checkpoint`` for engine, optimizer and scheduler state, plus a
+small JSON file per rank with what DeepSpeed does not keep per rank: the data position and the
+state of the trainer's random generators.
+
+Layout under ``OUTPUT/checkpoints``: DeepSpeed's ``latest`` file and one ``step<N>`` folder per
+checkpoint, each with ``trainer_state_rank<r>.json``. Only the newest ``keep`` checkpoints stay.
+Random-generator states are stored as base64 of their byte tensors, so no pickle is involved in
+the trainer's own state (DeepSpeed's engine files are its own format).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from livo.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _encode_state(state: torch.Tensor) -> str:
+    return base64.b64encode(state.cpu().numpy().tobytes()).decode()
+
+
+def _decode_state(text: str) -> torch.Tensor:
+    import torch
+
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+
+def step_tag(step: int) -> str:
+    return f"step{step}"
+
+
+def save(engine: Any, folder: Path, step: int, rank: int, data_state: dict[str, Any],
+         generator: torch.Generator, keep: int, config: dict[str, Any]) -> None:
+    """Save a checkpoint of ``step`` (every rank must call this: ZeRO shards live on each rank)."""
+    from livo.train.distributed import barrier
+
+    import torch
+
+    tag = step_tag(step)
+    engine.save_checkpoint(str(folder), tag=tag, client_state={"livo_step": step, "livo_config": config})
+    state = {
+        "step": step,
+        "rank": rank,
+        "data": data_state,
+        "generator": _encode_state(generator.get_state()),
+        "torch_rng": _encode_state(torch.get_rng_state()),
+    }
+    path = folder / tag / f"trainer_state_rank{rank}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=1) + "\n")
+    os.replace(temporary, path)
+    barrier()
+    if rank == 0:
+        _prune(folder, keep)
+
+
+def _prune(folder: Path, keep: int) -> None:
+    tags = sorted((p for p in folder.glob("step*") if p.is_dir() and p.name[4:].isdigit()),
+                  key=lambda p: int(p.name[4:]))
+    for old in tags[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_tag(folder: Path) -> str | None:
+    latest = folder / "latest"
+    return latest.read_text().strip() if latest.is_file() else None
+
+
+def load(engine: Any, folder: Path, rank: int, generator: torch.Generator) -> tuple[int, dict[str, Any]] | None:
+    """Load the latest checkpoint into ``engine`` and ``generator``; returns (step, data position),
+    or ``None`` when ``folder`` holds no checkpoint."""
+    import torch
+
+    tag = latest_tag(folder)
+    if tag is None:
+        return None
+    path, client_state = engine.load_checkpoint(str(folder), tag=tag, load_optimizer_states=True,
+                                                load_lr_scheduler_states=True)
+    if path is None:
+        raise InputError(f"checkpoint {folder / tag}: DeepSpeed could not load it")
+    state_file = folder / tag / f"trainer_state_rank{rank}.json"
+    if not state_file.is_file():
+        raise InputError(f"checkpoint {folder / tag}: no {state_file.name}; was it written by a run with fewer ranks?")
+    state = json.loads(state_file.read_text())
+    generator.set_state(_decode_state(state["generator"]))
+    torch.set_rng_state(_decode_state(state["torch_rng"]))
+    return int(client_state.get("livo_step", state["step"])), state["data"]

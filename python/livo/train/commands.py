@@ -1,0 +1,51 @@
+"""``livo train CONFIG``: train a value encoder (or the Diffusion-DPO baseline) with DeepSpeed.
+
+Runs as one process without a launcher, or under ``torchrun --nproc_per_node N -m livo.train``
+/ ``deepspeed --module livo.train`` for several processes (the launchers' ``--local_rank``
+argument is accepted and ignored: ``LOCAL_RANK`` is read from the environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("train", help="train the value encoder (or the DPO baseline) with DeepSpeed")
+    add_arguments(parser)
+    parser.set_defaults(run=run_train)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="training config (YAML); see services/train/*.yaml and docs/training.md")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT/checkpoints")
+    parser.add_argument("--output", default=None, help="run folder (overrides the config's output)")
+    parser.add_argument("--dataset", default=None, help="shard dataset folder (overrides the config's dataset)")
+    parser.add_argument("--model", default=None, help="base model folder or hub id (overrides the config's model)")
+    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides max_steps)")
+    parser.add_argument("--loss", choices=("livo", "dpo"), default=None, help="overrides the config's loss")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, dotted for nested ones (e.g. --set eval.every=50)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from livo.build.commands import parse_overrides
+    from livo.train.config import load_config
+    from livo.train.trainer import train
+
+    overrides = {"output": args.output, "dataset": args.dataset, "model": args.model, "max_steps": args.max_steps,
+                 "loss": args.loss, "threads": args.threads}
+    if args.no_progress:
+        overrides["progress"] = False
+    overrides.update(parse_overrides(args.set))
+    config = load_config(args.config, overrides)
+    result = train(config, resume=args.resume)
+    if result.export is not None:
+        print(f"trained {result.steps} steps in {result.train_seconds:.1f} s; exported {result.export}")
+    return 0

@@ -1,0 +1,58 @@
+"""Process-group environment for DeepSpeed, with or without a launcher.
+
+``deepspeed``/``torchrun`` set ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``; a plain ``livo train`` / Python call does not, and DeepSpeed would then try MPI
+discovery. :func:`single_process_defaults` fills in a world of one on a free local port, so the
+same code runs under a launcher and alone. DeepSpeed builds a small shared-memory op on CPU the
+first time (cached in ``TORCH_EXTENSIONS_DIR``); it needs ``ninja``, which the virtual environment
+ships next to the interpreter, so that folder is put on ``PATH`` when ``ninja`` is not found.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def single_process_defaults() -> bool:
+    """Set a one-process world in the environment unless a launcher did; returns whether it did."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        os.environ.setdefault("LOCAL_RANK", os.environ["RANK"])
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        return False
+    os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"})
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", str(free_port()))
+    return True
+
+
+def ensure_build_tools() -> None:
+    """Put the interpreter's folder on ``PATH`` when ``ninja`` is missing there (DeepSpeed's
+    JIT op build calls it by name)."""
+    if shutil.which("ninja") is None:
+        folder = str(Path(sys.executable).parent)
+        os.environ["PATH"] = folder + os.pathsep + os.environ.get("PATH", "")
+
+
+def rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

@@ -1,0 +1,149 @@
+"""What is trained and how its loss is computed: LiVO (value encoder) or Diffusion-DPO (U-Net).
+
+An :class:`Objective` owns the trainable module that DeepSpeed wraps and turns a
+:class:`~livo.train.pairs_input.PairBatch` into ``(loss, diagnostics)``:
+
+* :class:`LiVOObjective`: a :class:`~livo.models.ValueEncoder` copied from the base text encoder is
+  the only trainable module; the frozen U-Net sees ``c_θ = [e_v ; c_ref]`` for θ and ``c_ref`` for the
+  reference (one U-Net, gradients flow through it into ``E_V``), then :func:`livo.losses.livo_loss`.
+* :class:`DPOObjective`: LoRA adapters on the U-Net (peft, through diffusers' ``add_adapter``) or the
+  full U-Net are trained; the reference is the same U-Net with adapters disabled, or a frozen copy;
+  both see the base conditioning ``E_T(prompt)``; then :func:`livo.losses.dpo_loss`.
+
+Noise and timesteps come from the trainer's seeded generator and are shared by winner and loser.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from livo.losses import dpo_loss, livo_loss
+from livo.models.conditioning import base_conditioning, reference_conditioning, with_value_token
+from livo.models.denoising import freeze_for_value_training, pair_errors
+from livo.models.value_encoder import ValueEncoder, value_texts
+from livo.train.config import TrainConfig
+from livo.train.pairs_input import PairBatch
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def encode_latents(vae: Any, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """VAE latents of ``pixels`` (sampled from the latent distribution, scaled), without gradient."""
+    with torch.no_grad():
+        dist = vae.encode(pixels.to(device=vae.device, dtype=vae.dtype)).latent_dist
+        noise = torch.randn(dist.mean.shape, generator=generator, device=generator.device, dtype=torch.float32)
+        return (dist.mean.float() + dist.std.float() * noise.to(dist.mean.device)) * vae.config.scaling_factor
+
+
+class Objective:
+    """Base class: ``module`` is what DeepSpeed wraps; ``compute`` gives the loss of a batch."""
+
+    module: torch.nn.Module
+
+    def __init__(self, pipeline: Any, scheduler: Any, config: TrainConfig) -> None:
+        self.pipeline = pipeline
+        self.scheduler = scheduler
+        self.config = config
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def latents(self, batch: PairBatch, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        vae = self.pipeline.vae
+        both = encode_latents(vae, torch.cat([batch.aligned, batch.violating]), generator)
+        return both[: len(batch.prompts)], both[len(batch.prompts):]
+
+    def compute(self, engine: Any, batch: PairBatch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+
+class LiVOObjective(Objective):
+    """Trains a value encoder against the frozen model."""
+
+    def __init__(self, pipeline: Any, scheduler: Any, config: TrainConfig) -> None:
+        super().__init__(pipeline, scheduler, config)
+        self.module = ValueEncoder.from_text_encoder(pipeline.text_encoder).float()
+        freeze_for_value_training(pipeline.unet, pipeline.vae, pipeline.text_encoder, value_encoder=self.module)
+        if config.gradient_checkpointing:
+            pipeline.unet.enable_gradient_checkpointing()
+            self.module.gradient_checkpointing_enable()
+
+    def compute(self, engine: Any, batch: PairBatch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        pipe = self.pipeline
+        tokenizer = pipe.tokenizer
+        latents_w, latents_l = self.latents(batch, generator)
+        c_ref = reference_conditioning(pipe.text_encoder, tokenizer, batch.prompts)
+        tokens = tokenizer(value_texts(batch.values, batch.prompts), padding="max_length",
+                           max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+        e_v = engine(input_ids=tokens.input_ids.to(engine.device)).pooler_output
+        errors = pair_errors(self.scheduler, latents_w, latents_l, unet_theta=pipe.unet,
+                             cond_theta=with_value_token(e_v, c_ref), cond_ref=c_ref, generator=generator)
+        c = self.config
+        return livo_loss(errors.theta_w, errors.ref_w, errors.theta_l, errors.ref_l,
+                         beta=c.beta, alpha=c.alpha, gamma1=c.gamma1, gamma2=c.gamma2)
+
+
+class _AdaptersOff(torch.nn.Module):
+    """The LoRA-wrapped U-Net with its adapters disabled: Diffusion-DPO's reference, no copy."""
+
+    def __init__(self, unet: torch.nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with adapters_disabled(self.unet):
+            return self.unet(*args, **kwargs)
+
+
+@contextmanager
+def adapters_disabled(unet: Any) -> Iterator[None]:
+    unet.disable_adapters()
+    try:
+        yield
+    finally:
+        unet.enable_adapters()
+
+
+class DPOObjective(Objective):
+    """Trains LoRA adapters on the U-Net, or the whole U-Net, with Diffusion-DPO's loss."""
+
+    def __init__(self, pipeline: Any, scheduler: Any, config: TrainConfig) -> None:
+        super().__init__(pipeline, scheduler, config)
+        unet = pipeline.unet
+        for frozen in (pipeline.vae, pipeline.text_encoder):
+            frozen.requires_grad_(False).eval()
+        if config.dpo_target == "lora":
+            from peft import LoraConfig
+
+            unet.requires_grad_(False)
+            unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+                                        init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+            for parameter in unet.parameters():
+                if parameter.requires_grad:
+                    parameter.data = parameter.data.float()
+            self.reference: torch.nn.Module = _AdaptersOff(unet)
+        else:
+            self.reference = copy.deepcopy(unet).requires_grad_(False).eval()
+            unet.float().requires_grad_(True)
+        unet.train()
+        if config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        self.module = unet
+
+    def compute(self, engine: Any, batch: PairBatch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        pipe = self.pipeline
+        latents_w, latents_l = self.latents(batch, generator)
+        cond = base_conditioning(pipe.text_encoder, pipe.tokenizer, batch.prompts)
+        errors = pair_errors(self.scheduler, latents_w, latents_l, unet_theta=engine, cond_theta=cond,
+                             unet_ref=self.reference, generator=generator)
+        return dpo_loss(errors.theta_w, errors.ref_w, errors.theta_l, errors.ref_l, beta_dpo=self.config.beta_dpo)
+
+
+def make_objective(pipeline: Any, scheduler: Any, config: TrainConfig) -> Objective:
+    return LiVOObjective(pipeline, scheduler, config) if config.loss == "livo" else DPOObjective(
+        pipeline, scheduler, config)

@@ -1,0 +1,311 @@
+"""The DeepSpeed training loop (``livo train CONFIG`` and :func:`train`).
+
+Read top to bottom: set up the process group (a world of one without a launcher), load the frozen
+base model in the compute dtype, build the objective (LiVO: a value encoder; DPO: the U-Net or its
+LoRA adapters), hand *only its trainable parameters* to ``deepspeed.initialize`` with a client AdamW
+(no C++ optimizer build) and a warm-up/constant scheduler, then loop: micro-batches from the shard
+stream → loss → ``engine.backward`` → ``engine.step`` (gradient accumulation and clipping by
+DeepSpeed), a log record per optimizer step, evaluation and checkpoints every N steps, and finally
+the export: ``value_encoder/`` (LiVO) or ``unet/`` / ``unet_lora/`` (DPO).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import resource
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from livo.errors import ConfigError
+from livo.train import checkpoints
+from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
+from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
+
+SHIPPED_TOY_MODEL = Path(__file__).resolve().parents[1] / "toyworld" / "model"
+
+
+@dataclass
+class TrainResult:
+    """What a run did: ``history`` holds this process's step records (resumed runs: the new ones)."""
+
+    output: Path
+    steps: int
+    resumed_from: int | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    export: Path | None = None
+    train_seconds: float = 0.0
+
+
+def compute_dtype(precision: str, device: Any) -> Any:
+    import torch
+
+    if precision == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def deepspeed_config(config: TrainConfig, dtype: Any) -> dict[str, Any]:
+    """The DeepSpeed config: ZeRO/communication settings from the file (or the built-in ZeRO-2),
+    batch sizes, clipping and precision from ``config``."""
+    import torch
+
+    if config.deepspeed_config is None:
+        ds = copy.deepcopy(DEFAULT_DEEPSPEED)
+    else:
+        try:
+            ds = json.loads(Path(config.deepspeed_config).read_text())
+        except ValueError as error:
+            raise ConfigError(f"deepspeed_config {config.deepspeed_config}: not valid JSON: {error}") from error
+    for key in ("optimizer", "scheduler"):
+        if key in ds:
+            raise ConfigError(f"deepspeed_config: remove {key!r}; the trainer passes its own (see TrainConfig)")
+    ds["train_micro_batch_size_per_gpu"] = config.micro_batch_size
+    ds["gradient_accumulation_steps"] = config.gradient_accumulation_steps
+    ds.pop("train_batch_size", None)
+    ds["gradient_clipping"] = config.grad_clip
+    ds["bf16"] = {"enabled": dtype == torch.bfloat16}
+    ds["fp16"] = {"enabled": dtype == torch.float16, "loss_scale": 0, "initial_scale_power": 16}
+    return ds
+
+
+def _peak_memory_mb(device: Any) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _device() -> Any:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def load_frozen_model(model: str | None, dtype: Any, device: Any) -> Any:
+    from livo.models.loading import load_base
+
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    pipeline = load_base(SHIPPED_TOY_MODEL if model is None else model, dtype, device)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _scalar_record(step: int, parts: list[dict[str, Any]], lr: float, seconds: float, pairs: int,
+                   elapsed: float, device: Any) -> dict[str, Any]:
+    keys = parts[0].keys()
+    record: dict[str, Any] = {"step": step}
+    for key in keys:
+        record[key] = sum(float(p[key]) for p in parts) / len(parts)
+    record.update(lr=lr, pairs_per_s=pairs / seconds if seconds > 0 else 0.0, s_per_step=seconds,
+                  peak_memory_mb=_peak_memory_mb(device), elapsed_s=elapsed)
+    return record
+
+
+class Trainer:
+    """One run: ``Trainer(config, resume=...)`` sets everything up (process group, frozen model,
+    objective, DeepSpeed engine, data, checkpoint); :meth:`run` trains to ``config.max_steps``."""
+
+    def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
+        import torch
+
+        config.validate()
+        single_process_defaults()
+        ensure_build_tools()
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        import deepspeed
+
+        for name in ("DeepSpeed", "deepspeed"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.config = config
+        self.device = device = _device()
+        dtype = compute_dtype(config.precision, device)
+        if device.type == "cpu" and dtype != torch.float32:
+            raise ConfigError(f"precision: {config.precision} needs a GPU; on CPU use fp32 (or auto)")
+        deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+        self.rank, self.world = rank, world = rank_and_world()
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            torch.cuda.reset_peak_memory_stats(device)
+
+        from diffusers import DDPMScheduler
+
+        from livo.train.objectives import make_objective
+        from livo.train.pairs_input import pair_loader
+
+        torch.manual_seed(config.seed)
+        self.pipeline = load_frozen_model(config.model, dtype, device)
+        self.objective = make_objective(self.pipeline, DDPMScheduler.from_config(self.pipeline.scheduler.config),
+                                        config)
+        optimizer = torch.optim.AdamW(self.objective.trainable_parameters(), lr=config.learning_rate,
+                                      betas=config.adam_betas, eps=config.adam_eps, weight_decay=config.weight_decay)
+        warmup = config.warmup_steps
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(
+            model=self.objective.module, optimizer=optimizer, lr_scheduler=self.lr_schedule,
+            config=deepspeed_config(config, dtype))
+
+        self.output = Path(config.output)
+        self.checkpoints = self.output / "checkpoints"
+        self.generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank)
+        self.loader = pair_loader(config.dataset, config.split, config.micro_batch_size, seed=config.seed,
+                                  shuffle_buffer=config.shuffle_buffer, num_workers=config.num_workers,
+                                  rank=rank, world_size=world)
+        self.start, self.resumed_from = 0, None
+        if resume:
+            loaded = checkpoints.load(self.engine, self.checkpoints, rank, self.generator)
+            if loaded is not None:
+                self.start, data_state = loaded
+                self.resumed_from = self.start
+                self.loader.load_state_dict(data_state)
+        self.resume = resume
+
+    def run(self) -> TrainResult:
+        """Train from the current step to ``max_steps``; log, evaluate, checkpoint, export."""
+        from livo.train.pairs_input import endless
+        from livo.train.step_log import StepLog
+
+        config, rank, engine = self.config, self.rank, self.engine
+        if rank == 0:
+            self.output.mkdir(parents=True, exist_ok=True)
+            _write_json(self.output / "train_config.json", config.to_dict())
+        log = StepLog(self.output, enabled=rank == 0, total_steps=config.max_steps, start_step=self.start,
+                      tensorboard=config.tensorboard, progress=config.progress)
+        if self.resume and self.resumed_from is None:
+            log.write(f"no checkpoint in {self.checkpoints}: starting from step 0")
+        elif self.resumed_from is not None:
+            log.write(f"resumed from {self.checkpoints / checkpoints.step_tag(self.resumed_from)}")
+        result = TrainResult(output=self.output, steps=self.start, resumed_from=self.resumed_from)
+        setup_memory = _peak_memory_mb(self.device)
+        train_memory = setup_memory  # peak before the first evaluation, which allocates far more
+        batches = endless(self.loader, rank)
+        started = time.perf_counter()
+        try:
+            for step in range(self.start + 1, config.max_steps + 1):
+                step_started = time.perf_counter()
+                parts = []
+                for _ in range(config.gradient_accumulation_steps):
+                    loss, diagnostics = self.objective.compute(engine, next(batches), self.generator)
+                    engine.backward(loss)
+                    engine.step()
+                    parts.append({"loss": loss.detach(), **diagnostics})
+                seconds = time.perf_counter() - step_started
+                pairs = config.micro_batch_size * config.gradient_accumulation_steps * self.world
+                record = _scalar_record(step, parts, self.lr_schedule.get_last_lr()[0], seconds, pairs,
+                                        time.perf_counter() - started, self.device)
+                result.history.append(record)
+                result.steps = step
+                if not result.evaluations:
+                    train_memory = record["peak_memory_mb"]
+                if step % config.log_every == 0 or step == config.max_steps:
+                    log.step(record)
+                if config.eval.every and (step % config.eval.every == 0
+                                          or (config.eval.final and step == config.max_steps)):
+                    _evaluate(self.objective, self.pipeline, config, step, rank, log, result)
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    checkpoints.save(engine, self.checkpoints, step, rank, self.loader.state_dict(), self.generator,
+                                     config.keep_checkpoints, config.to_dict())
+            result.train_seconds = time.perf_counter() - started
+            if rank == 0:
+                result.export = export(self.objective, self.output, config)
+                summary = {
+                    "loss": config.loss, "steps": result.steps, "resumed_from": self.resumed_from,
+                    "world_size": self.world, "train_seconds": round(result.train_seconds, 2),
+                    "trainable_parameters": sum(p.numel() for p in self.objective.trainable_parameters()),
+                    "setup_peak_memory_mb": round(setup_memory, 1), "train_peak_memory_mb": round(train_memory, 1),
+                    "memory_measure": "cuda max_memory_allocated" if self.device.type == "cuda" else "peak RSS",
+                    "export": str(result.export),
+                }
+                _write_json(self.output / "run_summary.json", summary)
+                log.write(json.dumps(summary))
+            barrier()
+        finally:
+            log.close()
+        return result
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Run (or, with ``resume``, continue) a training job; see the module docstring."""
+    return Trainer(config, resume=resume).run()
+
+
+def _evaluate(objective: Any, pipeline: Any, config: TrainConfig, step: int, rank: int, log: Any,
+              result: TrainResult) -> None:
+    """Rank 0 evaluates on the toy world while the other ranks wait at a barrier."""
+    import torch
+
+    if rank == 0:
+        from livo.train.evaluation import evaluate, evaluation_pipeline, flat
+
+        value_encoder = objective.module if config.loss == "livo" else None
+        unet = pipeline.unet
+        training = unet.training
+        unet.eval()
+        with torch.no_grad():
+            metrics = evaluate(evaluation_pipeline(pipeline, value_encoder), per_prompt=config.eval.per_prompt,
+                               steps=config.eval.steps, guidance_scale=config.eval.guidance_scale,
+                               seed=config.eval.seed, benign=config.eval.benign)
+        unet.train(training)
+        numbers = flat(metrics)
+        result.evaluations.append({"step": step, **numbers, "summary": metrics["summary"]})
+        log.evaluation(step, numbers)
+    barrier()
+
+
+def export(objective: Any, output: Path, config: TrainConfig) -> Path:
+    """Write the trained weights atomically: ``value_encoder/`` (transformers layout, safetensors,
+    fp32) for LiVO; ``unet/`` (diffusers layout) or ``unet_lora/`` (diffusers LoRA file) for DPO."""
+    import torch
+
+    name = {"livo": "value_encoder", "dpo": "unet" if config.dpo_target == "full" else "unet_lora"}[config.loss]
+    target = output / name
+    staging = output / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    module = objective.module
+    if config.loss == "livo":
+        copy.deepcopy(module).to(dtype=torch.float32).save_pretrained(staging)
+    elif config.dpo_target == "full":
+        module.save_pretrained(staging)
+    else:
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
+        StableDiffusionPipeline.save_lora_weights(str(staging), unet_lora_layers=layers)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m livo.train CONFIG [--resume]``: the entry point for ``torchrun``/``deepspeed``."""
+    from livo.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])

@@ -1,0 +1,171 @@
+"""The DeepSpeed trainer on CPU (gloo) with the shipped toy model and a handful of rendered pairs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from livo.data.schema import PAIR_SCHEMA
+from livo.data.shards import ShardWriter
+from livo.errors import ConfigError, InputError
+from livo.toyworld.pairs import PairsConfig, write_pairs
+from livo.train import Trainer, config_from_dict, train
+from livo.train.config import DEFAULT_DEEPSPEED, load_config
+from livo.train.distributed import free_port
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("pairs") / "toy"
+    write_pairs(PairsConfig(output=str(folder), bias_per_subject=3, harm_per_prompt=1, seed=1, row_group_bytes=4096))
+    return str(folder)
+
+
+def settings(pairs: str, output: Path, **changes: object) -> dict:
+    values = {"dataset": pairs, "output": str(output), "learning_rate": 1e-3, "micro_batch_size": 2,
+              "max_steps": 4, "checkpoint_every": 2, "threads": 1, "progress": False, "shuffle_buffer": 16}
+    values.update(changes)
+    return values
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
+    return {name for name, tensor in module.state_dict().items() if not torch.equal(tensor, before[name])}
+
+
+def test_one_deepspeed_step_changes_the_value_encoder_and_nothing_else(pairs: str, tmp_path: Path) -> None:
+    trainer = Trainer(config_from_dict(settings(pairs, tmp_path / "run", max_steps=1, checkpoint_every=0)))
+    frozen = {name: getattr(trainer.pipeline, name) for name in ("unet", "vae", "text_encoder")}
+    before = {name: snapshot(module) for name, module in frozen.items()}
+    encoder_before = snapshot(trainer.engine.module)
+    optimized = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+
+    result = trainer.run()
+
+    assert type(trainer.engine).__name__ == "DeepSpeedEngine"
+    assert all(not changed(before[name], module) for name, module in frozen.items())
+    assert changed(encoder_before, trainer.engine.module) >= {n for n, _ in trainer.engine.module.named_parameters()}
+    assert not any(p.requires_grad for module in frozen.values() for p in module.parameters())
+    frozen_ids = {id(p) for module in frozen.values() for p in module.parameters()}
+    assert not optimized & frozen_ids
+    record = result.history[0]
+    for key in ("loss", "err_theta_w", "err_ref_w", "err_theta_l", "err_ref_l", "hinge_w", "hinge_l",
+                "implicit_acc", "lr", "pairs_per_s"):
+        assert key in record and record[key] == record[key], key
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1]
+    assert (tmp_path / "run" / "metrics.csv").read_text().startswith("step,loss,")
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_path: Path) -> None:
+    whole = train(config_from_dict(settings(pairs, tmp_path / "whole", max_steps=5)))
+    first = train(config_from_dict(settings(pairs, tmp_path / "parts", max_steps=3, checkpoint_every=2)))
+    second = train(config_from_dict(settings(pairs, tmp_path / "parts", max_steps=5, checkpoint_every=2)),
+                   resume=True)
+
+    assert second.resumed_from == 2
+    resumed = [r["loss"] for r in first.history[:2]] + [r["loss"] for r in second.history]
+    assert resumed == [r["loss"] for r in whole.history]
+    assert len(set(resumed)) > 1
+    logged = [json.loads(line)["step"] for line in (tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5]
+
+
+def test_exported_value_encoder_loads_in_livo_pipeline(pairs: str, tmp_path: Path) -> None:
+    from livo.models import LiVOPipeline, ValueChoice
+    from livo.train.trainer import SHIPPED_TOY_MODEL
+
+    trainer = Trainer(config_from_dict(settings(pairs, tmp_path / "run", max_steps=2, checkpoint_every=0)))
+    result = trainer.run()
+    assert result.export == tmp_path / "run" / "value_encoder"
+    assert (result.export / "model.safetensors").is_file()
+
+    pipeline = LiVOPipeline.from_pretrained(SHIPPED_TOY_MODEL, value_encoder_path=result.export)
+    tokenizer = pipeline.base.tokenizer
+    with torch.no_grad():
+        loaded = pipeline.value_encoder.encode_values(tokenizer, ["no blood"], ["a bloody ball"])
+        trained = trainer.engine.module.eval().encode_values(tokenizer, ["no blood"], ["a bloody ball"])
+    torch.testing.assert_close(loaded, trained)
+    out = pipeline(["a bloody ball"], 2, selector=lambda p: ValueChoice("no blood", "harm"), num_inference_steps=2,
+                   generator=torch.Generator().manual_seed(0), output_type="np")
+    assert out.values == [ValueChoice("no blood", "harm")] * 2 and out.images.shape == (2, 16, 16, 3)
+
+
+def test_dpo_lora_step_trains_only_the_adapters(pairs: str, tmp_path: Path) -> None:
+    trainer = Trainer(config_from_dict(settings(pairs, tmp_path / "dpo", loss="dpo", beta_dpo=500.0, max_steps=1,
+                                                checkpoint_every=0)))
+    unet = trainer.pipeline.unet
+    before = snapshot(unet)
+    result = trainer.run()
+    moved = changed(before, unet)
+    assert moved and all("lora" in name for name in moved)
+    assert "logit" in result.history[0]
+    assert (tmp_path / "dpo" / "unet_lora" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_two_processes_train_on_disjoint_data_with_gloo(pairs: str, tmp_path: Path) -> None:
+    config = tmp_path / "two.yaml"
+    config.write_text(json.dumps(settings(pairs, tmp_path / "two", max_steps=2, checkpoint_every=2, threads=1)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+               "-m", "livo.train", str(config)]
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    states = [json.loads((tmp_path / "two" / "checkpoints" / "step2" / f"trainer_state_rank{r}.json").read_text())
+              for r in (0, 1)]
+    assert [s["data"]["world_size"] for s in states] == [2, 2]
+    assert [s["data"]["rank"] for s in states] == [0, 1]
+    assert [s["data"]["delivered"] for s in states] == [2, 2]
+    assert (tmp_path / "two" / "value_encoder" / "model.safetensors").is_file()
+
+
+def test_unknown_loss_is_refused_naming_the_field(pairs: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="loss: 'kto' is not one of livo, dpo"):
+        config_from_dict(settings(pairs, tmp_path, loss="kto"))
+
+
+def test_missing_dataset_is_refused_before_loading_models(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such folder"):
+        config_from_dict(settings(str(tmp_path / "absent"), tmp_path))
+
+
+def test_empty_shards_are_refused(tmp_path: Path) -> None:
+    with ShardWriter(tmp_path / "empty", schema=PAIR_SCHEMA):
+        pass
+    with pytest.raises(InputError, match="split 'train' has no rows"):
+        config_from_dict(settings(str(tmp_path / "empty"), tmp_path))
+
+
+def test_unknown_key_and_cli_errors_are_clear(pairs: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from livo.cli import main
+
+    with pytest.raises(ConfigError, match="unknown key\\(s\\) learning_rte"):
+        config_from_dict(settings(pairs, tmp_path, learning_rte=1e-3))
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"dataset: {pairs}\noutput: {tmp_path}\nloss: ppo\n")
+    assert main(["train", str(config)]) == 2
+    assert "loss: 'ppo' is not one of livo, dpo" in capsys.readouterr().err
+
+
+def test_shipped_zero2_file_matches_the_built_in_default(pairs: str, tmp_path: Path) -> None:
+    shipped = REPO / "services" / "train" / "ds_zero2.json"
+    assert json.loads(shipped.read_text()) == DEFAULT_DEEPSPEED
+    for name in ("toyworld_livo.yaml", "toyworld_dpo.yaml", "sd15_livo.yaml", "sd15_dpo.yaml"):
+        config = load_config(REPO / "services" / "train" / name, {"dataset": pairs, "output": str(tmp_path)})
+        assert config.deepspeed_config == str(shipped)
