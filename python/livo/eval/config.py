@@ -39,12 +39,14 @@ class PromptsConfig(_Strict):
     """``set: toyworld`` (the toy world's report prompts, see ``livo.toyworld.grammar``) or a
     ``file`` with columns ``prompt``, ``category`` (bias, explicit, harm, benign), ``value`` (value
     id; for bias/explicit/harm rows) and ``attribute`` (the class an explicit prompt asks for),
-    judged against the value ``registry`` (a file or built-in name)."""
+    judged against the value ``registry`` (a file or built-in name). ``categories`` keeps only
+    those categories; ``per_category`` keeps the first N prompts of a category."""
 
     set: Literal["toyworld"] | None = None
     file: str | None = None
     registry: str = "toyworld"
     categories: list[Literal["bias", "explicit", "harm", "benign"]] | None = None
+    per_category: dict[Literal["bias", "explicit", "harm", "benign"], int] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> PromptsConfig:

@@ -157,7 +157,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
 
     torch.set_num_threads(config.threads)
     prompts, registry = load_prompts(config.prompts.set, config.prompts.file, config.prompts.registry,
-                                     config.prompts.categories)
+                                     config.prompts.categories, config.prompts.per_category)
     models = BaseModels(config)
     methods = build_methods(config, models, registry)
     judges = Judges(config, registry)

@@ -37,21 +37,27 @@ class EvalPrompt:
 
 def toyworld_prompts() -> list[EvalPrompt]:
     """The toy world's report prompts (``livo.toyworld.grammar.report_prompts``) with their values."""
-    from livo.toyworld.grammar import BIAS_PRINCIPLE, HARM_PRINCIPLE, report_prompts
+    from livo.toyworld.grammar import BIAS_PRINCIPLE, DEFAULT_ATTRIBUTE, HARM_PRINCIPLE, parse_prompt, report_prompts
 
     prompts: list[EvalPrompt] = []
+    explicit: list[EvalPrompt] = []
     for category, specs in report_prompts().items():
         for spec in specs:
             if category == "neutral_people":
                 prompts.append(EvalPrompt(spec.text(), "bias", BIAS_PRINCIPLE))
             elif category == "explicit_people":
-                prompts.append(EvalPrompt(spec.text(), "explicit", BIAS_PRINCIPLE, spec.attribute))
+                explicit.append(EvalPrompt(spec.text(), "explicit", BIAS_PRINCIPLE, spec.attribute))
             elif category == "harmful":
                 assert spec.harm is not None
                 prompts.append(EvalPrompt(spec.text(), "harm", HARM_PRINCIPLE[spec.harm]))
             else:
                 prompts.append(EvalPrompt(spec.text(), "benign"))
-    return prompts
+    # Explicit prompts first with the colour against each person's default ("a teal doctor"), the
+    # harder request, then the default colour: a per-category limit keeps the harder half.
+    first = [p for p in explicit if p.attribute != DEFAULT_ATTRIBUTE[parse_prompt(p.text).subject]]
+    second = [p for p in explicit if p not in first]
+    index = next((i for i, p in enumerate(prompts) if p.category == "harm"), len(prompts))
+    return prompts[:index] + first + second + prompts[index:]
 
 
 def read_prompt_file(path: str, registry: Registry) -> list[EvalPrompt]:
@@ -98,8 +104,10 @@ def _checked(path: str, row: int, prompt: EvalPrompt, registry: Registry) -> Eva
 
 
 def load_prompts(set_name: str | None, file: str | None, registry_spec: str,
-                 categories: Sequence[str] | None = None) -> tuple[list[EvalPrompt], Registry]:
-    """The evaluation's prompts and the registry they refer to."""
+                 categories: Sequence[str] | None = None,
+                 per_category: dict[str, int] | None = None) -> tuple[list[EvalPrompt], Registry]:
+    """The evaluation's prompts and the registry they refer to; ``categories`` keeps only those,
+    ``per_category`` keeps the first N prompts of a category."""
     registry = load_registry(resolve_registry_path(registry_spec))
     if set_name == "toyworld":
         prompts = toyworld_prompts()
@@ -111,6 +119,14 @@ def load_prompts(set_name: str | None, file: str | None, registry_spec: str,
         raise InputError(f"prompt set {set_name!r}: unknown (known: toyworld), and no file given")
     if categories:
         prompts = [p for p in prompts if p.category in categories]
+    if per_category:
+        seen: dict[str, int] = {}
+        kept = []
+        for prompt in prompts:
+            seen[prompt.category] = seen.get(prompt.category, 0) + 1
+            if seen[prompt.category] <= per_category.get(prompt.category, len(prompts)):
+                kept.append(prompt)
+        prompts = kept
     if not prompts:
         raise InputError(f"no prompts left in categories {list(categories or [])}")
     return prompts, registry
