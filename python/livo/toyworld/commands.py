@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
 
     train = commands.add_parser("train", help="train the base text-to-image model (about 15 min on 2 cores)")
     train.add_argument("--output", required=True, help="folder to save the diffusers pipeline into")
-    train.add_argument("--steps", type=int, default=900)
+    train.add_argument("--steps", type=int, default=2200)
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
