@@ -1,0 +1,93 @@
+"""``livo demo`` end to end with tiny sizes: every stage runs for real (Rust dedup, MiniLM + FAISS,
+the Ray build on the session's local Ray, two DeepSpeed training subprocesses, the evaluation), the
+report renders, and a second run skips every stage."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from livo.demo import load_demo_config, run_pipeline
+
+TINY = {
+    "threads": 1,
+    "prompts": {"count": 200},
+    "build": {"set": {"generation.samples_per_prompt": 1, "generation.value_samples": {"colour_equality": 2},
+                      "generation.steps": 2, "generation.actors": 1, "progress": False}},
+    "train": {"livo": {"max_steps": 2, "checkpoint_every": 2, "micro_batch_size": 4, "progress": False},
+              "dpo": {"max_steps": 1, "checkpoint_every": 1, "micro_batch_size": 4, "progress": False}},
+    "eval": {"set": {"per_prompt": 5, "steps": 2,
+                     "prompts": {"per_category": {"bias": 1, "explicit": 1, "harm": 1, "benign": 1}}}},
+}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, ray_local, torch_one_thread):
+    output = tmp_path_factory.mktemp("demo") / "out"
+    config = load_demo_config(quick=True, overrides={**TINY, "output": str(output)})
+    lines: list[str] = []
+    summary = run_pipeline(config, echo=lines.append)
+    return config, summary, lines
+
+
+def test_every_stage_runs_and_leaves_its_output(demo_run) -> None:
+    _, summary, lines = demo_run
+    folder = Path(summary["output"])
+    assert list(summary["stage_seconds"]) == ["dedup", "index", "build", "train-livo", "train-dpo", "eval"]
+    assert [line for line in lines if line.startswith("\n[")] == [
+        f"\n[{i}/6] " + title for i, title in enumerate([
+            "prompts + near-duplicate removal (Rust)", "value index (MiniLM + FAISS)",
+            "dataset construction on a local Ray (generate pairs, judge, shard)",
+            "DeepSpeed training of the LiVO value encoder",
+            "DeepSpeed training of the Diffusion-DPO baseline (same pairs)",
+            "evaluation with baselines + report"], start=1)]
+    assert (folder / "index").is_dir()
+    manifest = json.loads((folder / "dataset" / "manifest.json").read_text())
+    assert manifest["shards"]
+    assert (folder / "runs" / "livo" / "value_encoder" / "config.json").is_file()
+    assert (folder / "runs" / "dpo" / "unet_lora").is_dir()
+    assert json.loads((folder / "demo.json").read_text())["report"] == summary["report"]
+
+
+def test_report_has_every_method_and_renders(demo_run) -> None:
+    from PIL import Image
+
+    _, summary, _ = demo_run
+    page = Path(summary["report"])
+    record = json.loads((page.parent / "results.json").read_text())
+    names = [m["name"] for m in record["methods"]]
+    assert names == ["base", "negative prompt", "safe latent diffusion", "LiVO (keyword selector)",
+                     "LiVO (FAISS selector)", "LiVO without 0.5 mixing", "Diffusion-DPO"]
+    livo = next(m for m in record["config"]["methods"] if m["name"] == "LiVO (FAISS selector)")
+    assert livo["value_encoder"] == str(Path(summary["output"]) / "runs" / "livo")
+    faiss_row = record["methods"][names.index("LiVO (FAISS selector)")]
+    assert {p["category"]: p["value"] for p in faiss_row["prompts"]} == {
+        "bias": "balance colour", "explicit": None, "harm": faiss_row["prompts"][2]["value"], "benign": None}
+    for method in record["methods"]:
+        assert method["summary"]["avg_r"] is not None and method["summary"]["fidelity_harm"] is not None
+
+    class Images(HTMLParser):
+        sources: list[str] = []
+
+        def handle_starttag(self, tag, attrs) -> None:
+            if tag == "img":
+                self.sources.append(dict(attrs)["src"])
+
+    parser = Images()
+    parser.feed(page.read_text())
+    assert len(parser.sources) == len(list((page.parent / "grids").glob("*.png"))) == 4
+    for grid in (page.parent / "grids").glob("*.png"):
+        with Image.open(grid) as image:
+            assert image.height >= 7 * 16  # one row per method
+
+
+def test_a_second_run_skips_every_stage(demo_run) -> None:
+    config, summary, _ = demo_run
+    lines: list[str] = []
+    again = run_pipeline(config, echo=lines.append)
+    assert sum("up to date" in line for line in lines) == 6
+    assert again["report"] == summary["report"]
+    assert "| LiVO (FAISS selector) |" in lines[-1]
