@@ -152,7 +152,33 @@ def _value_index(config: dict[str, Any], folder: Path, echo: Callable[[str], Non
     echo(f"    {len(index.exemplars)} exemplars of {len(registry.values)} values → {folder}")
 
 
+RAY_START_ATTEMPTS = 3
+
+
+def _start_local_ray(num_cpus: int, echo: Callable[[str], None]) -> bool:
+    """Start a local Ray unless one is running; returns whether this call started it.
+
+    Ray gives its raylet a fixed 30 s to register, which a heavily loaded machine can miss; the
+    demo then tries again rather than failing after minutes of earlier stages."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, configure_logging=False)
+            return True
+        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception on a startup timeout
+            ray.shutdown()
+            if attempt == RAY_START_ATTEMPTS:
+                raise
+            echo(f"    local Ray did not start ({error}); retrying ({attempt}/{RAY_START_ATTEMPTS})")
+    return False
+
+
 def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, echo: Callable[[str], None]) -> None:
+    import ray
+
     from livo.build import build_dataset, builtin_config_path, load_build_config
 
     build = config["build"]
@@ -166,7 +192,13 @@ def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, ec
         "ray.num_cpus": int(config.get("threads", 2)),
         **(build.get("set") or {}),
     }
-    report = build_dataset(load_build_config(path, overrides))
+    build_config = load_build_config(path, overrides)
+    started = _start_local_ray(int(config.get("threads", 2)), echo)
+    try:
+        report = build_dataset(build_config)
+    finally:
+        if started:
+            ray.shutdown()
     echo(f"    {report.dataset_rows} pairs kept of {report.generated} generated "
          f"({dict(report.pairs_per_value)}) in {report.dataset_shards} shards → {dataset}")
 
