@@ -27,19 +27,26 @@ def register(subparsers: Any) -> None:
 
 
 class StageProgress:
-    """A one-line progress display on stderr (a tqdm bar when stderr is a terminal)."""
+    """Progress on stderr: a tqdm bar on a terminal, else one line per method (logs stay readable)."""
 
     def __init__(self, label: str) -> None:
-        from tqdm import tqdm
-
         self.label = label
         self.bar: Any = None
-        self._tqdm = tqdm
+        self.current: str | None = None
+        self.started = time.perf_counter()
+        self.terminal = sys.stderr.isatty()
 
     def __call__(self, item: str, done: int, total: int) -> None:
+        if not self.terminal:
+            if item != self.current:
+                self.current = item
+                print(f"    {self.label}: {item} (prompt {done}/{total} overall, "
+                      f"{time.perf_counter() - self.started:.0f} s)", file=sys.stderr, flush=True)
+            return
         if self.bar is None:
-            self.bar = self._tqdm(total=total, desc=self.label, unit="prompt", file=sys.stderr,
-                                  disable=None, dynamic_ncols=True)
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.label, unit="prompt", file=sys.stderr, dynamic_ncols=True)
         self.bar.set_postfix_str(item[:40])
         self.bar.update(done - self.bar.n)
 
