@@ -1,0 +1,33 @@
+"""Ray job entry point of dataset construction.
+
+On a cluster (from the repository root, which becomes the job's working directory):
+
+    ray job submit --address http://HEAD:8265 --working-dir . \
+        --runtime-env services/dataset/runtime_env.yaml -- \
+        python services/dataset/job.py python/livo/build/configs/toyworld.yaml -o /shared/toy-pairs
+
+The job's driver joins the cluster (``ray job submit`` sets ``RAY_ADDRESS``; ``--address auto``
+says so explicitly), so the same config scales from one machine to many with no code change: set
+``generation.actors`` (and ``gpus_per_actor``) to the cluster's size. The output directory must be
+storage every node's driver can reach (only the driver writes). Resubmitting the same job resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from livo.cli import main as livo_main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--address" not in args and "RAY_ADDRESS" not in os.environ:
+        args += ["--address", "auto"]
+    return livo_main(["build-dataset", *args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
