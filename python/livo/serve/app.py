@@ -50,6 +50,7 @@ from livo.serve.schemas import (
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 APP_NAME = "livo"
+HEALTH_PROBE_S = 2.0
 logger = logging.getLogger("livo.serve")
 
 web = FastAPI(title="LiVO aligned generation", docs_url=None, redoc_url=None)  # no CDN-hosted docs pages
@@ -154,6 +155,9 @@ class Ingress:
             response.cancel()
             self.metrics.rejected.labels("timeout").inc()
             raise HTTPException(504, f"{endpoint}: no answer within {timeout:g} s") from None
+        except Exception:  # a replica failed: log it here, tell the client no internals
+            logger.exception("generator call %s failed", endpoint)
+            raise HTTPException(500, f"{endpoint}: the model replica failed; see the service log") from None
 
     def _observe(self, endpoint: str, status: int, start: float) -> None:
         self.metrics.requests.labels(endpoint, str(status)).inc()
@@ -165,7 +169,12 @@ class Ingress:
 
     @web.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
-        """Liveness of the ingress; ``ready`` once a generator replica has answered."""
+        """Liveness of the ingress; ``ready`` once a generator replica has answered (asked here, briefly)."""
+        if self._info is None:
+            try:
+                self._info = await asyncio.wait_for(self.generator.info.remote(), HEALTH_PROBE_S)
+            except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+                pass
         return {"status": "ok", "ready": self._info is not None, "auth": not self.config.auth.insecure}
 
     @web.get("/metrics", dependencies=[Depends(require_token)])

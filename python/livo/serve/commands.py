@@ -53,6 +53,8 @@ def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 def run_serve(args: argparse.Namespace) -> int:
     import os
+    import signal
+    import sys
     import time
 
     config, http = service_settings(args)
@@ -71,6 +73,8 @@ def run_serve(args: argparse.Namespace) -> int:
     mode = "WITHOUT auth (loopback only)" if config.auth.insecure else "bearer-token auth"
     print(f"livo serve: http://{http['host']}:{http['port']}/ ({config.generator.num_replicas} generator replicas, "
           f"{mode}); Ctrl-C stops", flush=True)
+    # SIGTERM (containers, process managers) stops the service as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             time.sleep(3600)

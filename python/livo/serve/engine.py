@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -102,12 +103,18 @@ def png_bytes(image: Any) -> bytes:
 
 
 class GenerationEngine:
-    """Loaded model + selector; :meth:`generate` runs a list of jobs as few pipeline calls as possible."""
+    """Loaded model + selector; :meth:`generate` runs a list of jobs as few pipeline calls as possible.
+
+    Thread-safe: Hugging Face fast tokenizers keep their padding/truncation state on a shared object,
+    so concurrent calls could tokenise with each other's settings. One lock guards the selector and
+    one the pipeline, so a selection never waits for a running U-Net batch."""
 
     def __init__(self, pipeline: Any, selector: Any) -> None:
         self.pipeline = pipeline
         self.selector = selector
         self.registry = selector.registry
+        self._selector_lock = threading.Lock()
+        self._pipeline_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> GenerationEngine:
@@ -119,7 +126,9 @@ class GenerationEngine:
 
     def select(self, prompts: Sequence[str]) -> list[dict[str, Any]]:
         """The selector's decision per prompt: value id (None: no value), text, kind, stage, score."""
-        return [self._describe(s.value_id, s.stage, s.score) for s in self.selector.select(list(prompts))]
+        with self._selector_lock:
+            selections = self.selector.select(list(prompts))
+        return [self._describe(s.value_id, s.stage, s.score) for s in selections]
 
     def _describe(self, value_id: str | None, stage: str, score: float | None) -> dict[str, Any]:
         value = self.registry.value(value_id) if value_id is not None else None
@@ -152,10 +161,11 @@ class GenerationEngine:
         for i, job in enumerate(jobs):
             groups.setdefault((job.steps, job.guidance), []).append(i)
         for (steps, guidance), members in groups.items():
-            group_start = time.perf_counter()
-            images, applied = self._generate_group([jobs[i] for i in members], [decisions[i] for i in members],
-                                                   steps, guidance)
-            generate_s = time.perf_counter() - group_start
+            with self._pipeline_lock:
+                group_start = time.perf_counter()
+                images, applied = self._generate_group([jobs[i] for i in members], [decisions[i] for i in members],
+                                                       steps, guidance)
+                generate_s = time.perf_counter() - group_start
             offset = 0
             for i in members:
                 count = jobs[i].num_images

@@ -1,0 +1,322 @@
+"""The generation service over real HTTP: Ray Serve started in-process on the session's local Ray, the
+shipped toy world, one generator replica, few sampling steps so the whole module stays fast."""
+
+import base64
+import io
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+TOKEN = "serve-test-token-0123456789"
+STEPS = 3
+MAX_STEPS = 10
+MAX_PROMPT_CHARS = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(ray_local):
+    """Base URL of a running service; Serve is shut down afterwards so later tests get the CPUs back."""
+    from ray import serve
+
+    from livo.serve.app import APP_NAME, build_app
+    from livo.serve.config import parse_config, token_digest
+
+    config = parse_config({
+        "generator": {"num_replicas": 1, "num_cpus": 1, "max_ongoing_requests": 8, "max_queued_requests": 4,
+                      "batch_wait_timeout_s": 0.05},
+        "limits": {"default_steps": STEPS, "max_steps": MAX_STEPS, "max_prompt_chars": MAX_PROMPT_CHARS,
+                   "request_timeout_s": 60},
+        "auth": {"token_sha256": token_digest(TOKEN)},
+    })
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 90})
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    import httpx
+
+    with httpx.Client(base_url=service, timeout=90, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def anonymous(service):
+    import httpx
+
+    with httpx.Client(base_url=service, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def reference_pipeline(torch_one_thread):
+    from livo.models import LiVOPipeline
+    from livo.toyworld.model import SHIPPED_MODEL
+
+    pipeline = LiVOPipeline.from_pretrained(SHIPPED_MODEL)
+    pipeline.base.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _pixels(response_json) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(i["png_base64"]))).convert("RGB"))
+                     for i in response_json["images"]])
+
+
+def _generate(client, **body):
+    response = client.post("/v1/generate", json={"steps": STEPS} | body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# --- auth ---------------------------------------------------------------------------------------
+
+def test_healthz_and_page_are_open_but_the_api_needs_a_token(anonymous):
+    assert anonymous.get("/healthz").json()["status"] == "ok"
+    assert anonymous.get("/").status_code == 200
+    for method, path in (("POST", "/v1/generate"), ("POST", "/v1/select"), ("GET", "/v1/values"), ("GET", "/metrics")):
+        response = anonymous.request(method, path, json={"prompt": "a ball"} if method == "POST" else None)
+        assert response.status_code == 401, (path, response.text)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_wrong_token_is_refused_before_the_body_is_read(anonymous):
+    response = anonymous.post("/v1/generate", json={"steps": 10_000},
+                              headers={"Authorization": "Bearer not-the-token-at-all"})
+    assert response.status_code == 401
+    assert "invalid" in response.json()["detail"]
+
+
+# --- validation --------------------------------------------------------------------------------
+
+def _problems(response) -> dict[str, str]:
+    assert response.status_code == 422, response.text
+    return {".".join(str(p) for p in d["loc"][1:]): d["msg"] for d in response.json()["detail"]}
+
+
+@pytest.mark.parametrize(("body", "field", "words"), [
+    ({"prompt": "a ball", "steps": MAX_STEPS + 1}, "steps", f"at most {MAX_STEPS}"),
+    ({"prompt": "a ball", "num_images": 9}, "num_images", "less than or equal to 8"),
+    ({"prompt": "a ball", "num_images": 0}, "num_images", "greater than or equal to 1"),
+    ({"prompt": "a ball", "guidance": -1}, "guidance", "greater than or equal to 0"),
+    ({"prompt": "a ball", "seed": -5}, "seed", "greater than or equal to 0"),
+    ({"prompt": "b" * (MAX_PROMPT_CHARS + 1)}, "prompt", f"at most {MAX_PROMPT_CHARS} characters"),
+    ({"prompt": "   "}, "prompt", "non-blank"),
+    ({}, "prompt", "Field required"),
+    ({"prompt": "a ball", "value": "no_such_value"}, "value", "unknown value"),
+    ({"prompt": "a ball", "value": "../model"}, "value", "should match pattern"),
+])
+def test_invalid_generate_requests_get_422_naming_the_field(client, body, field, words):
+    problems = _problems(client.post("/v1/generate", json=body))
+    assert field in problems and words in problems[field], problems
+
+
+def test_a_request_cannot_choose_a_model_or_file(client):
+    problems = _problems(client.post("/v1/generate", json={"prompt": "a ball", "model": "/etc/passwd",
+                                                           "value_encoder": "/tmp/x"}))
+    assert problems["model"] == problems["value_encoder"] == "Extra inputs are not permitted"
+
+
+def test_an_oversized_body_is_refused_with_413(client):
+    response = client.post("/v1/select", content=b'{"prompts": ["' + b"a" * 70_000 + b'"]}',
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+# --- the value path ----------------------------------------------------------------------------
+
+def test_a_harmful_prompt_gets_the_harm_value_on_every_image(client):
+    result = _generate(client, prompt="a bloody doctor", seed=3, num_images=2)
+    assert result["selection"]["value_id"] == "no_blood"
+    assert result["selection"]["stage"] == "keyword"
+    assert [image["value_id"] for image in result["images"]] == ["no_blood", "no_blood"]
+
+
+def test_a_benign_object_prompt_gets_no_value(client):
+    result = _generate(client, prompt="a kite", seed=3, num_images=2)
+    assert result["selection"]["value_id"] is None
+    assert [image["value_id"] for image in result["images"]] == [None, None]
+
+
+def test_select_decides_a_batch_of_prompts(client):
+    response = client.post("/v1/select", json={"prompts": ["a zombie house", "a ball", "a nurse", "a teal nurse"]})
+    assert response.status_code == 200, response.text
+    selections = response.json()["selections"]
+    assert [s["value_id"] for s in selections] == ["no_zombie", None, "colour_equality", None]
+    assert selections[3]["stage"] == "explicit-attribute"
+
+
+def test_values_lists_the_registry(client):
+    values = client.get("/v1/values").json()
+    assert {v["id"]: v["kind"] for v in values["values"]} == {
+        "colour_equality": "bias", "no_blood": "harm", "no_zombie": "harm"}
+
+
+# --- same images as LiVOPipeline ---------------------------------------------------------------
+
+def _reference(pipeline, result, prompt, seed, num_images):
+    import torch
+
+    from livo.models import ValueChoice
+
+    selection = result["selection"]
+    choice = ValueChoice(selection["text"], selection["kind"]) if selection["value_id"] else None
+    output = pipeline(prompt, num_images, generator=torch.Generator().manual_seed(seed), selector=lambda _: choice,
+                      num_inference_steps=STEPS, guidance_scale=result["guidance"], output_type="np")
+    pixels = np.round(np.asarray(output.images) * 255).astype(np.uint8)
+    return pixels, [selection["value_id"] if v is not None else None for v in output.values]
+
+
+@pytest.mark.parametrize(("prompt", "seed", "num_images", "value"), [
+    ("a bloody nurse", 11, 2, "auto"),    # harm value on every image
+    ("a doctor", 5, 4, "auto"),           # bias value: per-image coins must match too
+    ("a bloody nurse", 11, 2, "none"),    # the untouched base model
+])
+def test_images_equal_livo_pipeline_for_the_same_seed(client, reference_pipeline, prompt, seed, num_images, value):
+    result = _generate(client, prompt=prompt, seed=seed, num_images=num_images, value=value)
+    expected, applied = _reference(reference_pipeline, result, prompt, seed, num_images)
+    assert [image["value_id"] for image in result["images"]] == applied
+    np.testing.assert_array_equal(_pixels(result), expected)
+
+
+def test_concurrent_requests_are_batched_and_still_match_livo_pipeline(client, reference_pipeline):
+    requests = [("a bloody teacher", 21, 1), ("a hero", 22, 2), ("a zombie bowl", 23, 1), ("a box", 24, 2)]
+    with ThreadPoolExecutor(len(requests)) as pool:
+        results = list(pool.map(lambda r: _generate(client, prompt=r[0], seed=r[1], num_images=r[2]), requests))
+    assert max(r["timings"]["batch_requests"] for r in results) >= 2
+    for (prompt, seed, num_images), result in zip(requests, results):
+        expected, applied = _reference(reference_pipeline, result, prompt, seed, num_images)
+        assert [image["value_id"] for image in result["images"]] == applied
+        assert np.abs(_pixels(result).astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_metrics_count_requests_and_images_by_value(client):
+    _generate(client, prompt="a zombie tree", seed=1)
+    text = client.get("/metrics").text
+    assert 'livo_serve_requests_total{endpoint="generate",status="200"}' in text
+    assert 'livo_serve_requests_total{endpoint="generate",status="422"}' in text
+    assert 'livo_serve_images_total{value="no_zombie"}' in text
+    assert 'livo_serve_selections_total{stage="keyword"}' in text
+
+
+# --- under load --------------------------------------------------------------------------------
+
+def _replica_rss_mb() -> float:
+    import psutil
+
+    total = 0
+    for process in psutil.process_iter(["cmdline", "memory_info"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if "ServeReplica:livo:" in cmdline and process.info["memory_info"] is not None:
+            total += process.info["memory_info"].rss
+    return total / 2**20
+
+
+def test_saturated_service_answers_overload_promptly_and_keeps_its_memory(service):
+    import httpx
+
+    clients, seconds = 32, 20.0
+    prompts = ["a bloody doctor", "a ball", "a nurse", "a zombie kite", "a teal hero", "a house"]
+    records: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def worker(index: int) -> None:
+        with httpx.Client(base_url=service, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+            k = 0
+            while time.monotonic() < deadline:
+                start = time.monotonic()
+                response = c.post("/v1/generate", json={"prompt": prompts[(index + k) % len(prompts)],
+                                                        "seed": k, "steps": 1})
+                with lock:
+                    records.append((response.status_code, time.monotonic() - start))
+                if response.status_code in (429, 503):
+                    time.sleep(0.05)
+                k += 1
+
+    rss = [_replica_rss_mb()]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        time.sleep(2.0)
+        rss.append(_replica_rss_mb())
+    statuses = [status for status, _ in records]
+    assert set(statuses) <= {200, 429, 503}, sorted(set(statuses))
+    assert statuses.count(200) >= 10
+    overload = [latency for status, latency in records if status in (429, 503)]
+    assert overload, "32 clients should saturate one replica with 8 + 4 places"
+    assert np.percentile(overload, 95) < 1.0  # refused at once, not after queueing
+    # Memory is stable: the second half of the run grows by less than 64 MB over the first half.
+    half = len(rss) // 2
+    assert max(rss[half:]) - max(rss[1:half]) < 64, rss
+    assert _generate(httpx.Client(base_url=service, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}),
+                     prompt="a ball", seed=0)["images"]
+
+
+# --- the web page ------------------------------------------------------------------------------
+
+def test_the_page_loads_nothing_from_other_origins(anonymous):
+    import re
+
+    for path in ("/", "/static/app.js", "/static/style.css"):
+        response = anonymous.get(path)
+        assert response.status_code == 200
+        assert not re.search(r"https?://", response.text), path
+    assert "default-src 'self'" in anonymous.get("/").headers["content-security-policy"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_web_page_shows_base_and_aligned_images_with_the_selected_value(service, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(service + "/")
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "prompt").send_keys("a bloody doctor")
+    browser.find_element(By.ID, "steps").send_keys(str(STEPS))
+    num_images = browser.find_element(By.ID, "num-images")
+    num_images.clear()
+    num_images.send_keys("2")
+    browser.find_element(By.ID, "generate").click()
+
+    def both_rows_loaded(driver):
+        rows = [driver.find_elements(By.CSS_SELECTOR, f"#{row} img") for row in ("base-images", "aligned-images")]
+        return all(len(images) == 2 for images in rows) and all(
+            driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", image)
+            for images in rows for image in images)
+
+    WebDriverWait(browser, 60).until(both_rows_loaded)
+    assert "no_blood" in browser.find_element(By.ID, "selection-text").text
+    assert "keyword" in browser.find_element(By.ID, "selection-text").text
+    captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#aligned-images figcaption")]
+    assert captions == ["value: no_blood", "value: no_blood"]
+    assert [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#base-images figcaption")] == ["base model"] * 2
