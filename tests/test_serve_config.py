@@ -116,3 +116,56 @@ def test_the_serve_command_is_registered():
 
     args = build_parser().parse_args(["serve", "--insecure", "--port", "8123"])
     assert args.insecure and args.port == 8123 and args.run.__name__ == "run_serve"
+
+
+class _PendingCall:
+    """Stands in for a generator's ``DeploymentResponse`` that never answers (or fails at once)."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self.cancelled = False
+
+    def __await__(self):
+        import asyncio
+
+        if self.error is not None:
+            raise self.error
+        return asyncio.get_event_loop().create_future().__await__()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def _bounded(call, timeout_s=0.05):
+    import asyncio
+
+    from fastapi import HTTPException
+
+    from livo.serve.app import bounded_call
+    from livo.serve.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics()
+    with pytest.raises(HTTPException) as answer:
+        asyncio.run(bounded_call(call, "generate", timeout_s, 3, metrics))
+    return answer.value, metrics
+
+
+def test_a_call_past_the_timeout_is_cancelled_and_answered_504():
+    call = _PendingCall()
+    answer, metrics = _bounded(call)
+    assert answer.status_code == 504 and "no answer within 0.05 s" in answer.detail
+    assert call.cancelled
+    assert metrics.rejected.labels("timeout")._value.get() == 1
+
+
+def test_a_full_generator_queue_is_answered_429_with_retry_after():
+    from ray.serve.exceptions import BackPressureError
+
+    answer, metrics = _bounded(_PendingCall(BackPressureError(num_queued_requests=4, max_queued_requests=4)))
+    assert answer.status_code == 429 and answer.headers["Retry-After"] == "3"
+    assert metrics.rejected.labels("queue_full")._value.get() == 1
+
+
+def test_a_failed_replica_is_answered_500_without_internals():
+    answer, _ = _bounded(_PendingCall(RuntimeError("CUDA error at /secret/path")))
+    assert answer.status_code == 500 and "/secret/path" not in answer.detail

@@ -82,6 +82,26 @@ def _images_in(jobs: list[GenerationJob]) -> int:
     return sum(job.num_images for job in jobs)
 
 
+async def bounded_call(response: Any, endpoint: str, timeout_s: float, retry_after_s: int,
+                       metrics: ServiceMetrics) -> Any:
+    """Await a generator call (a ``DeploymentResponse``): a full queue → 429 with ``Retry-After``, no
+    answer within ``timeout_s`` → the call is cancelled and 504, a failed replica → 500 (logged here,
+    nothing internal told to the client)."""
+    try:
+        return await asyncio.wait_for(response, timeout_s)
+    except BackPressureError as error:
+        metrics.rejected.labels("queue_full").inc()
+        raise HTTPException(429, f"overloaded, retry later ({error.message})",
+                            headers={"Retry-After": str(retry_after_s)}) from None
+    except asyncio.TimeoutError:
+        response.cancel()
+        metrics.rejected.labels("timeout").inc()
+        raise HTTPException(504, f"{endpoint}: no answer within {timeout_s:g} s") from None
+    except Exception:
+        logger.exception("generator call %s failed", endpoint)
+        raise HTTPException(500, f"{endpoint}: the model replica failed; see the service log") from None
+
+
 @serve.deployment(name="Generator")
 class Generator:
     """One model replica: loads the engine once and runs batches of generation jobs off the event loop."""
@@ -118,11 +138,6 @@ class Generator:
             "image_size": int(pipeline.base.unet.config.sample_size) * int(getattr(pipeline.base, "vae_scale_factor", 1)),
         }
 
-    def check_health(self) -> None:
-        """Ray Serve's periodic health check: the engine must be loaded."""
-        if self.engine is None:
-            raise RuntimeError("engine not loaded")
-
 
 @serve.deployment(name="Ingress")
 @serve.ingress(web)
@@ -143,21 +158,8 @@ class Ingress:
         return self._info
 
     async def _call(self, response: Any, endpoint: str) -> Any:
-        """Await a generator call with the request timeout; overload → 429, timeout → 504."""
-        timeout = self.config.limits.request_timeout_s
-        try:
-            return await asyncio.wait_for(response, timeout)
-        except BackPressureError as error:
-            self.metrics.rejected.labels("queue_full").inc()
-            retry = str(self.config.generator.retry_after_s)
-            raise HTTPException(429, f"overloaded, retry later ({error.message})", headers={"Retry-After": retry}) from None
-        except asyncio.TimeoutError:
-            response.cancel()
-            self.metrics.rejected.labels("timeout").inc()
-            raise HTTPException(504, f"{endpoint}: no answer within {timeout:g} s") from None
-        except Exception:  # a replica failed: log it here, tell the client no internals
-            logger.exception("generator call %s failed", endpoint)
-            raise HTTPException(500, f"{endpoint}: the model replica failed; see the service log") from None
+        return await bounded_call(response, endpoint, self.config.limits.request_timeout_s,
+                                  self.config.generator.retry_after_s, self.metrics)
 
     def _observe(self, endpoint: str, status: int, start: float) -> None:
         self.metrics.requests.labels(endpoint, str(status)).inc()
