@@ -297,7 +297,9 @@ def export(objective: Any, output: Path, config: TrainConfig) -> Path:
         from peft.utils import get_peft_model_state_dict
 
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
-        StableDiffusionPipeline.save_lora_weights(str(staging), unet_lora_layers=layers)
+        metadata = module.peft_config["default"].to_dict()  # carries lora_alpha, so loading scales alike
+        StableDiffusionPipeline.save_lora_weights(str(staging), unet_lora_layers=layers,
+                                                  unet_lora_adapter_metadata=metadata)
     if target.exists():
         shutil.rmtree(target)
     os.replace(staging, target)
