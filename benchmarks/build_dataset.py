@@ -119,7 +119,9 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"records": sum(len(b) for b in batches), "batch_size": args.batch_size,
                                "steps": args.steps, "load_before": load_average()}
     results["plain_loop"] = run_plain(spec, batches)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    from livo.build.job import start_ray
+
+    start_ray(None, 2, attempts=10)
     try:
         for actors in (1, 2):
             results[f"actor_pool_{actors}"] = run_actor_pool_once(spec, batches, actors)

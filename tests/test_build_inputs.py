@@ -140,3 +140,27 @@ def test_the_aligned_class_is_one_the_violating_image_does_not_show():
 def test_pair_decisions(kind, violating, aligned, subject, reason):
     value = TOY.value("colour_equality" if kind == "bias" else "no_blood")
     assert decide_pair(value, violating, aligned, "teal", subject) == reason
+
+
+class EmphaticRewriter:
+    """A stand-in for an LLM rewriter: any object with ``rewrite(prompt, value, class_name)``."""
+
+    def rewrite(self, prompt, value, class_name):
+        return f"{prompt} without {value.keywords[0]}" if value.kind == "harm" else f"{class_name} {prompt}"
+
+
+def make_emphatic_rewriter(registry):
+    return EmphaticRewriter()
+
+
+def test_a_pluggable_rewriter_replaces_the_rules_and_bad_specs_are_named():
+    from livo.build.rewrite import RuleRewriter, load_rewriter
+
+    assert isinstance(load_rewriter("rules", TOY), RuleRewriter)
+    assert load_rewriter("rules", TOY).rewrite("a bloody nurse", TOY.value("no_blood"), None) == "a nurse"
+    plugged = load_rewriter(f"{__name__}:make_emphatic_rewriter", TOY)
+    assert plugged.rewrite("a bloody nurse", TOY.value("no_blood"), None) == "a bloody nurse without bloody"
+    with pytest.raises(ConfigError, match="use 'rules' or 'module:factory'"):
+        load_rewriter("llm", TOY)
+    with pytest.raises(ConfigError, match="cannot import it"):
+        load_rewriter("no_such_module_x:factory", TOY)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -145,8 +146,7 @@ def _generate(config: BuildConfig, registry: Registry, todo: list[dict[str, Any]
 
     started_ray = False
     if not ray.is_initialized():
-        ray.init(address=config.ray.address, num_cpus=config.ray.num_cpus, include_dashboard=False,
-                 log_to_driver=True, configure_logging=False)
+        start_ray(config.ray.address, config.ray.num_cpus)
         started_ray = True
     try:
         g = config.generation
@@ -182,6 +182,23 @@ def _generate(config: BuildConfig, registry: Registry, todo: list[dict[str, Any]
         report.balance = {v: {side: dict(c) for side, c in sides.items()} for v, sides in balance.items()}
     finally:
         if started_ray:
+            ray.shutdown()
+
+
+def start_ray(address: str | None, num_cpus: int | None, attempts: int = 3) -> None:
+    """``ray.init`` that retries a local start which timed out: on a heavily loaded machine Ray
+    2.60's raylet gives its dashboard agent a fixed 15 s to start (ray-project/ray#65983)."""
+    import ray
+
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+                     configure_logging=False)
+            return
+        except Exception as error:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(error) or attempt == attempts:
+                raise
+            print(f"build: Ray did not start (attempt {attempt}/{attempts}): {error}; retrying", file=sys.stderr)
             ray.shutdown()
 
 
