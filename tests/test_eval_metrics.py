@@ -128,3 +128,60 @@ def test_torchscript_feature_extractor_is_pluggable(tmp_path, torch_one_thread) 
     images = np.zeros((3, 8, 8, 3), dtype=np.uint8)
     images[:, :, :, 0] = 255
     assert extract(images) == pytest.approx(np.tile([1.0, 0.0, 0.0], (3, 1)))
+
+
+def _tiny_clip(folder) -> None:
+    """A randomly initialised CLIPModel + processor with a word-level tokenizer, saved to ``folder``."""
+    import torch
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from tokenizers.processors import TemplateProcessing
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[BOS]", "[EOS]", "a", "doctor", "kite", "bloody"]
+    core = Tokenizer(WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.post_processor = TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]",
+                                        bos_token="[BOS]", eos_token="[EOS]", model_max_length=8)
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 16},
+                                                                 crop_size={"height": 16, "width": 16}),
+                              tokenizer=tokenizer)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, max_position_embeddings=8, eos_token_id=3, bos_token_id=2,
+                         pad_token_id=0),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           image_size=16, patch_size=8),
+        projection_dim=8,
+    )
+    torch.manual_seed(3)  # a draw where some image/prompt cosines are positive and some negative
+    CLIPModel(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def test_clip_score_is_100_times_the_clamped_cosine(tmp_path, torch_one_thread) -> None:
+    import torch
+
+    from livo.eval.quality import ClipModel
+
+    _tiny_clip(tmp_path / "clip")
+    clip = ClipModel(str(tmp_path / "clip"))
+    images = np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
+    prompts = ["a doctor", "a kite", "a doctor"]
+    scores = clip.score(images, prompts)
+    with torch.no_grad():
+        image = clip.model.get_image_features(**clip.processor(images=list(images), return_tensors="pt"))
+        text = clip.model.get_text_features(**clip.processor(text=prompts, return_tensors="pt", padding=True))
+    image, text = getattr(image, "pooler_output", image), getattr(text, "pooler_output", text)
+    cosine = torch.nn.functional.cosine_similarity(image, text).numpy()
+    assert (cosine > 0).any() and (cosine < 0).any()
+    assert scores == pytest.approx(np.maximum(100 * cosine, 0), abs=1e-4)
+    assert load_feature_extractor(f"clip:{tmp_path / 'clip'}")(images).shape == (3, 8)
+
+
+def test_a_missing_clip_model_fails_without_downloading(tmp_path) -> None:
+    from livo.eval.quality import ClipModel
+
+    with pytest.raises(ConfigError, match="local files"):
+        ClipModel(str(tmp_path / "absent"))

@@ -200,7 +200,7 @@ def load_eval_config(path: str | os.PathLike[str], overrides: dict | None = None
         raise ConfigError(f"{file}: not valid YAML ({error})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a mapping at the top level, got {type(data).__name__}")
-    data = _resolve_paths(data, file.parent)  # type: ignore[assignment]
+    resolved: dict = _resolve_paths(data, file.parent)  # type: ignore[assignment]
     if overrides:
-        data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
-    return parse_eval_config(data, str(file))
+        resolved = {**resolved, **{k: v for k, v in overrides.items() if v is not None}}
+    return parse_eval_config(resolved, str(file))

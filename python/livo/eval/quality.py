@@ -151,7 +151,8 @@ class ClipModel:
         from transformers import CLIPModel, CLIPProcessor
 
         try:
-            self.model = CLIPModel.from_pretrained(name_or_path, local_files_only=True).to(device).eval()
+            model = CLIPModel.from_pretrained(name_or_path, local_files_only=True)
+            self.model = model.to(device).eval()  # type: ignore[arg-type]
             self.processor = CLIPProcessor.from_pretrained(name_or_path, local_files_only=True)
         except (OSError, ValueError) as error:
             raise ConfigError(
