@@ -7,6 +7,9 @@ an ingress with no CPU reservation, and ``--clients`` concurrent HTTP clients on
 dynamic batching (up to 8 images per pipeline call) and once without. Every request: one image of a
 toy-world prompt (mixed harmful, person and object prompts), value mode ``auto``.
 
+Direct workers run at Ray's worker niceness (15, ``RAY_worker_niceness``) like the replicas, so that
+other load on a shared machine takes CPU from both alike.
+
     source scripts/env.sh && OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_load.py
 
 Reports requests/s, p50/p95 latency, and the ratio of each service mode's throughput to the direct
@@ -33,6 +36,9 @@ TOKEN = "benchmark-token-0123456789"
 
 def _direct_worker(model: str | None, steps: int, batch: int, window: Any, go: Any, out: Any) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Ray runs its workers (the service's replicas) at this niceness; on a shared machine the baseline
+    # must compete for the CPU on the same terms.
+    os.nice(int(os.environ.get("RAY_worker_niceness", "15")) - os.nice(0))
     import torch
 
     torch.set_num_threads(1)
@@ -97,6 +103,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _replica_rss_mb() -> float:
+    """Resident memory of all Serve replica processes of the app, in MB."""
+    import psutil
+
+    total = 0
+    for process in psutil.process_iter(["cmdline", "memory_info"]):
+        if "ServeReplica:livo:" in " ".join(process.info["cmdline"] or []) and process.info["memory_info"]:
+            total += process.info["memory_info"].rss
+    return total / 2**20
+
+
 def run_service(model: str | None, steps: int, replicas: int, batching: bool, clients: int, warmup: float,
                 seconds: float, port: int) -> dict[str, Any]:
     import httpx
@@ -139,10 +156,15 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
+    while time.monotonic() < start_at:
+        time.sleep(0.2)
+    rss_start = _replica_rss_mb()
     for thread in threads:
         thread.join()
+    rss_end = _replica_rss_mb()
     serve.delete(APP_NAME)
-    return _summary("service, batched" if batching else "service, unbatched", latencies, seconds, statuses)
+    summary = _summary("service, batched" if batching else "service, unbatched", latencies, seconds, statuses)
+    return summary | {"replica_rss_mb": [round(rss_start), round(rss_end)]}
 
 
 def main() -> None:
@@ -173,14 +195,15 @@ def main() -> None:
     baseline = {False: results[0]["requests_per_s"], True: results[1]["requests_per_s"]}
     print(f"\n{args.steps} DDIM steps, 1 image per request, {args.replicas} replicas/processes x 1 CPU, "
           f"{args.clients} clients, {args.seconds:.0f} s measured per mode\n")
-    print("| mode | requests | requests/s | p50 (s) | p95 (s) | vs direct (same batching) | HTTP statuses |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| mode | requests | requests/s | p50 (s) | p95 (s) | vs direct (same batching) | HTTP statuses | replica RSS MB (start → end) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in results:
         batched = "x8" in result["mode"] or result["mode"].endswith(", batched")
         ratio = result["requests_per_s"] / baseline[batched] if baseline[batched] else float("nan")
         result["ratio_vs_direct"] = ratio
         print(f"| {result['mode']} | {result['requests']} | {result['requests_per_s']:.2f} | {result['p50_s']:.2f} | "
-              f"{result['p95_s']:.2f} | {ratio:.3f} | {result['statuses'] or '—'} |")
+              f"{result['p95_s']:.2f} | {ratio:.3f} | {result['statuses'] or '—'} | "
+              f"{' → '.join(map(str, result.get('replica_rss_mb', []))) or '—'} |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"args": vars(args), "results": results}, handle, indent=2)
