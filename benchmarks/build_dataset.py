@@ -119,15 +119,18 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"records": sum(len(b) for b in batches), "batch_size": args.batch_size,
                                "steps": args.steps, "load_before": load_average()}
     results["plain_loop"] = run_plain(spec, batches)
+    print(f"plain_loop: {results['plain_loop']} load {load_average()}", file=sys.stderr, flush=True)
     from livo.build.job import start_ray
 
     start_ray(None, 2, attempts=10)
     try:
         for actors in (1, 2):
             results[f"actor_pool_{actors}"] = run_actor_pool_once(spec, batches, actors)
+            print(f"actor_pool_{actors}: {results[f'actor_pool_{actors}']} load {load_average()}", file=sys.stderr, flush=True)
         if not args.skip_ray_data:
             for actors in (1, 2):
                 results[f"ray_data_{actors}"] = run_ray_data_once(spec, batches, actors)
+                print(f"ray_data_{actors}: {results[f'ray_data_{actors}']} load {load_average()}", file=sys.stderr, flush=True)
     finally:
         ray.shutdown()
     results["load_after"] = load_average()

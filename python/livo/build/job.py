@@ -200,6 +200,21 @@ def start_ray(address: str | None, num_cpus: int | None, attempts: int = 3) -> N
                 raise
             print(f"build: Ray did not start (attempt {attempt}/{attempts}): {error}; retrying", file=sys.stderr)
             ray.shutdown()
+            _stop_ray_children()
+
+
+def _stop_ray_children() -> None:
+    """Stops the Ray processes a failed local start left behind (``ray.shutdown`` does not: its GCS,
+    monitors and raylet would pile up with every attempt). Only children of this process."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+            if "site-packages/ray/" in command or "/ray/core/src/ray/" in command:
+                child.kill()
+        except psutil.Error:
+            continue
 
 
 def _finish(config: BuildConfig, report: BuildReport, drops: Counter[str]) -> None:
