@@ -125,7 +125,7 @@ def test_two_processes_train_on_disjoint_data_with_gloo(pairs: str, tmp_path: Pa
         env.pop(name, None)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                "-m", "livo.train", str(config)]
-    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     states = [json.loads((tmp_path / "two" / "checkpoints" / "step2" / f"trainer_state_rank{r}.json").read_text())
               for r in (0, 1)]
