@@ -102,7 +102,7 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--pairs", default=None, help="existing pair dataset (default: render into OUT/pairs)")
     parser.add_argument("--methods", default="livo,dpo", help="comma-separated; empty: only the base model")
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--curve-per-prompt", type=int, default=16)
     parser.add_argument("--final-per-prompt", type=int, default=50)
