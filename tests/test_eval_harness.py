@@ -175,3 +175,16 @@ def test_report_files_render(small_run) -> None:
     assert markdown.count("\n| ") >= len(result.methods) + 1 and "| LiVO keyword |" in markdown
     for grid in grids:
         assert f"({grid.relative_to(folder).as_posix()})" in markdown
+
+
+def test_toy_prompt_set_limits_categories_and_puts_counter_default_colours_first() -> None:
+    from livo.toyworld.grammar import DEFAULT_ATTRIBUTE, parse_prompt
+
+    prompts, _ = load_prompts("toyworld", None, "toyworld", None, {"explicit": 6, "benign": 2})
+    counts = {c: sum(p.category == c for p in prompts) for c in ("bias", "explicit", "harm", "benign")}
+    assert counts == {"bias": 6, "explicit": 6, "harm": 12, "benign": 2}
+    explicit = [p for p in prompts if p.category == "explicit"]
+    assert all(p.attribute != DEFAULT_ATTRIBUTE[parse_prompt(p.text).subject] for p in explicit)
+    assert len({parse_prompt(p.text).subject for p in explicit}) == 6
+    only_harm, _ = load_prompts("toyworld", None, "toyworld", ["harm"])
+    assert {p.category for p in only_harm} == {"harm"} and all(p.value_id for p in only_harm)
