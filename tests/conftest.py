@@ -32,7 +32,9 @@ def ray_local():
     """
     import ray
 
+    from livo.build.job import start_ray
+
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        start_ray(None, num_cpus=2)  # retries a start that timed out on a loaded machine
     yield ray
     ray.shutdown()
