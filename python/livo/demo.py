@@ -152,28 +152,18 @@ def _value_index(config: dict[str, Any], folder: Path, echo: Callable[[str], Non
     echo(f"    {len(index.exemplars)} exemplars of {len(registry.values)} values → {folder}")
 
 
-RAY_START_ATTEMPTS = 3
-
-
-def _start_local_ray(num_cpus: int, echo: Callable[[str], None]) -> bool:
-    """Start a local Ray unless one is running; returns whether this call started it.
-
-    Ray gives its raylet a fixed 30 s to register, which a heavily loaded machine can miss; the
-    demo then tries again rather than failing after minutes of earlier stages."""
+def _start_local_ray(num_cpus: int) -> bool:
+    """Start a local Ray unless one is running; returns whether this call started it. A start that
+    times out on a loaded machine is retried (see :func:`livo.build.job.start_ray`) rather than
+    failing after minutes of earlier stages."""
     import ray
+
+    from livo.build.job import start_ray
 
     if ray.is_initialized():
         return False
-    for attempt in range(1, RAY_START_ATTEMPTS + 1):
-        try:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, configure_logging=False)
-            return True
-        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception on a startup timeout
-            ray.shutdown()
-            if attempt == RAY_START_ATTEMPTS:
-                raise
-            echo(f"    local Ray did not start ({error}); retrying ({attempt}/{RAY_START_ATTEMPTS})")
-    return False
+    start_ray(None, num_cpus=num_cpus)
+    return True
 
 
 def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, echo: Callable[[str], None]) -> None:
@@ -193,7 +183,7 @@ def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, ec
         **(build.get("set") or {}),
     }
     build_config = load_build_config(path, overrides)
-    started = _start_local_ray(int(config.get("threads", 2)), echo)
+    started = _start_local_ray(int(config.get("threads", 2)))
     try:
         report = build_dataset(build_config)
     finally:
