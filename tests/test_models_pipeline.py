@@ -145,3 +145,14 @@ def test_selector_results_are_normalised_to_value_choices() -> None:
         as_value_choice(("gender equality", "fairness"))
     with pytest.raises(ConfigError, match="selector"):
         as_value_choice(42)
+
+
+def test_encode_with_no_value_gives_the_base_embeddings(pipelines) -> None:  # noqa: ANN001
+    # A caller (e.g. a batching server) may encode a batch where no image got a value.
+    from livo.models.conditioning import base_conditioning
+
+    base, livo = pipelines
+    embeds, negatives = livo.encode(["a cat", "a dog"], 2, [None] * 4)
+    expected = base_conditioning(base.text_encoder, base.tokenizer, ["a cat", "a dog"])
+    assert embeds.shape[0] == 4 and negatives.shape[0] == 4
+    assert torch.equal(embeds[0], expected[0]) and torch.equal(embeds[3], expected[1])

@@ -234,10 +234,11 @@ class LiVOPipeline:
             tokenizer,
             [steered_values[i].text for i in order],
             [prompts[i] for i in order],
-        ).c_theta
+        ).c_theta if order else None
         row = {prompt_index: k for k, prompt_index in enumerate(order)}
         rows = [
-            steered[row[index // per_prompt]] if value is not None else base_rows[index // per_prompt]
+            steered[row[index // per_prompt]] if value is not None and steered is not None
+            else base_rows[index // per_prompt]
             for index, value in enumerate(applied)
         ]
         return torch.stack(rows).to(text_encoder.dtype)
