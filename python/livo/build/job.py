@@ -188,6 +188,9 @@ def _generate(config: BuildConfig, registry: Registry, todo: list[dict[str, Any]
 def start_ray(address: str | None, num_cpus: int | None, attempts: int = 3) -> None:
     """``ray.init`` that retries a local start which timed out: on a heavily loaded machine Ray
     2.60's raylet gives its dashboard agent a fixed 15 s to start (ray-project/ray#65983)."""
+    # A driver started by `uv run` would otherwise make Ray start local workers with `uv run` too,
+    # from a folder where it resolves another environment (read when ray is first imported).
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     import ray
 
     for attempt in range(1, attempts + 1):
