@@ -59,6 +59,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     config, http = service_settings(args)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # local replicas use this interpreter's env
     import ray
     from ray import serve
 
