@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from livo.errors import ConfigError
+from livo.overrides import set_dotted
 from livo.values.registry import _format_validation_error
 
 MIB = 1 << 20
@@ -214,13 +215,7 @@ def load_build_config(path: str | os.PathLike[str], overrides: dict[str, Any] | 
     for dotted, value in (overrides or {}).items():
         if not isinstance(data, dict):
             break
-        node = data
-        *parents, leaf = dotted.split(".")
-        for name in parents:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {dotted}: {name} is not a mapping in {path}")
-        node[leaf] = value
+        set_dotted(data, dotted, value, str(path))
     return parse_build_config(data, str(path))
 
 

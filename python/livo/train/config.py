@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from livo.errors import ConfigError, InputError
+from livo.overrides import set_dotted
 
 LOSSES = ("livo", "dpo")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -193,16 +194,6 @@ def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None =
         raise ConfigError(f"training config {path}: expected a mapping of keys to values")
     for key, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(values, key, value, str(path))
+            set_dotted(values, key, value, str(path))
     return config_from_dict(values, base_dir=file.parent, where=str(path))
 
-
-def _set_dotted(values: dict[str, Any], key: str, value: Any, where: str) -> None:
-    """``eval.every`` sets ``values["eval"]["every"]``."""
-    *parents, last = key.split(".")
-    target = values
-    for part in parents:
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
-            raise ConfigError(f"{where}: {key}: {part} is not a mapping")
-    target[last] = value
