@@ -114,9 +114,70 @@ def _replica_rss_mb() -> float:
     return total / 2**20
 
 
+def _cpu_seconds_by_role() -> dict[str, float]:
+    """CPU seconds used so far by each kind of process on the machine: the generator replicas, the
+    ingress, Serve's proxy and controller, Ray's own processes, this process (the HTTP clients) and
+    everything else."""
+    import psutil
+
+    me = os.getpid()
+    totals = {"generator replicas": 0.0, "ingress": 0.0, "serve proxy": 0.0, "serve controller": 0.0,
+              "ray core (raylet, gcs, agents)": 0.0, "http clients": 0.0, "other": 0.0}
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        command = " ".join(process.info["cmdline"] or [])
+        if process.info["pid"] == me:
+            role = "http clients"
+        elif "ServeReplica:livo:Generator" in command:
+            role = "generator replicas"
+        elif "ServeReplica:livo:Ingress" in command:
+            role = "ingress"
+        elif "ProxyActor" in command:
+            role = "serve proxy"
+        elif "ServeController" in command:
+            role = "serve controller"
+        elif "ray" in command:
+            role = "ray core (raylet, gcs, agents)"
+        else:
+            role = "other"
+        totals[role] += times.user + times.system
+    return totals
+
+
+def _client(url: str, clients: int, index: int, steps: int, start_at: float, stop_at: float,
+            statuses: dict[int, int], latencies: list[float], lock: threading.Lock) -> None:
+    """One closed-loop client on a keep-alive connection (``http.client``: a few hundred µs of CPU per
+    request, so the load generator takes little from the cores it shares with the service)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url)
+    connection = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    k = index
+    while time.monotonic() < stop_at:
+        body = json.dumps({"prompt": PROMPTS[k % len(PROMPTS)], "seed": k, "steps": steps, "num_images": 1})
+        begin = time.monotonic()
+        connection.request("POST", "/v1/generate", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        end = time.monotonic()
+        if start_at <= end <= stop_at:
+            with lock:
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+                if response.status == 200:
+                    latencies.append(end - begin)
+        if response.status != 200:
+            time.sleep(0.1)
+        k += clients
+    connection.close()
+
+
 def run_service(model: str | None, steps: int, replicas: int, batching: bool, clients: int, warmup: float,
                 seconds: float, port: int) -> dict[str, Any]:
-    import httpx
     from ray import serve
 
     from livo.serve.app import APP_NAME, build_app
@@ -136,35 +197,23 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
     start_at = time.monotonic() + warmup
     stop_at = start_at + seconds
 
-    def client(index: int) -> None:
-        with httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            k = index
-            while time.monotonic() < stop_at:
-                begin = time.monotonic()
-                response = http.post("/v1/generate", json={"prompt": PROMPTS[k % len(PROMPTS)], "seed": k,
-                                                           "steps": steps, "num_images": 1})
-                end = time.monotonic()
-                if start_at <= end <= stop_at:
-                    with lock:
-                        statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-                        if response.status_code == 200:
-                            latencies.append(end - begin)
-                if response.status_code != 200:
-                    time.sleep(0.1)
-                k += clients
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=_client, args=(url, clients, i, steps, start_at, stop_at, statuses,
+                                                      latencies, lock)) for i in range(clients)]
     for thread in threads:
         thread.start()
     while time.monotonic() < start_at:
-        time.sleep(0.2)
-    rss_start = _replica_rss_mb()
+        time.sleep(0.05)
+    rss_start, cpu_start = _replica_rss_mb(), _cpu_seconds_by_role()
+    while time.monotonic() < stop_at:
+        time.sleep(0.05)
+    cpu_end = _cpu_seconds_by_role()
     for thread in threads:
         thread.join()
     rss_end = _replica_rss_mb()
     serve.delete(APP_NAME)
     summary = _summary("service, batched" if batching else "service, unbatched", latencies, seconds, statuses)
-    return summary | {"replica_rss_mb": [round(rss_start), round(rss_end)]}
+    cpu = {role: round((cpu_end[role] - cpu_start[role]) / seconds, 3) for role in cpu_end}
+    return summary | {"replica_rss_mb": [round(rss_start), round(rss_end)], "cpu_cores_by_role": cpu}
 
 
 def main() -> None:
@@ -172,7 +221,7 @@ def main() -> None:
     parser.add_argument("--model", help="base model folder with value_encoder/ (default: the shipped toy model)")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps per image")
     parser.add_argument("--replicas", type=int, default=2, help="generator replicas = direct worker processes")
-    parser.add_argument("--clients", type=int, default=24, help="concurrent HTTP clients")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds of service load before measuring (direct workers start after a warm-up call)")
     parser.add_argument("--seconds", type=float, default=40.0, help="measured seconds per mode")
     parser.add_argument("--json", help="also write the results here")
@@ -212,6 +261,12 @@ def main() -> None:
         print(f"| {result['mode']} | {result['requests']} | {result['requests_per_s']:.2f} | {result['p50_s']:.2f} | "
               f"{result['p95_s']:.2f} | {ratio:.3f} | {result['statuses'] or '—'} | "
               f"{' → '.join(map(str, result.get('replica_rss_mb', []))) or '—'} |")
+    print("\nCPU cores used during each service window (of os.cpu_count() = %d):" % os.cpu_count())
+    for result in results:
+        if "cpu_cores_by_role" in result:
+            used = result["cpu_cores_by_role"]
+            print(f"- {result['mode']}: " + ", ".join(f"{role} {cores:.2f}" for role, cores in used.items())
+                  + f", idle {max(0.0, os.cpu_count() - sum(used.values())):.2f}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"args": vars(args), "results": results}, handle, indent=2)

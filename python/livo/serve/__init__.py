@@ -3,7 +3,8 @@
 - ``config``: the typed :class:`ServiceConfig` (model, values, limits, replicas, auth), also the ``args``
   of the Ray Serve config files in ``services/serve/``;
 - ``engine``: :class:`GenerationEngine`, the loaded pipeline + selector and batched generation (no Ray);
-- ``app``: the Serve deployments (``Ingress`` with FastAPI, ``Generator`` with ``serve.batch``) and
+- ``batching``: :class:`JobBatcher`, dynamic batching that forms each batch when the pipeline is free;
+- ``app``: the Serve deployments (``Ingress`` with FastAPI, ``Generator`` with a ``JobBatcher``) and
   ``build_app`` / ``app_builder``;
 - ``schemas``, ``auth``, ``metrics``: request validation, bearer tokens, Prometheus metrics;
 - ``static/``: the web page (HTML/JS/CSS, no external resources);

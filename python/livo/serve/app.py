@@ -3,8 +3,8 @@
 ``Ingress`` (one light replica by default) authenticates, validates, serves the web page and the
 Prometheus metrics, and forwards work to ``Generator`` through a deployment handle. ``Generator``
 replicas (count, CPUs and GPUs from the config) each hold one :class:`GenerationEngine`; concurrent
-generation requests are grouped by ``serve.batch`` into pipeline calls of up to ``max_batch_images``
-images.
+generation requests are grouped by :class:`~livo.serve.batching.JobBatcher` into pipeline calls of up
+to ``max_batch_images`` images, each formed when the pipeline is free.
 
 Overload is answered, never queued without bound: past the generator's ``max_queued_requests`` the
 ingress answers 429 with ``Retry-After``; past the ingress's own limits Ray Serve's proxy answers 503.
@@ -23,6 +23,7 @@ import os
 import secrets
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from livo.serve.auth import BearerAuth
+from livo.serve.batching import JobBatcher
 from livo.serve.config import ServiceConfig, parse_config
 from livo.serve.engine import AUTO, NONE, GenerationEngine, GenerationJob, GenerationResult
 from livo.serve.metrics import ServiceMetrics
@@ -78,10 +80,6 @@ async def require_token(request: Request) -> None:
     request.app.state.auth.check(request.headers, request.client.host if request.client else None)
 
 
-def _images_in(jobs: list[GenerationJob]) -> int:
-    return sum(job.num_images for job in jobs)
-
-
 async def bounded_call(response: Any, endpoint: str, timeout_s: float, retry_after_s: int,
                        metrics: ServiceMetrics) -> Any:
     """Await a generator call (a ``DeploymentResponse``): a full queue → 429 with ``Retry-After``, no
@@ -114,17 +112,20 @@ class Generator:
         settings = self.config.generator
         torch.set_num_threads(settings.torch_threads or max(1, int(settings.num_cpus)))
         self.engine = GenerationEngine.from_config(self.config)
-        self.generate_batch.set_max_batch_size(settings.max_batch_images)
-        self.generate_batch.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
+        # Without batching, jobs still go through one queue (one job per call): a thread per waiting
+        # request would only contend for the pipeline lock.
+        max_images, wait_s = (settings.max_batch_images, settings.batch_wait_timeout_s) if settings.batching else (1, 0.0)
+        self.batcher: JobBatcher[GenerationJob, GenerationResult] = JobBatcher(
+            self._run_jobs, lambda job: job.num_images, max_images, wait_s)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.02, batch_size_fn=_images_in)
-    async def generate_batch(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
+    async def _run_jobs(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
         return await asyncio.to_thread(self.engine.generate, jobs)
 
     async def generate(self, job: GenerationJob) -> GenerationResult:
-        if self.config.generator.batching:
-            return await self.generate_batch(job)
-        return (await asyncio.to_thread(self.engine.generate, [job]))[0]
+        arrived = time.perf_counter()
+        result = await self.batcher.submit(job)
+        # Time in this replica (waiting for a batch + generating); the ingress's total minus this is routing.
+        return replace(result, timings=result.timings | {"replica_s": time.perf_counter() - arrived})
 
     async def select(self, prompts: list[str]) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.engine.select, prompts)

@@ -1,0 +1,122 @@
+"""JobBatcher: batches form when the runner is free, respect the image limit, and fail or cancel per job."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from livo.serve.batching import JobBatcher
+
+
+class Recorder:
+    """A runner that records each batch and can be held until released."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[str, int]]] = []
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self.fail_on: str | None = None
+
+    async def run(self, jobs: list[tuple[str, int]]) -> list[str]:
+        self.batches.append(list(jobs))
+        self.started.set()
+        await self.release.wait()
+        if self.fail_on is not None and any(name == self.fail_on for name, _ in jobs):
+            raise RuntimeError(f"cannot run {self.fail_on}")
+        return [f"done:{name}" for name, _ in jobs]
+
+
+def make(recorder: Recorder, max_images: int = 8, wait_s: float = 0.01) -> JobBatcher:
+    return JobBatcher(recorder.run, lambda job: job[1], max_images, wait_s)
+
+
+def test_jobs_that_arrive_during_a_call_form_the_next_batch_together():
+    async def scenario() -> list[list[tuple[str, int]]]:
+        recorder = Recorder()
+        batcher = make(recorder, wait_s=0.0)
+        first = asyncio.ensure_future(batcher.submit(("a", 1)))
+        await recorder.started.wait()
+        # Arrive one by one, spread out, while "a" runs: serve.batch would cut them into small batches.
+        later = []
+        for name in "bcdef":
+            later.append(asyncio.ensure_future(batcher.submit((name, 1))))
+            await asyncio.sleep(0.005)
+        recorder.release.set()
+        results = await asyncio.gather(first, *later)
+        assert results == [f"done:{n}" for n in "abcdef"]
+        return recorder.batches
+
+    batches = asyncio.run(scenario())
+    assert [[name for name, _ in batch] for batch in batches] == [["a"], ["b", "c", "d", "e", "f"]]
+
+
+def test_batches_never_exceed_the_image_limit_and_keep_arrival_order():
+    async def scenario() -> list[list[tuple[str, int]]]:
+        recorder = Recorder()
+        batcher = make(recorder, max_images=8)
+        hold = asyncio.ensure_future(batcher.submit(("hold", 1)))
+        await recorder.started.wait()
+        jobs = [("p", 3), ("q", 4), ("r", 2), ("s", 8), ("t", 1)]
+        futures = [asyncio.ensure_future(batcher.submit(job)) for job in jobs]
+        await asyncio.sleep(0.01)
+        recorder.release.set()
+        await asyncio.gather(hold, *futures)
+        return recorder.batches
+
+    batches = asyncio.run(scenario())
+    assert [[name for name, _ in batch] for batch in batches] == [["hold"], ["p", "q"], ["r"], ["s"], ["t"]]
+    assert all(sum(size for _, size in batch) <= 8 for batch in batches)
+
+
+def test_a_failing_batch_fails_its_callers_only_and_the_batcher_goes_on():
+    async def scenario() -> None:
+        recorder = Recorder()
+        recorder.fail_on = "bad"
+        recorder.release.set()
+        batcher = make(recorder, max_images=2)
+        with pytest.raises(RuntimeError, match="cannot run bad"):
+            await batcher.submit(("bad", 1))
+        assert await batcher.submit(("good", 1)) == "done:good"
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_job_is_dropped_before_it_runs():
+    async def scenario() -> list[list[tuple[str, int]]]:
+        recorder = Recorder()
+        batcher = make(recorder)
+        hold = asyncio.ensure_future(batcher.submit(("hold", 1)))
+        await recorder.started.wait()
+        gone = asyncio.ensure_future(batcher.submit(("gone", 1)))
+        kept = asyncio.ensure_future(batcher.submit(("kept", 1)))
+        await asyncio.sleep(0)
+        gone.cancel()
+        recorder.release.set()
+        assert await kept == "done:kept"
+        await hold
+        return recorder.batches
+
+    batches = asyncio.run(scenario())
+    assert [[name for name, _ in batch] for batch in batches] == [["hold"], ["kept"]]
+
+
+def test_the_wait_window_collects_jobs_when_the_runner_is_idle():
+    async def scenario() -> list[list[tuple[str, int]]]:
+        recorder = Recorder()
+        recorder.release.set()
+        batcher = make(recorder, wait_s=0.2)
+        futures = []
+        for name in "xyz":
+            futures.append(asyncio.ensure_future(batcher.submit((name, 1))))
+            await asyncio.sleep(0.02)
+        await asyncio.gather(*futures)
+        return recorder.batches
+
+    batches = asyncio.run(scenario())
+    assert [[name for name, _ in batch] for batch in batches] == [["x", "y", "z"]]
+
+
+def test_max_images_must_be_positive():
+    with pytest.raises(ValueError, match="max_images must be at least 1"):
+        JobBatcher(lambda jobs: None, lambda job: 1, 0, 0.0)  # type: ignore[arg-type, return-value]
