@@ -281,8 +281,9 @@ def test_cli_build_calibrate_select_evaluate(tmp_path, minilm, capsys):
 
 def test_int8_embedder_is_a_different_identity_close_to_fp32(minilm, index_dir):
     int8 = load_embedder("minilm-int8", reuse=False)
-    assert int8.identity.name == "all-MiniLM-L6-v2-int8"
-    assert int8.identity.weights_sha256 == minilm.identity.weights_sha256
+    assert (int8.identity.name, int8.backend) == ("all-MiniLM-L6-v2-int8", "onnxruntime-int8")
+    # Quantised vectors are not the float model's: the identity says so even for the same weights file.
+    assert int8.identity.weights_sha256 != minilm.identity.weights_sha256
     texts = ["a portrait of a nurse", "a bloody knife on the floor"]
     assert float(np.min(np.sum(int8.embed(texts) * minilm.embed(texts), axis=1))) > 0.85
     with pytest.raises(ConfigError, match="name 'all-MiniLM-L6-v2-int8' differs"):
@@ -313,3 +314,23 @@ def test_transformers_judge_over_a_tiny_local_causal_lm(tmp_path, index_dir, min
     assert judge.decide("a portrait of a nurse", values) == max(margins, key=margins.get)
     with pytest.raises(ConfigError, match="not a folder"):
         TransformersJudge(tmp_path / "missing")
+
+
+def test_onnxruntime_backend_gives_pytorchs_vectors_and_identity(tmp_path, monkeypatch, minilm):
+    from livo.values.embedders import SentenceTransformerEmbedder
+
+    assert minilm.backend == "onnxruntime"
+    monkeypatch.setenv("LIVO_CACHE_DIR", str(tmp_path / "cache"))
+    torch_backend = SentenceTransformerEmbedder(str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2")
+    onnx_backend = SentenceTransformerEmbedder(str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2",
+                                               backend="onnxruntime")
+    assert onnx_backend.identity == torch_backend.identity == minilm.identity
+    texts = PROMPTS + ["a much longer prompt about a firefighter carrying a ladder up a burning staircase at night"]
+    np.testing.assert_allclose(onnx_backend.embed(texts), torch_backend.embed(texts), atol=1e-5)
+    exported = list((tmp_path / "cache" / "onnx").glob("*-fp32-*.onnx"))
+    assert len(exported) == 1 and not list((tmp_path / "cache" / "onnx").glob(".export-*"))
+    stamp = exported[0].stat().st_mtime_ns
+    SentenceTransformerEmbedder(str(minilm_path()), backend="onnxruntime")  # loads the cached export
+    assert exported[0].stat().st_mtime_ns == stamp
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        SentenceTransformerEmbedder(str(minilm_path()), backend="tensorrt")  # type: ignore[arg-type]

@@ -1,0 +1,100 @@
+"""A sentence-transformers transformer run by ONNX Runtime instead of PyTorch.
+
+Why: selection throughput is the transformer's forward pass, and on 2 CPU cores ONNX Runtime runs
+all-MiniLM-L6-v2 about 1.4× faster than eager PyTorch with the same float32 weights (embeddings equal
+to ~2e-7), and its dynamic int8 quantisation about 1.8× faster. The model is exported once per
+weights hash into the livo cache (``$LIVO_CACHE_DIR/onnx/``, written atomically), so later
+processes only load it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livo.errors import ConfigError
+
+OPSET = 17
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("LIVO_CACHE_DIR", Path.home() / ".cache" / "livo")) / "onnx"
+
+
+def exported_model(folder: Path, weights_sha256: str, int8: bool) -> Path:
+    """The ONNX file of ``folder``'s transformer (inputs: the tokenizer's, output: the last hidden
+    state), dynamically quantised to int8 when ``int8``; exported on first use."""
+    target = _cache_dir() / f"{weights_sha256[:24]}-{'int8' if int8 else 'fp32'}-opset{OPSET}.onnx"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as scratch:
+        plain = Path(scratch) / "model.onnx"
+        _export(folder, plain)
+        result = plain
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            result = Path(scratch) / "model-int8.onnx"
+            previous = logging.root.manager.disable
+            logging.disable(logging.WARNING)  # its advice to pre-process is for static quantisation
+            try:
+                quantize_dynamic(str(plain), str(result), weight_type=QuantType.QInt8)
+            finally:
+                logging.disable(previous)
+        os.replace(result, target)
+    return target
+
+
+def _export(folder: Path, path: Path) -> None:
+    import warnings
+
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    # Eager attention exports to plain ONNX ops that every runtime version fuses.
+    model = AutoModel.from_pretrained(str(folder), local_files_only=True, attn_implementation="eager").eval()
+    names = list(tokenizer.model_input_names)
+    sample = tokenizer(["a doctor in a hospital", "a cat"], padding=True, return_tensors="pt")
+
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(names, inputs))).last_hidden_state
+
+    axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(LastHiddenState(), tuple(sample[n] for n in names), str(path), dynamo=False,
+                              input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
+                              opset_version=OPSET)
+    except Exception as error:  # noqa: BLE001 - any exporter failure means: use the PyTorch backend
+        raise ConfigError(f"{folder}: cannot export the transformer to ONNX ({error}); use backend 'torch'") from None
+
+
+class OnnxTransformer:
+    """An ONNX Runtime session over an exported transformer, called like the tokenised PyTorch model."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, threads)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def last_hidden_state(self, batch: dict[str, Any]) -> np.ndarray:
+        feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in self.input_names}
+        return self.session.run(None, feeds)[0]
