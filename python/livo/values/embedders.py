@@ -189,7 +189,7 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
             import torch
 
             int8 = backend == "onnxruntime-int8"
-            self._onnx = OnnxTransformer(exported_model(folder, weights, int8), torch.get_num_threads())
+            self._onnx = OnnxTransformer(exported_model(folder, weights, int8, self._pooling), torch.get_num_threads())
             self.backend = backend
             del self._transformer  # ~90 MB of PyTorch weights the session does not need
             if int8:  # other vectors than the float model's: an index must know which it was built with
@@ -215,16 +215,14 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
 
         if self._pooling is None:
             return torch.from_numpy(self.model.encode(texts, convert_to_numpy=True, batch_size=len(texts)))
-        if self._onnx is not None:
+        if self._onnx is not None:  # pooled and normalised inside the graph
             arrays = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="np")
-            hidden = torch.from_numpy(self._onnx.last_hidden_state(arrays))
-            mask = torch.from_numpy(arrays["attention_mask"])
-        else:
-            batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt")
-            hidden, mask = self._transformer(**batch).last_hidden_state, batch["attention_mask"]
+            return torch.from_numpy(self._onnx.embed(arrays))
+        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt")
+        hidden = self._transformer(**batch).last_hidden_state
         if self._pooling == "cls":
             return hidden[:, 0]
-        return _mean_pool(hidden, mask)
+        return _mean_pool(hidden, batch["attention_mask"])
 
 
 def _direct_pooling(folder: Path) -> str | None:
