@@ -73,8 +73,10 @@ class LimitsConfig(_Section):
 
 class GeneratorConfig(_Section):
     """The model replicas. Dynamic batching groups concurrent requests into one pipeline call of at most
-    ``max_batch_images`` images (1 turns it off). ``max_queued_requests`` bounds the requests waiting
-    for a replica; beyond it the service answers 429 at once."""
+    ``max_batch_images`` images (1 turns it off). ``batch_wait_timeout_s`` is how long an idle replica
+    waits for more requests to fill a call; requests that queued while a call ran go into the next
+    call at once. ``max_queued_requests`` bounds the requests waiting for a replica; beyond it the
+    service answers 429 at once."""
 
     num_replicas: int = Field(2, ge=1)
     num_cpus: float = Field(1.0, ge=0.0)
