@@ -31,12 +31,18 @@ def make(recorder: Recorder, max_images: int = 8, wait_s: float = 0.01) -> JobBa
     return JobBatcher(recorder.run, lambda job: job[1], max_images, wait_s)
 
 
+async def occupied(recorder: Recorder, batcher: JobBatcher, name: str = "hold") -> asyncio.Future:
+    """Submits a one-image job and returns once the runner holds it, so later jobs must queue."""
+    running = asyncio.ensure_future(batcher.submit((name, 1)))
+    await recorder.started.wait()
+    return running
+
+
 def test_jobs_that_arrive_during_a_call_form_the_next_batch_together():
     async def scenario() -> list[list[tuple[str, int]]]:
         recorder = Recorder()
         batcher = make(recorder, wait_s=0.0)
-        first = asyncio.ensure_future(batcher.submit(("a", 1)))
-        await recorder.started.wait()
+        first = await occupied(recorder, batcher, "a")
         # Arrive one by one, spread out, while "a" runs: serve.batch would cut them into small batches.
         later = []
         for name in "bcdef":
@@ -55,8 +61,7 @@ def test_batches_never_exceed_the_image_limit_and_keep_arrival_order():
     async def scenario() -> list[list[tuple[str, int]]]:
         recorder = Recorder()
         batcher = make(recorder, max_images=8)
-        hold = asyncio.ensure_future(batcher.submit(("hold", 1)))
-        await recorder.started.wait()
+        hold = await occupied(recorder, batcher)
         jobs = [("p", 3), ("q", 4), ("r", 2), ("s", 8), ("t", 1)]
         futures = [asyncio.ensure_future(batcher.submit(job)) for job in jobs]
         await asyncio.sleep(0.01)
@@ -86,8 +91,7 @@ def test_a_cancelled_job_is_dropped_before_it_runs():
     async def scenario() -> list[list[tuple[str, int]]]:
         recorder = Recorder()
         batcher = make(recorder)
-        hold = asyncio.ensure_future(batcher.submit(("hold", 1)))
-        await recorder.started.wait()
+        hold = await occupied(recorder, batcher)
         gone = asyncio.ensure_future(batcher.submit(("gone", 1)))
         kept = asyncio.ensure_future(batcher.submit(("kept", 1)))
         await asyncio.sleep(0)

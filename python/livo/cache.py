@@ -1,0 +1,12 @@
+"""Where livo keeps what it derives once per machine (weight hashes, exported ONNX models):
+``$LIVO_CACHE_DIR``, or ``~/.cache/livo``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The livo cache folder (not created here)."""
+    return Path(os.environ.get("LIVO_CACHE_DIR", Path.home() / ".cache" / "livo"))
