@@ -13,7 +13,10 @@ command -v cargo >/dev/null 2>&1 || { echo "setup: a Rust toolchain (cargo) is r
 
 # Cargo's build cache outlives fresh clones on the same machine.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livo/target}"
-uv sync --locked --all-groups
+# Byte-compile at install time: with PYTHONDONTWRITEBYTECODE set (as on CI machines) every process
+# would otherwise recompile torch/transformers/diffusers from source, ~14 s per import. Costs about
+# a minute once per fresh environment; later runs only check timestamps (~2 s).
+uv sync --locked --all-groups --compile-bytecode
 
 # >>> issue 10 (serve): headless Chromium + chromedriver for the web-page test in tests/test_serve.py
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then

@@ -18,7 +18,8 @@ def test_same_seed_trains_identical_weights_and_saves_a_loadable_pipeline(tmp_pa
     runs = []
     for name in ("first", "second"):
         out = tmp_path / name
-        train(TrainConfig(output=str(out), steps=2, batch_size=4, seed=3, threads=1, log_every=1), log=lambda _: None)
+        config = TrainConfig(output=str(out), steps=2, batch_size=4, seed=3, processes=1, threads=1, log_every=1)
+        train(config, log=lambda _: None)
         runs.append(load_file(out / "unet" / "diffusion_pytorch_model.safetensors"))
     assert runs[0].keys() == runs[1].keys()
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
@@ -26,6 +27,36 @@ def test_same_seed_trains_identical_weights_and_saves_a_loadable_pipeline(tmp_pa
     assert recipe["steps_done"] == 2 and recipe["train_config"]["seed"] == 3
     pipeline = StableDiffusionPipeline.from_pretrained(tmp_path / "first")
     assert pipeline.unet.config.in_channels == 3 and not list(tmp_path.glob(".first.*"))
+
+
+def test_two_data_parallel_processes_train_reproducibly_and_log_through_the_caller(tmp_path) -> None:
+    import torch
+
+    runs, logs = [], []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        lines: list[str] = []
+        config = TrainConfig(output=str(out), steps=3, batch_size=4, seed=5, processes=2, threads=1, log_every=1)
+        train(config, log=lines.append)
+        runs.append(load_file(out / "unet" / "diffusion_pytorch_model.safetensors"))
+        logs.append([json.loads(line) for line in lines])
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    # Rank 0 alone logs: one line per step, then the save; the loss is the same in both runs.
+    assert [entry.get("step") for entry in logs[0]] == [1, 2, 3, None]
+    assert [entry.get("loss") for entry in logs[0]] == [entry.get("loss") for entry in logs[1]]
+    one_process = tmp_path / "one"
+    train(TrainConfig(output=str(one_process), steps=3, batch_size=4, seed=5, processes=1, log_every=3), log=lambda _: None)
+    single = load_file(one_process / "unet" / "diffusion_pytorch_model.safetensors")
+    assert not all(torch.equal(single[k], runs[0][k]) for k in single), "2 ranks must draw their own batches"
+
+
+def test_a_failing_rank_raises_in_the_caller(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    blocker = tmp_path / "output"
+    blocker.write_text("a file where the model folder should go")
+    with pytest.raises(mp.ProcessRaisedException):
+        train(TrainConfig(output=str(blocker / "model"), steps=1, batch_size=2, processes=2), log=lambda _: None)
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
@@ -38,3 +69,5 @@ def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
 def test_invalid_recipe_names_the_field() -> None:
     with pytest.raises(ConfigError, match="TrainConfig.steps"):
         train(TrainConfig(output="unused", steps=0))
+    with pytest.raises(ConfigError, match="divisible by processes"):
+        train(TrainConfig(output="unused", batch_size=5, processes=2))
