@@ -169,3 +169,17 @@ def test_shipped_zero2_file_matches_the_built_in_default(pairs: str, tmp_path: P
     for name in ("toyworld_livo.yaml", "toyworld_dpo.yaml", "sd15_livo.yaml", "sd15_dpo.yaml"):
         config = load_config(REPO / "services" / "train" / name, {"dataset": pairs, "output": str(tmp_path)})
         assert config.deepspeed_config == str(shipped)
+
+
+def test_yaml_1_1_floats_are_read_and_wrong_types_named(pairs: str, tmp_path: Path) -> None:
+    # PyYAML reads "1e-6" (no dot) as a string; a learning rate written that way must still work.
+    config = tmp_path / "lr.yaml"
+    config.write_text(f"dataset: {pairs}\noutput: {tmp_path}\nlearning_rate: 1e-6\nbeta: 100\n")
+    loaded = load_config(config, {"learning_rate": "2e-3", "eval.per_prompt": 4})
+    assert loaded.learning_rate == 2e-3 and loaded.beta == 100.0 and loaded.eval.per_prompt == 4
+    with pytest.raises(ConfigError, match="learning_rate must be a number, got 'fast'"):
+        load_config(config, {"learning_rate": "fast"})
+    with pytest.raises(ConfigError, match="eval: per_prompt must be an integer, got 2.5"):
+        load_config(config, {"eval.per_prompt": 2.5})
+    with pytest.raises(ConfigError, match="tensorboard must be true or false"):
+        load_config(config, {"tensorboard": "yes please"})

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from livo.errors import ConfigError, InputError
-from livo.overrides import set_dotted
+from livo.overrides import check_scalar_types, set_dotted
 
 LOSSES = ("livo", "dpo")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -155,7 +155,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
-    kwargs = dict(values)
+    kwargs = check_scalar_types(cls, values, where)
     if cls is TrainConfig and isinstance(kwargs.get("eval"), dict):
         kwargs["eval"] = _build(EvalConfig, kwargs["eval"], f"{where}.eval")
     if "adam_betas" in kwargs:
