@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from livo.toyworld.pairs import PairsConfig, write_pairs
 from livo.train import Trainer, config_from_dict, train
 from livo.train.config import DEFAULT_DEEPSPEED, load_config
 from livo.train.distributed import free_port
+from livo.train.schedule import lr_factor
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -115,6 +117,17 @@ def test_dpo_lora_step_trains_only_the_adapters(pairs: str, tmp_path: Path) -> N
     assert moved and all("lora" in name for name in moved)
     assert "logit" in result.history[0]
     assert (tmp_path / "dpo" / "unet_lora" / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero(pairs: str, tmp_path: Path) -> None:
+    result = train(config_from_dict(settings(pairs, tmp_path / "cos", max_steps=5, checkpoint_every=0,
+                                             warmup_steps=1, lr_scheduler="cosine")))
+    logged = [record["lr"] for record in result.history]
+    assert logged == pytest.approx([1e-3, 1e-3, 0.5e-3 * (1 + math.cos(math.pi / 4)), 0.5e-3, 0.5e-3 * (1 - math.cos(math.pi / 4))])
+    assert lr_factor("linear", 0, 10, 5) == 0.5 and lr_factor("constant", 2, 10, 9) == 1.0
+    assert lr_factor("cosine", 0, 10, 10) == 0.0 and lr_factor("linear", 4, 10, 1) == 0.5
+    with pytest.raises(ConfigError, match="lr_scheduler: 'step' is not one of constant, linear, cosine"):
+        config_from_dict(settings(pairs, tmp_path, lr_scheduler="step"))
 
 
 def test_two_processes_train_on_disjoint_data_with_gloo(pairs: str, tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from livo.build.commands import parse_overrides
     from livo.train.config import load_config
+    from livo.train.distributed import shutdown
     from livo.train.trainer import train
 
     overrides = {"output": args.output, "dataset": args.dataset, "model": args.model, "max_steps": args.max_steps,
@@ -45,7 +46,10 @@ def run_train(args: argparse.Namespace) -> int:
         overrides["progress"] = False
     overrides.update(parse_overrides(args.set))
     config = load_config(args.config, overrides)
-    result = train(config, resume=args.resume)
+    try:
+        result = train(config, resume=args.resume)
+    finally:
+        shutdown()
     if result.export is not None:
         print(f"trained {result.steps} steps in {result.train_seconds:.1f} s; exported {result.export}")
     return 0

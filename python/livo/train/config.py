@@ -20,6 +20,7 @@ from livo.overrides import check_scalar_types, set_dotted
 LOSSES = ("livo", "dpo")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DPO_TARGETS = ("lora", "full")
+LR_SCHEDULERS = ("constant", "linear", "cosine")
 
 # The ZeRO-2 configuration used when none is given; services/train/ds_zero2.json holds the same
 # settings for launch scripts (a test keeps the two equal). Batch sizes, clipping and precision
@@ -81,6 +82,8 @@ class TrainConfig:
     adam_eps: float = 1e-8
     grad_clip: float = 1.0
     warmup_steps: int = 0
+    # after warm-up: hold (constant) or decay to 0 at max_steps (linear, cosine), as diffusers names them
+    lr_scheduler: str = "constant"
     micro_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     max_steps: int = 15000
@@ -105,6 +108,8 @@ class TrainConfig:
             raise ConfigError(f"loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ConfigError(f"lr_scheduler: {self.lr_scheduler!r} is not one of {', '.join(LR_SCHEDULERS)}")
         if self.dpo_target not in DPO_TARGETS:
             raise ConfigError(f"dpo_target: {self.dpo_target!r} is not one of {', '.join(DPO_TARGETS)}")
         for name in ("micro_batch_size", "gradient_accumulation_steps", "max_steps", "log_every",

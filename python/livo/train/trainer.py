@@ -20,6 +20,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from livo.errors import ConfigError
 from livo.train import checkpoints
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
 from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
+from livo.train.schedule import lr_factor
 
 SHIPPED_TOY_MODEL = Path(__file__).resolve().parents[1] / "toyworld" / "model"
 
@@ -157,9 +159,8 @@ class Trainer:
                                         config)
         optimizer = torch.optim.AdamW(self.objective.trainable_parameters(), lr=config.learning_rate,
                                       betas=config.adam_betas, eps=config.adam_eps, weight_decay=config.weight_decay)
-        warmup = config.warmup_steps
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+            optimizer, partial(lr_factor, config.lr_scheduler, config.warmup_steps, config.max_steps))
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=self.objective.module, optimizer=optimizer, lr_scheduler=self.lr_schedule,
             config=deepspeed_config(config, dtype))
@@ -202,6 +203,7 @@ class Trainer:
         try:
             for step in range(self.start + 1, config.max_steps + 1):
                 step_started = time.perf_counter()
+                applied_lr = self.lr_schedule.get_last_lr()[0]  # engine.step advances the schedule
                 parts = []
                 for _ in range(config.gradient_accumulation_steps):
                     loss, diagnostics = self.objective.compute(engine, next(batches), self.generator)
@@ -210,7 +212,7 @@ class Trainer:
                     parts.append({"loss": loss.detach(), **diagnostics})
                 seconds = time.perf_counter() - step_started
                 pairs = config.micro_batch_size * config.gradient_accumulation_steps * self.world
-                record = _scalar_record(step, parts, self.lr_schedule.get_last_lr()[0], seconds, pairs,
+                record = _scalar_record(step, parts, applied_lr, seconds, pairs,
                                         time.perf_counter() - started, self.device)
                 result.history.append(record)
                 result.steps = step
