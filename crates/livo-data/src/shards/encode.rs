@@ -3,13 +3,17 @@
 //! `ArrowWriter` encodes the columns of a row group one after another. A pair record is dominated
 //! by two image columns, so encoding and compressing the columns of a row group on rayon's pool
 //! roughly halves the time of the expensive part. Rows are buffered (as Arrow slices) until the row
-//! group reaches its target size, then encoded and appended to the file.
+//! group reaches its target size, then encoded. An encoded row group is appended to the file (the
+//! write system calls and the BLAKE3 hashing, serial work) while the next row group is encoded, so
+//! the two overlap; at most one encoded row group waits in memory.
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowLeafColumn, ArrowRowGroupWriterFactory};
+use parquet::arrow::arrow_writer::{
+    compute_leaves, ArrowColumnChunk, ArrowLeafColumn, ArrowRowGroupWriterFactory,
+};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::errors::Result as ParquetResult;
 use parquet::file::properties::WriterProperties;
@@ -26,6 +30,9 @@ pub struct ShardFile {
     pending: Vec<RecordBatch>,
     pending_rows: u64,
     pending_bytes: u64,
+    /// The last encoded row group, appended to the file once the next one is encoded (or at finish).
+    encoded: Vec<ArrowColumnChunk>,
+    encoded_bytes: u64,
     row_groups: Vec<u64>,
 }
 
@@ -53,6 +60,8 @@ impl ShardFile {
             pending: Vec::new(),
             pending_rows: 0,
             pending_bytes: 0,
+            encoded: Vec::new(),
+            encoded_bytes: 0,
             row_groups: Vec::new(),
         })
     }
@@ -68,9 +77,9 @@ impl ShardFile {
         Ok(())
     }
 
-    /// Bytes written plus bytes buffered: what the file will roughly weigh if closed now.
+    /// Bytes written plus bytes encoded or buffered: what the file will roughly weigh if closed now.
     pub fn size(&self) -> u64 {
-        self.writer.bytes_written() as u64 + self.pending_bytes
+        self.writer.bytes_written() as u64 + self.encoded_bytes + self.pending_bytes
     }
 
     fn flush_row_group(&mut self) -> ParquetResult<()> {
@@ -88,21 +97,27 @@ impl ShardFile {
                 }
             }
         }
-        let chunks = writers
-            .into_par_iter()
-            .zip(leaves)
-            .map(|(mut writer, leaves)| {
-                for leaf in &leaves {
-                    writer.write(leaf)?;
-                }
-                writer.close()
-            })
-            .collect::<ParquetResult<Vec<_>>>()?;
-        let mut row_group = self.writer.next_row_group()?;
-        for chunk in chunks {
-            chunk.append_to_row_group(&mut row_group)?;
-        }
-        row_group.close()?;
+        // Append the previous row group (serial: write calls, hashing) while this one is encoded.
+        let previous = std::mem::take(&mut self.encoded);
+        let writer = &mut self.writer;
+        let (appended, chunks) = rayon::join(
+            || append_row_group(writer, previous),
+            || {
+                writers
+                    .into_par_iter()
+                    .zip(leaves)
+                    .map(|(mut writer, leaves)| {
+                        for leaf in &leaves {
+                            writer.write(leaf)?;
+                        }
+                        writer.close()
+                    })
+                    .collect::<ParquetResult<Vec<_>>>()
+            },
+        );
+        appended?;
+        self.encoded = chunks?;
+        self.encoded_bytes = self.encoded.iter().map(|c| c.close().bytes_written).sum();
         self.row_groups.push(self.pending_rows);
         self.pending_rows = 0;
         self.pending_bytes = 0;
@@ -112,7 +127,24 @@ impl ShardFile {
     /// Encodes what is buffered, writes the footer; returns the file and the rows of each row group.
     pub fn finish(mut self) -> ParquetResult<(HashingFile, Vec<u64>)> {
         self.flush_row_group()?;
+        append_row_group(&mut self.writer, std::mem::take(&mut self.encoded))?;
         let file = self.writer.into_inner()?;
         Ok((file, self.row_groups))
     }
+}
+
+/// Appends an encoded row group (nothing if `chunks` is empty) to the file.
+fn append_row_group(
+    writer: &mut SerializedFileWriter<HashingFile>,
+    chunks: Vec<ArrowColumnChunk>,
+) -> ParquetResult<()> {
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let mut row_group = writer.next_row_group()?;
+    for chunk in chunks {
+        chunk.append_to_row_group(&mut row_group)?;
+    }
+    row_group.close()?;
+    Ok(())
 }
