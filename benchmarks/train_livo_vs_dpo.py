@@ -5,11 +5,11 @@ prompts, fixed seeds):
 
 1. render the training pairs (``livo toyworld pairs``) unless ``--pairs`` holds a dataset;
 2. evaluate the base model with ``--final-per-prompt`` images per prompt (no value applied);
-3. for each method, run ``livo train`` in its own process (``services/train/toyworld_<method>.yaml``
-   with ``--steps``), evaluating every ``--eval-every`` steps with ``--curve-per-prompt`` images per
-   prompt (the curves), then load the exported weights the way a user would
-   (``LiVOPipeline.from_pretrained`` / ``load_lora_weights``) and evaluate with
-   ``--final-per-prompt`` images per prompt;
+3. for each method, run ``livo train`` under torchrun with ``--processes`` ranks
+   (``services/train/toyworld_<method>.yaml`` with ``--steps``), evaluating every ``--eval-every``
+   steps with ``--curve-per-prompt`` images per prompt (the curves), then load the exported
+   weights the way a user would (``LiVOPipeline.from_pretrained`` / ``load_lora_weights``) and
+   evaluate with ``--final-per-prompt`` images per prompt;
 4. for LiVO, check that benign prompts (no value selected) give images bit-identical to the base;
 5. write ``results.json`` and a markdown table (``results.md``) into ``--out``.
 
@@ -40,8 +40,11 @@ TARGET_FIDELITY_DROP = 0.02
 def run_training(method: str, args: argparse.Namespace, pairs: Path) -> Path:
     output = Path(args.out) / method
     config = REPO / "services" / "train" / f"toyworld_{method}.yaml"
-    command = [sys.executable, "-m", "livo.cli", "train", str(config), "--dataset", str(pairs), "--output",
-               str(output), "--max-steps", str(args.steps), "--threads", str(args.threads), "--no-progress",
+    # Both recipes are written for 2 ranks x 16 pairs (torchrun), one thread each.
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes)]
+    command = [*launcher, "-m", "livo.train", str(config), "--dataset", str(pairs), "--output",
+               str(output), "--max-steps", str(args.steps), "--threads", str(args.threads // args.processes or 1),
+               "--no-progress",
                "--set", f"eval.every={args.eval_every}", "--set", f"eval.per_prompt={args.curve_per_prompt}",
                "--set", f"eval.benign={'true' if method == 'dpo' else 'false'}", "--set", "eval.final=true",
                *[item for setting in args.set for item in ("--set", setting)]]
@@ -102,11 +105,12 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--pairs", default=None, help="existing pair dataset (default: render into OUT/pairs)")
     parser.add_argument("--methods", default="livo,dpo", help="comma-separated; empty: only the base model")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--processes", type=int, default=2, help="training ranks (torchrun, gloo)")
     parser.add_argument("--curve-per-prompt", type=int, default=16)
     parser.add_argument("--final-per-prompt", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads in all (split across ranks)")
     parser.add_argument("--seed", type=int, default=4242)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override passed to both training runs")
@@ -121,7 +125,7 @@ def main() -> int:
     if not (pairs / "manifest.json").is_file():
         from livo.toyworld.pairs import PairsConfig, write_pairs
 
-        write_pairs(PairsConfig(output=str(pairs)))
+        write_pairs(PairsConfig(output=str(pairs), harm_per_prompt=80))  # the recipes' pairs
     results: dict[str, Any] = {"settings": vars(args)}
     results_file = out / "results.json"
     if results_file.is_file():
