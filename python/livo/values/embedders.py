@@ -191,6 +191,7 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
             int8 = backend == "onnxruntime-int8"
             self._onnx = OnnxTransformer(exported_model(folder, weights, int8, self._pooling), torch.get_num_threads())
             self.backend = backend
+            self.batch_size = 64  # ONNX Runtime: 6% more prompts/s than 128 on 2 cores (less padding)
             del self._transformer  # ~90 MB of PyTorch weights the session does not need
             if int8:  # other vectors than the float model's: an index must know which it was built with
                 weights = hashlib.sha256(f"{weights}:onnxruntime-dynamic-int8".encode()).hexdigest()
