@@ -5,7 +5,8 @@
 //! roughly halves the time of the expensive part. Rows are buffered (as Arrow slices) until the row
 //! group reaches its target size, then encoded. An encoded row group is appended to the file (the
 //! write system calls and the BLAKE3 hashing, serial work) while the next row group is encoded, so
-//! the two overlap; at most one encoded row group waits in memory.
+//! the two overlap; at most one encoded row group waits in memory. A full shard is sealed: its last
+//! row group and footer are written later, on the committer's thread.
 
 use std::sync::Arc;
 
@@ -124,12 +125,35 @@ impl ShardFile {
         Ok(())
     }
 
-    /// Encodes what is buffered, writes the footer; returns the file and the rows of each row group.
-    pub fn finish(mut self) -> ParquetResult<(HashingFile, Vec<u64>)> {
+    /// Encodes what is still buffered. The last row group's bytes and the footer are written by
+    /// [`SealedShard::complete`], which the committer thread runs while the next shard encodes.
+    pub fn seal(mut self) -> ParquetResult<SealedShard> {
         self.flush_row_group()?;
-        append_row_group(&mut self.writer, std::mem::take(&mut self.encoded))?;
-        let file = self.writer.into_inner()?;
-        Ok((file, self.row_groups))
+        Ok(SealedShard {
+            writer: self.writer,
+            last: self.encoded,
+            row_groups: self.row_groups,
+        })
+    }
+}
+
+/// A shard whose rows are all encoded; its last row group waits in memory.
+pub struct SealedShard {
+    writer: SerializedFileWriter<HashingFile>,
+    last: Vec<ArrowColumnChunk>,
+    row_groups: Vec<u64>,
+}
+
+impl SealedShard {
+    /// Rows of each row group, in file order.
+    pub fn row_groups(&self) -> &[u64] {
+        &self.row_groups
+    }
+
+    /// Appends the last row group and the footer; returns the file, not yet synced.
+    pub fn complete(mut self) -> ParquetResult<HashingFile> {
+        append_row_group(&mut self.writer, self.last)?;
+        self.writer.into_inner()
     }
 }
 

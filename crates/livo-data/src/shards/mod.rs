@@ -10,10 +10,12 @@
 //!
 //! - `assign`: the split and bucket of a group key;
 //! - `manifest`: the manifest's format and its atomic update;
+//! - `commit`: shards made durable and listed on a background thread;
 //! - `writer`: the [`ShardWriter`];
 //! - `verify`: the [`verify()`] check.
 
 pub mod assign;
+mod commit;
 mod encode;
 mod files;
 pub mod manifest;

@@ -4,7 +4,8 @@
 //! Commit protocol of one shard: write `.NAME.partial`, fsync it, rename it to `NAME`, fsync the
 //! directory, then rewrite `manifest.json` atomically. A crash leaves at worst a `.partial` file
 //! (deleted on the next open) or a complete shard that the manifest does not list yet (adopted on
-//! the next open). Committed rows are known by `record_id`; the next writer skips them.
+//! the next open). Committed rows are known by `record_id`; the next writer skips them. Commits
+//! run on a background thread ([`Committer`]) in the order the shards filled.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -24,9 +25,10 @@ use parquet::schema::types::ColumnPath;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::assign::{is_key_type, key_hashes, SplitAssigner, SplitRatio, SPLIT_HASH_SEED};
+use super::commit::{Committer, FinishedShard};
 use super::encode::ShardFile;
 use super::files::{
-    hash_file, parse_shard_name, partial_name, publish, shard_name, HashingFile, PARTIAL_SUFFIX,
+    hash_file, parse_shard_name, partial_name, shard_name, HashingFile, PARTIAL_SUFFIX,
 };
 use super::manifest::{
     describe_schema, schema_fingerprint, Manifest, ShardEntry, FORMAT, FORMAT_VERSION,
@@ -102,7 +104,8 @@ pub struct ShardWriter {
     dir: PathBuf,
     config: ShardConfig,
     assigner: SplitAssigner,
-    manifest: Manifest,
+    /// Holds the manifest and commits filled shards in the background.
+    committer: Committer,
     seen: HashSet<u128>,
     schema: Option<(SchemaRef, String)>,
     props: Option<WriterProperties>,
@@ -200,7 +203,7 @@ impl ShardWriter {
             dir: dir.to_path_buf(),
             config,
             assigner,
-            manifest,
+            committer: Committer::start(dir, manifest)?,
             seen,
             schema: None,
             props: None,
@@ -215,8 +218,9 @@ impl ShardWriter {
         Ok(writer)
     }
 
-    pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+    /// The manifest as committed so far (commits of filled shards may still be under way).
+    pub fn manifest(&self) -> Manifest {
+        self.committer.with_manifest(|m| m.clone())
     }
 
     /// True when a row with this record id is committed or was written by this writer.
@@ -291,14 +295,13 @@ impl ShardWriter {
         result
     }
 
-    /// Commits every open shard and the manifest; returns the final manifest.
+    /// Commits every open shard, waits for all commits and saves the manifest; returns it.
     pub fn finish(mut self) -> Result<Manifest> {
         let groups: Vec<_> = self.open.keys().copied().collect();
         for group in groups {
             self.commit(group)?;
         }
-        self.manifest.save(&self.dir)?;
-        Ok(self.manifest.clone())
+        self.committer.finish()
     }
 
     /// Checks a batch against the dataset's columns (fixed by the first batch or the existing
@@ -339,7 +342,9 @@ impl ShardWriter {
         let doc = describe_schema(&schema);
         let key = schema_fingerprint(&doc);
         self.props = Some(writer_properties(&schema, &self.config));
-        self.manifest.schemas.entry(key.clone()).or_insert(doc);
+        self.committer.with_manifest(|m| {
+            m.schemas.entry(key.clone()).or_insert(doc);
+        });
         self.schema = Some((schema.clone(), key.clone()));
         Ok((schema, key))
     }
@@ -426,19 +431,17 @@ impl ShardWriter {
             return Ok(());
         };
         let partial = self.dir.join(partial_name(&shard.name));
-        let (file, row_groups) = shard
+        let sealed = shard
             .file
-            .finish()
+            .seal()
             .map_err(|e| parquet_error(&self.dir, &partial_name(&shard.name), e))?;
-        let (bytes, blake3) = file.sync(&partial)?;
-        publish(&partial, &self.dir.join(&shard.name))?;
-        self.manifest.shards.push(ShardEntry {
-            name: shard.name,
+        let row_groups = sealed.row_groups().to_vec();
+        let entry = ShardEntry {
             split: self.assigner.splits()[shard.split].name.clone(),
             bucket: shard.bucket,
             rows: row_groups.iter().sum(),
-            bytes,
-            blake3,
+            bytes: 0,
+            blake3: String::new(),
             schema: self
                 .schema
                 .as_ref()
@@ -446,17 +449,31 @@ impl ShardWriter {
                 .1
                 .clone(),
             row_groups,
+            name: shard.name,
+        };
+        let result = self.committer.submit(FinishedShard {
+            shard: sealed,
+            target: self.dir.join(&entry.name),
+            partial,
+            entry,
         });
-        self.manifest.save(&self.dir)
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    fn discard_open_shards(&mut self) {
+        for shard in std::mem::take(&mut self.open).into_values() {
+            let _ = fs::remove_file(self.dir.join(partial_name(&shard.name)));
+        }
     }
 }
 
 impl Drop for ShardWriter {
     /// A writer dropped without `finish` discards its open shards (their rows are not committed).
     fn drop(&mut self) {
-        for shard in std::mem::take(&mut self.open).into_values() {
-            let _ = fs::remove_file(self.dir.join(partial_name(&shard.name)));
-        }
+        self.discard_open_shards();
     }
 }
 
