@@ -13,7 +13,10 @@ other load on a shared machine takes CPU from both alike.
     source scripts/env.sh && OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_load.py
 
 Reports requests/s, p50/p95 latency, and the ratio of each service mode's throughput to the direct
-baseline with the same batching (overhead = 1 − ratio).
+baseline with the same batching (overhead = 1 − ratio). Also the mean images per pipeline call and
+the images per second *inside* those calls, per worker or replica: throughput is workers × that rate ×
+the share of time a call runs, so a lower ratio can be told apart as slower calls, gaps between calls
+or smaller batches.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def run_direct(model: str | None, steps: int, workers: int, batch: int, seconds:
     latencies = [value for _ in processes for value in queue.get()]
     for process in processes:
         process.join()
-    return _summary(f"direct x{batch}" if batch > 1 else "direct", latencies, seconds, {})
+    name = f"direct x{batch}" if batch > 1 else "direct"
+    return _summary(name, latencies, seconds, {}) | _call_stats([(float(batch), t) for t in latencies])
 
 
 def _summary(name: str, latencies: list[float], seconds: float, statuses: dict[int, int]) -> dict[str, Any]:
@@ -148,7 +152,8 @@ def _cpu_seconds_by_role() -> dict[str, float]:
 
 
 def _client(url: str, clients: int, index: int, steps: int, start_at: float, stop_at: float,
-            statuses: dict[int, int], latencies: list[float], lock: threading.Lock) -> None:
+            statuses: dict[int, int], latencies: list[float], calls: list[tuple[float, float]],
+            lock: threading.Lock) -> None:
     """One closed-loop client on a keep-alive connection (``http.client``: a few hundred µs of CPU per
     request, so the load generator takes little from the cores it shares with the service)."""
     import http.client
@@ -163,13 +168,15 @@ def _client(url: str, clients: int, index: int, steps: int, start_at: float, sto
         begin = time.monotonic()
         connection.request("POST", "/v1/generate", body=body, headers=headers)
         response = connection.getresponse()
-        response.read()
+        payload = response.read()
         end = time.monotonic()
         if start_at <= end <= stop_at:
+            timings = json.loads(payload)["timings"] if response.status == 200 else {}
             with lock:
                 statuses[response.status] = statuses.get(response.status, 0) + 1
                 if response.status == 200:
                     latencies.append(end - begin)
+                    calls.append((timings["batch_images"], timings["generate_s"]))
         if response.status != 200:
             time.sleep(0.1)
         k += clients
@@ -193,12 +200,13 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
     url = f"http://127.0.0.1:{port}"
     statuses: dict[int, int] = {}
     latencies: list[float] = []
+    calls: list[tuple[float, float]] = []  # (images, seconds) of the pipeline call, once per request
     lock = threading.Lock()
     start_at = time.monotonic() + warmup
     stop_at = start_at + seconds
 
     threads = [threading.Thread(target=_client, args=(url, clients, i, steps, start_at, stop_at, statuses,
-                                                      latencies, lock)) for i in range(clients)]
+                                                      latencies, calls, lock)) for i in range(clients)]
     for thread in threads:
         thread.start()
     while time.monotonic() < start_at:
@@ -213,7 +221,23 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
     serve.delete(APP_NAME)
     summary = _summary("service, batched" if batching else "service, unbatched", latencies, seconds, statuses)
     cpu = {role: round((cpu_end[role] - cpu_start[role]) / seconds, 3) for role in cpu_end}
-    return summary | {"replica_rss_mb": [round(rss_start), round(rss_end)], "cpu_cores_by_role": cpu}
+    return summary | _call_stats(calls) | {"replica_rss_mb": [round(rss_start), round(rss_end)],
+                                           "cpu_cores_by_role": cpu}
+
+
+def _call_stats(calls: list[tuple[float, float]]) -> dict[str, float]:
+    """Mean images per pipeline call, and images per second *inside* the calls (per replica).
+
+    Each request reports its call, so a call of n images is seen n times: weight by 1/n to count calls.
+    Throughput = replicas x call rate x busy share, so this separates slower calls from gaps between
+    them and from small batches."""
+    if not calls:
+        return {}
+    images = np.asarray([c[0] for c in calls])
+    seconds = np.asarray([c[1] for c in calls])
+    weights = 1.0 / images
+    return {"call_images": float(np.sum(images * weights) / np.sum(weights)),
+            "call_images_per_s": float(np.sum(images * weights) / np.sum(seconds * weights))}
 
 
 def main() -> None:
@@ -230,6 +254,9 @@ def main() -> None:
     results = [run_direct(args.model, args.steps, args.replicas, 1, args.seconds),
                run_direct(args.model, args.steps, args.replicas, 8, args.seconds)]
     print("direct:", json.dumps(results), flush=True)
+    from livo.serve.ray_env import apply_serve_environment
+
+    apply_serve_environment()  # the Ray settings `livo serve` starts with
     import ray
     from ray import serve
 
@@ -252,14 +279,16 @@ def main() -> None:
     baseline = {False: results[0]["requests_per_s"], True: results[1]["requests_per_s"]}
     print(f"\n{args.steps} DDIM steps, 1 image per request, {args.replicas} replicas/processes x 1 CPU, "
           f"{args.clients} clients, {args.seconds:.0f} s measured per mode\n")
-    print("| mode | requests | requests/s | p50 (s) | p95 (s) | vs direct (same batching) | HTTP statuses | replica RSS MB (start → end) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| mode | requests | requests/s | p50 (s) | p95 (s) | vs direct (same batching) | images per call "
+          "| images/s inside calls | HTTP statuses | replica RSS MB (start → end) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in results:
         batched = "x8" in result["mode"] or result["mode"].endswith(", batched")
         ratio = result["requests_per_s"] / baseline[batched] if baseline[batched] else float("nan")
         result["ratio_vs_direct"] = ratio
         print(f"| {result['mode']} | {result['requests']} | {result['requests_per_s']:.2f} | {result['p50_s']:.2f} | "
-              f"{result['p95_s']:.2f} | {ratio:.3f} | {result['statuses'] or '—'} | "
+              f"{result['p95_s']:.2f} | {ratio:.3f} | {result.get('call_images', float('nan')):.2f} | "
+              f"{result.get('call_images_per_s', float('nan')):.2f} | {result['statuses'] or '—'} | "
               f"{' → '.join(map(str, result.get('replica_rss_mb', []))) or '—'} |")
     print("\nCPU cores used during each service window (of os.cpu_count() = %d):" % os.cpu_count())
     for result in results:

@@ -9,6 +9,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Under `uv run pytest` Ray would start its workers with `uv run` in another environment.
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The session's Ray also hosts the service tests: start it with the settings `livo serve` uses.
+from livo.serve.ray_env import apply_serve_environment  # noqa: E402
+
+apply_serve_environment()
 
 
 import pytest

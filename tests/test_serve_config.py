@@ -169,3 +169,12 @@ def test_a_full_generator_queue_is_answered_429_with_retry_after():
 def test_a_failed_replica_is_answered_500_without_internals():
     answer, _ = _bounded(_PendingCall(RuntimeError("CUDA error at /secret/path")))
     assert answer.status_code == 500 and "/secret/path" not in answer.detail
+
+
+def test_serve_environment_fills_defaults_and_keeps_what_is_set():
+    from livo.serve.ray_env import SERVE_ENVIRONMENT, apply_serve_environment
+
+    environ = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.1", "UNRELATED": "x"}
+    applied = apply_serve_environment(environ)
+    assert applied == {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1", "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.1"}
+    assert environ["UNRELATED"] == "x" and set(SERVE_ENVIRONMENT) <= set(environ)

@@ -8,6 +8,8 @@
   ``build_app`` / ``app_builder``;
 - ``schemas``, ``auth``, ``metrics``: request validation, bearer tokens, Prometheus metrics;
 - ``static/``: the web page (HTML/JS/CSS, no external resources);
+- ``ray_env``: the Ray Serve settings ``livo serve`` starts Ray with (gRPC handles, a slower
+  controller loop), measured to leave more of the cores to the model replicas;
 - ``commands``: ``livo serve``.
 
 Importing this package is light; Ray, FastAPI and torch load with ``app`` / ``engine``.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from livo.serve.ray_env import apply_serve_environment
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -60,6 +62,8 @@ def run_serve(args: argparse.Namespace) -> int:
     config, http = service_settings(args)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # local replicas use this interpreter's env
+    if not args.ray_address:  # a running cluster was started with its own environment
+        apply_serve_environment()
     import ray
     from ray import serve
 
