@@ -311,3 +311,34 @@ fn verify_names_missing_extra_truncated_and_corrupt_shards() {
     expected.sort();
     assert_eq!(found, expected);
 }
+
+#[test]
+fn a_failed_background_commit_is_reported_and_nothing_after_it_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = ShardWriter::open(dir.path(), config()).unwrap();
+    // The first train shard cannot be renamed into place: a non-empty directory holds its name.
+    let blocker = dir.path().join("train-000-00000.parquet");
+    fs::create_dir(&blocker).unwrap();
+    fs::write(blocker.join("keep"), b"x").unwrap();
+    let mut error = None;
+    for start in (0..600).step_by(50) {
+        if let Err(e) = writer.write(&batch(start, start + 50)) {
+            error = Some(e);
+            break;
+        }
+    }
+    let error = match error {
+        Some(e) => e,
+        None => writer.finish().unwrap_err(),
+    };
+    assert!(
+        matches!(&error, DataError::Io { path, .. } if path == &blocker),
+        "{error}"
+    );
+    let listed = Manifest::load(dir.path()).unwrap();
+    assert!(
+        listed.shards.iter().all(|s| s.split == "val"),
+        "{:?}",
+        listed.shards
+    );
+}
