@@ -32,6 +32,7 @@ from livo.build.rewrite import load_rewriter
 from livo.build.sink import STATE_FOLDER, PairSink, read_ledger
 from livo.data.shards import ShardConfig
 from livo.errors import ConfigError, InputError
+from livo.permissions import make_shareable
 from livo.values.registry import Registry, load_registry, resolve_registry_path
 
 STATE_CONFIG = "config.json"
@@ -63,6 +64,7 @@ def write_state(config: BuildConfig) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{state.name}.", dir=state.parent)
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, indent=2, sort_keys=True)
+    make_shareable(temp)
     os.replace(temp, state)
 
 

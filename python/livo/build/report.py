@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from livo.permissions import make_shareable
+
 
 @dataclass
 class BuildReport:
@@ -62,7 +64,7 @@ class BuildReport:
         with os.fdopen(fd, "w") as handle:
             json.dump(self.to_json(), handle, indent=2, sort_keys=True)
             handle.write("\n")
-        os.chmod(temp, 0o644)
+        make_shareable(temp)
         os.replace(temp, path)
         return path
 

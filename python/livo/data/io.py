@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from livo.errors import InputError
+from livo.permissions import make_shareable
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 TEXT_COLUMN = "prompt"
@@ -113,6 +114,7 @@ def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
                 frame.write_csv(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        make_shareable(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from livo.eval.harness import COLUMNS, EvalResult
+from livo.permissions import make_shareable
 
 LABELS: dict[str, str] = {
     "d1": "D1", "d2": "D2", "attribute_obeyed": "obeyed", "avg_r": "Avg R", "avg_s": "Avg S",
@@ -96,7 +97,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(temp, 0o644)
+        make_shareable(temp)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -36,6 +36,7 @@ from livo.models.conditioning import (
     value_conditioning,
 )
 from livo.models.value_encoder import ValueEncoder
+from livo.permissions import make_shareable
 from livo.models.values import Selector, ValueChoice, values_per_image
 
 VALUE_ENCODER_FOLDER = "value_encoder"
@@ -128,6 +129,7 @@ class LiVOPipeline:
         shutil.rmtree(staging, ignore_errors=True)
         self.base.save_pretrained(staging)
         self.value_encoder.save_pretrained(staging / VALUE_ENCODER_FOLDER)
+        make_shareable(staging)  # transformers writes model.safetensors 0600
         old = target.parent / f".{target.name}.old-{os.getpid()}"
         if target.exists():
             os.replace(target, old)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from livo.permissions import make_shareable
+
 
 def grid_image(rows: Sequence[Sequence[np.ndarray]], scale: int = 4, gap: int = 1) -> np.ndarray:
     """Tile ``rows`` of equal-size ``(H, W, 3)`` uint8 images into one uint8 array."""
@@ -36,7 +38,7 @@ def save_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, scale: int = 4) 
     os.close(fd)
     try:
         Image.fromarray(grid_image(rows, scale=scale)).save(temp, format="PNG")
-        os.chmod(temp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
+        make_shareable(temp)  # mkstemp makes 0600; a report is meant to be shared
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

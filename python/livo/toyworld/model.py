@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from livo.permissions import make_shareable
 from livo.toyworld.grammar import MAX_LENGTH, vocabulary
 from livo.toyworld.render import IMAGE_SIZE
 
@@ -204,6 +205,7 @@ def save_pipeline(pipeline: Any, folder: str | os.PathLike[str], extra: dict[str
         pipeline.save_pretrained(staging, safe_serialization=True)
         if extra is not None:
             (staging / "toyworld.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
+        make_shareable(staging)
         old = None
         if target.exists():
             old = target.with_name(f".{target.name}.old")

@@ -27,6 +27,7 @@ import numpy as np
 
 from livo.errors import ConfigError
 from livo.eval.metrics import attribute_counts, discrepancy_d1, discrepancy_d2, rate
+from livo.permissions import make_shareable
 from livo.toyworld.detect import Detection, detect
 from livo.toyworld.grammar import ATTRIBUTES, DEFAULT_ATTRIBUTE, PromptSpec, report_prompts
 
@@ -143,7 +144,7 @@ def _write_text(path: Path, text: str) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-    os.chmod(temp, 0o644)
+    make_shareable(temp)
     os.replace(temp, path)
 
 

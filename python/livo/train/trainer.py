@@ -26,6 +26,7 @@ from typing import Any
 
 from livo.errors import ConfigError
 from livo.train import checkpoints
+from livo.permissions import make_shareable
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
 from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
 from livo.train.schedule import lr_factor
@@ -302,6 +303,7 @@ def export(objective: Any, output: Path, config: TrainConfig) -> Path:
         metadata = module.peft_config["default"].to_dict()  # carries lora_alpha, so loading scales alike
         StableDiffusionPipeline.save_lora_weights(str(staging), unet_lora_layers=layers,
                                                   unet_lora_adapter_metadata=metadata)
+    make_shareable(staging)  # transformers writes model.safetensors 0600
     if target.exists():
         shutil.rmtree(target)
     os.replace(staging, target)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from livo.errors import ConfigError, InputError
+from livo.permissions import make_shareable
 from livo.values.embedders import Embedder, EmbedderIdentity
 from livo.values.registry import Registry, parse_registry
 
@@ -163,22 +164,11 @@ def write_json_atomic(path: Path, data: Any) -> None:
             json.dump(data, handle, indent=1, ensure_ascii=False)
             handle.flush()
             os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        make_shareable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _apply_umask(folder: Path) -> None:
-    """Temp files are created private (0600/0700); give the finished index normal permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for file in folder.iterdir():
-        file.chmod(0o666 & ~umask)
 
 
 def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
@@ -192,7 +182,7 @@ def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
         faiss.write_index(index.faiss_index, str(staging / INDEX_FILE))
         write_json_atomic(staging / REGISTRY_FILE, index.registry.model_dump(mode="json"))
         write_json_atomic(staging / METADATA_FILE, _metadata(index, _sha256(staging / INDEX_FILE)))
-        _apply_umask(staging)
+        make_shareable(staging)
         old = None
         if target.exists():
             if not (target / METADATA_FILE).exists() and any(target.iterdir()):

@@ -1,0 +1,49 @@
+"""Normal file modes for outputs that livo publishes by temp file + rename.
+
+``tempfile.mkstemp`` creates files 0600 and ``mkdtemp`` folders 0700 whatever the umask, and recent
+transformers write ``model.safetensors`` 0600 as well. Renamed into place, such outputs stay private
+even where the user's umask shares everything else: a model trained by one account could not be
+served by another, a report could not be read by a web server. Before the rename, livo gives them
+the modes a plain ``open()`` / ``mkdir()`` would have (0644 / 0755 under the usual umask 022).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc``; elsewhere set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)  # briefly: another thread creating a file now would get 0o077
+    os.umask(mask)
+    return mask
+
+
+def make_shareable(path: str | os.PathLike[str]) -> None:
+    """Gives ``path`` (a file, or a folder and everything in it) the modes the umask allows: 0666 for
+    files (0777 for those with an execute bit) and 0777 for folders, less the umask."""
+    mask = current_umask()
+    root = Path(path)
+
+    def fix(item: Path) -> None:
+        if item.is_symlink():
+            return
+        if item.is_dir():
+            item.chmod(0o777 & ~mask)
+        else:
+            executable = item.stat().st_mode & 0o111
+            item.chmod((0o777 if executable else 0o666) & ~mask)
+
+    fix(root)
+    if root.is_dir() and not root.is_symlink():
+        for folder, dirs, files in os.walk(root):
+            for name in [*dirs, *files]:
+                fix(Path(folder) / name)

@@ -1,0 +1,54 @@
+"""Published outputs get the modes the umask allows, not tempfile's private 0600/0700."""
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from livo.permissions import current_umask, make_shareable
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_current_umask_reads_the_process_umask_without_changing_it(umask_022):
+    assert current_umask() == 0o022
+    os.umask(0o027)
+    assert current_umask() == 0o027
+    assert os.umask(0o022) == 0o027  # still what was set: reading did not change it
+
+
+def test_a_staged_folder_gets_umask_modes_throughout(tmp_path, umask_022):
+    staging = Path(tempfile.mkdtemp(dir=tmp_path))  # 0700
+    (staging / "sub").mkdir(mode=0o700)
+    private = staging / "sub" / "model.safetensors"
+    private.write_bytes(b"x")
+    private.chmod(0o600)
+    script = staging / "run.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o700)
+    make_shareable(staging)
+    assert _mode(staging) == 0o755 and _mode(staging / "sub") == 0o755
+    assert _mode(private) == 0o644
+    assert _mode(script) == 0o755
+
+
+def test_a_saved_toy_pipeline_is_readable_by_others(tmp_path, umask_022):
+    from livo.toyworld.model import assemble_pipeline, build_text_encoder, build_unet, save_pipeline
+
+    folder = tmp_path / "model"
+    save_pipeline(assemble_pipeline(build_text_encoder(0), build_unet(0)), folder)
+    modes = {p.relative_to(folder).as_posix(): _mode(p) for p in [folder, *folder.rglob("*")]}
+    assert modes["."] == 0o755 and modes["unet/diffusion_pytorch_model.safetensors"] == 0o644
+    assert modes["text_encoder/model.safetensors"] == 0o644  # transformers writes it 0600
+    assert all(mode in (0o644, 0o755) for mode in modes.values()), modes
