@@ -46,7 +46,8 @@ def register(subparsers: Any) -> None:
     pairs = commands.add_parser("pairs", help="render (aligned, violating) training pairs as a shard dataset")
     pairs.add_argument("--output", required=True, help="shard dataset folder to write")
     pairs.add_argument("--bias-per-subject", type=int, default=400, help="colour pairs per people-subject")
-    pairs.add_argument("--harm-per-prompt", type=int, default=40, help="pairs per harmful training prompt")
+    pairs.add_argument("--harm-per-prompt", type=int, default=80,
+                       help="pairs per harmful training prompt (default 80: the shipped encoder's recipe)")
     pairs.add_argument("--holdout-subject", action="append", default=[], help="people-subject kept out of bias pairs")
     pairs.add_argument("--no-holdout", action="store_true", help="also train on the report's harmful prompts")
     pairs.add_argument("--seed", type=int, default=0)

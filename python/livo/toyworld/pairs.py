@@ -54,7 +54,7 @@ class PairsConfig:
 
     output: str
     bias_per_subject: int = 400
-    harm_per_prompt: int = 40
+    harm_per_prompt: int = 80  # the shipped value encoder's recipe
     holdout_report_harm: bool = True
     holdout_subjects: Sequence[str] = field(default_factory=tuple)
     seed: int = 0
