@@ -118,9 +118,11 @@ impl PyShardWriter {
         Ok(serde_json::to_string(&manifest).expect("a manifest always serialises"))
     }
 
-    /// Discards the open shards (their rows are not committed) and releases the dataset.
-    fn abort(&self) {
-        self.inner.lock().expect("writer lock poisoned").take();
+    /// Discards the open shards (their rows are not committed) and releases the dataset. Shards
+    /// that filled before the call are still committed; the wait for that runs without the GIL.
+    fn abort(&self, py: Python<'_>) {
+        let writer = self.inner.lock().expect("writer lock poisoned").take();
+        py.detach(|| drop(writer));
     }
 
     #[getter]

@@ -189,7 +189,8 @@ class ShardWriter:
         return Manifest.load(self.directory)
 
     def abort(self) -> None:
-        """Discards the open shards; committed shards stay."""
+        """Discards the open shards; committed shards stay, and so do shards that filled earlier
+        (their commit may still be finishing, and the call waits for it)."""
         self._native.abort()
 
     @property
