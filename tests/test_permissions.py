@@ -52,3 +52,13 @@ def test_a_saved_toy_pipeline_is_readable_by_others(tmp_path, umask_022):
     assert modes["."] == 0o755 and modes["unet/diffusion_pytorch_model.safetensors"] == 0o644
     assert modes["text_encoder/model.safetensors"] == 0o644  # transformers writes it 0600
     assert all(mode in (0o644, 0o755) for mode in modes.values()), modes
+
+
+def test_write_atomic_replaces_the_file_whole_with_umask_modes(tmp_path, umask_022):
+    from livo.permissions import write_atomic
+
+    target = tmp_path / "new" / "report.json"
+    write_atomic(target, b"old")
+    write_atomic(target, b"new")
+    assert target.read_bytes() == b"new" and _mode(target) == 0o644
+    assert [p.name for p in target.parent.iterdir()] == ["report.json"]  # no temp file left

@@ -1,4 +1,4 @@
-"""Normal file modes for outputs that livo publishes by temp file + rename.
+"""Normal file modes for outputs that livo publishes by temp file + rename, and that atomic write.
 
 ``tempfile.mkstemp`` creates files 0600 and ``mkdtemp`` folders 0700 whatever the umask, and recent
 transformers write ``model.safetensors`` 0600 as well. Renamed into place, such outputs stay private
@@ -10,6 +10,7 @@ the modes a plain ``open()`` / ``mkdir()`` would have (0644 / 0755 under the usu
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -47,3 +48,22 @@ def make_shareable(path: str | os.PathLike[str]) -> None:
         for folder, dirs, files in os.walk(root):
             for name in [*dirs, *files]:
                 fix(Path(folder) / name)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Writes ``data`` to ``path`` so readers see the old file or the new one, never a part: a temp
+    file in the same folder, fsynced, given the umask's mode, then renamed over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        make_shareable(temp)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path

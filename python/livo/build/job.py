@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from livo.build.rewrite import load_rewriter
 from livo.build.sink import STATE_FOLDER, PairSink, read_ledger
 from livo.data.shards import ShardConfig
 from livo.errors import ConfigError, InputError
-from livo.permissions import make_shareable
+from livo.permissions import write_atomic
 from livo.values.registry import Registry, load_registry, resolve_registry_path
 
 STATE_CONFIG = "config.json"
@@ -58,14 +57,9 @@ def check_output_state(config: BuildConfig) -> None:
 
 def write_state(config: BuildConfig) -> None:
     state = Path(config.output.directory) / STATE_FOLDER / STATE_CONFIG
-    state.parent.mkdir(parents=True, exist_ok=True)
     data = {"fingerprint": config.generation_fingerprint(), "run_id": config.effective_run_id(),
             "config": config.model_dump(mode="json")}
-    fd, temp = tempfile.mkstemp(prefix=f".{state.name}.", dir=state.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-    make_shareable(temp)
-    os.replace(temp, state)
+    write_atomic(state, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
 def validate(config: BuildConfig) -> tuple[Registry, list[str], dict[str, int], Any]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from livo.permissions import make_shareable
+from livo.permissions import write_atomic
 
 
 @dataclass
@@ -58,15 +57,7 @@ class BuildReport:
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Atomically writes the JSON report."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(self.to_json(), handle, indent=2, sort_keys=True)
-            handle.write("\n")
-        make_shareable(temp)
-        os.replace(temp, path)
-        return path
+        return write_atomic(path, (json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n").encode())
 
     def format(self) -> str:
         """The report as a few lines of text for the terminal or a job log."""

@@ -17,7 +17,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from livo.eval.harness import COLUMNS, EvalResult
-from livo.permissions import make_shareable
+from livo.permissions import write_atomic
 
 LABELS: dict[str, str] = {
     "d1": "D1", "d2": "D2", "attribute_obeyed": "obeyed", "avg_r": "Avg R", "avg_s": "Avg S",
@@ -91,19 +90,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "prompt"
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        make_shareable(temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def labelled_grid(rows: list[tuple[str, np.ndarray]], columns: int, scale: int) -> bytes:
     """PNG bytes: one row per (label, images), the label drawn left of the images."""
     from PIL import Image, ImageDraw
@@ -141,7 +127,7 @@ def write_grids(result: EvalResult, folder: Path) -> list[tuple[str, str, Path]]
         taken[prompt.category] = taken.get(prompt.category, 0) + 1
         size = rows[0][1].shape[1]
         path = folder / "grids" / f"{index:03d}-{_slug(prompt.text)}.png"
-        _write_bytes(path, labelled_grid(rows, result.config.grid_columns, _grid_scale(size)))
+        write_atomic(path, labelled_grid(rows, result.config.grid_columns, _grid_scale(size)))
         written.append((prompt.category, prompt.text, path))
     return written
 
@@ -201,7 +187,7 @@ def write_report(result: EvalResult, output: str | os.PathLike[str]) -> Path:
     checks = targets(result)
     table = markdown_table(result)
     grids = write_grids(result, folder)
-    _write_bytes(folder / "results.json", (json.dumps(to_json(result, checks), indent=2) + "\n").encode())
+    write_atomic(folder / "results.json", (json.dumps(to_json(result, checks), indent=2) + "\n").encode())
     lines = ["# LiVO evaluation", "", table, ""]
     if checks:
         lines += ["Targets (training issue, toy world):", ""]
@@ -209,8 +195,8 @@ def write_report(result: EvalResult, output: str | os.PathLike[str]) -> Path:
         lines.append("")
     lines += [f"- {note}" for note in result.notes] + [""]
     lines += [f"![{prompt}]({path.relative_to(folder).as_posix()})" for _, prompt, path in grids]
-    _write_bytes(folder / "results.md", ("\n".join(lines) + "\n").encode())
+    write_atomic(folder / "results.md", ("\n".join(lines) + "\n").encode())
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines() if "---" not in line]
     page = folder / "index.html"
-    _write_bytes(page, html_page(result, rows, checks, grids).encode())
+    write_atomic(page, html_page(result, rows, checks, grids).encode())
     return page

@@ -36,8 +36,8 @@ from livo.models.conditioning import (
     value_conditioning,
 )
 from livo.models.value_encoder import ValueEncoder
-from livo.permissions import make_shareable
 from livo.models.values import Selector, ValueChoice, values_per_image
+from livo.permissions import make_shareable
 
 VALUE_ENCODER_FOLDER = "value_encoder"
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from livo.permissions import make_shareable
+from livo.permissions import write_atomic
 
 
 def grid_image(rows: Sequence[Sequence[np.ndarray]], scale: int = 4, gap: int = 1) -> np.ndarray:
@@ -32,15 +31,6 @@ def save_grid(rows: Sequence[Sequence[np.ndarray]], path: Path, scale: int = 4) 
     """Write the grid as a PNG atomically (temp file in the same folder, then rename)."""
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(grid_image(rows, scale=scale)).save(temp, format="PNG")
-        make_shareable(temp)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    png = io.BytesIO()
+    Image.fromarray(grid_image(rows, scale=scale)).save(png, format="PNG")
+    return write_atomic(path, png.getvalue())

@@ -16,8 +16,6 @@ category (one row per prompt, first ``grid_columns`` images).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ import numpy as np
 
 from livo.errors import ConfigError
 from livo.eval.metrics import attribute_counts, discrepancy_d1, discrepancy_d2, rate
-from livo.permissions import make_shareable
+from livo.permissions import write_atomic
 from livo.toyworld.detect import Detection, detect
 from livo.toyworld.grammar import ATTRIBUTES, DEFAULT_ATTRIBUTE, PromptSpec, report_prompts
 
@@ -140,14 +138,6 @@ def markdown_table(summary: dict[str, dict[str, float]], per_prompt: int) -> str
     return "\n".join(lines)
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    make_shareable(temp)
-    os.replace(temp, path)
-
-
 def write_report(config: ReportConfig) -> str:
     """Generate, detect, measure and write the report files; returns the markdown table."""
     from livo.toyworld.grid import save_grid
@@ -176,9 +166,9 @@ def write_report(config: ReportConfig) -> str:
     speed = {"images": images_made, "seconds": round(seconds, 1), "images_per_s": round(images_made / seconds, 2)}
     record = {"config": asdict(config) | {"guidance_scale": guidance}, "summary": summary, "speed": speed,
               "prompts": rows}
-    _write_text(output / "report.json", json.dumps(record, indent=2) + "\n")
+    write_atomic(output / "report.json", (json.dumps(record, indent=2) + "\n").encode())
     table = markdown_table(summary, config.per_prompt)
     text = (f"{table}\n\nGeneration: {images_made} images in {speed['seconds']} s "
             f"({speed['images_per_s']} images/s, {config.steps} DDIM steps, guidance {guidance}).\n")
-    _write_text(output / "report.md", text)
+    write_atomic(output / "report.md", text.encode())
     return text

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from livo.errors import ConfigError
-from livo.train import checkpoints
 from livo.permissions import make_shareable
+from livo.train import checkpoints
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
 from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
 from livo.train.schedule import lr_factor

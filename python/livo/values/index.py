@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from livo.errors import ConfigError, InputError
-from livo.permissions import make_shareable
+from livo.permissions import make_shareable, write_atomic
 from livo.values.embedders import Embedder, EmbedderIdentity
 from livo.values.registry import Registry, parse_registry
 
@@ -157,18 +157,7 @@ def _metadata(index: ValueIndex, index_sha256: str) -> dict[str, Any]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Writes JSON via a temp file + rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        make_shareable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False).encode())
 
 
 def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
