@@ -104,6 +104,23 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
     return Path(config.output)
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to end this rank when the launching process dies: otherwise a killed
+    ``livo toyworld train`` leaves its spawned ranks training (and saving) on their own.
+
+    torch's spawn already asks for SIGINT, but a job started in the background (``&``, ``nohup``)
+    inherits SIGINT ignored, and then that signal does nothing; SIGTERM is not ignored that way."""
+    if not hasattr(os, "sched_getaffinity"):  # not Linux: no PR_SET_PDEATHSIG
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() == 1:  # the parent died before the call above took effect
+        os._exit(1)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -136,6 +153,8 @@ def _train_rank(rank: int, config: TrainConfig, port: int | None, sink: Any) -> 
     from livo.toyworld.render import training_batch
 
     world = config.processes
+    if world > 1:
+        _die_with_parent()
     log: Callable[[str], None] = sink.put if world > 1 else sink
     torch.set_num_threads(config.threads)
     if world > 1:
