@@ -110,10 +110,12 @@ def _die_with_parent() -> None:
 
     torch's spawn already asks for SIGINT, but a job started in the background (``&``, ``nohup``)
     inherits SIGINT ignored, and then that signal does nothing; SIGTERM is not ignored that way."""
-    if not hasattr(os, "sched_getaffinity"):  # not Linux: no PR_SET_PDEATHSIG
-        return
     import ctypes
     import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):  # PR_SET_PDEATHSIG is Linux-only
+        return
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
