@@ -114,3 +114,34 @@ def test_killing_the_launcher_ends_its_ranks(tmp_path) -> None:
             except psutil.NoSuchProcess:
                 pass
     assert not (tmp_path / "model").exists()
+
+
+def test_drawn_timesteps_follow_the_loss_weights_and_keep_the_expected_loss() -> None:
+    import torch
+
+    from livo.toyworld.model import build_schedulers
+    from livo.toyworld.train import sample_timesteps
+
+    alphas = build_schedulers()[0].alphas_cumprod
+    snr = alphas / (1 - alphas)
+    weight = torch.clamp(snr, max=5.0) / snr
+    generator = torch.Generator().manual_seed(0)
+    drawn, drawn_weight = sample_timesteps("draw", weight, 200_000, generator)
+    uniform, uniform_weight = sample_timesteps("weight", weight, 200_000, generator)
+    low = 100  # the low-noise steps, which min-SNR weights down
+    assert (drawn < low).float().mean() == pytest.approx(float(weight[:low].sum() / weight.sum()), abs=0.005)
+    assert (uniform < low).float().mean() == pytest.approx(low / len(weight), abs=0.005)
+    assert torch.equal(uniform_weight, weight[uniform])
+    # Same expected loss for any per-timestep loss f(t): E_uniform[w f] == E_draw[mean(w) f].
+    f = torch.linspace(0, 1, len(weight)) ** 2
+    assert float((drawn_weight * f[drawn]).mean()) == pytest.approx(float((uniform_weight * f[uniform]).mean()), rel=0.02)
+
+
+def test_drawn_timesteps_and_fused_adamw_train_and_are_recorded(tmp_path) -> None:
+    config = TrainConfig(output=str(tmp_path / "m"), steps=2, batch_size=4, seed=3, processes=1, threads=1,
+                         timestep_sampling="draw", fused_optimizer=True)
+    train(config, log=lambda _: None)
+    recipe = json.loads((tmp_path / "m" / "toyworld.json").read_text())["train_config"]
+    assert recipe["timestep_sampling"] == "draw" and recipe["fused_optimizer"] is True
+    with pytest.raises(ConfigError, match="TrainConfig.timestep_sampling"):
+        train(TrainConfig(output="unused", timestep_sampling="uniform"))

@@ -25,11 +25,14 @@ def register(subparsers: Any) -> None:
     train.add_argument("--output", required=True, help="folder to save the diffusers pipeline into")
     train.add_argument("--steps", type=int, default=TrainConfig.steps)
     train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="global batch over all processes")
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--processes", type=int, default=TrainConfig.processes, help="data-parallel processes (gloo)")
     train.add_argument("--threads", type=int, default=TrainConfig.threads, help="intra-op threads per process")
     train.add_argument("--checkpoint-every", type=int, default=0, help="also save EMA weights every N steps")
+    train.add_argument("--timestep-sampling", choices=("weight", "draw"), default=TrainConfig.timestep_sampling,
+                       help="min-SNR weights as loss weights (shipped) or as the timesteps' distribution")
+    train.add_argument("--fused-optimizer", action="store_true", help="fused AdamW (faster; not the shipped recipe)")
     train.set_defaults(run=run_train)
 
     report = commands.add_parser("report", help="measure bias, harm and fidelity of a model on the toy world")
@@ -88,6 +91,8 @@ def run_train(args: argparse.Namespace) -> int:
         processes=args.processes,
         threads=args.threads,
         checkpoint_every=args.checkpoint_every,
+        timestep_sampling=args.timestep_sampling,
+        fused_optimizer=args.fused_optimizer,
     )
     train(config, log=lambda line: print(line, flush=True))
     return 0

@@ -46,6 +46,10 @@ class TrainConfig:
     ema_decay: float = 0.998
     prompt_dropout: float = 0.1
     min_snr_gamma: float = 5.0
+    # "weight": min-SNR loss weights scaled by their mean; "draw": timesteps drawn in proportion to
+    # those weights (the same expected gradient, fewer samples spent on low-noise steps).
+    timestep_sampling: str = "weight"
+    fused_optimizer: bool = False  # one AdamW kernel for all tensors: ~20 ms less a step, other rounding
     seed: int = 0
     processes: int = 1  # data-parallel worker processes (gloo); 1 trains in the calling process
     threads: int = 2  # intra-op threads per process
@@ -64,6 +68,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.learning_rate must be in (0, 1), got {self.learning_rate}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.timestep_sampling not in ("weight", "draw"):
+            raise ConfigError(f"TrainConfig.timestep_sampling must be 'weight' or 'draw', got {self.timestep_sampling!r}")
         if not 0 <= self.prompt_dropout < 1:
             raise ConfigError(f"TrainConfig.prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
 
@@ -75,6 +81,22 @@ def learning_rate_at(step: int, config: TrainConfig) -> float:
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     floor = config.final_lr_fraction
     return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def sample_timesteps(mode: str, loss_weight: Any, count: int, generator: Any) -> tuple[Any, Any]:
+    """``count`` training timesteps and the loss weight of each sample.
+
+    ``"weight"``: uniform timesteps, each sample weighted by ``loss_weight[t]``. ``"draw"``: timesteps
+    drawn in proportion to ``loss_weight``, every sample weighted by its mean -- the same expected
+    loss, but no samples spent on steps that would be weighted near zero (min-SNR-5 gives 19% of the
+    steps a weight below 0.5)."""
+    import torch
+
+    if mode == "draw":
+        timesteps = torch.multinomial(loss_weight / loss_weight.sum(), count, replacement=True, generator=generator)
+        return timesteps, loss_weight.mean().expand(count)
+    timesteps = torch.randint(0, len(loss_weight), (count,), generator=generator)
+    return timesteps, loss_weight[timesteps]
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
@@ -175,7 +197,10 @@ def _train_rank(rank: int, config: TrainConfig, port: int | None, sink: Any) -> 
         model = _joint_module(text_encoder, unet)
         step_model = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
         ema = [p.detach().clone() for p in model.parameters()] if rank == 0 else []
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+            fused=config.fused_optimizer or None,
+        )
         alphas = scheduler.alphas_cumprod
         snr = alphas / (1 - alphas)
         loss_weight = torch.clamp(snr, max=config.min_snr_gamma) / snr
@@ -211,12 +236,12 @@ def _train_rank(rank: int, config: TrainConfig, port: int | None, sink: Any) -> 
             with torch.no_grad():
                 latents = vae.encode(pixels).latent_dist.sample(generator) * vae.config.scaling_factor
             noise = torch.randn(latents.shape, generator=generator)
-            timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+            timesteps, sample_weight = sample_timesteps(config.timestep_sampling, loss_weight, latents.shape[0], generator)
             noisy = scheduler.add_noise(latents, noise, timesteps)
             ids = torch.stack([tokens(p) for p in prompts])
             prediction = step_model(ids, noisy, timesteps)
             per_sample = ((prediction - noise) ** 2).mean(dim=(1, 2, 3))
-            loss = (per_sample * loss_weight[timesteps]).mean()
+            loss = (per_sample * sample_weight).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # DDP averages the gradients over ranks here
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
