@@ -73,49 +73,6 @@ def test_invalid_recipe_names_the_field() -> None:
         train(TrainConfig(output="unused", batch_size=5, processes=2))
 
 
-def test_killing_the_launcher_ends_its_ranks(tmp_path) -> None:
-    """A killed ``livo toyworld train`` must not leave spawned ranks training and saving on their own.
-
-    Launched as a shell launches a background job (``cmd &``, ``nohup``): with SIGINT ignored, which
-    the ranks inherit, so torch's own parent-death signal (SIGINT) does not stop them."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    import psutil
-
-    script = (
-        "from livo.toyworld.train import TrainConfig, train\n"
-        f"train(TrainConfig(output={str(tmp_path / 'model')!r}, steps=100000, batch_size=2, processes=2, "
-        "log_every=1), log=lambda line: print(line, flush=True))\n"
-    )
-    launcher = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    ranks: list[psutil.Process] = []
-    try:
-        assert launcher.stdout is not None
-        first = launcher.stdout.readline()  # the ranks are training once a step is logged
-        assert '"step"' in first, first
-        ranks = psutil.Process(launcher.pid).children(recursive=True)
-        assert len([r for r in ranks if "spawn" in " ".join(r.cmdline())]) == 2
-        launcher.send_signal(signal.SIGKILL)
-        launcher.wait(timeout=10)
-        _, alive = psutil.wait_procs(ranks, timeout=20)
-        assert not alive, f"ranks still running after the launcher died: {[r.pid for r in alive]}"
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-        # Only this test's processes: other children of the test session (its local Ray) must live on.
-        for process in ranks:  # orphaned ranks are no longer our children, so they are named here
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-    assert not (tmp_path / "model").exists()
-
-
 def test_drawn_timesteps_follow_the_loss_weights_and_keep_the_expected_loss() -> None:
     import torch
 

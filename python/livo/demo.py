@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from livo.errors import ConfigError
+from livo.lifetime import launcher_environment
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "eval" / "configs" / "demo.yaml"
 STAGE_STATE = ".stages"
@@ -200,9 +201,10 @@ def _train(settings: dict[str, Any], dataset: Path, run: Path, threads: int) -> 
     run.mkdir(parents=True, exist_ok=True)
     config_file = run.parent / f"{run.name}.yaml"
     config_file.write_text(yaml.safe_dump(values, sort_keys=False))
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    env = launcher_environment({**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")})
     # A process of its own, as `deepspeed`/`torchrun` would start it: DeepSpeed's process group and
-    # the training memory go away with it. --resume continues an interrupted run.
+    # the training memory go away with it. --resume continues an interrupted run; a killed demo takes
+    # the training process with it (livo.lifetime).
     completed = subprocess.run([sys.executable, "-m", "livo.train", str(config_file), "--resume"], env=env)
     if completed.returncode != 0:
         raise ConfigError(f"training ({config_file}) failed with exit status {completed.returncode}; see above")

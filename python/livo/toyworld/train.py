@@ -126,25 +126,6 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
     return Path(config.output)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to end this rank when the launching process dies: otherwise a killed
-    ``livo toyworld train`` leaves its spawned ranks training (and saving) on their own.
-
-    torch's spawn already asks for SIGINT, but a job started in the background (``&``, ``nohup``)
-    inherits SIGINT ignored, and then that signal does nothing; SIGTERM is not ignored that way."""
-    import ctypes
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):  # PR_SET_PDEATHSIG is Linux-only
-        return
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    if os.getppid() == 1:  # the parent died before the call above took effect
-        os._exit(1)
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -178,7 +159,9 @@ def _train_rank(rank: int, config: TrainConfig, port: int | None, sink: Any) -> 
 
     world = config.processes
     if world > 1:
-        _die_with_parent()
+        from livo.lifetime import end_with_parent
+
+        end_with_parent()  # a killed `livo toyworld train` must not leave its ranks training
     log: Callable[[str], None] = sink.put if world > 1 else sink
     torch.set_num_threads(config.threads)
     if world > 1:
