@@ -124,6 +124,24 @@ def small_run(tmp_path_factory, torch_one_thread):
     return result, page, progress
 
 
+def test_two_worker_processes_make_the_serial_run_s_images_and_table(small_run) -> None:
+    """``workers: 2`` generates the same (method, prompt) tasks in two processes: identical images,
+    rows and counts to the serial run (both at one torch thread)."""
+    from livo.eval.harness import evaluate
+
+    serial, _, _ = small_run
+    config = serial.config.model_copy(update={"workers": 2})
+    progress: list[tuple[str, int, int]] = []
+    parallel = evaluate(config, lambda name, done, total: progress.append((name, done, total)))
+    for name, images in serial.images.items():
+        for ours, theirs in zip(parallel.images[name], images, strict=True):
+            assert (ours is None and theirs is None) or np.array_equal(ours, theirs), name
+    for ours, theirs in zip(parallel.methods, serial.methods, strict=True):
+        assert ours.summary == theirs.summary and ours.images_generated == theirs.images_generated, ours.name
+    generating = [p for p in progress if p[0].startswith("generating")]
+    assert generating and generating[-1][1] == generating[-1][2]
+
+
 def test_every_method_sees_the_same_prompts_and_seeds(small_run) -> None:
     result, _, progress = small_run
     images = result.images

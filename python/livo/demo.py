@@ -221,7 +221,10 @@ def eval_config_for(config: dict[str, Any], folder: Path, index: Path, runs: dic
     data = yaml.safe_load(source.read_text())
     data = merge(data, config["eval"].get("set") or {})
     data["output"] = str(folder / "report")
-    data["threads"] = int(config.get("threads", 2))
+    # The demo's thread budget is shared by the generating processes (one thread each at least).
+    budget = int(config.get("threads", 2))
+    data["workers"] = min(int(data.get("workers", 1)), budget)
+    data["threads"] = max(1, budget // data["workers"])
     methods = []
     for method in data["methods"]:
         if method["kind"] == "livo":

@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("config", help="evaluation config (YAML)")
     evaluate.add_argument("--output", help="report folder (default: the config's 'output')")
     evaluate.add_argument("--per-prompt", type=int, help="images per prompt (default: the config's)")
-    evaluate.add_argument("--threads", type=int, help="torch threads (default: the config's)")
+    evaluate.add_argument("--threads", type=int, help="torch threads per generating process (default: the config's)")
+    evaluate.add_argument("--workers", type=int,
+                          help="generating processes (default: the config's; on CPU, 2 x 1 thread beats 1 x 2)")
     evaluate.set_defaults(run=run_eval)
 
     from livo.demo import register_demo
@@ -74,7 +76,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from livo.eval.config import load_eval_config
 
     config = load_eval_config(args.config, {"output": args.output, "per_prompt": args.per_prompt,
-                                            "threads": args.threads})
+                                            "threads": args.threads, "workers": args.workers})
     started = time.perf_counter()
     table, page = run_evaluation(config)
     print(table)

@@ -140,7 +140,8 @@ class EvalConfig(_Strict):
     grouping: Literal["consecutive", "subsets"] = "consecutive"
     batch_size: int = Field(default=64, ge=1)
     grid_columns: int = Field(default=8, ge=1)
-    threads: int = Field(default=2, ge=1)
+    threads: int = Field(default=2, ge=1)  # torch threads per generating process
+    workers: int = Field(default=1, ge=1)  # generating processes (CPU: 2 x 1 thread beats 1 x 2)
     device: str = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 

@@ -5,6 +5,7 @@ with per-prompt rows and one summary row per method (the results table); ``livo.
 writes it out. Image ``j`` of prompt ``i`` starts from seed ``seed + i * per_prompt + j`` for every
 method. Images are generated once per distinct (method key, prompt) — LiVO leaves prompts without
 a value to the base model, so those are the base's images — and kept in memory as uint8 arrays.
+With ``workers > 1`` they are generated first, on that many processes (``livo.eval.parallel``).
 """
 
 from __future__ import annotations
@@ -166,10 +167,12 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
     results: list[MethodResult] = []
     images_by_method: dict[str, list[np.ndarray | None]] = {}
     total = len(methods) * len(prompts)
+    # Parallel generation fills the cache first; (images made, seconds) per method, as serially counted.
+    made_in_workers = _generate_in_workers(config, prompts, methods, cache, progress) if config.workers > 1 else {}
     done = 0
     for method in methods:
         rows, images_list = [], []
-        made, seconds = 0, 0.0
+        made, seconds = made_in_workers.get(method.name, (0, 0.0))
         for index, prompt in enumerate(prompts):
             if method.config.categories is not None and prompt.category not in method.config.categories:
                 images_list.append(None)
@@ -193,6 +196,40 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         images_by_method[method.name] = images_list
     notes = _quality(config, prompts, methods, results, images_by_method, cache, base_method)
     return EvalResult(config, prompts, results, images_by_method, notes)
+
+
+def _tasks(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method]) -> dict[tuple, tuple[int, int]]:
+    """Each distinct (method key, prompt index) once, as (method index, prompt index) of the first
+    method that needs it -- the method the serial loop would generate it for."""
+    tasks: dict[tuple, tuple[int, int]] = {}
+    for method_index, method in enumerate(methods):
+        for index, prompt in enumerate(prompts):
+            if method.config.categories is not None and prompt.category not in method.config.categories:
+                continue
+            tasks.setdefault((method.key(prompt), index), (method_index, index))
+    return tasks
+
+
+def _generate_in_workers(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method],
+                         cache: dict[tuple, np.ndarray], progress: Progress | None) -> dict[str, tuple[int, float]]:
+    """Fill ``cache`` on ``config.workers`` processes; return (images, generation seconds) per method
+    (seconds summed over the workers)."""
+    from livo.eval.parallel import generate_in_workers
+
+    tasks = _tasks(config, prompts, methods)
+    key_of = {task: key for key, task in tasks.items()}
+    made: dict[str, tuple[int, float]] = {}
+
+    def done(task: tuple[int, int], images: np.ndarray, seconds: float) -> None:
+        cache[key_of[task]] = images
+        name = methods[task[0]].name
+        count, total = made.get(name, (0, 0.0))
+        made[name] = (count + config.per_prompt, total + seconds)
+        if progress is not None:
+            progress(f"generating ({config.workers} workers)", len(cache), len(tasks))
+
+    generate_in_workers(config, list(tasks.values()), done)
+    return {name: (count, round(total, 2)) for name, (count, total) in made.items()}
 
 
 def _quality(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method], results: list[MethodResult],
