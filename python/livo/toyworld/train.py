@@ -46,8 +46,8 @@ class TrainConfig:
     ema_decay: float = 0.998
     prompt_dropout: float = 0.1
     min_snr_gamma: float = 5.0
-    # "weight": min-SNR loss weights scaled by their mean; "draw": timesteps drawn in proportion to
-    # those weights (the same expected gradient, fewer samples spent on low-noise steps).
+    # "weight": uniform timesteps, each sample weighted by its min-SNR weight (shipped); "draw":
+    # timesteps drawn in proportion to those weights (same expected loss; see sample_timesteps).
     timestep_sampling: str = "weight"
     fused_optimizer: bool = False  # one AdamW kernel for all tensors: ~20 ms less a step, other rounding
     seed: int = 0
