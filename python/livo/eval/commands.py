@@ -45,6 +45,9 @@ class StageProgress:
                 print(f"    {self.label}: {item} (prompt {done}/{total} overall, "
                       f"{time.perf_counter() - self.started:.0f} s)", file=sys.stderr, flush=True)
             return
+        if self.bar is not None and self.bar.total != total:  # a new phase (workers generate, then judging)
+            self.bar.close()
+            self.bar = None
         if self.bar is None:
             from tqdm import tqdm
 

@@ -226,7 +226,7 @@ def _generate_in_workers(config: EvalConfig, prompts: list[EvalPrompt], methods:
         count, total = made.get(name, (0, 0.0))
         made[name] = (count + config.per_prompt, total + seconds)
         if progress is not None:
-            progress(f"generating ({config.workers} workers)", len(cache), len(tasks))
+            progress(f"generating {name} ({config.workers} workers)", len(cache), len(tasks))
 
     generate_in_workers(config, list(tasks.values()), done)
     return {name: (count, round(total, 2)) for name, (count, total) in made.items()}
