@@ -26,22 +26,27 @@ def background_job(script: str) -> subprocess.Popen[str]:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
 
+def kill_all(launcher: subprocess.Popen[str], children: list[psutil.Process]) -> None:
+    """Kill ``launcher`` and ``children``, and only them: other children of the test session (its local
+    Ray) must live on. Orphans are no longer our children, so they are named here."""
+    if launcher.poll() is None:
+        launcher.kill()
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def kill_and_expect_children_gone(launcher: subprocess.Popen[str], children: list[psutil.Process]) -> None:
-    """SIGKILL ``launcher``; its ``children`` must end within 30 s. Leftovers are killed here either way,
-    and only they: other children of the test session (its local Ray) must live on."""
+    """SIGKILL ``launcher``; its ``children`` must end within 30 s (leftovers are killed either way)."""
     try:
         launcher.send_signal(signal.SIGKILL)
         launcher.wait(timeout=10)
         _, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, f"still running after their launcher died: {[c.pid for c in alive]}"
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
-        for child in children:  # orphans are no longer our children, so they are named here
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
+        kill_all(launcher, children)
 
 
 def test_a_child_whose_launcher_is_already_gone_exits_at_once() -> None:
@@ -83,8 +88,10 @@ def test_killing_the_demo_ends_its_training_process(tmp_path: Path) -> None:
             if trainers and sum(trainers[0].cpu_times()[:2]) >= 2.0:
                 break
             time.sleep(0.2)
-    finally:
-        kill_and_expect_children_gone(demo, children)
+    except BaseException:  # a failure while waiting is the error to report, not the kill's
+        kill_all(demo, children)
+        raise
+    kill_and_expect_children_gone(demo, children)
     assert not (run / "value_encoder").exists() and not (run / "run_summary.json").exists()
 
 
@@ -103,6 +110,8 @@ def test_killing_toyworld_train_ends_its_ranks(tmp_path: Path) -> None:
         assert '"step"' in first, first
         ranks = psutil.Process(launcher.pid).children(recursive=True)
         assert len([r for r in ranks if "spawn" in " ".join(r.cmdline())]) == 2
-    finally:
-        kill_and_expect_children_gone(launcher, ranks)
+    except BaseException:
+        kill_all(launcher, ranks)
+        raise
+    kill_and_expect_children_gone(launcher, ranks)
     assert not (tmp_path / "model").exists()

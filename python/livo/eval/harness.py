@@ -174,7 +174,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         rows, images_list = [], []
         made, seconds = made_in_workers.get(method.name, (0, 0.0))
         for index, prompt in enumerate(prompts):
-            if method.config.categories is not None and prompt.category not in method.config.categories:
+            if not _runs_on(method, prompt):
                 images_list.append(None)
                 done += 1
                 continue
@@ -198,13 +198,18 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
     return EvalResult(config, prompts, results, images_by_method, notes)
 
 
+def _runs_on(method: Method, prompt: EvalPrompt) -> bool:
+    """Whether ``method`` is evaluated on ``prompt`` (a method may be limited to some categories)."""
+    return method.config.categories is None or prompt.category in method.config.categories
+
+
 def _tasks(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method]) -> dict[tuple, tuple[int, int]]:
     """Each distinct (method key, prompt index) once, as (method index, prompt index) of the first
     method that needs it -- the method the serial loop would generate it for."""
     tasks: dict[tuple, tuple[int, int]] = {}
     for method_index, method in enumerate(methods):
         for index, prompt in enumerate(prompts):
-            if method.config.categories is not None and prompt.category not in method.config.categories:
+            if not _runs_on(method, prompt):
                 continue
             tasks.setdefault((method.key(prompt), index), (method_index, index))
     return tasks
