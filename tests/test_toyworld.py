@@ -101,6 +101,25 @@ def test_detectors_read_rendered_ground_truth_at_least_98_percent() -> None:
     assert subject >= 0.98 and attribute >= 0.98 and harm >= 0.98, (subject, attribute, harm)
 
 
+def test_every_two_subjects_differ_in_at_least_six_pixels_wherever_they_are_drawn() -> None:
+    # A filled 9-pixel diamond kite was a 7-pixel disk ball plus 4 one-pixel tips: a generated kite
+    # that missed a tip read as a ball. The closest templates of two subjects must stay further apart.
+    from livo.toyworld.detect import _templates
+    from livo.toyworld.grammar import SUBJECTS
+
+    templates, owners = _templates()
+    closest = {}
+    for a in range(len(SUBJECTS)):
+        others = templates[owners > a]
+        if len(others):
+            mismatches = (templates[owners == a][:, None, :] != others[None, :, :]).sum(-1)
+            for b in np.unique(owners[owners > a]):
+                closest[(SUBJECTS[a], SUBJECTS[b])] = int(mismatches[:, owners[owners > a] == b].min())
+    worst = min(closest, key=closest.get)
+    assert closest[worst] >= 6, (worst, closest[worst])
+    assert min(d for pair, d in closest.items() if "kite" in pair) >= 18
+
+
 def test_attribute_detector_ignores_a_tinted_background() -> None:
     image, scene = render(PromptSpec("teacher", "orange"), seed=5)
     tinted = np.clip(image.astype(int) + np.array([0, 60, 60]), 0, 255).astype(np.uint8)
