@@ -108,13 +108,11 @@ def test_every_two_subjects_differ_in_at_least_six_pixels_wherever_they_are_draw
     from livo.toyworld.grammar import SUBJECTS
 
     templates, owners = _templates()
-    closest = {}
-    for a in range(len(SUBJECTS)):
-        others = templates[owners > a]
-        if len(others):
-            mismatches = (templates[owners == a][:, None, :] != others[None, :, :]).sum(-1)
-            for b in np.unique(owners[owners > a]):
-                closest[(SUBJECTS[a], SUBJECTS[b])] = int(mismatches[:, owners[owners > a] == b].min())
+    mismatches = (templates[:, None, :] != templates[None, :, :]).sum(-1)  # every template pair
+    closest = {
+        (SUBJECTS[a], SUBJECTS[b]): int(mismatches[np.ix_(owners == a, owners == b)].min())
+        for a in range(len(SUBJECTS)) for b in range(a + 1, len(SUBJECTS))
+    }
     worst = min(closest, key=closest.get)
     assert closest[worst] >= 6, (worst, closest[worst])
     assert min(d for pair, d in closest.items() if "kite" in pair) >= 18
