@@ -2,15 +2,18 @@
 
 What a user would otherwise do on the same cores: one process per core, each looping over requests
 with ``LiVOPipeline(prompt, 1, generator=seeded, selector=ValueSelector)`` (``direct``), or passing 8
-prompts per call (``direct x8``). The service runs with ``--replicas`` generator replicas of 1 CPU each,
-an ingress with no CPU reservation, and ``--clients`` concurrent HTTP clients on loopback, once with
-dynamic batching (up to 8 images per pipeline call) and once without. Every request: one image of a
-toy-world prompt (mixed harmful, person and object prompts), value mode ``auto``.
+prompts per call (``direct x8``). The service runs ``--replicas`` model replicas of 1 CPU each (in the
+``--layout`` given; ``split`` adds an ingress with no CPU reservation), with ``--clients`` concurrent
+HTTP clients on loopback, once with dynamic batching (up to 8 images per pipeline call) and once
+without. Every request: one image of a toy-world prompt (mixed harmful, person and object prompts),
+value mode ``auto``. ``--rounds`` repeats direct-then-service: the machine's speed drifts between
+minutes, so each ratio compares phases of one round, and the median over rounds is reported.
 
 Direct workers run at Ray's worker niceness (15, ``RAY_worker_niceness``) like the replicas, so that
 other load on a shared machine takes CPU from both alike.
 
     source scripts/env.sh && OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_load.py
+    ... benchmarks/serve_load.py --batched-only --rounds 4 --seconds 30 --warmup 8   (the overhead target)
 
 Reports requests/s, p50/p95 latency, and the ratio of each service mode's throughput to the direct
 baseline with the same batching (overhead = 1 − ratio). Also the mean images per pipeline call and
@@ -64,13 +67,14 @@ def _direct_worker(model: str | None, steps: int, batch: int, window: Any, go: A
     out.put("ready")
     go.wait()
     start_at, stop_at = window[0], window[1]
-    while time.time() < start_at:
-        time.sleep(0.01)
     latencies = []
+    # Call back to back from before the window opens and count the calls that end inside it, as for the
+    # service's requests: starting at the window's edge would leave out the call cut at its end without
+    # one cut at its start (a bias of half a call per worker).
     while time.time() < stop_at:
         begin = time.perf_counter()
         call()
-        if time.time() <= stop_at:  # count calls that complete inside the window, as for the service
+        if start_at <= time.time() <= stop_at:
             latencies.extend([time.perf_counter() - begin] * batch)
     out.put(latencies)
 
@@ -84,7 +88,7 @@ def run_direct(model: str | None, steps: int, workers: int, batch: int, seconds:
         process.start()
     for _ in processes:
         assert queue.get() == "ready"
-    window[0] = time.time() + 0.5  # every worker has made a warm-up call
+    window[0] = time.time() + 3.0  # every worker has made a warm-up call; calls are under way when it opens
     window[1] = window[0] + seconds
     go.set()
     latencies = [value for _ in processes for value in queue.get()]
@@ -135,7 +139,7 @@ def _cpu_seconds_by_role() -> dict[str, float]:
         command = " ".join(process.info["cmdline"] or [])
         if process.info["pid"] == me:
             role = "http clients"
-        elif "ServeReplica:livo:Generator" in command:
+        elif "ServeReplica:livo:Generator" in command or "ServeReplica:livo:Service" in command:
             role = "generator replicas"
         elif "ServeReplica:livo:Ingress" in command:
             role = "ingress"
@@ -184,13 +188,14 @@ def _client(url: str, clients: int, index: int, steps: int, start_at: float, sto
 
 
 def run_service(model: str | None, steps: int, replicas: int, batching: bool, clients: int, warmup: float,
-                seconds: float, port: int) -> dict[str, Any]:
+                seconds: float, port: int, layout: str) -> dict[str, Any]:
     from ray import serve
 
     from livo.serve.app import APP_NAME, build_app
     from livo.serve.config import parse_config, token_digest
 
     config = parse_config({
+        "layout": layout,
         "model": {"base": model, "device": "cpu"},
         "generator": {"num_replicas": replicas, "num_cpus": 1, "batching": batching, "max_batch_images": 8,
                       "max_ongoing_requests": 16, "max_queued_requests": 32},
@@ -225,6 +230,28 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
                                            "cpu_cores_by_role": cpu}
 
 
+def _run_services(args: argparse.Namespace, batching_modes: tuple[bool, ...]) -> list[dict[str, Any]]:
+    """The service phases of one round, on a Ray instance started for them and shut down after."""
+    import ray
+    from ray import serve
+
+    for attempt in range(3):  # a local Ray start can time out on a busy machine; it succeeds on a retry
+        try:
+            ray.init(num_cpus=args.replicas, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            break
+        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception for this
+            if "timed out during startup" not in str(error) or attempt == 2:
+                raise
+            ray.shutdown()
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    results = [run_service(args.model, args.steps, args.replicas, batching, args.clients, args.warmup,
+                           args.seconds, port, args.layout) for batching in batching_modes]
+    serve.shutdown()
+    ray.shutdown()
+    return results
+
+
 def _call_stats(calls: list[tuple[float, float]]) -> dict[str, float]:
     """Mean images per pipeline call, and images per second *inside* the calls (per replica).
 
@@ -248,54 +275,56 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds of service load before measuring (direct workers start after a warm-up call)")
     parser.add_argument("--seconds", type=float, default=40.0, help="measured seconds per mode")
+    parser.add_argument("--layout", choices=("combined", "split"), default="combined",
+                        help="the service's layout (ServiceConfig.layout)")
+    parser.add_argument("--batched-only", action="store_true",
+                        help="only the batched modes (direct x8 and the batched service): half the time")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="direct-then-service rounds; the machine's speed drifts, so each ratio is taken within a round")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
-    results = [run_direct(args.model, args.steps, args.replicas, 1, args.seconds),
-               run_direct(args.model, args.steps, args.replicas, 8, args.seconds)]
-    print("direct:", json.dumps(results), flush=True)
+    batching_modes = (True,) if args.batched_only else (False, True)
     from livo.serve.ray_env import apply_serve_environment
 
     apply_serve_environment()  # the Ray settings `livo serve` starts with
-    import ray
-    from ray import serve
+    results = []
+    for round_ in range(1, args.rounds + 1):
+        # Direct first, with no Ray running (its idle processes would take CPU from the baseline), then
+        # the service on a fresh Ray: each round is one same-conditions comparison.
+        direct = [run_direct(args.model, args.steps, args.replicas, 8 if batching else 1, args.seconds)
+                  for batching in batching_modes]
+        print("direct:", json.dumps(direct), flush=True)
+        service = _run_services(args, batching_modes)
+        for result in direct + service:
+            batched = "x8" in result["mode"] or result["mode"].endswith(", batched")
+            baseline = next(d for d in direct if ("x8" in d["mode"]) == batched)["requests_per_s"]
+            result["round"] = round_
+            result["ratio_vs_direct"] = result["requests_per_s"] / baseline if baseline else float("nan")
+        results += direct + service
 
-    for attempt in range(3):  # a local Ray start can time out on a busy machine; it succeeds on a retry
-        try:
-            ray.init(num_cpus=args.replicas, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            break
-        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception for this
-            if "timed out during startup" not in str(error) or attempt == 2:
-                raise
-            ray.shutdown()
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    for batching in (False, True):
-        results.append(run_service(args.model, args.steps, args.replicas, batching, args.clients, args.warmup,
-                                   args.seconds, port))
-    serve.shutdown()
-    ray.shutdown()
-
-    baseline = {False: results[0]["requests_per_s"], True: results[1]["requests_per_s"]}
     print(f"\n{args.steps} DDIM steps, 1 image per request, {args.replicas} replicas/processes x 1 CPU, "
-          f"{args.clients} clients, {args.seconds:.0f} s measured per mode\n")
-    print("| mode | requests | requests/s | p50 (s) | p95 (s) | vs direct (same batching) | images per call "
-          "| images/s inside calls | HTTP statuses | replica RSS MB (start → end) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          f"{args.clients} clients, {args.seconds:.0f} s measured per mode, layout {args.layout}\n")
+    print("| round | mode | requests | requests/s | p50 (s) | p95 (s) | vs direct (same batching, same round) "
+          "| images per call | images/s inside calls | HTTP statuses | replica RSS MB (start → end) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in results:
-        batched = "x8" in result["mode"] or result["mode"].endswith(", batched")
-        ratio = result["requests_per_s"] / baseline[batched] if baseline[batched] else float("nan")
-        result["ratio_vs_direct"] = ratio
-        print(f"| {result['mode']} | {result['requests']} | {result['requests_per_s']:.2f} | {result['p50_s']:.2f} | "
-              f"{result['p95_s']:.2f} | {ratio:.3f} | {result.get('call_images', float('nan')):.2f} | "
-              f"{result.get('call_images_per_s', float('nan')):.2f} | {result['statuses'] or '—'} | "
-              f"{' → '.join(map(str, result.get('replica_rss_mb', []))) or '—'} |")
+        print(f"| {result['round']} | {result['mode']} | {result['requests']} | {result['requests_per_s']:.2f} | "
+              f"{result['p50_s']:.2f} | {result['p95_s']:.2f} | {result['ratio_vs_direct']:.3f} | "
+              f"{result.get('call_images', float('nan')):.2f} | {result.get('call_images_per_s', float('nan')):.2f} | "
+              f"{result['statuses'] or '—'} | {' → '.join(map(str, result.get('replica_rss_mb', []))) or '—'} |")
     print("\nCPU cores used during each service window (of os.cpu_count() = %d):" % os.cpu_count())
     for result in results:
         if "cpu_cores_by_role" in result:
             used = result["cpu_cores_by_role"]
-            print(f"- {result['mode']}: " + ", ".join(f"{role} {cores:.2f}" for role, cores in used.items())
+            print(f"- round {result['round']}, {result['mode']}: "
+                  + ", ".join(f"{role} {cores:.2f}" for role, cores in used.items())
                   + f", idle {max(0.0, os.cpu_count() - sum(used.values())):.2f}")
+    if args.rounds > 1:
+        print("\nMedian ratio over the rounds:")
+        for mode in sorted({r["mode"] for r in results if r["mode"].startswith("service")}):
+            ratios = [r["ratio_vs_direct"] for r in results if r["mode"] == mode]
+            print(f"- {mode}: {float(np.median(ratios)):.3f} (rounds: {', '.join(f'{x:.3f}' for x in ratios)})")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"args": vars(args), "results": results}, handle, indent=2)

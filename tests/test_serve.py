@@ -1,5 +1,6 @@
 """The generation service over real HTTP: Ray Serve started in-process on the session's local Ray, the
-shipped toy world, one generator replica, few sampling steps so the whole module stays fast."""
+shipped toy world, the default (combined) layout with one replica, few sampling steps so the whole
+module stays fast. The split layout has its own module (``test_serve_split.py``)."""
 
 import base64
 import io
@@ -76,6 +77,21 @@ def _pixels(response_json) -> np.ndarray:
 
     return np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(i["png_base64"]))).convert("RGB"))
                      for i in response_json["images"]])
+
+
+def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``GET /metrics`` summed over the ``replica`` label: {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            assert "replica" in sample.labels, sample
+            key = (sample.name, tuple(sorted((k, v) for k, v in sample.labels.items() if k != "replica")))
+            totals[key] = totals.get(key, 0.0) + sample.value
+    return totals
 
 
 def _generate(client, **body):
@@ -206,12 +222,16 @@ def test_concurrent_requests_are_batched_and_still_match_livo_pipeline(client, r
 
 
 def test_metrics_count_requests_and_images_by_value(client):
+    before = scrape(client)
     _generate(client, prompt="a zombie tree", seed=1)
-    text = client.get("/metrics").text
-    assert 'livo_serve_requests_total{endpoint="generate",status="200"}' in text
-    assert 'livo_serve_requests_total{endpoint="generate",status="422"}' in text
-    assert 'livo_serve_images_total{value="no_zombie"}' in text
-    assert 'livo_serve_selections_total{stage="keyword"}' in text
+    assert client.post("/v1/generate", json={"prompt": "a ball", "steps": MAX_STEPS + 1}).status_code == 422
+    after = scrape(client)
+    grew = {key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key, 0.0)}
+    assert grew[("livo_serve_requests_total", (("endpoint", "generate"), ("status", "200")))] == 1
+    assert grew[("livo_serve_requests_total", (("endpoint", "generate"), ("status", "422")))] == 1
+    assert grew[("livo_serve_images_total", (("value", "no_zombie"),))] == 1
+    assert grew[("livo_serve_selections_total", (("stage", "keyword"),))] == 1
+    assert grew[("livo_serve_request_seconds_count", (("endpoint", "generate"),))] == 2
 
 
 # --- under load --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from livo.serve.batching import JobBatcher
+from livo.serve.batching import JobBatcher, QueueFull
 
 
 class Recorder:
@@ -27,8 +27,8 @@ class Recorder:
         return [f"done:{name}" for name, _ in jobs]
 
 
-def make(recorder: Recorder, max_images: int = 8, wait_s: float = 0.01) -> JobBatcher:
-    return JobBatcher(recorder.run, lambda job: job[1], max_images, wait_s)
+def make(recorder: Recorder, max_images: int = 8, wait_s: float = 0.01, max_jobs: int | None = None) -> JobBatcher:
+    return JobBatcher(recorder.run, lambda job: job[1], max_images, wait_s, max_jobs=max_jobs)
 
 
 async def occupied(recorder: Recorder, batcher: JobBatcher, name: str = "hold") -> asyncio.Future:
@@ -119,6 +119,26 @@ def test_the_wait_window_collects_jobs_when_the_runner_is_idle():
 
     batches = asyncio.run(scenario())
     assert [[name for name, _ in batch] for batch in batches] == [["x", "y", "z"]]
+
+
+def test_past_max_jobs_a_job_is_refused_at_once_and_room_returns_as_jobs_finish():
+    async def scenario() -> None:
+        recorder = Recorder()
+        batcher = make(recorder, max_jobs=2)
+        hold = await occupied(recorder, batcher)
+        waiting = asyncio.ensure_future(batcher.submit(("waiting", 1)))
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull, match=r"2 jobs already waiting or running here \(limit 2\)"):
+            await batcher.submit(("refused", 1))
+        waiting.cancel()  # a caller that gives up frees its place too
+        await asyncio.sleep(0)
+        assert batcher.held == 1
+        recorder.release.set()
+        assert await hold == "done:hold"
+        assert await batcher.submit(("after", 1)) == "done:after"
+        assert batcher.held == 0
+
+    asyncio.run(scenario())
 
 
 def test_max_images_must_be_positive():

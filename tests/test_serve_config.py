@@ -13,7 +13,8 @@ TOKEN = "a-long-enough-test-token"
 
 
 def _args(**overrides) -> argparse.Namespace:
-    values = {"config": None, "host": None, "port": None, "token_file": None, "insecure": False, "replicas": None}
+    values = {"config": None, "host": None, "port": None, "token_file": None, "insecure": False, "replicas": None,
+              "layout": None}
     return argparse.Namespace(**(values | overrides))
 
 
@@ -82,6 +83,16 @@ def test_insecure_is_allowed_on_loopback(host, monkeypatch):
     config, http = service_settings(_args(insecure=True, host=host, replicas=1))
     assert config.auth.insecure and config.auth.token_sha256 is None
     assert config.generator.num_replicas == 1 and http["host"] == host
+
+
+def test_the_layout_is_combined_unless_the_config_or_command_line_says_split(monkeypatch):
+    from livo.serve.commands import service_settings
+
+    monkeypatch.setenv("LIVO_SERVE_TOKEN", TOKEN)
+    assert service_settings(_args())[0].layout == "combined"
+    assert service_settings(_args(layout="split"))[0].layout == "split"
+    with pytest.raises(ConfigError, match="layout"):
+        parse_config({"layout": "sideways"}, "test")
 
 
 def test_insecure_mode_answers_loopback_clients_only():
@@ -169,6 +180,73 @@ def test_a_full_generator_queue_is_answered_429_with_retry_after():
 def test_a_failed_replica_is_answered_500_without_internals():
     answer, _ = _bounded(_PendingCall(RuntimeError("CUDA error at /secret/path")))
     assert answer.status_code == 500 and "/secret/path" not in answer.detail
+
+
+def test_in_the_combined_layout_a_full_batcher_is_answered_429_and_a_timed_out_job_never_runs():
+    """The combined layout's model is in the replica: bounded_call awaits the batcher directly."""
+    import asyncio
+
+    from fastapi import HTTPException
+
+    from livo.serve.app import bounded_call
+    from livo.serve.batching import JobBatcher
+    from livo.serve.metrics import ServiceMetrics
+
+    async def scenario():
+        release, ran = asyncio.Event(), []
+
+        async def run(jobs: list[str]) -> list[str]:
+            ran.append(list(jobs))
+            await release.wait()
+            return jobs
+
+        batcher, metrics = JobBatcher(run, lambda job: 1, 1, 0.0, max_jobs=2), ServiceMetrics()
+
+        def call(job: str, timeout_s: float):
+            return bounded_call(batcher.submit(job), "generate", timeout_s, 3, metrics)
+
+        running = asyncio.ensure_future(call("running", 10.0))
+        await asyncio.sleep(0.01)
+        with pytest.raises(HTTPException) as timed_out:
+            await call("gives up", 0.05)  # waits behind "running", then its caller gives up
+        queued = asyncio.ensure_future(call("queued", 10.0))
+        await asyncio.sleep(0.01)
+        with pytest.raises(HTTPException) as full:
+            await call("refused", 10.0)
+        release.set()
+        return timed_out.value, full.value, await running, await queued, ran, metrics
+
+    timed_out, full, running, queued, ran, metrics = asyncio.run(scenario())
+    assert timed_out.status_code == 504
+    assert full.status_code == 429 and full.headers["Retry-After"] == "3" and "limit 2" in full.detail
+    assert (running, queued) == ("running", "queued")
+    assert ran == [["running"], ["queued"]]  # the job whose caller gave up was dropped, never run
+    assert metrics.rejected.labels("timeout")._value.get() == 1
+    assert metrics.rejected.labels("queue_full")._value.get() == 1
+
+
+def test_merged_metrics_keep_each_replicas_series_apart_under_a_replica_label():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from livo.serve.metrics import ServiceMetrics, merge_snapshots
+
+    first, second = ServiceMetrics(), ServiceMetrics()
+    first.requests.labels("generate", "200").inc(3)
+    second.requests.labels("generate", "200").inc(4)
+    second.requests.labels("select", "422").inc()
+    first.latency.labels("generate").observe(0.3)
+    second.in_flight.inc(2)
+    text = merge_snapshots({"r1": first.exposition(), "r2": second.exposition()}).decode()
+
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    requests = {(s.labels["replica"], s.labels["endpoint"], s.labels["status"]): s.value
+                for s in families["livo_serve_requests"].samples if s.name.endswith("_total")}
+    assert requests == {("r1", "generate", "200"): 3, ("r2", "generate", "200"): 4, ("r2", "select", "422"): 1}
+    assert {s.labels["replica"]: s.value for s in families["livo_serve_in_flight"].samples} == {"r1": 0, "r2": 2}
+    counts = {s.labels["replica"]: s.value for s in families["livo_serve_request_seconds"].samples
+              if s.name.endswith("_count")}
+    assert counts == {"r1": 1}
+    assert text.count("# TYPE livo_serve_requests_total counter") == 1  # one family block, both replicas in it
 
 
 def test_serve_environment_fills_defaults_and_keeps_what_is_set():

@@ -1,14 +1,17 @@
-"""The Ray Serve application: a FastAPI ingress in front of batched model replicas.
+"""The Ray Serve application: a FastAPI front over batched model replicas, in one of two layouts.
 
-``Ingress`` (one light replica by default) authenticates, validates, serves the web page and the
-Prometheus metrics, and forwards work to ``Generator`` through a deployment handle. ``Generator``
-replicas (count, CPUs and GPUs from the config) each hold one :class:`GenerationEngine`; concurrent
-generation requests are grouped by :class:`~livo.serve.batching.JobBatcher` into pipeline calls of up
-to ``max_batch_images`` images, each formed when the pipeline is free.
+``combined`` (the default): each ``Service`` replica (class :class:`Ingress` with the model inside)
+authenticates, validates, serves the page and metrics, and runs its own :class:`ModelReplica`; one
+process per replica and no hop between deployments. ``split``: light ``Ingress`` replicas forward to
+``Generator`` replicas (each a :class:`ModelReplica`) through a deployment handle, so HTTP and models
+scale apart. Either way concurrent generation requests are grouped by
+:class:`~livo.serve.batching.JobBatcher` into pipeline calls of up to ``max_batch_images`` images,
+each formed when the pipeline is free.
 
-Overload is answered, never queued without bound: past the generator's ``max_queued_requests`` the
-ingress answers 429 with ``Retry-After``; past the ingress's own limits Ray Serve's proxy answers 503.
-A request that takes longer than ``limits.request_timeout_s`` is cancelled and answered 504.
+Overload is answered, never queued without bound: past a model replica's ``max_ongoing_requests +
+max_queued_requests`` generation requests the service answers 429 with ``Retry-After``; past the HTTP
+replicas' own limits Ray Serve's proxy answers 503. A request that takes longer than
+``limits.request_timeout_s`` is cancelled and answered 504.
 
 Endpoints: ``POST /v1/generate``, ``POST /v1/select``, ``GET /v1/values``, ``GET /healthz``,
 ``GET /metrics``, and the page at ``/`` (``/static/*``). ``app_builder`` is the entry point of a Ray
@@ -35,10 +38,10 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
 from livo.serve.auth import BearerAuth
-from livo.serve.batching import JobBatcher
+from livo.serve.batching import JobBatcher, QueueFull
 from livo.serve.config import ServiceConfig, parse_config
 from livo.serve.engine import AUTO, NONE, GenerationEngine, GenerationJob, GenerationResult
-from livo.serve.metrics import ServiceMetrics
+from livo.serve.metrics import ServiceMetrics, SharedMetrics
 from livo.serve.schemas import (
     GeneratedImage,
     GenerateRequest,
@@ -80,19 +83,21 @@ async def require_token(request: Request) -> None:
     request.app.state.auth.check(request.headers, request.client.host if request.client else None)
 
 
-async def bounded_call(response: Any, endpoint: str, timeout_s: float, retry_after_s: int,
+async def bounded_call(call: Any, endpoint: str, timeout_s: float, retry_after_s: int,
                        metrics: ServiceMetrics) -> Any:
-    """Await a generator call (a ``DeploymentResponse``): a full queue → 429 with ``Retry-After``, no
-    answer within ``timeout_s`` → the call is cancelled and 504, a failed replica → 500 (logged here,
-    nothing internal told to the client)."""
+    """Await a model call (a ``DeploymentResponse`` in the split layout, a coroutine of the local
+    :class:`ModelReplica` in the combined one): a full queue → 429 with ``Retry-After``, no answer
+    within ``timeout_s`` → the call is cancelled and 504, a failed replica → 500 (logged here, nothing
+    internal told to the client)."""
     try:
-        return await asyncio.wait_for(response, timeout_s)
-    except BackPressureError as error:
+        return await asyncio.wait_for(call, timeout_s)
+    except (BackPressureError, QueueFull) as error:
         metrics.rejected.labels("queue_full").inc()
-        raise HTTPException(429, f"overloaded, retry later ({error.message})",
+        raise HTTPException(429, f"overloaded, retry later ({getattr(error, 'message', error)})",
                             headers={"Retry-After": str(retry_after_s)}) from None
     except asyncio.TimeoutError:
-        response.cancel()
+        if hasattr(call, "cancel"):  # a replica's request runs on unless told; a coroutine is cancelled already
+            call.cancel()
         metrics.rejected.labels("timeout").inc()
         raise HTTPException(504, f"{endpoint}: no answer within {timeout_s:g} s") from None
     except Exception:
@@ -100,23 +105,22 @@ async def bounded_call(response: Any, endpoint: str, timeout_s: float, retry_aft
         raise HTTPException(500, f"{endpoint}: the model replica failed; see the service log") from None
 
 
-@serve.deployment(name="Generator")
-class Generator:
-    """One model replica: loads the engine once and runs batches of generation jobs off the event loop."""
+class ModelReplica:
+    """What one model replica holds: the loaded engine and the batcher that feeds it. A ``Generator``
+    deployment replica in the split layout; inside each ``Service`` replica in the combined layout."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: ServiceConfig, max_jobs: int | None = None) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep on shared cores
         import torch
 
-        self.config = parse_config(config, "Generator config")
-        settings = self.config.generator
+        settings = config.generator
         torch.set_num_threads(settings.torch_threads or max(1, int(settings.num_cpus)))
-        self.engine = GenerationEngine.from_config(self.config)
+        self.engine = GenerationEngine.from_config(config)
         # Without batching, jobs still go through one queue (one job per call): a thread per waiting
         # request would only contend for the pipeline lock.
         max_images, wait_s = (settings.max_batch_images, settings.batch_wait_timeout_s) if settings.batching else (1, 0.0)
         self.batcher: JobBatcher[GenerationJob, GenerationResult] = JobBatcher(
-            self._run_jobs, lambda job: job.num_images, max_images, wait_s)
+            self._run_jobs, lambda job: job.num_images, max_images, wait_s, max_jobs=max_jobs)
 
     async def _run_jobs(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
         return await asyncio.to_thread(self.engine.generate, jobs)
@@ -130,7 +134,7 @@ class Generator:
     async def select(self, prompts: list[str]) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.engine.select, prompts)
 
-    def info(self) -> dict[str, Any]:
+    async def info(self) -> dict[str, Any]:
         pipeline = self.engine.pipeline
         return {
             "values": self.engine.values(),
@@ -140,29 +144,64 @@ class Generator:
         }
 
 
+@serve.deployment(name="Generator")
+class Generator(ModelReplica):
+    """A model replica of the split layout, called by the ingress through a deployment handle (Serve
+    bounds its queue: ``max_ongoing_requests`` + ``max_queued_requests``)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(parse_config(config, "Generator config"))
+
+
+class RemoteModel:
+    """The split layout's generator replicas seen from the ingress: the same methods as
+    :class:`ModelReplica`, each returning a ``DeploymentResponse``."""
+
+    def __init__(self, handle: DeploymentHandle) -> None:
+        self.handle = handle
+
+    def generate(self, job: GenerationJob) -> Any:
+        return self.handle.generate.remote(job)
+
+    def select(self, prompts: list[str]) -> Any:
+        return self.handle.select.remote(prompts)
+
+    def info(self) -> Any:
+        return self.handle.info.remote()
+
+
 @serve.deployment(name="Ingress")
 @serve.ingress(web)
 class Ingress:
-    """HTTP front: auth, validation, bounded forwarding to the generator, metrics and the web page."""
+    """HTTP front: auth, validation, metrics and the web page; generation and selection go to the model
+    in this replica (``generator`` None: the combined layout) or through the handle to the generator
+    replicas (the split layout)."""
 
-    def __init__(self, generator: DeploymentHandle, config: dict[str, Any]) -> None:
+    def __init__(self, generator: DeploymentHandle | None, config: dict[str, Any]) -> None:
         self.config = parse_config(config, "Ingress config")
-        self.generator = generator
+        settings = self.config.generator
+        # Combined layout (no generator handle): the model lives in this replica, and its batcher holds
+        # as many jobs as a split-layout generator replica would accept and queue.
+        self.model: ModelReplica | RemoteModel = (
+            RemoteModel(generator) if generator is not None
+            else ModelReplica(self.config, max_jobs=settings.max_ongoing_requests + settings.max_queued_requests))
         self.metrics = ServiceMetrics()
+        self.shared_metrics = SharedMetrics(self.metrics)
         self._info: dict[str, Any] | None = None
         web.state.auth = BearerAuth(self.config.auth)
         web.state.max_body_bytes = self.config.limits.max_body_bytes
 
     async def _generator_info(self) -> dict[str, Any]:
         if self._info is None:
-            self._info = await self._call(self.generator.info.remote(), "info")
+            self._info = await self._call(self.model.info(), "info")
         return self._info
 
-    async def _call(self, response: Any, endpoint: str) -> Any:
-        return await bounded_call(response, endpoint, self.config.limits.request_timeout_s,
+    async def _call(self, call: Any, endpoint: str) -> Any:
+        return await bounded_call(call, endpoint, self.config.limits.request_timeout_s,
                                   self.config.generator.retry_after_s, self.metrics)
 
     def _observe(self, endpoint: str, status: int, start: float) -> None:
+        self.shared_metrics.start()
         self.metrics.requests.labels(endpoint, str(status)).inc()
         self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
@@ -175,14 +214,14 @@ class Ingress:
         """Liveness of the ingress; ``ready`` once a generator replica has answered (asked here, briefly)."""
         if self._info is None:
             try:
-                self._info = await asyncio.wait_for(self.generator.info.remote(), HEALTH_PROBE_S)
+                self._info = await asyncio.wait_for(self.model.info(), HEALTH_PROBE_S)
             except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
                 pass
         return {"status": "ok", "ready": self._info is not None, "auth": not self.config.auth.insecure}
 
     @web.get("/metrics", dependencies=[Depends(require_token)])
     async def metrics_text(self) -> Response:
-        return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
+        return Response(await self.shared_metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     @web.get("/v1/values", dependencies=[Depends(require_token)])
     async def values(self) -> dict[str, Any]:
@@ -197,7 +236,7 @@ class Ingress:
             self._observe("select", 422, start)
             raise HTTPException(422, problems)
         try:
-            selections = await self._call(self.generator.select.remote(body.prompts), "select")
+            selections = await self._call(self.model.select(body.prompts), "select")
         except HTTPException as error:
             self._observe("select", error.status_code, start)
             raise
@@ -213,7 +252,7 @@ class Ingress:
             job = await self._job(body)
             self.metrics.in_flight.inc()
             try:
-                result: GenerationResult = await self._call(self.generator.generate.remote(job), "generate")
+                result: GenerationResult = await self._call(self.model.generate(job), "generate")
             finally:
                 self.metrics.in_flight.dec()
         except HTTPException as error:
@@ -270,6 +309,14 @@ def build_app(config: ServiceConfig) -> Any:
         config = config.with_token_hash()
     generator_settings, ingress_settings = config.generator, config.ingress
     plain = config.model_dump(mode="json")
+    if config.layout == "combined":
+        return Ingress.options(
+            name="Service",
+            num_replicas=generator_settings.num_replicas,
+            ray_actor_options={"num_cpus": generator_settings.num_cpus, "num_gpus": generator_settings.num_gpus},
+            max_ongoing_requests=ingress_settings.max_ongoing_requests,
+            max_queued_requests=ingress_settings.max_queued_requests,
+        ).bind(None, plain)
     generator = Generator.options(
         num_replicas=generator_settings.num_replicas,
         ray_actor_options={"num_cpus": generator_settings.num_cpus, "num_gpus": generator_settings.num_gpus},

@@ -18,27 +18,40 @@ Job = TypeVar("Job")
 Result = TypeVar("Result")
 
 
+class QueueFull(RuntimeError):
+    """The batcher already holds ``max_jobs`` jobs; the caller should answer "overloaded" at once."""
+
+
 class JobBatcher(Generic[Job, Result]):
     """Queues jobs and runs them through ``run`` in batches of at most ``max_images`` images.
 
     ``size`` gives a job's image count (a job larger than ``max_images`` runs alone). Jobs whose
     caller gave up (a cancelled future: request timeout or client gone) are dropped before they run.
-    Must be used from one event loop; the worker task starts with the first job."""
+    ``max_jobs`` bounds the jobs held (waiting or running): past it :meth:`submit` raises
+    :class:`QueueFull` instead of queueing. Must be used from one event loop; the worker task starts
+    with the first job."""
 
     def __init__(self, run: Callable[[list[Job]], Awaitable[list[Result]]], size: Callable[[Job], int],
-                 max_images: int, wait_s: float) -> None:
+                 max_images: int, wait_s: float, max_jobs: int | None = None) -> None:
         if max_images < 1:
             raise ValueError(f"max_images must be at least 1, got {max_images}")
+        if max_jobs is not None and max_jobs < 1:
+            raise ValueError(f"max_jobs must be at least 1, got {max_jobs}")
         self._run = run
         self._size = size
         self.max_images = max_images
         self.wait_s = wait_s
+        self.max_jobs = max_jobs
+        self.held = 0  # jobs submitted and not yet answered
         self._queue: asyncio.Queue[tuple[Job, asyncio.Future[Result]]] | None = None
         self._carry: tuple[Job, asyncio.Future[Result]] | None = None
         self._worker: asyncio.Task[None] | None = None
 
     async def submit(self, job: Job) -> Result:
-        """Runs ``job`` in the next batch that has room for it and returns its result."""
+        """Runs ``job`` in the next batch that has room for it and returns its result; raises
+        :class:`QueueFull` when ``max_jobs`` jobs are already held."""
+        if self.max_jobs is not None and self.held >= self.max_jobs:
+            raise QueueFull(f"{self.held} jobs already waiting or running here (limit {self.max_jobs})")
         loop = asyncio.get_running_loop()
         if self._queue is None:
             self._queue = asyncio.Queue()
@@ -46,7 +59,11 @@ class JobBatcher(Generic[Job, Result]):
             self._worker = loop.create_task(self._work())
         future: asyncio.Future[Result] = loop.create_future()
         self._queue.put_nowait((job, future))
-        return await future
+        self.held += 1
+        try:
+            return await future
+        finally:
+            self.held -= 1
 
     async def _next(self, timeout: float | None) -> tuple[Job, asyncio.Future[Result]] | None:
         assert self._queue is not None

@@ -22,7 +22,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--token-file", help="file whose first line is the bearer token (else $LIVO_SERVE_TOKEN)")
     parser.add_argument("--insecure", action="store_true",
                         help="no auth; allowed only on a loopback host, and only loopback clients are answered")
-    parser.add_argument("--replicas", type=int, help="generator replicas (overrides the config)")
+    parser.add_argument("--replicas", type=int, help="model replicas (overrides generator.num_replicas)")
+    parser.add_argument("--layout", choices=("combined", "split"),
+                        help="combined: each replica answers HTTP and runs a model (default); split: FastAPI "
+                        "ingress replicas in front of model replicas (overrides the config)")
     parser.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     parser.set_defaults(run=run_serve)
@@ -49,6 +52,8 @@ def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     update: dict[str, Any] = {"auth": auth}
     if args.replicas is not None:
         update["generator"] = config.generator.model_copy(update={"num_replicas": args.replicas})
+    if args.layout is not None:
+        update["layout"] = args.layout
     config = ServiceConfig.model_validate(config.model_copy(update=update).model_dump())
     return config.with_token_hash(), http
 
@@ -76,8 +81,8 @@ def run_serve(args: argparse.Namespace) -> int:
     serve.start(http_options=http)
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     mode = "WITHOUT auth (loopback only)" if config.auth.insecure else "bearer-token auth"
-    print(f"livo serve: http://{http['host']}:{http['port']}/ ({config.generator.num_replicas} generator replicas, "
-          f"{mode}); Ctrl-C stops", flush=True)
+    print(f"livo serve: http://{http['host']}:{http['port']}/ ({config.generator.num_replicas} model replicas, "
+          f"{config.layout} layout, {mode}); Ctrl-C stops", flush=True)
     # SIGTERM (containers, process managers) stops the service as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

@@ -111,8 +111,16 @@ class AuthConfig(_Section):
 
 
 class ServiceConfig(_Section):
-    """A whole deployment; see the module docstring."""
+    """A whole deployment; see the module docstring.
 
+    ``layout`` is how the HTTP front and the models are placed. ``combined``: each of the
+    ``generator.num_replicas`` replicas answers HTTP itself and runs its own model, one process per
+    replica and no hop between them (the ``ingress`` section then sets only the requests a replica
+    accepts at once and the proxy's queue). ``split``: ``ingress.num_replicas`` light FastAPI replicas
+    forward to the generator replicas through a deployment handle, so the two scale apart (for example
+    a CPU front for GPU models) and one ingress replica counts ``/metrics`` for the whole service."""
+
+    layout: Literal["combined", "split"] = "combined"
     model: ModelConfig = Field(default_factory=ModelConfig)
     values: ValuesConfig = Field(default_factory=ValuesConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
