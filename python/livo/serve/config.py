@@ -118,7 +118,8 @@ class ServiceConfig(_Section):
     replica and no hop between them (the ``ingress`` section then sets only the requests a replica
     accepts at once and the proxy's queue). ``split``: ``ingress.num_replicas`` light FastAPI replicas
     forward to the generator replicas through a deployment handle, so the two scale apart (for example
-    a CPU front for GPU models) and one ingress replica counts ``/metrics`` for the whole service."""
+    a CPU front for GPU models). Throughput on the toy world is the same in both (docs/benchmarks.md);
+    combined runs one process and ~200 MB fewer for two replicas."""
 
     layout: Literal["combined", "split"] = "combined"
     model: ModelConfig = Field(default_factory=ModelConfig)
