@@ -235,14 +235,9 @@ def _run_services(args: argparse.Namespace, batching_modes: tuple[bool, ...]) ->
     import ray
     from ray import serve
 
-    for attempt in range(3):  # a local Ray start can time out on a busy machine; it succeeds on a retry
-        try:
-            ray.init(num_cpus=args.replicas, include_dashboard=False, log_to_driver=False, configure_logging=False)
-            break
-        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception for this
-            if "timed out during startup" not in str(error) or attempt == 2:
-                raise
-            ray.shutdown()
+    from livo.build.job import start_ray
+
+    start_ray(None, num_cpus=args.replicas, log_to_driver=False)  # retries a start that timed out
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     results = [run_service(args.model, args.steps, args.replicas, batching, args.clients, args.warmup,

@@ -56,10 +56,11 @@ def main() -> None:
     import ray
     from ray import serve
 
+    from livo.build.job import start_ray
     from livo.serve.app import APP_NAME, build_app
     from livo.serve.config import parse_config, token_digest
 
-    ray.init(num_cpus=args.replicas, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_ray(None, num_cpus=args.replicas, log_to_driver=False)
     port = _free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     config = parse_config({"layout": args.layout, "generator": {"num_replicas": args.replicas, "num_cpus": 1},

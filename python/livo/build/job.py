@@ -181,9 +181,10 @@ def _generate(config: BuildConfig, registry: Registry, todo: list[dict[str, Any]
             ray.shutdown()
 
 
-def start_ray(address: str | None, num_cpus: int | None, attempts: int = 3) -> None:
+def start_ray(address: str | None, num_cpus: int | None, attempts: int = 3, log_to_driver: bool = True) -> None:
     """``ray.init`` that retries a local start which timed out: on a heavily loaded machine Ray
-    2.60's raylet gives its dashboard agent a fixed 15 s to start (ray-project/ray#65983)."""
+    2.60's raylet gives its dashboard agent a fixed 15 s to start (ray-project/ray#65983).
+    ``log_to_driver=False`` keeps the workers' output out of this process's (benchmarks)."""
     # A driver started by `uv run` would otherwise make Ray start local workers with `uv run` too,
     # from a folder where it resolves another environment (read when ray is first imported).
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
@@ -191,7 +192,7 @@ def start_ray(address: str | None, num_cpus: int | None, attempts: int = 3) -> N
 
     for attempt in range(1, attempts + 1):
         try:
-            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=True,
+            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
                      configure_logging=False)
             return
         except Exception as error:  # Ray raises a bare Exception for this
