@@ -144,3 +144,20 @@ def test_past_max_jobs_a_job_is_refused_at_once_and_room_returns_as_jobs_finish(
 def test_max_images_must_be_positive():
     with pytest.raises(ValueError, match="max_images must be at least 1"):
         JobBatcher(lambda jobs: None, lambda job: 1, 0, 0.0)  # type: ignore[arg-type, return-value]
+
+
+def test_the_model_thread_is_named_for_the_os():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from livo.serve.engine import MODEL_THREAD_NAME, name_os_thread
+
+    def os_name() -> str:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", encoding="ascii") as comm:
+            return comm.read().strip()
+
+    with ThreadPoolExecutor(1, initializer=name_os_thread, initargs=(MODEL_THREAD_NAME,)) as pool:
+        assert pool.submit(os_name).result() == MODEL_THREAD_NAME
+    with ThreadPoolExecutor(1, initializer=name_os_thread, initargs=("a-name-longer-than-fifteen",)) as pool:
+        assert pool.submit(os_name).result() == "a-name-longer-t"
+    assert os_name() != MODEL_THREAD_NAME  # only the pool's thread was renamed

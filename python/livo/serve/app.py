@@ -10,7 +10,8 @@ each formed when the pipeline is free.
 
 Overload is answered, never queued without bound: past a model replica's ``max_ongoing_requests +
 max_queued_requests`` generation requests the service answers 429 with ``Retry-After``; past the HTTP
-replicas' own limits Ray Serve's proxy answers 503. A request that takes longer than
+replicas' own limits Ray Serve answers 503 (its proxy, or with ``livo serve --proxy haproxy`` the
+replica's own HTTP server). A request that takes longer than
 ``limits.request_timeout_s`` is cancelled and answered 504.
 
 Endpoints: ``POST /v1/generate``, ``POST /v1/select``, ``GET /v1/values``, ``GET /healthz``,
@@ -26,6 +27,7 @@ import os
 import secrets
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,15 @@ from ray.serve.handle import DeploymentHandle
 from livo.serve.auth import BearerAuth
 from livo.serve.batching import JobBatcher, QueueFull
 from livo.serve.config import ServiceConfig, parse_config
-from livo.serve.engine import AUTO, NONE, GenerationEngine, GenerationJob, GenerationResult
+from livo.serve.engine import (
+    AUTO,
+    MODEL_THREAD_NAME,
+    NONE,
+    GenerationEngine,
+    GenerationJob,
+    GenerationResult,
+    name_os_thread,
+)
 from livo.serve.metrics import ServiceMetrics, SharedMetrics
 from livo.serve.schemas import (
     GeneratedImage,
@@ -121,9 +131,13 @@ class ModelReplica:
         max_images, wait_s = (settings.max_batch_images, settings.batch_wait_timeout_s) if settings.batching else (1, 0.0)
         self.batcher: JobBatcher[GenerationJob, GenerationResult] = JobBatcher(
             self._run_jobs, lambda job: job.num_images, max_images, wait_s, max_jobs=max_jobs)
+        # One named thread runs every pipeline call (the batcher runs one at a time): `top -H` and
+        # /proc show the model's CPU apart from the HTTP and Ray threads (benchmarks/serve_load.py).
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix=MODEL_THREAD_NAME,
+                                                initializer=name_os_thread, initargs=(MODEL_THREAD_NAME,))
 
     async def _run_jobs(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
-        return await asyncio.to_thread(self.engine.generate, jobs)
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, self.engine.generate, jobs)
 
     async def generate(self, job: GenerationJob) -> GenerationResult:
         arrived = time.perf_counter()

@@ -95,6 +95,19 @@ def load_selector(config: ValuesConfig) -> Any:
     return ValueSelector(build_index(load_registry(path), embedder, registry_source=str(path)), embedder)
 
 
+MODEL_THREAD_NAME = "livo-generate"
+
+
+def name_os_thread(name: str) -> None:
+    """Gives the calling thread ``name`` (at most 15 bytes) as the OS sees it (``top -H``, ``/proc``),
+    which Python's thread names are not. Linux only; elsewhere nothing happens."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w", encoding="ascii") as comm:
+            comm.write(name[:15])
+    except OSError:
+        pass
+
+
 def png_bytes(image: Any) -> bytes:
     """A PIL image as PNG bytes."""
     buffer = io.BytesIO()
