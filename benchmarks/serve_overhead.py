@@ -45,6 +45,8 @@ def _hammer(port: int, clients: int, stop_at: float, counter: list[int], lock: t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", choices=("combined", "split"), default="combined")
+    parser.add_argument("--proxy", choices=("serve", "haproxy"), default="serve",
+                        help="what receives HTTP connections (livo serve --proxy)")
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds of each part")
@@ -52,7 +54,7 @@ def main() -> None:
 
     from livo.serve.ray_env import apply_serve_environment
 
-    apply_serve_environment()
+    apply_serve_environment(args.proxy)
     import ray
     from ray import serve
 
@@ -89,7 +91,7 @@ def main() -> None:
 
     per_request_ms = {role: round(1000 * (after[role] - before[role]) / served, 2) for role in after}
     service_roles = [r for r in per_request_ms if r not in ("http clients", "other")]
-    print(json.dumps({"layout": args.layout, "replicas": args.replicas, "idle_cores": idle,
+    print(json.dumps({"layout": args.layout, "proxy": args.proxy, "replicas": args.replicas, "idle_cores": idle,
                       "idle_service_cores": round(sum(idle[r] for r in service_roles), 3),
                       "http_requests_per_s": round(served / args.seconds, 1),
                       "http_cpu_ms_per_request": per_request_ms,
