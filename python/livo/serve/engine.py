@@ -102,8 +102,8 @@ def name_os_thread(name: str) -> None:
     """Gives the calling thread ``name`` (at most 15 bytes) as the OS sees it (``top -H``, ``/proc``),
     which Python's thread names are not. Linux only; elsewhere nothing happens."""
     try:
-        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "w", encoding="ascii") as comm:
-            comm.write(name[:15])
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm", "wb") as comm:
+            comm.write(name.encode("utf-8")[:15])
     except OSError:
         pass
 

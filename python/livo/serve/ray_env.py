@@ -76,8 +76,8 @@ def apply_serve_environment(proxy: Proxy = "serve", environ: MutableMapping[str,
         settings |= {name: str(port) for name, port in zip(unset, free_ports(len(unset)), strict=True)}
     for name, value in settings.items():
         environ.setdefault(name, value)
-    names = [*settings, *(name for name in HAPROXY_PORT_VARIABLES if proxy == "haproxy" and name not in settings)]
-    return {name: environ[name] for name in names}
+    ports = HAPROXY_PORT_VARIABLES if proxy == "haproxy" else ()
+    return {name: environ[name] for name in dict.fromkeys([*settings, *ports])}
 
 
 def free_ports(count: int) -> list[int]:
