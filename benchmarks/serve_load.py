@@ -32,9 +32,9 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,9 @@ PROMPTS = ["a bloody doctor", "a ball", "a nurse", "a zombie kite", "a teal hero
 TOKEN = "benchmark-token-0123456789"
 
 
-def _direct_worker(model: str | None, steps: int, batch: int, window: Any, go: Any, out: Any) -> None:
+def direct_call(model: str | None, steps: int, batch: int) -> Callable[[], None]:
+    """Set this process up as a direct baseline worker and return one ``LiVOPipeline`` call of ``batch``
+    prompts (each call takes the next prompts and seeds)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Ray runs its workers (the service's replicas) at this niceness; on a shared machine the baseline
     # must compete for the CPU on the same terms.
@@ -67,6 +69,11 @@ def _direct_worker(model: str | None, steps: int, batch: int, window: Any, go: A
                  selector=selector, num_inference_steps=steps, guidance_scale=5.0)
         k += batch
 
+    return call
+
+
+def _direct_worker(model: str | None, steps: int, batch: int, window: Any, go: Any, out: Any) -> None:
+    call = direct_call(model, steps, batch)
     call()  # warm-up
     out.put("ready")
     go.wait()
@@ -113,12 +120,6 @@ def _summary(name: str, latencies: list[float], seconds: float, statuses: dict[i
     return {"mode": name, "requests": len(latencies), "requests_per_s": len(latencies) / seconds,
             "p50_s": float(np.percentile(values, 50)), "p95_s": float(np.percentile(values, 95)),
             "statuses": {str(k): v for k, v in sorted(statuses.items())}}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _replica_rss_mb() -> float:
@@ -294,9 +295,10 @@ def _run_services(args: argparse.Namespace, batching_modes: tuple[bool, ...]) ->
     from ray import serve
 
     from livo.build.job import start_ray
+    from livo.serve.ray_env import free_port
 
     start_ray(None, num_cpus=args.replicas, log_to_driver=False)  # retries a start that timed out
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     results = [run_service(args.model, args.steps, args.replicas, batching, args.clients, args.warmup,
                            args.seconds, port, args.layout) for batching in batching_modes]

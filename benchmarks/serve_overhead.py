@@ -22,7 +22,7 @@ import json
 import threading
 import time
 
-from serve_load import TOKEN, _cpu_seconds_by_role, _free_port
+from serve_load import TOKEN, _cpu_seconds_by_role
 
 
 def _cores_between(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds of each part")
     args = parser.parse_args()
 
-    from livo.serve.ray_env import apply_serve_environment
+    from livo.serve.ray_env import apply_serve_environment, free_port
 
     apply_serve_environment(args.proxy)
     import ray
@@ -63,7 +63,7 @@ def main() -> None:
     from livo.serve.config import parse_config, token_digest
 
     start_ray(None, num_cpus=args.replicas, log_to_driver=False)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     config = parse_config({"layout": args.layout, "generator": {"num_replicas": args.replicas, "num_cpus": 1},
                            "auth": {"token_sha256": token_digest(TOKEN)}})

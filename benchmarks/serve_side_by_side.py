@@ -18,30 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import threading
 import time
 from typing import Any
 
-from serve_load import PROMPTS, TOKEN, _client, _free_port, _model_thread_cpu_seconds
+from serve_load import TOKEN, _client, _model_thread_cpu_seconds, direct_call
 
 
 def _direct_loop(steps: int, images: Any) -> None:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.nice(int(os.environ.get("RAY_worker_niceness", "15")) - os.nice(0))  # as Ray runs the replica
-    import torch
-
-    torch.set_num_threads(1)
-    from livo.serve.config import ModelConfig, ValuesConfig
-    from livo.serve.engine import load_pipeline, load_selector
-
-    pipeline, selector = load_pipeline(ModelConfig(device="cpu")), load_selector(ValuesConfig())
-    k = 0
+    call = direct_call(None, steps, 8)
     while True:
-        prompts = [PROMPTS[(k + i) % len(PROMPTS)] for i in range(8)]
-        generators = [torch.Generator().manual_seed(k + i) for i in range(8)]
-        pipeline(prompts, 1, generator=generators, selector=selector, num_inference_steps=steps, guidance_scale=5.0)
-        k += 8
+        call()
         with images.get_lock():
             images.value += 8
 
@@ -56,7 +43,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=25.0)
     args = parser.parse_args()
 
-    from livo.serve.ray_env import apply_serve_environment
+    from livo.serve.ray_env import apply_serve_environment, free_port
 
     apply_serve_environment(args.proxy)
     import psutil
@@ -68,7 +55,7 @@ def main() -> None:
     from livo.serve.config import parse_config, token_digest
 
     start_ray(None, num_cpus=1, log_to_driver=False)
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     config = parse_config({"generator": {"num_replicas": 1, "num_cpus": 1, "max_batch_images": 8,
                                          "max_ongoing_requests": 16, "max_queued_requests": 32},

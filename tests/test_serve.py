@@ -4,7 +4,6 @@ module stays fast. The split layout has its own module (``test_serve_split.py``)
 
 import base64
 import io
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,12 +17,6 @@ MAX_STEPS = 10
 MAX_PROMPT_CHARS = 120
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def service(ray_local):
     """Base URL of a running service; Serve is shut down afterwards so later tests get the CPUs back."""
@@ -31,6 +24,7 @@ def service(ray_local):
 
     from livo.serve.app import APP_NAME, build_app
     from livo.serve.config import parse_config, token_digest
+    from livo.serve.ray_env import free_port
 
     config = parse_config({
         "generator": {"num_replicas": 1, "num_cpus": 1, "max_ongoing_requests": 8, "max_queued_requests": 4,
@@ -39,7 +33,7 @@ def service(ray_local):
                    "request_timeout_s": 60},
         "auth": {"token_sha256": token_digest(TOKEN)},
     })
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 90})
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     yield f"http://127.0.0.1:{port}"

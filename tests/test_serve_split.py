@@ -4,7 +4,6 @@ handle path gives the same answers, and ``/metrics`` counts the requests of ever
 whichever replica takes the scrape."""
 
 import base64
-import socket
 import time
 
 import pytest
@@ -20,6 +19,7 @@ def client(ray_local):
 
     from livo.serve.app import APP_NAME, build_app
     from livo.serve.config import parse_config, token_digest
+    from livo.serve.ray_env import free_port
 
     config = parse_config({
         "layout": "split",
@@ -28,9 +28,7 @@ def client(ray_local):
         "limits": {"default_steps": STEPS, "max_steps": 10, "request_timeout_s": 60},
         "auth": {"token_sha256": token_digest(TOKEN)},
     })
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 90})
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90,
