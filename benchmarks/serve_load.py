@@ -213,9 +213,10 @@ def _cpu_seconds_by_role() -> dict[str, float]:
 
 def _client(url: str, clients: int, index: int, steps: int, start_at: float, stop_at: float,
             statuses: dict[int, int], latencies: list[float], calls: list[tuple[float, float]],
-            lock: threading.Lock) -> None:
+            lock: threading.Lock, stop: threading.Event | None = None) -> None:
     """One closed-loop client on a keep-alive connection (``http.client``: a few hundred µs of CPU per
-    request, so the load generator takes little from the cores it shares with the service)."""
+    request, so the load generator takes little from the cores it shares with the service), until
+    ``stop_at`` or until ``stop`` is set."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -223,7 +224,7 @@ def _client(url: str, clients: int, index: int, steps: int, start_at: float, sto
     connection = http.client.HTTPConnection(host.hostname, host.port, timeout=120)
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     k = index
-    while time.monotonic() < stop_at:
+    while time.monotonic() < stop_at and not (stop is not None and stop.is_set()):
         body = json.dumps({"prompt": PROMPTS[k % len(PROMPTS)], "seed": k, "steps": steps, "num_images": 1})
         begin = time.monotonic()
         connection.request("POST", "/v1/generate", body=body, headers=headers)
@@ -241,6 +242,44 @@ def _client(url: str, clients: int, index: int, steps: int, start_at: float, sto
             time.sleep(0.1)
         k += clients
     connection.close()
+
+
+def start_batched_service(proxy: str, replicas: int) -> int:
+    """Start a local Ray and the batched service (combined layout, ``replicas`` × 1 CPU, up to 8 images
+    per call) behind ``proxy``, with the settings ``livo serve --proxy`` uses; returns its port."""
+    from livo.serve.ray_env import apply_serve_environment, free_port
+
+    apply_serve_environment(proxy)  # before Ray starts: its processes read these at start
+    from ray import serve
+
+    from livo.build.job import start_ray
+    from livo.serve.app import APP_NAME, build_app
+    from livo.serve.config import parse_config, token_digest
+
+    start_ray(None, num_cpus=replicas, log_to_driver=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    config = parse_config({"generator": {"num_replicas": replicas, "num_cpus": 1, "max_batch_images": 8,
+                                         "max_ongoing_requests": 16, "max_queued_requests": 32},
+                           "auth": {"token_sha256": token_digest(TOKEN)}})
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    return port
+
+
+def start_clients(port: int, clients: int, steps: int) -> tuple[list[threading.Thread], threading.Event,
+                                                                dict[int, int], list[float]]:
+    """``clients`` closed-loop clients on the service at ``port`` until the returned event is set; the
+    dict counts HTTP statuses and the list grows by one latency per 200 answer, as they come."""
+    statuses: dict[int, int] = {}
+    answered: list[float] = []
+    calls: list[tuple[float, float]] = []
+    lock, stop = threading.Lock(), threading.Event()
+    threads = [threading.Thread(target=_client, args=(f"http://127.0.0.1:{port}", clients, index, steps, 0.0,
+                                                      float("inf"), statuses, answered, calls, lock, stop))
+               for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    return threads, stop, statuses, answered
 
 
 def run_service(model: str | None, steps: int, replicas: int, batching: bool, clients: int, warmup: float,

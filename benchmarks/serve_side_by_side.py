@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import threading
 import time
 from typing import Any
 
-from serve_load import TOKEN, _client, _model_thread_cpu_seconds, direct_call
+from serve_load import _model_thread_cpu_seconds, direct_call, start_batched_service, start_clients
 
 
 def _direct_loop(steps: int, images: Any) -> None:
@@ -43,37 +42,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=25.0)
     args = parser.parse_args()
 
-    from livo.serve.ray_env import apply_serve_environment, free_port
-
-    apply_serve_environment(args.proxy)
     import psutil
     import ray
     from ray import serve
 
-    from livo.build.job import start_ray
-    from livo.serve.app import APP_NAME, build_app
-    from livo.serve.config import parse_config, token_digest
-
-    start_ray(None, num_cpus=1, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    config = parse_config({"generator": {"num_replicas": 1, "num_cpus": 1, "max_batch_images": 8,
-                                         "max_ongoing_requests": 16, "max_queued_requests": 32},
-                           "auth": {"token_sha256": token_digest(TOKEN)}})
-    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    port = start_batched_service(args.proxy, 1)
 
     context = mp.get_context("spawn")
     direct_images = context.Value("l", 0)
     direct = context.Process(target=_direct_loop, args=(args.steps, direct_images), daemon=True)
     direct.start()
-    statuses: dict[int, int] = {}
-    answered: list[float] = []
-    calls: list[tuple[float, float]] = []
-    lock = threading.Lock()
-    stop_at = time.monotonic() + args.warmup + args.windows * args.seconds + 5.0
-    for index in range(args.clients):
-        threading.Thread(target=_client, args=(f"http://127.0.0.1:{port}", args.clients, index, args.steps, 0.0,
-                                               stop_at, statuses, answered, calls, lock), daemon=True).start()
+    clients, stop, statuses, answered = start_clients(port, args.clients, args.steps)
     time.sleep(args.warmup)
 
     def snapshot() -> tuple[float, int, float, int]:
@@ -88,7 +67,10 @@ def main() -> None:
         before = after
     print(json.dumps(_compare(first, before) | {"window": "total", "proxy": args.proxy,
                                                 "statuses": statuses}), flush=True)
+    stop.set()
     direct.kill()
+    for client in clients:  # each finishes the request it has in flight
+        client.join()
     serve.shutdown()
     ray.shutdown()
 

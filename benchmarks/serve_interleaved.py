@@ -1,0 +1,168 @@
+"""Service vs direct ``LiVOPipeline`` throughput at saturation, in short alternating phases, so that
+this machine's speed drift (up to 60% between phases minutes apart) cancels out of the ratio.
+
+``serve_load.py`` runs direct and service phases of 30–40 s minutes apart, and its throughput ratio
+scatters from 0.55 to 1.02 for one configuration. Here both sides are started once and take turns:
+in each phase one side runs alone on all cores while the other is frozen (``SIGSTOP`` on every
+process of it: for the service, Ray's raylet, GCS, agents, controller, proxy or HAProxy, and the
+replicas; for direct, its worker processes), then they swap (``SIGCONT``). A frozen side takes no
+CPU, so each side's phases measure it alone, as if the other were not there, and the service's own
+idle cost (Ray, the controller) is charged to its phases. Cycles alternate the order (direct then
+service, service then direct), so a drift that is linear within a cycle cancels too.
+
+Phases are kept at 15 s or less, below the timeouts a frozen service could trip against the running
+benchmark process (Serve's replica health check 30 s, a request 120 s, Ray's gRPC keepalives); the
+GCS's 10 s health check of the raylet counts as failed only after 5 misses in a row. Inside the
+frozen side every process stops at once, so none times out against another. In the runs recorded in
+docs/benchmarks.md Ray's logs show no failed health check, and every answer was a 200.
+
+Both sides: ``--replicas`` processes of 1 CPU and one torch thread at Ray's worker niceness; direct
+passes 8 prompts per call (``direct x8`` in ``serve_load.py``), the service batches up to 8 requests
+per call (``--clients`` closed-loop HTTP clients, 1 image per request, value mode ``auto``).
+Work in flight when a side is frozen finishes in its next phase, so the totals over all phases are
+the measure; the spread over cycles gives the interval.
+
+    source scripts/env.sh && OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_interleaved.py [--proxy serve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import time
+from typing import Any
+
+import numpy as np
+from serve_load import _machine_busy_seconds, direct_call, start_batched_service, start_clients
+
+MAX_PHASE_S = 15.0
+
+
+def _direct_loop(steps: int, images: Any, ready: Any) -> None:
+    call = direct_call(None, steps, 8)
+    call()  # warm-up
+    ready.release()
+    while True:
+        call()
+        with images.get_lock():
+            images.value += 8
+
+
+def _service_processes(exclude: set[int]) -> list[int]:
+    """Every process this benchmark started for the service: all descendants of this process (Ray's
+    node processes are its children, workers and HAProxy theirs) but the direct side."""
+    import psutil
+
+    pids = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.pid in exclude or "multiprocessing" in " ".join(child.cmdline()):
+                continue  # the direct workers and multiprocessing's resource tracker
+        except psutil.Error:
+            continue
+        pids.append(child.pid)
+    return pids
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--proxy", choices=("serve", "haproxy"), default="haproxy",
+                        help="what receives HTTP connections (livo serve --proxy)")
+    parser.add_argument("--steps", type=int, default=25, help="DDIM steps per image")
+    parser.add_argument("--replicas", type=int, default=2, help="generator replicas = direct worker processes")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
+    parser.add_argument("--cycles", type=int, default=16, help="direct + service phase pairs")
+    parser.add_argument("--seconds", type=float, default=MAX_PHASE_S, help=f"seconds per phase (≤ {MAX_PHASE_S:g})")
+    parser.add_argument("--warmup", type=float, default=20.0, help="seconds of service load before the first phase")
+    parser.add_argument("--json", help="also write the phases here")
+    args = parser.parse_args()
+    if not 0 < args.seconds <= MAX_PHASE_S:
+        parser.error(f"--seconds must be in (0, {MAX_PHASE_S:g}]: a longer freeze can trip Ray's health checks")
+
+    import ray
+    from ray import serve
+
+    port = start_batched_service(args.proxy, args.replicas)
+
+    context = mp.get_context("spawn")
+    direct_images, ready = context.Value("l", 0), context.Semaphore(0)
+    direct = [context.Process(target=_direct_loop, args=(args.steps, direct_images, ready), daemon=True)
+              for _ in range(args.replicas)]
+    for process in direct:
+        process.start()
+    for _ in direct:
+        ready.acquire()
+    direct_pids = {process.pid for process in direct}
+    _signal_all(list(direct_pids), signal.SIGSTOP)
+
+    clients, stop, statuses, answered = start_clients(port, args.clients, args.steps)
+    time.sleep(args.warmup)
+
+    def images(side: str) -> int:
+        return direct_images.value if side == "direct" else len(answered)
+
+    phases = []
+    try:
+        for cycle in range(args.cycles):
+            for side in ("direct", "service") if cycle % 2 == 0 else ("service", "direct"):
+                service_pids = _service_processes(direct_pids)
+                frozen, running = (service_pids, direct_pids) if side == "direct" else (direct_pids, service_pids)
+                _signal_all(list(frozen), signal.SIGSTOP)
+                _signal_all(list(running), signal.SIGCONT)
+                begin, count, busy = time.monotonic(), images(side), _machine_busy_seconds()
+                time.sleep(args.seconds)
+                seconds = time.monotonic() - begin
+                phase = {"cycle": cycle, "side": side, "seconds": round(seconds, 3), "images": images(side) - count,
+                         "busy_cores": round((_machine_busy_seconds() - busy) / seconds, 3)}
+                phase["images_per_s"] = round(phase["images"] / seconds, 3)
+                phases.append(phase)
+                print(json.dumps(phase), flush=True)
+    finally:
+        stop.set()
+        _signal_all(_service_processes(direct_pids), signal.SIGCONT)
+        for process in direct:
+            process.kill()
+    for client in clients:  # each finishes the request it has in flight
+        client.join()
+    serve.shutdown()
+    ray.shutdown()
+    _report(args, phases, statuses)
+
+
+def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: dict[int, int]) -> None:
+    def rate(side: str, cycle: int | None = None) -> float:
+        chosen = [p for p in phases if p["side"] == side and cycle in (None, p["cycle"])]
+        return sum(p["images"] for p in chosen) / sum(p["seconds"] for p in chosen)
+
+    per_cycle = np.asarray([rate("service", c) / rate("direct", c) for c in range(args.cycles)])
+    # Cycles next to each other share work carried over a freeze, so pairs of cycles are the units of the
+    # interval (a normal approximation over their ratios).
+    pairs = per_cycle[: len(per_cycle) // 2 * 2].reshape(-1, 2).mean(axis=1)
+    half_width = 1.96 * pairs.std(ddof=1) / np.sqrt(len(pairs)) if len(pairs) > 1 else float("nan")
+    summary = {"proxy": args.proxy, "steps": args.steps, "replicas": args.replicas, "clients": args.clients,
+               "cycles": args.cycles, "seconds_per_phase": args.seconds,
+               "direct_images_per_s": round(rate("direct"), 3), "service_images_per_s": round(rate("service"), 3),
+               "ratio": round(rate("service") / rate("direct"), 3), "ratio_95_interval": round(float(half_width), 3),
+               "median_cycle_ratio": round(float(np.median(per_cycle)), 3),
+               "busy_cores": {side: round(float(np.mean([p["busy_cores"] for p in phases if p["side"] == side])), 3)
+                              for side in ("direct", "service")},
+               "statuses": {str(k): v for k, v in sorted(statuses.items())}}
+    print(json.dumps(summary), flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"summary": summary, "phases": phases}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
