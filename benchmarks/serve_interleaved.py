@@ -90,10 +90,9 @@ def main() -> None:
     if not 0 < args.seconds <= MAX_PHASE_S:
         parser.error(f"--seconds must be in (0, {MAX_PHASE_S:g}]: a longer freeze can trip Ray's health checks")
 
+    port = start_batched_service(args.proxy, args.replicas)  # sets Ray's environment first, then starts it
     import ray
     from ray import serve
-
-    port = start_batched_service(args.proxy, args.replicas)
 
     context = mp.get_context("spawn")
     direct_images, ready = context.Value("l", 0), context.Semaphore(0)
@@ -107,13 +106,13 @@ def main() -> None:
     _signal_all(list(direct_pids), signal.SIGSTOP)
 
     clients, stop, statuses, answered = start_clients(port, args.clients, args.steps)
-    time.sleep(args.warmup)
 
     def images(side: str) -> int:
         return direct_images.value if side == "direct" else len(answered)
 
     phases = []
-    try:
+    try:  # from here on, whatever stops the run must unfreeze both sides (a frozen process ignores SIGTERM)
+        time.sleep(args.warmup)
         for cycle in range(args.cycles):
             for side in ("direct", "service") if cycle % 2 == 0 else ("service", "direct"):
                 service_pids = _service_processes(direct_pids)
@@ -132,7 +131,7 @@ def main() -> None:
         stop.set()
         _signal_all(_service_processes(direct_pids), signal.SIGCONT)
         for process in direct:
-            process.kill()
+            process.kill()  # SIGKILL: it also ends a frozen process
     for client in clients:  # each finishes the request it has in flight
         client.join()
     serve.shutdown()
@@ -145,7 +144,8 @@ def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: di
         chosen = [p for p in phases if p["side"] == side and cycle in (None, p["cycle"])]
         return sum(p["images"] for p in chosen) / sum(p["seconds"] for p in chosen)
 
-    per_cycle = np.asarray([rate("service", c) / rate("direct", c) for c in range(args.cycles)])
+    per_cycle = np.asarray([rate("service", c) / rate("direct", c) if rate("direct", c) else np.nan
+                            for c in range(args.cycles)])
     # Cycles next to each other share work carried over a freeze, so pairs of cycles are the units of the
     # interval (a normal approximation over their ratios).
     pairs = per_cycle[: len(per_cycle) // 2 * 2].reshape(-1, 2).mean(axis=1)

@@ -275,7 +275,8 @@ def start_clients(port: int, clients: int, steps: int) -> tuple[list[threading.T
     calls: list[tuple[float, float]] = []
     lock, stop = threading.Lock(), threading.Event()
     threads = [threading.Thread(target=_client, args=(f"http://127.0.0.1:{port}", clients, index, steps, 0.0,
-                                                      float("inf"), statuses, answered, calls, lock, stop))
+                                                      float("inf"), statuses, answered, calls, lock, stop),
+                                daemon=True)  # a failed run must not wait on them
                for index in range(clients)]
     for thread in threads:
         thread.start()

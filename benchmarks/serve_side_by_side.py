@@ -42,11 +42,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=25.0)
     args = parser.parse_args()
 
+    port = start_batched_service(args.proxy, 1)  # sets Ray's environment first, then starts it
     import psutil
     import ray
     from ray import serve
-
-    port = start_batched_service(args.proxy, 1)
 
     context = mp.get_context("spawn")
     direct_images = context.Value("l", 0)
