@@ -22,6 +22,11 @@ per call (``--clients`` closed-loop HTTP clients, 1 image per request, value mod
 Work in flight when a side is frozen finishes in its next phase, so the totals over all phases are
 the measure; the spread over cycles gives the interval.
 
+The ratio is also split into factors: busy cores (each side's share of the machine), the share of
+them that went to the model (direct: its worker processes; service: the replicas' ``livo-generate``
+threads) and images per model CPU-second. The second is what Ray, Serve and HTTP cost; the third is
+how fast the model runs when it does run.
+
     source scripts/env.sh && OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_interleaved.py [--proxy serve]
 """
 
@@ -36,7 +41,8 @@ import time
 from typing import Any
 
 import numpy as np
-from serve_load import _machine_busy_seconds, direct_call, start_batched_service, start_clients
+from serve_load import (_machine_busy_seconds, _model_thread_cpu_seconds, _processes_cpu_seconds, direct_call,
+                        start_batched_service, start_clients)
 
 MAX_PHASE_S = 15.0
 
@@ -110,6 +116,9 @@ def main() -> None:
     def images(side: str) -> int:
         return direct_images.value if side == "direct" else len(answered)
 
+    def model_cpu_seconds(side: str) -> float:  # direct: its worker processes; service: the model threads
+        return _processes_cpu_seconds(list(direct_pids)) if side == "direct" else _model_thread_cpu_seconds()
+
     phases = []
     try:  # from here on, whatever stops the run must unfreeze both sides (a frozen process ignores SIGTERM)
         time.sleep(args.warmup)
@@ -119,11 +128,13 @@ def main() -> None:
                 frozen, running = (service_pids, direct_pids) if side == "direct" else (direct_pids, service_pids)
                 _signal_all(list(frozen), signal.SIGSTOP)
                 _signal_all(list(running), signal.SIGCONT)
+                model = model_cpu_seconds(side)
                 begin, count, busy = time.monotonic(), images(side), _machine_busy_seconds()
                 time.sleep(args.seconds)
                 seconds = time.monotonic() - begin
                 phase = {"cycle": cycle, "side": side, "seconds": round(seconds, 3), "images": images(side) - count,
-                         "busy_cores": round((_machine_busy_seconds() - busy) / seconds, 3)}
+                         "busy_cores": round((_machine_busy_seconds() - busy) / seconds, 3),
+                         "model_cores": round((model_cpu_seconds(side) - model) / seconds, 3)}
                 phase["images_per_s"] = round(phase["images"] / seconds, 3)
                 phases.append(phase)
                 print(json.dumps(phase), flush=True)
@@ -139,11 +150,17 @@ def main() -> None:
     _report(args, phases, statuses)
 
 
+def _cpu_seconds(phases: list[dict[str, Any]], side: str, key: str) -> float:
+    """CPU-seconds of ``key`` (``busy_cores`` or ``model_cores``) over ``side``'s phases."""
+    return sum(p[key] * p["seconds"] for p in phases if p["side"] == side)
+
+
 def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: dict[int, int]) -> None:
     def rate(side: str, cycle: int | None = None) -> float:
         chosen = [p for p in phases if p["side"] == side and cycle in (None, p["cycle"])]
         return sum(p["images"] for p in chosen) / sum(p["seconds"] for p in chosen)
 
+    sides = ("direct", "service")
     per_cycle = np.asarray([rate("service", c) / rate("direct", c) if rate("direct", c) else np.nan
                             for c in range(args.cycles)])
     # Cycles next to each other share work carried over a freeze, so pairs of cycles are the units of the
@@ -156,7 +173,12 @@ def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: di
                "ratio": round(rate("service") / rate("direct"), 3), "ratio_95_interval": round(float(half_width), 3),
                "median_cycle_ratio": round(float(np.median(per_cycle)), 3),
                "busy_cores": {side: round(float(np.mean([p["busy_cores"] for p in phases if p["side"] == side])), 3)
-                              for side in ("direct", "service")},
+                              for side in sides},
+               # ratio = busy-cores ratio × model-share ratio × images-per-model-CPU-second ratio
+               "model_share_of_busy": {side: round(_cpu_seconds(phases, side, "model_cores")
+                                                   / _cpu_seconds(phases, side, "busy_cores"), 3) for side in sides},
+               "images_per_model_cpu_s": {side: round(sum(p["images"] for p in phases if p["side"] == side)
+                                                      / _cpu_seconds(phases, side, "model_cores"), 3) for side in sides},
                "statuses": {str(k): v for k, v in sorted(statuses.items())}}
     print(json.dumps(summary), flush=True)
     if args.json:

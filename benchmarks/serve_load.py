@@ -244,25 +244,45 @@ def _client(url: str, clients: int, index: int, steps: int, start_at: float, sto
     connection.close()
 
 
-def start_batched_service(proxy: str, replicas: int) -> int:
-    """Start a local Ray and the batched service (combined layout, ``replicas`` × 1 CPU, up to 8 images
-    per call) behind ``proxy``, with the settings ``livo serve --proxy`` uses; returns its port."""
+def start_serve(proxy: str, replicas: int) -> int:
+    """Start a local Ray (``replicas`` CPUs) and Serve with the settings ``livo serve --proxy`` uses, with
+    no application yet; returns Serve's HTTP port."""
     from livo.serve.ray_env import apply_serve_environment, free_port
 
     apply_serve_environment(proxy)  # before Ray starts: its processes read these at start
     from ray import serve
 
     from livo.build.job import start_ray
-    from livo.serve.app import APP_NAME, build_app
-    from livo.serve.config import parse_config, token_digest
 
-    start_ray(None, num_cpus=replicas, log_to_driver=False)
+    start_ray(None, num_cpus=replicas, log_to_driver=False)  # retries a start that timed out
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    config = parse_config({"generator": {"num_replicas": replicas, "num_cpus": 1, "max_batch_images": 8,
-                                         "max_ongoing_requests": 16, "max_queued_requests": 32},
-                           "auth": {"token_sha256": token_digest(TOKEN)}})
-    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    return port
+
+
+def service_config(replicas: int, model: str | None = None, layout: str = "combined", batching: bool = True) -> Any:
+    """The benchmarks' service: ``replicas`` × 1 CPU, up to 8 images per pipeline call when batching,
+    16 requests in flight and 32 queued per replica, bearer token :data:`TOKEN`."""
+    from livo.serve.config import parse_config, token_digest
+
+    return parse_config({
+        "layout": layout,
+        "model": {"base": model, "device": "cpu"},
+        "generator": {"num_replicas": replicas, "num_cpus": 1, "batching": batching, "max_batch_images": 8,
+                      "max_ongoing_requests": 16, "max_queued_requests": 32},
+        "auth": {"token_sha256": token_digest(TOKEN)},
+    })
+
+
+def start_batched_service(proxy: str, replicas: int) -> int:
+    """:func:`start_serve`, then the batched service (:func:`service_config`, combined layout); returns
+    its port."""
+    port = start_serve(proxy, replicas)
+    from ray import serve
+
+    from livo.serve.app import APP_NAME, build_app
+
+    serve.run(build_app(service_config(replicas)), name=APP_NAME, route_prefix="/")
     return port
 
 
@@ -288,15 +308,8 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
     from ray import serve
 
     from livo.serve.app import APP_NAME, build_app
-    from livo.serve.config import parse_config, token_digest
 
-    config = parse_config({
-        "layout": layout,
-        "model": {"base": model, "device": "cpu"},
-        "generator": {"num_replicas": replicas, "num_cpus": 1, "batching": batching, "max_batch_images": 8,
-                      "max_ongoing_requests": 16, "max_queued_requests": 32},
-        "auth": {"token_sha256": token_digest(TOKEN)},
-    })
+    config = service_config(replicas, model, layout, batching)
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     statuses: dict[int, int] = {}
@@ -334,12 +347,7 @@ def _run_services(args: argparse.Namespace, batching_modes: tuple[bool, ...]) ->
     import ray
     from ray import serve
 
-    from livo.build.job import start_ray
-    from livo.serve.ray_env import free_port
-
-    start_ray(None, num_cpus=args.replicas, log_to_driver=False)  # retries a start that timed out
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    port = start_serve(args.proxy, args.replicas)
     results = [run_service(args.model, args.steps, args.replicas, batching, args.clients, args.warmup,
                            args.seconds, port, args.layout) for batching in batching_modes]
     serve.shutdown()

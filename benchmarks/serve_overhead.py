@@ -22,7 +22,7 @@ import json
 import threading
 import time
 
-from serve_load import TOKEN, _cpu_seconds_by_role
+from serve_load import TOKEN, _cpu_seconds_by_role, service_config, start_serve
 
 
 def _cores_between(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
@@ -52,22 +52,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds of each part")
     args = parser.parse_args()
 
-    from livo.serve.ray_env import apply_serve_environment, free_port
-
-    apply_serve_environment(args.proxy)
     import ray
     from ray import serve
 
-    from livo.build.job import start_ray
     from livo.serve.app import APP_NAME, build_app
-    from livo.serve.config import parse_config, token_digest
 
-    start_ray(None, num_cpus=args.replicas, log_to_driver=False)
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    config = parse_config({"layout": args.layout, "generator": {"num_replicas": args.replicas, "num_cpus": 1},
-                           "auth": {"token_sha256": token_digest(TOKEN)}})
-    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    port = start_serve(args.proxy, args.replicas)
+    serve.run(build_app(service_config(args.replicas, layout=args.layout)), name=APP_NAME, route_prefix="/")
 
     time.sleep(5.0)  # start-up work settles
     before = _cpu_seconds_by_role()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from livo.errors import ConfigError
 from livo.models import LiVOPipeline, ValueChoice, ValueEncoder, tiny_components, values_per_image
 
 PROMPTS = ["a photo of a doctor", "a bloody zombie", "a dog in the park"]
@@ -91,6 +92,37 @@ def test_bias_values_are_applied_to_about_half_the_images() -> None:
     assert harm == [BLOOD] * 50
 
 
+class CountingSelector:
+    """A selector with the batched ``choose_many`` form, counting how it is called."""
+
+    def __init__(self) -> None:
+        self.single_calls, self.batched_calls = 0, 0
+
+    def __call__(self, prompt: str):  # noqa: ANN204
+        self.single_calls += 1
+        return select(prompt)
+
+    def choose_many(self, prompts: list[str]) -> list:
+        self.batched_calls += 1
+        return [select(prompt) for prompt in prompts]
+
+
+def test_a_batched_selector_is_asked_once_for_all_prompts_with_the_same_values() -> None:
+    counting = CountingSelector()
+    batched = values_per_image(PROMPTS * 4, counting, 3, np.random.default_rng(5))
+    assert (counting.batched_calls, counting.single_calls) == (1, 0)
+    assert batched == values_per_image(PROMPTS * 4, select, 3, np.random.default_rng(5))
+
+
+def test_a_batched_selector_that_drops_prompts_is_an_error() -> None:
+    class Short(CountingSelector):
+        def choose_many(self, prompts: list[str]) -> list:
+            return super().choose_many(prompts)[:-1]
+
+    with pytest.raises(ConfigError, match="choose_many returned 2 values for 3 prompts"):
+        values_per_image(PROMPTS, Short(), 1, np.random.default_rng(5))
+
+
 def test_save_and_load_give_identical_images(pipelines, tmp_path) -> None:  # noqa: ANN001
     from transformers import CLIPTextModel
 
@@ -134,7 +166,6 @@ def test_generation_leaves_a_training_value_encoder_trainable(pipelines) -> None
 def test_selector_results_are_normalised_to_value_choices() -> None:
     from types import SimpleNamespace
 
-    from livo.errors import ConfigError
     from livo.models import as_value_choice
 
     assert as_value_choice(None) is None

@@ -68,15 +68,21 @@ def values_per_image(
     bias_probability: float = 0.5,
 ) -> list[ValueChoice | None]:
     """The value applied to each image, in the base pipeline's order (prompt-major: image
-    ``i * num_images_per_prompt + j`` belongs to prompt ``i``). The selector is called once per prompt;
-    one coin is drawn per image of a bias value (none for harm or no value)."""
+    ``i * num_images_per_prompt + j`` belongs to prompt ``i``). The selector is called once per prompt,
+    or once for all of them when it has a batched ``choose_many`` (``ValueSelector``: one embedding
+    pass instead of one per prompt); one coin is drawn per image of a bias value (none for harm or no
+    value)."""
     if num_images_per_prompt < 1:
         raise ConfigError(f"num_images_per_prompt: must be at least 1, got {num_images_per_prompt}")
     if not 0.0 <= bias_probability <= 1.0:
         raise ConfigError(f"bias_probability: must be in [0, 1], got {bias_probability}")
+    choose_many = getattr(selector, "choose_many", None)
+    selected = choose_many(list(prompts)) if callable(choose_many) else [selector(prompt) for prompt in prompts]
+    if len(selected) != len(prompts):
+        raise ConfigError(f"selector: choose_many returned {len(selected)} values for {len(prompts)} prompts")
     applied: list[ValueChoice | None] = []
-    for prompt in prompts:
-        choice = as_value_choice(selector(prompt))
+    for raw in selected:
+        choice = as_value_choice(raw)
         if choice is None:
             applied.extend([None] * num_images_per_prompt)
         elif choice.kind == "harm":
