@@ -7,6 +7,9 @@ A *selector* is any callable ``prompt -> value | None``. The value it returns ma
   selector's result), or a ``(text, kind)`` tuple, with ``kind`` ``"bias"`` or ``"harm"``;
 * a plain ``str``: treated as a **harm** value, i.e. always applied.
 
+A selector may also have ``choose_many(prompts) -> list`` (``ValueSelector`` does), the same
+answers for many prompts at once; pipelines then ask it once per call.
+
 Harm (toxicity) values are applied to every image. Bias (fairness) values are applied to each image
 independently with probability ``bias_probability`` (0.5 in the paper): half the images keep the
 base model's attributes, half are steered, which balances the attribute distribution. The coin flips
