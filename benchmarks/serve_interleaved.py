@@ -41,8 +41,8 @@ import time
 from typing import Any
 
 import numpy as np
-from serve_load import (_machine_busy_seconds, _model_thread_cpu_seconds, _processes_cpu_seconds, direct_call,
-                        start_batched_service, start_clients)
+from serve_load import (_cpu_stats, _machine_busy_seconds, _model_thread_cpu_seconds, _processes_cpu_seconds,
+                        direct_call, start_batched_service, start_clients)
 
 MAX_PHASE_S = 15.0
 
@@ -161,6 +161,9 @@ def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: di
         return sum(p["images"] for p in chosen) / sum(p["seconds"] for p in chosen)
 
     sides = ("direct", "service")
+    stats = {side: _cpu_stats(sum(p["images"] for p in phases if p["side"] == side),
+                              _cpu_seconds(phases, side, "model_cores"), _cpu_seconds(phases, side, "busy_cores"))
+             for side in sides}
     per_cycle = np.asarray([rate("service", c) / rate("direct", c) if rate("direct", c) else np.nan
                             for c in range(args.cycles)])
     # Cycles next to each other share work carried over a freeze, so pairs of cycles are the units of the
@@ -175,10 +178,8 @@ def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: di
                "busy_cores": {side: round(float(np.mean([p["busy_cores"] for p in phases if p["side"] == side])), 3)
                               for side in sides},
                # ratio = busy-cores ratio × model-share ratio × images-per-model-CPU-second ratio
-               "model_share_of_busy": {side: round(_cpu_seconds(phases, side, "model_cores")
-                                                   / _cpu_seconds(phases, side, "busy_cores"), 3) for side in sides},
-               "images_per_model_cpu_s": {side: round(sum(p["images"] for p in phases if p["side"] == side)
-                                                      / _cpu_seconds(phases, side, "model_cores"), 3) for side in sides},
+               **{key: {side: round(stats[side][key], 3) for side in sides}
+                  for key in ("model_cpu_share", "images_per_model_cpu_s")},
                "statuses": {str(k): v for k, v in sorted(statuses.items())}}
     print(json.dumps(summary), flush=True)
     if args.json:

@@ -35,9 +35,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from livo.serve.config import ServiceConfig
 
 PROMPTS = ["a bloody doctor", "a ball", "a nurse", "a zombie kite", "a teal hero", "a house", "an engineer",
            "a bloody orange thief", "a tree", "a teacher"]
@@ -260,7 +263,8 @@ def start_serve(proxy: str, replicas: int) -> int:
     return port
 
 
-def service_config(replicas: int, model: str | None = None, layout: str = "combined", batching: bool = True) -> Any:
+def service_config(replicas: int, model: str | None = None, layout: str = "combined",
+                   batching: bool = True) -> ServiceConfig:
     """The benchmarks' service: ``replicas`` × 1 CPU, up to 8 images per pipeline call when batching,
     16 requests in flight and 32 queued per replica, bearer token :data:`TOKEN`."""
     from livo.serve.config import parse_config, token_digest
