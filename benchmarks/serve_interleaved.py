@@ -27,7 +27,10 @@ them that went to the model (direct: its worker processes; service: the replicas
 threads) and images per model CPU-second. The second is what Ray, Serve and HTTP cost; the third is
 how fast the model runs when it does run.
 
-    source scripts/env.sh && OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_interleaved.py [--proxy serve]
+    source scripts/env.sh && OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/serve_interleaved.py [--proxy serve] [--json F]
+
+Runs minutes apart differ by more than one run's interval (the machine, and which processes land
+where), so the figure to quote pools several: ``serve_interleaved.py --pool run1.json run2.json ...``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import time
 from typing import Any
 
 import numpy as np
+from livo.permissions import write_atomic
 from serve_load import (_cpu_stats, _machine_busy_seconds, _model_thread_cpu_seconds, _processes_cpu_seconds,
                         direct_call, start_batched_service, start_clients)
 
@@ -92,7 +96,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=MAX_PHASE_S, help=f"seconds per phase (≤ {MAX_PHASE_S:g})")
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds of service load before the first phase")
     parser.add_argument("--json", help="also write the phases here")
+    parser.add_argument("--pool", nargs="+", metavar="JSON",
+                        help="measure nothing: pool earlier runs' --json files and print their joint summary")
     args = parser.parse_args()
+    if args.pool:
+        print(json.dumps(pool(args.pool)), flush=True)
+        return
     if not 0 < args.seconds <= MAX_PHASE_S:
         parser.error(f"--seconds must be in (0, {MAX_PHASE_S:g}]: a longer freeze can trip Ray's health checks")
 
@@ -155,7 +164,10 @@ def _cpu_seconds(phases: list[dict[str, Any]], side: str, key: str) -> float:
     return sum(p[key] * p["seconds"] for p in phases if p["side"] == side)
 
 
-def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: dict[int, int]) -> None:
+def _summary(phases: list[dict[str, Any]], cycles: int) -> dict[str, Any]:
+    """Throughput ratio over ``phases`` (cycles numbered 0 … ``cycles`` - 1), its 95% interval, and the
+    factors it splits into."""
+
     def rate(side: str, cycle: int | None = None) -> float:
         chosen = [p for p in phases if p["side"] == side and cycle in (None, p["cycle"])]
         return sum(p["images"] for p in chosen) / sum(p["seconds"] for p in chosen)
@@ -165,26 +177,58 @@ def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: di
                               _cpu_seconds(phases, side, "model_cores"), _cpu_seconds(phases, side, "busy_cores"))
              for side in sides}
     per_cycle = np.asarray([rate("service", c) / rate("direct", c) if rate("direct", c) else np.nan
-                            for c in range(args.cycles)])
+                            for c in range(cycles)])
     # Cycles next to each other share work carried over a freeze, so pairs of cycles are the units of the
     # interval (a normal approximation over their ratios).
     pairs = per_cycle[: len(per_cycle) // 2 * 2].reshape(-1, 2).mean(axis=1)
-    half_width = 1.96 * pairs.std(ddof=1) / np.sqrt(len(pairs)) if len(pairs) > 1 else float("nan")
+    half_width = round(1.96 * float(pairs.std(ddof=1)) / np.sqrt(len(pairs)), 3) if len(pairs) > 1 else None
+    return {"direct_images_per_s": round(rate("direct"), 3), "service_images_per_s": round(rate("service"), 3),
+            "images": {side: sum(p["images"] for p in phases if p["side"] == side) for side in sides},
+            "ratio": round(rate("service") / rate("direct"), 3), "ratio_95_interval": half_width,
+            "median_cycle_ratio": round(float(np.median(per_cycle)), 3),
+            "busy_cores": {side: round(_cpu_seconds(phases, side, "busy_cores")
+                                       / sum(p["seconds"] for p in phases if p["side"] == side), 3)
+                           for side in sides},
+            # ratio = busy-cores ratio × model-share ratio × images-per-model-CPU-second ratio
+            **{key: {side: round(stats[side][key], 3) for side in sides}
+               for key in ("model_cpu_share", "images_per_model_cpu_s")}}
+
+
+def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: dict[int, int]) -> None:
     summary = {"proxy": args.proxy, "steps": args.steps, "replicas": args.replicas, "clients": args.clients,
-               "cycles": args.cycles, "seconds_per_phase": args.seconds,
-               "direct_images_per_s": round(rate("direct"), 3), "service_images_per_s": round(rate("service"), 3),
-               "ratio": round(rate("service") / rate("direct"), 3), "ratio_95_interval": round(float(half_width), 3),
-               "median_cycle_ratio": round(float(np.median(per_cycle)), 3),
-               "busy_cores": {side: round(float(np.mean([p["busy_cores"] for p in phases if p["side"] == side])), 3)
-                              for side in sides},
-               # ratio = busy-cores ratio × model-share ratio × images-per-model-CPU-second ratio
-               **{key: {side: round(stats[side][key], 3) for side in sides}
-                  for key in ("model_cpu_share", "images_per_model_cpu_s")},
+               "cycles": args.cycles, "seconds_per_phase": args.seconds, **_summary(phases, args.cycles),
                "statuses": {str(k): v for k, v in sorted(statuses.items())}}
     print(json.dumps(summary), flush=True)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"summary": summary, "phases": phases}, handle, indent=2)
+        write_atomic(args.json, json.dumps({"summary": summary, "phases": phases}, indent=2).encode())
+
+
+def pool(paths: list[str]) -> dict[str, Any]:
+    """Several runs' ``--json`` files as one: all phases together (cycles renumbered run after run), and
+    the spread between the runs' own ratios. Runs started minutes apart see a different machine, so the
+    run-level interval (Student's t over the runs) is the cautious one; the pooled pairs' interval
+    assumes the runs are alike."""
+    from scipy import stats as scipy_stats
+
+    phases: list[dict[str, Any]] = []
+    runs, settings = [], set()
+    for path in paths:
+        with open(path) as handle:
+            run = json.load(handle)
+        summary = run["summary"]
+        settings.add(tuple(summary[key] for key in ("proxy", "steps", "replicas", "clients", "seconds_per_phase")))
+        offset = len(phases) and max(p["cycle"] for p in phases) + 1
+        phases += [p | {"cycle": p["cycle"] + offset} for p in run["phases"]]
+        runs.append(_summary(run["phases"], summary["cycles"])["ratio"])
+    if len(settings) != 1:
+        raise SystemExit(f"--pool: the runs differ in proxy, steps, replicas, clients or phase length: {sorted(settings)}")
+    cycles = max(p["cycle"] for p in phases) + 1
+    half_width = None  # one run: no spread between runs to measure
+    if len(runs) > 1:
+        t_quantile = float(scipy_stats.t.ppf(0.975, len(runs) - 1))
+        half_width = round(t_quantile * float(np.std(runs, ddof=1)) / np.sqrt(len(runs)), 3)
+    return {"runs": len(runs), "run_ratios": runs, **_summary(phases, cycles),
+            "run_mean_ratio": round(float(np.mean(runs)), 3), "run_mean_95_interval": half_width}
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from livo.permissions import write_atomic
+
 if TYPE_CHECKING:
     from livo.serve.config import ServiceConfig
 
@@ -444,8 +446,7 @@ def main() -> None:
             print(f"  model share of busy CPU vs direct: {float(np.median(shares)):.3f} "
                   f"(rounds: {', '.join(f'{x:.3f}' for x in shares)})")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"args": vars(args), "results": results}, handle, indent=2)
+        write_atomic(args.json, json.dumps({"args": vars(args), "results": results}, indent=2).encode())
 
 
 if __name__ == "__main__":
