@@ -168,27 +168,27 @@ def _summary(phases: list[dict[str, Any]], cycles: int) -> dict[str, Any]:
     """Throughput ratio over ``phases`` (cycles numbered 0 … ``cycles`` - 1), its 95% interval, and the
     factors it splits into."""
 
-    def rate(side: str, cycle: int | None = None) -> float:
-        chosen = [p for p in phases if p["side"] == side and cycle in (None, p["cycle"])]
+    def rate(side: str, cycle: int) -> float:
+        chosen = [p for p in phases if p["side"] == side and p["cycle"] == cycle]
         return sum(p["images"] for p in chosen) / sum(p["seconds"] for p in chosen)
 
     sides = ("direct", "service")
-    stats = {side: _cpu_stats(sum(p["images"] for p in phases if p["side"] == side),
-                              _cpu_seconds(phases, side, "model_cores"), _cpu_seconds(phases, side, "busy_cores"))
-             for side in sides}
+    images = {side: sum(p["images"] for p in phases if p["side"] == side) for side in sides}
+    seconds = {side: sum(p["seconds"] for p in phases if p["side"] == side) for side in sides}
+    busy = {side: _cpu_seconds(phases, side, "busy_cores") for side in sides}
+    stats = {side: _cpu_stats(images[side], _cpu_seconds(phases, side, "model_cores"), busy[side]) for side in sides}
+    per_second = {side: images[side] / seconds[side] for side in sides}
     per_cycle = np.asarray([rate("service", c) / rate("direct", c) if rate("direct", c) else np.nan
                             for c in range(cycles)])
     # Cycles next to each other share work carried over a freeze, so pairs of cycles are the units of the
     # interval (a normal approximation over their ratios).
     pairs = per_cycle[: len(per_cycle) // 2 * 2].reshape(-1, 2).mean(axis=1)
     half_width = round(1.96 * float(pairs.std(ddof=1)) / np.sqrt(len(pairs)), 3) if len(pairs) > 1 else None
-    return {"direct_images_per_s": round(rate("direct"), 3), "service_images_per_s": round(rate("service"), 3),
-            "images": {side: sum(p["images"] for p in phases if p["side"] == side) for side in sides},
-            "ratio": round(rate("service") / rate("direct"), 3), "ratio_95_interval": half_width,
+    return {"direct_images_per_s": round(per_second["direct"], 3),
+            "service_images_per_s": round(per_second["service"], 3), "images": images,
+            "ratio": round(per_second["service"] / per_second["direct"], 3), "ratio_95_interval": half_width,
             "median_cycle_ratio": round(float(np.median(per_cycle)), 3),
-            "busy_cores": {side: round(_cpu_seconds(phases, side, "busy_cores")
-                                       / sum(p["seconds"] for p in phases if p["side"] == side), 3)
-                           for side in sides},
+            "busy_cores": {side: round(busy[side] / seconds[side], 3) for side in sides},
             # ratio = busy-cores ratio × model-share ratio × images-per-model-CPU-second ratio
             **{key: {side: round(stats[side][key], 3) for side in sides}
                for key in ("model_cpu_share", "images_per_model_cpu_s")}}
