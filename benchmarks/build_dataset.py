@@ -120,7 +120,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
                                "steps": args.steps, "load_before": load_average()}
     results["plain_loop"] = run_plain(spec, batches)
     print(f"plain_loop: {results['plain_loop']} load {load_average()}", file=sys.stderr, flush=True)
-    from livo.build.job import start_ray
+    from livo.runtime import start_ray
 
     start_ray(None, 2, attempts=10)
     try:

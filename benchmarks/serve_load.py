@@ -252,14 +252,13 @@ def _client(url: str, clients: int, index: int, steps: int, start_at: float, sto
 def start_serve(proxy: str, replicas: int) -> int:
     """Start a local Ray (``replicas`` CPUs) and Serve with the settings ``livo serve --proxy`` uses, with
     no application yet; returns Serve's HTTP port."""
-    from livo.serve.ray_env import apply_serve_environment, free_port
+    from livo.runtime import free_port, start_ray
+    from livo.serve.ray_env import apply_serve_environment
 
     apply_serve_environment(proxy)  # before Ray starts: its processes read these at start
+    start_ray(None, num_cpus=replicas, log_to_driver=False)  # loopback only; retries a start that timed out
     from ray import serve
 
-    from livo.build.job import start_ray
-
-    start_ray(None, num_cpus=replicas, log_to_driver=False)  # retries a start that timed out
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     return port

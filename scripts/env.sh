@@ -2,7 +2,6 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livo/target}"
 # Never wait on model hubs: everything the project needs is local.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"
 export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$HOME/.cache/livo/torch_extensions}"
 # Ray 2.60 re-launches its workers with `uv run` when the driver was started by `uv run`, which
 # resolves a different environment from a temp folder; local workers must use this .venv's python.

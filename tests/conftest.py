@@ -1,14 +1,16 @@
-"""Test-wide settings: nothing may reach a model hub, and Ray must not ask for auth tokens."""
+"""Test-wide settings: nothing may reach a model hub, and the session's Ray is the loopback-only one
+that every livo command starts."""
 
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-# Under `uv run pytest` Ray would start its workers with `uv run` in another environment.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Before any test module imports ray: Ray reads its single-machine mode when first imported.
+from livo.runtime import configure_local_ray  # noqa: E402
+
+configure_local_ray()
 # The session's Ray also hosts the service tests: start it with the settings `livo serve` uses.
 from livo.serve.ray_env import apply_serve_environment  # noqa: E402
 
@@ -38,7 +40,7 @@ def ray_local():
     """
     import ray
 
-    from livo.build.job import start_ray
+    from livo.runtime import start_ray
 
     if not ray.is_initialized():
         start_ray(None, num_cpus=2)  # retries a start that timed out on a loaded machine

@@ -24,7 +24,7 @@ def service(ray_local):
 
     from livo.serve.app import APP_NAME, build_app
     from livo.serve.config import parse_config, token_digest
-    from livo.serve.ray_env import free_port
+    from livo.runtime import free_port
 
     config = parse_config({
         "generator": {"num_replicas": 1, "num_cpus": 1, "max_ongoing_requests": 8, "max_queued_requests": 4,
@@ -142,10 +142,34 @@ def test_a_request_cannot_choose_a_model_or_file(client):
     assert problems["model"] == problems["value_encoder"] == "Extra inputs are not permitted"
 
 
+def _chunked_body(size: int, chunk: int = 16_384):
+    """A JSON body of about ``size`` bytes sent as an iterator: httpx then sends it chunked, without a
+    Content-Length."""
+    yield b'{"prompts": ["'
+    for _ in range(0, size, chunk):
+        yield b"a" * chunk
+    yield b'"]}'
+
+
 def test_an_oversized_body_is_refused_with_413(client):
     response = client.post("/v1/select", content=b'{"prompts": ["' + b"a" * 70_000 + b'"]}',
                            headers={"Content-Type": "application/json"})
     assert response.status_code == 413
+    assert response.json()["detail"] == "request body larger than 65536 bytes"
+
+
+@pytest.mark.parametrize("size", [200_000, 20_000_000])
+def test_an_oversized_chunked_body_is_refused_with_413(client, size):
+    response = client.post("/v1/select", content=_chunked_body(size), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413, response.text[:300]
+    assert response.json()["detail"] == "request body larger than 65536 bytes"
+
+
+def test_a_small_chunked_body_is_read_whole(client):
+    response = client.post("/v1/select", content=iter([b'{"prompts": ', b'["a bloody doctor"]}']),
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["selections"][0]["value_id"] == "no_blood"
 
 
 # --- the value path ----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """``livo serve --proxy haproxy`` end to end: the command in its own process with its own local Ray,
 two combined replicas, HAProxy taking the connections and forwarding them to each replica's HTTP
 server (Ray's direct ingress). What is tested is what this mode changes: requests reach the replicas
-through HAProxy (its stats count them on both replicas), auth and the value path work unchanged, and
-stopping the command leaves no HAProxy process behind."""
+through HAProxy (its stats count them on both replicas), auth and the value path work unchanged, no
+listener of the mode (HAProxy's stats page and exporter included) is beyond loopback, and stopping the
+command leaves no HAProxy process behind."""
 
 import base64
 import csv
@@ -16,6 +17,7 @@ import time
 
 import psutil
 import pytest
+from test_network_exposure import bound_sockets, exposed, stop
 
 TOKEN = "haproxy-test-token-0123456789"
 STEPS = 3
@@ -35,7 +37,7 @@ def served(tmp_path_factory):
     """(base URL, stats port, the command's process, HAProxy processes seen while it ran)."""
     import httpx
 
-    from livo.serve.ray_env import free_port
+    from livo.runtime import free_port
 
     config = tmp_path_factory.mktemp("haproxy") / "service.yaml"
     config.write_text(f"limits: {{default_steps: {STEPS}, max_steps: 10}}\n", encoding="utf-8")
@@ -66,12 +68,7 @@ def served(tmp_path_factory):
             time.sleep(1.0)
         yield url, stats_port, command, _haproxy_processes(started)
     finally:
-        if command.poll() is None:
-            command.send_signal(signal.SIGTERM)
-            try:
-                command.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                command.kill()
+        stop(command)
         for leftover in _haproxy_processes(started):  # never leak a listener into later tests
             leftover.kill()
 
@@ -126,6 +123,16 @@ def test_generation_applies_the_value_and_repeats_for_a_seed_across_replicas(ser
     assert [image["value_id"] for image in first["images"]] == ["no_blood", "no_blood"]
     pngs = [[base64.b64decode(i["png_base64"]) for i in a.json()["images"]] for a in answers]
     assert pngs[1] == pngs[0] and pngs[2] == pngs[0]
+
+
+def test_haproxy_mode_listens_on_loopback_only(served):
+    url, stats_port, command, _ = served
+    sockets = bound_sockets(psutil.Process(command.pid))
+    names = {s[0] for s in sockets}
+    ports = {s[3] for s in sockets if s[0] == "haproxy"}
+    assert int(url.rsplit(":", 1)[1]) in ports and stats_port in ports, sockets  # HAProxy's own listeners
+    assert {"gcs_server", "raylet"} <= names, names
+    assert not exposed(sockets), exposed(sockets)
 
 
 def test_stopping_the_command_stops_haproxy(served):

@@ -19,7 +19,7 @@ def client(ray_local):
 
     from livo.serve.app import APP_NAME, build_app
     from livo.serve.config import parse_config, token_digest
-    from livo.serve.ray_env import free_port
+    from livo.runtime import free_port
 
     config = parse_config({
         "layout": "split",

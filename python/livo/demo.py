@@ -155,11 +155,11 @@ def _value_index(config: dict[str, Any], folder: Path, echo: Callable[[str], Non
 
 def _start_local_ray(num_cpus: int) -> bool:
     """Start a local Ray unless one is running; returns whether this call started it. A start that
-    times out on a loaded machine is retried (see :func:`livo.build.job.start_ray`) rather than
+    times out on a loaded machine is retried (see :func:`livo.runtime.start_ray`) rather than
     failing after minutes of earlier stages."""
     import ray
 
-    from livo.build.job import start_ray
+    from livo.runtime import start_ray
 
     if ray.is_initialized():
         return False

@@ -156,11 +156,14 @@ class OutputConfig(_Strict):
 
 
 class RayConfig(_Strict):
-    """``address``: null starts a local Ray (``ray.init()``), ``auto`` joins the running cluster
-    (``ray job submit`` sets RAY_ADDRESS, which null also honours)."""
+    """``address``: null starts a local Ray bound to loopback, ``auto`` joins the running cluster
+    (``ray job submit`` sets RAY_ADDRESS, which null also honours). ``token_file``: the cluster's
+    auth token (mode 0600), needed to join a cluster off loopback unless ``RAY_AUTH_TOKEN_PATH`` is
+    set (``livo.runtime``)."""
 
     address: str | None = None
     num_cpus: int | None = Field(default=None, ge=1)
+    token_file: str | None = None
 
 
 class BuildConfig(_Strict):

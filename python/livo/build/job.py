@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from livo.build.sink import STATE_FOLDER, PairSink, read_ledger
 from livo.data.shards import ShardConfig
 from livo.errors import ConfigError, InputError
 from livo.permissions import write_atomic
+from livo.runtime import check_ray_settings, start_ray
 from livo.values.registry import Registry, load_registry, resolve_registry_path
 
 STATE_CONFIG = "config.json"
@@ -65,6 +64,7 @@ def write_state(config: BuildConfig) -> None:
 def validate(config: BuildConfig) -> tuple[Registry, list[str], dict[str, int], Any]:
     """Everything that can be checked before generation; returns (registry, prompts, counts per
     source, rewriter)."""
+    check_ray_settings(config.ray.address, config.ray.token_file)
     registry = load_registry(resolve_registry_path(config.selection.registry))
     check_value_ids(config, registry)
     prompts, per_source = read_sources(config.sources)
@@ -142,7 +142,7 @@ def _generate(config: BuildConfig, registry: Registry, todo: list[dict[str, Any]
 
     started_ray = False
     if not ray.is_initialized():
-        start_ray(config.ray.address, config.ray.num_cpus)
+        start_ray(config.ray.address, config.ray.num_cpus, token_file=config.ray.token_file)
         started_ray = True
     try:
         g = config.generation
@@ -179,42 +179,6 @@ def _generate(config: BuildConfig, registry: Registry, todo: list[dict[str, Any]
     finally:
         if started_ray:
             ray.shutdown()
-
-
-def start_ray(address: str | None, num_cpus: int | None, attempts: int = 3, log_to_driver: bool = True) -> None:
-    """``ray.init`` that retries a local start which timed out: on a heavily loaded machine Ray
-    2.60's raylet gives its dashboard agent a fixed 15 s to start (ray-project/ray#65983).
-    ``log_to_driver=False`` keeps the workers' output out of this process's (benchmarks)."""
-    # A driver started by `uv run` would otherwise make Ray start local workers with `uv run` too,
-    # from a folder where it resolves another environment (read when ray is first imported).
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
-    import ray
-
-    for attempt in range(1, attempts + 1):
-        try:
-            ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=log_to_driver,
-                     configure_logging=False)
-            return
-        except Exception as error:  # Ray raises a bare Exception for this
-            if "timed out during startup" not in str(error) or attempt == attempts:
-                raise
-            print(f"build: Ray did not start (attempt {attempt}/{attempts}): {error}; retrying", file=sys.stderr)
-            ray.shutdown()
-            _stop_ray_children()
-
-
-def _stop_ray_children() -> None:
-    """Stops the Ray processes a failed local start left behind (``ray.shutdown`` does not: its GCS,
-    monitors and raylet would pile up with every attempt). Only children of this process."""
-    import psutil
-
-    for child in psutil.Process().children(recursive=True):
-        try:
-            command = " ".join(child.cmdline())
-            if "site-packages/ray/" in command or "/ray/core/src/ray/" in command:
-                child.kill()
-        except psutil.Error:
-            continue
 
 
 def _finish(config: BuildConfig, report: BuildReport, drops: Counter[str]) -> None:

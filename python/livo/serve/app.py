@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from ray import serve
 from ray.serve.exceptions import BackPressureError
@@ -41,7 +41,9 @@ from ray.serve.handle import DeploymentHandle
 
 from livo.serve.auth import BearerAuth
 from livo.serve.batching import JobBatcher, QueueFull
+from livo.serve.body_limit import BodyLimit
 from livo.serve.config import ServiceConfig, parse_config
+from livo.serve.grpc_binding import bind_replica_grpc_to_node
 from livo.serve.engine import (
     AUTO,
     MODEL_THREAD_NAME,
@@ -74,13 +76,13 @@ web.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
 
 
+# Added before _guard, so it runs inside it: its 413 answers get _guard's headers too.
+web.add_middleware(BodyLimit)
+
+
 @web.middleware("http")
 async def _guard(request: Request, call_next: Any) -> Response:
-    """Refuse oversized bodies before they are read; set headers that keep the page self-contained."""
-    limit = getattr(request.app.state, "max_body_bytes", 65_536)
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        return JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
+    """Set headers that keep the page self-contained (body sizes: :class:`BodyLimit`)."""
     response: Response = await call_next(request)
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -164,6 +166,7 @@ class Generator(ModelReplica):
     bounds its queue: ``max_ongoing_requests`` + ``max_queued_requests``)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
+        bind_replica_grpc_to_node()
         super().__init__(parse_config(config, "Generator config"))
 
 
@@ -192,6 +195,7 @@ class Ingress:
     replicas (the split layout)."""
 
     def __init__(self, generator: DeploymentHandle | None, config: dict[str, Any]) -> None:
+        bind_replica_grpc_to_node()
         self.config = parse_config(config, "Ingress config")
         settings = self.config.generator
         # Combined layout (no generator handle): the model lives in this replica, and its batcher holds

@@ -11,7 +11,8 @@ from typing import Any
 
 from fastapi import HTTPException
 
-from livo.serve.config import AuthConfig, is_loopback, token_digest
+from livo.runtime import is_loopback
+from livo.serve.config import AuthConfig, token_digest
 
 
 class BearerAuth:

@@ -29,9 +29,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--proxy", choices=("serve", "haproxy"), default="serve",
                         help="what receives HTTP connections: Ray Serve's proxy actor (default), or HAProxy in "
                         "front of each replica's own HTTP server (Ray's direct ingress, experimental; 1/8 the CPU "
-                        "per request; opens HAProxy's stats and exporter ports on all interfaces). Applies to the "
+                        "per request; HAProxy's stats and exporter ports on 127.0.0.1). Applies to the "
                         "local Ray this command starts")
     parser.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+    parser.add_argument("--ray-token-file",
+                        help="Ray's auth token (a file of mode 0600): needed to join a cluster off loopback "
+                        "(else $RAY_AUTH_TOKEN_PATH); for a local Ray, the token it is started with")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     parser.set_defaults(run=run_serve)
 
@@ -39,7 +42,8 @@ def register(subparsers: Any) -> None:
 def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The service config and HTTP options the arguments describe; refuses ``--insecure`` off loopback."""
     from livo.errors import ConfigError
-    from livo.serve.config import ServiceConfig, is_loopback, load_service_file
+    from livo.runtime import is_loopback
+    from livo.serve.config import ServiceConfig, load_service_file
 
     config, http = load_service_file(args.config) if args.config else (ServiceConfig(), {})
     http = {"host": "127.0.0.1", "port": 8000} | http
@@ -64,16 +68,14 @@ def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import os
     import signal
     import sys
     import time
 
     from livo.errors import ConfigError
+    from livo.runtime import is_loopback, start_ray
 
     config, http = service_settings(args)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # local replicas use this interpreter's env
     settings: dict[str, str] = {}
     if args.ray_address:  # a running cluster was started with its own environment
         if args.proxy != "serve":
@@ -81,24 +83,26 @@ def run_serve(args: argparse.Namespace) -> int:
                               "of livo.serve.ray_env.HAPROXY_ENVIRONMENT instead")
     else:
         settings = apply_serve_environment(args.proxy)
+    # A local Ray listens on loopback only; it also asks for Ray's auth token when the service itself
+    # listens on the network, so that nothing reachable from there runs unauthenticated.
+    ray_token = start_ray(args.ray_address, args.num_cpus, authenticate=not is_loopback(str(http["host"])),
+                          token_file=args.ray_token_file)
     import ray
     from ray import serve
 
     from livo.serve.app import APP_NAME, build_app
 
-    if args.ray_address:
-        ray.init(address=args.ray_address)
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False)
     serve.start(http_options=http)
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     mode = "WITHOUT auth (loopback only)" if config.auth.insecure else "bearer-token auth"
     print(f"livo serve: http://{http['host']}:{http['port']}/ ({config.generator.num_replicas} model replicas, "
           f"{config.layout} layout, {mode}, {args.proxy} proxy); Ctrl-C stops", flush=True)
+    if ray_token is not None:
+        print(f"livo serve: Ray uses token authentication (token file {ray_token})", flush=True)
     if args.proxy == "haproxy":
         print("livo serve: HAProxy's read-only stats page is on port "
               f"{settings['RAY_SERVE_HAPROXY_STATS_PORT']} and its Prometheus exporter on "
-              f"{settings['RAY_SERVE_HAPROXY_METRICS_PORT']}, both on all interfaces (Ray's HAProxy mode)", flush=True)
+              f"{settings['RAY_SERVE_HAPROXY_METRICS_PORT']}, both on 127.0.0.1", flush=True)
     # SIGTERM (containers, process managers) stops the service as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from livo.errors import ConfigError
 
 TOKEN_ENV = "LIVO_SERVE_TOKEN"
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 class _Section(BaseModel):
@@ -204,15 +203,3 @@ def load_service_file(path: str | os.PathLike[str]) -> tuple[ServiceConfig, dict
             raise ConfigError(f"{path}: applications: expected exactly one application, got {len(applications)}")
         return parse_config(applications[0].get("args") or {}, f"{path}: applications[0].args"), http
     return parse_config(data, str(path)), http
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (what ``--insecure`` requires)."""
-    if host in LOOPBACK_HOSTS:
-        return True
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

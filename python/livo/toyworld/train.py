@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from livo.errors import ConfigError
+from livo.runtime import free_port
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
     # Idle OpenMP threads must sleep, not spin, when two processes share two cores.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     queue = mp.get_context("spawn").SimpleQueue()
-    context = mp.spawn(_train_rank, args=(config, _free_port(), queue), nprocs=config.processes, join=False)
+    context = mp.spawn(_train_rank, args=(config, free_port(), queue), nprocs=config.processes, join=False)
     while True:
         while not queue.empty():
             log(queue.get())
@@ -123,12 +123,6 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
     while not queue.empty():
         log(queue.get())
     return Path(config.output)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _no_buffer_sync() -> dict[str, bool]:
