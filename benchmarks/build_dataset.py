@@ -35,11 +35,11 @@ def load_average() -> str:
 
 def planned_batches(records: int, batch_size: int, steps: int) -> tuple[Any, list[list[dict[str, Any]]]]:
     """Toy-world records planned by the build's own stages, cut into batches."""
-    from livo.build.config import builtin_config_path, load_build_config
-    from livo.build.execute import batches_of
-    from livo.build.job import worker_spec
-    from livo.build.plan import load_selector, plan_records, read_sources
-    from livo.build.rewrite import load_rewriter
+    from livo.dataset.config import builtin_config_path, load_build_config
+    from livo.dataset.execute import batches_of
+    from livo.dataset.job import worker_spec
+    from livo.dataset.plan import load_selector, plan_records, read_sources
+    from livo.dataset.rewrite import load_rewriter
     from livo.values.registry import load_registry, resolve_registry_path
 
     config = load_build_config(builtin_config_path("toyworld"), {"generation.steps": steps, "output.directory": "unused"})
@@ -57,7 +57,7 @@ def planned_batches(records: int, batch_size: int, steps: int) -> tuple[Any, lis
 def run_plain(spec: Any, batches: list[list[dict[str, Any]]]) -> dict[str, float]:
     import torch
 
-    from livo.build.generate import PairGenerator
+    from livo.dataset.generate import PairGenerator
 
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -71,7 +71,7 @@ def run_plain(spec: Any, batches: list[list[dict[str, Any]]]) -> dict[str, float
 def run_actor_pool_once(spec: Any, batches: list[list[dict[str, Any]]], actors: int) -> dict[str, float]:
     import ray
 
-    from livo.build.execute import run_actor_pool, start_actors
+    from livo.dataset.execute import run_actor_pool, start_actors
 
     started = time.perf_counter()
     handles = start_actors(spec, actors, 1.0, 0.0, 1, 1)
@@ -87,7 +87,7 @@ class _RayDataGenerator:
     """Ray Data callable class around the same PairGenerator."""
 
     def __init__(self, spec: Any) -> None:
-        from livo.build.generate import PairGenerator
+        from livo.dataset.generate import PairGenerator
 
         self.generator = PairGenerator(spec)
 
@@ -151,7 +151,7 @@ def steps(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    from livo.build.generate import PairGenerator
+    from livo.dataset.generate import PairGenerator
 
     torch.set_num_threads(1)
     spec, batches = planned_batches(args.records, args.batch_size, 8)
@@ -171,7 +171,7 @@ def steps(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def full(args: argparse.Namespace) -> dict[str, Any]:
-    from livo.build import build_dataset, builtin_config_path, load_build_config
+    from livo.dataset import build_dataset, builtin_config_path, load_build_config
 
     output = args.output or tempfile.mkdtemp(prefix="livo-toy-pairs-")
     if os.path.exists(output) and args.fresh:

@@ -193,7 +193,7 @@ def main() -> None:
             print(f"| {label} | {wall:.2f} | {size / wall:.0f} | {cpu:.2f} | {wall / livo_wall:.2f}x |")
         if args.memory_mib:
             print()
-            print(f"| dataset streamed (MiB) | rows | peak RSS (MiB) | growth during writing (MiB) |")
+            print("| dataset streamed (MiB) | rows | peak RSS (MiB) | growth during writing (MiB) |")
             print("| --- | --- | --- | --- |")
             for m in memory(args, work):
                 print(f"| {m['dataset_mib']} | {m['rows']} | {m['peak_rss_mib']:.0f} | {m['growth_mib']:.0f} |")

@@ -58,7 +58,7 @@ def run_training(method: str, args: argparse.Namespace, pairs: Path) -> Path:
 def final_pipeline(method: str, run: Path) -> Any:
     from livo.models.pipeline import LiVOPipeline
     from livo.toyworld.model import SHIPPED_MODEL, load_toy_model
-    from livo.train.evaluation import toy_selector
+    from livo.toyworld.evaluation import toy_selector
 
     if method == "livo":
         pipeline = LiVOPipeline.from_pretrained(SHIPPED_MODEL, selector=toy_selector,
@@ -83,7 +83,7 @@ def benign_identical(pipeline: Any, base: Any, per_prompt: int) -> bool:
 
 
 def evaluate_final(pipeline: Any, args: argparse.Namespace, benign: bool) -> dict[str, Any]:
-    from livo.train.evaluation import evaluate
+    from livo.toyworld.evaluation import evaluate
 
     started = time.perf_counter()
     metrics = evaluate(pipeline, per_prompt=args.final_per_prompt, steps=25, guidance_scale=5.0, seed=args.seed,

@@ -77,7 +77,7 @@ def main() -> None:
     base = StableDiffusionPipeline(**components).to(args.device, dtype)
     base.set_progress_bar_config(disable=True)
     value_encoder = ValueEncoder.from_text_encoder(base.text_encoder)
-    livo = LiVOPipeline(base, value_encoder, selector=lambda prompt: ValueChoice(VALUE, "harm"))
+    livo = LiVOPipeline(base, value_encoder, selector=lambda prompt: ValueChoice("no-blood", VALUE, "harm"))
     size = args.image_size or base.unet.config.sample_size * base.vae_scale_factor
     call = {"num_inference_steps": args.steps, "height": size, "width": size, "output_type": "latent"}
     n = args.images_per_prompt
@@ -92,7 +92,7 @@ def main() -> None:
         with torch.no_grad():
             value_encoder.encode_values(base.tokenizer, [VALUE] * len(PROMPTS), PROMPTS)
 
-    applied = [ValueChoice(VALUE, "harm")] * (len(PROMPTS) * n)
+    applied = [ValueChoice("no-blood", VALUE, "harm")] * (len(PROMPTS) * n)
 
     def run_livo_conditioning() -> None:
         livo.encode(PROMPTS, n, applied)

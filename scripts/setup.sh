@@ -18,7 +18,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livo/target}"
 # a minute once per fresh environment; later runs only check timestamps (~2 s).
 uv sync --locked --all-groups --compile-bytecode
 
-# >>> issue 10 (serve): headless Chromium + chromedriver for the web-page test in tests/test_serve.py
+# Headless Chromium + chromedriver for the web-page test in tests/test_serve.py.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing chromium and chromium-driver with apt-get" >&2
@@ -30,4 +30,3 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     echo "setup: skipping chromium/chromium-driver (not root or no apt-get); install them for the web-page test" >&2
   fi
 fi
-# <<< issue 10 (serve)

@@ -7,10 +7,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from livo.build import build_dataset, parse_build_config, seed_of
-from livo.build.sink import read_ledger
+from livo.dataset import build_dataset, parse_build_config, seed_of
+from livo.dataset.sink import read_ledger
 from livo.data.shards import Manifest, verify_shards
-from livo.judges import ToyWorldJudge
+from livo.toyworld.judge import ToyWorldJudge
 from livo.values.registry import builtin_registry_path, load_registry
 
 TOY = load_registry(builtin_registry_path("toyworld"))
@@ -21,7 +21,7 @@ def toy_config(output, **generation):
                 "value_samples": {"colour_equality": 3}}
     settings.update(generation)
     return parse_build_config({
-        "sources": {"toyworld": {"count": 200, "seed": 3}},
+        "sources": {"generators": {"toyworld": {"count": 200, "seed": 3}}},
         "selection": {"registry": "toyworld"},
         "generation": settings,
         "output": {"directory": str(output), "target_shard_bytes": 8192, "row_group_bytes": 4096},

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from livo.build import build_dataset, load_build_config, parse_build_config, record_id, seed_of
-from livo.build.judging import decide_pair
-from livo.build.rewrite import class_not_shown
+from livo.dataset import build_dataset, load_build_config, parse_build_config, record_id, seed_of
+from livo.dataset.judging import decide_pair
+from livo.dataset.rewrite import class_not_shown
 from livo.errors import ConfigError, InputError
 from livo.judges import ImageVerdict
 from livo.values.registry import builtin_registry_path, load_registry
@@ -64,7 +64,7 @@ def test_a_missing_file_and_an_unknown_value_id_are_named(tmp_path):
 
 def test_invalid_configs_name_the_field(tmp_path):
     bad = tmp_path / "build.yaml"
-    bad.write_text("sources: {toyworld: {count: 10}}\noutput: {directory: out}\ngeneration: {steps: 0, batchsize: 4}\n")
+    bad.write_text("sources: {generators: {toyworld: {count: 10}}}\noutput: {directory: out}\ngeneration: {steps: 0, batchsize: 4}\n")
     with pytest.raises(ConfigError) as caught:
         load_build_config(bad)
     message = str(caught.value)
@@ -73,7 +73,7 @@ def test_invalid_configs_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match="field sources: Value error, give at least one prompt source"):
         parse_build_config({"sources": {}, "output": {"directory": "x"}})
     with pytest.raises(ConfigError, match="a clip judge needs 'model'"):
-        parse_build_config({"sources": {"toyworld": {}}, "output": {"directory": "x"},
+        parse_build_config({"sources": {"generators": {"toyworld": {}}}, "output": {"directory": "x"},
                             "judges": {"default": {"kind": "clip"}}})
 
 
@@ -108,7 +108,7 @@ def test_the_cli_reports_bad_input_with_status_2(tmp_path):
 def test_record_ids_and_seeds_are_stable_across_processes():
     ids = [record_id("a doctor", "colour_equality", k) for k in range(3)]
     assert len(set(ids)) == 3 and record_id("a doctor", "no_blood", 0) not in ids
-    code = ("from livo.build import record_id, seed_of; r = record_id('a doctor', 'colour_equality', 1); "
+    code = ("from livo.dataset import record_id, seed_of; r = record_id('a doctor', 'colour_equality', 1); "
             "print(r, seed_of(r))")
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                            env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.split()
@@ -154,7 +154,7 @@ def make_emphatic_rewriter(registry):
 
 
 def test_a_pluggable_rewriter_replaces_the_rules_and_bad_specs_are_named():
-    from livo.build.rewrite import RuleRewriter, load_rewriter
+    from livo.dataset.rewrite import RuleRewriter, load_rewriter
 
     assert isinstance(load_rewriter("rules", TOY), RuleRewriter)
     assert load_rewriter("rules", TOY).rewrite("a bloody nurse", TOY.value("no_blood"), None) == "a nurse"

@@ -13,12 +13,12 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from livo.build import build_dataset, load_build_config
-from livo.build.sink import read_ledger
+from livo.dataset import build_dataset, load_build_config
+from livo.dataset.sink import read_ledger
 from livo.data.shards import Manifest, verify_shards
 
 CONFIG = """
-sources: {{toyworld: {{count: 300, seed: 5}}}}
+sources: {{generators: {{toyworld: {{count: 300, seed: 5}}}}}}
 selection: {{registry: toyworld}}
 generation: {{steps: 4, guidance_scale: 5.0, samples_per_prompt: 1, value_samples: {{colour_equality: 4}},
              batch_size: 4, actors: 1}}

@@ -4,6 +4,7 @@ baseline kind on the shipped toy model, and the report files it writes."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 
 from livo.errors import ConfigError
 from livo.eval.config import load_eval_config, parse_eval_config
-from livo.eval.harness import Judges, measure
+from livo.eval.harness import measure
+from livo.judges import JudgePanel
 from livo.eval.prompts import EvalPrompt, load_prompts
 from livo.toyworld.grammar import PromptSpec
 from livo.toyworld.render import render
@@ -27,7 +29,7 @@ def toy_registry():
 @pytest.fixture(scope="module")
 def judges(toy_registry):
     config = parse_eval_config({"output": "unused", "methods": [{"name": "base", "kind": "base"}]})
-    return Judges(config, toy_registry)
+    return JudgePanel(config.judges, toy_registry)
 
 
 def test_bias_row_counts_the_rendered_colours(judges, toy_registry) -> None:
@@ -193,6 +195,21 @@ def test_report_files_render(small_run) -> None:
     assert markdown.count("\n| ") >= len(result.methods) + 1 and "| LiVO keyword |" in markdown
     for grid in grids:
         assert f"({grid.relative_to(folder).as_posix()})" in markdown
+
+
+def test_targets_come_from_the_config_and_are_checked_against_base(small_run) -> None:
+    from livo.eval.config import TargetsConfig
+    from livo.eval.report import targets
+
+    result, _, _ = small_run
+    assert result.config.targets is None and targets(result) == []  # no targets section, no check
+    strict = replace(result, config=result.config.model_copy(update={"targets": TargetsConfig(max_harm=0.0)}))
+    lenient = replace(result, config=result.config.model_copy(update={"targets": TargetsConfig(max_harm=1.0)}))
+    harm = {c["method"]: c for c in targets(strict) if c["target"].startswith("Avg R")}
+    assert set(harm) == {"LiVO keyword", "LiVO keyword no mixing"}  # LiVO rows only
+    for name, check in harm.items():
+        assert check["met"] == (check["value"] <= 0.0) and check["target"] == "Avg R <= 0.00"
+    assert all(c["met"] for c in targets(lenient) if c["target"].startswith("Avg R"))
 
 
 def test_toy_prompt_set_limits_categories_and_puts_counter_default_colours_first() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from livo.errors import ConfigError
-from livo.eval import metrics
+from livo import metrics
 from livo.eval.quality import frechet_distance, kernel_inception_distance, load_feature_extractor, pixel_features
 
 

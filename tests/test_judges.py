@@ -5,7 +5,8 @@ NudeNet (its real shipped ONNX model)."""
 import numpy as np
 import pytest
 
-from livo.judges import ImageJudge, ImageVerdict, ToyWorldJudge, make_judge
+from livo.judges import ImageJudge, ImageVerdict, JudgeSpec, make_judge
+from livo.toyworld.judge import ToyWorldJudge
 from livo.toyworld.grammar import PromptSpec
 from livo.toyworld.render import render
 from livo.values.registry import builtin_registry_path, load_registry
@@ -87,7 +88,7 @@ def tiny_clip(tmp_path_factory, torch_one_thread):
 def test_clip_judge_mechanics_on_a_tiny_random_clip(tiny_clip):
     """Mechanics only: classes come from the registry, probabilities are a distribution, verdicts
     are deterministic and independent of batching. A random CLIP's choices are not meaningful."""
-    judge = make_judge("clip", model=str(tiny_clip))
+    judge = make_judge(JudgeSpec(kind="clip", model=str(tiny_clip)))
     gender = DEFAULT.value("gender-equality")
     assert judge.supports(gender) and judge.supports(DEFAULT.value("no-blood"))
     names, texts = judge.class_texts(gender)
@@ -109,8 +110,8 @@ def test_clip_judge_mechanics_on_a_tiny_random_clip(tiny_clip):
 def test_clip_judge_harm_threshold_and_subject_threshold(tiny_clip):
     harm = DEFAULT.value("no-blood")
     images = np.random.default_rng(1).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
-    never = make_judge("clip", model=str(tiny_clip), threshold=1.0, subject_threshold=1.1)
-    always = make_judge("clip", model=str(tiny_clip), threshold=0.0, subject_threshold=-1.1)
+    never = make_judge(JudgeSpec(kind="clip", model=str(tiny_clip), threshold=1.0, subject_threshold=1.1))
+    always = make_judge(JudgeSpec(kind="clip", model=str(tiny_clip), threshold=0.0, subject_threshold=-1.1))
     low, high = never.judge(images, ["a dog"] * 4, harm), always.judge(images, ["a dog"] * 4, harm)
     assert [v.harmful for v in low] == [False] * 4 and [v.harmful for v in high] == [True] * 4
     assert [v.subject for v in low] == [False] * 4 and [v.subject for v in high] == [True] * 4
@@ -118,16 +119,22 @@ def test_clip_judge_harm_threshold_and_subject_threshold(tiny_clip):
     assert never.harm_pair(harm)[0].startswith("an image showing")
 
 
+def test_an_unknown_judge_kind_is_refused_naming_the_installed_ones():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"unknown judge kind 'blip' \(known: clip, nudenet, toyworld, vlm\)"):
+        JudgeSpec(kind="blip")
+
+
 def test_clip_judge_names_a_missing_model(tmp_path):
     from livo.errors import ConfigError
 
     with pytest.raises(ConfigError, match="clip judge model"):
-        make_judge("clip", model=str(tmp_path / "no-clip"))
+        make_judge(JudgeSpec(kind="clip", model=str(tmp_path / "no-clip")))
 
 
 def test_nudenet_judge_on_plain_images_finds_nothing():
-    pytest.importorskip("nudenet", reason="nudenet is installed by the lead at ~10:10 UTC")
-    judge = make_judge("nudenet")
+    judge = make_judge(JudgeSpec(kind="nudenet"))
     nudity = DEFAULT.value("no-nudity")
     assert judge.supports(nudity) and not judge.supports(DEFAULT.value("gender-equality"))
     plain = np.stack([np.full((96, 96, 3), value, np.uint8) for value in (0, 128, 255)])

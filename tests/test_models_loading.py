@@ -1,4 +1,4 @@
-"""load_base: local folders load, a missing hub model fails fast with instructions."""
+"""load_base: local folders and built-in models load, a missing hub model fails fast with instructions."""
 
 import time
 
@@ -44,3 +44,22 @@ def test_a_folder_that_is_not_a_pipeline_is_refused(tmp_path) -> None:  # noqa: 
         load_base(tmp_path / "weights.bin")
     with pytest.raises(InputError, match="does not exist"):
         load_base(tmp_path / "missing")
+
+
+def test_a_builtin_model_loads_by_name_frozen_like_any_base() -> None:
+    from livo.models import load_frozen_base, resolve_model
+
+    folder = resolve_model("builtin:toyworld")
+    assert folder.endswith("pretrained")
+    assert resolve_model("toyworld") == folder  # a bare built-in name, when no such path exists
+    assert resolve_model("org/some-model") == "org/some-model"  # a hub id stays as given
+    pipeline = load_frozen_base("builtin:toyworld", "float32", "cpu")
+    assert pipeline.safety_checker is None
+    for name in ("unet", "text_encoder", "vae"):
+        component = getattr(pipeline, name)
+        assert not component.training and not any(p.requires_grad for p in component.parameters())
+
+
+def test_an_unknown_builtin_model_names_the_installed_ones() -> None:
+    with pytest.raises(ConfigError, match=r"no built-in model named 'nosuch' \(known: toyworld\)"):
+        load_base("builtin:nosuch")

@@ -10,8 +10,8 @@ from livo.errors import ConfigError
 from livo.models import LiVOPipeline, ValueChoice, ValueEncoder, tiny_components, values_per_image
 
 PROMPTS = ["a photo of a doctor", "a bloody zombie", "a dog in the park"]
-GENDER = ValueChoice("gender equality", "bias")
-BLOOD = ValueChoice("bloody content is considered inappropriate", "harm")
+GENDER = ValueChoice("gender-equality", "gender equality", "bias")
+BLOOD = ValueChoice("no-blood", "bloody content is considered inappropriate", "harm")
 CALL = {"num_inference_steps": 3, "height": 16, "width": 16, "output_type": "pt"}
 
 
@@ -57,8 +57,6 @@ def test_harm_values_are_always_applied_and_change_the_image(pipelines) -> None:
     assert output.values == [BLOOD] * 4
     untouched = base(["a bloody zombie"], num_images_per_prompt=4, generator=seeded(4), **CALL).images
     assert not torch.equal(output.images, untouched)
-    plain = livo(["a cat"], 2, generator=seeded(4), selector=lambda prompt: "no gore", **CALL)
-    assert plain.values == [ValueChoice("no gore", "harm")] * 2
 
 
 def test_images_without_a_value_in_a_mixed_batch_match_the_base_model(pipelines) -> None:  # noqa: ANN001
@@ -163,19 +161,26 @@ def test_generation_leaves_a_training_value_encoder_trainable(pipelines) -> None
     assert encoder.training and all(p.requires_grad for p in encoder.parameters())
 
 
-def test_selector_results_are_normalised_to_value_choices() -> None:
-    from types import SimpleNamespace
+def test_a_selector_must_answer_with_a_value_choice_or_none(pipelines) -> None:  # noqa: ANN001
+    _, livo = pipelines
+    with pytest.raises(ConfigError, match=r"selector: returned 'no gore'; a selector returns a ValueChoice"):
+        livo(["a cat"], 1, generator=seeded(4), selector=lambda prompt: "no gore", **CALL)
+    with pytest.raises(ConfigError, match=r"value 'x': kind: expected 'bias' or 'harm', got 'fairness'"):
+        ValueChoice("x", "gender equality", "fairness")  # type: ignore[arg-type]
 
-    from livo.models import as_value_choice
 
-    assert as_value_choice(None) is None
-    assert as_value_choice("no gore") == ValueChoice("no gore", "harm")
-    assert as_value_choice(("gender equality", "bias")) == GENDER
-    assert as_value_choice(SimpleNamespace(text="gender equality", kind="bias", score=0.9)) == GENDER
-    with pytest.raises(ConfigError, match="kind"):
-        as_value_choice(("gender equality", "fairness"))
-    with pytest.raises(ConfigError, match="selector"):
-        as_value_choice(42)
+def test_a_batch_of_requests_gives_each_request_its_own_call_s_images(pipelines) -> None:  # noqa: ANN001
+    from livo.models import GenerationRequest
+
+    _, livo = pipelines
+    requests = [GenerationRequest("a photo of a doctor", 21, GENDER, 3), GenerationRequest("a bloody zombie", 22, BLOOD, 2),
+                GenerationRequest("a dog in the park", 23, None, 1, negative_prompt="blurry")]
+    batched = livo.generate_batch(requests, **CALL)
+    for request, output in zip(requests, batched, strict=True):
+        alone = livo(request.prompt, request.num_images, generator=seeded(request.seed), negative_prompt=request.negative_prompt,
+                     selector=lambda _, value=request.value: value, **CALL)
+        assert output.values == alone.values
+        torch.testing.assert_close(output.images, alone.images, atol=1 / 255, rtol=0)
 
 
 def test_encode_with_no_value_gives_the_base_embeddings(pipelines) -> None:  # noqa: ANN001

@@ -96,7 +96,7 @@ def test_livo_serve_listens_on_loopback_only():
 
 
 BUILD = """
-sources: {{toyworld: {{count: 200, seed: 3}}}}
+sources: {{generators: {{toyworld: {{count: 200, seed: 3}}}}}}
 selection: {{registry: toyworld}}
 generation: {{steps: 2, samples_per_prompt: 1, value_samples: {{colour_equality: 1}}, batch_size: 8, actors: 2}}
 output: {{directory: {output}, target_shard_bytes: 8192, row_group_bytes: 4096}}

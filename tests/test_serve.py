@@ -209,7 +209,7 @@ def _reference(pipeline, result, prompt, seed, num_images):
     from livo.models import ValueChoice
 
     selection = result["selection"]
-    choice = ValueChoice(selection["text"], selection["kind"]) if selection["value_id"] else None
+    choice = ValueChoice(selection["value_id"], selection["text"], selection["kind"]) if selection["value_id"] else None
     output = pipeline(prompt, num_images, generator=torch.Generator().manual_seed(seed), selector=lambda _: choice,
                       num_inference_steps=STEPS, guidance_scale=result["guidance"], output_type="np")
     pixels = np.round(np.asarray(output.images) * 255).astype(np.uint8)

@@ -28,7 +28,7 @@ def test_shipped_serve_configs_are_valid(name):
 
 def test_toy_config_serves_the_shipped_toy_world_on_cpu():
     config, _ = load_service_file(SERVICES / "toy.yaml")
-    assert config.model.base is None and config.values.registry == "toyworld"
+    assert config.model.base == "builtin:toyworld" and config.values.registry == "toyworld"
     assert config.generator.num_gpus == 0 and config.generator.num_cpus == 1
 
 
@@ -271,3 +271,14 @@ def test_haproxy_environment_enables_direct_ingress_on_free_ports_unless_set():
     assert len(set(ports)) == len(ports) and all(1024 <= port < 65536 for port in ports)
     with pytest.raises(ValueError, match="proxy"):
         apply_serve_environment("nginx", {})
+
+
+def test_a_bad_command_line_override_is_a_config_error_naming_the_field():
+    import argparse
+
+    from livo.serve.commands import service_settings
+
+    args = argparse.Namespace(config=None, host=None, port=None, insecure=True, token_file=None, replicas=0,
+                              layout=None)
+    with pytest.raises(ConfigError, match=r"livo serve arguments: generator.num_replicas: Input should be greater"):
+        service_settings(args)

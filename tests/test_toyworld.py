@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from livo.errors import InputError
-from livo.eval.metrics import attribute_counts, discrepancy_d1, discrepancy_d2, rate
+from livo.metrics import attribute_counts, discrepancy_d1, discrepancy_d2, rate
 from livo.toyworld.detect import detect
 from livo.toyworld.grammar import (
     ATTRIBUTES,

@@ -89,22 +89,21 @@ def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_pat
 
 def test_exported_value_encoder_loads_in_livo_pipeline(pairs: str, tmp_path: Path) -> None:
     from livo.models import LiVOPipeline, ValueChoice
-    from livo.train.trainer import SHIPPED_TOY_MODEL
 
     trainer = Trainer(config_from_dict(settings(pairs, tmp_path / "run", max_steps=2, checkpoint_every=0)))
     result = trainer.run()
     assert result.export == tmp_path / "run" / "value_encoder"
     assert (result.export / "model.safetensors").is_file()
 
-    pipeline = LiVOPipeline.from_pretrained(SHIPPED_TOY_MODEL, value_encoder_path=result.export)
+    pipeline = LiVOPipeline.from_pretrained("builtin:toyworld", value_encoder_path=result.export)
     tokenizer = pipeline.base.tokenizer
     with torch.no_grad():
         loaded = pipeline.value_encoder.encode_values(tokenizer, ["no blood"], ["a bloody ball"])
         trained = trainer.engine.module.eval().encode_values(tokenizer, ["no blood"], ["a bloody ball"])
     torch.testing.assert_close(loaded, trained)
-    out = pipeline(["a bloody ball"], 2, selector=lambda p: ValueChoice("no blood", "harm"), num_inference_steps=2,
+    out = pipeline(["a bloody ball"], 2, selector=lambda p: ValueChoice("no_blood", "no blood", "harm"), num_inference_steps=2,
                    generator=torch.Generator().manual_seed(0), output_type="np")
-    assert out.values == [ValueChoice("no blood", "harm")] * 2 and out.images.shape == (2, 16, 16, 3)
+    assert out.values == [ValueChoice("no_blood", "no blood", "harm")] * 2 and out.images.shape == (2, 16, 16, 3)
 
 
 def test_dpo_lora_step_trains_only_the_adapters(pairs: str, tmp_path: Path) -> None:

@@ -102,12 +102,12 @@ def test_selection_stages(index_dir, minilm):
 
 
 def test_pipeline_adapter_returns_value_text_and_kind(index_dir, minilm):
-    from livo.models.values import as_value_choice
+    from livo.models import ValueChoice
 
     selector = ValueSelector.load(index_dir, embedder=minilm)
-    harm = as_value_choice(selector("a bloody knight"))
-    assert (harm.text, harm.kind) == ("bloody content is considered inappropriate", "harm")
-    assert as_value_choice(selector("a portrait of a nurse")).kind == "bias"
+    harm = selector("a bloody knight")
+    assert harm == ValueChoice("no-blood", "bloody content is considered inappropriate", "harm")
+    assert selector("a portrait of a nurse").kind == "bias"
     assert selector("a bowl of soup") is None
 
 

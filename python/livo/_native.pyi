@@ -11,12 +11,13 @@ __all__ = [
     "normalize", "read_text_lines", "verify_shards", "_write_single_file",
 ]
 
-class InvalidParameterError(ValueError): ...
-class InvalidUtf8Error(ValueError): ...
-class ManifestError(ValueError): ...
-class ParquetFileError(OSError): ...
-class SchemaMismatchError(ValueError): ...
-class DatasetLockedError(OSError): ...
+# The engine's exceptions are the classes of livo.errors (subclasses of LivoError), exported here too.
+from livo.errors import DatasetLockedError as DatasetLockedError
+from livo.errors import InvalidParameterError as InvalidParameterError
+from livo.errors import InvalidUtf8Error as InvalidUtf8Error
+from livo.errors import ManifestError as ManifestError
+from livo.errors import ParquetFileError as ParquetFileError
+from livo.errors import SchemaMismatchError as SchemaMismatchError
 
 def dedup(
     texts: list[str] | Any,

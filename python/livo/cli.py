@@ -10,14 +10,15 @@ from collections.abc import Sequence
 
 # Modules exposing ``register(subparsers)``; each adds its sub-commands with ``set_defaults(run=...)``.
 COMMAND_MODULES = [
-    "livo.data.commands",
-    "livo.data.shard_commands",
+    "livo.data.dedup_command",
+    "livo.data.shards_command",
     "livo.toyworld.commands",
     "livo.values.commands",
     "livo.train.commands",
     "livo.eval.commands",
-    "livo.build.commands",
+    "livo.dataset.commands",
     "livo.serve.commands",
+    "livo.demo",
 ]
 
 
@@ -37,9 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from livo.errors import LivoError
 
+    # A user's mistake (a LiVO error, or a path that is missing, unreadable or of the wrong kind)
+    # is one line and exit code 2; anything else, a bare ValueError included, is a bug and keeps
+    # its traceback.
+    user_errors = (LivoError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
+                   FileExistsError)
     try:
         return int(args.run(args) or 0)
-    except (LivoError, ValueError, FileNotFoundError, PermissionError) as error:
+    except user_errors as error:
         print(f"livo {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,6 +1,16 @@
-"""Exceptions raised by LiVO. Every message names the input and what is wrong with it."""
+"""Exceptions raised by LiVO. Every message names the input and what is wrong with it.
 
-from livo._native import InvalidParameterError, InvalidUtf8Error
+This module is the one public import point of LiVO's exceptions. All of them derive from
+:class:`LivoError`; each also derives from the builtin class it refines (``ValueError`` or
+``OSError``), so ``except ValueError`` keeps catching them. The Rust engine (``livo._native``)
+raises the classes defined here and exports them under the same names
+(``livo._native.InvalidParameterError is livo.errors.InvalidParameterError``).
+
+I/O errors on the user's own paths (``FileNotFoundError``, ``PermissionError``, other ``OSError``)
+are raised as the builtin classes: they are not LiVO errors.
+"""
+
+# No imports from livo._native here: the engine imports this module while it initialises.
 
 
 class LivoError(Exception):
@@ -15,4 +25,41 @@ class ConfigError(LivoError, ValueError):
     """A configuration is invalid; the message names the field."""
 
 
-__all__ = ["LivoError", "InputError", "ConfigError", "InvalidParameterError", "InvalidUtf8Error"]
+# Raised by the Rust engine (crates/livo-py/src/errors.rs maps each engine error to one of these).
+
+
+class InvalidParameterError(LivoError, ValueError):
+    """A parameter is outside its valid range; the message names it."""
+
+
+class InvalidUtf8Error(LivoError, ValueError):
+    """A text input is not valid UTF-8; the message names the file and line."""
+
+
+class ManifestError(LivoError, ValueError):
+    """A dataset manifest is malformed or does not fit the writer's settings; the message names it."""
+
+
+class SchemaMismatchError(LivoError, ValueError):
+    """Written rows lack a required column or differ from the dataset's columns; the message names it."""
+
+
+class DatasetLockedError(LivoError, OSError):
+    """Another writer holds the dataset directory."""
+
+
+class ParquetFileError(LivoError, OSError):
+    """A Parquet file could not be written or read; the message names it."""
+
+
+__all__ = [
+    "LivoError",
+    "InputError",
+    "ConfigError",
+    "InvalidParameterError",
+    "InvalidUtf8Error",
+    "ManifestError",
+    "SchemaMismatchError",
+    "DatasetLockedError",
+    "ParquetFileError",
+]

@@ -1,4 +1,4 @@
-"""Evaluation metrics of value alignment (DESIGN §2): bias discrepancy and harm rate.
+"""Evaluation metrics of value alignment, as the LiVO paper defines them: bias discrepancy and harm rate.
 
 Pure functions over counts or labels, so any judge (toy-world detectors, CLIP zero-shot, a VLM)
 can feed them.
@@ -46,7 +46,7 @@ def rate(flags: Iterable[bool]) -> float:
     return sum(values) / len(values)
 
 
-# Harm metrics over the images of one prompt (DESIGN §2: Avg R, Avg S, max@k, prob@k).
+# Harm metrics over the images of one prompt (the paper's Avg R, Avg S, max@k, prob@k).
 #
 # Grouping for the "@k" metrics. The images of one prompt are kept in generation order (image j
 # was sampled from seed ``seed + prompt_index * N + j``), then:

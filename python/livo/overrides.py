@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import yaml
+
 from livo.errors import ConfigError
 
 
@@ -54,3 +56,14 @@ def check_scalar_types(cls: type, values: dict[str, Any], where: str) -> dict[st
         elif hint is str and not isinstance(value, str):
             raise ConfigError(f"{where}: {name} must be a string, got {value!r}")
     return checked
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` arguments as ``{dotted field: value}``, each value parsed as YAML."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. generation.steps=10")
+        overrides[name.strip()] = yaml.safe_load(text)
+    return overrides

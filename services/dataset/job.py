@@ -4,7 +4,7 @@ On a cluster (from the repository root, which becomes the job's working director
 
     ray job submit --address http://HEAD:8265 --working-dir . \
         --runtime-env services/dataset/runtime_env.yaml -- \
-        python services/dataset/job.py python/livo/build/configs/toyworld.yaml -o /shared/toy-pairs
+        python services/dataset/job.py python/livo/dataset/configs/toyworld.yaml -o /shared/toy-pairs
 
 The job's driver joins the cluster (``ray job submit`` sets ``RAY_ADDRESS``; ``--address auto``
 says so explicitly), so the same config scales from one machine to many with no code change: set

@@ -1,60 +1,43 @@
 //! Engine errors → Python exceptions, variant by variant.
+//!
+//! LiVO's exception classes are defined once, in Python (`livo.errors`), under one root,
+//! `LivoError`; each also keeps its builtin base (`ValueError` or `OSError`). The engine raises
+//! those same classes (imported on first use and cached), and `livo._native` exports them under
+//! the same names, so `livo._native.X is livo.errors.X`. I/O errors on the user's paths stay the
+//! builtin `FileNotFoundError`, `PermissionError` and `OSError`: they are not LiVO errors.
 
 use livo_data::DataError;
-use pyo3::exceptions::{
-    PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError, PyValueError,
-};
+use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyPermissionError};
 use pyo3::prelude::*;
 
-pyo3::create_exception!(
-    livo._native,
-    InvalidParameterError,
-    PyValueError,
-    "A parameter is outside its valid range; the message names it."
-);
-pyo3::create_exception!(
-    livo._native,
-    InvalidUtf8Error,
-    PyValueError,
-    "A text input is not valid UTF-8; the message names the file and line."
-);
+/// The module defining LiVO's exception classes.
+const ERRORS_MODULE: &str = "livo.errors";
 
-pyo3::create_exception!(
-    livo._native,
-    ManifestError,
-    PyValueError,
-    "A dataset manifest is malformed or does not fit the writer's settings; the message names it."
-);
-pyo3::create_exception!(
-    livo._native,
-    SchemaMismatchError,
-    PyValueError,
-    "Written rows lack a required column or differ from the dataset's columns; the message names it."
-);
-pyo3::create_exception!(
-    livo._native,
-    DatasetLockedError,
-    PyOSError,
-    "Another writer holds the dataset directory."
-);
-pyo3::create_exception!(
-    livo._native,
-    ParquetFileError,
-    PyOSError,
-    "A Parquet file could not be written or read; the message names it."
-);
+pyo3::import_exception!(livo.errors, InvalidParameterError);
+pyo3::import_exception!(livo.errors, InvalidUtf8Error);
+pyo3::import_exception!(livo.errors, ManifestError);
+pyo3::import_exception!(livo.errors, SchemaMismatchError);
+pyo3::import_exception!(livo.errors, DatasetLockedError);
+pyo3::import_exception!(livo.errors, ParquetFileError);
 
+/// The engine's exception classes, exported by `livo._native` under these names.
+const EXPORTED: [&str; 6] = [
+    "InvalidParameterError",
+    "InvalidUtf8Error",
+    "ManifestError",
+    "SchemaMismatchError",
+    "DatasetLockedError",
+    "ParquetFileError",
+];
+
+/// Adds the classes of `livo.errors` to the module. Importing `livo.errors` here, at module
+/// initialisation, makes a broken install fail on import with Python's own error, instead of on
+/// the first raise.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add(
-        "InvalidParameterError",
-        py.get_type::<InvalidParameterError>(),
-    )?;
-    m.add("InvalidUtf8Error", py.get_type::<InvalidUtf8Error>())?;
-    m.add("ManifestError", py.get_type::<ManifestError>())?;
-    m.add("SchemaMismatchError", py.get_type::<SchemaMismatchError>())?;
-    m.add("DatasetLockedError", py.get_type::<DatasetLockedError>())?;
-    m.add("ParquetFileError", py.get_type::<ParquetFileError>())?;
+    let errors = m.py().import(ERRORS_MODULE)?;
+    for name in EXPORTED {
+        m.add(name, errors.getattr(name)?)?;
+    }
     Ok(())
 }
 

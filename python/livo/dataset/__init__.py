@@ -1,16 +1,16 @@
 """Preference-dataset construction on Ray (``livo build-dataset``).
 
-Stages, each a function with a typed config (``livo.build.config``): read prompt sources →
+Stages, each a function with a typed config (``livo.dataset.config``): read prompt sources →
 normalise + dedup (Rust) → value selection (FAISS selector) → rewrite (registry rules, or a
 pluggable rewriter) → generate (violating, aligned) pairs on Ray actors with the frozen base model →
 judge (``livo.judges``) → write shards + manifest. :func:`build_dataset` composes them; a rerun
 resumes from what was written. See docs/dataset-construction.md.
 """
 
-from livo.build.config import BuildConfig, builtin_config_path, load_build_config, parse_build_config
-from livo.build.job import build_dataset
-from livo.build.records import record_id, seed_of
-from livo.build.report import BuildReport
+from livo.dataset.config import BuildConfig, builtin_config_path, load_build_config, parse_build_config
+from livo.dataset.job import build_dataset
+from livo.dataset.records import record_id, seed_of
+from livo.dataset.report import BuildReport
 
 __all__ = [
     "BuildConfig",

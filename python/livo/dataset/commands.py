@@ -6,7 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-import yaml
 
 
 def register(subparsers: Any) -> None:
@@ -29,23 +28,12 @@ def register(subparsers: Any) -> None:
     build.set_defaults(run=run_build)
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    from livo.errors import ConfigError
-
-    overrides: dict[str, Any] = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. generation.steps=10")
-        overrides[name.strip()] = yaml.safe_load(text)
-    return overrides
-
-
 def run_build(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from livo.build.config import builtin_config_path, load_build_config
-    from livo.build.job import build_dataset
+    from livo.dataset.config import builtin_config_path, load_build_config
+    from livo.dataset.job import build_dataset
+    from livo.overrides import parse_overrides
 
     overrides = parse_overrides(args.overrides)
     if args.output:

@@ -18,9 +18,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from livo.config import format_validation_error
 from livo.errors import ConfigError
+from livo.judges.spec import JudgesConfig
 from livo.overrides import set_dotted
-from livo.values.registry import _format_validation_error
+from livo.plugins import PROMPT_GENERATORS, has_plugin, plugin_names
 
 MIB = 1 << 20
 
@@ -37,21 +39,28 @@ class FileSource(_Strict):
     column: str | None = None
 
 
-class ToyWorldSource(_Strict):
-    """``count`` prompts drawn from the toy world's training mix with ``seed``."""
+class GeneratedSource(_Strict):
+    """``count`` prompts drawn with ``seed`` from a prompt generator."""
 
     count: int = Field(default=5000, ge=1)
     seed: int = 0
 
 
 class SourcesConfig(_Strict):
+    """Prompt files, and prompt generators by name (``livo.prompt_generators`` plug-ins, e.g.
+    ``generators: {toyworld: {count: 5000, seed: 0}}``: the toy world's training mix)."""
+
     files: list[FileSource] = Field(default_factory=list)
-    toyworld: ToyWorldSource | None = None
+    generators: dict[str, GeneratedSource] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _some_source(self) -> SourcesConfig:
-        if not self.files and self.toyworld is None:
-            raise ValueError("give at least one prompt source: 'files' or 'toyworld'")
+        if not self.files and not self.generators:
+            raise ValueError("give at least one prompt source: 'files' or 'generators'")
+        unknown = [name for name in self.generators if not has_plugin(PROMPT_GENERATORS, name)]
+        if unknown:
+            raise ValueError(f"generators: unknown prompt generator(s) {unknown} "
+                             f"(known: {', '.join(plugin_names(PROMPT_GENERATORS))})")
         return self
 
 
@@ -83,11 +92,11 @@ class RewriteConfig(_Strict):
 
 
 class GenerationConfig(_Strict):
-    """How pairs are generated. ``model``: a diffusers pipeline folder or hub id, or ``toyworld``
-    for the shipped toy model. ``samples_per_prompt`` seeds per unique prompt (per value:
+    """How pairs are generated. ``model``: a diffusers pipeline folder, a hub id, or ``builtin:NAME``
+    (``builtin:toyworld``: the shipped toy model). ``samples_per_prompt`` seeds per unique prompt (per value:
     ``value_samples``)."""
 
-    model: str = "toyworld"
+    model: str = "builtin:toyworld"
     steps: int = Field(default=25, ge=1, le=1000)
     guidance_scale: float = Field(default=7.5, ge=0.0)
     height: int | None = Field(default=None, ge=8)
@@ -110,38 +119,6 @@ class GenerationConfig(_Strict):
             if count < 0:
                 raise ValueError(f"value_samples.{value_id}: must be >= 0, got {count}")
         return self
-
-
-class JudgeSpec(_Strict):
-    """One judge: ``toyworld`` (the toy world's detectors), ``clip`` (zero-shot attribute/harm
-    classifier, ``model`` a CLIP name or folder) or ``nudenet`` (ONNX nudity detector)."""
-
-    kind: Literal["toyworld", "clip", "nudenet"]
-    model: str | None = None
-    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
-    subject_threshold: float | None = None
-    class_template: str | None = None
-    harm_texts: dict[str, list[str]] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _model_for_clip(self) -> JudgeSpec:
-        if self.kind == "clip" and not self.model:
-            raise ValueError("a clip judge needs 'model' (a CLIP hub id or local folder)")
-        if self.kind != "clip" and (self.class_template or self.harm_texts):
-            raise ValueError("'class_template' and 'harm_texts' are for clip judges only")
-        return self
-
-    def key(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
-
-
-class JudgesConfig(_Strict):
-    """Which judge decides each value (``values`` by value id, else ``default``) and which one
-    checks that the aligned image still shows the prompt's subject (``subject``; null: unchecked)."""
-
-    default: JudgeSpec = Field(default_factory=lambda: JudgeSpec(kind="toyworld"))
-    values: dict[str, JudgeSpec] = Field(default_factory=dict)
-    subject: JudgeSpec | None = Field(default_factory=lambda: JudgeSpec(kind="toyworld"))
 
 
 class OutputConfig(_Strict):
@@ -199,7 +176,7 @@ def parse_build_config(data: Any, source: str = "<config>") -> BuildConfig:
     try:
         return BuildConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(source, error)) from None
+        raise ConfigError(format_validation_error(source, error)) from None
 
 
 def load_build_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> BuildConfig:
@@ -224,7 +201,7 @@ def load_build_config(path: str | os.PathLike[str], overrides: dict[str, Any] | 
 
 def builtin_config_path(name: str = "toyworld") -> Path:
     """A build config shipped with the package (``toyworld``)."""
-    root = Path(str(resources.files("livo.build") / "configs"))
+    root = Path(str(resources.files("livo.dataset") / "configs"))
     path = root / f"{name}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in root.glob("*.yaml"))

@@ -6,7 +6,7 @@ from its ``record_id``), judge them, choose the bias class / keep the harm rewri
 aligned images from the rewritten prompts with the *same* seeds, judge those, and decide per pair.
 Pairs whose violating image does not violate are dropped before their aligned image is made.
 
-:class:`PairGenerator` is plain Python: the Ray actor (``livo.build.execute``), a Ray Data
+:class:`PairGenerator` is plain Python: the Ray actor (``livo.dataset.execute``), a Ray Data
 ``map_batches`` stage and a plain loop all call the same :meth:`PairGenerator.generate`.
 """
 
@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from livo.build.judging import JudgePanel, decide_pair
-from livo.build.rewrite import PromptRewriter, class_not_shown, load_rewriter
+from livo.dataset.judging import decide_pair
+from livo.judges import JudgePanel
+from livo.dataset.rewrite import PromptRewriter, class_not_shown, load_rewriter
 from livo.judges.base import ImageVerdict
 from livo.values.registry import Registry, ValuePrinciple
 
@@ -33,7 +34,7 @@ class WorkerSpec:
 
     model: str
     registry: Registry
-    judges: Any  # livo.build.config.JudgesConfig
+    judges: Any  # livo.dataset.config.JudgesConfig
     rewriter: str = "rules"
     steps: int = 25
     guidance_scale: float = 7.5
@@ -60,24 +61,10 @@ class BatchResult:
 
 
 def load_pipeline(model: str, dtype: str, device: str) -> Any:
-    """The frozen base pipeline (``toyworld``: the shipped toy model), progress bars off."""
-    import torch
+    """The frozen base pipeline (``builtin:toyworld``: the shipped toy model), progress bars off."""
+    from livo.models.loading import load_frozen_base
 
-    from livo.models.loading import load_base
-    from livo.toyworld.model import load_toy_model
-
-    torch_dtype = None
-    if dtype == "auto":
-        torch_dtype = torch.float16 if device.startswith("cuda") else None
-    elif dtype != "float32":
-        torch_dtype = getattr(torch, dtype)
-    pipeline = load_toy_model(None, torch_dtype, device) if model == "toyworld" else load_base(model, torch_dtype, device)
-    pipeline.set_progress_bar_config(disable=True)
-    for name in ("unet", "text_encoder", "vae"):
-        component = getattr(pipeline, name, None)
-        if component is not None:
-            component.requires_grad_(False).eval()
-    return pipeline
+    return load_frozen_base(model, dtype, device)
 
 
 class PairGenerator:

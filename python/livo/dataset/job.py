@@ -3,10 +3,10 @@
 1. **validate** — config, registry, value ids, prompt files, judges, the base model (loaded once
    in the driver) and the output folder's earlier settings; any problem stops the build here,
    before a single image is generated;
-2. **plan** — sources → dedup → value selection → harm rewrites → records (``livo.build.plan``);
+2. **plan** — sources → dedup → value selection → harm rewrites → records (``livo.dataset.plan``);
 3. **resume** — records already in the shards or in the drop ledger are skipped;
-4. **generate + judge** on Ray actors (``livo.build.execute``), **write** as results arrive
-   (``livo.build.sink``);
+4. **generate + judge** on Ray actors (``livo.dataset.execute``), **write** as results arrive
+   (``livo.dataset.sink``);
 5. **report** — verify the shards, count pairs per value and category, write ``build/report.json``.
 """
 
@@ -19,14 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from livo.build.config import BuildConfig
-from livo.build.execute import Progress, batches_of, run_actor_pool, start_actors
-from livo.build.generate import BatchResult, WorkerSpec, load_pipeline
-from livo.build.judging import JudgePanel
-from livo.build.plan import Plan, check_value_ids, load_selector, plan_records, read_sources
-from livo.build.report import BuildReport
-from livo.build.rewrite import load_rewriter
-from livo.build.sink import STATE_FOLDER, PairSink, read_ledger
+from livo.dataset.config import BuildConfig
+from livo.dataset.execute import Progress, batches_of, run_actor_pool, start_actors
+from livo.dataset.generate import BatchResult, WorkerSpec, load_pipeline
+from livo.judges import JudgePanel
+from livo.dataset.plan import Plan, check_value_ids, load_selector, plan_records, read_sources
+from livo.dataset.report import BuildReport
+from livo.dataset.rewrite import load_rewriter
+from livo.dataset.sink import STATE_FOLDER, PairSink, read_ledger
 from livo.data.shards import ShardConfig
 from livo.errors import ConfigError, InputError
 from livo.permissions import write_atomic
@@ -119,7 +119,7 @@ def build_dataset(
     output = config.output
     shard_config = ShardConfig(splits=output.splits, target_shard_bytes=output.target_shard_bytes,
                                row_group_bytes=output.row_group_bytes,
-                               metadata={"livo.build.fingerprint": config.generation_fingerprint()})
+                               metadata={"livo.dataset.fingerprint": config.generation_fingerprint()})
     with PairSink(output.directory, shard_config, output.checkpoint_seconds) as sink:
         ids = [r.record_id for r in plan.records]
         stored = sink.contains(ids)

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from livo.build.config import BuildConfig, SourcesConfig
-from livo.build.records import PlannedRecord, record_id, seed_of
-from livo.build.rewrite import PromptRewriter
+from livo.dataset.config import BuildConfig, SourcesConfig
+from livo.dataset.records import PlannedRecord, record_id, seed_of
+from livo.dataset.rewrite import PromptRewriter
 from livo.errors import ConfigError, InputError
+from livo.plugins import PROMPT_GENERATORS, load_plugin
 from livo.values.registry import Registry
 
 
@@ -52,12 +52,9 @@ def read_sources(config: SourcesConfig) -> tuple[list[str], dict[str, int]]:
             raise InputError(f"sources.files: {path}: no non-empty prompts in column {source.column or 'prompt'!r}")
         counts[str(path)] = len(texts)
         prompts += texts
-    if config.toyworld is not None:
-        from livo.toyworld.render import sample_training_prompt
-
-        rng = np.random.default_rng(config.toyworld.seed)
-        generated = [sample_training_prompt(rng).text() for _ in range(config.toyworld.count)]
-        counts["toyworld"] = len(generated)
+    for name, source in config.generators.items():
+        generated = [str(text) for text in load_plugin(PROMPT_GENERATORS, name)(source.count, source.seed)]
+        counts[name] = len(generated)
         prompts += generated
     return prompts, counts
 
@@ -93,7 +90,7 @@ def check_value_ids(config: BuildConfig, registry: Registry) -> None:
 def plan_records(prompts: list[str], config: BuildConfig, registry: Registry, selector: Any,
                  rewriter: PromptRewriter) -> Plan:
     """Dedup → selection → records. Harm rewrites happen here; bias rewrites after the violating
-    image is judged (see ``livo.build.rewrite``)."""
+    image is judged (see ``livo.dataset.rewrite``)."""
     from livo.data.dedup import DedupConfig, dedup, normalize
 
     plan = Plan(records=[])

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from livo.build.generate import BatchResult
+from livo.dataset.generate import BatchResult
 from livo.data.schema import PAIR_SCHEMA, pair_table
 from livo.data.shards import Manifest, ShardConfig, ShardWriter
 

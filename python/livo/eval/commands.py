@@ -1,4 +1,4 @@
-"""``livo eval CONFIG`` (evaluation with baselines) and ``livo demo`` (the whole pipeline)."""
+"""``livo eval CONFIG``: evaluation with baselines."""
 
 from __future__ import annotations
 
@@ -22,10 +22,6 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--workers", type=int,
                           help="generating processes (default: the config's; on CPU, 2 x 1 thread beats 1 x 2)")
     evaluate.set_defaults(run=run_eval)
-
-    from livo.demo import register_demo
-
-    register_demo(subparsers)
 
 
 class StageProgress:

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from livo import metrics
 from livo.errors import ConfigError
-from livo.eval import metrics
-from livo.eval.config import EvalConfig, JudgeConfig, MethodConfig
+from livo.eval.config import EvalConfig, MethodConfig
 from livo.eval.methods import BaseModels, Method, build_methods
 from livo.eval.prompts import EvalPrompt, load_prompts
-from livo.values.registry import Registry, ValuePrinciple
+from livo.judges import JudgePanel
+from livo.values.registry import Registry
 
 # Summary columns, in table order, with the direction that is better (for the report's reader).
 COLUMNS: dict[str, str] = {
@@ -54,45 +55,7 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
 
 
-class Judges:
-    """The judge of each value and the subject judge, built once from the config."""
-
-    def __init__(self, config: EvalConfig, registry: Registry) -> None:
-        self.config = config.judges
-        self.registry = registry
-        self._built: dict[str, Any] = {}
-
-    def _make(self, spec: JudgeConfig) -> Any:
-        key = spec.model_dump_json()
-        if key not in self._built:
-            if spec.kind == "vlm":
-                from livo.judges.vlm import VlmJudge
-
-                if not spec.model:
-                    raise ConfigError("judges: a vlm judge needs 'model' (a local vision-language model folder)")
-                self._built[key] = VlmJudge(spec.model, threshold=spec.threshold)
-            else:
-                from livo.judges import make_judge
-
-                self._built[key] = make_judge(spec.kind, model=spec.model, threshold=spec.threshold)
-        return self._built[key]
-
-    def for_value(self, value: ValuePrinciple) -> Any | None:
-        judge = self._make(self.config.values.get(value.id, self.config.default))
-        return judge if judge.supports(value) else None
-
-    def subject(self) -> tuple[Any, ValuePrinciple] | None:
-        """The subject judge and a value it supports (its verdicts carry ``subject``)."""
-        if self.config.subject is None:
-            return None
-        judge = self._make(self.config.subject)
-        for value in self.registry.values:
-            if judge.supports(value):
-                return judge, value
-        return None
-
-
-def measure(prompt: EvalPrompt, images: np.ndarray, judges: Judges, registry: Registry,
+def measure(prompt: EvalPrompt, images: np.ndarray, judges: JudgePanel, registry: Registry,
             group_size: int, grouping: str) -> dict[str, Any]:
     """Per-prompt numbers for the prompt's category (keys match :data:`COLUMNS`)."""
     n = len(images)
@@ -129,10 +92,9 @@ def measure(prompt: EvalPrompt, images: np.ndarray, judges: Judges, registry: Re
                 harmful |= np.array([bool(v.harmful) for v in judge.judge(images, texts, value)])
         if judged:
             row["spurious_harm"] = float(harmful.mean())
-    subject = judges.subject()
-    if subject is not None:
-        judge, value = subject
-        shown = [v.subject for v in judge.judge(images, texts, value)]
+    subject_value = judges.subject_value()
+    if judges.subject_judge is not None and subject_value is not None:
+        shown = [v.subject for v in judges.subject_judge.judge(images, texts, subject_value)]
         if all(s is not None for s in shown):
             row["fidelity_harm" if prompt.category == "harm" else "fidelity"] = metrics.rate(bool(s) for s in shown)
     return row
@@ -147,11 +109,6 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     return summary
 
 
-def seeds_for(config: EvalConfig, prompt_index: int) -> list[int]:
-    start = config.seed + prompt_index * config.per_prompt
-    return list(range(start, start + config.per_prompt))
-
-
 def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult:
     """Generate, judge and measure every method; see the module docstring."""
     import torch
@@ -161,7 +118,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
                                      config.prompts.categories, config.prompts.per_category)
     models = BaseModels(config)
     methods = build_methods(config, models, registry)
-    judges = Judges(config, registry)
+    judges = JudgePanel(config.judges, registry)
     cache: dict[tuple, np.ndarray] = {}
     base_method = Method(MethodConfig(name="base", kind="base"), models)
     results: list[MethodResult] = []
@@ -181,7 +138,7 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
             key = (method.key(prompt), index)
             if key not in cache:
                 started = time.perf_counter()
-                cache[key] = method.generate(prompt, seeds_for(config, index))
+                cache[key] = method.generate(prompt, config.seeds_for(index))
                 seconds += time.perf_counter() - started
                 made += config.per_prompt
             images = cache[key]
@@ -250,7 +207,7 @@ def _quality(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method
         for index, prompt in enumerate(prompts):
             key = (("base",), index)
             if key not in cache:
-                cache[key] = base_method.generate(prompt, seeds_for(config, index))
+                cache[key] = base_method.generate(prompt, config.seeds_for(index))
             reference_parts.append(cache[key])
         reference_total = sum(len(part) for part in reference_parts)
         for result in results:

@@ -10,7 +10,7 @@ is the base's; two LiVO variants that pick the same harm value share images too.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 from livo.errors import ConfigError
 from livo.eval.config import EvalConfig, MethodConfig
 from livo.eval.prompts import EvalPrompt
+from livo.value_types import Selector, ValueChoice
 from livo.values.registry import Registry
 
 Images = np.ndarray  # (N, H, W, 3) uint8
@@ -58,14 +59,10 @@ class BaseModels:
 
 
 def load_model(model: str, dtype: Any = None, device: str | None = None) -> Any:
-    """``toyworld`` is the shipped toy model; anything else a diffusers folder or hub id."""
-    if model == "toyworld":
-        from livo.toyworld.model import load_toy_model
+    """A diffusers folder, hub id or ``builtin:NAME`` (``builtin:toyworld``: the shipped toy model), frozen."""
+    from livo.models.loading import load_frozen_base
 
-        return load_toy_model(None, dtype, device)
-    from livo.models.loading import load_base
-
-    return load_base(model, dtype, device, safety_checker=None, requires_safety_checker=False)
+    return load_frozen_base(model, dtype, device)
 
 
 class Method:
@@ -197,23 +194,21 @@ class OtherPipeline(Method):
         return to_uint8(out.images)
 
 
-Selector = Callable[[str], Any]
 
 
 def keyword_selector(registry: Registry) -> Selector:
     """The keyword-only selector (the reference implementation's regex stage, without its person
     LLM): a harm value when a harm keyword occurs, otherwise none — bias values are never chosen."""
-    from livo.models.values import ValueChoice
     from livo.values.matching import HarmKeywords, normalize_text
 
     keywords = HarmKeywords(registry)
 
-    def select(prompt: str) -> Any:
+    def select(prompt: str) -> ValueChoice | None:
         hit = keywords.match(normalize_text(prompt))
         if hit is None:
             return None
         value = registry.value(hit.value_id)
-        return ValueChoice(value.text, value.kind)
+        return ValueChoice(value.id, value.text, value.kind)
 
     return select
 
@@ -249,11 +244,11 @@ class LiVO(Method):
                 self._selectors[key] = faiss_selector(self.registry, self.config.index, self.config.embedder)
         return self._selectors[key]
 
-    def choice(self, prompt: EvalPrompt) -> Any:
-        from livo.models.values import as_value_choice
+    def choice(self, prompt: EvalPrompt) -> ValueChoice | None:
+        from livo.models.values import choices_for
 
         if prompt.text not in self._choices:
-            self._choices[prompt.text] = as_value_choice(self.selector(prompt.text))
+            self._choices[prompt.text] = choices_for([prompt.text], self.selector)[0]
         return self._choices[prompt.text]
 
     def value_for(self, prompt: EvalPrompt) -> str | None:
@@ -270,12 +265,9 @@ class LiVO(Method):
     def encoder_path(self) -> str:
         """The value encoder folder: ``value_encoder`` (or its ``value_encoder/``), else the model's."""
         if self.config.value_encoder is None:
-            if self.models.config.model == "toyworld":
-                from livo.toyworld.model import SHIPPED_MODEL
+            from livo.models.loading import resolve_model
 
-                root = SHIPPED_MODEL
-            else:
-                root = Path(self.models.config.model)
+            root = Path(resolve_model(self.models.config.model))
         else:
             root = Path(self.config.value_encoder)
         for folder in (root / "value_encoder", root):

@@ -38,11 +38,9 @@ def _start_worker(config: EvalConfig) -> None:
 
 
 def _generate(method_index: int, prompt_index: int) -> tuple[np.ndarray, float]:
-    from livo.eval.harness import seeds_for
-
     started = time.perf_counter()
     method, prompt = _WORKER["methods"][method_index], _WORKER["prompts"][prompt_index]
-    images = method.generate(prompt, seeds_for(_WORKER["config"], prompt_index))
+    images = method.generate(prompt, _WORKER["config"].seeds_for(prompt_index))
     return images, time.perf_counter() - started
 
 

@@ -35,29 +35,13 @@ class EvalPrompt:
     attribute: str | None = None
 
 
-def toyworld_prompts() -> list[EvalPrompt]:
-    """The toy world's report prompts (``livo.toyworld.grammar.report_prompts``) with their values."""
-    from livo.toyworld.grammar import BIAS_PRINCIPLE, DEFAULT_ATTRIBUTE, HARM_PRINCIPLE, parse_prompt, report_prompts
+def prompt_set(name: str) -> list[EvalPrompt]:
+    """A named prompt set: the rows a ``livo.prompt_sets`` plug-in gives (the toy world's: ``toyworld``),
+    in the prompt-file schema (``prompt``, ``category``, ``value``, ``attribute``)."""
+    from livo.plugins import PROMPT_SETS, load_plugin
 
-    prompts: list[EvalPrompt] = []
-    explicit: list[EvalPrompt] = []
-    for category, specs in report_prompts().items():
-        for spec in specs:
-            if category == "neutral_people":
-                prompts.append(EvalPrompt(spec.text(), "bias", BIAS_PRINCIPLE))
-            elif category == "explicit_people":
-                explicit.append(EvalPrompt(spec.text(), "explicit", BIAS_PRINCIPLE, spec.attribute))
-            elif category == "harmful":
-                assert spec.harm is not None
-                prompts.append(EvalPrompt(spec.text(), "harm", HARM_PRINCIPLE[spec.harm]))
-            else:
-                prompts.append(EvalPrompt(spec.text(), "benign"))
-    # Explicit prompts first with the colour against each person's default ("a teal doctor"), the
-    # harder request, then the default colour: a per-category limit keeps the harder half.
-    first = [p for p in explicit if p.attribute != DEFAULT_ATTRIBUTE[parse_prompt(p.text).subject]]
-    second = [p for p in explicit if p not in first]
-    index = next((i for i, p in enumerate(prompts) if p.category == "harm"), len(prompts))
-    return prompts[:index] + first + second + prompts[index:]
+    rows = load_plugin(PROMPT_SETS, name)()
+    return [EvalPrompt(str(row["prompt"]), row["category"], row.get("value"), row.get("attribute")) for row in rows]
 
 
 def read_prompt_file(path: str, registry: Registry) -> list[EvalPrompt]:
@@ -109,14 +93,14 @@ def load_prompts(set_name: str | None, file: str | None, registry_spec: str,
     """The evaluation's prompts and the registry they refer to; ``categories`` keeps only those,
     ``per_category`` keeps the first N prompts of a category."""
     registry = load_registry(resolve_registry_path(registry_spec))
-    if set_name == "toyworld":
-        prompts = toyworld_prompts()
+    if set_name is not None:
+        prompts = prompt_set(set_name)
         for row, prompt in enumerate(prompts):
-            _checked("toyworld prompt set", row, prompt, registry)
+            _checked(f"prompt set {set_name}", row, prompt, registry)
     elif file is not None:
         prompts = read_prompt_file(file, registry)
     else:
-        raise InputError(f"prompt set {set_name!r}: unknown (known: toyworld), and no file given")
+        raise InputError("prompts: give a prompt 'set' or a 'file'")
     if categories:
         prompts = [p for p in prompts if p.category in categories]
     if per_category:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from livo.errors import ConfigError
+from livo.errors import ConfigError, InputError
 
 FeatureExtractor = Callable[[np.ndarray], np.ndarray]
 
@@ -47,7 +47,7 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
     if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"FID needs at least 2 images per set, got {len(a)} and {len(b)}")
+        raise InputError(f"FID needs at least 2 images per set, got {len(a)} and {len(b)}")
     mean_a, mean_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     cov_a, cov_b = np.atleast_2d(cov_a), np.atleast_2d(cov_b)
@@ -69,7 +69,7 @@ def kernel_inception_distance(
         raise ValueError(f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
     m = min(subset_size, len(a), len(b))
     if m < 2:
-        raise ValueError(f"KID needs at least 2 images per set, got {len(a)} and {len(b)}")
+        raise InputError(f"KID needs at least 2 images per set, got {len(a)} and {len(b)}")
     d = a.shape[1]
     rng = np.random.default_rng(seed)
     total = 0.0

@@ -60,10 +60,13 @@ def markdown_table(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def targets(result: EvalResult, d1_reduction: float = 0.7, max_harm: float = 0.10,
-            fidelity_points: float = 0.02) -> list[dict[str, Any]]:
-    """The training issue's toy-world targets for each LiVO row, against the ``base`` row:
-    D1 reduced by ≥ 70%, Avg R ≤ 0.10, fidelity on benign prompts within 2 points of base."""
+def targets(result: EvalResult) -> list[dict[str, Any]]:
+    """Each LiVO row checked against the ``base`` row for the config's ``targets`` (none when the config
+    sets none): D1 reduction, Avg R, and fidelity on benign prompts."""
+    goals = result.config.targets
+    if goals is None:
+        return []
+    d1_reduction, max_harm, fidelity_points = goals.d1_reduction, goals.max_harm, goals.benign_fidelity_points
     base = next((m for m in result.methods if m.kind == "base"), None)
     if base is None:
         return []
@@ -94,7 +97,7 @@ def labelled_grid(rows: list[tuple[str, np.ndarray]], columns: int, scale: int) 
     """PNG bytes: one row per (label, images), the label drawn left of the images."""
     from PIL import Image, ImageDraw
 
-    from livo.toyworld.grid import grid_image
+    from livo.image_grid import grid_image
 
     tiles = grid_image([list(images[:columns]) for _, images in rows], scale=scale)
     font_width = 6  # PIL's built-in bitmap font: about 6 px per character, no font file needed
@@ -190,7 +193,7 @@ def write_report(result: EvalResult, output: str | os.PathLike[str]) -> Path:
     write_atomic(folder / "results.json", (json.dumps(to_json(result, checks), indent=2) + "\n").encode())
     lines = ["# LiVO evaluation", "", table, ""]
     if checks:
-        lines += ["Targets (training issue, toy world):", ""]
+        lines += ["Targets (the config's `targets`):", ""]
         lines += [f"- {c['method']}: {c['target']}: {c['value']} — {'met' if c['met'] else 'NOT met'}" for c in checks]
         lines.append("")
     lines += [f"- {note}" for note in result.notes] + [""]

@@ -36,6 +36,14 @@ class ClipJudge:
 
     name = "clip"
 
+    @classmethod
+    def from_spec(cls, spec: Any, device: str | None = None) -> ClipJudge:
+        """The ``livo.judges`` plug-in ``clip``: a judge from a :class:`~livo.judges.spec.JudgeSpec`."""
+        if not spec.model:
+            raise ConfigError("clip judge: 'model' (a CLIP hub id or folder) is required")
+        return cls(spec.model, threshold=spec.threshold, subject_threshold=spec.subject_threshold,
+                   class_template=spec.class_template, harm_texts=dict(spec.harm_texts), device=device)
+
     def __init__(
         self,
         model: str | os.PathLike[str],

@@ -8,6 +8,7 @@ the highest such detection score (0.0 with none). NudeNet cannot tell a prompt's
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,11 @@ class NudeNetJudge:
     """Decides harm values about nudity (any harm value it is assigned to in the build config)."""
 
     name = "nudenet"
+
+    @classmethod
+    def from_spec(cls, spec: Any, device: str | None = None) -> NudeNetJudge:
+        """The ``livo.judges`` plug-in ``nudenet`` (its ONNX model runs on the CPU; ``device`` is unused)."""
+        return cls(threshold=spec.threshold)
 
     def __init__(self, threshold: float | None = None) -> None:
         try:

@@ -37,6 +37,13 @@ class VlmJudge:
 
     name = "vlm"
 
+    @classmethod
+    def from_spec(cls, spec: Any, device: str | None = None) -> VlmJudge:
+        """The ``livo.judges`` plug-in ``vlm``: a judge from a :class:`~livo.judges.spec.JudgeSpec`."""
+        if not spec.model:
+            raise ConfigError("judges: a vlm judge needs 'model' (a local vision-language model folder)")
+        return cls(spec.model, threshold=spec.threshold, device=device)
+
     def __init__(self, model: str | os.PathLike[str], *, threshold: float | None = None,
                  harm_texts: dict[str, str] | None = None, device: str | None = None,
                  model_object: Any = None, processor: Any = None) -> None:

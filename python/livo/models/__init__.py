@@ -7,8 +7,8 @@
 * ``denoising``: ``pair_errors`` — per-sample errors of (aligned, violating) pairs with shared noise
   and timestep, for epsilon and v-prediction; the losses themselves live in ``livo.losses``.
 * ``LiVOPipeline`` (``pipeline``) with ``ValueChoice`` selections (``values``).
-* ``load_base`` (``loading``): SD 1.5 or any diffusers pipeline from a folder or hub id, failing fast
-  when absent; ``tiny_components`` (``tiny``): a seeded tiny SD-shaped model for tests and the toy world.
+* ``load_base`` / ``load_frozen_base`` (``loading``): SD 1.5 or any diffusers pipeline from a folder,
+  a hub id or a built-in name (``builtin:toyworld``), failing fast when absent; ``tiny_components`` (``tiny``): a seeded tiny SD-shaped model for tests and the toy world.
 """
 
 from livo.models.conditioning import (
@@ -29,33 +29,38 @@ from livo.models.denoising import (
     prediction_target,
     sample_noise_and_timesteps,
 )
-from livo.models.loading import load_base, missing_model_message
-from livo.models.pipeline import LiVOPipeline, LiVOPipelineOutput
+from livo.models.loading import load_base, load_frozen_base, missing_model_message, resolve_model
+from livo.models.pipeline import GenerationRequest, LiVOPipeline, LiVOPipelineOutput
 from livo.models.tiny import TinyModelConfig, sd15_configs, sd15_sized_components, sd15_text_encoder_config, tiny_components
 from livo.models.tokenizer import build_word_tokenizer, check_vocabulary
 from livo.models.value_encoder import ValueEncoder, value_texts
-from livo.models.values import ValueChoice, as_value_choice, values_per_image
+from livo.models.values import BatchSelector, Selector, ValueChoice, ValueKind, values_per_image
 
 __all__ = [
+    "BatchSelector",
+    "GenerationRequest",
     "LiVOPipeline",
     "LiVOPipelineOutput",
     "PairErrors",
     "TinyModelConfig",
+    "Selector",
     "ValueChoice",
     "ValueConditioning",
     "ValueEncoder",
-    "as_value_choice",
+    "ValueKind",
     "base_conditioning",
     "build_word_tokenizer",
     "check_vocabulary",
     "encode_text",
     "freeze_for_value_training",
     "load_base",
+    "load_frozen_base",
     "missing_model_message",
     "pair_errors",
     "per_sample_error",
     "prediction_target",
     "reference_conditioning",
+    "resolve_model",
     "sample_noise_and_timesteps",
     "sd15_configs",
     "sd15_sized_components",

@@ -1,8 +1,12 @@
-"""Load the base text-to-image model from a local folder or a hub id, failing fast when it is absent.
+"""Load the base text-to-image model from a local folder, a hub id or a built-in name, failing fast
+when it is absent.
 
 ``load_base("stable-diffusion-v1-5/stable-diffusion-v1-5", torch.float16, "cuda")`` returns a
 diffusers ``StableDiffusionPipeline`` (or ``pipeline_class``) in that dtype on that device. A local
 folder (``save_pretrained`` layout: ``model_index.json`` + component subfolders) is loaded as is.
+``builtin:NAME`` (or a bare ``NAME``) is a pipeline folder that an installed package ships and
+declares as a ``livo.pretrained`` plug-in (``livo.plugins``): ``builtin:toyworld`` is the toy world's.
+:func:`load_frozen_base` is what every stage uses: the same resolution, then every component frozen.
 
 A hub id is first looked up in the local cache only. When it is not cached:
 
@@ -19,8 +23,48 @@ from pathlib import Path
 from typing import Any
 
 from livo.errors import ConfigError, InputError
+from livo.plugins import PRETRAINED, has_plugin, load_plugin
 
 HUB_PROBE_TIMEOUT_S = 10.0
+BUILTIN_PREFIX = "builtin:"
+FROZEN_COMPONENTS = ("unet", "text_encoder", "vae")
+
+
+def resolve_model(spec: str | os.PathLike[str]) -> str:
+    """What ``from_pretrained`` takes for a model spec: ``builtin:NAME``, or a bare ``NAME`` that is
+    neither a path nor a hub id (no ``/``) but an installed ``livo.pretrained`` plug-in, becomes that
+    plug-in's folder; a folder or hub id stays as given."""
+    text = os.fspath(spec)
+    if text.startswith(BUILTIN_PREFIX):
+        return os.fspath(load_plugin(PRETRAINED, text.removeprefix(BUILTIN_PREFIX))())
+    if "/" not in text and not Path(text).exists() and has_plugin(PRETRAINED, text):
+        return os.fspath(load_plugin(PRETRAINED, text)())
+    return text
+
+
+def load_frozen_base(spec: str | os.PathLike[str], dtype: Any = None, device: Any = None, **pipeline_kwargs: Any) -> Any:
+    """The frozen base pipeline every stage generates with: :func:`load_base` on ``spec`` (a folder, a
+    hub id or ``builtin:NAME``), no safety checker (the project's judges decide what an image shows;
+    a checker that blacks images out would corrupt pairs and measurements), progress bars off, and
+    U-Net, text encoder and VAE in eval mode without gradients. ``dtype`` is a torch dtype, its name
+    (``float16``), or ``auto``: float16 on CUDA, else float32."""
+    import torch
+
+    if isinstance(dtype, str):
+        if dtype == "auto":
+            dtype = torch.float16 if str(device or "cpu").startswith("cuda") else None
+        elif dtype == "float32":
+            dtype = None
+        else:
+            dtype = getattr(torch, dtype)
+    kwargs = {"safety_checker": None, "requires_safety_checker": False} | pipeline_kwargs
+    pipeline = load_base(spec, dtype, device, **kwargs)
+    pipeline.set_progress_bar_config(disable=True)
+    for name in FROZEN_COMPONENTS:
+        component = getattr(pipeline, name, None)
+        if component is not None:
+            component.requires_grad_(False).eval()
+    return pipeline
 
 
 def missing_model_message(model_id: str, reason: str) -> str:
@@ -43,14 +87,15 @@ def load_base(
     cache_dir: str | os.PathLike[str] | None = None,
     **pipeline_kwargs: Any,
 ) -> Any:
-    """Load a diffusers text-to-image pipeline (default ``StableDiffusionPipeline``).
+    """Load a diffusers text-to-image pipeline (default ``StableDiffusionPipeline``) from a folder, a hub
+    id or ``builtin:NAME``.
 
     ``dtype`` (e.g. ``torch.float16``) and ``device`` are applied to every component; extra keyword
     arguments go to ``from_pretrained`` (e.g. ``safety_checker=None``, ``variant="fp16"``).
     """
     from huggingface_hub import constants as hub_constants
 
-    model = os.fspath(model_id_or_path)
+    model = resolve_model(model_id_or_path)
     path = Path(model).expanduser()
     kwargs = dict(pipeline_kwargs)
     if dtype is not None:

@@ -36,7 +36,7 @@ from livo.models.conditioning import (
     value_conditioning,
 )
 from livo.models.value_encoder import ValueEncoder
-from livo.models.values import Selector, ValueChoice, values_per_image
+from livo.models.values import Selector, ValueChoice, apply_coins, no_value, values_per_image
 from livo.permissions import make_shareable
 
 VALUE_ENCODER_FOLDER = "value_encoder"
@@ -52,8 +52,17 @@ class LiVOPipelineOutput:
     prompts: list[str]
 
 
-def _no_value(prompt: str) -> None:
-    return None
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One request of a batched call (:meth:`LiVOPipeline.generate_batch`): ``num_images`` images of
+    ``prompt`` from ``seed``, with ``value`` already chosen (by a selector, or named by a user; None:
+    the base model) and a negative prompt."""
+
+    prompt: str
+    seed: int
+    value: ValueChoice | None = None
+    num_images: int = 1
+    negative_prompt: str = ""
 
 
 def value_rng(value_seed: int | None, generator: Any) -> np.random.Generator:
@@ -81,7 +90,7 @@ class LiVOPipeline:
                 raise ConfigError(f"base: pipeline {type(base).__name__} has no {name}")
         self.base = base
         self.value_encoder = value_encoder  # not frozen here: a trainer may evaluate with its live encoder
-        self.selector: Selector = selector or _no_value
+        self.selector: Selector = selector or no_value
         self.bias_probability = bias_probability
 
     @property
@@ -107,10 +116,11 @@ class LiVOPipeline:
         bias_probability: float = 0.5,
         **base_kwargs: Any,
     ) -> LiVOPipeline:
-        """Load the base from ``path`` (folder or hub id, via ``load_base``) and the value encoder
-        from ``value_encoder_path`` or ``path/value_encoder``."""
-        from livo.models.loading import load_base
+        """Load the base from ``path`` (folder, hub id or ``builtin:NAME``, via ``load_base``) and the value
+        encoder from ``value_encoder_path`` or ``path/value_encoder``."""
+        from livo.models.loading import load_base, resolve_model
 
+        path = resolve_model(path)
         base = load_base(path, torch_dtype, device, **base_kwargs)
         if value_encoder_path is None:
             value_encoder = ValueEncoder.from_pretrained(os.fspath(path), subfolder=VALUE_ENCODER_FOLDER, dtype=torch_dtype)
@@ -169,7 +179,8 @@ class LiVOPipeline:
             output = self.base(
                 prompt=prompts,
                 num_images_per_prompt=num_images_per_prompt,
-                negative_prompt=negative_prompt,
+                # the base pipeline wants a list beside a list of prompts
+                negative_prompt=None if negative_prompt is None else negatives,
                 generator=generator,
                 **base_kwargs,
             )
@@ -184,6 +195,54 @@ class LiVOPipeline:
             )
         images = output.images if hasattr(output, "images") else output[0]
         return LiVOPipelineOutput(images=images, values=applied, prompts=prompts)
+
+    @torch.no_grad()
+    def generate_batch(self, requests: Sequence[GenerationRequest], **base_kwargs: Any) -> list[LiVOPipelineOutput]:
+        """Many requests in one base-pipeline call, each getting the images a call of its own gives:
+        ``self(r.prompt, r.num_images, generator=torch.Generator(device).manual_seed(r.seed),
+        selector=lambda _: r.value, negative_prompt=r.negative_prompt, **base_kwargs)``. Each request's
+        initial noise and bias coins come from its own seeded generator, exactly as in that call; then
+        one U-Net batch runs for all of them. (Batched float arithmetic can differ from a lone call in
+        the last bits.) Keyword arguments go to the base pipeline (``num_inference_steps``,
+        ``guidance_scale``, ``height``, ``width``, ``output_type``, ...)."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        for name in ("prompt_embeds", "negative_prompt_embeds", "latents", "generator", "num_images_per_prompt"):
+            if name in base_kwargs:
+                raise ConfigError(f"{name}: set per request or by generate_batch itself, not as an argument")
+        if not requests:
+            raise ConfigError("requests: none given")
+        # diffusers finds a pipeline's device by walking all its modules: once per call.
+        device, dtype = self.device, self.base.text_encoder.dtype
+        shape = self._latent_shape(base_kwargs.get("height"), base_kwargs.get("width"))
+        prompts, negatives, applied, latents = [], [], [], []
+        for request in requests:
+            if request.num_images < 1:
+                raise ConfigError(f"num_images: must be at least 1, got {request.num_images}")
+            generator = torch.Generator(device=device).manual_seed(request.seed)
+            applied += apply_coins([request.value], request.num_images, value_rng(None, generator),
+                                   self.bias_probability)
+            prompts += [request.prompt] * request.num_images
+            negatives += [request.negative_prompt] * request.num_images
+            latents.append(randn_tensor((request.num_images, *shape), generator=generator, device=device, dtype=dtype))
+        embeds, negative_embeds = self.encode(prompts, 1, applied, negatives)
+        output = self.base(prompt_embeds=embeds, negative_prompt_embeds=negative_embeds, latents=torch.cat(latents),
+                           num_images_per_prompt=1, **base_kwargs)
+        images = output.images if hasattr(output, "images") else output[0]
+        outputs, offset = [], 0
+        for request in requests:
+            end = offset + request.num_images
+            outputs.append(LiVOPipelineOutput(images=images[offset:end], values=applied[offset:end],
+                                              prompts=[request.prompt]))
+            offset = end
+        return outputs
+
+    def _latent_shape(self, height: int | None, width: int | None) -> tuple[int, int, int]:
+        """``(channels, height, width)`` of one initial latent, as the base pipeline draws it."""
+        unet = self.base.unet
+        scale = int(getattr(self.base, "vae_scale_factor", 1))
+        size = int(unet.config.sample_size) * scale
+        return int(unet.config.in_channels), (height or size) // scale, (width or size) // scale
 
     @staticmethod
     def _negatives(negative_prompt: str | Sequence[str] | None, count: int) -> list[str]:

@@ -1,14 +1,9 @@
 """Which value principle each generated image gets.
 
-A *selector* is any callable ``prompt -> value | None``. The value it returns may be:
-
-* ``None``: no principle applies; the prompt goes through the untouched base model;
-* a :class:`ValueChoice` (or any object with ``text`` and ``kind`` attributes, e.g. the FAISS
-  selector's result), or a ``(text, kind)`` tuple, with ``kind`` ``"bias"`` or ``"harm"``;
-* a plain ``str``: treated as a **harm** value, i.e. always applied.
-
-A selector may also have ``choose_many(prompts) -> list`` (``ValueSelector`` does), the same
-answers for many prompts at once; pipelines then ask it once per call.
+A *selector* (:class:`Selector`) is any callable ``prompt -> ValueChoice | None``: ``None`` means no
+principle applies and the prompt goes through the untouched base model. A selector may also have a
+batched ``choose_many(prompts) -> list[ValueChoice | None]`` (:class:`BatchSelector`; ``ValueSelector``
+has one): pipelines then ask it once per call instead of once per prompt.
 
 Harm (toxicity) values are applied to every image. Bias (fairness) values are applied to each image
 independently with probability ``bias_probability`` (0.5 in the paper): half the images keep the
@@ -18,49 +13,33 @@ come from a seeded ``numpy`` generator, so a seed reproduces them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Sequence
 
 import numpy as np
 
 from livo.errors import ConfigError
+from livo.value_types import BatchSelector, Selector, ValueChoice, ValueKind
 
-ValueKind = Literal["bias", "harm"]
-KINDS: tuple[str, ...] = ("bias", "harm")
-
-
-@dataclass(frozen=True)
-class ValueChoice:
-    """A value principle (``text``, e.g. "gender equality") and its ``kind`` ("bias" or "harm")."""
-
-    text: str
-    kind: ValueKind = "harm"
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ConfigError(f"kind: expected 'bias' or 'harm', got {self.kind!r}")
-        if not self.text.strip():
-            raise ConfigError("text: a value principle must not be empty")
+__all__ = ["BatchSelector", "Selector", "ValueChoice", "ValueKind", "apply_coins", "choices_for", "no_value",
+           "values_per_image"]
 
 
-Selector = Callable[[str], Any]
+def no_value(prompt: str) -> ValueChoice | None:
+    """The selector that applies nothing: every image is the base model's."""
+    return None
 
 
-def as_value_choice(selected: Any) -> ValueChoice | None:
-    """Normalise what a selector returned (see the module docstring) to ``ValueChoice | None``."""
-    if selected is None or isinstance(selected, ValueChoice):
-        return selected
-    if isinstance(selected, str):
-        return ValueChoice(selected, "harm")
-    if isinstance(selected, tuple) and len(selected) == 2:
-        return ValueChoice(str(selected[0]), selected[1])
-    if hasattr(selected, "text") and hasattr(selected, "kind"):
-        return ValueChoice(str(selected.text), str(selected.kind))  # type: ignore[arg-type]
-    raise ConfigError(
-        f"selector: returned {selected!r}; expected None, a str, a (text, kind) tuple or an object"
-        " with text and kind"
-    )
+def choices_for(prompts: Sequence[str], selector: Selector) -> list[ValueChoice | None]:
+    """The selector's answer for each prompt (one batched call when it has ``choose_many``), each
+    checked to be a :class:`ValueChoice` or None."""
+    selected = selector.choose_many(list(prompts)) if isinstance(selector, BatchSelector) else [
+        selector(prompt) for prompt in prompts]
+    if len(selected) != len(prompts):
+        raise ConfigError(f"selector: choose_many returned {len(selected)} values for {len(prompts)} prompts")
+    for answer in selected:
+        if answer is not None and not isinstance(answer, ValueChoice):
+            raise ConfigError(f"selector: returned {answer!r}; a selector returns a ValueChoice(id, text, kind) or None")
+    return list(selected)
 
 
 def values_per_image(
@@ -71,21 +50,20 @@ def values_per_image(
     bias_probability: float = 0.5,
 ) -> list[ValueChoice | None]:
     """The value applied to each image, in the base pipeline's order (prompt-major: image
-    ``i * num_images_per_prompt + j`` belongs to prompt ``i``). The selector is called once per prompt,
-    or once for all of them when it has a batched ``choose_many`` (``ValueSelector``: one embedding
-    pass instead of one per prompt); one coin is drawn per image of a bias value (none for harm or no
-    value)."""
+    ``i * num_images_per_prompt + j`` belongs to prompt ``i``): the selector's answers
+    (:func:`choices_for`), with one coin drawn per image of a bias value (none for harm or no value)."""
     if num_images_per_prompt < 1:
         raise ConfigError(f"num_images_per_prompt: must be at least 1, got {num_images_per_prompt}")
     if not 0.0 <= bias_probability <= 1.0:
         raise ConfigError(f"bias_probability: must be in [0, 1], got {bias_probability}")
-    choose_many = getattr(selector, "choose_many", None)
-    selected = choose_many(list(prompts)) if callable(choose_many) else [selector(prompt) for prompt in prompts]
-    if len(selected) != len(prompts):
-        raise ConfigError(f"selector: choose_many returned {len(selected)} values for {len(prompts)} prompts")
+    return apply_coins(choices_for(prompts, selector), num_images_per_prompt, rng, bias_probability)
+
+
+def apply_coins(choices: Sequence[ValueChoice | None], num_images_per_prompt: int, rng: np.random.Generator,
+                bias_probability: float) -> list[ValueChoice | None]:
+    """Per image: a harm value always, a bias value where its coin says so, else None."""
     applied: list[ValueChoice | None] = []
-    for raw in selected:
-        choice = as_value_choice(raw)
+    for choice in choices:
         if choice is None:
             applied.extend([None] * num_images_per_prompt)
         elif choice.kind == "harm":

@@ -43,7 +43,7 @@ def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The service config and HTTP options the arguments describe; refuses ``--insecure`` off loopback."""
     from livo.errors import ConfigError
     from livo.runtime import is_loopback
-    from livo.serve.config import ServiceConfig, load_service_file
+    from livo.serve.config import ServiceConfig, load_service_file, parse_config
 
     config, http = load_service_file(args.config) if args.config else (ServiceConfig(), {})
     http = {"host": "127.0.0.1", "port": 8000} | http
@@ -63,7 +63,7 @@ def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         update["generator"] = config.generator.model_copy(update={"num_replicas": args.replicas})
     if args.layout is not None:
         update["layout"] = args.layout
-    config = ServiceConfig.model_validate(config.model_copy(update=update).model_dump())
+    config = parse_config(config.model_copy(update=update).model_dump(), "livo serve arguments")
     return config.with_token_hash(), http
 
 

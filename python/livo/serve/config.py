@@ -29,10 +29,11 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    """The frozen base model and its value encoder. ``base=None``: the toy model shipped in the package;
-    ``value_encoder=None``: the ``value_encoder/`` folder inside the base folder."""
+    """The frozen base model (a diffusers folder, a hub id or ``builtin:NAME``; by default the toy model
+    shipped in the package) and its value encoder (``value_encoder=None``: the ``value_encoder/``
+    folder inside the base folder)."""
 
-    base: str | None = None
+    base: str = "builtin:toyworld"
     value_encoder: str | None = None
     device: Literal["cpu", "cuda", "auto"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"

@@ -5,12 +5,13 @@ tests can run it directly; the Serve deployment holds one per replica.
 Seed contract: a request ``(prompt, seed, num_images=n, value mode)`` gives the same images as
 
     LiVOPipeline(...)(prompt, n, generator=torch.Generator(device).manual_seed(seed),
-                      selector=<the value the request resolved to>, num_inference_steps=..., guidance_scale=...)
+                      selector=lambda _: <the ValueChoice the request resolved to>,
+                      num_inference_steps=..., guidance_scale=...)
 
-whether or not it shared a batch with other requests: the engine draws each request's initial noise
-and bias coins from its own seeded generator exactly as the pipeline does, then runs one U-Net batch
-for all requests with the same sampling settings. (Batched float arithmetic can differ from a lone
-call in the last bits; tests bound that difference on the 8-bit images.)
+whether or not it shared a batch with other requests: requests with the same sampling settings go
+to one ``LiVOPipeline.generate_batch`` call, which draws each request's initial noise and bias coins
+from its own seeded generator exactly as that call does. (Batched float arithmetic can differ from a
+lone call in the last bits; tests bound that difference on the 8-bit images.)
 """
 
 from __future__ import annotations
@@ -68,10 +69,10 @@ def load_pipeline(config: ModelConfig) -> Any:
     import torch
 
     from livo.models import LiVOPipeline
+    from livo.models.loading import resolve_model
     from livo.models.pipeline import VALUE_ENCODER_FOLDER
-    from livo.toyworld.model import SHIPPED_MODEL
 
-    base = config.base or os.fspath(SHIPPED_MODEL)
+    base = resolve_model(config.base)
     if config.value_encoder is None and os.path.isdir(base) and not os.path.isdir(os.path.join(base, VALUE_ENCODER_FOLDER)):
         raise ConfigError(f"model.base {base}: has no {VALUE_ENCODER_FOLDER}/ folder; train one or set model.value_encoder")
     dtype = getattr(torch, config.dtype)
@@ -194,45 +195,17 @@ class GenerationEngine:
 
     def _generate_group(self, jobs: list[GenerationJob], decisions: list[dict[str, Any]], steps: int,
                         guidance: float) -> tuple[list[bytes], list[str | None]]:
-        import torch
-        from diffusers.utils.torch_utils import randn_tensor
+        """One ``LiVOPipeline.generate_batch`` call for jobs that share sampling settings."""
+        from livo.models import GenerationRequest, ValueChoice
 
-        from livo.models import ValueChoice, values_per_image
-        from livo.models.pipeline import value_rng
-
-        pipeline, base = self.pipeline, self.pipeline.base
-        # diffusers finds a pipeline's device by walking all its modules (≈ 5 ms on the toy world):
-        # once per call, not twice per job.
-        device, dtype = pipeline.device, base.text_encoder.dtype
-        shape = latent_shape(base)
-        prompts, negatives, applied, latents, applied_ids = [], [], [], [], []
-        for job, decision in zip(jobs, decisions, strict=True):
-            generator = torch.Generator(device=device).manual_seed(job.seed)
-            choice = ValueChoice(decision["text"], decision["kind"]) if decision["value_id"] else None
-            job_applied = values_per_image([job.prompt], lambda _prompt, c=choice: c, job.num_images,
-                                           value_rng(None, generator), pipeline.bias_probability)
-            prompts += [job.prompt] * job.num_images
-            negatives += [job.negative_prompt] * job.num_images
-            applied += job_applied
-            latents.append(randn_tensor((job.num_images, *shape), generator=generator, device=device, dtype=dtype))
-            applied_ids.extend(decision["value_id"] if value is not None else None for value in job_applied)
-        # One text-encoder pass for the whole batch (the per-image embeddings ``LiVOPipeline`` builds for
-        # each job alone), not two per job: on the toy world that was a tenth of a 5-step call.
-        embeds, negative_embeds = pipeline.encode(prompts, 1, applied, negatives)
-        output = base(
-            prompt_embeds=embeds,
-            negative_prompt_embeds=negative_embeds,
-            latents=torch.cat(latents),
-            num_images_per_prompt=1,
-            num_inference_steps=steps,
-            guidance_scale=guidance,
-            output_type="pil",
-        )
-        return [png_bytes(image) for image in output.images], applied_ids
-
-
-def latent_shape(base: Any) -> tuple[int, int, int]:
-    """``(channels, height, width)`` of one initial latent, as the base pipeline draws it by default."""
-    unet = base.unet
-    size = int(unet.config.sample_size)
-    return int(unet.config.in_channels), size, size
+        requests = [
+            GenerationRequest(
+                prompt=job.prompt, seed=job.seed, num_images=job.num_images, negative_prompt=job.negative_prompt,
+                value=ValueChoice(decision["value_id"], decision["text"], decision["kind"]) if decision["value_id"] else None)
+            for job, decision in zip(jobs, decisions, strict=True)
+        ]
+        outputs = self.pipeline.generate_batch(requests, num_inference_steps=steps, guidance_scale=guidance,
+                                               output_type="pil")
+        images = [png_bytes(image) for output in outputs for image in output.images]
+        applied = [value.id if value is not None else None for output in outputs for value in output.values]
+        return images, applied

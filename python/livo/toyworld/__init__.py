@@ -1,4 +1,4 @@
-"""The toy value world: a synthetic text-to-image world with known bias and harm (DESIGN §5).
+"""The toy value world: a synthetic text-to-image world with known bias and harm.
 
 Light to import: ``grammar`` holds the names (subjects, colours, harm words, value texts); the
 renderer and detectors need only numpy; model building, training and the report import torch and

@@ -68,7 +68,7 @@ def _quiet_threads(threads: int) -> None:
 
 def run_render(args: argparse.Namespace) -> int:
     from livo.toyworld.grammar import parse_prompt
-    from livo.toyworld.grid import save_grid
+    from livo.image_grid import save_grid
     from livo.toyworld.render import render
 
     specs = [parse_prompt(p) for p in args.prompts]

@@ -4,9 +4,11 @@ glyph's subject (see ``livo.toyworld.detect``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from livo.errors import ConfigError
 from livo.judges.base import ImageVerdict, as_batch, check_lengths
 from livo.toyworld.grammar import ATTRIBUTES, HARMS, parse_prompt
 from livo.values.registry import ValuePrinciple
@@ -19,6 +21,13 @@ class ToyWorldJudge:
     grammar gets ``subject=False`` (the image cannot show a subject the world does not have)."""
 
     name = "toyworld"
+
+    @classmethod
+    def from_spec(cls, spec: Any, device: str | None = None) -> ToyWorldJudge:
+        """The ``livo.judges`` plug-in ``toyworld``: exact rules, no model, no device."""
+        if spec.model is not None or spec.threshold is not None:
+            raise ConfigError("toyworld judge: takes no 'model' or 'threshold' (its detectors are exact rules)")
+        return cls()
 
     def supports(self, value: ValuePrinciple) -> bool:
         if value.kind == "bias":

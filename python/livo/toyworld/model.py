@@ -90,7 +90,7 @@ def build_unet(seed: int) -> Any:
 
     Why this shape: cross-attention at 8×8 as well cost 30-45% more per training step, and 64 channels
     at 8×8 another 30%; without them the recipe fits 15 minutes on 2 cores and still meets the
-    toy world's targets (docs/benchmarks.md, "Toy world (issue 4)"). 32 channels at 16×16, not 16:
+    toy world's targets (docs/benchmarks.md, "Toy world base model"). 32 channels at 16×16, not 16:
     16 gave bright, saturated backgrounds (likely 8 norm groups of 2 channels; not verified)."""
     import torch
     from diffusers import UNet2DConditionModel
@@ -226,7 +226,17 @@ def save_pipeline(pipeline: Any, folder: str | os.PathLike[str], extra: dict[str
     return target
 
 
-SHIPPED_MODEL = Path(__file__).resolve().parent / "model"
+SHIPPED_MODEL = Path(__file__).resolve().parent / "pretrained"
+
+
+def pretrained_folder() -> Path:
+    """The shipped toy model's folder: the ``livo.pretrained`` plug-in ``toyworld``, so any stage loads
+    it as ``builtin:toyworld``."""
+    from livo.errors import InputError
+
+    if not (SHIPPED_MODEL / "model_index.json").is_file():
+        raise InputError(f"shipped toy model {SHIPPED_MODEL}: missing; run `livo toyworld train --output DIR`")
+    return SHIPPED_MODEL
 
 
 def load_toy_model(model: str | os.PathLike[str] | None = None, dtype: Any = None, device: Any = None) -> Any:
@@ -234,10 +244,6 @@ def load_toy_model(model: str | os.PathLike[str] | None = None, dtype: Any = Non
 
     The same loader serves SD 1.5 from the hub or a folder: nothing toy-specific happens here.
     """
-    from livo.errors import InputError
     from livo.models.loading import load_base
 
-    path = SHIPPED_MODEL if model is None else model
-    if model is None and not (SHIPPED_MODEL / "model_index.json").is_file():
-        raise InputError(f"shipped toy model {SHIPPED_MODEL}: missing; run `livo toyworld train --output DIR`")
-    return load_base(path, dtype, device)
+    return load_base(pretrained_folder() if model is None else model, dtype, device)

@@ -150,6 +150,13 @@ def sample_training_prompt(rng: np.random.Generator) -> PromptSpec:
     return PromptSpec(str(rng.choice(OBJECTS)))
 
 
+def sample_training_prompts(count: int, seed: int = 0) -> list[str]:
+    """``count`` prompt texts drawn from the training mix with ``seed``: the ``livo.prompt_generators``
+    plug-in ``toyworld`` (a build's ``sources.generators.toyworld``)."""
+    rng = np.random.default_rng(seed)
+    return [sample_training_prompt(rng).text() for _ in range(count)]
+
+
 def training_batch(rng: np.random.Generator, batch_size: int) -> tuple[list[PromptSpec], np.ndarray]:
     """A batch of (prompt, image) from the training distribution; images ``uint8`` NHWC."""
     specs = [sample_training_prompt(rng) for _ in range(batch_size)]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from livo.errors import ConfigError
-from livo.eval.metrics import attribute_counts, discrepancy_d1, discrepancy_d2, rate
+from livo.metrics import attribute_counts, discrepancy_d1, discrepancy_d2, rate
 from livo.permissions import write_atomic
 from livo.toyworld.detect import Detection, detect
 from livo.toyworld.grammar import ATTRIBUTES, DEFAULT_ATTRIBUTE, PromptSpec, report_prompts
@@ -140,7 +140,7 @@ def markdown_table(summary: dict[str, dict[str, float]], per_prompt: int) -> str
 
 def write_report(config: ReportConfig) -> str:
     """Generate, detect, measure and write the report files; returns the markdown table."""
-    from livo.toyworld.grid import save_grid
+    from livo.image_grid import save_grid
     from livo.toyworld.model import load_toy_model
 
     config.validate()

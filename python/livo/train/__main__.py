@@ -6,6 +6,6 @@ from livo.lifetime import end_with_launcher
 
 end_with_launcher()  # started by `livo demo`: end with it (before the slow imports below)
 
-from livo.train.trainer import main  # noqa: E402
+from livo.train.commands import main  # noqa: E402
 
 sys.exit(main())

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from livo.build.commands import parse_overrides
+    from livo.overrides import parse_overrides
     from livo.train.config import load_config
     from livo.train.distributed import shutdown
     from livo.train.trainer import train
@@ -53,3 +53,21 @@ def run_train(args: argparse.Namespace) -> int:
     if result.export is not None:
         print(f"trained {result.steps} steps in {result.train_seconds:.1f} s; exported {result.export}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m livo.train CONFIG [...]``: the ``livo train`` command as the module launchers
+    (``torchrun``, ``deepspeed``) start it, with the CLI's error handling."""
+    import sys
+
+    from livo.errors import LivoError
+
+    parser = argparse.ArgumentParser(prog="python -m livo.train", description="train the value encoder "
+                                     "(or the Diffusion-DPO baseline) with DeepSpeed; the same as `livo train`")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_train(args)
+    except LivoError as error:
+        print(f"livo train: error: {error}", file=sys.stderr)
+        return 2

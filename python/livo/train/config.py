@@ -1,6 +1,6 @@
 """The training job's typed configuration, read from YAML (``livo train CONFIG``) or built in Python.
 
-Defaults are LiVO's published recipe for a real model (DESIGN §2): β=1000, α=500, γ1=1, γ2=0.5,
+Defaults are LiVO's published recipe for a real model (the paper's reference implementation): β=1000, α=500, γ1=1, γ2=0.5,
 AdamW (0.9, 0.999, weight decay 1e-2, eps 1e-8), constant lr 1e-6, gradient clipping 1.0, micro
 batch 8, 15,000 steps. A toy-world config overrides the learning rate, batch and steps (see
 ``services/train/toyworld_livo.yaml``). Unknown keys and bad values fail at load time with a message
@@ -16,6 +16,7 @@ from typing import Any
 
 from livo.errors import ConfigError, InputError
 from livo.overrides import check_scalar_types, set_dotted
+from livo.plugins import TRAIN_EVALUATIONS, has_plugin, plugin_names
 
 LOSSES = ("livo", "dpo")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -41,10 +42,12 @@ DEFAULT_DEEPSPEED: dict[str, Any] = {
 
 @dataclass
 class EvalConfig:
-    """Periodic toy-world evaluation (``every`` optimizer steps; 0 = off): D1 of neutral
-    people-prompts with the bias value applied to each image with probability 0.5, harm rate of
-    harmful prompts with the harm value always applied, subject fidelity of benign prompts."""
+    """Periodic evaluation (``every`` optimizer steps; 0 = off) by ``hook``, a ``livo.train_evaluations``
+    plug-in (``toyworld``: D1 of neutral people-prompts with the bias value applied to each image with
+    probability 0.5, harm rate of harmful prompts with the harm value always applied, subject fidelity
+    of benign prompts; see ``livo.train.evaluation`` for what a hook is)."""
 
+    hook: str | None = None
     every: int = 0
     per_prompt: int = 16
     steps: int = 25
@@ -56,13 +59,13 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run. ``model``: diffusers folder or hub id (``None`` = the shipped toy model);
+    """One training run. ``model``: diffusers folder, hub id or ``builtin:NAME`` (default: the toy model);
     ``dataset``: a shard dataset folder (PAIR_SCHEMA); ``output``: run folder (checkpoints/, logs,
     value_encoder/ or unet/ export)."""
 
     dataset: str
     output: str
-    model: str | None = None
+    model: str = "builtin:toyworld"
     split: str = "train"
     loss: str = "livo"
     # LiVO
@@ -128,6 +131,12 @@ class TrainConfig:
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
         if self.eval.every < 0 or self.eval.per_prompt < 1 or self.eval.steps < 1:
             raise ConfigError("eval: every must be >= 0, per_prompt and steps >= 1")
+        if (self.eval.every or self.eval.final) and self.eval.hook is None:
+            raise ConfigError(f"eval.hook: evaluations are asked for (eval.every/eval.final) but no hook is named; "
+                              f"give a training evaluation ({', '.join(plugin_names(TRAIN_EVALUATIONS)) or 'none installed'})")
+        if self.eval.hook is not None and not has_plugin(TRAIN_EVALUATIONS, self.eval.hook):
+            raise ConfigError(f"eval.hook: no training evaluation named {self.eval.hook!r} "
+                              f"(known: {', '.join(plugin_names(TRAIN_EVALUATIONS))})")
         if self.deepspeed_config is not None and not Path(self.deepspeed_config).is_file():
             raise ConfigError(f"deepspeed_config: {self.deepspeed_config} does not exist")
         check_dataset(self.dataset, self.split)

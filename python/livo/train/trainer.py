@@ -17,7 +17,6 @@ import logging
 import os
 import resource
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -30,9 +29,6 @@ from livo.train import checkpoints
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
 from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
 from livo.train.schedule import lr_factor
-
-SHIPPED_TOY_MODEL = Path(__file__).resolve().parents[1] / "toyworld" / "model"
-
 
 @dataclass
 class TrainResult:
@@ -97,7 +93,7 @@ def _device() -> Any:
     return torch.device("cpu")
 
 
-def load_frozen_model(model: str | None, dtype: Any, device: Any) -> Any:
+def load_frozen_model(model: str, dtype: Any, device: Any) -> Any:
     from livo.models.loading import load_base
 
     import diffusers
@@ -105,7 +101,7 @@ def load_frozen_model(model: str | None, dtype: Any, device: Any) -> Any:
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    pipeline = load_base(SHIPPED_TOY_MODEL if model is None else model, dtype, device)
+    pipeline = load_base(model, dtype, device)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -259,23 +255,24 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
 
 def _evaluate(objective: Any, pipeline: Any, config: TrainConfig, step: int, rank: int, log: Any,
               result: TrainResult) -> None:
-    """Rank 0 evaluates on the toy world while the other ranks wait at a barrier."""
+    """Rank 0 runs the config's evaluation hook while the other ranks wait at a barrier."""
     import torch
 
     if rank == 0:
-        from livo.train.evaluation import evaluate, evaluation_pipeline, flat
+        from livo.train.evaluation import flat, run_hook
 
         value_encoder = objective.module if config.loss == "livo" else None
         unet = pipeline.unet
         training = unet.training
         unet.eval()
+        assert config.eval.hook is not None  # validate() requires one when evaluations are asked for
         with torch.no_grad():
-            metrics = evaluate(evaluation_pipeline(pipeline, value_encoder), per_prompt=config.eval.per_prompt,
+            metrics = run_hook(config.eval.hook, pipeline, value_encoder, per_prompt=config.eval.per_prompt,
                                steps=config.eval.steps, guidance_scale=config.eval.guidance_scale,
                                seed=config.eval.seed, benign=config.eval.benign)
         unet.train(training)
         numbers = flat(metrics)
-        result.evaluations.append({"step": step, **numbers, "summary": metrics["summary"]})
+        result.evaluations.append({"step": step, **numbers, "summary": metrics.get("summary")})
         log.evaluation(step, numbers)
     barrier()
 
@@ -308,10 +305,3 @@ def export(objective: Any, output: Path, config: TrainConfig) -> Path:
         shutil.rmtree(target)
     os.replace(staging, target)
     return target
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m livo.train CONFIG [--resume]``: the entry point for ``torchrun``/``deepspeed``."""
-    from livo.cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])

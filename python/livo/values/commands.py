@@ -4,7 +4,6 @@ evaluate selection against the keyword baseline."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 

@@ -1,8 +1,8 @@
 """A sentence-transformers transformer (with its pooling) run by ONNX Runtime instead of PyTorch.
 
 Why: selection throughput is the transformer's forward pass. On 2 CPU cores ONNX Runtime runs
-all-MiniLM-L6-v2 1.05–1.4× faster than eager PyTorch with the same float32 weights (embeddings equal
-to ~2e-7), and its dynamic int8 quantisation about 1.5× faster than that (docs/benchmarks.md). The model is exported once per
+all-MiniLM-L6-v2 faster than eager PyTorch with the same float32 weights (embeddings equal to ~2e-7),
+and its dynamic int8 quantisation faster again (docs/benchmarks.md, "Value selection"). The model is exported once per
 weights hash into the livo cache (``$LIVO_CACHE_DIR/onnx/``, written atomically), so later
 processes only load it.
 """

@@ -17,9 +17,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from livo.config import format_validation_error
 from livo.errors import ConfigError
-
-ValueKind = Literal["bias", "harm"]
+from livo.value_types import ValueKind
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 
@@ -141,14 +141,6 @@ class Registry(_Strict):
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _format_validation_error(source: str, error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        lines.append(f"{source}: field {where}: {item['msg']}")
-    return "\n".join(lines)
-
-
 def parse_registry(data: object, source: str = "<registry>") -> Registry:
     """Validates already-parsed YAML/JSON data; errors name ``source`` and each bad field."""
     if not isinstance(data, dict):
@@ -157,7 +149,7 @@ def parse_registry(data: object, source: str = "<registry>") -> Registry:
     try:
         return Registry.model_validate(data)
     except ValidationError as error:
-        message = _format_validation_error(source, error)
+        message = format_validation_error(source, error)
         values = data.get("values")
         if isinstance(values, list):
             for index, item in enumerate(values):
@@ -181,14 +173,18 @@ def load_registry(path: str | os.PathLike[str]) -> Registry:
     return parse_registry(data, str(path))
 
 
+def default_registry_path() -> Path:
+    """The registry shipped with this package for SD-style models (the ``livo.registries`` plug-in
+    ``default``)."""
+    return Path(str(resources.files("livo.values") / "registry" / "default.yaml"))
+
+
 def builtin_registry_path(name: str = "default") -> Path:
-    """Path of a registry shipped with the package: ``default`` (SD-style values) or ``toyworld``."""
-    root = resources.files("livo.values") / "registry"
-    path = Path(str(root / f"{name}.yaml"))
-    if not path.exists():
-        known = sorted(p.stem for p in Path(str(root)).glob("*.yaml"))
-        raise ConfigError(f"no built-in registry {name!r} (built-in: {known})")
-    return path
+    """Path of a built-in registry: an installed ``livo.registries`` plug-in (``default``, SD-style
+    values; ``toyworld``, the toy world's)."""
+    from livo.plugins import REGISTRIES, load_plugin
+
+    return Path(load_plugin(REGISTRIES, name)())
 
 
 def resolve_registry_path(spec: str | os.PathLike[str]) -> Path:

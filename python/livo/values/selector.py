@@ -24,10 +24,11 @@ from typing import Literal, Protocol, Sequence
 
 import numpy as np
 
+from livo.value_types import ValueChoice
 from livo.values.embedders import Embedder, load_embedder
 from livo.values.index import ValueIndex, load_index
 from livo.values.matching import ExplicitAttributes, HarmKeywords, PersonNouns, exception_blanker, normalize_text
-from livo.values.registry import Registry, ValueKind, ValuePrinciple
+from livo.values.registry import Registry, ValuePrinciple
 
 Stage = Literal["keyword", "retrieval", "explicit-attribute", "judge", "none"]
 STAGES: tuple[Stage, ...] = ("keyword", "retrieval", "explicit-attribute", "judge", "none")
@@ -41,16 +42,6 @@ class Selection:
     value_id: str | None
     score: float
     stage: Stage
-
-
-@dataclass(frozen=True)
-class ValueChoice:
-    """What a generation pipeline needs from a selection: the value text for the value encoder and
-    its kind (bias values are applied with probability 0.5 per image, harm values always)."""
-
-    id: str
-    text: str
-    kind: ValueKind
 
 
 class ValueJudge(Protocol):

@@ -1,0 +1,119 @@
+"""What the toy world plugs into evaluation and training, by name (``livo.plugins``):
+
+* :func:`prompt_set`, the ``livo.prompt_sets`` plug-in ``toyworld``: the report prompts of an
+  evaluation (``prompts: {set: toyworld}``), as rows of the prompt-file schema;
+* :func:`evaluate_training`, the ``livo.train_evaluations`` plug-in ``toyworld``: bias, harm and
+  benign fidelity of a model being trained (``eval: {hook: toyworld}`` in a training config).
+
+The value of each prompt in training evaluations comes from :func:`toy_selector`, the toy world's
+ground truth (harm word → its harm principle, always applied; people-prompt without a colour word →
+"balance colour", applied per image with probability 0.5; anything else → no value). Images are made
+with :func:`livo.toyworld.report.generate` and read with the toy-world detectors, so the numbers are
+the ones ``livo toyworld report`` computes:
+
+* ``d1_people``: mean D1 of the colour over the neutral people-prompts;
+* ``harm_rate``: mean share of images of the report's harmful prompts that show the prompt's mark;
+* ``fidelity_people`` / ``fidelity_harmful`` / ``fidelity_benign``: subject fidelity.
+
+For LiVO the pipeline is a :class:`~livo.models.LiVOPipeline` around the live value encoder; for
+Diffusion-DPO it is the base pipeline, whose U-Net is the one being trained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livo.value_types import ValueChoice
+from livo.toyworld.detect import detect
+from livo.toyworld.grammar import (
+    BIAS_PRINCIPLE,
+    DEFAULT_ATTRIBUTE,
+    HARM_PRINCIPLE,
+    VALUE_TEXTS,
+    parse_prompt,
+    report_prompts,
+)
+from livo.toyworld.report import generate, measure_prompt, summarise
+
+BATCH = 256
+
+
+def toy_selector(prompt: str) -> ValueChoice | None:
+    """The toy world's value for a prompt (see the module docstring)."""
+    spec = parse_prompt(prompt)
+    if spec.harm is not None:
+        return ValueChoice(HARM_PRINCIPLE[spec.harm], VALUE_TEXTS[HARM_PRINCIPLE[spec.harm]], "harm")
+    if spec.is_person and spec.attribute is None:
+        return ValueChoice(BIAS_PRINCIPLE, VALUE_TEXTS[BIAS_PRINCIPLE], "bias")
+    return None
+
+
+def evaluate(pipeline: Any, *, per_prompt: int, steps: int, guidance_scale: float, seed: int,
+             benign: bool = True) -> dict[str, Any]:
+    """Generate ``per_prompt`` images for each report prompt of the measured categories and return
+    the summary numbers (see the module docstring) plus the per-category table."""
+    categories = ["neutral_people", "harmful"] + (["explicit_people", "objects"] if benign else [])
+    prompts = report_prompts()
+    rows = []
+    for index, category in enumerate(categories):
+        specs = prompts[category]
+        images = generate(pipeline, [s.text() for s in specs], per_prompt, steps, guidance_scale,
+                          seed + 1_000_000 * index, BATCH)
+        rows += [measure_prompt(spec, detect(batch)) for spec, batch in zip(specs, images)]
+    summary = summarise(rows)
+    metrics: dict[str, Any] = {
+        "d1_people": summary["neutral_people"]["d1"],
+        "harm_rate": summary["harmful"]["harm_rate"],
+        "fidelity_people": summary["neutral_people"]["subject_fidelity"],
+        "fidelity_harmful": summary["harmful"]["subject_fidelity"],
+        "default_share_people": summary["neutral_people"]["default_share"],
+    }
+    if benign:
+        metrics["fidelity_benign"] = summary["benign"]["subject_fidelity"]
+        metrics["attribute_obeyed"] = summary["explicit_people"]["attribute_obeyed"]
+        metrics["spurious_harm_benign"] = summary["benign"]["spurious_harm_rate"]
+    metrics["per_prompt"] = per_prompt
+    metrics["summary"] = summary
+    metrics["prompts"] = rows
+    return metrics
+
+
+def prompt_set() -> list[dict[str, str | None]]:
+    """The report prompts with their category (``bias``, ``explicit``, ``harm``, ``benign``), value
+    id and, for explicit prompts, the colour asked for. Explicit prompts come first with the colour
+    against each person's default ("a teal doctor"), the harder request, then the default colour: a
+    per-category limit keeps the harder half."""
+    rows: list[dict[str, str | None]] = []
+    explicit: list[dict[str, str | None]] = []
+    for category, specs in report_prompts().items():
+        for spec in specs:
+            if category == "neutral_people":
+                rows.append(_row(spec.text(), "bias", BIAS_PRINCIPLE))
+            elif category == "explicit_people":
+                explicit.append(_row(spec.text(), "explicit", BIAS_PRINCIPLE, spec.attribute))
+            elif category == "harmful":
+                assert spec.harm is not None
+                rows.append(_row(spec.text(), "harm", HARM_PRINCIPLE[spec.harm]))
+            else:
+                rows.append(_row(spec.text(), "benign"))
+    first = [r for r in explicit if r["attribute"] != DEFAULT_ATTRIBUTE[parse_prompt(str(r["prompt"])).subject]]
+    second = [r for r in explicit if r not in first]
+    index = next((i for i, r in enumerate(rows) if r["category"] == "harm"), len(rows))
+    return rows[:index] + first + second + rows[index:]
+
+
+def _row(prompt: str, category: str, value: str | None = None, attribute: str | None = None) -> dict[str, str | None]:
+    return {"prompt": prompt, "category": category, "value": value, "attribute": attribute}
+
+
+def evaluate_training(base: Any, value_encoder: Any | None, *, per_prompt: int, steps: int, guidance_scale: float,
+                      seed: int, benign: bool = True) -> dict[str, Any]:
+    """The training hook: :func:`evaluate` on LiVO around ``value_encoder`` (with the toy world's
+    ground-truth selector), or on ``base`` itself when it is None (Diffusion-DPO trains its U-Net)."""
+    pipeline = base
+    if value_encoder is not None:
+        from livo.models.pipeline import LiVOPipeline
+
+        pipeline = LiVOPipeline(base, value_encoder, selector=toy_selector, bias_probability=0.5)
+    return evaluate(pipeline, per_prompt=per_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed,
+                    benign=benign)

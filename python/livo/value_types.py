@@ -1,0 +1,45 @@
+"""The value a prompt gets, as every stage passes it around: :class:`ValueChoice`, and the
+:class:`Selector` contract that produces it. Light on purpose (no torch): value selection, the
+pipeline, dataset construction and the service all import it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from livo.errors import ConfigError
+
+ValueKind = Literal["bias", "harm"]
+KINDS: tuple[str, ...] = ("bias", "harm")
+
+
+@dataclass(frozen=True)
+class ValueChoice:
+    """A value principle chosen for a prompt: its ``id`` in the value registry (what outputs record),
+    its ``text`` (what the value encoder reads, e.g. "gender equality") and its ``kind`` ("bias" or
+    "harm")."""
+
+    id: str
+    text: str
+    kind: ValueKind = "harm"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"value {self.id!r}: kind: expected 'bias' or 'harm', got {self.kind!r}")
+        if not self.text.strip():
+            raise ConfigError(f"value {self.id!r}: text: a value principle must not be empty")
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """Decides, per prompt, which value applies (None: none)."""
+
+    def __call__(self, prompt: str) -> ValueChoice | None: ...
+
+
+@runtime_checkable
+class BatchSelector(Selector, Protocol):
+    """A selector that also answers for many prompts at once (one embedding pass, say)."""
+
+    def choose_many(self, prompts: Sequence[str]) -> list[ValueChoice | None]: ...
