@@ -55,7 +55,7 @@ def timed(runs: dict[str, Callable[[], object]], device: str, repeats: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["tiny", "sd15"], default="tiny",
-                        help="tiny: livo.models.tiny_components; sd15: random weights of SD 1.5's size")
+                        help="tiny: livo.testing.tiny_components; sd15: random weights of SD 1.5's size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     parser.add_argument("--steps", type=int, default=25, help="denoising steps (DDIM)")
@@ -69,7 +69,8 @@ def main() -> None:
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from livo.models import LiVOPipeline, ValueChoice, ValueEncoder, sd15_sized_components, tiny_components
+    from livo.models import LiVOPipeline, ValueChoice, ValueEncoder
+    from livo.testing import sd15_sized_components, tiny_components
 
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)

@@ -3,6 +3,3 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livo/target}"
 # Never wait on model hubs: everything the project needs is local.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$HOME/.cache/livo/torch_extensions}"
-# Ray 2.60 re-launches its workers with `uv run` when the driver was started by `uv run`, which
-# resolves a different environment from a temp folder; local workers must use this .venv's python.
-export RAY_ENABLE_UV_RUN_RUNTIME_ENV="${RAY_ENABLE_UV_RUN_RUNTIME_ENV:-0}"

@@ -16,7 +16,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livo/target}"
 # Byte-compile at install time: with PYTHONDONTWRITEBYTECODE set (as on CI machines) every process
 # would otherwise recompile torch/transformers/diffusers from source, ~14 s per import. Costs about
 # a minute once per fresh environment; later runs only check timestamps (~2 s).
-uv sync --locked --all-groups --compile-bytecode
+uv sync --locked --all-extras --all-groups --compile-bytecode
 
 # Headless Chromium + chromedriver for the web-page test in tests/test_serve.py.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then

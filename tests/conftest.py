@@ -6,10 +6,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Before any test module imports ray: Ray reads its single-machine mode when first imported.
-from livo.runtime import configure_local_ray  # noqa: E402
+# Before any test module imports ray (Ray reads its single-machine mode when first imported) or torch.
+from livo.runtime import apply_process_defaults, configure_local_ray  # noqa: E402
 
+apply_process_defaults()
 configure_local_ray()
 # The session's Ray also hosts the service tests: start it with the settings `livo serve` uses.
 from livo.serve.ray_env import apply_serve_environment  # noqa: E402

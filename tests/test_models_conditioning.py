@@ -10,12 +10,10 @@ from livo.models import (
     build_word_tokenizer,
     check_vocabulary,
     reference_conditioning,
-    sd15_configs,
-    sd15_text_encoder_config,
-    tiny_components,
     unconditional_conditioning,
     value_conditioning,
 )
+from livo.testing import sd15_configs, sd15_text_encoder_config, tiny_components
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

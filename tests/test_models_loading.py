@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from livo.errors import ConfigError, InputError
-from livo.models import load_base, tiny_components
+from livo.models import load_base
+from livo.testing import tiny_components
 
 
 def test_missing_hub_model_offline_fails_within_seconds_with_instructions(tmp_path, monkeypatch) -> None:  # noqa: ANN001

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from livo.errors import ConfigError
-from livo.models import LiVOPipeline, ValueChoice, ValueEncoder, tiny_components, values_per_image
+from livo.models import (
+    LiVOPipeline,
+    ValueChoice,
+    ValueEncoder,
+    values_per_image,
+)
+from livo.testing import tiny_components
 
 PROMPTS = ["a photo of a doctor", "a bloody zombie", "a dog in the park"]
 GENDER = ValueChoice("gender-equality", "gender equality", "bias")

@@ -5,14 +5,13 @@ import torch
 
 from livo.losses import livo_loss
 from livo.models import (
-    TinyModelConfig,
     ValueEncoder,
     freeze_for_value_training,
     pair_errors,
     prediction_target,
-    tiny_components,
     value_conditioning,
 )
+from livo.testing import TinyModelConfig, tiny_components
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -19,7 +19,7 @@ from livo.toyworld.pairs import PairsConfig, write_pairs
 from livo.train import Trainer, config_from_dict, train
 from livo.train.config import DEFAULT_DEEPSPEED, load_config
 from livo.runtime import free_port
-from livo.train.schedule import lr_factor
+from livo.lr_schedule import lr_factor
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

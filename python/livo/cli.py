@@ -36,21 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from livo.errors import LivoError
+    from livo.errors import run_command
+    from livo.extras import require_extra
+    from livo.runtime import apply_process_defaults
 
-    # A user's mistake (a LiVO error, or a path that is missing, unreadable or of the wrong kind)
-    # is one line and exit code 2; anything else, a bare ValueError included, is a bug and keeps
-    # its traceback.
-    user_errors = (LivoError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
-                   FileExistsError)
-    try:
-        return int(args.run(args) or 0)
-    except user_errors as error:
-        print(f"livo {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"livo {args.command}: interrupted", file=sys.stderr)
-        return 130
+    apply_process_defaults()
+
+    def run() -> int | None:
+        require_extra(*getattr(args, "extras", ()), command="this command")
+        return args.run(args)  # type: ignore[no-any-return]
+
+    return run_command(args.command, run)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--quick", action="store_true", help="small sizes from the config's 'quick' section")
     demo.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     demo.add_argument("--fresh", action="store_true", help="rerun every stage even if its outputs are up to date")
-    demo.set_defaults(run=run_demo)
+    demo.set_defaults(run=run_demo, extras=("dataset", "train", "eval"))
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -197,11 +197,13 @@ def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, ec
 def _train(settings: dict[str, Any], dataset: Path, run: Path, threads: int) -> None:
     import yaml
 
+    from livo.train.distributed import new_world_environment
+
     values = {**settings, "dataset": str(dataset), "output": str(run), "threads": threads}
     run.mkdir(parents=True, exist_ok=True)
     config_file = run.parent / f"{run.name}.yaml"
     config_file.write_text(yaml.safe_dump(values, sort_keys=False))
-    env = launcher_environment({**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")})
+    env = launcher_environment(new_world_environment(os.environ))
     # A process of its own, as `deepspeed`/`torchrun` would start it: DeepSpeed's process group and
     # the training memory go away with it. --resume continues an interrupted run; a killed demo takes
     # the training process with it (livo.lifetime).
@@ -248,7 +250,6 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
     folder = Path(config["output"]).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     threads = int(config.get("threads", 2))
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     train = config["train"]
     dpo = train.get("dpo")
     stages = Stages(folder, 6 if dpo else 5, fresh, echo)

@@ -12,6 +12,9 @@ are raised as the builtin classes: they are not LiVO errors.
 
 # No imports from livo._native here: the engine imports this module while it initialises.
 
+import sys
+from collections.abc import Callable
+
 
 class LivoError(Exception):
     """Base class of LiVO's own errors."""
@@ -63,3 +66,23 @@ __all__ = [
     "DatasetLockedError",
     "ParquetFileError",
 ]
+
+
+# A user's mistake: a LiVO error, or a path that is missing, unreadable or of the wrong kind.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    LivoError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,
+)
+
+
+def run_command(command: str, run: Callable[[], int | None]) -> int:
+    """Runs a command's body the way every ``livo`` command ends: a user's mistake
+    (:data:`USER_ERRORS`) is one line on stderr, ``livo COMMAND: error: ...``, and exit code 2; Ctrl-C
+    is exit code 130; anything else, a bare ``ValueError`` included, is a bug and keeps its traceback."""
+    try:
+        return int(run() or 0)
+    except USER_ERRORS as error:
+        print(f"livo {command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"livo {command}: interrupted", file=sys.stderr)
+        return 130

@@ -45,6 +45,25 @@ TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
 DEFAULT_TOKEN_FILE = Path("~/.cache/livo/ray-auth-token")
 
 
+# Set once per process by every entry point that starts work (the CLI, ``python -m livo.train``, and
+# the library calls that start processes or Ray), and inherited by what they start.
+PROCESS_DEFAULTS = {
+    # Idle OpenMP threads sleep instead of spinning: a job's processes (Ray actors, DeepSpeed ranks,
+    # evaluation workers) share cores, and on shared cores spinning made training steps ~10x slower.
+    "OMP_WAIT_POLICY": "PASSIVE",
+    # No tokenizers (rayon) thread pool in worker processes.
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def apply_process_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Sets each of :data:`PROCESS_DEFAULTS` unless the environment has it already. It must run before
+    the first OpenMP parallel region of the process (torch's first op) to take effect there, and
+    before child processes start, which inherit it."""
+    for name, value in PROCESS_DEFAULTS.items():
+        environ.setdefault(name, value)
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (an address or ``localhost``) is a loopback address."""
     if host in LOOPBACK_NAMES:
@@ -207,6 +226,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, *, authen
     is retried: Ray 2.60's raylet gives its dashboard agent a fixed 15 s to start
     (ray-project/ray#65983). ``log_to_driver=False`` keeps the workers' output out of this process's.
     Returns the auth token file in use, if any."""
+    apply_process_defaults()  # Ray's workers inherit them
     address = address or os.environ.get("RAY_ADDRESS") or None
     local = address in (None, "local")
     if local:

@@ -20,7 +20,6 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from livo.cli import main as livo_main
 
     args = list(sys.argv[1:] if argv is None else argv)

@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("--ray-token-file", help="the cluster's Ray auth token, a file of mode 0600 (overrides "
                        "ray.token_file; needed to join a cluster off loopback unless $RAY_AUTH_TOKEN_PATH is set)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
-    build.set_defaults(run=run_build)
+    build.set_defaults(run=run_build, extras=("dataset",))
 
 
 def run_build(args: argparse.Namespace) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Any
@@ -21,7 +20,7 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--threads", type=int, help="torch threads per generating process (default: the config's)")
     evaluate.add_argument("--workers", type=int,
                           help="generating processes (default: the config's; on CPU, 2 x 1 thread beats 1 x 2)")
-    evaluate.set_defaults(run=run_eval)
+    evaluate.set_defaults(run=run_eval, extras=("eval",))
 
 
 class StageProgress:
@@ -71,7 +70,6 @@ def run_evaluation(config: Any, label: str = "eval") -> tuple[str, str]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from livo.eval.config import load_eval_config
 
     config = load_eval_config(args.config, {"output": args.output, "per_prompt": args.per_prompt,

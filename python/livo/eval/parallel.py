@@ -12,7 +12,6 @@ those of a serial run with the same thread count. Images come back as uint8 arra
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from livo.eval.config import EvalConfig
+from livo.runtime import apply_process_defaults
 
 _WORKER: dict[str, Any] = {}
 
@@ -51,8 +51,7 @@ def generate_in_workers(config: EvalConfig, tasks: Sequence[tuple[int, int]],
     A failing task raises here, after the pool has been shut down."""
     import multiprocessing
 
-    # Idle OpenMP threads must sleep, not spin, when processes share cores (inherited by the workers).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    apply_process_defaults()  # inherited by the workers
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_start_worker,
                              initargs=(config,)) as pool:

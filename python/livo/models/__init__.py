@@ -8,7 +8,9 @@
   and timestep, for epsilon and v-prediction; the losses themselves live in ``livo.losses``.
 * ``LiVOPipeline`` (``pipeline``) with ``ValueChoice`` selections (``values``).
 * ``load_base`` / ``load_frozen_base`` (``loading``): SD 1.5 or any diffusers pipeline from a folder,
-  a hub id or a built-in name (``builtin:toyworld``), failing fast when absent; ``tiny_components`` (``tiny``): a seeded tiny SD-shaped model for tests and the toy world.
+  a hub id or a built-in name (``builtin:toyworld``), failing fast when absent.
+
+Test builders (a seeded tiny SD-shaped model, SD 1.5-sized random models) are in ``livo.testing``.
 """
 
 from livo.models.conditioning import (
@@ -31,7 +33,6 @@ from livo.models.denoising import (
 )
 from livo.models.loading import load_base, load_frozen_base, missing_model_message, resolve_model
 from livo.models.pipeline import GenerationRequest, LiVOPipeline, LiVOPipelineOutput
-from livo.models.tiny import TinyModelConfig, sd15_configs, sd15_sized_components, sd15_text_encoder_config, tiny_components
 from livo.models.tokenizer import build_word_tokenizer, check_vocabulary
 from livo.models.value_encoder import ValueEncoder, value_texts
 from livo.models.values import BatchSelector, Selector, ValueChoice, ValueKind, values_per_image
@@ -42,7 +43,6 @@ __all__ = [
     "LiVOPipeline",
     "LiVOPipelineOutput",
     "PairErrors",
-    "TinyModelConfig",
     "Selector",
     "ValueChoice",
     "ValueConditioning",
@@ -62,11 +62,7 @@ __all__ = [
     "reference_conditioning",
     "resolve_model",
     "sample_noise_and_timesteps",
-    "sd15_configs",
-    "sd15_sized_components",
-    "sd15_text_encoder_config",
     "sequence_length",
-    "tiny_components",
     "unconditional_conditioning",
     "value_conditioning",
     "value_texts",

@@ -23,7 +23,6 @@ Serve config file (``import_path: livo.serve.app:app_builder``).
 import asyncio
 import base64
 import logging
-import os
 import secrets
 import time
 import uuid
@@ -122,7 +121,6 @@ class ModelReplica:
     deployment replica in the split layout; inside each ``Service`` replica in the combined layout."""
 
     def __init__(self, config: ServiceConfig, max_jobs: int | None = None) -> None:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep on shared cores
         import torch
 
         settings = config.generator

@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
                         help="Ray's auth token (a file of mode 0600): needed to join a cluster off loopback "
                         "(else $RAY_AUTH_TOKEN_PATH); for a local Ray, the token it is started with")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
-    parser.set_defaults(run=run_serve)
+    parser.set_defaults(run=run_serve, extras=("serve",))
 
 
 def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

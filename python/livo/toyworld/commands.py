@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ def register(subparsers: Any) -> None:
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--scale", type=int, default=4, help="pixel upscaling of the PNG")
     render.add_argument("--output", required=True, help="PNG file to write")
-    render.set_defaults(run=run_render)
+    render.set_defaults(run=run_render, extras=("models",))
 
     train = commands.add_parser("train", help="train the base text-to-image model (the shipped recipe: 14 min on 2 idle cores)")
     train.add_argument("--output", required=True, help="folder to save the diffusers pipeline into")
@@ -34,7 +33,7 @@ def register(subparsers: Any) -> None:
                        help="min-SNR weights as the timesteps' distribution (shipped) or as loss weights")
     train.add_argument("--fused-optimizer", action=argparse.BooleanOptionalAction, default=TrainConfig.fused_optimizer,
                        help="fused AdamW (shipped; --no-fused-optimizer: the for-loop kernel)")
-    train.set_defaults(run=run_train)
+    train.set_defaults(run=run_train, extras=("models",))
 
     report = commands.add_parser("report", help="measure bias, harm and fidelity of a model on the toy world")
     report.add_argument("--model", default=None, help="diffusers folder or hub id (default: the shipped model)")
@@ -45,7 +44,7 @@ def register(subparsers: Any) -> None:
     report.add_argument("--batch-size", type=int, default=256, help="images per pipeline call")
     report.add_argument("--threads", type=int, default=2)
     report.add_argument("--output", required=True, help="folder for report.json, report.md and PNG grids")
-    report.set_defaults(run=run_report)
+    report.set_defaults(run=run_report, extras=("models",))
 
     pairs = commands.add_parser("pairs", help="render (aligned, violating) training pairs as a shard dataset")
     pairs.add_argument("--output", required=True, help="shard dataset folder to write")
@@ -55,12 +54,10 @@ def register(subparsers: Any) -> None:
     pairs.add_argument("--holdout-subject", action="append", default=[], help="people-subject kept out of bias pairs")
     pairs.add_argument("--no-holdout", action="store_true", help="also train on the report's harmful prompts")
     pairs.add_argument("--seed", type=int, default=0)
-    pairs.set_defaults(run=run_pairs)
+    pairs.set_defaults(run=run_pairs, extras=("models",))
 
 
 def _quiet_threads(threads: int) -> None:
-    # Idle OpenMP threads must sleep, not spin: on shared cores spinning made steps ~10x slower.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     torch.set_num_threads(threads)

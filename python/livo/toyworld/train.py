@@ -17,8 +17,6 @@ and thread count reproduces the same weights.
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from livo.errors import ConfigError
-from livo.runtime import free_port
+from livo.lr_schedule import scheduled_lr
+from livo.runtime import apply_process_defaults, free_port
 
 
 @dataclass(frozen=True)
@@ -75,11 +74,7 @@ class TrainConfig:
 
 def learning_rate_at(step: int, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to ``final_lr_fraction`` of the peak."""
-    if step < config.warmup_steps:
-        return config.learning_rate * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    floor = config.final_lr_fraction
-    return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return scheduled_lr(config.learning_rate, "cosine", config.warmup_steps, config.steps, step, config.final_lr_fraction)
 
 
 def sample_timesteps(mode: str, loss_weight: Any, count: int, generator: Any) -> tuple[Any, Any]:
@@ -111,8 +106,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
 
     import torch.multiprocessing as mp
 
-    # Idle OpenMP threads must sleep, not spin, when two processes share two cores.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    apply_process_defaults()  # the spawned ranks inherit them
     queue = mp.get_context("spawn").SimpleQueue()
     context = mp.spawn(_train_rank, args=(config, free_port(), queue), nprocs=config.processes, join=False)
     while True:

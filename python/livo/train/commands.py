@@ -8,14 +8,13 @@ argument is accepted and ignored: ``LOCAL_RANK`` is read from the environment).
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("train", help="train the value encoder (or the DPO baseline) with DeepSpeed")
     add_arguments(parser)
-    parser.set_defaults(run=run_train)
+    parser.set_defaults(run=run_train, extras=("train",))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from livo.overrides import parse_overrides
     from livo.train.config import load_config
     from livo.train.distributed import shutdown
@@ -58,16 +56,18 @@ def run_train(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m livo.train CONFIG [...]``: the ``livo train`` command as the module launchers
     (``torchrun``, ``deepspeed``) start it, with the CLI's error handling."""
-    import sys
+    from livo.errors import run_command
+    from livo.extras import require_extra
+    from livo.runtime import apply_process_defaults
 
-    from livo.errors import LivoError
-
+    apply_process_defaults()
     parser = argparse.ArgumentParser(prog="python -m livo.train", description="train the value encoder "
                                      "(or the Diffusion-DPO baseline) with DeepSpeed; the same as `livo train`")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
+        require_extra("train", command="this command")
         return run_train(args)
-    except LivoError as error:
-        print(f"livo train: error: {error}", file=sys.stderr)
-        return 2
+
+    return run_command("train", run)

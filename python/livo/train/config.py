@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from livo.errors import ConfigError, InputError
+from livo.lr_schedule import SCHEDULES
 from livo.overrides import check_scalar_types, set_dotted
 from livo.plugins import TRAIN_EVALUATIONS, has_plugin, plugin_names
 
 LOSSES = ("livo", "dpo")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DPO_TARGETS = ("lora", "full")
-LR_SCHEDULERS = ("constant", "linear", "cosine")
+LR_SCHEDULERS = SCHEDULES
 
 # The ZeRO-2 configuration used when none is given; services/train/ds_zero2.json holds the same
 # settings for launch scripts (a test keeps the two equal). Batch sizes, clipping and precision

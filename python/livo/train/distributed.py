@@ -13,9 +13,20 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from livo.runtime import free_port
+
+
+# What a launcher (or :func:`single_process_defaults`) sets for one process group.
+PROCESS_GROUP_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def new_world_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without a process group's variables: for a training started as a process of its own
+    from a process that may have trained already (its port is still held by that process group)."""
+    return {name: value for name, value in environ.items() if name not in PROCESS_GROUP_VARIABLES}
 
 
 def single_process_defaults() -> bool:

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from livo.errors import ConfigError
+from livo.lr_schedule import lr_factor
 from livo.permissions import make_shareable
+from livo.runtime import apply_process_defaults
 from livo.train import checkpoints
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
 from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
-from livo.train.schedule import lr_factor
 
 @dataclass
 class TrainResult:
@@ -127,7 +128,7 @@ class Trainer:
         config.validate()
         single_process_defaults()
         ensure_build_tools()
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        apply_process_defaults()
         if config.threads:
             torch.set_num_threads(config.threads)
         import deepspeed

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--calibrate", action="store_true",
                        help="calibrate thresholds right away (on --labelled, default: the shipped set)")
     build.add_argument("--labelled", help="labelled prompt file for --calibrate")
-    build.set_defaults(run=run_build_index)
+    build.set_defaults(run=run_build_index, extras=("values",))
 
     cal = sub.add_parser("calibrate", help="fit retrieval thresholds on a labelled prompt set")
     cal.add_argument("index", help="index folder")
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "default: the set shipped for the default registry")
     cal.add_argument("--split", default="calibration", help="rows of this split only (default calibration; 'all' for every row)")
     cal.add_argument("--max-benign-fpr", type=float, default=0.05, help="cap on the benign false-positive rate (default 0.05)")
-    cal.set_defaults(run=run_calibrate)
+    cal.set_defaults(run=run_calibrate, extras=("values",))
 
     select = sub.add_parser("select", help="select a value principle for every prompt of a file")
     select.add_argument("--index", required=True, help="index folder")
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     select.add_argument("--column", help="prompt column (default: 'prompt', or the only column)")
     select.add_argument("--registry", help="check the index against this registry file")
     select.add_argument("--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)")
-    select.set_defaults(run=run_select)
+    select.set_defaults(run=run_select, extras=("values",))
 
     evaluate = sub.add_parser("evaluate", help="precision/recall/F1 of the selector and of the keyword baseline")
     evaluate.add_argument("--index", required=True, help="index folder")
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", default="test", help="rows of this split only (default test; 'all' for every row)")
     evaluate.add_argument("--json", dest="json_path", help="also write the numbers as JSON here")
     evaluate.add_argument("--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)")
-    evaluate.set_defaults(run=run_evaluate)
+    evaluate.set_defaults(run=run_evaluate, extras=("values",))
 
 
 def _labelled_rows(path: str | None, split: str, registry_ids: list[str]):  # type: ignore[no-untyped-def]

@@ -1,4 +1,5 @@
-"""Complete Stable-Diffusion-shaped models built from configs, without downloading anything.
+"""Test builders: complete Stable-Diffusion-shaped models built from configs, without downloading
+anything. Kept out of the model API (``livo.models``), as diffusers keeps its testing utilities.
 
 ``tiny_components(seed)`` returns the keyword arguments of ``StableDiffusionPipeline`` (UNet,
 AutoencoderKL, CLIPTextModel, a word-level tokenizer, a scheduler) at a size that runs a denoising
@@ -7,7 +8,7 @@ step in milliseconds on a CPU, so every code path that serves SD 1.5 can be test
     from diffusers import StableDiffusionPipeline
     pipe = StableDiffusionPipeline(**tiny_components(seed=0))
 
-The sizes live in :class:`TinyModelConfig`; the toy world passes its own vocabulary and image size.
+The sizes live in :class:`TinyModelConfig`.
 ``sd15_configs()`` gives the published SD 1.5 architecture as config dicts (shape tests, and a
 random-weight model of the real size for GPU benchmarks via ``sd15_sized_components``).
 """
