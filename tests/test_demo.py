@@ -12,15 +12,17 @@ import pytest
 
 from livo.demo import load_demo_config, run_pipeline
 
-TINY = {
+TINY = {  # dotted overrides, as `livo demo --set` gives them
     "threads": 1,
-    "prompts": {"count": 200},
-    "build": {"set": {"generation.samples_per_prompt": 1, "generation.value_samples": {"colour_equality": 2},
-                      "generation.steps": 2, "generation.actors": 1, "progress": False}},
-    "train": {"livo": {"max_steps": 2, "checkpoint_every": 2, "micro_batch_size": 4, "progress": False},
-              "dpo": {"max_steps": 1, "checkpoint_every": 1, "micro_batch_size": 4, "progress": False}},
-    "eval": {"set": {"per_prompt": 5, "steps": 2,
-                     "prompts": {"per_category": {"bias": 1, "explicit": 1, "harm": 1, "benign": 1}}}},
+    "prompts.count": 200,
+    "build.set": {"generation.samples_per_prompt": 1, "generation.value_samples": {"colour_equality": 2},
+                  "generation.steps": 2, "generation.actors": 1, "progress": False},
+    **{f"train.{method}.{key}": value for method, settings in {
+        "livo": {"max_steps": 2, "checkpoint_every": 2, "micro_batch_size": 4, "progress": False},
+        "dpo": {"max_steps": 1, "checkpoint_every": 1, "micro_batch_size": 4, "progress": False}}.items()
+       for key, value in settings.items()},
+    "eval.set": {"per_prompt": 5, "steps": 2,
+                 "prompts": {"per_category": {"bias": 1, "explicit": 1, "harm": 1, "benign": 1}}},
 }
 
 

@@ -98,8 +98,8 @@ def test_killing_the_demo_ends_its_training_process(tmp_path: Path) -> None:
 def test_killing_toyworld_train_ends_its_ranks(tmp_path: Path) -> None:
     """A killed ``livo toyworld train`` must not leave its spawned ranks training and saving."""
     script = (
-        "from livo.toyworld.train import TrainConfig, train\n"
-        f"train(TrainConfig(output={str(tmp_path / 'model')!r}, steps=100000, batch_size=2, processes=2, "
+        "from livo.toyworld.train import ToyModelRecipe, train\n"
+        f"train(ToyModelRecipe(output={str(tmp_path / 'model')!r}, steps=100000, batch_size=2, processes=2, "
         "log_every=1), log=lambda line: print(line, flush=True))\n"
     )
     launcher = background_job(script)

@@ -280,5 +280,5 @@ def test_a_bad_command_line_override_is_a_config_error_naming_the_field():
 
     args = argparse.Namespace(config=None, host=None, port=None, insecure=True, token_file=None, replicas=0,
                               layout=None)
-    with pytest.raises(ConfigError, match=r"livo serve arguments: generator.num_replicas: Input should be greater"):
+    with pytest.raises(ConfigError, match=r"livo serve arguments: field generator.num_replicas: Input should be greater"):
         service_settings(args)

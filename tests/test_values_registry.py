@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from livo.errors import ConfigError
+from livo.errors import ConfigError, InputError
 from livo.values.matching import ExplicitAttributes, HarmKeywords, PersonNouns, normalize_text
 from livo.values.registry import builtin_registry_path, load_registry, parse_registry, resolve_registry_path
 from livo.values.rewrite import aligned_prompt
@@ -105,7 +105,7 @@ def test_duplicate_ids_and_bad_yaml_are_errors(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_registry(bad)
-    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+    with pytest.raises(InputError, match="missing.yaml: registry file not found"):
         load_registry(tmp_path / "missing.yaml")
 
 

@@ -1,7 +1,8 @@
 """The config toolkit every stage's typed configuration is built on.
 
-- :class:`StrictModel`: a pydantic model whose unknown keys are errors and whose invalid values raise
-  :class:`~livo.errors.ConfigError` (one line per problem, naming the field), however it is built.
+- :class:`StrictModel`: a frozen pydantic model whose unknown keys are errors.
+- :func:`parse_model`: validate a mapping; errors are one :class:`~livo.errors.ConfigError`, one line
+  per problem, naming the field.
 - :func:`load_yaml`: read a YAML file (a missing file is an :class:`~livo.errors.InputError`), apply
   dotted overrides (``--set a.b=c`` on every command), validate into a model.
 - :func:`format_validation_error`: the one error format, ``SOURCE: field a.b: what is wrong``.
@@ -33,16 +34,11 @@ def format_validation_error(source: str, error: ValidationError) -> str:
 
 class StrictModel(BaseModel):
     """A config section: unknown keys are errors (a typo fails at load time, not after an hour of
-    work), a loaded config is immutable, and an invalid one raises :class:`ConfigError` naming each
-    field, whether it comes from a file or is built in Python."""
+    work) and a loaded config is immutable. Loaded through :func:`parse_model` / :func:`load_yaml`,
+    an invalid one raises :class:`ConfigError` naming each field; built directly in Python, pydantic's
+    ``ValidationError`` (also a ``ValueError``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as error:
-            raise ConfigError(format_validation_error(type(self).__name__, error)) from None
 
 
 def read_yaml(path: str | os.PathLike[str], what: str = "config") -> dict[str, Any]:

@@ -34,6 +34,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from livo.config import StrictModel, apply_overrides, parse_model, read_yaml
 from livo.errors import ConfigError
 from livo.lifetime import launcher_environment
 
@@ -52,6 +55,8 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--quick", action="store_true", help="small sizes from the config's 'quick' section")
     demo.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     demo.add_argument("--fresh", action="store_true", help="rerun every stage even if its outputs are up to date")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                      help="override a demo setting, dotted (e.g. --set train.livo.max_steps=500; value parsed as YAML)")
     demo.set_defaults(run=run_demo, extras=("dataset", "train", "eval"))
 
 
@@ -66,28 +71,61 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+class DemoPrompts(StrictModel):
+    count: int = Field(5000, ge=1)
+    seed: int = 0
+
+
+class DemoIndex(StrictModel):
+    registry: str = "toyworld"
+    embedder: str = "minilm"
+
+
+class DemoBuild(StrictModel):
+    """``config``: a build config file or built-in name; ``set``: its dotted overrides."""
+
+    config: str = "toyworld"
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class DemoTrain(StrictModel):
+    """Training settings (``TrainConfig`` fields) of LiVO and, optionally, of the Diffusion-DPO baseline."""
+
+    livo: dict[str, Any]
+    dpo: dict[str, Any] | None = None
+
+
+class DemoEval(StrictModel):
+    """``config``: an evaluation config (null: the shipped toy-world one); ``set``: merged into it."""
+
+    config: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class DemoConfig(StrictModel):
+    """The demo's settings (``python/livo/eval/configs/demo.yaml``): every stage's size is a value here."""
+
+    output: str = "outputs/demo"
+    threads: int = Field(2, ge=1)
+    prompts: DemoPrompts = Field(default_factory=DemoPrompts)
+    dedup: dict[str, Any] = Field(default_factory=lambda: {"threshold": 0.8})
+    index: DemoIndex = Field(default_factory=DemoIndex)
+    build: DemoBuild = Field(default_factory=DemoBuild)
+    train: DemoTrain
+    eval: DemoEval = Field(default_factory=DemoEval)
+
+
 def load_demo_config(path: str | os.PathLike[str] | None = None, quick: bool = False,
                      overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The demo settings: the YAML file, its ``quick`` section merged in when ``quick``, then
-    ``overrides``. Validated for the keys every stage needs."""
-    import yaml
-
+    """The demo settings: the YAML file, its ``quick`` section merged in when ``quick``, then the dotted
+    ``overrides`` (``--set``), validated by :class:`DemoConfig`."""
     file = Path(path) if path is not None else DEMO_CONFIG
-    if not file.is_file():
-        raise ConfigError(f"demo config {file}: no such file")
-    data = yaml.safe_load(file.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"demo config {file}: expected a mapping")
+    data = read_yaml(file, "demo config")
     quick_section = data.pop("quick", {}) or {}
     if quick:
         data = merge(data, quick_section)
-    data = merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
-    for key in ("output", "prompts", "dedup", "index", "build", "train", "eval"):
-        if key not in data:
-            raise ConfigError(f"demo config {file}: missing section {key!r}")
-    if "livo" not in (data["train"] or {}):
-        raise ConfigError(f"demo config {file}: train.livo is required (train.dpo is optional)")
-    return data
+    data = apply_overrides(data, overrides, str(file))
+    return parse_model(DemoConfig, data, f"demo config {file}").model_dump()
 
 
 class Stages:
@@ -296,7 +334,10 @@ def _table_from_report(folder: Path) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    config = load_demo_config(args.config, args.quick, {"output": args.output, "threads": args.threads})
+    from livo.overrides import parse_overrides
+
+    overrides = parse_overrides(args.overrides) | {"output": args.output, "threads": args.threads}
+    config = load_demo_config(args.config, args.quick, overrides)
     summary = run_pipeline(config, fresh=args.fresh)
     print(f"\ndemo finished in {summary['total_seconds']:.0f} s; report: {summary['report']}")
     return 0

@@ -15,23 +15,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from livo.config import format_validation_error
+from livo.config import StrictModel, apply_overrides, parse_model, read_yaml
 from livo.errors import ConfigError
 from livo.judges.spec import JudgesConfig
-from livo.overrides import set_dotted
 from livo.plugins import PROMPT_GENERATORS, has_plugin, plugin_names
 
 MIB = 1 << 20
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FileSource(_Strict):
+class FileSource(StrictModel):
     """A prompt file (.txt, .jsonl, .csv, .parquet) and its prompt column (default ``prompt``, or
     the only column)."""
 
@@ -39,14 +33,14 @@ class FileSource(_Strict):
     column: str | None = None
 
 
-class GeneratedSource(_Strict):
+class GeneratedSource(StrictModel):
     """``count`` prompts drawn with ``seed`` from a prompt generator."""
 
     count: int = Field(default=5000, ge=1)
     seed: int = 0
 
 
-class SourcesConfig(_Strict):
+class SourcesConfig(StrictModel):
     """Prompt files, and prompt generators by name (``livo.prompt_generators`` plug-ins, e.g.
     ``generators: {toyworld: {count: 5000, seed: 0}}``: the toy world's training mix)."""
 
@@ -64,7 +58,7 @@ class SourcesConfig(_Strict):
         return self
 
 
-class DedupStageConfig(_Strict):
+class DedupStageConfig(StrictModel):
     """Near-duplicate threshold of the Rust dedup (see ``livo.data.dedup.DedupConfig``)."""
 
     threshold: float = Field(default=0.8, gt=0.0, le=1.0)
@@ -72,7 +66,7 @@ class DedupStageConfig(_Strict):
     seed: int = 1
 
 
-class SelectionConfig(_Strict):
+class SelectionConfig(StrictModel):
     """The value registry (a file or a built-in name) and either a prebuilt value index folder or
     the embedder to build one in memory. ``values`` restricts the build to some value ids."""
 
@@ -82,7 +76,7 @@ class SelectionConfig(_Strict):
     values: list[str] | None = None
 
 
-class RewriteConfig(_Strict):
+class RewriteConfig(StrictModel):
     """``rewriter``: ``rules`` (the registry's insert/replace rules) or ``module:factory`` of a
     pluggable rewriter (e.g. an LLM) returning an object with ``rewrite(prompt, value, class_name)``.
     ``bias_class``: how a bias value's attribute class is chosen (see docs/dataset-construction.md)."""
@@ -91,7 +85,7 @@ class RewriteConfig(_Strict):
     bias_class: Literal["not_shown"] = "not_shown"
 
 
-class GenerationConfig(_Strict):
+class GenerationConfig(StrictModel):
     """How pairs are generated. ``model``: a diffusers pipeline folder, a hub id, or ``builtin:NAME``
     (``builtin:toyworld``: the shipped toy model). ``samples_per_prompt`` seeds per unique prompt (per value:
     ``value_samples``)."""
@@ -121,7 +115,7 @@ class GenerationConfig(_Strict):
         return self
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictModel):
     """Where the shards go and how they are cut. ``checkpoint_seconds``: the open shards are
     committed at least this often, bounding what a killed job has to redo."""
 
@@ -132,7 +126,7 @@ class OutputConfig(_Strict):
     checkpoint_seconds: float = Field(default=300.0, gt=0.0)
 
 
-class RayConfig(_Strict):
+class RayConfig(StrictModel):
     """``address``: null starts a local Ray bound to loopback, ``auto`` joins the running cluster
     (``ray job submit`` sets RAY_ADDRESS, which null also honours). ``token_file``: the cluster's
     auth token (mode 0600), needed to join a cluster off loopback unless ``RAY_AUTH_TOKEN_PATH`` is
@@ -143,7 +137,7 @@ class RayConfig(_Strict):
     token_file: str | None = None
 
 
-class BuildConfig(_Strict):
+class BuildConfig(StrictModel):
     """A whole dataset build: sources → dedup → value selection → rewrite → generate → judge → shards."""
 
     sources: SourcesConfig
@@ -173,30 +167,14 @@ def parse_build_config(data: Any, source: str = "<config>") -> BuildConfig:
     """Validates parsed YAML/JSON (or a dict built in Python)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a build config is a mapping with 'sources' and 'output'")
-    try:
-        return BuildConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(source, error)) from None
+    return parse_model(BuildConfig, data, source)
 
 
 def load_build_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> BuildConfig:
     """Reads a YAML build config. Relative paths inside it are relative to the current directory
     (the way ``ray job submit --working-dir .`` runs it). ``overrides`` maps dotted field names to
     values (``{"output.directory": "out"}``), as the CLI's ``--set`` gives them."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: build config not found") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    for dotted, value in (overrides or {}).items():
-        if not isinstance(data, dict):
-            break
-        set_dotted(data, dotted, value, str(path))
-    return parse_build_config(data, str(path))
+    return parse_build_config(apply_overrides(read_yaml(path, "build config"), overrides, str(path)), str(path))
 
 
 def builtin_config_path(name: str = "toyworld") -> Path:

@@ -20,6 +20,9 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("--threads", type=int, help="torch threads per generating process (default: the config's)")
     evaluate.add_argument("--workers", type=int,
                           help="generating processes (default: the config's; on CPU, 2 x 1 thread beats 1 x 2)")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                          help="override a config field, dotted for nested ones (e.g. --set quality.features=pixels; "
+                          "value parsed as YAML)")
     evaluate.set_defaults(run=run_eval, extras=("eval",))
 
 
@@ -72,8 +75,11 @@ def run_evaluation(config: Any, label: str = "eval") -> tuple[str, str]:
 def run_eval(args: argparse.Namespace) -> int:
     from livo.eval.config import load_eval_config
 
-    config = load_eval_config(args.config, {"output": args.output, "per_prompt": args.per_prompt,
-                                            "threads": args.threads, "workers": args.workers})
+    from livo.overrides import parse_overrides
+
+    overrides = parse_overrides(args.overrides) | {"output": args.output, "per_prompt": args.per_prompt,
+                                                   "threads": args.threads, "workers": args.workers}
+    config = load_eval_config(args.config, overrides)
     started = time.perf_counter()
     table, page = run_evaluation(config)
     print(table)

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from livo.config import StrictModel, apply_overrides, parse_model, read_yaml
 from livo.errors import ConfigError
 from livo.judges.spec import JudgesConfig
 from livo.plugins import PROMPT_SETS, has_plugin, plugin_names
@@ -33,11 +33,7 @@ from livo.plugins import PROMPT_SETS, has_plugin, plugin_names
 METHOD_KINDS = ("base", "negative_prompt", "sld", "pipeline", "livo")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PromptsConfig(_Strict):
+class PromptsConfig(StrictModel):
     """``set``: a named prompt set (a ``livo.prompt_sets`` plug-in; ``toyworld``: the toy world's report
     prompts), or a
     ``file`` with columns ``prompt``, ``category`` (bias, explicit, harm, benign), ``value`` (value
@@ -60,7 +56,7 @@ class PromptsConfig(_Strict):
         return self
 
 
-class MethodConfig(_Strict):
+class MethodConfig(StrictModel):
     """One row of the results table.
 
     - ``base``: the base model as is;
@@ -103,7 +99,7 @@ class MethodConfig(_Strict):
         return self
 
 
-class QualityConfig(_Strict):
+class QualityConfig(StrictModel):
     """``features``: FID/KID feature extractor (``pixels``, ``clip:PATH``, ``inception:PATH``,
     ``torchscript:PATH``; null: FID/KID not computed). ``clip_model``: CLIP model for the CLIP
     score (null: not computed)."""
@@ -112,7 +108,7 @@ class QualityConfig(_Strict):
     clip_model: str | None = None
 
 
-class TargetsConfig(_Strict):
+class TargetsConfig(StrictModel):
     """Acceptance targets the report checks each ``livo`` row against, relative to the ``base`` row:
     D1 reduced by at least ``d1_reduction`` (a fraction), Avg R at most ``max_harm``, and fidelity on
     benign prompts at most ``benign_fidelity_points`` below base. The report shows no targets when a
@@ -123,7 +119,7 @@ class TargetsConfig(_Strict):
     benign_fidelity_points: float = Field(default=0.02, ge=0.0, le=1.0)
 
 
-class EvalConfig(_Strict):
+class EvalConfig(StrictModel):
     output: str
     model: str = "builtin:toyworld"
     prompts: PromptsConfig = Field(default_factory=lambda: PromptsConfig(set="toyworld"))
@@ -179,33 +175,17 @@ def _resolve_paths(node: object, base: Path) -> object:
     return node
 
 
-def parse_eval_config(data: dict, source: str = "config", base: Path | None = None) -> EvalConfig:
+def parse_eval_config(data: dict[str, Any], source: str = "config", base: Path | None = None) -> EvalConfig:
     """Validate a config dict; ``base`` resolves relative paths (the YAML file's folder)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     if base is not None:
         data = _resolve_paths(data, base)  # type: ignore[assignment]
-    try:
-        return EvalConfig.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"field {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from None
+    return parse_model(EvalConfig, data, source)
 
 
-def load_eval_config(path: str | os.PathLike[str], overrides: dict | None = None) -> EvalConfig:
-    """Read and validate an evaluation YAML file; ``overrides`` replace top-level fields."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{file}: evaluation config not found")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{file}: not valid YAML ({error})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: expected a mapping at the top level, got {type(data).__name__}")
-    resolved: dict = _resolve_paths(data, file.parent)  # type: ignore[assignment]
-    if overrides:
-        resolved = {**resolved, **{k: v for k, v in overrides.items() if v is not None}}
-    return parse_eval_config(resolved, str(file))
+def load_eval_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> EvalConfig:
+    """Read and validate an evaluation YAML file; ``overrides`` (dotted, as ``--set`` gives them) win
+    over the file."""
+    resolved: dict[str, Any] = _resolve_paths(read_yaml(path, "evaluation config"), Path(path).parent)  # type: ignore[assignment]
+    return parse_model(EvalConfig, apply_overrides(resolved, overrides, str(path)), str(path))

@@ -22,6 +22,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--token-file", help="file whose first line is the bearer token (else $LIVO_SERVE_TOKEN)")
     parser.add_argument("--insecure", action="store_true",
                         help="no auth; allowed only on a loopback host, and only loopback clients are answered")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a service config field, dotted (e.g. --set limits.max_steps=30; value parsed "
+                        "as YAML)")
     parser.add_argument("--replicas", type=int, help="model replicas (overrides generator.num_replicas)")
     parser.add_argument("--layout", choices=("combined", "split"),
                         help="combined: each replica answers HTTP and runs a model (default); split: FastAPI "
@@ -42,10 +45,15 @@ def register(subparsers: Any) -> None:
 def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The service config and HTTP options the arguments describe; refuses ``--insecure`` off loopback."""
     from livo.errors import ConfigError
+    from livo.config import apply_overrides
+    from livo.overrides import parse_overrides
     from livo.runtime import is_loopback
     from livo.serve.config import ServiceConfig, load_service_file, parse_config
 
     config, http = load_service_file(args.config) if args.config else (ServiceConfig(), {})
+    if getattr(args, "overrides", None):
+        settings = apply_overrides(config.model_dump(), parse_overrides(args.overrides), "--set")
+        config = parse_config(settings, "livo serve --set")
     http = {"host": "127.0.0.1", "port": 8000} | http
     if args.host:
         http["host"] = args.host

@@ -16,19 +16,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from livo.config import StrictModel, parse_model, read_yaml
 from livo.errors import ConfigError
 
 TOKEN_ENV = "LIVO_SERVE_TOKEN"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelConfig(_Section):
+class ModelConfig(StrictModel):
     """The frozen base model (a diffusers folder, a hub id or ``builtin:NAME``; by default the toy model
     shipped in the package) and its value encoder (``value_encoder=None``: the ``value_encoder/``
     folder inside the base folder)."""
@@ -40,7 +36,7 @@ class ModelConfig(_Section):
     bias_probability: float = Field(0.5, ge=0.0, le=1.0)
 
 
-class ValuesConfig(_Section):
+class ValuesConfig(StrictModel):
     """Value selection: a built index folder, or (``index=None``) a registry indexed at start-up with
     ``embedder`` (seconds for the small built-in registries; thresholds stay at their defaults)."""
 
@@ -49,7 +45,7 @@ class ValuesConfig(_Section):
     embedder: str = "minilm"
 
 
-class LimitsConfig(_Section):
+class LimitsConfig(StrictModel):
     """What a request may ask for; anything beyond is answered 422 naming the field and the bound."""
 
     max_prompt_chars: int = Field(300, ge=1, le=10_000)
@@ -71,7 +67,7 @@ class LimitsConfig(_Section):
         return self
 
 
-class GeneratorConfig(_Section):
+class GeneratorConfig(StrictModel):
     """The model replicas. Dynamic batching groups concurrent requests into one pipeline call of at most
     ``max_batch_images`` images (1 turns it off). ``batch_wait_timeout_s`` is how long an idle replica
     waits for more requests to fill a call; requests that queued while a call ran go into the next
@@ -90,7 +86,7 @@ class GeneratorConfig(_Section):
     retry_after_s: int = Field(1, ge=0)
 
 
-class IngressConfig(_Section):
+class IngressConfig(StrictModel):
     """The HTTP front (auth, validation, metrics, web page): light, so it reserves no CPU. Beyond
     ``max_ongoing_requests + max_queued_requests`` open requests Ray Serve's proxy answers 503."""
 
@@ -100,7 +96,7 @@ class IngressConfig(_Section):
     max_queued_requests: int = Field(64, ge=1)
 
 
-class AuthConfig(_Section):
+class AuthConfig(StrictModel):
     """Bearer-token auth. The token comes from ``token_file`` or the ``LIVO_SERVE_TOKEN`` environment
     variable of the process that builds the app; only its SHA-256 travels to the replicas. ``insecure``
     turns auth off and then the service answers only loopback clients."""
@@ -110,7 +106,7 @@ class AuthConfig(_Section):
     insecure: bool = False
 
 
-class ServiceConfig(_Section):
+class ServiceConfig(StrictModel):
     """A whole deployment; see the module docstring.
 
     ``layout`` is how the HTTP front and the models are placed. ``combined``: each of the
@@ -176,27 +172,13 @@ def read_token(token_file: str | None) -> str:
 
 def parse_config(data: Any, source: str = "<config>") -> ServiceConfig:
     """Validate a mapping into a :class:`ServiceConfig`; errors name the source and the field."""
-    try:
-        return ServiceConfig.model_validate(data or {})
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from None
+    return parse_model(ServiceConfig, data or {}, source)
 
 
 def load_service_file(path: str | os.PathLike[str]) -> tuple[ServiceConfig, dict[str, Any]]:
     """Read a Ray Serve config file (``applications[0].args`` is the service config) or a bare service
     config; returns the config and the file's ``http_options`` (empty when absent)."""
-    file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as error:
-        raise ConfigError(f"{path}: no such config file") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data = read_yaml(path, "service config")
     http = dict(data.get("http_options") or {})
     if "applications" in data:
         applications = data["applications"] or []

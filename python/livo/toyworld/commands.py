@@ -8,7 +8,9 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    from livo.toyworld.train import TrainConfig  # numpy only: the defaults live in one place
+    from livo.toyworld.train import ToyModelRecipe  # no torch at import: the defaults live in one place
+
+    recipe = {name: field.default for name, field in ToyModelRecipe.model_fields.items()}
     parser = subparsers.add_parser("toyworld", help="the synthetic toy value world (render, train, report, pairs)")
     commands = parser.add_subparsers(dest="toyworld_command", metavar="ACTION", required=True)
 
@@ -22,16 +24,16 @@ def register(subparsers: Any) -> None:
 
     train = commands.add_parser("train", help="train the base text-to-image model (the shipped recipe: 14 min on 2 idle cores)")
     train.add_argument("--output", required=True, help="folder to save the diffusers pipeline into")
-    train.add_argument("--steps", type=int, default=TrainConfig.steps)
-    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="global batch over all processes")
-    train.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
+    train.add_argument("--steps", type=int, default=recipe["steps"])
+    train.add_argument("--batch-size", type=int, default=recipe["batch_size"], help="global batch over all processes")
+    train.add_argument("--learning-rate", type=float, default=recipe["learning_rate"])
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--processes", type=int, default=TrainConfig.processes, help="data-parallel processes (gloo)")
-    train.add_argument("--threads", type=int, default=TrainConfig.threads, help="intra-op threads per process")
+    train.add_argument("--processes", type=int, default=recipe["processes"], help="data-parallel processes (gloo)")
+    train.add_argument("--threads", type=int, default=recipe["threads"], help="intra-op threads per process")
     train.add_argument("--checkpoint-every", type=int, default=0, help="also save EMA weights every N steps")
-    train.add_argument("--timestep-sampling", choices=("weight", "draw"), default=TrainConfig.timestep_sampling,
+    train.add_argument("--timestep-sampling", choices=("weight", "draw"), default=recipe["timestep_sampling"],
                        help="min-SNR weights as the timesteps' distribution (shipped) or as loss weights")
-    train.add_argument("--fused-optimizer", action=argparse.BooleanOptionalAction, default=TrainConfig.fused_optimizer,
+    train.add_argument("--fused-optimizer", action=argparse.BooleanOptionalAction, default=recipe["fused_optimizer"],
                        help="fused AdamW (shipped; --no-fused-optimizer: the for-loop kernel)")
     train.set_defaults(run=run_train, extras=("models",))
 
@@ -78,20 +80,14 @@ def run_render(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     _quiet_threads(args.threads)
-    from livo.toyworld.train import TrainConfig, train
+    from livo.config import parse_model
+    from livo.toyworld.train import ToyModelRecipe, train
 
-    config = TrainConfig(
-        output=args.output,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        processes=args.processes,
-        threads=args.threads,
-        checkpoint_every=args.checkpoint_every,
-        timestep_sampling=args.timestep_sampling,
-        fused_optimizer=args.fused_optimizer,
-    )
+    settings = {"output": args.output, "steps": args.steps, "batch_size": args.batch_size,
+                "learning_rate": args.learning_rate, "seed": args.seed, "processes": args.processes,
+                "threads": args.threads, "checkpoint_every": args.checkpoint_every,
+                "timestep_sampling": args.timestep_sampling, "fused_optimizer": args.fused_optimizer}
+    config = parse_model(ToyModelRecipe, settings, "livo toyworld train")
     train(config, log=lambda line: print(line, flush=True))
     return 0
 

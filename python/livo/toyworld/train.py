@@ -18,61 +18,50 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 
-from livo.errors import ConfigError
+from pydantic import Field, model_validator
+
+from livo.config import StrictModel
 from livo.lr_schedule import scheduled_lr
 from livo.runtime import apply_process_defaults, free_port
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class ToyModelRecipe(StrictModel):
     """Recipe of the shipped model: the defaults reproduce its weights (``docs/toyworld.md``)."""
 
     output: str
-    steps: int = 1950
-    batch_size: int = 64  # global: split evenly over ``processes``
-    learning_rate: float = 2e-3
-    warmup_steps: int = 100
+    steps: int = Field(1950, ge=1)
+    batch_size: int = Field(64, ge=1)  # global: split evenly over ``processes``
+    learning_rate: float = Field(2e-3, gt=0, lt=1)
+    warmup_steps: int = Field(100, ge=0)
     final_lr_fraction: float = 0.1
     weight_decay: float = 1e-2
     grad_clip: float = 1.0
-    ema_decay: float = 0.998
-    prompt_dropout: float = 0.1
+    ema_decay: float = Field(0.998, ge=0, lt=1)
+    prompt_dropout: float = Field(0.1, ge=0, lt=1)
     min_snr_gamma: float = 5.0
     # "draw" (shipped): timesteps drawn in proportion to the min-SNR weights; "weight": uniform
     # timesteps, each sample weighted by its min-SNR weight (same expected loss; see sample_timesteps).
-    timestep_sampling: str = "draw"
+    timestep_sampling: Literal["draw", "weight"] = "draw"
     fused_optimizer: bool = True  # one AdamW kernel for all tensors: ~20 ms less a step than the for-loop
     seed: int = 0
-    processes: int = 2  # data-parallel worker processes (gloo); 1 trains in the calling process
-    threads: int = 1  # intra-op threads per process
+    processes: int = Field(2, ge=1)  # data-parallel worker processes (gloo); 1 trains in the calling process
+    threads: int = Field(1, ge=1)  # intra-op threads per process
     checkpoint_every: int = 0  # 0: only the final model; else also save EMA weights every N steps
     log_every: int = 50
 
-    def validate(self) -> None:
-        for name in ("steps", "batch_size", "threads", "processes"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+    @model_validator(mode="after")
+    def _batch_splits_over_processes(self) -> ToyModelRecipe:
         if self.batch_size % self.processes:
-            raise ConfigError(
-                f"TrainConfig.batch_size ({self.batch_size}) must be divisible by processes ({self.processes})"
-            )
-        if not 0 < self.learning_rate < 1:
-            raise ConfigError(f"TrainConfig.learning_rate must be in (0, 1), got {self.learning_rate}")
-        if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.timestep_sampling not in ("weight", "draw"):
-            raise ConfigError(f"TrainConfig.timestep_sampling must be 'weight' or 'draw', got {self.timestep_sampling!r}")
-        if not 0 <= self.prompt_dropout < 1:
-            raise ConfigError(f"TrainConfig.prompt_dropout must be in [0, 1), got {self.prompt_dropout}")
+            raise ValueError(f"batch_size ({self.batch_size}) must be divisible by processes ({self.processes})")
+        return self
 
 
-def learning_rate_at(step: int, config: TrainConfig) -> float:
+def learning_rate_at(step: int, config: ToyModelRecipe) -> float:
     """Linear warm-up, then cosine decay to ``final_lr_fraction`` of the peak."""
     return scheduled_lr(config.learning_rate, "cosine", config.warmup_steps, config.steps, step, config.final_lr_fraction)
 
@@ -93,13 +82,12 @@ def sample_timesteps(mode: str, loss_weight: Any, count: int, generator: Any) ->
     return timesteps, loss_weight[timesteps]
 
 
-def train(config: TrainConfig, log: Callable[[str], None] = print) -> Path:
+def train(config: ToyModelRecipe, log: Callable[[str], None] = print) -> Path:
     """Train the base model and save it (EMA weights) in diffusers layout at ``config.output``.
 
     With ``processes > 1`` the ranks run in spawned processes; their log lines come back through a
     queue and are passed to ``log`` here, and an exception in any rank is raised here.
     """
-    config.validate()
     if config.processes == 1:
         _train_rank(0, config, None, log)
         return Path(config.output)
@@ -146,7 +134,7 @@ def _joint_module(text_encoder: Any, unet: Any) -> Any:
     return Denoiser()
 
 
-def _train_rank(rank: int, config: TrainConfig, port: int | None, sink: Any) -> None:
+def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) -> None:
     import torch
     import torch.distributed as dist
 
@@ -204,7 +192,7 @@ def _train_rank(rank: int, config: TrainConfig, port: int | None, sink: Any) -> 
             with torch.no_grad():
                 for p, e in zip(model.parameters(), ema):
                     p.copy_(e)
-            recipe = {"train_config": asdict(config), "steps_done": step, "train_seconds": round(seconds, 1)}
+            recipe = {"train_config": config.model_dump(mode="json"), "steps_done": step, "train_seconds": round(seconds, 1)}
             save_pipeline(assemble_pipeline(text_encoder, unet), folder, extra=recipe)
             with torch.no_grad():
                 for p, v in zip(model.parameters(), live):

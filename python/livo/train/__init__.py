@@ -5,7 +5,7 @@ Diffusion-DPO baseline in the same loop.
 DeepSpeed are imported when a run starts, not on import.
 """
 
-from livo.train.config import EvalConfig, TrainConfig, config_from_dict, load_config
+from livo.train.config import TrainConfig, TrainEvalConfig, config_from_dict, load_config
 from livo.train.trainer import Trainer, TrainResult, train
 
-__all__ = ["EvalConfig", "TrainConfig", "TrainResult", "Trainer", "config_from_dict", "load_config", "train"]
+__all__ = ["TrainConfig", "TrainEvalConfig", "TrainResult", "Trainer", "config_from_dict", "load_config", "train"]

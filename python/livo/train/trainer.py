@@ -125,7 +125,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
         import torch
 
-        config.validate()
+        config.validate_inputs()
         single_process_defaults()
         ensure_build_tools()
         apply_process_defaults()

@@ -14,17 +14,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from livo.config import format_validation_error
+from livo.config import StrictModel, format_validation_error, read_yaml
 from livo.errors import ConfigError
 from livo.value_types import ValueKind
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _clean_terms(terms: list[str]) -> list[str]:
@@ -34,7 +29,7 @@ def _clean_terms(terms: list[str]) -> list[str]:
     return cleaned
 
 
-class AttributeClass(_Strict):
+class AttributeClass(StrictModel):
     """One class of a protected attribute (e.g. ``female`` of ``gender``).
 
     ``words`` name the class on their own anywhere in a prompt ("woman", "latina"); ``modifiers``
@@ -56,7 +51,7 @@ class AttributeClass(_Strict):
         return self
 
 
-class Exemplars(_Strict):
+class Exemplars(StrictModel):
     """Prompts the retrieval stage compares against: ``positive`` ones need this value, ``negative``
     ones look similar but do not (they veto a match that is closer to them than to a positive)."""
 
@@ -66,7 +61,7 @@ class Exemplars(_Strict):
     _clean = field_validator("positive", "negative")(_clean_terms)
 
 
-class ValuePrinciple(_Strict):
+class ValuePrinciple(StrictModel):
     """One value: its id, the text fed to the value encoder, and how prompts are matched to it."""
 
     id: str = Field(pattern=_ID_PATTERN)
@@ -103,7 +98,7 @@ class ValuePrinciple(_Strict):
         return self
 
 
-class Registry(_Strict):
+class Registry(StrictModel):
     """A set of value principles. Order matters: when several values of the same kind apply, the one
     listed first wins (harm values always win over bias values)."""
 
@@ -161,16 +156,7 @@ def parse_registry(data: object, source: str = "<registry>") -> Registry:
 
 def load_registry(path: str | os.PathLike[str]) -> Registry:
     """Reads and validates a registry YAML file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: registry file not found") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse_registry(data, str(path))
+    return parse_registry(read_yaml(path, "registry file"), str(path))
 
 
 def default_registry_path() -> Path:
