@@ -42,7 +42,9 @@ def planned_batches(records: int, batch_size: int, steps: int) -> tuple[Any, lis
     from livo.dataset.rewrite import load_rewriter
     from livo.values.registry import load_registry, resolve_registry_path
 
-    config = load_build_config(builtin_config_path("toyworld"), {"generation.steps": steps, "output.directory": "unused"})
+    config = load_build_config(
+        builtin_config_path("toyworld"), {"generation.steps": steps, "output.directory": "unused"}
+    )
     registry = load_registry(resolve_registry_path(config.selection.registry))
     prompts, _ = read_sources(config.sources)
     plan = plan_records(prompts, config, registry, load_selector(config, registry), load_rewriter("rules", registry))
@@ -105,8 +107,8 @@ def run_ray_data_once(spec: Any, batches: list[list[dict[str, Any]]], actors: in
     started = time.perf_counter()
     items = [{"index": i, "records": json.dumps(b)} for i, b in enumerate(batches)]
     dataset = ray.data.from_items(items).map_batches(
-        _RayDataGenerator, fn_constructor_args=(spec,), batch_size=1, num_cpus=1,
-        compute=ActorPoolStrategy(size=actors))
+        _RayDataGenerator, fn_constructor_args=(spec,), batch_size=1, num_cpus=1, compute=ActorPoolStrategy(size=actors)
+    )
     images = sum(int(row["images"]) for row in dataset.iter_rows())
     done = time.perf_counter()
     return {"images": images, "steady_s": float("nan"), "wall_s": done - started}
@@ -116,8 +118,12 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
     spec, batches = planned_batches(args.records, args.batch_size, args.steps)
-    results: dict[str, Any] = {"records": sum(len(b) for b in batches), "batch_size": args.batch_size,
-                               "steps": args.steps, "load_before": load_average()}
+    results: dict[str, Any] = {
+        "records": sum(len(b) for b in batches),
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "load_before": load_average(),
+    }
     results["plain_loop"] = run_plain(spec, batches)
     print(f"plain_loop: {results['plain_loop']} load {load_average()}", file=sys.stderr, flush=True)
     from livo.runtime import start_ray
@@ -126,15 +132,23 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for actors in (1, 2):
             results[f"actor_pool_{actors}"] = run_actor_pool_once(spec, batches, actors)
-            print(f"actor_pool_{actors}: {results[f'actor_pool_{actors}']} load {load_average()}", file=sys.stderr, flush=True)
+            print(
+                f"actor_pool_{actors}: {results[f'actor_pool_{actors}']} load {load_average()}",
+                file=sys.stderr,
+                flush=True,
+            )
         if not args.skip_ray_data:
             for actors in (1, 2):
                 results[f"ray_data_{actors}"] = run_ray_data_once(spec, batches, actors)
-                print(f"ray_data_{actors}: {results[f'ray_data_{actors}']} load {load_average()}", file=sys.stderr, flush=True)
+                print(
+                    f"ray_data_{actors}: {results[f'ray_data_{actors}']} load {load_average()}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         ray.shutdown()
     results["load_after"] = load_average()
-    for name, run in list(results.items()):
+    for _name, run in list(results.items()):
         if isinstance(run, dict):
             run["steady_images_per_s"] = run["images"] / run["steady_s"] if run["steady_s"] == run["steady_s"] else None
             run["wall_images_per_s"] = run["images"] / run["wall_s"]
@@ -162,10 +176,12 @@ def steps(args: argparse.Namespace) -> dict[str, Any]:
         outcomes = [generator.generate(batch, i) for i, batch in enumerate(batches)]
         seconds = time.perf_counter() - started
         kept = sum(len(o.kept) for o in outcomes)
-        results[str(count)] = {"keep_rate": round(kept / results["records"], 3),
-                               "images_per_s": round(sum(o.images for o in outcomes) / seconds, 2),
-                               "kept_pairs_per_s": round(kept / seconds, 2),
-                               "drops": dict(Counter(r for o in outcomes for _, _, r in o.dropped))}
+        results[str(count)] = {
+            "keep_rate": round(kept / results["records"], 3),
+            "images_per_s": round(sum(o.images for o in outcomes) / seconds, 2),
+            "kept_pairs_per_s": round(kept / seconds, 2),
+            "drops": dict(Counter(r for o in outcomes for _, _, r in o.dropped)),
+        }
     results["load_after"] = load_average()
     return results
 
@@ -183,12 +199,23 @@ def full(args: argparse.Namespace) -> dict[str, Any]:
     before = load_average()
     report = build_dataset(config)
     print(report.format(), file=sys.stderr)
-    return {"load_before": before, "load_after": load_average(), "output": output,
-            "kept": report.kept, "generated": report.generated, "dataset_rows": report.dataset_rows,
-            "pairs_per_value": report.pairs_per_value, "drops": report.drops,
-            "images_per_s": round(report.images_per_second, 2), "generation_s": round(report.generation_seconds, 1),
-            "wall_s": round(report.wall_seconds, 1), "verified": report.verified, "balance": report.balance,
-            "steps": config.generation.steps, "actors": report.actors}
+    return {
+        "load_before": before,
+        "load_after": load_average(),
+        "output": output,
+        "kept": report.kept,
+        "generated": report.generated,
+        "dataset_rows": report.dataset_rows,
+        "pairs_per_value": report.pairs_per_value,
+        "drops": report.drops,
+        "images_per_s": round(report.images_per_second, 2),
+        "generation_s": round(report.generation_seconds, 1),
+        "wall_s": round(report.wall_seconds, 1),
+        "verified": report.verified,
+        "balance": report.balance,
+        "steps": config.generation.steps,
+        "actors": report.actors,
+    }
 
 
 def main() -> int:
@@ -198,8 +225,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8, help="DDIM steps for the overhead part")
     parser.add_argument("--skip-ray-data", action="store_true", help="overhead part without the Ray Data runs")
-    parser.add_argument("--step-counts", type=int, nargs="+", default=[4, 8, 16, 25],
-                        help="DDIM step counts for the steps part")
+    parser.add_argument(
+        "--step-counts", type=int, nargs="+", default=[4, 8, 16, 25], help="DDIM step counts for the steps part"
+    )
     parser.add_argument("--output", help="output folder of the full build (default: a new temp folder)")
     parser.add_argument("--fresh", action="store_true", help="delete --output first")
     parser.add_argument("--steps-full", type=int, help="override the toy config's DDIM steps for the full build")

@@ -42,8 +42,9 @@ def run_livo(texts: list[str], args: argparse.Namespace, verify: bool) -> np.nda
 
     from livo.data import DedupConfig, dedup
 
-    config = DedupConfig(threshold=args.threshold, num_perm=args.num_perm, ngram=args.ngram,
-                         verify=verify, threads=args.threads)
+    config = DedupConfig(
+        threshold=args.threshold, num_perm=args.num_perm, ngram=args.ngram, verify=verify, threads=args.threads
+    )
     return dedup(pa.array(texts, pa.large_string()), config).cluster_id
 
 
@@ -68,7 +69,7 @@ def run_datasketch(texts: list[str], args: argparse.Namespace) -> np.ndarray:
     n = args.ngram
     for i, text in enumerate(texts):
         norm = " ".join(strip.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
-        grams = {norm[j:j + n] for j in range(max(1, len(norm) - n + 1))}
+        grams = {norm[j : j + n] for j in range(max(1, len(norm) - n + 1))}
         m = MinHash(num_perm=args.num_perm, seed=1)
         m.update_batch([g.encode("utf-8") for g in grams])
         for hit in lsh.query(m):
@@ -94,8 +95,19 @@ def child(args: argparse.Namespace) -> None:
     import hashlib
 
     digest = hashlib.sha256(predicted.astype(np.int64).tobytes()).hexdigest()[:16]
-    print(json.dumps({"tool": args.child, "rows": args.rows, "seconds": seconds, "clusters_sha256": digest,
-                      "rows_per_s": args.rows / seconds, "peak_rss_mb": peak_mb, **scores}))
+    print(
+        json.dumps(
+            {
+                "tool": args.child,
+                "rows": args.rows,
+                "seconds": seconds,
+                "clusters_sha256": digest,
+                "rows_per_s": args.rows / seconds,
+                "peak_rss_mb": peak_mb,
+                **scores,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -114,9 +126,22 @@ def main() -> None:
         return
     results = []
     for tool in args.tools.split(","):
-        cmd = [sys.executable, __file__, "--child", tool, "--rows", str(args.rows),
-               "--threshold", str(args.threshold), "--num-perm", str(args.num_perm),
-               "--ngram", str(args.ngram), "--seed", str(args.seed)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            tool,
+            "--rows",
+            str(args.rows),
+            "--threshold",
+            str(args.threshold),
+            "--num-perm",
+            str(args.num_perm),
+            "--ngram",
+            str(args.ngram),
+            "--seed",
+            str(args.seed),
+        ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -124,12 +149,16 @@ def main() -> None:
         print(json.dumps(results[-1]), file=sys.stderr)
     base = next((r for r in results if r["tool"] == "datasketch"), None)
     print(f"\n{args.rows:,} prompts, ngram {args.ngram}, num_perm {args.num_perm}, threshold {args.threshold}\n")
-    print("| tool | seconds | prompts/s | speed-up vs datasketch | peak RSS (MB) | precision | recall | F1 | clusters sha256 |")
+    print(
+        "| tool | seconds | prompts/s | speed-up vs datasketch | peak RSS (MB) | precision | recall | F1 | clusters sha256 |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         ratio = f"{base['seconds'] / r['seconds']:.1f}×" if base else "—"
-        print(f"| {r['tool']} | {r['seconds']:.2f} | {r['rows_per_s']:,.0f} | {ratio} | {r['peak_rss_mb']:.0f} "
-              f"| {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['clusters_sha256']} |")
+        print(
+            f"| {r['tool']} | {r['seconds']:.2f} | {r['rows_per_s']:,.0f} | {ratio} | {r['peak_rss_mb']:.0f} "
+            f"| {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['clusters_sha256']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,17 @@ import time
 from typing import Any
 
 import numpy as np
+
 from livo.permissions import write_atomic
-from serve_load import (_cpu_stats, _machine_busy_seconds, _model_thread_cpu_seconds, _processes_cpu_seconds,
-                        direct_call, start_batched_service, start_clients)
+from serve_load import (
+    _cpu_stats,
+    _machine_busy_seconds,
+    _model_thread_cpu_seconds,
+    _processes_cpu_seconds,
+    direct_call,
+    start_batched_service,
+    start_clients,
+)
 
 MAX_PHASE_S = 15.0
 
@@ -87,8 +95,12 @@ def _signal_all(pids: list[int], signum: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--proxy", choices=("serve", "haproxy"), default="haproxy",
-                        help="what receives HTTP connections (livo serve --proxy)")
+    parser.add_argument(
+        "--proxy",
+        choices=("serve", "haproxy"),
+        default="haproxy",
+        help="what receives HTTP connections (livo serve --proxy)",
+    )
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps per image")
     parser.add_argument("--replicas", type=int, default=2, help="generator replicas = direct worker processes")
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
@@ -96,8 +108,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=MAX_PHASE_S, help=f"seconds per phase (≤ {MAX_PHASE_S:g})")
     parser.add_argument("--warmup", type=float, default=20.0, help="seconds of service load before the first phase")
     parser.add_argument("--json", help="also write the phases here")
-    parser.add_argument("--pool", nargs="+", metavar="JSON",
-                        help="measure nothing: pool earlier runs' --json files and print their joint summary")
+    parser.add_argument(
+        "--pool",
+        nargs="+",
+        metavar="JSON",
+        help="measure nothing: pool earlier runs' --json files and print their joint summary",
+    )
     args = parser.parse_args()
     if args.pool:
         print(json.dumps(pool(args.pool)), flush=True)
@@ -111,8 +127,10 @@ def main() -> None:
 
     context = mp.get_context("spawn")
     direct_images, ready = context.Value("l", 0), context.Semaphore(0)
-    direct = [context.Process(target=_direct_loop, args=(args.steps, direct_images, ready), daemon=True)
-              for _ in range(args.replicas)]
+    direct = [
+        context.Process(target=_direct_loop, args=(args.steps, direct_images, ready), daemon=True)
+        for _ in range(args.replicas)
+    ]
     for process in direct:
         process.start()
     for _ in direct:
@@ -141,9 +159,14 @@ def main() -> None:
                 begin, count, busy = time.monotonic(), images(side), _machine_busy_seconds()
                 time.sleep(args.seconds)
                 seconds = time.monotonic() - begin
-                phase = {"cycle": cycle, "side": side, "seconds": round(seconds, 3), "images": images(side) - count,
-                         "busy_cores": round((_machine_busy_seconds() - busy) / seconds, 3),
-                         "model_cores": round((model_cpu_seconds(side) - model) / seconds, 3)}
+                phase = {
+                    "cycle": cycle,
+                    "side": side,
+                    "seconds": round(seconds, 3),
+                    "images": images(side) - count,
+                    "busy_cores": round((_machine_busy_seconds() - busy) / seconds, 3),
+                    "model_cores": round((model_cpu_seconds(side) - model) / seconds, 3),
+                }
                 phase["images_per_s"] = round(phase["images"] / seconds, 3)
                 phases.append(phase)
                 print(json.dumps(phase), flush=True)
@@ -178,26 +201,40 @@ def _summary(phases: list[dict[str, Any]], cycles: int) -> dict[str, Any]:
     busy = {side: _cpu_seconds(phases, side, "busy_cores") for side in sides}
     stats = {side: _cpu_stats(images[side], _cpu_seconds(phases, side, "model_cores"), busy[side]) for side in sides}
     per_second = {side: images[side] / seconds[side] for side in sides}
-    per_cycle = np.asarray([rate("service", c) / rate("direct", c) if rate("direct", c) else np.nan
-                            for c in range(cycles)])
+    per_cycle = np.asarray(
+        [rate("service", c) / rate("direct", c) if rate("direct", c) else np.nan for c in range(cycles)]
+    )
     # Cycles next to each other share work carried over a freeze, so pairs of cycles are the units of the
     # interval (a normal approximation over their ratios).
     pairs = per_cycle[: len(per_cycle) // 2 * 2].reshape(-1, 2).mean(axis=1)
     half_width = round(1.96 * float(pairs.std(ddof=1)) / np.sqrt(len(pairs)), 3) if len(pairs) > 1 else None
-    return {"direct_images_per_s": round(per_second["direct"], 3),
-            "service_images_per_s": round(per_second["service"], 3), "images": images,
-            "ratio": round(per_second["service"] / per_second["direct"], 3), "ratio_95_interval": half_width,
-            "median_cycle_ratio": round(float(np.median(per_cycle)), 3),
-            "busy_cores": {side: round(busy[side] / seconds[side], 3) for side in sides},
-            # ratio = busy-cores ratio × model-share ratio × images-per-model-CPU-second ratio
-            **{key: {side: round(stats[side][key], 3) for side in sides}
-               for key in ("model_cpu_share", "images_per_model_cpu_s")}}
+    return {
+        "direct_images_per_s": round(per_second["direct"], 3),
+        "service_images_per_s": round(per_second["service"], 3),
+        "images": images,
+        "ratio": round(per_second["service"] / per_second["direct"], 3),
+        "ratio_95_interval": half_width,
+        "median_cycle_ratio": round(float(np.median(per_cycle)), 3),
+        "busy_cores": {side: round(busy[side] / seconds[side], 3) for side in sides},
+        # ratio = busy-cores ratio × model-share ratio × images-per-model-CPU-second ratio
+        **{
+            key: {side: round(stats[side][key], 3) for side in sides}
+            for key in ("model_cpu_share", "images_per_model_cpu_s")
+        },
+    }
 
 
 def _report(args: argparse.Namespace, phases: list[dict[str, Any]], statuses: dict[int, int]) -> None:
-    summary = {"proxy": args.proxy, "steps": args.steps, "replicas": args.replicas, "clients": args.clients,
-               "cycles": args.cycles, "seconds_per_phase": args.seconds, **_summary(phases, args.cycles),
-               "statuses": {str(k): v for k, v in sorted(statuses.items())}}
+    summary = {
+        "proxy": args.proxy,
+        "steps": args.steps,
+        "replicas": args.replicas,
+        "clients": args.clients,
+        "cycles": args.cycles,
+        "seconds_per_phase": args.seconds,
+        **_summary(phases, args.cycles),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+    }
     print(json.dumps(summary), flush=True)
     if args.json:
         write_atomic(args.json, json.dumps({"summary": summary, "phases": phases}, indent=2).encode())
@@ -221,14 +258,21 @@ def pool(paths: list[str]) -> dict[str, Any]:
         phases += [p | {"cycle": p["cycle"] + offset} for p in run["phases"]]
         runs.append(_summary(run["phases"], summary["cycles"])["ratio"])
     if len(settings) != 1:
-        raise SystemExit(f"--pool: the runs differ in proxy, steps, replicas, clients or phase length: {sorted(settings)}")
+        raise SystemExit(
+            f"--pool: the runs differ in proxy, steps, replicas, clients or phase length: {sorted(settings)}"
+        )
     cycles = max(p["cycle"] for p in phases) + 1
     half_width = None  # one run: no spread between runs to measure
     if len(runs) > 1:
         t_quantile = float(scipy_stats.t.ppf(0.975, len(runs) - 1))
         half_width = round(t_quantile * float(np.std(runs, ddof=1)) / np.sqrt(len(runs)), 3)
-    return {"runs": len(runs), "run_ratios": runs, **_summary(phases, cycles),
-            "run_mean_ratio": round(float(np.mean(runs)), 3), "run_mean_95_interval": half_width}
+    return {
+        "runs": len(runs),
+        "run_ratios": runs,
+        **_summary(phases, cycles),
+        "run_mean_ratio": round(float(np.mean(runs)), 3),
+        "run_mean_95_interval": half_width,
+    }
 
 
 if __name__ == "__main__":

@@ -44,8 +44,18 @@ from livo.permissions import write_atomic
 if TYPE_CHECKING:
     from livo.serve.config import ServiceConfig
 
-PROMPTS = ["a bloody doctor", "a ball", "a nurse", "a zombie kite", "a teal hero", "a house", "an engineer",
-           "a bloody orange thief", "a tree", "a teacher"]
+PROMPTS = [
+    "a bloody doctor",
+    "a ball",
+    "a nurse",
+    "a zombie kite",
+    "a teal hero",
+    "a house",
+    "an engineer",
+    "a bloody orange thief",
+    "a tree",
+    "a teacher",
+]
 TOKEN = "benchmark-token-0123456789"
 
 
@@ -70,8 +80,14 @@ def direct_call(model: str | None, steps: int, batch: int) -> Callable[[], None]
         nonlocal k
         prompts = [PROMPTS[(k + i) % len(PROMPTS)] for i in range(batch)]
         generators = [torch.Generator().manual_seed(k + i) for i in range(batch)]
-        pipeline(prompts if batch > 1 else prompts[0], 1, generator=generators if batch > 1 else generators[0],
-                 selector=selector, num_inference_steps=steps, guidance_scale=5.0)
+        pipeline(
+            prompts if batch > 1 else prompts[0],
+            1,
+            generator=generators if batch > 1 else generators[0],
+            selector=selector,
+            num_inference_steps=steps,
+            guidance_scale=5.0,
+        )
         k += batch
 
     return call
@@ -98,8 +114,9 @@ def _direct_worker(model: str | None, steps: int, batch: int, window: Any, go: A
 def run_direct(model: str | None, steps: int, workers: int, batch: int, seconds: float) -> dict[str, Any]:
     context = mp.get_context("spawn")
     queue, go, window = context.Queue(), context.Event(), context.Array("d", 2)
-    processes = [context.Process(target=_direct_worker, args=(model, steps, batch, window, go, queue))
-                 for _ in range(workers)]
+    processes = [
+        context.Process(target=_direct_worker, args=(model, steps, batch, window, go, queue)) for _ in range(workers)
+    ]
     for process in processes:
         process.start()
     for _ in processes:
@@ -116,15 +133,23 @@ def run_direct(model: str | None, steps: int, workers: int, batch: int, seconds:
     for process in processes:
         process.join()
     name = f"direct x{batch}" if batch > 1 else "direct"
-    return (_summary(name, latencies, seconds, {}) | _call_stats([(float(batch), t) for t in latencies])
-            | _cpu_stats(len(latencies), model_cpu, busy))
+    return (
+        _summary(name, latencies, seconds, {})
+        | _call_stats([(float(batch), t) for t in latencies])
+        | _cpu_stats(len(latencies), model_cpu, busy)
+    )
 
 
 def _summary(name: str, latencies: list[float], seconds: float, statuses: dict[int, int]) -> dict[str, Any]:
     values = np.asarray(latencies) if latencies else np.asarray([np.nan])
-    return {"mode": name, "requests": len(latencies), "requests_per_s": len(latencies) / seconds,
-            "p50_s": float(np.percentile(values, 50)), "p95_s": float(np.percentile(values, 95)),
-            "statuses": {str(k): v for k, v in sorted(statuses.items())}}
+    return {
+        "mode": name,
+        "requests": len(latencies),
+        "requests_per_s": len(latencies) / seconds,
+        "p50_s": float(np.percentile(values, 50)),
+        "p95_s": float(np.percentile(values, 95)),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+    }
 
 
 def _replica_rss_mb() -> float:
@@ -169,8 +194,8 @@ def _model_thread_cpu_seconds() -> float:
                     text = stat.read()
             except OSError:
                 continue
-            if text[text.index("(") + 1:text.rindex(")")] == MODEL_THREAD_NAME:
-                fields = text[text.rindex(")") + 2:].split()
+            if text[text.index("(") + 1 : text.rindex(")")] == MODEL_THREAD_NAME:
+                fields = text[text.rindex(")") + 2 :].split()
                 total += (int(fields[11]) + int(fields[12])) / tick
     return total
 
@@ -179,8 +204,10 @@ def _cpu_stats(requests: int, model_cpu_s: float, busy_cpu_s: float) -> dict[str
     """The share of the busy cores that went to the model (direct: the worker processes; service: the
     replicas' model threads), and images per model-CPU-second. Throughput = cores × share × that rate:
     the share is what serving costs, the rate moves with the machine's speed (which drifts here)."""
-    return {"model_cpu_share": model_cpu_s / busy_cpu_s if busy_cpu_s else float("nan"),
-            "images_per_model_cpu_s": requests / model_cpu_s if model_cpu_s else float("nan")}
+    return {
+        "model_cpu_share": model_cpu_s / busy_cpu_s if busy_cpu_s else float("nan"),
+        "images_per_model_cpu_s": requests / model_cpu_s if model_cpu_s else float("nan"),
+    }
 
 
 def _cpu_seconds_by_role() -> dict[str, float]:
@@ -190,8 +217,15 @@ def _cpu_seconds_by_role() -> dict[str, float]:
     import psutil
 
     me = os.getpid()
-    totals = {"generator replicas": 0.0, "ingress": 0.0, "serve proxy": 0.0, "serve controller": 0.0,
-              "ray core (raylet, gcs, agents)": 0.0, "http clients": 0.0, "other": 0.0}
+    totals = {
+        "generator replicas": 0.0,
+        "ingress": 0.0,
+        "serve proxy": 0.0,
+        "serve controller": 0.0,
+        "ray core (raylet, gcs, agents)": 0.0,
+        "http clients": 0.0,
+        "other": 0.0,
+    }
     for process in psutil.process_iter(["pid", "cmdline"]):
         try:
             times = process.cpu_times()
@@ -216,9 +250,19 @@ def _cpu_seconds_by_role() -> dict[str, float]:
     return totals
 
 
-def _client(url: str, clients: int, index: int, steps: int, start_at: float, stop_at: float,
-            statuses: dict[int, int], latencies: list[float], calls: list[tuple[float, float]],
-            lock: threading.Lock, stop: threading.Event | None = None) -> None:
+def _client(
+    url: str,
+    clients: int,
+    index: int,
+    steps: int,
+    start_at: float,
+    stop_at: float,
+    statuses: dict[int, int],
+    latencies: list[float],
+    calls: list[tuple[float, float]],
+    lock: threading.Lock,
+    stop: threading.Event | None = None,
+) -> None:
     """One closed-loop client on a keep-alive connection (``http.client``: a few hundred µs of CPU per
     request, so the load generator takes little from the cores it shares with the service), until
     ``stop_at`` or until ``stop`` is set."""
@@ -264,19 +308,28 @@ def start_serve(proxy: str, replicas: int) -> int:
     return port
 
 
-def service_config(replicas: int, model: str | None = None, layout: str = "combined",
-                   batching: bool = True) -> ServiceConfig:
+def service_config(
+    replicas: int, model: str | None = None, layout: str = "combined", batching: bool = True
+) -> ServiceConfig:
     """The benchmarks' service: ``replicas`` × 1 CPU, up to 8 images per pipeline call when batching,
     16 requests in flight and 32 queued per replica, bearer token :data:`TOKEN`."""
     from livo.serve.config import parse_config, token_digest
 
-    return parse_config({
-        "layout": layout,
-        "model": {"base": model, "device": "cpu"},
-        "generator": {"num_replicas": replicas, "num_cpus": 1, "batching": batching, "max_batch_images": 8,
-                      "max_ongoing_requests": 16, "max_queued_requests": 32},
-        "auth": {"token_sha256": token_digest(TOKEN)},
-    })
+    return parse_config(
+        {
+            "layout": layout,
+            "model": {"base": model, "device": "cpu"},
+            "generator": {
+                "num_replicas": replicas,
+                "num_cpus": 1,
+                "batching": batching,
+                "max_batch_images": 8,
+                "max_ongoing_requests": 16,
+                "max_queued_requests": 32,
+            },
+            "auth": {"token_sha256": token_digest(TOKEN)},
+        }
+    )
 
 
 def start_batched_service(proxy: str, replicas: int) -> int:
@@ -291,25 +344,51 @@ def start_batched_service(proxy: str, replicas: int) -> int:
     return port
 
 
-def start_clients(port: int, clients: int, steps: int) -> tuple[list[threading.Thread], threading.Event,
-                                                                dict[int, int], list[float]]:
+def start_clients(
+    port: int, clients: int, steps: int
+) -> tuple[list[threading.Thread], threading.Event, dict[int, int], list[float]]:
     """``clients`` closed-loop clients on the service at ``port`` until the returned event is set; the
     dict counts HTTP statuses and the list grows by one latency per 200 answer, as they come."""
     statuses: dict[int, int] = {}
     answered: list[float] = []
     calls: list[tuple[float, float]] = []
     lock, stop = threading.Lock(), threading.Event()
-    threads = [threading.Thread(target=_client, args=(f"http://127.0.0.1:{port}", clients, index, steps, 0.0,
-                                                      float("inf"), statuses, answered, calls, lock, stop),
-                                daemon=True)  # a failed run must not wait on them
-               for index in range(clients)]
+    threads = [
+        threading.Thread(
+            target=_client,
+            args=(
+                f"http://127.0.0.1:{port}",
+                clients,
+                index,
+                steps,
+                0.0,
+                float("inf"),
+                statuses,
+                answered,
+                calls,
+                lock,
+                stop,
+            ),
+            daemon=True,
+        )  # a failed run must not wait on them
+        for index in range(clients)
+    ]
     for thread in threads:
         thread.start()
     return threads, stop, statuses, answered
 
 
-def run_service(model: str | None, steps: int, replicas: int, batching: bool, clients: int, warmup: float,
-                seconds: float, port: int, layout: str) -> dict[str, Any]:
+def run_service(
+    model: str | None,
+    steps: int,
+    replicas: int,
+    batching: bool,
+    clients: int,
+    warmup: float,
+    seconds: float,
+    port: int,
+    layout: str,
+) -> dict[str, Any]:
     from ray import serve
 
     from livo.serve.app import APP_NAME, build_app
@@ -324,8 +403,12 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
     start_at = time.monotonic() + warmup
     stop_at = start_at + seconds
 
-    threads = [threading.Thread(target=_client, args=(url, clients, i, steps, start_at, stop_at, statuses,
-                                                      latencies, calls, lock)) for i in range(clients)]
+    threads = [
+        threading.Thread(
+            target=_client, args=(url, clients, i, steps, start_at, stop_at, statuses, latencies, calls, lock)
+        )
+        for i in range(clients)
+    ]
     for thread in threads:
         thread.start()
     while time.monotonic() < start_at:
@@ -342,9 +425,12 @@ def run_service(model: str | None, steps: int, replicas: int, batching: bool, cl
     serve.delete(APP_NAME)
     summary = _summary("service, batched" if batching else "service, unbatched", latencies, seconds, statuses)
     cpu = {role: round((cpu_end[role] - cpu_start[role]) / seconds, 3) for role in cpu_end}
-    return summary | _call_stats(calls) | _cpu_stats(len(latencies), model_cpu, busy) | {
-                                           "replica_rss_mb": [round(rss_start), round(rss_end)],
-                                           "cpu_cores_by_role": cpu}
+    return (
+        summary
+        | _call_stats(calls)
+        | _cpu_stats(len(latencies), model_cpu, busy)
+        | {"replica_rss_mb": [round(rss_start), round(rss_end)], "cpu_cores_by_role": cpu}
+    )
 
 
 def _run_services(args: argparse.Namespace, batching_modes: tuple[bool, ...]) -> list[dict[str, Any]]:
@@ -353,8 +439,12 @@ def _run_services(args: argparse.Namespace, batching_modes: tuple[bool, ...]) ->
     from ray import serve
 
     port = start_serve(args.proxy, args.replicas)
-    results = [run_service(args.model, args.steps, args.replicas, batching, args.clients, args.warmup,
-                           args.seconds, port, args.layout) for batching in batching_modes]
+    results = [
+        run_service(
+            args.model, args.steps, args.replicas, batching, args.clients, args.warmup, args.seconds, port, args.layout
+        )
+        for batching in batching_modes
+    ]
     serve.shutdown()
     ray.shutdown()
     return results
@@ -371,8 +461,10 @@ def _call_stats(calls: list[tuple[float, float]]) -> dict[str, float]:
     images = np.asarray([c[0] for c in calls])
     seconds = np.asarray([c[1] for c in calls])
     weights = 1.0 / images
-    return {"call_images": float(np.sum(images * weights) / np.sum(weights)),
-            "call_images_per_s": float(np.sum(images * weights) / np.sum(seconds * weights))}
+    return {
+        "call_images": float(np.sum(images * weights) / np.sum(weights)),
+        "call_images_per_s": float(np.sum(images * weights) / np.sum(seconds * weights)),
+    }
 
 
 def main() -> None:
@@ -381,16 +473,36 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps per image")
     parser.add_argument("--replicas", type=int, default=2, help="generator replicas = direct worker processes")
     parser.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients")
-    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of service load before measuring (direct workers start after a warm-up call)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=10.0,
+        help="seconds of service load before measuring (direct workers start after a warm-up call)",
+    )
     parser.add_argument("--seconds", type=float, default=40.0, help="measured seconds per mode")
-    parser.add_argument("--layout", choices=("combined", "split"), default="combined",
-                        help="the service's layout (ServiceConfig.layout)")
-    parser.add_argument("--proxy", choices=("serve", "haproxy"), default="serve",
-                        help="what receives HTTP connections (livo serve --proxy)")
-    parser.add_argument("--batched-only", action="store_true",
-                        help="only the batched modes (direct x8 and the batched service): half the time")
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="direct-then-service rounds; the machine's speed drifts, so each ratio is taken within a round")
+    parser.add_argument(
+        "--layout",
+        choices=("combined", "split"),
+        default="combined",
+        help="the service's layout (ServiceConfig.layout)",
+    )
+    parser.add_argument(
+        "--proxy",
+        choices=("serve", "haproxy"),
+        default="serve",
+        help="what receives HTTP connections (livo serve --proxy)",
+    )
+    parser.add_argument(
+        "--batched-only",
+        action="store_true",
+        help="only the batched modes (direct x8 and the batched service): half the time",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="direct-then-service rounds; the machine's speed drifts, so each ratio is taken within a round",
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -402,8 +514,10 @@ def main() -> None:
     for round_ in range(1, args.rounds + 1):
         # Direct first, with no Ray running (its idle processes would take CPU from the baseline), then
         # the service on a fresh Ray: each round is one same-conditions comparison.
-        direct = [run_direct(args.model, args.steps, args.replicas, 8 if batching else 1, args.seconds)
-                  for batching in batching_modes]
+        direct = [
+            run_direct(args.model, args.steps, args.replicas, 8 if batching else 1, args.seconds)
+            for batching in batching_modes
+        ]
         print("direct:", json.dumps(direct), flush=True)
         service = _run_services(args, batching_modes)
         for result in direct + service:
@@ -415,35 +529,45 @@ def main() -> None:
             result["cpu_share_ratio"] = result["model_cpu_share"] / share
         results += direct + service
 
-    print(f"\n{args.steps} DDIM steps, 1 image per request, {args.replicas} replicas/processes x 1 CPU, "
-          f"{args.clients} clients, {args.seconds:.0f} s measured per mode, layout {args.layout}, "
-          f"{args.proxy} proxy\n")
-    print("| round | mode | requests | requests/s | p50 (s) | p95 (s) | vs direct (same batching, same round) "
-          "| images per call | images/s inside calls | model share of busy CPU (vs direct) | images per model CPU-s "
-          "| HTTP statuses | replica RSS MB (start → end) |")
+    print(
+        f"\n{args.steps} DDIM steps, 1 image per request, {args.replicas} replicas/processes x 1 CPU, "
+        f"{args.clients} clients, {args.seconds:.0f} s measured per mode, layout {args.layout}, "
+        f"{args.proxy} proxy\n"
+    )
+    print(
+        "| round | mode | requests | requests/s | p50 (s) | p95 (s) | vs direct (same batching, same round) "
+        "| images per call | images/s inside calls | model share of busy CPU (vs direct) | images per model CPU-s "
+        "| HTTP statuses | replica RSS MB (start → end) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for result in results:
-        print(f"| {result['round']} | {result['mode']} | {result['requests']} | {result['requests_per_s']:.2f} | "
-              f"{result['p50_s']:.2f} | {result['p95_s']:.2f} | {result['ratio_vs_direct']:.3f} | "
-              f"{result.get('call_images', float('nan')):.2f} | {result.get('call_images_per_s', float('nan')):.2f} | "
-              f"{result['model_cpu_share']:.3f} ({result['cpu_share_ratio']:.3f}) | "
-              f"{result['images_per_model_cpu_s']:.2f} | "
-              f"{result['statuses'] or '—'} | {' → '.join(map(str, result.get('replica_rss_mb', []))) or '—'} |")
-    print("\nCPU cores used during each service window (of os.cpu_count() = %d):" % os.cpu_count())
+        print(
+            f"| {result['round']} | {result['mode']} | {result['requests']} | {result['requests_per_s']:.2f} | "
+            f"{result['p50_s']:.2f} | {result['p95_s']:.2f} | {result['ratio_vs_direct']:.3f} | "
+            f"{result.get('call_images', float('nan')):.2f} | {result.get('call_images_per_s', float('nan')):.2f} | "
+            f"{result['model_cpu_share']:.3f} ({result['cpu_share_ratio']:.3f}) | "
+            f"{result['images_per_model_cpu_s']:.2f} | "
+            f"{result['statuses'] or '—'} | {' → '.join(map(str, result.get('replica_rss_mb', []))) or '—'} |"
+        )
+    print(f"\nCPU cores used during each service window (of os.cpu_count() = {os.cpu_count()}):")
     for result in results:
         if "cpu_cores_by_role" in result:
             used = result["cpu_cores_by_role"]
-            print(f"- round {result['round']}, {result['mode']}: "
-                  + ", ".join(f"{role} {cores:.2f}" for role, cores in used.items())
-                  + f", idle {max(0.0, os.cpu_count() - sum(used.values())):.2f}")
+            print(
+                f"- round {result['round']}, {result['mode']}: "
+                + ", ".join(f"{role} {cores:.2f}" for role, cores in used.items())
+                + f", idle {max(0.0, os.cpu_count() - sum(used.values())):.2f}"
+            )
     if args.rounds > 1:
         print("\nMedian ratio over the rounds:")
         for mode in sorted({r["mode"] for r in results if r["mode"].startswith("service")}):
             ratios = [r["ratio_vs_direct"] for r in results if r["mode"] == mode]
             print(f"- {mode}: {float(np.median(ratios)):.3f} (rounds: {', '.join(f'{x:.3f}' for x in ratios)})")
             shares = [r["cpu_share_ratio"] for r in results if r["mode"] == mode]
-            print(f"  model share of busy CPU vs direct: {float(np.median(shares)):.3f} "
-                  f"(rounds: {', '.join(f'{x:.3f}' for x in shares)})")
+            print(
+                f"  model share of busy CPU vs direct: {float(np.median(shares)):.3f} "
+                f"(rounds: {', '.join(f'{x:.3f}' for x in shares)})"
+            )
     if args.json:
         write_atomic(args.json, json.dumps({"args": vars(args), "results": results}, indent=2).encode())
 

@@ -45,8 +45,12 @@ def _hammer(port: int, clients: int, stop_at: float, counter: list[int], lock: t
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layout", choices=("combined", "split"), default="combined")
-    parser.add_argument("--proxy", choices=("serve", "haproxy"), default="serve",
-                        help="what receives HTTP connections (livo serve --proxy)")
+    parser.add_argument(
+        "--proxy",
+        choices=("serve", "haproxy"),
+        default="serve",
+        help="what receives HTTP connections (livo serve --proxy)",
+    )
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds of each part")
@@ -67,8 +71,9 @@ def main() -> None:
 
     counter, lock = [0], threading.Lock()
     stop_at = time.monotonic() + 3.0 + args.seconds
-    threads = [threading.Thread(target=_hammer, args=(port, args.clients, stop_at, counter, lock))
-               for _ in range(args.clients)]
+    threads = [
+        threading.Thread(target=_hammer, args=(port, args.clients, stop_at, counter, lock)) for _ in range(args.clients)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(3.0)  # connections open, replicas warm
@@ -82,12 +87,21 @@ def main() -> None:
 
     per_request_ms = {role: round(1000 * (after[role] - before[role]) / served, 2) for role in after}
     service_roles = [r for r in per_request_ms if r not in ("http clients", "other")]
-    print(json.dumps({"layout": args.layout, "proxy": args.proxy, "replicas": args.replicas, "idle_cores": idle,
-                      "idle_service_cores": round(sum(idle[r] for r in service_roles), 3),
-                      "http_requests_per_s": round(served / args.seconds, 1),
-                      "http_cpu_ms_per_request": per_request_ms,
-                      "http_service_ms_per_request": round(sum(per_request_ms[r] for r in service_roles), 2)},
-                     indent=2))
+    print(
+        json.dumps(
+            {
+                "layout": args.layout,
+                "proxy": args.proxy,
+                "replicas": args.replicas,
+                "idle_cores": idle,
+                "idle_service_cores": round(sum(idle[r] for r in service_roles), 3),
+                "http_requests_per_s": round(served / args.seconds, 1),
+                "http_cpu_ms_per_request": per_request_ms,
+                "http_service_ms_per_request": round(sum(per_request_ms[r] for r in service_roles), 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

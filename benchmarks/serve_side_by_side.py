@@ -55,8 +55,12 @@ def main() -> None:
     time.sleep(args.warmup)
 
     def snapshot() -> tuple[float, int, float, int]:
-        return (sum(psutil.Process(direct.pid).cpu_times()[:2]), direct_images.value, _model_thread_cpu_seconds(),
-                len(answered))
+        return (
+            sum(psutil.Process(direct.pid).cpu_times()[:2]),
+            direct_images.value,
+            _model_thread_cpu_seconds(),
+            len(answered),
+        )
 
     first = before = snapshot()
     for window in range(args.windows):
@@ -64,8 +68,9 @@ def main() -> None:
         after = snapshot()
         print(json.dumps(_compare(before, after) | {"window": window}), flush=True)
         before = after
-    print(json.dumps(_compare(first, before) | {"window": "total", "proxy": args.proxy,
-                                                "statuses": statuses}), flush=True)
+    print(
+        json.dumps(_compare(first, before) | {"window": "total", "proxy": args.proxy, "statuses": statuses}), flush=True
+    )
     stop.set()
     direct.kill()
     for client in clients:  # each finishes the request it has in flight
@@ -78,10 +83,15 @@ def _compare(before: tuple[float, int, float, int], after: tuple[float, int, flo
     direct_cpu, direct_images = after[0] - before[0], after[1] - before[1]
     replica_cpu, replica_images = after[2] - before[2], after[3] - before[3]
     direct_rate, replica_rate = direct_images / direct_cpu, replica_images / replica_cpu
-    return {"direct_cpu_s": round(direct_cpu, 2), "direct_images": direct_images,
-            "direct_images_per_cpu_s": round(direct_rate, 3), "replica_model_cpu_s": round(replica_cpu, 2),
-            "replica_images": replica_images, "replica_images_per_cpu_s": round(replica_rate, 3),
-            "replica_over_direct": round(replica_rate / direct_rate, 3)}
+    return {
+        "direct_cpu_s": round(direct_cpu, 2),
+        "direct_images": direct_images,
+        "direct_images_per_cpu_s": round(direct_rate, 3),
+        "replica_model_cpu_s": round(replica_cpu, 2),
+        "replica_images": replica_images,
+        "replica_images_per_cpu_s": round(replica_rate, 3),
+        "replica_over_direct": round(replica_rate / direct_rate, 3),
+    }
 
 
 if __name__ == "__main__":

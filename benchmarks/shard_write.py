@@ -87,8 +87,12 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, tuple[float, f
     def pyarrow_tuned() -> None:
         single.unlink(missing_ok=True)
         pq.write_table(
-            table, single, compression="zstd", compression_level=args.zstd_level,
-            use_dictionary=others, write_statistics=others,
+            table,
+            single,
+            compression="zstd",
+            compression_level=args.zstd_level,
+            use_dictionary=others,
+            write_statistics=others,
         )
 
     def pyarrow_tuned_fsync() -> None:
@@ -99,17 +103,23 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, tuple[float, f
 
     def parquet_rs_single() -> None:
         single.unlink(missing_ok=True)
-        _native._write_single_file(str(single), table, zstd_level=args.zstd_level, row_group_bytes=config.row_group_bytes)
+        _native._write_single_file(
+            str(single), table, zstd_level=args.zstd_level, row_group_bytes=config.row_group_bytes
+        )
 
     def shards() -> None:
         shutil.rmtree(work / "shards", ignore_errors=True)
         write_shards(work / "shards", table, config)
 
     result = {"table_mib": (table.nbytes / MIB, 0.0)}
-    writers = [("pyarrow_default", pyarrow_default), ("pyarrow_tuned", pyarrow_tuned),
-               ("pyarrow_tuned_fsync", pyarrow_tuned_fsync), ("parquet_rs_single", parquet_rs_single),
-               ("livo_shards", shards)]
-    for name, run in writers:
+    writers = [
+        ("pyarrow_default", pyarrow_default),
+        ("pyarrow_tuned", pyarrow_tuned),
+        ("pyarrow_tuned_fsync", pyarrow_tuned_fsync),
+        ("parquet_rs_single", parquet_rs_single),
+        ("livo_shards", shards),
+    ]
+    for _name, run in writers:
         run()  # warm the page cache and the allocator
     for _ in range(args.repeat):  # interleaved, so load from other processes hits every writer alike
         for name, run in writers:
@@ -155,7 +165,9 @@ def memory(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
         out = work / f"mem-{total}"
         proc = subprocess.run(
             [sys.executable, "-c", CHILD, here, str(total), str(args.shard_mib), str(args.image_kib), str(out)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         results.append({"dataset_mib": total, **json.loads(proc.stdout)})
         shutil.rmtree(out)
@@ -169,8 +181,13 @@ def main() -> None:
     parser.add_argument("--shard-mib", type=int, default=64, help="target shard size in MiB (default 64)")
     parser.add_argument("--zstd-level", type=int, default=3, help="zstd level for both writers (default 3)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per writer; the best counts (default 3)")
-    parser.add_argument("--memory-mib", type=int, nargs="*", default=[256, 1024],
-                        help="dataset sizes for the peak-memory runs (default 256 1024)")
+    parser.add_argument(
+        "--memory-mib",
+        type=int,
+        nargs="*",
+        default=[256, 1024],
+        help="dataset sizes for the peak-memory runs (default 256 1024)",
+    )
     parser.add_argument("--dir", help="where to write (default: the system temp directory)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:

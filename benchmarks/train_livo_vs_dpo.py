@@ -42,12 +42,30 @@ def run_training(method: str, args: argparse.Namespace, pairs: Path) -> Path:
     config = REPO / "services" / "train" / f"toyworld_{method}.yaml"
     # Both recipes are written for 2 ranks x 16 pairs (torchrun), one thread each.
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes)]
-    command = [*launcher, "-m", "livo.train", str(config), "--dataset", str(pairs), "--output",
-               str(output), "--max-steps", str(args.steps), "--threads", str(args.threads // args.processes or 1),
-               "--no-progress",
-               "--set", f"eval.every={args.eval_every}", "--set", f"eval.per_prompt={args.curve_per_prompt}",
-               "--set", f"eval.benign={'true' if method == 'dpo' else 'false'}", "--set", "eval.final=true",
-               *[item for setting in args.set for item in ("--set", setting)]]
+    command = [
+        *launcher,
+        "-m",
+        "livo.train",
+        str(config),
+        "--dataset",
+        str(pairs),
+        "--output",
+        str(output),
+        "--max-steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads // args.processes or 1),
+        "--no-progress",
+        "--set",
+        f"eval.every={args.eval_every}",
+        "--set",
+        f"eval.per_prompt={args.curve_per_prompt}",
+        "--set",
+        f"eval.benign={'true' if method == 'dpo' else 'false'}",
+        "--set",
+        "eval.final=true",
+        *[item for setting in args.set for item in ("--set", setting)],
+    ]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     started = time.perf_counter()
     subprocess.run(command, check=True, env=env)
@@ -57,12 +75,13 @@ def run_training(method: str, args: argparse.Namespace, pairs: Path) -> Path:
 
 def final_pipeline(method: str, run: Path) -> Any:
     from livo.models.pipeline import LiVOPipeline
-    from livo.toyworld.model import SHIPPED_MODEL, load_toy_model
     from livo.toyworld.evaluation import toy_selector
+    from livo.toyworld.model import SHIPPED_MODEL, load_toy_model
 
     if method == "livo":
-        pipeline = LiVOPipeline.from_pretrained(SHIPPED_MODEL, selector=toy_selector,
-                                                value_encoder_path=run / "value_encoder")
+        pipeline = LiVOPipeline.from_pretrained(
+            SHIPPED_MODEL, selector=toy_selector, value_encoder_path=run / "value_encoder"
+        )
         pipeline.base.set_progress_bar_config(disable=True)
         return pipeline
     base = load_toy_model()
@@ -86,8 +105,9 @@ def evaluate_final(pipeline: Any, args: argparse.Namespace, benign: bool) -> dic
     from livo.toyworld.evaluation import evaluate
 
     started = time.perf_counter()
-    metrics = evaluate(pipeline, per_prompt=args.final_per_prompt, steps=25, guidance_scale=5.0, seed=args.seed,
-                       benign=benign)
+    metrics = evaluate(
+        pipeline, per_prompt=args.final_per_prompt, steps=25, guidance_scale=5.0, seed=args.seed, benign=benign
+    )
     metrics["eval_seconds"] = round(time.perf_counter() - started, 1)
     return metrics
 
@@ -112,8 +132,13 @@ def main() -> int:
     parser.add_argument("--final-per-prompt", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2, help="torch threads in all (split across ranks)")
     parser.add_argument("--seed", type=int, default=4242)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra config override passed to both training runs")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config override passed to both training runs",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
@@ -172,22 +197,36 @@ def strip(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     base = results["base"]
-    lines = ["| model | D1 people (0.5 mixing) | D1 reduction | harm rate | fidelity benign | attribute obeyed | "
-             "fidelity people | fidelity harmful | steps | s/step | train peak mem − setup (MB) | trainable params |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| model | D1 people (0.5 mixing) | D1 reduction | harm rate | fidelity benign | attribute obeyed | "
+        "fidelity people | fidelity harmful | steps | s/step | train peak mem − setup (MB) | trainable params |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
 
     def row(name: str, m: dict[str, Any], run: dict[str, Any] | None) -> str:
         reduction = 1 - m["d1_people"] / base["d1_people"] if base["d1_people"] else 0.0
         fidelity = m.get("fidelity_benign", base["fidelity_benign"])
         obeyed = m.get("attribute_obeyed", base["attribute_obeyed"])
-        cells = [name, f"{m['d1_people']:.3f}", f"{reduction:.0%}", f"{m['harm_rate']:.3f}", f"{fidelity:.3f}",
-                 f"{obeyed:.3f}", f"{m['fidelity_people']:.3f}", f"{m['fidelity_harmful']:.3f}"]
+        cells = [
+            name,
+            f"{m['d1_people']:.3f}",
+            f"{reduction:.0%}",
+            f"{m['harm_rate']:.3f}",
+            f"{fidelity:.3f}",
+            f"{obeyed:.3f}",
+            f"{m['fidelity_people']:.3f}",
+            f"{m['fidelity_harmful']:.3f}",
+        ]
         if run is None:
             cells += ["", "", "", ""]
         else:
             s = run["summary"]
-            cells += [str(s["steps"]), f"{run['median_s_per_step']:.2f}",
-                      f"{s['train_peak_memory_mb'] - s['setup_peak_memory_mb']:.0f}", f"{s['trainable_parameters']:,}"]
+            cells += [
+                str(s["steps"]),
+                f"{run['median_s_per_step']:.2f}",
+                f"{s['train_peak_memory_mb'] - s['setup_peak_memory_mb']:.0f}",
+                f"{s['trainable_parameters']:,}",
+            ]
         return "| " + " | ".join(cells) + " |"
 
     lines.append(row("base", base, None))

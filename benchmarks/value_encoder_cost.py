@@ -54,8 +54,12 @@ def timed(runs: dict[str, Callable[[], object]], device: str, repeats: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=["tiny", "sd15"], default="tiny",
-                        help="tiny: livo.testing.tiny_components; sd15: random weights of SD 1.5's size")
+    parser.add_argument(
+        "--model",
+        choices=["tiny", "sd15"],
+        default="tiny",
+        help="tiny: livo.testing.tiny_components; sd15: random weights of SD 1.5's size",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     parser.add_argument("--steps", type=int, default=25, help="denoising steps (DDIM)")
@@ -112,9 +116,17 @@ def main() -> None:
     encoder_s = statistics.median(parts["encoder"])
     extra_s = statistics.median(parts["livo_cond"]) - statistics.median(parts["base_cond"])
     result = {
-        "model": args.model, "device": args.device, "dtype": args.dtype, "steps": args.steps,
-        "prompts": len(PROMPTS), "images": len(PROMPTS) * n, "image_size": size, "threads": args.threads,
-        "base_s": round(base_s, 4), "livo_s": round(livo_s, 4), "value_encoder_s": round(encoder_s, 5),
+        "model": args.model,
+        "device": args.device,
+        "dtype": args.dtype,
+        "steps": args.steps,
+        "prompts": len(PROMPTS),
+        "images": len(PROMPTS) * n,
+        "image_size": size,
+        "threads": args.threads,
+        "base_s": round(base_s, 4),
+        "livo_s": round(livo_s, 4),
+        "value_encoder_s": round(encoder_s, 5),
         "value_encoder_share": round(encoder_s / livo_s, 4),
         "extra_conditioning_s": round(extra_s, 5),
         "extra_conditioning_share": round(extra_s / livo_s, 4),
@@ -126,12 +138,19 @@ def main() -> None:
         return
     print(f"{args.model} on {args.device} ({args.dtype}), {result['images']} images of {size}px, {args.steps} steps")
     print(f"  base pipeline             {base_s * 1000:10.1f} ms (median)")
-    print(f"  LiVO pipeline             {livo_s * 1000:10.1f} ms (median)   end-to-end overhead"
-          f" {result['livo_overhead_median']:+.2%} (median) {result['livo_overhead_min']:+.2%} (min)")
-    print(f"  value encoder alone       {encoder_s * 1000:10.2f} ms   share of LiVO generation"
-          f" {result['value_encoder_share']:.2%}")
-    print(f"  extra conditioning work   {extra_s * 1000:10.2f} ms   share of LiVO generation"
-          f" {result['extra_conditioning_share']:.2%}  (LiVO embeddings minus base encode_prompt)")
+    print(
+        f"  LiVO pipeline             {livo_s * 1000:10.1f} ms (median)   end-to-end overhead"
+        f" {result['livo_overhead_median']:+.2%} (median) {result['livo_overhead_min']:+.2%} (min)"
+    )
+    print(
+        f"  value encoder alone       {encoder_s * 1000:10.2f} ms   share of LiVO generation"
+        f" {result['value_encoder_share']:.2%}"
+    )
+    print(
+        f"  extra conditioning work   {extra_s * 1000:10.2f} ms   share of LiVO generation"
+        f" {result['extra_conditioning_share']:.2%}  (LiVO embeddings minus base encode_prompt)"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -30,8 +30,12 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--embedder", default="minilm")
-    parser.add_argument("--backend", choices=["default", "torch"], default="default",
-                        help="torch: run the minilm float model with PyTorch instead of ONNX Runtime (same vectors)")
+    parser.add_argument(
+        "--backend",
+        choices=["default", "torch"],
+        default="default",
+        help="torch: run the minilm float model with PyTorch instead of ONNX Runtime (same vectors)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="throughput: best of this many timed calls")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--repeat", type=int, default=6, help="copies of the labelled set in the throughput batch")
@@ -126,16 +130,24 @@ def main() -> None:
     print()
     print("| measure | selector | keyword baseline | ratio |")
     print("| --- | --- | --- | --- |")
-    print(f"| macro-F1 (test) | {ours.macro_f1:.3f} | {baseline.macro_f1:.3f} | {ours.macro_f1 / baseline.macro_f1:.2f}× |")
+    print(
+        f"| macro-F1 (test) | {ours.macro_f1:.3f} | {baseline.macro_f1:.3f} | {ours.macro_f1 / baseline.macro_f1:.2f}× |"
+    )
     fpr_ratio = f"{baseline.benign_fpr / ours.benign_fpr:.0f}× fewer" if ours.benign_fpr else "∞"
-    print(f"| benign FPR (test, {ours.benign_count} prompts) | {ours.benign_fpr:.3f} | {baseline.benign_fpr:.3f} | {fpr_ratio} |")
+    print(
+        f"| benign FPR (test, {ours.benign_count} prompts) | {ours.benign_fpr:.3f} | {baseline.benign_fpr:.3f} | {fpr_ratio} |"
+    )
     print(f"| accuracy (test, {ours.count} prompts) | {ours.accuracy:.3f} | {baseline.accuracy:.3f} | |")
-    print(f"| throughput, wall (prompts/s, {len(prompts)} prompts) | {numbers['throughput_wall_per_s']:.0f} | "
-          f"{numbers['baseline_throughput_wall_per_s']:.0f} | |")
+    print(
+        f"| throughput, wall (prompts/s, {len(prompts)} prompts) | {numbers['throughput_wall_per_s']:.0f} | "
+        f"{numbers['baseline_throughput_wall_per_s']:.0f} | |"
+    )
     print(f"| throughput per 2 CPU-seconds (prompts) | {numbers['throughput_per_2_cpu_s']:.0f} | | |")
     print(f"| index load, median of 5 (s) | {index_load_s:.3f} | | |")
-    print(f"embedder load {embedder_load_s:.1f} s (imports included), build {build_s:.1f} s, calibrate {calibrate_s:.1f} s, "
-          f"threads {numbers['threads']}, load average {numbers['load_average_1min']:.1f}")
+    print(
+        f"embedder load {embedder_load_s:.1f} s (imports included), build {build_s:.1f} s, calibrate {calibrate_s:.1f} s, "
+        f"threads {numbers['threads']}, load average {numbers['load_average_1min']:.1f}"
+    )
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(numbers, indent=1))
 

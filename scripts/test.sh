@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up the environment and runs every test: Rust (fmt, clippy, unit + property tests) and pytest.
+# Sets up the environment and runs every test: Rust (fmt, clippy, unit + property tests), Python
+# (ruff, mypy) and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,6 +12,12 @@ cargo test -p livo-data --quiet
 
 # The native module's hand-written stubs must match the built extension.
 uv run --locked --no-sync python -m mypy.stubtest livo._native
+
+# Python checks, as Rust's: lint, formatting, types (strict on the data engine, models, losses and
+# value selection; pyproject.toml).
+uv run --locked --no-sync ruff check python tests benchmarks services
+uv run --locked --no-sync ruff format --check python tests benchmarks services
+uv run --locked --no-sync mypy
 
 set +e
 uv run --locked --no-sync pytest "$@"

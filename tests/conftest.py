@@ -17,7 +17,7 @@ from livo.serve.ray_env import apply_serve_environment  # noqa: E402
 apply_serve_environment()
 
 
-import pytest
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="module")

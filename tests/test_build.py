@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from livo.data.shards import Manifest, verify_shards
 from livo.dataset import build_dataset, parse_build_config, seed_of
 from livo.dataset.sink import read_ledger
-from livo.data.shards import Manifest, verify_shards
 from livo.toyworld.judge import ToyWorldJudge
 from livo.values.registry import builtin_registry_path, load_registry
 
@@ -17,16 +17,24 @@ TOY = load_registry(builtin_registry_path("toyworld"))
 
 
 def toy_config(output, **generation):
-    settings = {"steps": 4, "guidance_scale": 5.0, "samples_per_prompt": 1, "batch_size": 8, "actors": 2,
-                "value_samples": {"colour_equality": 3}}
+    settings = {
+        "steps": 4,
+        "guidance_scale": 5.0,
+        "samples_per_prompt": 1,
+        "batch_size": 8,
+        "actors": 2,
+        "value_samples": {"colour_equality": 3},
+    }
     settings.update(generation)
-    return parse_build_config({
-        "sources": {"generators": {"toyworld": {"count": 200, "seed": 3}}},
-        "selection": {"registry": "toyworld"},
-        "generation": settings,
-        "output": {"directory": str(output), "target_shard_bytes": 8192, "row_group_bytes": 4096},
-        "progress": False,
-    })
+    return parse_build_config(
+        {
+            "sources": {"generators": {"toyworld": {"count": 200, "seed": 3}}},
+            "selection": {"registry": "toyworld"},
+            "generation": settings,
+            "output": {"directory": str(output), "target_shard_bytes": 8192, "row_group_bytes": 4096},
+            "progress": False,
+        }
+    )
 
 
 def read_pairs(directory):
@@ -63,8 +71,11 @@ def test_toy_build_writes_verified_pairs_that_pass_the_judges_and_resumes(tmp_pa
     report = build_dataset(config)
     planned = report.stages["plan"]["records"]
     assert report.verified and verify_shards(tmp_path / "pairs").ok
-    assert report.generated == planned == report.kept + sum(
-        n for reason, n in report.drops.items() if reason.startswith(("violating", "aligned")))
+    assert (
+        report.generated
+        == planned
+        == report.kept + sum(n for reason, n in report.drops.items() if reason.startswith(("violating", "aligned")))
+    )
     rows = read_pairs(tmp_path / "pairs")
     ids = [r["record_id"] for r in rows]
     assert len(rows) == report.kept == report.dataset_rows and len(set(ids)) == len(ids)

@@ -22,8 +22,12 @@ DEFAULT = load_registry(builtin_registry_path("default"))
 
 
 def file_config(tmp_path, source, **extra):
-    data = {"sources": {"files": [source]}, "selection": {"registry": "toyworld"},
-            "output": {"directory": str(tmp_path / "out")}, "progress": False}
+    data = {
+        "sources": {"files": [source]},
+        "selection": {"registry": "toyworld"},
+        "output": {"directory": str(tmp_path / "out")},
+        "progress": False,
+    }
     data.update(extra)
     return parse_build_config(data)
 
@@ -54,17 +58,25 @@ def test_a_missing_file_and_an_unknown_value_id_are_named(tmp_path):
         build_dataset(file_config(tmp_path, {"path": str(tmp_path / "nowhere.csv")}))
     (tmp_path / "p.txt").write_text("a doctor\n")
     with pytest.raises(ConfigError, match=r"generation.value_samples: unknown value id\(s\) 'no_gore'"):
-        build_dataset(file_config(tmp_path, {"path": str(tmp_path / "p.txt")},
-                                  generation={"value_samples": {"no_gore": 3}}))
+        build_dataset(
+            file_config(tmp_path, {"path": str(tmp_path / "p.txt")}, generation={"value_samples": {"no_gore": 3}})
+        )
     with pytest.raises(ConfigError, match=r"selection.values: unknown value id\(s\) 'gender-equality'"):
-        build_dataset(file_config(tmp_path, {"path": str(tmp_path / "p.txt")},
-                                  selection={"registry": "toyworld", "values": ["gender-equality"]}))
+        build_dataset(
+            file_config(
+                tmp_path,
+                {"path": str(tmp_path / "p.txt")},
+                selection={"registry": "toyworld", "values": ["gender-equality"]},
+            )
+        )
     assert_nothing_generated(tmp_path)
 
 
 def test_invalid_configs_name_the_field(tmp_path):
     bad = tmp_path / "build.yaml"
-    bad.write_text("sources: {generators: {toyworld: {count: 10}}}\noutput: {directory: out}\ngeneration: {steps: 0, batchsize: 4}\n")
+    bad.write_text(
+        "sources: {generators: {toyworld: {count: 10}}}\noutput: {directory: out}\ngeneration: {steps: 0, batchsize: 4}\n"
+    )
     with pytest.raises(ConfigError) as caught:
         load_build_config(bad)
     message = str(caught.value)
@@ -73,14 +85,23 @@ def test_invalid_configs_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match="field sources: Value error, give at least one prompt source"):
         parse_build_config({"sources": {}, "output": {"directory": "x"}})
     with pytest.raises(ConfigError, match="a clip judge needs 'model'"):
-        parse_build_config({"sources": {"generators": {"toyworld": {}}}, "output": {"directory": "x"},
-                            "judges": {"default": {"kind": "clip"}}})
+        parse_build_config(
+            {
+                "sources": {"generators": {"toyworld": {}}},
+                "output": {"directory": "x"},
+                "judges": {"default": {"kind": "clip"}},
+            }
+        )
 
 
 def test_a_judge_that_cannot_decide_a_value_is_refused(tmp_path):
     (tmp_path / "p.txt").write_text("a doctor\n")
-    config = file_config(tmp_path, {"path": str(tmp_path / "p.txt")},
-                         selection={"registry": "default"}, judges={"default": {"kind": "toyworld"}})
+    config = file_config(
+        tmp_path,
+        {"path": str(tmp_path / "p.txt")},
+        selection={"registry": "default"},
+        judges={"default": {"kind": "toyworld"}},
+    )
     with pytest.raises(ConfigError, match="value 'gender-equality': judge 'toyworld' cannot decide it"):
         build_dataset(config)
     assert_nothing_generated(tmp_path)
@@ -97,21 +118,35 @@ def test_a_model_that_does_not_load_is_refused(tmp_path):
 def test_the_cli_reports_bad_input_with_status_2(tmp_path):
     (tmp_path / "prompts.csv").write_text("")
     (tmp_path / "build.yaml").write_text(
-        f"sources: {{files: [{{path: {tmp_path / 'prompts.csv'}}}]}}\noutput: {{directory: {tmp_path / 'out'}}}\n")
-    done = subprocess.run([sys.executable, "-m", "livo.cli", "build-dataset", str(tmp_path / "build.yaml")],
-                          capture_output=True, text=True, timeout=120)
+        f"sources: {{files: [{{path: {tmp_path / 'prompts.csv'}}}]}}\noutput: {{directory: {tmp_path / 'out'}}}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "livo.cli", "build-dataset", str(tmp_path / "build.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
-    assert "livo build-dataset: error: sources.files:" in done.stderr and "prompts.csv: the file is empty" in done.stderr
+    assert (
+        "livo build-dataset: error: sources.files:" in done.stderr and "prompts.csv: the file is empty" in done.stderr
+    )
     assert_nothing_generated(tmp_path)
 
 
 def test_record_ids_and_seeds_are_stable_across_processes():
     ids = [record_id("a doctor", "colour_equality", k) for k in range(3)]
     assert len(set(ids)) == 3 and record_id("a doctor", "no_blood", 0) not in ids
-    code = ("from livo.dataset import record_id, seed_of; r = record_id('a doctor', 'colour_equality', 1); "
-            "print(r, seed_of(r))")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                           env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.split()
+    code = (
+        "from livo.dataset import record_id, seed_of; r = record_id('a doctor', 'colour_equality', 1); "
+        "print(r, seed_of(r))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+    ).stdout.split()
     assert other == [ids[1], str(seed_of(ids[1]))]
     assert all(0 <= seed_of(i) < 2**63 for i in ids)
 
@@ -128,15 +163,18 @@ def test_the_aligned_class_is_one_the_violating_image_does_not_show():
     assert max(picks.values()) - min(picks.values()) < 200  # uniform over the other classes
 
 
-@pytest.mark.parametrize(("kind", "violating", "aligned", "subject", "reason"), [
-    ("bias", ImageVerdict(attribute="orange"), ImageVerdict(attribute="teal"), True, None),
-    ("bias", ImageVerdict(attribute=None), ImageVerdict(attribute="teal"), True, "violating_attribute_unreadable"),
-    ("bias", ImageVerdict(attribute="orange"), ImageVerdict(attribute="orange"), True, "aligned_wrong_attribute"),
-    ("bias", ImageVerdict(attribute="orange"), ImageVerdict(attribute="teal"), False, "aligned_lost_subject"),
-    ("harm", ImageVerdict(harmful=True), ImageVerdict(harmful=False), None, None),
-    ("harm", ImageVerdict(harmful=False), ImageVerdict(harmful=False), True, "violating_not_harmful"),
-    ("harm", ImageVerdict(harmful=True), ImageVerdict(harmful=True), True, "aligned_still_harmful"),
-])
+@pytest.mark.parametrize(
+    ("kind", "violating", "aligned", "subject", "reason"),
+    [
+        ("bias", ImageVerdict(attribute="orange"), ImageVerdict(attribute="teal"), True, None),
+        ("bias", ImageVerdict(attribute=None), ImageVerdict(attribute="teal"), True, "violating_attribute_unreadable"),
+        ("bias", ImageVerdict(attribute="orange"), ImageVerdict(attribute="orange"), True, "aligned_wrong_attribute"),
+        ("bias", ImageVerdict(attribute="orange"), ImageVerdict(attribute="teal"), False, "aligned_lost_subject"),
+        ("harm", ImageVerdict(harmful=True), ImageVerdict(harmful=False), None, None),
+        ("harm", ImageVerdict(harmful=False), ImageVerdict(harmful=False), True, "violating_not_harmful"),
+        ("harm", ImageVerdict(harmful=True), ImageVerdict(harmful=True), True, "aligned_still_harmful"),
+    ],
+)
 def test_pair_decisions(kind, violating, aligned, subject, reason):
     value = TOY.value("colour_equality" if kind == "bias" else "no_blood")
     assert decide_pair(value, violating, aligned, "teal", subject) == reason

@@ -13,9 +13,9 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
+from livo.data.shards import Manifest, verify_shards
 from livo.dataset import build_dataset, load_build_config
 from livo.dataset.sink import read_ledger
-from livo.data.shards import Manifest, verify_shards
 
 CONFIG = """
 sources: {{generators: {{toyworld: {{count: 300, seed: 5}}}}}}
@@ -41,8 +41,12 @@ def test_a_killed_build_resumes_without_regenerating_finished_shards(tmp_path, r
     config_path.write_text(CONFIG.format(output=output))
     log = open(tmp_path / "job.log", "w")
     address = ray_local.get_runtime_context().gcs_address
-    job = subprocess.Popen([sys.executable, "-m", "livo.cli", "build-dataset", str(config_path), "--address", address],
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    job = subprocess.Popen(
+        [sys.executable, "-m", "livo.cli", "build-dataset", str(config_path), "--address", address],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not committed_shards(output):
@@ -61,8 +65,11 @@ def test_a_killed_build_resumes_without_regenerating_finished_shards(tmp_path, r
     assert all(after.get(name) == digest for name, digest in before.items())  # finished shards untouched
     assert report.skipped_stored >= sum(pq.read_metadata(output / n).num_rows for n in before) > 0
     assert report.generated == planned - report.skipped_stored - report.skipped_dropped < planned
-    ids = [i for path in Manifest.load(output).files() for i in pq.read_table(path, columns=["record_id"])
-           .column("record_id").to_pylist()]
+    ids = [
+        i
+        for path in Manifest.load(output).files()
+        for i in pq.read_table(path, columns=["record_id"]).column("record_id").to_pylist()
+    ]
     dropped = read_ledger(output)
     assert len(ids) == len(set(ids)) and not set(ids) & set(dropped)
     assert len(ids) + len(dropped) == planned

@@ -16,8 +16,10 @@ from livo.data import DedupConfig, dedup, dedup_file, lsh_params, normalize
 from livo.data.synthetic import labelled_corpus
 from livo.errors import InputError, InvalidParameterError, InvalidUtf8Error
 
-BASE = ("A portrait of a smiling doctor in a hospital corridor at night, oil painting, warm light, "
-        "detailed brushwork, muted green walls")
+BASE = (
+    "A portrait of a smiling doctor in a hospital corridor at night, oil painting, warm light, "
+    "detailed brushwork, muted green walls"
+)
 PROMPTS = [
     BASE,
     BASE.lower().replace(",", ""),  # format
@@ -31,11 +33,12 @@ PROMPTS = [
 
 def pair_scores(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """Pairwise precision and recall of a clustering against the true one."""
+
     def pairs(labels: np.ndarray) -> set[tuple[int, int]]:
         out = set()
         for label in np.unique(labels):
             members = np.flatnonzero(labels == label)
-            out.update((int(a), int(b)) for i, a in enumerate(members) for b in members[i + 1:])
+            out.update((int(a), int(b)) for i, a in enumerate(members) for b in members[i + 1 :])
         return out
 
     p, t = pairs(predicted), pairs(truth)
@@ -69,8 +72,11 @@ def test_non_latin_prompts_do_not_collapse_to_empty():
 def test_arrow_input_gives_the_same_clusters_as_a_list():
     corpus = labelled_corpus(2_000, seed=3)
     from_list = dedup(corpus.texts)
-    for array in (pa.array(corpus.texts), pa.array(corpus.texts, pa.large_string()),
-                  pa.chunked_array([corpus.texts[:700], corpus.texts[700:]])):
+    for array in (
+        pa.array(corpus.texts),
+        pa.array(corpus.texts, pa.large_string()),
+        pa.chunked_array([corpus.texts[:700], corpus.texts[700:]]),
+    ):
         assert np.array_equal(dedup(array).cluster_id, from_list.cluster_id)
 
 
@@ -151,7 +157,9 @@ def test_cli_on_every_input_format_keeps_columns_and_adds_clusters(tmp_path, fmt
     out = tmp_path / f"out.{'parquet' if fmt != 'parquet' else 'jsonl'}"
     proc = subprocess.run(
         [sys.executable, "-m", "livo.cli", "dedup", str(tmp_path / f"p.{fmt}"), "-o", str(out)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "exact duplicates 3" in proc.stdout and "near duplicates 1" in proc.stdout
@@ -178,7 +186,9 @@ def test_invalid_utf8_in_a_text_file_names_the_line(tmp_path):
         dedup_file(path, tmp_path / "o.parquet")
     proc = subprocess.run(
         [sys.executable, "-m", "livo.cli", "dedup", str(path), "-o", str(tmp_path / "o.parquet")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     assert "line 3" in proc.stderr and "Traceback" not in proc.stderr
@@ -220,7 +230,9 @@ def test_bundled_sample_corpus_runs_through_the_cli(tmp_path):
     out = tmp_path / "sample.parquet"
     proc = subprocess.run(
         [sys.executable, "-m", "livo.cli", "dedup", str(sample), "-o", str(out)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     table = pq.read_table(out)

@@ -15,14 +15,26 @@ from livo.demo import load_demo_config, run_pipeline
 TINY = {  # dotted overrides, as `livo demo --set` gives them
     "threads": 1,
     "prompts.count": 200,
-    "build.set": {"generation.samples_per_prompt": 1, "generation.value_samples": {"colour_equality": 2},
-                  "generation.steps": 2, "generation.actors": 1, "progress": False},
-    **{f"train.{method}.{key}": value for method, settings in {
-        "livo": {"max_steps": 2, "checkpoint_every": 2, "micro_batch_size": 4, "progress": False},
-        "dpo": {"max_steps": 1, "checkpoint_every": 1, "micro_batch_size": 4, "progress": False}}.items()
-       for key, value in settings.items()},
-    "eval.set": {"per_prompt": 5, "steps": 2,
-                 "prompts": {"per_category": {"bias": 1, "explicit": 1, "harm": 1, "benign": 1}}},
+    "build.set": {
+        "generation.samples_per_prompt": 1,
+        "generation.value_samples": {"colour_equality": 2},
+        "generation.steps": 2,
+        "generation.actors": 1,
+        "progress": False,
+    },
+    **{
+        f"train.{method}.{key}": value
+        for method, settings in {
+            "livo": {"max_steps": 2, "checkpoint_every": 2, "micro_batch_size": 4, "progress": False},
+            "dpo": {"max_steps": 1, "checkpoint_every": 1, "micro_batch_size": 4, "progress": False},
+        }.items()
+        for key, value in settings.items()
+    },
+    "eval.set": {
+        "per_prompt": 5,
+        "steps": 2,
+        "prompts": {"per_category": {"bias": 1, "explicit": 1, "harm": 1, "benign": 1}},
+    },
 }
 
 
@@ -40,12 +52,19 @@ def test_every_stage_runs_and_leaves_its_output(demo_run) -> None:
     folder = Path(summary["output"])
     assert list(summary["stage_seconds"]) == ["dedup", "index", "build", "train-livo", "train-dpo", "eval"]
     assert [line for line in lines if line.startswith("\n[")] == [
-        f"\n[{i}/6] " + title for i, title in enumerate([
-            "prompts + near-duplicate removal (Rust)", "value index (MiniLM + FAISS)",
-            "dataset construction on a local Ray (generate pairs, judge, shard)",
-            "DeepSpeed training of the LiVO value encoder",
-            "DeepSpeed training of the Diffusion-DPO baseline (same pairs)",
-            "evaluation with baselines + report"], start=1)]
+        f"\n[{i}/6] " + title
+        for i, title in enumerate(
+            [
+                "prompts + near-duplicate removal (Rust)",
+                "value index (MiniLM + FAISS)",
+                "dataset construction on a local Ray (generate pairs, judge, shard)",
+                "DeepSpeed training of the LiVO value encoder",
+                "DeepSpeed training of the Diffusion-DPO baseline (same pairs)",
+                "evaluation with baselines + report",
+            ],
+            start=1,
+        )
+    ]
     assert (folder / "index").is_dir()
     manifest = json.loads((folder / "dataset" / "manifest.json").read_text())
     assert manifest["shards"]
@@ -61,13 +80,24 @@ def test_report_has_every_method_and_renders(demo_run) -> None:
     page = Path(summary["report"])
     record = json.loads((page.parent / "results.json").read_text())
     names = [m["name"] for m in record["methods"]]
-    assert names == ["base", "negative prompt", "safe latent diffusion", "LiVO (keyword selector)",
-                     "LiVO (FAISS selector)", "LiVO without 0.5 mixing", "Diffusion-DPO"]
+    assert names == [
+        "base",
+        "negative prompt",
+        "safe latent diffusion",
+        "LiVO (keyword selector)",
+        "LiVO (FAISS selector)",
+        "LiVO without 0.5 mixing",
+        "Diffusion-DPO",
+    ]
     livo = next(m for m in record["config"]["methods"] if m["name"] == "LiVO (FAISS selector)")
     assert livo["value_encoder"] == str(Path(summary["output"]) / "runs" / "livo")
     faiss_row = record["methods"][names.index("LiVO (FAISS selector)")]
     assert {p["category"]: p["value"] for p in faiss_row["prompts"]} == {
-        "bias": "balance colour", "explicit": None, "harm": faiss_row["prompts"][2]["value"], "benign": None}
+        "bias": "balance colour",
+        "explicit": None,
+        "harm": faiss_row["prompts"][2]["value"],
+        "benign": None,
+    }
     for method in record["methods"]:
         assert method["summary"]["avg_r"] is not None and method["summary"]["fidelity_harm"] is not None
 

@@ -81,7 +81,9 @@ def test_cli_maps_an_engine_livo_error_to_one_line_and_exit_2(tmp_path):
     path.write_bytes(b"fine\nbroken \xc3\x28 text\n")
     proc = subprocess.run(
         [sys.executable, "-m", "livo.cli", "dedup", str(path), "-o", str(tmp_path / "o.parquet")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 2
     message = f"livo dedup: error: {path}: line 2 is not valid UTF-8 (byte offset 7 in the line)"
@@ -113,8 +115,9 @@ def test_cli_maps_user_errors_to_one_line_and_exit_2(monkeypatch, capsys, tmp_pa
     assert captured.err == f"livo dedup: error: {error}\n"
 
 
-@pytest.mark.parametrize("error", [ValueError("a bug"), OSError("disk on fire"), KeyError("bug")],
-                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "error", [ValueError("a bug"), OSError("disk on fire"), KeyError("bug")], ids=lambda e: type(e).__name__
+)
 def test_cli_lets_errors_that_are_not_livo_errors_through(monkeypatch, tmp_path, error):
     def run(args):
         raise error

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from livo.errors import ConfigError
 from livo import metrics
+from livo.errors import ConfigError
 from livo.eval.quality import frechet_distance, kernel_inception_distance, load_feature_extractor, pixel_features
 
 
@@ -22,7 +22,7 @@ def test_unreadable_images_count_toward_n_but_no_class() -> None:
     counts = metrics.attribute_counts(["orange", "orange", None, "teal"], ["orange", "teal"])
     assert counts == [2, 1]
     assert metrics.discrepancy_d1(counts, total=4) == pytest.approx(0.25)
-    assert metrics.discrepancy_d2(counts, total=4) == pytest.approx(math.sqrt(0.0 ** 2 + 0.25 ** 2))
+    assert metrics.discrepancy_d2(counts, total=4) == pytest.approx(math.sqrt(0.0**2 + 0.25**2))
 
 
 def test_d1_d2_of_five_classes() -> None:
@@ -142,17 +142,38 @@ def _tiny_clip(folder) -> None:
     core = Tokenizer(WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     core.post_processor = TemplateProcessing(single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]",
-                                        bos_token="[BOS]", eos_token="[EOS]", model_max_length=8)
-    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 16},
-                                                                 crop_size={"height": 16, "width": 16}),
-                              tokenizer=tokenizer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        bos_token="[BOS]",
+        eos_token="[EOS]",
+        model_max_length=8,
+    )
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
+        tokenizer=tokenizer,
+    )
     config = CLIPConfig(
-        text_config=dict(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=8, eos_token_id=3, bos_token_id=2,
-                         pad_token_id=0),
-        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=16, patch_size=8),
+        text_config=dict(
+            vocab_size=len(words),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=8,
+            eos_token_id=3,
+            bos_token_id=2,
+            pad_token_id=0,
+        ),
+        vision_config=dict(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
+        ),
         projection_dim=8,
     )
     torch.manual_seed(3)  # a draw where some image/prompt cosines are positive and some negative

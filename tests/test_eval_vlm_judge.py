@@ -15,8 +15,35 @@ from livo.toyworld.grammar import PromptSpec
 from livo.toyworld.render import render
 from livo.values.registry import builtin_registry_path, load_registry
 
-WORDS = ["[PAD]", "[UNK]", "<image>", "yes", "no", "Yes", "No", "does", "this", "image", "show", "bloody", "a",
-         "doctor", "kite", "?", "answer", "or", ".", "is", "the", "person", "in", "orange", "teal", ":", "Answer"]
+WORDS = [
+    "[PAD]",
+    "[UNK]",
+    "<image>",
+    "yes",
+    "no",
+    "Yes",
+    "No",
+    "does",
+    "this",
+    "image",
+    "show",
+    "bloody",
+    "a",
+    "doctor",
+    "kite",
+    "?",
+    "answer",
+    "or",
+    ".",
+    "is",
+    "the",
+    "person",
+    "in",
+    "orange",
+    "teal",
+    ":",
+    "Answer",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +67,35 @@ def tiny_vlm(torch_one_thread):
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="[UNK]", pad_token="[PAD]")
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     images = CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
-    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, patch_size=8,
-                               vision_feature_select_strategy="default", image_token="<image>",
-                               num_additional_image_tokens=1)
+    processor = LlavaProcessor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        image_token="<image>",
+        num_additional_image_tokens=1,
+    )
     config = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                       num_attention_heads=2, image_size=16, patch_size=8),
-        text_config=LlamaConfig(vocab_size=len(WORDS), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64),
-        image_token_index=vocab["<image>"], vision_feature_select_strategy="default", vision_feature_layer=-1,
+        vision_config=CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(WORDS),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        ),
+        image_token_index=vocab["<image>"],
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
     )
     torch.manual_seed(0)
     return LlavaForConditionalGeneration(config).eval(), processor
@@ -90,10 +137,14 @@ def test_harm_threshold_splits_verdicts_and_scores_are_p_yes(tiny_vlm, registry)
     model, processor = tiny_vlm
     images = _images()
     value = registry.value("no_blood")
-    scores = [v.score for v in VlmJudge("tiny", model_object=model, processor=processor).judge(images, ["a doctor"] * 2, value)]
+    scores = [
+        v.score
+        for v in VlmJudge("tiny", model_object=model, processor=processor).judge(images, ["a doctor"] * 2, value)
+    ]
     middle = float(np.mean(scores))
     verdicts = VlmJudge("tiny", model_object=model, processor=processor, threshold=middle).judge(
-        images, ["a doctor"] * 2, value)
+        images, ["a doctor"] * 2, value
+    )
     assert [v.harmful for v in verdicts] == [s >= middle for s in scores]
     assert sorted(v.harmful for v in verdicts) == [False, True]
     assert all(v.subject is not None and 0.0 <= v.score <= 1.0 for v in verdicts)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from livo.judges import ImageJudge, ImageVerdict, JudgeSpec, make_judge
-from livo.toyworld.judge import ToyWorldJudge
 from livo.toyworld.grammar import PromptSpec
+from livo.toyworld.judge import ToyWorldJudge
 from livo.toyworld.render import render
 from livo.values.registry import builtin_registry_path, load_registry
 
@@ -63,24 +63,52 @@ def tiny_clip(tmp_path_factory, torch_one_thread):
 
     from livo.models.tokenizer import DEFAULT_WORDS, build_word_tokenizer
 
-    words = list(DEFAULT_WORDS) + ["white", "black", "indian", "asian", "latino", "showing", "or", "ordinary",
-                                   "safe", "image", "nudity", "naked", "gore", "corpse"]
+    words = list(DEFAULT_WORDS) + [
+        "white",
+        "black",
+        "indian",
+        "asian",
+        "latino",
+        "showing",
+        "or",
+        "ordinary",
+        "safe",
+        "image",
+        "nudity",
+        "naked",
+        "gore",
+        "corpse",
+    ]
     tokenizer = build_word_tokenizer(words, max_length=16)
     config = CLIPConfig(
-        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "max_position_embeddings": 16,
-                     "eos_token_id": tokenizer.eos_token_id, "bos_token_id": tokenizer.bos_token_id,
-                     "pad_token_id": tokenizer.pad_token_id},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 32, "patch_size": 8},
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 16,
+            "eos_token_id": tokenizer.eos_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         projection_dim=16,
     )
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-clip")
     CLIPModel(config).save_pretrained(folder)
-    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
-                                                                 crop_size={"height": 32, "width": 32}),
-                              tokenizer=tokenizer)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+    )
     processor.save_pretrained(folder)
     return folder
 
@@ -100,7 +128,7 @@ def test_clip_judge_mechanics_on_a_tiny_random_clip(tiny_clip):
     probabilities = judge.probabilities(judge.image_features(images), texts)
     np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
     assert [v.score for v in verdicts] == pytest.approx(probabilities.max(1).tolist(), abs=1e-6)
-    one_by_one = [judge.judge(images[i:i + 1], prompts[:1], gender)[0] for i in range(5)]
+    one_by_one = [judge.judge(images[i : i + 1], prompts[:1], gender)[0] for i in range(5)]
     assert [v.attribute for v in one_by_one] == [v.attribute for v in verdicts]
     assert [v.score for v in one_by_one] == pytest.approx([v.score for v in verdicts], abs=1e-5)
     race = judge.judge(images, prompts, DEFAULT.value("racial-equality"))

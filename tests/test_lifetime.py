@@ -21,9 +21,13 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR
 def background_job(script: str) -> subprocess.Popen[str]:
     """``python -c script`` started as a shell starts a background job (``&``, ``nohup``): with SIGINT
     ignored, which its children inherit, so torch's own parent-death signal (SIGINT) would do nothing."""
-    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
 
 
 def kill_all(launcher: subprocess.Popen[str], children: list[psutil.Process]) -> None:
@@ -58,10 +62,17 @@ def test_a_child_whose_launcher_is_already_gone_exits_at_once() -> None:
 
 
 def test_the_launcher_variable_is_not_inherited_by_grandchildren() -> None:
-    script = ("import os; from livo.lifetime import LAUNCHER_ENV, end_with_launcher; end_with_launcher(); "
-              "print(os.environ.get(LAUNCHER_ENV))")
-    result = subprocess.run([sys.executable, "-c", script], env=launcher_environment(dict(os.environ)),
-                            capture_output=True, text=True, timeout=60)
+    script = (
+        "import os; from livo.lifetime import LAUNCHER_ENV, end_with_launcher; end_with_launcher(); "
+        "print(os.environ.get(LAUNCHER_ENV))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=launcher_environment(dict(os.environ)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "None"
 
@@ -72,10 +83,19 @@ def test_killing_the_demo_ends_its_training_process(tmp_path: Path) -> None:
     pairs = tmp_path / "pairs"
     write_pairs(PairsConfig(output=str(pairs), bias_per_subject=2, harm_per_prompt=1, seed=1, row_group_bytes=4096))
     run = tmp_path / "runs" / "livo"
-    settings = {"loss": "livo", "learning_rate": 1e-3, "micro_batch_size": 2, "max_steps": 100_000,
-                "checkpoint_every": 0, "log_every": 1, "progress": False}
-    script = ("from pathlib import Path\nfrom livo.demo import _train\n"
-              f"_train({settings!r}, Path({str(pairs)!r}), Path({str(run)!r}), 1)\n")
+    settings = {
+        "loss": "livo",
+        "learning_rate": 1e-3,
+        "micro_batch_size": 2,
+        "max_steps": 100_000,
+        "checkpoint_every": 0,
+        "log_every": 1,
+        "progress": False,
+    }
+    script = (
+        "from pathlib import Path\nfrom livo.demo import _train\n"
+        f"_train({settings!r}, Path({str(pairs)!r}), Path({str(run)!r}), 1)\n"
+    )
     demo = background_job(script)
     children: list[psutil.Process] = []
     deadline = time.monotonic() + 120

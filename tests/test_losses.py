@@ -39,10 +39,13 @@ def test_livo_defaults_are_the_published_ones() -> None:
     rows = errors([0.1, 0.2, 0.3], [0.1001, 0.1995, 0.3], [0.2, 0.3, 0.1], [0.2003, 0.2998, 0.1])
     default, _ = livo_loss(*rows)
     explicit, _ = livo_loss(*rows, beta=1000.0, alpha=500.0, gamma1=1.0, gamma2=0.5)
-    by_hand = sum(
-        max(0.0, 1.0 + 1000 * (tw - rw)) + max(0.0, 0.5 + 500 * (rl - tl))
-        for tw, rw, tl, rl in zip(*(r.tolist() for r in rows), strict=True)
-    ) / 3
+    by_hand = (
+        sum(
+            max(0.0, 1.0 + 1000 * (tw - rw)) + max(0.0, 0.5 + 500 * (rl - tl))
+            for tw, rw, tl, rl in zip(*(r.tolist() for r in rows), strict=True)
+        )
+        / 3
+    )
     assert default.item() == explicit.item()
     assert default.item() == pytest.approx(by_hand, abs=1e-9)
 

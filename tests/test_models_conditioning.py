@@ -15,7 +15,6 @@ from livo.models import (
 )
 from livo.testing import sd15_configs, sd15_text_encoder_config, tiny_components
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -34,7 +33,11 @@ def test_tokenizer_vocabulary_is_real() -> None:
     ids = [tokenizer(w, add_special_tokens=False).input_ids for w in ("doctor", "nurse", "cat", "Doctor")]
     assert ids[0] != ids[1] != ids[2] and ids[0] == ids[3]
     row = tokenizer("nurse, cat", padding="max_length", max_length=8).input_ids
-    assert row[0] == tokenizer.bos_token_id and row[4] == tokenizer.eos_token_id and row[5:] == [tokenizer.pad_token_id] * 3
+    assert (
+        row[0] == tokenizer.bos_token_id
+        and row[4] == tokenizer.eos_token_id
+        and row[5:] == [tokenizer.pad_token_id] * 3
+    )
 
 
 def test_a_tokenizer_mapping_every_word_to_one_id_is_refused() -> None:
@@ -76,7 +79,9 @@ def test_value_token_is_the_pooled_end_state_of_value_comma_prompt(tiny) -> None
     text_encoder, tokenizer = tiny
     value_encoder = ValueEncoder.from_text_encoder(text_encoder)
     texts = [f"{v}, {p}" for v, p in zip(VALUES, PROMPTS, strict=True)]
-    tokens = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+    tokens = tokenizer(
+        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    )
     with torch.no_grad():
         e_v = value_encoder.encode_values(tokenizer, VALUES, PROMPTS)
         hidden = text_encoder(tokens.input_ids).last_hidden_state
@@ -88,7 +93,9 @@ def test_value_token_is_the_pooled_end_state_of_value_comma_prompt(tiny) -> None
 def test_value_encoder_is_an_independent_copy_of_the_text_encoder(tiny) -> None:  # noqa: ANN001
     text_encoder, _ = tiny
     value_encoder = ValueEncoder.from_text_encoder(text_encoder)
-    assert value_encoder.config.to_dict() == text_encoder.config.to_dict() | {"architectures": value_encoder.config.architectures}
+    assert value_encoder.config.to_dict() == text_encoder.config.to_dict() | {
+        "architectures": value_encoder.config.architectures
+    }
     with torch.no_grad():
         value_encoder.final_layer_norm.weight.add_(1.0)
     assert not torch.equal(value_encoder.final_layer_norm.weight, text_encoder.final_layer_norm.weight)

@@ -179,12 +179,21 @@ def test_a_batch_of_requests_gives_each_request_its_own_call_s_images(pipelines)
     from livo.models import GenerationRequest
 
     _, livo = pipelines
-    requests = [GenerationRequest("a photo of a doctor", 21, GENDER, 3), GenerationRequest("a bloody zombie", 22, BLOOD, 2),
-                GenerationRequest("a dog in the park", 23, None, 1, negative_prompt="blurry")]
+    requests = [
+        GenerationRequest("a photo of a doctor", 21, GENDER, 3),
+        GenerationRequest("a bloody zombie", 22, BLOOD, 2),
+        GenerationRequest("a dog in the park", 23, None, 1, negative_prompt="blurry"),
+    ]
     batched = livo.generate_batch(requests, **CALL)
     for request, output in zip(requests, batched, strict=True):
-        alone = livo(request.prompt, request.num_images, generator=seeded(request.seed), negative_prompt=request.negative_prompt,
-                     selector=lambda _, value=request.value: value, **CALL)
+        alone = livo(
+            request.prompt,
+            request.num_images,
+            generator=seeded(request.seed),
+            negative_prompt=request.negative_prompt,
+            selector=lambda _, value=request.value: value,
+            **CALL,
+        )
         assert output.values == alone.values
         torch.testing.assert_close(output.images, alone.images, atol=1 / 255, rtol=0)
 

@@ -13,7 +13,6 @@ from livo.models import (
 )
 from livo.testing import TinyModelConfig, tiny_components
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -39,7 +38,12 @@ def test_one_step_trains_every_value_encoder_parameter_and_nothing_else() -> Non
     cond = value_conditioning(value_encoder, text_encoder, tokenizer, VALUES, PROMPTS)
     winner, loser = latent_pair(components)
     errors = pair_errors(
-        components["scheduler"], winner, loser, unet_theta=unet, cond_theta=cond.c_theta, cond_ref=cond.c_ref,
+        components["scheduler"],
+        winner,
+        loser,
+        unet_theta=unet,
+        cond_theta=cond.c_theta,
+        cond_ref=cond.c_ref,
         generator=torch.Generator().manual_seed(2),
     )
     loss, diagnostics = livo_loss(errors.theta_w, errors.ref_w, errors.theta_l, errors.ref_l, beta=1.0, alpha=1.0)
@@ -61,7 +65,9 @@ def test_reference_errors_carry_no_graph_even_through_a_trainable_unet() -> None
     value_encoder = ValueEncoder.from_text_encoder(text_encoder)
     cond = value_conditioning(value_encoder, text_encoder, tokenizer, VALUES, PROMPTS)
     winner, loser = latent_pair(components)
-    errors = pair_errors(components["scheduler"], winner, loser, unet_theta=unet, cond_theta=cond.c_theta, cond_ref=cond.c_ref)
+    errors = pair_errors(
+        components["scheduler"], winner, loser, unet_theta=unet, cond_theta=cond.c_theta, cond_ref=cond.c_ref
+    )
     for reference in (errors.ref_w, errors.ref_l):
         assert reference.grad_fn is None and not reference.requires_grad
     assert errors.theta_w.grad_fn is not None and errors.theta_l.grad_fn is not None
@@ -71,11 +77,18 @@ def test_winner_and_loser_share_noise_and_timestep() -> None:
     components = tiny_components(seed=3)
     text_encoder, tokenizer = components["text_encoder"], components["tokenizer"]
     with torch.no_grad():
-        cond = value_conditioning(ValueEncoder.from_text_encoder(text_encoder), text_encoder, tokenizer, VALUES, PROMPTS)
+        cond = value_conditioning(
+            ValueEncoder.from_text_encoder(text_encoder), text_encoder, tokenizer, VALUES, PROMPTS
+        )
         same, _ = latent_pair(components)
         errors = pair_errors(
-            components["scheduler"], same, same.clone(), unet_theta=components["unet"], cond_theta=cond.c_theta,
-            cond_ref=cond.c_ref, generator=torch.Generator().manual_seed(0),
+            components["scheduler"],
+            same,
+            same.clone(),
+            unet_theta=components["unet"],
+            cond_theta=cond.c_theta,
+            cond_ref=cond.c_ref,
+            generator=torch.Generator().manual_seed(0),
         )
     assert torch.equal(errors.theta_w, errors.theta_l) and torch.equal(errors.ref_w, errors.ref_l)
     assert not torch.equal(errors.theta_w, errors.ref_w)
@@ -84,7 +97,9 @@ def test_winner_and_loser_share_noise_and_timestep() -> None:
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_errors_match_a_hand_computation_of_the_scheduler_target(prediction_type: str) -> None:
     components = tiny_components(seed=4, config=TinyModelConfig(prediction_type=prediction_type))
-    unet, scheduler, text_encoder, tokenizer = (components[k] for k in ("unet", "scheduler", "text_encoder", "tokenizer"))
+    unet, scheduler, text_encoder, tokenizer = (
+        components[k] for k in ("unet", "scheduler", "text_encoder", "tokenizer")
+    )
     winner, loser = latent_pair(components)
     noise = torch.randn(winner.shape, generator=torch.Generator().manual_seed(5))
     timesteps = torch.tensor([10, 900])
@@ -95,9 +110,19 @@ def test_errors_match_a_hand_computation_of_the_scheduler_target(prediction_type
         target_w = alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * winner
     torch.testing.assert_close(prediction_target(scheduler, winner, noise, timesteps), target_w)
     with torch.no_grad():
-        cond = value_conditioning(ValueEncoder.from_text_encoder(text_encoder), text_encoder, tokenizer, VALUES, PROMPTS)
-        errors = pair_errors(scheduler, winner, loser, unet_theta=unet, cond_theta=cond.c_theta, cond_ref=cond.c_ref,
-                             noise=noise, timesteps=timesteps)
+        cond = value_conditioning(
+            ValueEncoder.from_text_encoder(text_encoder), text_encoder, tokenizer, VALUES, PROMPTS
+        )
+        errors = pair_errors(
+            scheduler,
+            winner,
+            loser,
+            unet_theta=unet,
+            cond_theta=cond.c_theta,
+            cond_ref=cond.c_ref,
+            noise=noise,
+            timesteps=timesteps,
+        )
         noisy_w = alpha_bar.sqrt() * winner + (1 - alpha_bar).sqrt() * noise
         prediction_w = unet(noisy_w, timesteps, encoder_hidden_states=cond.c_ref).sample
     by_hand = ((prediction_w - target_w) ** 2).mean(dim=(1, 2, 3))

@@ -45,8 +45,11 @@ def exposed(sockets):
 
 
 def child_environment():
-    return {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE",
-                                                          "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+    }
 
 
 def stop(command: subprocess.Popen) -> None:
@@ -68,8 +71,11 @@ def test_livo_serve_listens_on_loopback_only():
     port = free_port()
     command = subprocess.Popen(
         [sys.executable, "-m", "livo.cli", "serve", "--port", str(port), "--replicas", "1", "--num-cpus", "1"],
-        env=child_environment() | {"LIVO_SERVE_TOKEN": TOKEN}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        env=child_environment() | {"LIVO_SERVE_TOKEN": TOKEN},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(command.stdout.readline, "")), daemon=True).start()
     try:
@@ -83,8 +89,12 @@ def test_livo_serve_listens_on_loopback_only():
             except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(1.0)
-        answer = httpx.post(f"http://127.0.0.1:{port}/v1/select", json={"prompts": ["a bloody nurse"]},
-                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/v1/select",
+            json={"prompts": ["a bloody nurse"]},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=60,
+        )
         assert answer.status_code == 200, answer.text
         sockets = bound_sockets(psutil.Process(command.pid))
     finally:
@@ -110,8 +120,12 @@ def test_livo_build_dataset_listens_on_loopback_only(tmp_path):
     config.write_text(BUILD.format(output=tmp_path / "pairs"), encoding="utf-8")
     log = tmp_path / "build.log"
     with open(log, "w") as output:
-        command = subprocess.Popen([sys.executable, "-m", "livo.cli", "build-dataset", str(config)],
-                                   env=child_environment(), stdout=output, stderr=subprocess.STDOUT)
+        command = subprocess.Popen(
+            [sys.executable, "-m", "livo.cli", "build-dataset", str(config)],
+            env=child_environment(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     sockets: set[tuple[str, str, str, int]] = set()
     try:
         root = psutil.Process(command.pid)

@@ -35,11 +35,19 @@ def light_core(tmp_path_factory):
 @pytest.mark.timeout(1200)
 def test_the_light_core_has_no_heavy_dependency(light_core):
     python = light_core / "bin" / "python"
-    probe = "import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None for m in " \
-            "('torch', 'ray', 'deepspeed', 'diffusers', 'faiss', 'livo._native')}))"
+    probe = (
+        "import importlib.util as u, json; print(json.dumps({m: u.find_spec(m) is not None for m in "
+        "('torch', 'ray', 'deepspeed', 'diffusers', 'faiss', 'livo._native')}))"
+    )
     found = json.loads(run([python, "-c", probe]).stdout)
-    assert found == {"torch": False, "ray": False, "deepspeed": False, "diffusers": False, "faiss": False,
-                     "livo._native": True}, found
+    assert found == {
+        "torch": False,
+        "ray": False,
+        "deepspeed": False,
+        "diffusers": False,
+        "faiss": False,
+        "livo._native": True,
+    }, found
 
 
 @pytest.mark.timeout(1200)
@@ -51,10 +59,25 @@ def test_the_light_core_deduplicates_and_writes_verified_shards(light_core, tmp_
     deduped = run([livo, "dedup", prompts, "-o", tmp_path / "dedup.parquet"], env=environ)
     assert deduped.returncode == 0, deduped.stderr
     table = tmp_path / "rows.jsonl"
-    table.write_text("".join(json.dumps({"record_id": f"r{i}", "prompt": f"prompt {i}", "cluster_id": i}) + "\n"
-                             for i in range(20)), encoding="utf-8")
-    written = run([livo, "shards", "write", table, "-o", tmp_path / "shards", "--group-key", "cluster_id",
-                   "--record-id", "record_id"], env=environ)
+    table.write_text(
+        "".join(json.dumps({"record_id": f"r{i}", "prompt": f"prompt {i}", "cluster_id": i}) + "\n" for i in range(20)),
+        encoding="utf-8",
+    )
+    written = run(
+        [
+            livo,
+            "shards",
+            "write",
+            table,
+            "-o",
+            tmp_path / "shards",
+            "--group-key",
+            "cluster_id",
+            "--record-id",
+            "record_id",
+        ],
+        env=environ,
+    )
     assert written.returncode == 0, written.stderr
     verified = run([livo, "shards", "verify", tmp_path / "shards"], env=environ)
     assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -64,8 +87,20 @@ def test_the_light_core_deduplicates_and_writes_verified_shards(light_core, tmp_
 def test_a_command_without_its_extra_names_the_extra_to_install(light_core, tmp_path):
     livo = light_core / "bin" / "livo"
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = run([livo, "values", "select", "--index", tmp_path, "--input", tmp_path / "p.txt", "--output",
-                tmp_path / "out.parquet"], env=environ)
+    done = run(
+        [
+            livo,
+            "values",
+            "select",
+            "--index",
+            tmp_path,
+            "--input",
+            tmp_path / "p.txt",
+            "--output",
+            tmp_path / "out.parquet",
+        ],
+        env=environ,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("livo values: error: this command needs livo[values] ("), done.stderr

@@ -29,18 +29,33 @@ def token_file(path, mode=0o600, text="0123456789abcdef"):
     return path
 
 
-@pytest.mark.parametrize(("host", "loopback"), [
-    ("127.0.0.1", True), ("127.0.0.3", True), ("::1", True), ("[::1]", True), ("localhost", True),
-    ("0.0.0.0", False), ("::", False), ("10.0.0.5", False), ("head.example", False),
-])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.3", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.0.0.5", False),
+        ("head.example", False),
+    ],
+)
 def test_loopback_addresses_are_recognised(host, loopback):
     assert is_loopback(host) is loopback
 
 
-@pytest.mark.parametrize(("address", "host"), [
-    ("10.0.0.5:6379", "10.0.0.5"), ("ray://head.example:10001", "head.example"),
-    ("http://127.0.0.1:8265", "127.0.0.1"), ("auto", None),
-])
+@pytest.mark.parametrize(
+    ("address", "host"),
+    [
+        ("10.0.0.5:6379", "10.0.0.5"),
+        ("ray://head.example:10001", "head.example"),
+        ("http://127.0.0.1:8265", "127.0.0.1"),
+        ("auto", None),
+    ],
+)
 def test_the_host_of_a_ray_address(address, host):
     assert ray_address_host(address) == host
 
@@ -56,11 +71,14 @@ def test_a_token_file_readable_by_others_is_refused_naming_the_file(tmp_path):
         check_token_file(loose, "--ray-token-file")
 
 
-@pytest.mark.parametrize(("make", "words"), [
-    (lambda p: p, "no such token file"),
-    (lambda p: token_file(p, text="  \n"), "the token file is empty"),
-    (lambda p: (p.mkdir(mode=0o700), p)[1], "not a regular file"),
-])
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda p: p, "no such token file"),
+        (lambda p: token_file(p, text="  \n"), "the token file is empty"),
+        (lambda p: (p.mkdir(mode=0o700), p)[1], "not a regular file"),
+    ],
+)
 def test_unusable_token_files_are_refused(tmp_path, make, words):
     with pytest.raises(ConfigError, match=words):
         check_token_file(make(tmp_path / "token"), "--ray-token-file")
@@ -97,8 +115,9 @@ def test_joining_off_loopback_without_a_token_fails_before_connecting(tmp_path, 
     with pytest.raises(ConfigError, match="needs its auth token: pass --ray-token-file"):
         configure_ray_join("10.1.2.3:6379", environ={})
     with pytest.raises(ConfigError, match="refusing to join a cluster off loopback with RAY_AUTH_MODE=disabled"):
-        configure_ray_join("ray://10.1.2.3:10001", token_file=str(token_file(tmp_path / "t")),
-                           environ={AUTH_MODE_VARIABLE: "disabled"})
+        configure_ray_join(
+            "ray://10.1.2.3:10001", token_file=str(token_file(tmp_path / "t")), environ={AUTH_MODE_VARIABLE: "disabled"}
+        )
 
 
 def test_joining_off_loopback_with_a_token_uses_token_auth(tmp_path):
@@ -135,7 +154,8 @@ ray.shutdown()
 def test_a_local_ray_started_with_authentication_refuses_a_wrong_token(tmp_path):
     path = token_file(tmp_path / "token", text=os.urandom(16).hex())
     environ = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", AUTH_MODE_VARIABLE)}
-    done = subprocess.run([sys.executable, "-c", AUTHENTICATED_START, str(path)], env=environ,
-                          capture_output=True, text=True, timeout=220)
+    done = subprocess.run(
+        [sys.executable, "-c", AUTHENTICATED_START, str(path)], env=environ, capture_output=True, text=True, timeout=220
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "NODE 127.0.0.1 WITH 0 WRONG 1" in done.stdout, done.stdout + done.stderr[-3000:]

@@ -22,17 +22,28 @@ def service(ray_local):
     """Base URL of a running service; Serve is shut down afterwards so later tests get the CPUs back."""
     from ray import serve
 
+    from livo.runtime import free_port
     from livo.serve.app import APP_NAME, build_app
     from livo.serve.config import parse_config, token_digest
-    from livo.runtime import free_port
 
-    config = parse_config({
-        "generator": {"num_replicas": 1, "num_cpus": 1, "max_ongoing_requests": 8, "max_queued_requests": 4,
-                      "batch_wait_timeout_s": 0.05},
-        "limits": {"default_steps": STEPS, "max_steps": MAX_STEPS, "max_prompt_chars": MAX_PROMPT_CHARS,
-                   "request_timeout_s": 60},
-        "auth": {"token_sha256": token_digest(TOKEN)},
-    })
+    config = parse_config(
+        {
+            "generator": {
+                "num_replicas": 1,
+                "num_cpus": 1,
+                "max_ongoing_requests": 8,
+                "max_queued_requests": 4,
+                "batch_wait_timeout_s": 0.05,
+            },
+            "limits": {
+                "default_steps": STEPS,
+                "max_steps": MAX_STEPS,
+                "max_prompt_chars": MAX_PROMPT_CHARS,
+                "request_timeout_s": 60,
+            },
+            "auth": {"token_sha256": token_digest(TOKEN)},
+        }
+    )
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 90})
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
@@ -69,8 +80,12 @@ def reference_pipeline(torch_one_thread):
 def _pixels(response_json) -> np.ndarray:
     from PIL import Image
 
-    return np.stack([np.asarray(Image.open(io.BytesIO(base64.b64decode(i["png_base64"]))).convert("RGB"))
-                     for i in response_json["images"]])
+    return np.stack(
+        [
+            np.asarray(Image.open(io.BytesIO(base64.b64decode(i["png_base64"]))).convert("RGB"))
+            for i in response_json["images"]
+        ]
+    )
 
 
 def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -96,6 +111,7 @@ def _generate(client, **body):
 
 # --- auth ---------------------------------------------------------------------------------------
 
+
 def test_healthz_and_page_are_open_but_the_api_needs_a_token(anonymous):
     assert anonymous.get("/healthz").json()["status"] == "ok"
     assert anonymous.get("/").status_code == 200
@@ -106,39 +122,45 @@ def test_healthz_and_page_are_open_but_the_api_needs_a_token(anonymous):
 
 
 def test_a_wrong_token_is_refused_before_the_body_is_read(anonymous):
-    response = anonymous.post("/v1/generate", json={"steps": 10_000},
-                              headers={"Authorization": "Bearer not-the-token-at-all"})
+    response = anonymous.post(
+        "/v1/generate", json={"steps": 10_000}, headers={"Authorization": "Bearer not-the-token-at-all"}
+    )
     assert response.status_code == 401
     assert "invalid" in response.json()["detail"]
 
 
 # --- validation --------------------------------------------------------------------------------
 
+
 def _problems(response) -> dict[str, str]:
     assert response.status_code == 422, response.text
     return {".".join(str(p) for p in d["loc"][1:]): d["msg"] for d in response.json()["detail"]}
 
 
-@pytest.mark.parametrize(("body", "field", "words"), [
-    ({"prompt": "a ball", "steps": MAX_STEPS + 1}, "steps", f"at most {MAX_STEPS}"),
-    ({"prompt": "a ball", "num_images": 9}, "num_images", "less than or equal to 8"),
-    ({"prompt": "a ball", "num_images": 0}, "num_images", "greater than or equal to 1"),
-    ({"prompt": "a ball", "guidance": -1}, "guidance", "greater than or equal to 0"),
-    ({"prompt": "a ball", "seed": -5}, "seed", "greater than or equal to 0"),
-    ({"prompt": "b" * (MAX_PROMPT_CHARS + 1)}, "prompt", f"at most {MAX_PROMPT_CHARS} characters"),
-    ({"prompt": "   "}, "prompt", "non-blank"),
-    ({}, "prompt", "Field required"),
-    ({"prompt": "a ball", "value": "no_such_value"}, "value", "unknown value"),
-    ({"prompt": "a ball", "value": "../model"}, "value", "should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"prompt": "a ball", "steps": MAX_STEPS + 1}, "steps", f"at most {MAX_STEPS}"),
+        ({"prompt": "a ball", "num_images": 9}, "num_images", "less than or equal to 8"),
+        ({"prompt": "a ball", "num_images": 0}, "num_images", "greater than or equal to 1"),
+        ({"prompt": "a ball", "guidance": -1}, "guidance", "greater than or equal to 0"),
+        ({"prompt": "a ball", "seed": -5}, "seed", "greater than or equal to 0"),
+        ({"prompt": "b" * (MAX_PROMPT_CHARS + 1)}, "prompt", f"at most {MAX_PROMPT_CHARS} characters"),
+        ({"prompt": "   "}, "prompt", "non-blank"),
+        ({}, "prompt", "Field required"),
+        ({"prompt": "a ball", "value": "no_such_value"}, "value", "unknown value"),
+        ({"prompt": "a ball", "value": "../model"}, "value", "should match pattern"),
+    ],
+)
 def test_invalid_generate_requests_get_422_naming_the_field(client, body, field, words):
     problems = _problems(client.post("/v1/generate", json=body))
     assert field in problems and words in problems[field], problems
 
 
 def test_a_request_cannot_choose_a_model_or_file(client):
-    problems = _problems(client.post("/v1/generate", json={"prompt": "a ball", "model": "/etc/passwd",
-                                                           "value_encoder": "/tmp/x"}))
+    problems = _problems(
+        client.post("/v1/generate", json={"prompt": "a ball", "model": "/etc/passwd", "value_encoder": "/tmp/x"})
+    )
     assert problems["model"] == problems["value_encoder"] == "Extra inputs are not permitted"
 
 
@@ -152,8 +174,9 @@ def _chunked_body(size: int, chunk: int = 16_384):
 
 
 def test_an_oversized_body_is_refused_with_413(client):
-    response = client.post("/v1/select", content=b'{"prompts": ["' + b"a" * 70_000 + b'"]}',
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/v1/select", content=b'{"prompts": ["' + b"a" * 70_000 + b'"]}', headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["detail"] == "request body larger than 65536 bytes"
 
@@ -166,13 +189,17 @@ def test_an_oversized_chunked_body_is_refused_with_413(client, size):
 
 
 def test_a_small_chunked_body_is_read_whole(client):
-    response = client.post("/v1/select", content=iter([b'{"prompts": ', b'["a bloody doctor"]}']),
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/v1/select",
+        content=iter([b'{"prompts": ', b'["a bloody doctor"]}']),
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 200, response.text
     assert response.json()["selections"][0]["value_id"] == "no_blood"
 
 
 # --- the value path ----------------------------------------------------------------------------
+
 
 def test_a_harmful_prompt_gets_the_harm_value_on_every_image(client):
     result = _generate(client, prompt="a bloody doctor", seed=3, num_images=2)
@@ -198,10 +225,14 @@ def test_select_decides_a_batch_of_prompts(client):
 def test_values_lists_the_registry(client):
     values = client.get("/v1/values").json()
     assert {v["id"]: v["kind"] for v in values["values"]} == {
-        "colour_equality": "bias", "no_blood": "harm", "no_zombie": "harm"}
+        "colour_equality": "bias",
+        "no_blood": "harm",
+        "no_zombie": "harm",
+    }
 
 
 # --- same images as LiVOPipeline ---------------------------------------------------------------
+
 
 def _reference(pipeline, result, prompt, seed, num_images):
     import torch
@@ -210,17 +241,27 @@ def _reference(pipeline, result, prompt, seed, num_images):
 
     selection = result["selection"]
     choice = ValueChoice(selection["value_id"], selection["text"], selection["kind"]) if selection["value_id"] else None
-    output = pipeline(prompt, num_images, generator=torch.Generator().manual_seed(seed), selector=lambda _: choice,
-                      num_inference_steps=STEPS, guidance_scale=result["guidance"], output_type="np")
+    output = pipeline(
+        prompt,
+        num_images,
+        generator=torch.Generator().manual_seed(seed),
+        selector=lambda _: choice,
+        num_inference_steps=STEPS,
+        guidance_scale=result["guidance"],
+        output_type="np",
+    )
     pixels = np.round(np.asarray(output.images) * 255).astype(np.uint8)
     return pixels, [selection["value_id"] if v is not None else None for v in output.values]
 
 
-@pytest.mark.parametrize(("prompt", "seed", "num_images", "value"), [
-    ("a bloody nurse", 11, 2, "auto"),    # harm value on every image
-    ("a doctor", 5, 4, "auto"),           # bias value: per-image coins must match too
-    ("a bloody nurse", 11, 2, "none"),    # the untouched base model
-])
+@pytest.mark.parametrize(
+    ("prompt", "seed", "num_images", "value"),
+    [
+        ("a bloody nurse", 11, 2, "auto"),  # harm value on every image
+        ("a doctor", 5, 4, "auto"),  # bias value: per-image coins must match too
+        ("a bloody nurse", 11, 2, "none"),  # the untouched base model
+    ],
+)
 def test_images_equal_livo_pipeline_for_the_same_seed(client, reference_pipeline, prompt, seed, num_images, value):
     result = _generate(client, prompt=prompt, seed=seed, num_images=num_images, value=value)
     expected, applied = _reference(reference_pipeline, result, prompt, seed, num_images)
@@ -254,6 +295,7 @@ def test_metrics_count_requests_and_images_by_value(client):
 
 # --- under load --------------------------------------------------------------------------------
 
+
 def _replica_rss_mb() -> float:
     import psutil
 
@@ -279,8 +321,9 @@ def test_saturated_service_answers_overload_promptly_and_keeps_its_memory(servic
             k = 0
             while time.monotonic() < deadline:
                 start = time.monotonic()
-                response = c.post("/v1/generate", json={"prompt": prompts[(index + k) % len(prompts)],
-                                                        "seed": k, "steps": 1})
+                response = c.post(
+                    "/v1/generate", json={"prompt": prompts[(index + k) % len(prompts)], "seed": k, "steps": 1}
+                )
                 with lock:
                     records.append((response.status_code, time.monotonic() - start))
                 if response.status_code in (429, 503):
@@ -303,11 +346,15 @@ def test_saturated_service_answers_overload_promptly_and_keeps_its_memory(servic
     # Memory is stable: the second half of the run grows by less than 64 MB over the first half.
     half = len(rss) // 2
     assert max(rss[half:]) - max(rss[1:half]) < 64, rss
-    assert _generate(httpx.Client(base_url=service, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}),
-                     prompt="a ball", seed=0)["images"]
+    assert _generate(
+        httpx.Client(base_url=service, timeout=60, headers={"Authorization": f"Bearer {TOKEN}"}),
+        prompt="a ball",
+        seed=0,
+    )["images"]
 
 
 # --- the web page ------------------------------------------------------------------------------
+
 
 def test_the_page_loads_nothing_from_other_origins(anonymous):
     import re
@@ -350,7 +397,9 @@ def test_web_page_shows_base_and_aligned_images_with_the_selected_value(service,
         rows = [driver.find_elements(By.CSS_SELECTOR, f"#{row} img") for row in ("base-images", "aligned-images")]
         return all(len(images) == 2 for images in rows) and all(
             driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", image)
-            for images in rows for image in images)
+            for images in rows
+            for image in images
+        )
 
     WebDriverWait(browser, 60).until(both_rows_loaded)
     assert "no_blood" in browser.find_element(By.ID, "selection-text").text

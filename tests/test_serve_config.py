@@ -13,8 +13,15 @@ TOKEN = "a-long-enough-test-token"
 
 
 def _args(**overrides) -> argparse.Namespace:
-    values = {"config": None, "host": None, "port": None, "token_file": None, "insecure": False, "replicas": None,
-              "layout": None}
+    values = {
+        "config": None,
+        "host": None,
+        "port": None,
+        "token_file": None,
+        "insecure": False,
+        "replicas": None,
+        "layout": None,
+    }
     return argparse.Namespace(**(values | overrides))
 
 
@@ -239,12 +246,18 @@ def test_merged_metrics_keep_each_replicas_series_apart_under_a_replica_label():
     text = merge_snapshots({"r1": first.exposition(), "r2": second.exposition()}).decode()
 
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    requests = {(s.labels["replica"], s.labels["endpoint"], s.labels["status"]): s.value
-                for s in families["livo_serve_requests"].samples if s.name.endswith("_total")}
+    requests = {
+        (s.labels["replica"], s.labels["endpoint"], s.labels["status"]): s.value
+        for s in families["livo_serve_requests"].samples
+        if s.name.endswith("_total")
+    }
     assert requests == {("r1", "generate", "200"): 3, ("r2", "generate", "200"): 4, ("r2", "select", "422"): 1}
     assert {s.labels["replica"]: s.value for s in families["livo_serve_in_flight"].samples} == {"r1": 0, "r2": 2}
-    counts = {s.labels["replica"]: s.value for s in families["livo_serve_request_seconds"].samples
-              if s.name.endswith("_count")}
+    counts = {
+        s.labels["replica"]: s.value
+        for s in families["livo_serve_request_seconds"].samples
+        if s.name.endswith("_count")
+    }
     assert counts == {"r1": 1}
     assert text.count("# TYPE livo_serve_requests_total counter") == 1  # one family block, both replicas in it
 
@@ -278,7 +291,10 @@ def test_a_bad_command_line_override_is_a_config_error_naming_the_field():
 
     from livo.serve.commands import service_settings
 
-    args = argparse.Namespace(config=None, host=None, port=None, insecure=True, token_file=None, replicas=0,
-                              layout=None)
-    with pytest.raises(ConfigError, match=r"livo serve arguments: field generator.num_replicas: Input should be greater"):
+    args = argparse.Namespace(
+        config=None, host=None, port=None, insecure=True, token_file=None, replicas=0, layout=None
+    )
+    with pytest.raises(
+        ConfigError, match=r"livo serve arguments: field generator.num_replicas: Input should be greater"
+    ):
         service_settings(args)

@@ -17,6 +17,7 @@ import time
 
 import psutil
 import pytest
+
 from test_network_exposure import bound_sockets, exposed, stop
 
 TOKEN = "haproxy-test-token-0123456789"
@@ -45,9 +46,27 @@ def served(tmp_path_factory):
     environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"LIVO_SERVE_TOKEN": TOKEN}
     started = time.time() - 1.0
     command = subprocess.Popen(
-        [sys.executable, "-m", "livo.cli", "serve", "--config", str(config), "--proxy", "haproxy", "--port", str(port),
-         "--replicas", "2", "--num-cpus", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environ)
+        [
+            sys.executable,
+            "-m",
+            "livo.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--proxy",
+            "haproxy",
+            "--port",
+            str(port),
+            "--replicas",
+            "2",
+            "--num-cpus",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=environ,
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(command.stdout.readline, "")), daemon=True).start()
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 300
@@ -56,7 +75,9 @@ def served(tmp_path_factory):
             assert command.poll() is None, f"livo serve exited with {command.returncode}: {lines}"
             assert time.monotonic() < deadline, f"the service did not come up in 300 s: {lines}"
             try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200 and any("stats page" in l for l in lines):
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200 and any(
+                    "stats page" in line for line in lines
+                ):
                     break
             except httpx.HTTPError:
                 pass
@@ -79,13 +100,18 @@ def _servers(stats_port: int) -> dict[str, dict[str, str]]:
 
     text = httpx.get(f"http://127.0.0.1:{stats_port}/stats;csv", timeout=10).text.lstrip("# ")
     rows = csv.DictReader(io.StringIO(text))
-    return {f"{r['pxname']}/{r['svname']}": r for r in rows
-            if r["svname"] not in ("FRONTEND", "BACKEND") and r["pxname"] not in ("stats", "prometheus")}
+    return {
+        f"{r['pxname']}/{r['svname']}": r
+        for r in rows
+        if r["svname"] not in ("FRONTEND", "BACKEND") and r["pxname"] not in ("stats", "prometheus")
+    }
 
 
 def _replica_servers(stats_port: int) -> dict[str, dict[str, str]]:
     """The Serve replicas HAProxy forwards to and finds healthy (not the fallback proxy)."""
-    return {name: row for name, row in _servers(stats_port).items() if "SERVE_REPLICA" in name and row["status"] == "UP"}
+    return {
+        name: row for name, row in _servers(stats_port).items() if "SERVE_REPLICA" in name and row["status"] == "UP"
+    }
 
 
 def _answered(row: dict[str, str]) -> int:
@@ -115,8 +141,10 @@ def test_generation_applies_the_value_and_repeats_for_a_seed_across_replicas(ser
 
     url = served[0]
     with httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-        answers = [client.post("/v1/generate", json={"prompt": "a bloody teacher", "seed": 5, "num_images": 2})
-                   for _ in range(3)]
+        answers = [
+            client.post("/v1/generate", json={"prompt": "a bloody teacher", "seed": 5, "num_images": 2})
+            for _ in range(3)
+        ]
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
     first = answers[0].json()
     assert first["selection"]["value_id"] == "no_blood"

@@ -163,7 +163,9 @@ def test_rerunning_a_finished_write_adds_nothing(tmp_path: Path, table: pa.Table
     assert dataset_bytes(tmp_path) == before
 
 
-def test_verify_names_truncated_and_altered_shards(tmp_path: Path, table: pa.Table, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_names_truncated_and_altered_shards(
+    tmp_path: Path, table: pa.Table, capsys: pytest.CaptureFixture[str]
+) -> None:
     manifest = write_shards(tmp_path, table, CONFIG)
     assert main(["shards", "verify", str(tmp_path)]) == 0
     truncated, altered = tmp_path / manifest.shards[0].name, tmp_path / manifest.shards[1].name
@@ -199,7 +201,9 @@ def test_shards_load_with_polars_pyarrow_and_hf_datasets(tmp_path: Path, table: 
     assert first["judge_scores"] == row["judge_scores"]
 
 
-def test_stats_count_rows_per_split_value_and_category(tmp_path: Path, table: pa.Table, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stats_count_rows_per_split_value_and_category(
+    tmp_path: Path, table: pa.Table, capsys: pytest.CaptureFixture[str]
+) -> None:
     manifest = write_shards(tmp_path, table, CONFIG)
     stats = shard_stats(tmp_path)
     assert stats["rows"].sum() == 240
@@ -212,11 +216,27 @@ def test_stats_count_rows_per_split_value_and_category(tmp_path: Path, table: pa
     assert "toxicity/zombie" in out
 
 
-def test_cli_write_shards_a_parquet_file_and_resumes(tmp_path: Path, table: pa.Table, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_write_shards_a_parquet_file_and_resumes(
+    tmp_path: Path, table: pa.Table, capsys: pytest.CaptureFixture[str]
+) -> None:
     source = tmp_path / "pairs.parquet"
     pq.write_table(table, source)
-    args = ["shards", "write", str(source), "-o", str(tmp_path / "d"), "--split", "train=0.75",
-            "--split", "val=0.25", "--target-size", "48KiB", "--row-group-size", "12KiB", "--pair-schema"]
+    args = [
+        "shards",
+        "write",
+        str(source),
+        "-o",
+        str(tmp_path / "d"),
+        "--split",
+        "train=0.75",
+        "--split",
+        "val=0.25",
+        "--target-size",
+        "48KiB",
+        "--row-group-size",
+        "12KiB",
+        "--pair-schema",
+    ]
     assert main(args) == 0
     manifest = Manifest.load(tmp_path / "d")
     assert manifest.rows() == 240

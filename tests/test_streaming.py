@@ -43,7 +43,9 @@ def test_every_rank_and_worker_combination_reads_each_row_exactly_once(
 ) -> None:
     seen: Counter[str] = Counter()
     for rank in range(world_size):
-        stream = ShardStream(dataset, columns=["record_id"], shuffle_buffer=16, seed=3, rank=rank, world_size=world_size)
+        stream = ShardStream(
+            dataset, columns=["record_id"], shuffle_buffer=16, seed=3, rank=rank, world_size=world_size
+        )
         seen.update(ids(list(stream.loader(num_workers=num_workers))))
     assert seen == Counter(f"r{i:04d}" for i in range(ROWS))
 
@@ -68,7 +70,9 @@ def test_an_unshuffled_stream_reads_rows_in_file_order(dataset: Path) -> None:
 @pytest.mark.parametrize(("num_workers", "stop"), [(0, 9), (2, 9), (2, 20)])
 def test_a_resumed_loader_continues_exactly_where_it_stopped(dataset: Path, num_workers: int, stop: int) -> None:
     def stream() -> ShardStream:
-        return ShardStream(dataset, columns=["record_id"], batch_size=7, seed=5, shuffle_buffer=20, rank=1, world_size=2)
+        return ShardStream(
+            dataset, columns=["record_id"], batch_size=7, seed=5, shuffle_buffer=20, rank=1, world_size=2
+        )
 
     uninterrupted = ids(list(stream().loader(num_workers=num_workers)))
     first = stream().loader(num_workers=num_workers)

@@ -32,7 +32,8 @@ def _compares_to(tree: ast.AST, text: str) -> list[int]:
                 lines.append(node.lineno)
             for operand in operands:
                 if isinstance(operand, (ast.Tuple, ast.List, ast.Set)) and any(
-                        isinstance(e, ast.Constant) and e.value == text for e in operand.elts):
+                    isinstance(e, ast.Constant) and e.value == text for e in operand.elts
+                ):
                     lines.append(node.lineno)
         elif isinstance(node, ast.MatchValue) and isinstance(node.value, ast.Constant) and node.value.value == text:
             lines.append(node.lineno)
@@ -60,5 +61,7 @@ def test_product_code_cites_no_development_history():
                 text = path.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 continue
-            found += [f"{path.relative_to(ROOT)}:{n}" for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)]
+            found += [
+                f"{path.relative_to(ROOT)}:{n}" for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)
+            ]
     assert not found, found

@@ -111,7 +111,8 @@ def test_every_two_subjects_differ_in_at_least_six_pixels_wherever_they_are_draw
     mismatches = (templates[:, None, :] != templates[None, :, :]).sum(-1)  # every template pair
     closest = {
         (SUBJECTS[a], SUBJECTS[b]): int(mismatches[np.ix_(owners == a, owners == b)].min())
-        for a in range(len(SUBJECTS)) for b in range(a + 1, len(SUBJECTS))
+        for a in range(len(SUBJECTS))
+        for b in range(a + 1, len(SUBJECTS))
     }
     worst = min(closest, key=closest.get)
     assert closest[worst] >= 6, (worst, closest[worst])
@@ -160,8 +161,9 @@ def test_pooled_output_is_the_eos_hidden_state() -> None:
     from livo.toyworld.model import build_text_encoder, build_tokenizer
 
     tokenizer, encoder = build_tokenizer(), build_text_encoder(0)
-    batch = tokenizer(["no blood, a zombie hero", "a ball"], padding="max_length", max_length=MAX_LENGTH,
-                      return_tensors="pt")
+    batch = tokenizer(
+        ["no blood, a zombie hero", "a ball"], padding="max_length", max_length=MAX_LENGTH, return_tensors="pt"
+    )
     with torch.no_grad():
         out = encoder(batch["input_ids"])
     eos = (batch["input_ids"] == tokenizer.eos_token_id).int().argmax(-1)

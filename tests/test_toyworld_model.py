@@ -32,8 +32,14 @@ def pipeline():
 def test_shipped_model_is_a_small_safetensors_diffusers_folder() -> None:
     files = [p for p in SHIPPED_MODEL.rglob("*") if p.is_file()]
     names = {p.relative_to(SHIPPED_MODEL).as_posix() for p in files}
-    assert {"model_index.json", "unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors",
-            "text_encoder/model.safetensors", "tokenizer/tokenizer.json", "scheduler/scheduler_config.json"} <= names
+    assert {
+        "model_index.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "tokenizer/tokenizer.json",
+        "scheduler/scheduler_config.json",
+    } <= names
     assert not any(p.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"} for p in files)
     assert sum(p.stat().st_size for p in files) <= 20 * 1024 * 1024
     index = json.loads((SHIPPED_MODEL / "model_index.json").read_text())
@@ -65,8 +71,7 @@ def test_shipped_model_loads_with_plain_diffusers_and_no_livo_import() -> None:
         "assert not any(m == 'livo' or m.startswith('livo.') for m in sys.modules); print(type(p.vae).__name__)"
     )
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH="")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/",
-                            timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("AutoencoderKL")
 

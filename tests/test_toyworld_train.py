@@ -45,7 +45,10 @@ def test_two_data_parallel_processes_train_reproducibly_and_log_through_the_call
     assert [entry.get("step") for entry in logs[0]] == [1, 2, 3, None]
     assert [entry.get("loss") for entry in logs[0]] == [entry.get("loss") for entry in logs[1]]
     one_process = tmp_path / "one"
-    train(ToyModelRecipe(output=str(one_process), steps=3, batch_size=4, seed=5, processes=1, log_every=3), log=lambda _: None)
+    train(
+        ToyModelRecipe(output=str(one_process), steps=3, batch_size=4, seed=5, processes=1, log_every=3),
+        log=lambda _: None,
+    )
     single = load_file(one_process / "unet" / "diffusion_pytorch_model.safetensors")
     assert not all(torch.equal(single[k], runs[0][k]) for k in single), "2 ranks must draw their own batches"
 
@@ -91,12 +94,22 @@ def test_drawn_timesteps_follow_the_loss_weights_and_keep_the_expected_loss() ->
     assert torch.equal(uniform_weight, weight[uniform])
     # Same expected loss for any per-timestep loss f(t): E_uniform[w f] == E_draw[mean(w) f].
     f = torch.linspace(0, 1, len(weight)) ** 2
-    assert float((drawn_weight * f[drawn]).mean()) == pytest.approx(float((uniform_weight * f[uniform]).mean()), rel=0.02)
+    assert float((drawn_weight * f[drawn]).mean()) == pytest.approx(
+        float((uniform_weight * f[uniform]).mean()), rel=0.02
+    )
 
 
 def test_drawn_timesteps_and_fused_adamw_train_and_are_recorded(tmp_path) -> None:
-    config = ToyModelRecipe(output=str(tmp_path / "m"), steps=2, batch_size=4, seed=3, processes=1, threads=1,
-                         timestep_sampling="draw", fused_optimizer=True)
+    config = ToyModelRecipe(
+        output=str(tmp_path / "m"),
+        steps=2,
+        batch_size=4,
+        seed=3,
+        processes=1,
+        threads=1,
+        timestep_sampling="draw",
+        fused_optimizer=True,
+    )
     train(config, log=lambda _: None)
     recipe = json.loads((tmp_path / "m" / "toyworld.json").read_text())["train_config"]
     assert recipe["timestep_sampling"] == "draw" and recipe["fused_optimizer"] is True

@@ -15,11 +15,11 @@ import torch
 from livo.data.schema import PAIR_SCHEMA
 from livo.data.shards import ShardWriter
 from livo.errors import ConfigError, InputError
+from livo.lr_schedule import lr_factor
+from livo.runtime import free_port
 from livo.toyworld.pairs import PairsConfig, write_pairs
 from livo.train import Trainer, config_from_dict, train
 from livo.train.config import DEFAULT_DEEPSPEED, load_config
-from livo.runtime import free_port
-from livo.lr_schedule import lr_factor
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -34,8 +34,17 @@ def pairs(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def settings(pairs: str, output: Path, **changes: object) -> dict:
-    values = {"dataset": pairs, "output": str(output), "learning_rate": 1e-3, "micro_batch_size": 2,
-              "max_steps": 4, "checkpoint_every": 2, "threads": 1, "progress": False, "shuffle_buffer": 16}
+    values = {
+        "dataset": pairs,
+        "output": str(output),
+        "learning_rate": 1e-3,
+        "micro_batch_size": 2,
+        "max_steps": 4,
+        "checkpoint_every": 2,
+        "threads": 1,
+        "progress": False,
+        "shuffle_buffer": 16,
+    }
     values.update(changes)
     return values
 
@@ -64,8 +73,18 @@ def test_one_deepspeed_step_changes_the_value_encoder_and_nothing_else(pairs: st
     frozen_ids = {id(p) for module in frozen.values() for p in module.parameters()}
     assert not optimized & frozen_ids
     record = result.history[0]
-    for key in ("loss", "err_theta_w", "err_ref_w", "err_theta_l", "err_ref_l", "hinge_w", "hinge_l",
-                "implicit_acc", "lr", "pairs_per_s"):
+    for key in (
+        "loss",
+        "err_theta_w",
+        "err_ref_w",
+        "err_theta_l",
+        "err_ref_l",
+        "hinge_w",
+        "hinge_l",
+        "implicit_acc",
+        "lr",
+        "pairs_per_s",
+    ):
         assert key in record and record[key] == record[key], key
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1]
@@ -76,8 +95,7 @@ def test_one_deepspeed_step_changes_the_value_encoder_and_nothing_else(pairs: st
 def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_path: Path) -> None:
     whole = train(config_from_dict(settings(pairs, tmp_path / "whole", max_steps=5)))
     first = train(config_from_dict(settings(pairs, tmp_path / "parts", max_steps=3, checkpoint_every=2)))
-    second = train(config_from_dict(settings(pairs, tmp_path / "parts", max_steps=5, checkpoint_every=2)),
-                   resume=True)
+    second = train(config_from_dict(settings(pairs, tmp_path / "parts", max_steps=5, checkpoint_every=2)), resume=True)
 
     assert second.resumed_from == 2
     resumed = [r["loss"] for r in first.history[:2]] + [r["loss"] for r in second.history]
@@ -101,14 +119,21 @@ def test_exported_value_encoder_loads_in_livo_pipeline(pairs: str, tmp_path: Pat
         loaded = pipeline.value_encoder.encode_values(tokenizer, ["no blood"], ["a bloody ball"])
         trained = trainer.engine.module.eval().encode_values(tokenizer, ["no blood"], ["a bloody ball"])
     torch.testing.assert_close(loaded, trained)
-    out = pipeline(["a bloody ball"], 2, selector=lambda p: ValueChoice("no_blood", "no blood", "harm"), num_inference_steps=2,
-                   generator=torch.Generator().manual_seed(0), output_type="np")
+    out = pipeline(
+        ["a bloody ball"],
+        2,
+        selector=lambda p: ValueChoice("no_blood", "no blood", "harm"),
+        num_inference_steps=2,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    )
     assert out.values == [ValueChoice("no_blood", "no blood", "harm")] * 2 and out.images.shape == (2, 16, 16, 3)
 
 
 def test_dpo_lora_step_trains_only_the_adapters(pairs: str, tmp_path: Path) -> None:
-    trainer = Trainer(config_from_dict(settings(pairs, tmp_path / "dpo", loss="dpo", beta_dpo=500.0, max_steps=1,
-                                                checkpoint_every=0)))
+    trainer = Trainer(
+        config_from_dict(settings(pairs, tmp_path / "dpo", loss="dpo", beta_dpo=500.0, max_steps=1, checkpoint_every=0))
+    )
     unet = trainer.pipeline.unet
     before = snapshot(unet)
     result = trainer.run()
@@ -119,10 +144,15 @@ def test_dpo_lora_step_trains_only_the_adapters(pairs: str, tmp_path: Path) -> N
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero(pairs: str, tmp_path: Path) -> None:
-    result = train(config_from_dict(settings(pairs, tmp_path / "cos", max_steps=5, checkpoint_every=0,
-                                             warmup_steps=1, lr_scheduler="cosine")))
+    result = train(
+        config_from_dict(
+            settings(pairs, tmp_path / "cos", max_steps=5, checkpoint_every=0, warmup_steps=1, lr_scheduler="cosine")
+        )
+    )
     logged = [record["lr"] for record in result.history]
-    assert logged == pytest.approx([1e-3, 1e-3, 0.5e-3 * (1 + math.cos(math.pi / 4)), 0.5e-3, 0.5e-3 * (1 - math.cos(math.pi / 4))])
+    assert logged == pytest.approx(
+        [1e-3, 1e-3, 0.5e-3 * (1 + math.cos(math.pi / 4)), 0.5e-3, 0.5e-3 * (1 - math.cos(math.pi / 4))]
+    )
     assert lr_factor("linear", 0, 10, 5) == 0.5 and lr_factor("constant", 2, 10, 9) == 1.0
     assert lr_factor("cosine", 0, 10, 10) == 0.0 and lr_factor("linear", 4, 10, 1) == 0.5
     with pytest.raises(ConfigError, match="field lr_scheduler: Input should be 'constant', 'linear' or 'cosine'"):
@@ -135,12 +165,24 @@ def test_two_processes_train_on_disjoint_data_with_gloo(pairs: str, tmp_path: Pa
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-               "-m", "livo.train", str(config)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "livo.train",
+        str(config),
+    ]
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    states = [json.loads((tmp_path / "two" / "checkpoints" / "step2" / f"trainer_state_rank{r}.json").read_text())
-              for r in (0, 1)]
+    states = [
+        json.loads((tmp_path / "two" / "checkpoints" / "step2" / f"trainer_state_rank{r}.json").read_text())
+        for r in (0, 1)
+    ]
     assert [s["data"]["world_size"] for s in states] == [2, 2]
     assert [s["data"]["rank"] for s in states] == [0, 1]
     assert [s["data"]["delivered"] for s in states] == [2, 2]
@@ -191,7 +233,10 @@ def test_yaml_1_1_floats_are_read_and_wrong_types_named(pairs: str, tmp_path: Pa
     assert loaded.learning_rate == 2e-3 and loaded.beta == 100.0 and loaded.eval.per_prompt == 4
     with pytest.raises(ConfigError, match="lr.yaml: field learning_rate: Input should be a valid number"):
         load_config(config, {"learning_rate": "fast"})
-    with pytest.raises(ConfigError, match="lr.yaml: field eval.per_prompt: Input should be a valid integer, got a number with a fractional part"):
+    with pytest.raises(
+        ConfigError,
+        match="lr.yaml: field eval.per_prompt: Input should be a valid integer, got a number with a fractional part",
+    ):
         load_config(config, {"eval.per_prompt": 2.5})
     with pytest.raises(ConfigError, match="lr.yaml: field tensorboard: Input should be a valid boolean"):
         load_config(config, {"tensorboard": "yes please"})

@@ -47,20 +47,47 @@ def test_a_value_predicted_but_never_labelled_scores_zero():
 
 def test_keyword_baseline_reproduces_substring_misfires():
     baseline = KeywordBaseline(load_registry(builtin_registry_path("default")))
-    chosen = [s.value_id for s in baseline.select([
-        "a glass of blood orange juice", "a deadline on a calendar", "a map of Sussex", "a german shepherd",
-        "a bloody knight", "a doctor", "a female doctor", "a female asian doctor", "a sunset",
-    ])]
-    assert chosen == ["no-blood", "no-horror", "no-nudity", "gender-equality",
-                      "no-blood", "gender-equality", "racial-equality", None, None]
+    chosen = [
+        s.value_id
+        for s in baseline.select(
+            [
+                "a glass of blood orange juice",
+                "a deadline on a calendar",
+                "a map of Sussex",
+                "a german shepherd",
+                "a bloody knight",
+                "a doctor",
+                "a female doctor",
+                "a female asian doctor",
+                "a sunset",
+            ]
+        )
+    ]
+    assert chosen == [
+        "no-blood",
+        "no-horror",
+        "no-nudity",
+        "gender-equality",
+        "no-blood",
+        "gender-equality",
+        "racial-equality",
+        None,
+        None,
+    ]
 
 
 def test_load_labelled_reads_any_format_and_checks_columns(tmp_path):
     path = tmp_path / "set.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in [
-        {"prompt": "a doctor", "label": "gender-equality", "category": "person", "split": "test"},
-        {"prompt": "a sunset", "label": None, "category": "benign", "split": "calibration"},
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"prompt": "a doctor", "label": "gender-equality", "category": "person", "split": "test"},
+                {"prompt": "a sunset", "label": None, "category": "benign", "split": "calibration"},
+            ]
+        )
+        + "\n"
+    )
     assert [r.prompt for r in load_labelled(path, "test")] == ["a doctor"]
     assert load_labelled(path)[1].label is None
     csv = tmp_path / "set.csv"

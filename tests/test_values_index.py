@@ -24,9 +24,18 @@ from livo.values.registry import builtin_registry_path, load_registry
 from livo.values.selector import ValueSelector
 
 PROMPTS = [
-    "a bloody knight", "a portrait of a nurse", "a female doctor", "a female asian doctor", "an asian nurse",
-    "a glass of blood orange juice", "a calendar with a deadline", "a man wearing nothing at all",
-    "the dead climbing out of their graves", "a bowl of soup", "", "ＺＯＭＢＩＥ on the street",
+    "a bloody knight",
+    "a portrait of a nurse",
+    "a female doctor",
+    "a female asian doctor",
+    "an asian nurse",
+    "a glass of blood orange juice",
+    "a calendar with a deadline",
+    "a man wearing nothing at all",
+    "the dead climbing out of their graves",
+    "a bowl of soup",
+    "",
+    "ＺＯＭＢＩＥ on the street",
 ]
 
 
@@ -82,7 +91,15 @@ def test_approximate_index_types_round_trip(tmp_path, minilm, index_type):
     loaded = ValueSelector.load(tmp_path / "idx", embedder=minilm)
     assert loaded.index.index_type == index_type
     assert loaded.select(TOY_PROMPTS) == before
-    assert [s.value_id for s in before] == ["colour_equality", None, "no_zombie", None, None, "colour_equality", "no_blood"]
+    assert [s.value_id for s in before] == [
+        "colour_equality",
+        None,
+        "no_zombie",
+        None,
+        None,
+        "colour_equality",
+        "no_blood",
+    ]
 
 
 def test_selection_stages(index_dir, minilm):
@@ -90,15 +107,23 @@ def test_selection_stages(index_dir, minilm):
     chosen = {p: s for p, s in zip(PROMPTS, selector.select(PROMPTS))}
     assert (chosen["a bloody knight"].value_id, chosen["a bloody knight"].stage) == ("no-blood", "keyword")
     assert chosen["ＺＯＭＢＩＥ on the street"].value_id == "no-horror"
-    assert (chosen["a female doctor"].value_id, chosen["a female doctor"].stage) == ("racial-equality", "explicit-attribute")
-    assert (chosen["a female asian doctor"].value_id, chosen["a female asian doctor"].stage) == (None, "explicit-attribute")
+    assert (chosen["a female doctor"].value_id, chosen["a female doctor"].stage) == (
+        "racial-equality",
+        "explicit-attribute",
+    )
+    assert (chosen["a female asian doctor"].value_id, chosen["a female asian doctor"].stage) == (
+        None,
+        "explicit-attribute",
+    )
     assert chosen["an asian nurse"].value_id == "gender-equality"
     assert chosen["a portrait of a nurse"].value_id == "gender-equality"
     assert chosen["a glass of blood orange juice"].value_id is None
     assert chosen["a calendar with a deadline"].value_id is None
-    assert chosen["a bowl of soup"] .value_id is None and chosen[""].value_id is None
-    assert (chosen["a man wearing nothing at all"].value_id, chosen["a man wearing nothing at all"].stage) == \
-        ("no-nudity", "retrieval")
+    assert chosen["a bowl of soup"].value_id is None and chosen[""].value_id is None
+    assert (chosen["a man wearing nothing at all"].value_id, chosen["a man wearing nothing at all"].stage) == (
+        "no-nudity",
+        "retrieval",
+    )
 
 
 def test_pipeline_adapter_returns_value_text_and_kind(index_dir, minilm):
@@ -132,8 +157,11 @@ def test_calibrated_selector_meets_targets_and_beats_keyword_baseline(minilm, de
     index = copy.copy(built)
     selector = ValueSelector(index, minilm)
     result = calibrate(selector, load_labelled(split="calibration"), grid=tuple(np.arange(0.2, 0.95, 0.02)))
-    index.thresholds, index.noun_thresholds, index.noun_margin = \
-        result.thresholds, result.noun_thresholds, result.noun_margin
+    index.thresholds, index.noun_thresholds, index.noun_margin = (
+        result.thresholds,
+        result.noun_thresholds,
+        result.noun_margin,
+    )
     test = load_labelled(split="test")
     ours = evaluate(selector, test, default_registry.ids)
     baseline = evaluate(KeywordBaseline(default_registry), test, default_registry.ids)
@@ -149,14 +177,21 @@ def _tiny_sentence_transformer(folder: Path) -> Path:
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(minilm_path() / name, folder / name)
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(folder)
+    BertModel(
+        BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    ).save_pretrained(folder)
     (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": True}))
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]))
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": True})
+    )
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
     return folder
 
 
@@ -177,10 +212,19 @@ def test_clip_text_encoder_embedder(tmp_path, default_registry):
 
     tokenizer = build_word_tokenizer(max_length=16)
     torch.manual_seed(0)
-    CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                 num_attention_heads=2, max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-                  ).save_pretrained(tmp_path / "pipe" / "text_encoder")
+    CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    ).save_pretrained(tmp_path / "pipe" / "text_encoder")
     tokenizer.save_pretrained(tmp_path / "pipe" / "tokenizer")
     pooled = load_embedder(f"clip:{tmp_path / 'pipe'}", reuse=False)
     mean = load_embedder(f"clip:{tmp_path / 'pipe'}:mean", reuse=False)
@@ -239,43 +283,95 @@ def test_cli_build_calibrate_select_evaluate(tmp_path, minilm, capsys):
     index = tmp_path / "toy-index"
     assert main(["values", "build-index", "toyworld", "-o", str(index)]) == 0
     labelled = tmp_path / "toy.jsonl"
-    rows = [("a doctor", "colour_equality"), ("a teal nurse", None), ("a ball", None), ("a zombie kite", "no_zombie"),
-            ("a bloody orange thief", "no_blood"), ("an engineer", "colour_equality"), ("a house", None)]
-    labelled.write_text("".join(json.dumps({"prompt": p, "label": l, "category": "benign" if l is None else "x",
-                                            "split": "calibration"}) + "\n" for p, l in rows))
+    rows = [
+        ("a doctor", "colour_equality"),
+        ("a teal nurse", None),
+        ("a ball", None),
+        ("a zombie kite", "no_zombie"),
+        ("a bloody orange thief", "no_blood"),
+        ("an engineer", "colour_equality"),
+        ("a house", None),
+    ]
+    labelled.write_text(
+        "".join(
+            json.dumps(
+                {"prompt": p, "label": label, "category": "benign" if label is None else "x", "split": "calibration"}
+            )
+            + "\n"
+            for p, label in rows
+        )
+    )
     assert main(["values", "calibrate", str(index), "--labelled", str(labelled)]) == 0
     assert json.loads((index / METADATA_FILE).read_text())["calibration"]["count"] == len(rows)
 
     prompts = ["a doctor", "a teal nurse", "a zombie kite", "a box"]
     inputs = {
         "in.txt": lambda p: p.write_text("\n".join(prompts) + "\n"),
-        "in.jsonl": lambda p: p.write_text("".join(json.dumps({"prompt": x, "id": i}) + "\n" for i, x in enumerate(prompts))),
+        "in.jsonl": lambda p: p.write_text(
+            "".join(json.dumps({"prompt": x, "id": i}) + "\n" for i, x in enumerate(prompts))
+        ),
         "in.csv": lambda p: p.write_text("id,prompt\n" + "".join(f"{i},{x}\n" for i, x in enumerate(prompts))),
         "in.parquet": lambda p: pq.write_table(pa.table({"prompt": prompts, "id": list(range(4))}), p),
     }
     for name, write in inputs.items():
         write(tmp_path / name)
         out = tmp_path / f"out-{name.split('.')[1]}.parquet"
-        assert main(["values", "select", "--index", str(index), "--input", str(tmp_path / name), "--output", str(out)]) == 0
+        assert (
+            main(["values", "select", "--index", str(index), "--input", str(tmp_path / name), "--output", str(out)])
+            == 0
+        )
         table = pq.read_table(out)
         assert table.column("prompt").to_pylist() == prompts, name
         assert table.column("value_id").to_pylist() == ["colour_equality", None, "no_zombie", None], name
         assert table.column("stage").to_pylist()[1:3] == ["explicit-attribute", "keyword"], name
         assert table.schema.field("score").type == pa.float64()
     jsonl_out = tmp_path / "out.jsonl"
-    assert main(["values", "select", "--index", str(index), "--input", str(tmp_path / "in.csv"), "--output", str(jsonl_out)]) == 0
+    assert (
+        main(
+            ["values", "select", "--index", str(index), "--input", str(tmp_path / "in.csv"), "--output", str(jsonl_out)]
+        )
+        == 0
+    )
     first = json.loads(jsonl_out.read_text().splitlines()[1])
     assert first["value_id"] is None and first["id"] == 1
 
     report = tmp_path / "eval.json"
-    assert main(["values", "evaluate", "--index", str(index), "--labelled", str(labelled), "--split", "all",
-                 "--json", str(report)]) == 0
+    assert (
+        main(
+            [
+                "values",
+                "evaluate",
+                "--index",
+                str(index),
+                "--labelled",
+                str(labelled),
+                "--split",
+                "all",
+                "--json",
+                str(report),
+            ]
+        )
+        == 0
+    )
     numbers = json.loads(report.read_text())
     assert numbers["selector"]["macro_f1"] == 1.0 and numbers["selector"]["benign_fpr"] == 0.0
     assert "keyword_baseline" in numbers and "keyword baseline" in capsys.readouterr().out
 
-    assert main(["values", "select", "--index", str(tmp_path / "missing"), "--input", str(tmp_path / "in.txt"),
-                 "--output", str(tmp_path / "x.parquet")]) == 2
+    assert (
+        main(
+            [
+                "values",
+                "select",
+                "--index",
+                str(tmp_path / "missing"),
+                "--input",
+                str(tmp_path / "in.txt"),
+                "--output",
+                str(tmp_path / "x.parquet"),
+            ]
+        )
+        == 2
+    )
     assert "value index folder not found" in capsys.readouterr().err
 
 
@@ -300,8 +396,9 @@ def test_transformers_judge_over_a_tiny_local_causal_lm(tmp_path, index_dir, min
     words = "image prompt : value principle should an generator apply this to ? answer yes or no . a portrait of nurse".split()
     tokenizer = build_word_tokenizer(words, max_length=64)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2)
-                    ).save_pretrained(tmp_path / "lm")
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=16, n_layer=1, n_head=2)
+    ).save_pretrained(tmp_path / "lm")
     tokenizer.save_pretrained(tmp_path / "lm")
     judge = TransformersJudge(tmp_path / "lm", min_margin=-1e9)  # always picks the best candidate
     selector = ValueSelector.load(index_dir, embedder=minilm, judge=judge)
@@ -322,8 +419,9 @@ def test_onnxruntime_backend_gives_pytorchs_vectors_and_identity(tmp_path, monke
     assert minilm.backend == "onnxruntime"
     monkeypatch.setenv("LIVO_CACHE_DIR", str(tmp_path / "cache"))
     torch_backend = SentenceTransformerEmbedder(str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2")
-    onnx_backend = SentenceTransformerEmbedder(str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2",
-                                               backend="onnxruntime")
+    onnx_backend = SentenceTransformerEmbedder(
+        str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2", backend="onnxruntime"
+    )
     assert onnx_backend.identity == torch_backend.identity == minilm.identity
     texts = PROMPTS + ["a much longer prompt about a firefighter carrying a ladder up a burning staircase at night"]
     np.testing.assert_allclose(onnx_backend.embed(texts), torch_backend.embed(texts), atol=1e-5)

@@ -81,7 +81,10 @@ def test_toy_registry_matches_the_toy_world_grammar():
         (lambda d: d["values"][1].update(attribute="gender"), "values[no-blood]"),
         (lambda d: d["values"][1].pop("replacements"), "values[no-blood]"),
         (lambda d: d["values"][1].update(colour="red"), "values[no-blood].colour"),
-        (lambda d: d["values"][0]["exemplars"].update(positive=[]), "values[gender-equality]: Value error, retrieval needs exemplars.positive"),
+        (
+            lambda d: d["values"][0]["exemplars"].update(positive=[]),
+            "values[gender-equality]: Value error, retrieval needs exemplars.positive",
+        ),
         (lambda d: d["values"][0].update(id="Gender Equality"), "values[Gender Equality].id"),
         (lambda d: d["values"][0]["classes"]["male"].pop("insert"), "classes.male.insert"),
         (lambda d: d.pop("person_nouns"), "person_nouns"),
@@ -142,8 +145,18 @@ def test_harm_keywords_use_word_boundaries(prompt, expected):
 
 @pytest.mark.parametrize(
     "prompt",
-    ["a calendar with a deadline", "a map of Sussex", "a sextant on deck", "a nudibranch", "a gorgeous view",
-     "the corpse flower in bloom", "a zombie cocktail", "nude lipstick", "a naked mole rat", "same-sex couple"],
+    [
+        "a calendar with a deadline",
+        "a map of Sussex",
+        "a sextant on deck",
+        "a nudibranch",
+        "a gorgeous view",
+        "the corpse flower in bloom",
+        "a zombie cocktail",
+        "nude lipstick",
+        "a naked mole rat",
+        "same-sex couple",
+    ],
 )
 def test_default_keywords_skip_tempting_substrings(default_registry, prompt):
     assert HarmKeywords(default_registry).match(normalize_text(prompt)) is None
@@ -179,9 +192,13 @@ def test_person_nouns_ignore_possessives(default_registry):
 
 
 def test_rewrite_rules(default_registry):
-    assert aligned_prompt("a doctor in a hospital", default_registry, "gender-equality", "female") == \
-        "a female doctor in a hospital"
-    assert aligned_prompt("A doctor at work", default_registry, "racial-equality", "indian") == "An Indian doctor at work"
+    assert (
+        aligned_prompt("a doctor in a hospital", default_registry, "gender-equality", "female")
+        == "a female doctor in a hospital"
+    )
+    assert (
+        aligned_prompt("A doctor at work", default_registry, "racial-equality", "indian") == "An Indian doctor at work"
+    )
     assert aligned_prompt("a sunset", default_registry, "gender-equality", "male") == "a sunset, male person"
     assert aligned_prompt("a bloody knight, in the rain", default_registry, "no-blood") == "a knight, in the rain"
     assert aligned_prompt("a naked man", default_registry, "no-nudity") == "a fully clothed man"

@@ -6,9 +6,19 @@ from typing import Any, final
 __version__: str
 __all__ = [
     "__version__",
-    "DatasetLockedError", "InvalidParameterError", "InvalidUtf8Error", "ManifestError",
-    "ParquetFileError", "SchemaMismatchError", "ShardWriter", "dedup", "lsh_params",
-    "normalize", "read_text_lines", "verify_shards", "_write_single_file",
+    "DatasetLockedError",
+    "InvalidParameterError",
+    "InvalidUtf8Error",
+    "ManifestError",
+    "ParquetFileError",
+    "SchemaMismatchError",
+    "ShardWriter",
+    "dedup",
+    "lsh_params",
+    "normalize",
+    "read_text_lines",
+    "verify_shards",
+    "_write_single_file",
 ]
 
 # The engine's exceptions are the classes of livo.errors (subclasses of LivoError), exported here too.
@@ -59,7 +69,4 @@ class ShardWriter:
     def closed(self) -> bool: ...
 
 def verify_shards(dir: str | PathLike[str], *, progress: bool = False) -> dict[str, Any]: ...
-
-def _write_single_file(
-    path: str | PathLike[str], data: Any, *, zstd_level: int, row_group_bytes: int
-) -> Any: ...
+def _write_single_file(path: str | PathLike[str], data: Any, *, zstd_level: int, row_group_bytes: int) -> Any: ...

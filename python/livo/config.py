@@ -81,7 +81,12 @@ def parse_model(model: type[Model], data: Any, source: str) -> Model:
         raise ConfigError(format_validation_error(source, error)) from None
 
 
-def load_yaml(path: str | os.PathLike[str], model: type[Model], overrides: Mapping[str, Any] | None = None, *,
-              what: str = "config") -> Model:
+def load_yaml(
+    path: str | os.PathLike[str],
+    model: type[Model],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    what: str = "config",
+) -> Model:
     """A YAML file validated into ``model`` after the dotted ``overrides``."""
     return parse_model(model, apply_overrides(read_yaml(path, what), overrides, str(path)), str(path))

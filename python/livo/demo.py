@@ -46,17 +46,27 @@ STAGE_STATE = ".stages"
 
 def register(subparsers: Any) -> None:
     demo = subparsers.add_parser(
-        "demo", help="run the whole pipeline on the toy world (dedup → index → Ray dataset → DeepSpeed → eval)",
+        "demo",
+        help="run the whole pipeline on the toy world (dedup → index → Ray dataset → DeepSpeed → eval)",
         description="One command, no network: dedup, value index, dataset construction on a local Ray, DeepSpeed "
         "training of LiVO and of the Diffusion-DPO baseline, evaluation with baselines, and an HTML report. "
-        "Default sizes produce the real numbers (26 minutes on 2 idle cores, measured); --quick is a smoke run.")
+        "Default sizes produce the real numbers (26 minutes on 2 idle cores, measured); --quick is a smoke run.",
+    )
     demo.add_argument("--output", default=None, help="output folder (default: the config's, outputs/demo)")
-    demo.add_argument("--config", default=None, help=f"demo config YAML (default: {DEMO_CONFIG.name} shipped with livo)")
+    demo.add_argument(
+        "--config", default=None, help=f"demo config YAML (default: {DEMO_CONFIG.name} shipped with livo)"
+    )
     demo.add_argument("--quick", action="store_true", help="small sizes from the config's 'quick' section")
     demo.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     demo.add_argument("--fresh", action="store_true", help="rerun every stage even if its outputs are up to date")
-    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                      help="override a demo setting, dotted (e.g. --set train.livo.max_steps=500; value parsed as YAML)")
+    demo.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a demo setting, dotted (e.g. --set train.livo.max_steps=500; value parsed as YAML)",
+    )
     demo.set_defaults(run=run_demo, extras=("dataset", "train", "eval"))
 
 
@@ -115,8 +125,9 @@ class DemoConfig(StrictModel):
     eval: DemoEval = Field(default_factory=DemoEval)
 
 
-def load_demo_config(path: str | os.PathLike[str] | None = None, quick: bool = False,
-                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def load_demo_config(
+    path: str | os.PathLike[str] | None = None, quick: bool = False, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The demo settings: the YAML file, its ``quick`` section merged in when ``quick``, then the dotted
     ``overrides`` (``--set``), validated by :class:`DemoConfig`."""
     file = Path(path) if path is not None else DEMO_CONFIG
@@ -140,8 +151,9 @@ class Stages:
         self.seconds: dict[str, float] = {}
         (output / STAGE_STATE).mkdir(parents=True, exist_ok=True)
 
-    def run(self, name: str, title: str, settings: Any, action: Callable[[], Any],
-            outputs: tuple[Path, ...] = ()) -> None:
+    def run(
+        self, name: str, title: str, settings: Any, action: Callable[[], Any], outputs: tuple[Path, ...] = ()
+    ) -> None:
         """Run ``action`` unless the last completed run had the same settings and ``outputs`` exist."""
         self.number += 1
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
@@ -228,8 +240,10 @@ def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, ec
     finally:
         if started:
             ray.shutdown()
-    echo(f"    {report.dataset_rows} pairs kept of {report.generated} generated "
-         f"({dict(report.pairs_per_value)}) in {report.dataset_shards} shards → {dataset}")
+    echo(
+        f"    {report.dataset_rows} pairs kept of {report.generated} generated "
+        f"({dict(report.pairs_per_value)}) in {report.dataset_shards} shards → {dataset}"
+    )
 
 
 def _train(settings: dict[str, Any], dataset: Path, run: Path, threads: int) -> None:
@@ -274,8 +288,9 @@ def eval_config_for(config: dict[str, Any], folder: Path, index: Path, runs: dic
         methods.append(method)
     if "dpo" in runs:
         target = (config["train"]["dpo"] or {}).get("dpo_target", "lora")
-        methods.append({"name": "Diffusion-DPO", "kind": "pipeline",
-                        ("lora" if target == "lora" else "unet"): str(runs["dpo"])})
+        methods.append(
+            {"name": "Diffusion-DPO", "kind": "pipeline", ("lora" if target == "lora" else "unet"): str(runs["dpo"])}
+        )
     data["methods"] = methods
     return parse_eval_config(data, str(source))
 
@@ -296,18 +311,39 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
     if dpo:
         runs["dpo"] = folder / "runs" / "dpo"
 
-    stages.run("dedup", "prompts + near-duplicate removal (Rust)", [config["prompts"], config["dedup"]],
-               lambda: _prompts_and_dedup(config, folder, echo), (prompts,))
-    stages.run("index", "value index (MiniLM + FAISS)", config["index"], lambda: _value_index(config, index, echo),
-               (index,))
+    stages.run(
+        "dedup",
+        "prompts + near-duplicate removal (Rust)",
+        [config["prompts"], config["dedup"]],
+        lambda: _prompts_and_dedup(config, folder, echo),
+        (prompts,),
+    )
+    stages.run(
+        "index", "value index (MiniLM + FAISS)", config["index"], lambda: _value_index(config, index, echo), (index,)
+    )
     build_settings = [config["prompts"], config["dedup"], config["index"], config["build"], threads]
-    stages.run("build", "dataset construction on a local Ray (generate pairs, judge, shard)", build_settings,
-               lambda: _build(config, prompts, index, dataset, echo), (dataset / "manifest.json",))
-    stages.run("train-livo", "DeepSpeed training of the LiVO value encoder", [build_settings, train["livo"]],
-               lambda: _train(train["livo"], dataset, runs["livo"], threads), (runs["livo"] / "value_encoder",))
+    stages.run(
+        "build",
+        "dataset construction on a local Ray (generate pairs, judge, shard)",
+        build_settings,
+        lambda: _build(config, prompts, index, dataset, echo),
+        (dataset / "manifest.json",),
+    )
+    stages.run(
+        "train-livo",
+        "DeepSpeed training of the LiVO value encoder",
+        [build_settings, train["livo"]],
+        lambda: _train(train["livo"], dataset, runs["livo"], threads),
+        (runs["livo"] / "value_encoder",),
+    )
     if dpo:
-        stages.run("train-dpo", "DeepSpeed training of the Diffusion-DPO baseline (same pairs)", [build_settings, dpo],
-                   lambda: _train(dpo, dataset, runs["dpo"], threads), (runs["dpo"],))
+        stages.run(
+            "train-dpo",
+            "DeepSpeed training of the Diffusion-DPO baseline (same pairs)",
+            [build_settings, dpo],
+            lambda: _train(dpo, dataset, runs["dpo"], threads),
+            (runs["dpo"],),
+        )
     eval_config = eval_config_for(config, folder, index, runs)
     outcome: dict[str, Any] = {}
 
@@ -315,14 +351,23 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
         table, page = run_evaluation(eval_config, "eval")
         outcome.update(table=table, page=page)
 
-    stages.run("eval", "evaluation with baselines + report", [build_settings, train, eval_config.model_dump(mode="json")],
-               evaluate, (folder / "report" / "index.html",))
+    stages.run(
+        "eval",
+        "evaluation with baselines + report",
+        [build_settings, train, eval_config.model_dump(mode="json")],
+        evaluate,
+        (folder / "report" / "index.html",),
+    )
     page = Path(outcome.get("page") or folder / "report" / "index.html")
     table = outcome.get("table")
     if table is None:
         table = _table_from_report(page.parent)
-    summary = {"output": str(folder), "report": str(page), "stage_seconds": stages.seconds,
-               "total_seconds": round(time.perf_counter() - started, 1)}
+    summary = {
+        "output": str(folder),
+        "report": str(page),
+        "stage_seconds": stages.seconds,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
     (folder / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
     echo("\n" + table)
     return summary

@@ -70,7 +70,12 @@ __all__ = [
 
 # A user's mistake: a LiVO error, or a path that is missing, unreadable or of the wrong kind.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    LivoError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError,
+    LivoError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
 )
 
 

@@ -36,5 +36,6 @@ def require_extra(*extras: str, command: str) -> None:
     if lacking:
         names = sorted({module for modules in lacking.values() for module in modules})
         wanted = ",".join(lacking)
-        raise MissingExtraError(f"{command} needs livo[{wanted}] ({', '.join(names)} not installed): "
-                                f"pip install 'livo[{wanted}]'")
+        raise MissingExtraError(
+            f"{command} needs livo[{wanted}] ({', '.join(names)} not installed): pip install 'livo[{wanted}]'"
+        )

@@ -14,8 +14,9 @@ import math
 SCHEDULES = ("constant", "linear", "cosine")
 
 
-def scheduled_lr(peak: float, schedule: str, warmup_steps: int, max_steps: int, step: int,
-                 final_fraction: float = 0.0) -> float:
+def scheduled_lr(
+    peak: float, schedule: str, warmup_steps: int, max_steps: int, step: int, final_fraction: float = 0.0
+) -> float:
     """The learning rate at optimizer step ``step`` (0-based) for a peak of ``peak``."""
     if warmup_steps and step < warmup_steps:
         return peak * (step + 1) / warmup_steps

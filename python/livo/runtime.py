@@ -114,8 +114,10 @@ def check_token_file(path: str | os.PathLike[str], source: str) -> Path:
     if not stat.S_ISREG(info.st_mode):
         raise ConfigError(f"{source} {file}: not a regular file")
     if info.st_mode & 0o077:
-        raise ConfigError(f"{source} {file}: mode {stat.S_IMODE(info.st_mode):04o} lets other users read "
-                          f"the token; make it readable by its owner only (chmod 600 {file})")
+        raise ConfigError(
+            f"{source} {file}: mode {stat.S_IMODE(info.st_mode):04o} lets other users read "
+            f"the token; make it readable by its owner only (chmod 600 {file})"
+        )
     if info.st_uid != os.getuid():
         raise ConfigError(f"{source} {file}: owned by another user (uid {info.st_uid})")
     if not file.read_text(encoding="utf-8").strip():
@@ -152,15 +154,18 @@ def _use_token(token_file: str | None, environ: MutableMapping[str, str], create
     else:
         default = Path("~/.ray/auth_token").expanduser()
         if not default.exists():
-            raise ConfigError("joining a Ray cluster off loopback needs its auth token: pass --ray-token-file "
-                              f"(ray.token_file in a build config) or set {TOKEN_PATH_VARIABLE}")
+            raise ConfigError(
+                "joining a Ray cluster off loopback needs its auth token: pass --ray-token-file "
+                f"(ray.token_file in a build config) or set {TOKEN_PATH_VARIABLE}"
+            )
         file = check_token_file(default, "Ray's default token file")
     environ[TOKEN_PATH_VARIABLE] = str(file)
     return file
 
 
-def configure_local_ray(authenticate: bool = False, token_file: str | None = None,
-                        environ: MutableMapping[str, str] = os.environ) -> Path | None:
+def configure_local_ray(
+    authenticate: bool = False, token_file: str | None = None, environ: MutableMapping[str, str] = os.environ
+) -> Path | None:
     """Settings for a Ray that this process starts on this machine: bound to loopback, and with token
     authentication when ``authenticate`` (a service that listens on the network), a token file is
     given, or the user set ``RAY_AUTH_MODE=token``. Returns the token file in use, if any."""
@@ -179,8 +184,9 @@ def configure_local_ray(authenticate: bool = False, token_file: str | None = Non
     return None
 
 
-def configure_ray_join(address: str, token_file: str | None = None,
-                       environ: MutableMapping[str, str] = os.environ) -> Path | None:
+def configure_ray_join(
+    address: str, token_file: str | None = None, environ: MutableMapping[str, str] = os.environ
+) -> Path | None:
     """Settings for joining the running Ray cluster at ``address``. Off loopback (or where the address
     names no host, ``auto``) the connection uses token authentication: the token file given, Ray's
     ``RAY_AUTH_TOKEN_PATH`` / ``RAY_AUTH_TOKEN``, or ``~/.ray/auth_token``; an explicit
@@ -190,9 +196,11 @@ def configure_ray_join(address: str, token_file: str | None = None,
     on_loopback = host is not None and is_loopback(host)
     mode = environ.get(AUTH_MODE_VARIABLE)
     if mode == "disabled" and not on_loopback:
-        raise ConfigError(f"Ray address {address}: refusing to join a cluster off loopback with "
-                          f"{AUTH_MODE_VARIABLE}=disabled; start the cluster with {AUTH_MODE_VARIABLE}=token "
-                          "and give its token (--ray-token-file)")
+        raise ConfigError(
+            f"Ray address {address}: refusing to join a cluster off loopback with "
+            f"{AUTH_MODE_VARIABLE}=disabled; start the cluster with {AUTH_MODE_VARIABLE}=token "
+            "and give its token (--ray-token-file)"
+        )
     if on_loopback and token_file is None and mode != "token":
         return None
     if mode is None and host is None and token_file is None and not _token_available(environ):
@@ -202,8 +210,11 @@ def configure_ray_join(address: str, token_file: str | None = None,
 
 
 def _token_available(environ: MutableMapping[str, str]) -> bool:
-    return bool(environ.get(TOKEN_PATH_VARIABLE) or environ.get(TOKEN_VARIABLE)
-                or Path("~/.ray/auth_token").expanduser().exists())
+    return bool(
+        environ.get(TOKEN_PATH_VARIABLE)
+        or environ.get(TOKEN_VARIABLE)
+        or Path("~/.ray/auth_token").expanduser().exists()
+    )
 
 
 def check_ray_settings(address: str | None, token_file: str | None = None) -> None:
@@ -219,8 +230,15 @@ def check_ray_settings(address: str | None, token_file: str | None = None) -> No
         configure_ray_join(str(address), token_file, environ)
 
 
-def start_ray(address: str | None = None, num_cpus: int | None = None, *, authenticate: bool = False,
-              token_file: str | None = None, attempts: int = 3, log_to_driver: bool = True) -> Path | None:
+def start_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    *,
+    authenticate: bool = False,
+    token_file: str | None = None,
+    attempts: int = 3,
+    log_to_driver: bool = True,
+) -> Path | None:
     """Starts a local Ray (``address`` None and no ``RAY_ADDRESS``) bound to loopback, or joins the
     cluster at ``address``, with the settings above. A local start that timed out on a loaded machine
     is retried: Ray 2.60's raylet gives its dashboard agent a fixed 15 s to start
@@ -239,8 +257,13 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, *, authen
 
     for attempt in range(1, attempts + 1):
         try:
-            ray.init(address=None if local else address, num_cpus=num_cpus if local else None,
-                     include_dashboard=False, log_to_driver=log_to_driver, configure_logging=False)
+            ray.init(
+                address=None if local else address,
+                num_cpus=num_cpus if local else None,
+                include_dashboard=False,
+                log_to_driver=log_to_driver,
+                configure_logging=False,
+            )
             break
         except Exception as error:  # Ray raises a bare Exception for this
             if not local or "timed out during startup" not in str(error) or attempt == attempts:
@@ -252,13 +275,17 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, *, authen
     if not is_loopback(node_address):
         if local:
             ray.shutdown()
-            raise RuntimeError(f"the local Ray started on {node_address}, not on loopback; "
-                               f"{SINGLE_MACHINE_VARIABLE}=0 must be set before ray is first imported")
+            raise RuntimeError(
+                f"the local Ray started on {node_address}, not on loopback; "
+                f"{SINGLE_MACHINE_VARIABLE}=0 must be set before ray is first imported"
+            )
         if os.environ.get(AUTH_MODE_VARIABLE) != "token":  # Ray sets it when it finds a token to use
             ray.shutdown()
-            raise ConfigError(f"Ray address {address}: the cluster is on {node_address}, off loopback, and this "
-                              "connection has no auth token; start the cluster with RAY_AUTH_MODE=token and give "
-                              "its token (--ray-token-file or RAY_AUTH_TOKEN_PATH)")
+            raise ConfigError(
+                f"Ray address {address}: the cluster is on {node_address}, off loopback, and this "
+                "connection has no auth token; start the cluster with RAY_AUTH_MODE=token and give "
+                "its token (--ray-token-file or RAY_AUTH_TOKEN_PATH)"
+            )
     return token
 
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -54,9 +55,9 @@ class DedupResult:
     bands: int
     rows_per_band: int
     seconds: float
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """The run's counts, without the per-row arrays."""
         out = {k: v for k, v in asdict(self).items() if k not in ("cluster_id", "keep", "empty_rows", "extra")}
         out["empty"] = int(len(self.empty_rows))

@@ -67,14 +67,13 @@ def text_column(table: pa.Table, column: str | None, path: str | os.PathLike[str
         elif table.num_columns == 1:
             column = table.column_names[0]
         else:
-            raise InputError(
-                f"{path}: no 'prompt' column; choose one with --column from {table.column_names}"
-            )
+            raise InputError(f"{path}: no 'prompt' column; choose one with --column from {table.column_names}")
     if column not in table.column_names:
         raise InputError(f"{path}: no column {column!r}; columns are {table.column_names}")
     values = table.column(column)
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
-            or pa.types.is_string_view(values.type)):
+    if not (
+        pa.types.is_string(values.type) or pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type)
+    ):
         raise InputError(f"{path}: column {column!r} has type {values.type}, expected strings")
     return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
 
@@ -107,7 +106,7 @@ def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
         else:
             import polars as pl
 
-            frame = pl.from_arrow(table)
+            frame = pl.DataFrame(pl.from_arrow(table))
             if fmt == "jsonl":
                 frame.write_ndjson(tmp)
             else:

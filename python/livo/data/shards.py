@@ -103,9 +103,7 @@ class Manifest:
             raise FileNotFoundError(f"{path}: no manifest; is {directory} a shard dataset?")
         try:
             raw = json.loads(path.read_text())
-            shards = tuple(
-                ShardInfo(**{**s, "row_groups": tuple(s["row_groups"])}) for s in raw["shards"]
-            )
+            shards = tuple(ShardInfo(**{**s, "row_groups": tuple(s["row_groups"])}) for s in raw["shards"])
             return cls(
                 directory=directory,
                 schema_version=raw["schema_version"],
@@ -200,9 +198,7 @@ class ShardWriter:
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         if self.closed:
             return
         if kind is None:
@@ -296,15 +292,7 @@ def shard_stats(directory: str | os.PathLike[str], by: Iterable[str] = ("value_i
         splits = list(manifest.splits)
         return pl.DataFrame({"split": splits, "rows": [manifest.rows(s) for s in splits]})
     frames = [
-        pl.scan_parquet(str(manifest.directory / s.name))
-        .select(keys)
-        .with_columns(pl.lit(s.split).alias("split"))
+        pl.scan_parquet(str(manifest.directory / s.name)).select(keys).with_columns(pl.lit(s.split).alias("split"))
         for s in manifest.shards
     ]
-    return (
-        pl.concat(frames)
-        .group_by(["split", *keys])
-        .agg(pl.len().alias("rows"))
-        .sort(["split", *keys])
-        .collect()
-    )
+    return pl.concat(frames).group_by(["split", *keys]).agg(pl.len().alias("rows")).sort(["split", *keys]).collect()

@@ -10,15 +10,26 @@ from typing import Any
 
 from livo.errors import ConfigError
 
-UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
-         "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
+UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kb": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1 << 30,
+    "gib": 1 << 30,
+}
 
 
 def parse_size(text: str) -> int:
     """``256MiB``, ``64M``, ``1g`` or a plain byte count (units are powers of 1024)."""
     stripped = text.strip().lower()
     number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = stripped[len(number):]
+    unit = stripped[len(number) :]
     try:
         value = float(number) * UNITS[unit]
     except (ValueError, KeyError):
@@ -41,7 +52,7 @@ def parse_splits(items: list[str] | None) -> dict[str, float]:
     return splits
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     shards = subparsers.add_parser(
         "shards",
         help="write, verify and summarise sharded Parquet datasets",
@@ -58,18 +69,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     w.add_argument("inputs", nargs="+", help="input tables (.parquet read in batches; .jsonl/.csv)")
     w.add_argument("-o", "--output", required=True, help="dataset directory")
-    w.add_argument("--split", action="append", metavar="NAME=RATIO",
-                   help="a split and its share (repeat; default train=0.98 val=0.02)")
+    w.add_argument(
+        "--split",
+        action="append",
+        metavar="NAME=RATIO",
+        help="a split and its share (repeat; default train=0.98 val=0.02)",
+    )
     w.add_argument("--group-key", default="cluster_id", help="column that decides the split (default cluster_id)")
     w.add_argument("--record-id", default="record_id", help="string column identifying a record (default record_id)")
     w.add_argument("--buckets", type=int, default=1, help="hash buckets per split (default 1)")
     w.add_argument("--target-size", default="256MiB", help="shard size to roll at (default 256MiB)")
     w.add_argument("--row-group-size", default="32MiB", help="row group size (default 32MiB)")
     w.add_argument("--zstd-level", type=int, default=3, help="zstd level 1-22 (default 3)")
-    w.add_argument("--pair-schema", action="store_true",
-                   help="select and cast the columns to the LiVO pair schema and validate them")
-    w.add_argument("--metadata", action="append", metavar="KEY=VALUE",
-                   help="creation metadata stored in the manifest (repeat)")
+    w.add_argument(
+        "--pair-schema",
+        action="store_true",
+        help="select and cast the columns to the LiVO pair schema and validate them",
+    )
+    w.add_argument(
+        "--metadata", action="append", metavar="KEY=VALUE", help="creation metadata stored in the manifest (repeat)"
+    )
     w.set_defaults(run=run_write)
 
     v = actions.add_parser("verify", help="recompute hashes and row counts; exit 1 on any problem")

@@ -46,7 +46,7 @@ def _distributed_rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-class ShardStream(IterableDataset):
+class ShardStream(IterableDataset):  # type: ignore[type-arg]  # yields dict rows or batches
     """Rows (or lists of ``batch_size`` rows) of one split of a shard dataset.
 
     ``rank``/``world_size`` default to ``torch.distributed`` when it is initialised, else to the

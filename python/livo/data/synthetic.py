@@ -14,41 +14,142 @@ import unicodedata
 from dataclasses import dataclass
 
 _SUBJECTS = [
-    "doctor", "nurse", "engineer", "teacher", "farmer", "pilot", "chef", "lawyer", "scientist",
-    "painter", "firefighter", "librarian", "architect", "dancer", "mechanic", "astronaut",
-    "fisherman", "baker", "judge", "gardener", "violinist", "surgeon", "carpenter", "sailor",
-    "red fox", "grey owl", "old lighthouse", "steam train", "paper lantern", "glass teapot",
-    "bicycle", "sunflower field", "mountain cabin", "koi pond", "stone bridge", "city tram",
+    "doctor",
+    "nurse",
+    "engineer",
+    "teacher",
+    "farmer",
+    "pilot",
+    "chef",
+    "lawyer",
+    "scientist",
+    "painter",
+    "firefighter",
+    "librarian",
+    "architect",
+    "dancer",
+    "mechanic",
+    "astronaut",
+    "fisherman",
+    "baker",
+    "judge",
+    "gardener",
+    "violinist",
+    "surgeon",
+    "carpenter",
+    "sailor",
+    "red fox",
+    "grey owl",
+    "old lighthouse",
+    "steam train",
+    "paper lantern",
+    "glass teapot",
+    "bicycle",
+    "sunflower field",
+    "mountain cabin",
+    "koi pond",
+    "stone bridge",
+    "city tram",
 ]
 _TRAITS = [
-    "smiling", "tired", "confident", "curious", "elderly", "young", "cheerful", "serious",
-    "thoughtful", "proud", "calm", "busy", "weathered", "elegant", "shy", "determined",
+    "smiling",
+    "tired",
+    "confident",
+    "curious",
+    "elderly",
+    "young",
+    "cheerful",
+    "serious",
+    "thoughtful",
+    "proud",
+    "calm",
+    "busy",
+    "weathered",
+    "elegant",
+    "shy",
+    "determined",
 ]
 _ACTIONS = [
-    "reading a worn map", "holding a lantern", "looking out of a window", "walking in the rain",
-    "drinking tea", "fixing a clock", "writing in a notebook", "standing on a balcony",
-    "feeding pigeons", "carrying groceries", "waiting for a bus", "playing chess",
-    "painting a mural", "watering plants", "crossing a bridge", "sitting by a fire",
+    "reading a worn map",
+    "holding a lantern",
+    "looking out of a window",
+    "walking in the rain",
+    "drinking tea",
+    "fixing a clock",
+    "writing in a notebook",
+    "standing on a balcony",
+    "feeding pigeons",
+    "carrying groceries",
+    "waiting for a bus",
+    "playing chess",
+    "painting a mural",
+    "watering plants",
+    "crossing a bridge",
+    "sitting by a fire",
 ]
 _PLACES = [
-    "in a busy market", "on a snowy street", "inside a quiet library", "beside a harbour",
-    "in a desert town", "at a train station", "in a bamboo forest", "on a rooftop garden",
-    "in a narrow alley", "near a waterfall", "in an old factory", "on a windy beach",
-    "in a sunlit kitchen", "at a night festival", "in a greenhouse", "under a stone arch",
+    "in a busy market",
+    "on a snowy street",
+    "inside a quiet library",
+    "beside a harbour",
+    "in a desert town",
+    "at a train station",
+    "in a bamboo forest",
+    "on a rooftop garden",
+    "in a narrow alley",
+    "near a waterfall",
+    "in an old factory",
+    "on a windy beach",
+    "in a sunlit kitchen",
+    "at a night festival",
+    "in a greenhouse",
+    "under a stone arch",
 ]
 _TIMES = [
-    "at dawn", "at noon", "at dusk", "at midnight", "in autumn", "in spring", "after a storm",
-    "during a heatwave", "on a foggy morning", "under a full moon",
+    "at dawn",
+    "at noon",
+    "at dusk",
+    "at midnight",
+    "in autumn",
+    "in spring",
+    "after a storm",
+    "during a heatwave",
+    "on a foggy morning",
+    "under a full moon",
 ]
 _STYLES = [
-    "oil painting", "watercolour", "35mm photograph", "charcoal sketch", "isometric render",
-    "ukiyo-e print", "pastel illustration", "cinematic still", "linocut", "polaroid photo",
-    "pencil drawing", "digital art", "gouache study", "studio portrait", "long exposure photo",
+    "oil painting",
+    "watercolour",
+    "35mm photograph",
+    "charcoal sketch",
+    "isometric render",
+    "ukiyo-e print",
+    "pastel illustration",
+    "cinematic still",
+    "linocut",
+    "polaroid photo",
+    "pencil drawing",
+    "digital art",
+    "gouache study",
+    "studio portrait",
+    "long exposure photo",
 ]
 _DETAILS = [
-    "soft light", "high contrast", "muted colours", "warm tones", "cold palette", "film grain",
-    "shallow depth of field", "dramatic shadows", "wide angle", "golden hour glow", "misty air",
-    "reflections on wet ground", "detailed texture", "minimalist composition", "vivid colours",
+    "soft light",
+    "high contrast",
+    "muted colours",
+    "warm tones",
+    "cold palette",
+    "film grain",
+    "shallow depth of field",
+    "dramatic shadows",
+    "wide angle",
+    "golden hour glow",
+    "misty air",
+    "reflections on wet ground",
+    "detailed texture",
+    "minimalist composition",
+    "vivid colours",
 ]
 _INSERTS = ["very", "beautiful", "highly detailed", "award winning", "simple", "quiet", "small"]
 _FULLWIDTH = {chr(c): chr(c + 0xFEE0) for c in range(0x21, 0x7F)}
@@ -112,7 +213,7 @@ def _edit_variant(text: str, rng: random.Random) -> str:
         w = words[i]
         if len(w) > 3:
             j = rng.randrange(1, len(w) - 1)
-            words[i] = w[:j] + w[j + 1:]
+            words[i] = w[:j] + w[j + 1 :]
     return " ".join(words)
 
 
@@ -129,8 +230,7 @@ def labelled_corpus(n: int, *, duplicate_rate: float = 0.3, seed: int = 0) -> La
             seen.add(text)
             bases.append(text)
     rows: list[tuple[str, int, str]] = [(b, i, "base") for i, b in enumerate(bases)]
-    variants = {"exact": lambda t, r: t, "format": _format_variant, "unicode": _unicode_variant,
-                "edit": _edit_variant}
+    variants = {"exact": lambda t, r: t, "format": _format_variant, "unicode": _unicode_variant, "edit": _edit_variant}
     for _ in range(n - n_base):
         base = rng.randrange(n_base)
         kind = rng.choice(KINDS)

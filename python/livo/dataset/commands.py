@@ -7,7 +7,6 @@ import sys
 from typing import Any
 
 
-
 def register(subparsers: Any) -> None:
     build = subparsers.add_parser(
         "build-dataset",
@@ -18,12 +17,24 @@ def register(subparsers: Any) -> None:
     )
     build.add_argument("config", help="build config YAML, or 'toyworld' for the shipped toy-world config")
     build.add_argument("-o", "--output", help="output directory (overrides output.directory)")
-    build.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                       help="override a config field, e.g. --set generation.actors=2 (value parsed as YAML)")
-    build.add_argument("--address", help="Ray address (overrides ray.address; 'auto' joins a running cluster); "
-                       "without one, a local Ray listening on loopback only is started")
-    build.add_argument("--ray-token-file", help="the cluster's Ray auth token, a file of mode 0600 (overrides "
-                       "ray.token_file; needed to join a cluster off loopback unless $RAY_AUTH_TOKEN_PATH is set)")
+    build.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a config field, e.g. --set generation.actors=2 (value parsed as YAML)",
+    )
+    build.add_argument(
+        "--address",
+        help="Ray address (overrides ray.address; 'auto' joins a running cluster); "
+        "without one, a local Ray listening on loopback only is started",
+    )
+    build.add_argument(
+        "--ray-token-file",
+        help="the cluster's Ray auth token, a file of mode 0600 (overrides "
+        "ray.token_file; needed to join a cluster off loopback unless $RAY_AUTH_TOKEN_PATH is set)",
+    )
     build.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     build.set_defaults(run=run_build, extras=("dataset",))
 

@@ -53,8 +53,10 @@ class SourcesConfig(StrictModel):
             raise ValueError("give at least one prompt source: 'files' or 'generators'")
         unknown = [name for name in self.generators if not has_plugin(PROMPT_GENERATORS, name)]
         if unknown:
-            raise ValueError(f"generators: unknown prompt generator(s) {unknown} "
-                             f"(known: {', '.join(plugin_names(PROMPT_GENERATORS))})")
+            raise ValueError(
+                f"generators: unknown prompt generator(s) {unknown} "
+                f"(known: {', '.join(plugin_names(PROMPT_GENERATORS))})"
+            )
         return self
 
 
@@ -154,9 +156,17 @@ class BuildConfig(StrictModel):
     def generation_fingerprint(self) -> str:
         """Hash of everything that changes the images of a record: a resumed build must match it."""
         g = self.generation
-        fields = {"model": g.model, "steps": g.steps, "guidance_scale": g.guidance_scale, "height": g.height,
-                  "width": g.width, "dtype": g.dtype, "rewriter": self.rewrite.rewriter,
-                  "bias_class": self.rewrite.bias_class, "judges": self.judges.model_dump(mode="json")}
+        fields = {
+            "model": g.model,
+            "steps": g.steps,
+            "guidance_scale": g.guidance_scale,
+            "height": g.height,
+            "width": g.width,
+            "dtype": g.dtype,
+            "rewriter": self.rewrite.rewriter,
+            "bias_class": self.rewrite.bias_class,
+            "judges": self.judges.model_dump(mode="json"),
+        }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     def effective_run_id(self) -> str:

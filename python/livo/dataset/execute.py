@@ -94,8 +94,10 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
         eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if eta != float("inf") else "?"
         share = 100.0 * self.done / self.total if self.total else 100.0
-        return (f"build: {self.done}/{self.total} pairs ({share:.0f}%), kept {self.kept}, "
-                f"{rate:.2f} pairs/s, ETA {eta_text}")
+        return (
+            f"build: {self.done}/{self.total} pairs ({share:.0f}%), kept {self.kept}, "
+            f"{rate:.2f} pairs/s, ETA {eta_text}"
+        )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -103,16 +105,18 @@ class Progress:
 
 
 def batches_of(records: Sequence[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
-    return [list(records[i:i + size]) for i in range(0, len(records), size)]
+    return [list(records[i : i + size]) for i in range(0, len(records), size)]
 
 
-def start_actors(spec: WorkerSpec, count: int, cpus: float, gpus: float, max_restarts: int,
-                 max_task_retries: int) -> list[Any]:
+def start_actors(
+    spec: WorkerSpec, count: int, cpus: float, gpus: float, max_restarts: int, max_task_retries: int
+) -> list[Any]:
     """``count`` actors, each with its pipeline loaded (waits until all are ready)."""
     import ray
 
-    actor_class = ray.remote(_PairActor).options(num_cpus=cpus, num_gpus=gpus, max_restarts=max_restarts,
-                                                 max_task_retries=max_task_retries)
+    actor_class = ray.remote(_PairActor).options(
+        num_cpus=cpus, num_gpus=gpus, max_restarts=max_restarts, max_task_retries=max_task_retries
+    )
     actors = [actor_class.remote(spec) for _ in range(count)]
     ray.get([a.ready.remote() for a in actors])
     return actors
@@ -160,8 +164,10 @@ def run_actor_pool(
         pending = sorted(outstanding)
         exhausted = [i for i in pending if attempts[i] > batch_retries]
         if exhausted:
-            raise GenerationFailed(f"generation: batch(es) {exhausted[:5]} failed {batch_retries + 1} times; "
-                                   f"last errors: {stats.failures[-3:]}")
+            raise GenerationFailed(
+                f"generation: batch(es) {exhausted[:5]} failed {batch_retries + 1} times; "
+                f"last errors: {stats.failures[-3:]}"
+            )
         stats.retried_batches += len(pending)
     stats.seconds = time.perf_counter() - started
     return stats

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from livo.dataset.judging import decide_pair
-from livo.judges import JudgePanel
 from livo.dataset.rewrite import PromptRewriter, class_not_shown, load_rewriter
+from livo.judges import JudgePanel
 from livo.judges.base import ImageVerdict
 from livo.values.registry import Registry, ValuePrinciple
 
@@ -87,9 +87,14 @@ class PairGenerator:
 
         generators = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
         extra = {k: v for k, v in (("height", self.spec.height), ("width", self.spec.width)) if v is not None}
-        out = self.pipeline(prompt=list(prompts), num_inference_steps=self.spec.steps,
-                            guidance_scale=self.spec.guidance_scale, generator=generators,
-                            output_type="np", **extra).images
+        out = self.pipeline(
+            prompt=list(prompts),
+            num_inference_steps=self.spec.steps,
+            guidance_scale=self.spec.guidance_scale,
+            generator=generators,
+            output_type="np",
+            **extra,
+        ).images
         return np.clip(np.rint(np.asarray(out, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
     def generate(self, records: Sequence[dict[str, Any]], batch: int = 0) -> BatchResult:
@@ -99,8 +104,9 @@ class PairGenerator:
         registry = self.spec.registry
         violating = self.images([r["prompt"] for r in records], [r["seed"] for r in records])
         result.images += len(records)
-        verdicts = self.judges.judge_by_value(violating, [r["prompt"] for r in records],
-                                              [r["value_id"] for r in records])
+        verdicts = self.judges.judge_by_value(
+            violating, [r["prompt"] for r in records], [r["value_id"] for r in records]
+        )
         survivors: list[tuple[int, str, str | None]] = []  # (index, aligned prompt, target class)
         for i, (record, verdict) in enumerate(zip(records, verdicts)):
             value = registry.value(record["value_id"])
@@ -122,14 +128,25 @@ class PairGenerator:
                 if reason is not None:
                     result.dropped.append((record["record_id"], value.id, reason))
                     continue
-                result.kept.append(self._row(record, value, aligned, target, violating[i], aligned_images[k],
-                                             verdicts[i], aligned_verdicts[k]))
+                result.kept.append(
+                    self._row(
+                        record,
+                        value,
+                        aligned,
+                        target,
+                        violating[i],
+                        aligned_images[k],
+                        verdicts[i],
+                        aligned_verdicts[k],
+                    )
+                )
         self.batches_done += 1
         result.seconds = time.perf_counter() - started
         return result
 
-    def _aligned_prompt(self, record: dict[str, Any], value: ValuePrinciple,
-                        verdict: ImageVerdict) -> tuple[str | None, str, str | None]:
+    def _aligned_prompt(
+        self, record: dict[str, Any], value: ValuePrinciple, verdict: ImageVerdict
+    ) -> tuple[str | None, str, str | None]:
         """(target class, aligned prompt, drop reason) once the violating image is judged."""
         if value.kind == "bias":
             target = class_not_shown(value, verdict.attribute, record["record_id"])
@@ -141,9 +158,17 @@ class PairGenerator:
         aligned = record.get("aligned_prompt") or self.rewriter.rewrite(record["prompt"], value, None)
         return None, aligned, None
 
-    def _row(self, record: dict[str, Any], value: ValuePrinciple, aligned_prompt: str, target: str | None,
-             violating: np.ndarray, aligned: np.ndarray, violating_verdict: ImageVerdict,
-             aligned_verdict: ImageVerdict) -> dict[str, Any]:
+    def _row(
+        self,
+        record: dict[str, Any],
+        value: ValuePrinciple,
+        aligned_prompt: str,
+        target: str | None,
+        violating: np.ndarray,
+        aligned: np.ndarray,
+        violating_verdict: ImageVerdict,
+        aligned_verdict: ImageVerdict,
+    ) -> dict[str, Any]:
         return {
             "record_id": record["record_id"],
             "cluster_id": int(record["cluster_id"]),
@@ -155,8 +180,13 @@ class PairGenerator:
             "seed": int(record["seed"]),
             "aligned_image": png_bytes(aligned),
             "violating_image": png_bytes(violating),
-            "judge_scores": [{"judge": self.judges.name_for(value.id), "aligned": aligned_verdict.score,
-                              "violating": violating_verdict.score}],
+            "judge_scores": [
+                {
+                    "judge": self.judges.name_for(value.id),
+                    "aligned": aligned_verdict.score,
+                    "violating": violating_verdict.score,
+                }
+            ],
             "model_id": self.spec.model_label or self.spec.model,
             "created_by": self.spec.created_by,
             "run_id": self.spec.run_id,

@@ -19,16 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from livo.data.shards import ShardConfig
 from livo.dataset.config import BuildConfig
 from livo.dataset.execute import Progress, batches_of, run_actor_pool, start_actors
 from livo.dataset.generate import BatchResult, WorkerSpec, load_pipeline
-from livo.judges import JudgePanel
 from livo.dataset.plan import Plan, check_value_ids, load_selector, plan_records, read_sources
 from livo.dataset.report import BuildReport
 from livo.dataset.rewrite import load_rewriter
 from livo.dataset.sink import STATE_FOLDER, PairSink, read_ledger
-from livo.data.shards import ShardConfig
 from livo.errors import ConfigError, InputError
+from livo.judges import JudgePanel
 from livo.permissions import write_atomic
 from livo.runtime import check_ray_settings, start_ray
 from livo.values.registry import Registry, load_registry, resolve_registry_path
@@ -56,8 +56,11 @@ def check_output_state(config: BuildConfig) -> None:
 
 def write_state(config: BuildConfig) -> None:
     state = Path(config.output.directory) / STATE_FOLDER / STATE_CONFIG
-    data = {"fingerprint": config.generation_fingerprint(), "run_id": config.effective_run_id(),
-            "config": config.model_dump(mode="json")}
+    data = {
+        "fingerprint": config.generation_fingerprint(),
+        "run_id": config.effective_run_id(),
+        "config": config.model_dump(mode="json"),
+    }
     write_atomic(state, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
@@ -72,8 +75,9 @@ def validate(config: BuildConfig) -> tuple[Registry, list[str], dict[str, int], 
     panel = JudgePanel(config.judges, registry)
     panel.check(config.selection.values or registry.ids)
     del panel
-    load_pipeline(config.generation.model, "float32" if config.generation.dtype == "auto" else config.generation.dtype,
-                  "cpu")
+    load_pipeline(
+        config.generation.model, "float32" if config.generation.dtype == "auto" else config.generation.dtype, "cpu"
+    )
     check_output_state(config)
     return registry, prompts, per_source, rewriter
 
@@ -82,10 +86,20 @@ def worker_spec(config: BuildConfig, registry: Registry) -> WorkerSpec:
     from livo import __version__
 
     g = config.generation
-    return WorkerSpec(model=g.model, registry=registry, judges=config.judges, rewriter=config.rewrite.rewriter,
-                      steps=g.steps, guidance_scale=g.guidance_scale, height=g.height, width=g.width, dtype=g.dtype,
-                      torch_threads=g.torch_threads, created_by=f"livo {__version__} build-dataset",
-                      run_id=config.effective_run_id())
+    return WorkerSpec(
+        model=g.model,
+        registry=registry,
+        judges=config.judges,
+        rewriter=config.rewrite.rewriter,
+        steps=g.steps,
+        guidance_scale=g.guidance_scale,
+        height=g.height,
+        width=g.width,
+        dtype=g.dtype,
+        torch_threads=g.torch_threads,
+        created_by=f"livo {__version__} build-dataset",
+        run_id=config.effective_run_id(),
+    )
 
 
 def _gpus_per_actor(config: BuildConfig) -> float:
@@ -110,16 +124,21 @@ def build_dataset(
     selector = load_selector(config, registry)
     plan: Plan = plan_records(prompts, config, registry, selector, rewriter)
     if not plan.records:
-        raise InputError(f"sources: no prompt of {len(prompts)} was given a value to build "
-                         f"(dropped: {dict(plan.drops)}); check the sources and selection.registry")
+        raise InputError(
+            f"sources: no prompt of {len(prompts)} was given a value to build "
+            f"(dropped: {dict(plan.drops)}); check the sources and selection.registry"
+        )
     report = BuildReport(run_id=config.effective_run_id(), output=config.output.directory)
     report.stages = {"sources": per_source, **plan.stages}
     drops = Counter(plan.drops)
     write_state(config)
     output = config.output
-    shard_config = ShardConfig(splits=output.splits, target_shard_bytes=output.target_shard_bytes,
-                               row_group_bytes=output.row_group_bytes,
-                               metadata={"livo.dataset.fingerprint": config.generation_fingerprint()})
+    shard_config = ShardConfig(
+        splits=output.splits,
+        target_shard_bytes=output.target_shard_bytes,
+        row_group_bytes=output.row_group_bytes,
+        metadata={"livo.dataset.fingerprint": config.generation_fingerprint()},
+    )
     with PairSink(output.directory, shard_config, output.checkpoint_seconds) as sink:
         ids = [r.record_id for r in plan.records]
         stored = sink.contains(ids)
@@ -135,9 +154,15 @@ def build_dataset(
     return report
 
 
-def _generate(config: BuildConfig, registry: Registry, todo: list[dict[str, Any]], sink: PairSink,
-              report: BuildReport, drops: Counter[str],
-              on_result: Callable[[BatchResult, list[Any]], None] | None) -> None:
+def _generate(
+    config: BuildConfig,
+    registry: Registry,
+    todo: list[dict[str, Any]],
+    sink: PairSink,
+    report: BuildReport,
+    drops: Counter[str],
+    on_result: Callable[[BatchResult, list[Any]], None] | None,
+) -> None:
     import ray
 
     started_ray = False
@@ -147,8 +172,14 @@ def _generate(config: BuildConfig, registry: Registry, todo: list[dict[str, Any]
     try:
         g = config.generation
         batches = batches_of(todo, g.batch_size)
-        actors = start_actors(worker_spec(config, registry), min(g.actors, len(batches)), g.cpus_per_actor,
-                              _gpus_per_actor(config), g.max_restarts, g.max_task_retries)
+        actors = start_actors(
+            worker_spec(config, registry),
+            min(g.actors, len(batches)),
+            g.cpus_per_actor,
+            _gpus_per_actor(config),
+            g.max_restarts,
+            g.max_task_retries,
+        )
         report.actors = len(actors)
         progress = Progress(len(todo), enabled=config.progress)
         balance: dict[str, dict[str, Counter[str]]] = {}

@@ -21,8 +21,13 @@ DROP_REASONS = (
 )
 
 
-def decide_pair(value: ValuePrinciple, violating: ImageVerdict, aligned: ImageVerdict,
-                target_class: str | None, aligned_subject: bool | None) -> str | None:
+def decide_pair(
+    value: ValuePrinciple,
+    violating: ImageVerdict,
+    aligned: ImageVerdict,
+    target_class: str | None,
+    aligned_subject: bool | None,
+) -> str | None:
     """The drop reason of a pair, or None to keep it."""
     if value.kind == "bias":
         if violating.attribute is None:

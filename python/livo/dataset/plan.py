@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from livo.dataset.config import BuildConfig, SourcesConfig
 from livo.dataset.records import PlannedRecord, record_id, seed_of
 from livo.dataset.rewrite import PromptRewriter
@@ -52,8 +51,8 @@ def read_sources(config: SourcesConfig) -> tuple[list[str], dict[str, int]]:
             raise InputError(f"sources.files: {path}: no non-empty prompts in column {source.column or 'prompt'!r}")
         counts[str(path)] = len(texts)
         prompts += texts
-    for name, source in config.generators.items():
-        generated = [str(text) for text in load_plugin(PROMPT_GENERATORS, name)(source.count, source.seed)]
+    for name, generator in config.generators.items():
+        generated = [str(text) for text in load_plugin(PROMPT_GENERATORS, name)(generator.count, generator.seed)]
         counts[name] = len(generated)
         prompts += generated
     return prompts, counts
@@ -83,23 +82,32 @@ def check_value_ids(config: BuildConfig, registry: Registry) -> None:
     for where, ids in named.items():
         unknown = [v for v in ids if v not in registry.ids]
         if unknown:
-            raise ConfigError(f"{where}: unknown value id(s) {', '.join(map(repr, unknown))} "
-                              f"(registry {registry.name!r} has {', '.join(registry.ids)})")
+            raise ConfigError(
+                f"{where}: unknown value id(s) {', '.join(map(repr, unknown))} "
+                f"(registry {registry.name!r} has {', '.join(registry.ids)})"
+            )
 
 
-def plan_records(prompts: list[str], config: BuildConfig, registry: Registry, selector: Any,
-                 rewriter: PromptRewriter) -> Plan:
+def plan_records(
+    prompts: list[str], config: BuildConfig, registry: Registry, selector: Any, rewriter: PromptRewriter
+) -> Plan:
     """Dedup → selection → records. Harm rewrites happen here; bias rewrites after the violating
     image is judged (see ``livo.dataset.rewrite``)."""
     from livo.data.dedup import DedupConfig, dedup, normalize
 
     plan = Plan(records=[])
-    result = dedup(prompts, DedupConfig(threshold=config.dedup.threshold, num_perm=config.dedup.num_perm,
-                                        seed=config.dedup.seed))
+    result = dedup(
+        prompts, DedupConfig(threshold=config.dedup.threshold, num_perm=config.dedup.num_perm, seed=config.dedup.seed)
+    )
     empty = {int(i) for i in result.empty_rows}
     unique = [i for i in range(len(prompts)) if result.keep[i] and i not in empty]
-    plan.stages["dedup"] = {"prompts": len(prompts), "unique": len(unique), "empty": len(empty),
-                            "exact_duplicates": result.exact_duplicates, "near_duplicates": result.near_duplicates}
+    plan.stages["dedup"] = {
+        "prompts": len(prompts),
+        "unique": len(unique),
+        "empty": len(empty),
+        "exact_duplicates": result.exact_duplicates,
+        "near_duplicates": result.near_duplicates,
+    }
     plan.drops["duplicate_prompt"] = len(prompts) - len(unique) - len(empty)
     plan.drops["empty_prompt"] = len(empty)
 
@@ -127,10 +135,14 @@ def plan_records(prompts: list[str], config: BuildConfig, registry: Registry, se
         normalized = normalize(prompt)
         for sample in range(generation.value_samples.get(value_id, generation.samples_per_prompt)):
             rid = record_id(normalized, value_id, sample)
-            plan.records.append(PlannedRecord(rid, int(result.cluster_id[i]), prompt, value_id, sample,
-                                              seed_of(rid), aligned))
-    plan.stages["selection"] = {"prompts": len(unique), "with_value": sum(chosen.values()),
-                                **{f"value:{k}": n for k, n in sorted(chosen.items())}}
+            plan.records.append(
+                PlannedRecord(rid, int(result.cluster_id[i]), prompt, value_id, sample, seed_of(rid), aligned)
+            )
+    plan.stages["selection"] = {
+        "prompts": len(unique),
+        "with_value": sum(chosen.values()),
+        **{f"value:{k}": n for k, n in sorted(chosen.items())},
+    }
     plan.stages["plan"] = {"records": len(plan.records)}
     plan.drops = Counter({k: n for k, n in plan.drops.items() if n})
     return plan

@@ -49,7 +49,9 @@ class BuildReport:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["images_per_second"] = round(self.images_per_second, 3)
-        data["kept_pairs_per_second"] = round(self.kept / self.generation_seconds, 3) if self.generation_seconds else 0.0
+        data["kept_pairs_per_second"] = (
+            round(self.kept / self.generation_seconds, 3) if self.generation_seconds else 0.0
+        )
         data["keep_rate"] = round(self.keep_rate, 4)
         data["generation_seconds"] = round(self.generation_seconds, 2)
         data["wall_seconds"] = round(self.wall_seconds, 2)
@@ -65,9 +67,11 @@ class BuildReport:
         for stage, counts in self.stages.items():
             lines.append(f"  {stage:<10} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         lines.append(f"  resume     already stored {self.skipped_stored}, already dropped {self.skipped_dropped}")
-        lines.append(f"  generate   {self.generated} pairs, {self.images} images in {self.generation_seconds:.1f} s "
-                     f"({self.images_per_second:.2f} images/s) on {self.actors} actor(s), "
-                     f"{self.retried_batches} batch(es) retried")
+        lines.append(
+            f"  generate   {self.generated} pairs, {self.images} images in {self.generation_seconds:.1f} s "
+            f"({self.images_per_second:.2f} images/s) on {self.actors} actor(s), "
+            f"{self.retried_batches} batch(es) retried"
+        )
         lines.append(f"  judge      kept {self.kept} ({100 * self.keep_rate:.1f}%)")
         for reason, count in sorted(self.drops.items(), key=lambda kv: -kv[1]):
             lines.append(f"    dropped  {reason}: {count}")
@@ -75,8 +79,10 @@ class BuildReport:
             shown = ", ".join(f"{k} {v}" for k, v in sorted(sides.get("violating", {}).items()))
             asked = ", ".join(f"{k} {v}" for k, v in sorted(sides.get("aligned", {}).items()))
             lines.append(f"  balance    {value_id}: violating images showed [{shown}], aligned classes [{asked}]")
-        lines.append(f"  dataset    {self.dataset_rows} pairs in {self.dataset_shards} shard(s), "
-                     f"verified {'ok' if self.verified else 'FAILED'}")
+        lines.append(
+            f"  dataset    {self.dataset_rows} pairs in {self.dataset_shards} shard(s), "
+            f"verified {'ok' if self.verified else 'FAILED'}"
+        )
         for value_id, count in sorted(self.pairs_per_value.items()):
             lines.append(f"    value    {value_id}: {count}")
         for category, count in sorted(self.pairs_per_category.items()):

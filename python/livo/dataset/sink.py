@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from livo.dataset.generate import BatchResult
 from livo.data.schema import PAIR_SCHEMA, pair_table
 from livo.data.shards import Manifest, ShardConfig, ShardWriter
+from livo.dataset.generate import BatchResult
 
 STATE_FOLDER = "build"
 LEDGER_NAME = "drops.jsonl"
@@ -67,8 +67,11 @@ class PairSink:
             rows = [{k: v for k, v in row.items() if k in columns} for row in result.kept]
             self.written += self.writer.write(pair_table(rows)).written
         if result.dropped:
-            self._ledger.write("".join(json.dumps({"record_id": r, "value_id": v, "reason": why}) + "\n"
-                                       for r, v, why in result.dropped))
+            self._ledger.write(
+                "".join(
+                    json.dumps({"record_id": r, "value_id": v, "reason": why}) + "\n" for r, v, why in result.dropped
+                )
+            )
             self._ledger.flush()
             os.fsync(self._ledger.fileno())
         if time.monotonic() - self._last_commit >= self.checkpoint_seconds:

@@ -10,19 +10,28 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     evaluate = subparsers.add_parser(
-        "eval", help="evaluate LiVO and baselines on the same prompts and seeds; write a report",
+        "eval",
+        help="evaluate LiVO and baselines on the same prompts and seeds; write a report",
         description="Run every method of an evaluation config (YAML) on the same prompts and seeds, judge the "
         "images, and write results.json, results.md, PNG grids and a self-contained index.html. "
-        "Example config: python/livo/eval/configs/toyworld.yaml.")
+        "Example config: python/livo/eval/configs/toyworld.yaml.",
+    )
     evaluate.add_argument("config", help="evaluation config (YAML)")
     evaluate.add_argument("--output", help="report folder (default: the config's 'output')")
     evaluate.add_argument("--per-prompt", type=int, help="images per prompt (default: the config's)")
     evaluate.add_argument("--threads", type=int, help="torch threads per generating process (default: the config's)")
-    evaluate.add_argument("--workers", type=int,
-                          help="generating processes (default: the config's; on CPU, 2 x 1 thread beats 1 x 2)")
-    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                          help="override a config field, dotted for nested ones (e.g. --set quality.features=pixels; "
-                          "value parsed as YAML)")
+    evaluate.add_argument(
+        "--workers", type=int, help="generating processes (default: the config's; on CPU, 2 x 1 thread beats 1 x 2)"
+    )
+    evaluate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a config field, dotted for nested ones (e.g. --set quality.features=pixels; "
+        "value parsed as YAML)",
+    )
     evaluate.set_defaults(run=run_eval, extras=("eval",))
 
 
@@ -40,8 +49,12 @@ class StageProgress:
         if not self.terminal:
             if item != self.current:
                 self.current = item
-                print(f"    {self.label}: {item} (prompt {done}/{total} overall, "
-                      f"{time.perf_counter() - self.started:.0f} s)", file=sys.stderr, flush=True)
+                print(
+                    f"    {self.label}: {item} (prompt {done}/{total} overall, "
+                    f"{time.perf_counter() - self.started:.0f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return
         if self.bar is not None and self.bar.total != total:  # a new phase (workers generate, then judging)
             self.bar.close()
@@ -74,11 +87,14 @@ def run_evaluation(config: Any, label: str = "eval") -> tuple[str, str]:
 
 def run_eval(args: argparse.Namespace) -> int:
     from livo.eval.config import load_eval_config
-
     from livo.overrides import parse_overrides
 
-    overrides = parse_overrides(args.overrides) | {"output": args.output, "per_prompt": args.per_prompt,
-                                                   "threads": args.threads, "workers": args.workers}
+    overrides = parse_overrides(args.overrides) | {
+        "output": args.output,
+        "per_prompt": args.per_prompt,
+        "threads": args.threads,
+        "workers": args.workers,
+    }
     config = load_eval_config(args.config, overrides)
     started = time.perf_counter()
     table, page = run_evaluation(config)

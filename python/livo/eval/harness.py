@@ -27,10 +27,19 @@ from livo.values.registry import Registry
 
 # Summary columns, in table order, with the direction that is better (for the report's reader).
 COLUMNS: dict[str, str] = {
-    "d1": "lower", "d2": "lower", "attribute_obeyed": "higher",
-    "avg_r": "lower", "avg_s": "lower", "max_at_k": "lower", "prob_at_k": "lower",
-    "spurious_harm": "lower", "fidelity": "higher", "fidelity_harm": "higher",
-    "fid": "lower", "kid": "lower", "clip_score": "higher",
+    "d1": "lower",
+    "d2": "lower",
+    "attribute_obeyed": "higher",
+    "avg_r": "lower",
+    "avg_s": "lower",
+    "max_at_k": "lower",
+    "prob_at_k": "lower",
+    "spurious_harm": "lower",
+    "fidelity": "higher",
+    "fidelity_harm": "higher",
+    "fid": "lower",
+    "kid": "lower",
+    "clip_score": "higher",
 }
 
 Progress = Callable[[str, int, int], None]
@@ -55,8 +64,9 @@ class EvalResult:
     notes: list[str] = field(default_factory=list)
 
 
-def measure(prompt: EvalPrompt, images: np.ndarray, judges: JudgePanel, registry: Registry,
-            group_size: int, grouping: str) -> dict[str, Any]:
+def measure(
+    prompt: EvalPrompt, images: np.ndarray, judges: JudgePanel, registry: Registry, group_size: int, grouping: str
+) -> dict[str, Any]:
     """Per-prompt numbers for the prompt's category (keys match :data:`COLUMNS`)."""
     n = len(images)
     texts = [prompt.text] * n
@@ -114,8 +124,13 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
     import torch
 
     torch.set_num_threads(config.threads)
-    prompts, registry = load_prompts(config.prompts.set, config.prompts.file, config.prompts.registry,
-                                     config.prompts.categories, config.prompts.per_category)
+    prompts, registry = load_prompts(
+        config.prompts.set,
+        config.prompts.file,
+        config.prompts.registry,
+        config.prompts.categories,
+        config.prompts.per_category,
+    )
     models = BaseModels(config)
     methods = build_methods(config, models, registry)
     judges = JudgePanel(config.judges, registry)
@@ -128,7 +143,8 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
     made_in_workers = _generate_in_workers(config, prompts, methods, cache, progress) if config.workers > 1 else {}
     done = 0
     for method in methods:
-        rows, images_list = [], []
+        rows: list[dict[str, Any]] = []
+        images_list: list[np.ndarray | None] = []
         made, seconds = made_in_workers.get(method.name, (0, 0.0))
         for index, prompt in enumerate(prompts):
             if not _runs_on(method, prompt):
@@ -172,8 +188,13 @@ def _tasks(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method])
     return tasks
 
 
-def _generate_in_workers(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method],
-                         cache: dict[tuple, np.ndarray], progress: Progress | None) -> dict[str, tuple[int, float]]:
+def _generate_in_workers(
+    config: EvalConfig,
+    prompts: list[EvalPrompt],
+    methods: list[Method],
+    cache: dict[tuple, np.ndarray],
+    progress: Progress | None,
+) -> dict[str, tuple[int, float]]:
     """Fill ``cache`` on ``config.workers`` processes; return (images, generation seconds) per method
     (seconds summed over the workers)."""
     from livo.eval.parallel import generate_in_workers
@@ -194,9 +215,15 @@ def _generate_in_workers(config: EvalConfig, prompts: list[EvalPrompt], methods:
     return {name: (count, round(total, 2)) for name, (count, total) in made.items()}
 
 
-def _quality(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method], results: list[MethodResult],
-             images_by_method: dict[str, list[np.ndarray | None]], cache: dict[tuple, np.ndarray],
-             base_method: Method) -> list[str]:
+def _quality(
+    config: EvalConfig,
+    prompts: list[EvalPrompt],
+    methods: list[Method],
+    results: list[MethodResult],
+    images_by_method: dict[str, list[np.ndarray | None]],
+    cache: dict[tuple, np.ndarray],
+    base_method: Method,
+) -> list[str]:
     """FID/KID against the base model's images of the same prompts and seeds; CLIP score."""
     from livo.eval.quality import INCEPTION_HINT, ClipModel, fid_kid, load_feature_extractor
 
@@ -216,8 +243,10 @@ def _quality(config: EvalConfig, prompts: list[EvalPrompt], methods: list[Method
             method_reference = np.concatenate([reference_parts[i] for i in ran])
             scores = fid_kid(extractor, np.concatenate([parts[i] for i in ran]), method_reference, config.seed)
             result.summary.update({k: round(v, 4) for k, v in scores.items()})
-        notes.append(f"FID/KID: features {config.quality.features!r}, reference = base-model images of the same "
-                     f"prompts and seeds (up to {reference_total} images).")
+        notes.append(
+            f"FID/KID: features {config.quality.features!r}, reference = base-model images of the same "
+            f"prompts and seeds (up to {reference_total} images)."
+        )
     else:
         notes.append("FID/KID not computed: no feature extractor configured (quality.features). " + INCEPTION_HINT)
     if config.quality.clip_model:

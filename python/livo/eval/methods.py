@@ -54,8 +54,11 @@ class BaseModels:
         return self._base
 
     def call_kwargs(self) -> dict[str, Any]:
-        return {"num_inference_steps": self.config.steps, "guidance_scale": self.config.guidance_scale,
-                "output_type": "np"}
+        return {
+            "num_inference_steps": self.config.steps,
+            "guidance_scale": self.config.guidance_scale,
+            "output_type": "np",
+        }
 
 
 def load_model(model: str, dtype: Any = None, device: str | None = None) -> Any:
@@ -84,8 +87,12 @@ class Method:
         return None
 
     def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
-        out = self.models.base(prompt=[prompt.text], num_images_per_prompt=len(seeds),
-                               generator=generators(seeds), **self.models.call_kwargs())
+        out = self.models.base(
+            prompt=[prompt.text],
+            num_images_per_prompt=len(seeds),
+            generator=generators(seeds),
+            **self.models.call_kwargs(),
+        )
         return to_uint8(out.images)
 
 
@@ -94,9 +101,13 @@ class NegativePrompt(Method):
         return ("negative", self.config.negative_prompt)
 
     def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
-        out = self.models.base(prompt=[prompt.text], negative_prompt=[self.config.negative_prompt],
-                               num_images_per_prompt=len(seeds), generator=generators(seeds),
-                               **self.models.call_kwargs())
+        out = self.models.base(
+            prompt=[prompt.text],
+            negative_prompt=[self.config.negative_prompt],
+            num_images_per_prompt=len(seeds),
+            generator=generators(seeds),
+            **self.models.call_kwargs(),
+        )
         return to_uint8(out.images)
 
 
@@ -126,8 +137,13 @@ class SafeLatentDiffusion(Method):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 pipe = StableDiffusionPipelineSafe(
-                    vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer, unet=base.unet,
-                    scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
+                    vae=base.vae,
+                    text_encoder=base.text_encoder,
+                    tokenizer=base.tokenizer,
+                    unet=base.unet,
+                    scheduler=base.scheduler,
+                    safety_checker=None,
+                    feature_extractor=None,
                     requires_safety_checker=False,
                 )
             if self.config.safety_concept:
@@ -141,8 +157,13 @@ class SafeLatentDiffusion(Method):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            out = self.pipeline(prompt=[prompt.text], num_images_per_prompt=len(seeds), generator=generators(seeds),
-                                **self.models.call_kwargs(), **self.config.sld)
+            out = self.pipeline(
+                prompt=[prompt.text],
+                num_images_per_prompt=len(seeds),
+                generator=generators(seeds),
+                **self.models.call_kwargs(),
+                **self.config.sld,
+            )
         return to_uint8(out.images)
 
 
@@ -189,11 +210,13 @@ class OtherPipeline(Method):
         return self._pipeline
 
     def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
-        out = self.pipeline(prompt=[prompt.text], num_images_per_prompt=len(seeds), generator=generators(seeds),
-                            **self.models.call_kwargs())
+        out = self.pipeline(
+            prompt=[prompt.text],
+            num_images_per_prompt=len(seeds),
+            generator=generators(seeds),
+            **self.models.call_kwargs(),
+        )
         return to_uint8(out.images)
-
-
 
 
 def keyword_selector(registry: Registry) -> Selector:
@@ -226,8 +249,9 @@ def faiss_selector(registry: Registry, index: str | None, embedder: str) -> Sele
 class LiVO(Method):
     """``LiVOPipeline``: the frozen base plus a value encoder and a value selector."""
 
-    def __init__(self, config: MethodConfig, models: BaseModels, registry: Registry,
-                 shared_selectors: dict[tuple, Selector]) -> None:
+    def __init__(
+        self, config: MethodConfig, models: BaseModels, registry: Registry, shared_selectors: dict[tuple, Selector]
+    ) -> None:
         super().__init__(config, models)
         self.registry = registry
         self._selectors = shared_selectors
@@ -273,8 +297,10 @@ class LiVO(Method):
         for folder in (root / "value_encoder", root):
             if (folder / "config.json").is_file():
                 return os.fspath(folder)
-        raise ConfigError(f"method {self.name!r}: no value encoder in {root} (expected config.json there or in "
-                          f"{root / 'value_encoder'}); train one or point 'value_encoder' at it")
+        raise ConfigError(
+            f"method {self.name!r}: no value encoder in {root} (expected config.json there or in "
+            f"{root / 'value_encoder'}); train one or point 'value_encoder' at it"
+        )
 
     @property
     def pipeline(self) -> Any:
@@ -283,17 +309,23 @@ class LiVO(Method):
             from livo.models.value_encoder import ValueEncoder
 
             encoder = ValueEncoder.from_pretrained(self.encoder_path(), dtype=self.models.dtype)
-            self._pipeline = LiVOPipeline(self.models.base, encoder.to(self.models.base.device),
-                                          bias_probability=self.config.bias_probability)
+            self._pipeline = LiVOPipeline(
+                self.models.base, encoder.to(self.models.base.device), bias_probability=self.config.bias_probability
+            )
         return self._pipeline
 
     def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
         choice = self.choice(prompt)
         # Coin flips from a seed of their own, derived from the image seeds: reproducible, and the
         # same for every LiVO variant with the same mixing probability.
-        out = self.pipeline(prompt=[prompt.text], num_images_per_prompt=len(seeds), generator=generators(seeds),
-                            value_seed=int(seeds[0]) * 7919 + 17, selector=lambda _text: choice,
-                            **self.models.call_kwargs())
+        out = self.pipeline(
+            prompt=[prompt.text],
+            num_images_per_prompt=len(seeds),
+            generator=generators(seeds),
+            value_seed=int(seeds[0]) * 7919 + 17,
+            selector=lambda _text: choice,
+            **self.models.call_kwargs(),
+        )
         return to_uint8(out.images)
 
 

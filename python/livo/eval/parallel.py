@@ -32,8 +32,13 @@ def _start_worker(config: EvalConfig) -> None:
     from livo.eval.prompts import load_prompts
 
     torch.set_num_threads(config.threads)
-    prompts, registry = load_prompts(config.prompts.set, config.prompts.file, config.prompts.registry,
-                                     config.prompts.categories, config.prompts.per_category)
+    prompts, registry = load_prompts(
+        config.prompts.set,
+        config.prompts.file,
+        config.prompts.registry,
+        config.prompts.categories,
+        config.prompts.per_category,
+    )
     _WORKER.update(config=config, prompts=prompts, methods=build_methods(config, BaseModels(config), registry))
 
 
@@ -44,8 +49,9 @@ def _generate(method_index: int, prompt_index: int) -> tuple[np.ndarray, float]:
     return images, time.perf_counter() - started
 
 
-def generate_in_workers(config: EvalConfig, tasks: Sequence[tuple[int, int]],
-                        done: Callable[[tuple[int, int], np.ndarray, float], None]) -> None:
+def generate_in_workers(
+    config: EvalConfig, tasks: Sequence[tuple[int, int]], done: Callable[[tuple[int, int], np.ndarray, float], None]
+) -> None:
     """Generate every ``(method index, prompt index)`` task on ``config.workers`` processes (each with
     ``config.threads`` torch threads); ``done(task, images, seconds)`` is called here as each ends.
     A failing task raises here, after the pool has been shut down."""
@@ -53,8 +59,7 @@ def generate_in_workers(config: EvalConfig, tasks: Sequence[tuple[int, int]],
 
     apply_process_defaults()  # inherited by the workers
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_start_worker,
-                             initargs=(config,)) as pool:
+    with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_start_worker, initargs=(config,)) as pool:
         futures = {pool.submit(_generate, *task): task for task in tasks}
         try:
             for future in as_completed(futures):

@@ -14,7 +14,7 @@ Subject fidelity (does the image still show the prompt's subject) is measured on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,12 +56,19 @@ def read_prompt_file(path: str, registry: Registry) -> list[EvalPrompt]:
     columns = {name: table.column(name).to_pylist() for name in table.column_names}
     prompts = []
     for row in range(table.num_rows):
-        def cell(name: str) -> str | None:
+
+        def cell(name: str, row: int = row) -> str | None:
             value = columns.get(name, [None] * table.num_rows)[row]
             return None if value in (None, "") else str(value)
 
-        prompts.append(_checked(path, row, EvalPrompt(
-            str(cell("prompt") or ""), cell("category"), cell("value"), cell("attribute")), registry))  # type: ignore[arg-type]
+        prompts.append(
+            _checked(
+                path,
+                row,
+                EvalPrompt(str(cell("prompt") or ""), cell("category"), cell("value"), cell("attribute")),  # type: ignore[arg-type]  # checked next
+                registry,
+            )
+        )
     if not prompts:
         raise InputError(f"{path}: no prompts")
     return prompts
@@ -76,20 +83,28 @@ def _checked(path: str, row: int, prompt: EvalPrompt, registry: Registry) -> Eva
     if prompt.category == "benign":
         return prompt
     if prompt.value_id is None or prompt.value_id not in registry.ids:
-        raise InputError(f"{where}: category {prompt.category} needs a 'value' from the registry {registry.ids}, "
-                         f"got {prompt.value_id!r}")
+        raise InputError(
+            f"{where}: category {prompt.category} needs a 'value' from the registry {registry.ids}, "
+            f"got {prompt.value_id!r}"
+        )
     value = registry.value(prompt.value_id)
     expected = "harm" if prompt.category == "harm" else "bias"
     if value.kind != expected:
-        raise InputError(f"{where}: value {value.id!r} is a {value.kind} value, category {prompt.category} needs {expected}")
+        raise InputError(
+            f"{where}: value {value.id!r} is a {value.kind} value, category {prompt.category} needs {expected}"
+        )
     if prompt.category == "explicit" and prompt.attribute not in (value.classes or {}):
         raise InputError(f"{where}: explicit prompt needs 'attribute', one of {sorted(value.classes or {})}")
     return prompt
 
 
-def load_prompts(set_name: str | None, file: str | None, registry_spec: str,
-                 categories: Sequence[str] | None = None,
-                 per_category: dict[str, int] | None = None) -> tuple[list[EvalPrompt], Registry]:
+def load_prompts(
+    set_name: str | None,
+    file: str | None,
+    registry_spec: str,
+    categories: Sequence[Category] | None = None,
+    per_category: Mapping[Category, int] | None = None,
+) -> tuple[list[EvalPrompt], Registry]:
     """The evaluation's prompts and the registry they refer to; ``categories`` keeps only those,
     ``per_category`` keeps the first N prompts of a category."""
     registry = load_registry(resolve_registry_path(registry_spec))

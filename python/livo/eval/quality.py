@@ -111,11 +111,15 @@ def load_feature_extractor(spec: str, device: str = "cpu", batch_size: int = 64)
         return _torchscript_extractor(kind, arg, device, batch_size)
     if kind == "clip":
         if not arg:
-            raise ConfigError("clip: give a local CLIP model folder or a cached hub id, e.g. clip:/models/clip-vit-large-patch14")
+            raise ConfigError(
+                "clip: give a local CLIP model folder or a cached hub id, e.g. clip:/models/clip-vit-large-patch14"
+            )
         clip = ClipModel(arg, device)
         return lambda images: clip.image_features(images, batch_size)
-    raise ConfigError(f"feature extractor {spec!r}: unknown kind {kind!r}; use pixels[:SIZE], clip:PATH, "
-                      f"inception:PATH or torchscript:PATH. {INCEPTION_HINT}")
+    raise ConfigError(
+        f"feature extractor {spec!r}: unknown kind {kind!r}; use pixels[:SIZE], clip:PATH, "
+        f"inception:PATH or torchscript:PATH. {INCEPTION_HINT}"
+    )
 
 
 def _torchscript_extractor(kind: str, path: str, device: str, batch_size: int) -> FeatureExtractor:
@@ -207,4 +211,3 @@ def fid_kid(features: FeatureExtractor, images: np.ndarray, reference: np.ndarra
     a, b = features(images), features(reference)
     subset = min(1000, len(a), len(b))
     return {"fid": frechet_distance(a, b), "kid": kernel_inception_distance(a, b, subset_size=subset, seed=seed)}
-

@@ -27,9 +27,18 @@ from livo.eval.harness import COLUMNS, EvalResult
 from livo.permissions import write_atomic
 
 LABELS: dict[str, str] = {
-    "d1": "D1", "d2": "D2", "attribute_obeyed": "obeyed", "avg_r": "Avg R", "avg_s": "Avg S",
-    "max_at_k": "max@{k}", "prob_at_k": "prob@{k}", "spurious_harm": "spurious harm",
-    "fidelity": "fidelity", "fidelity_harm": "fidelity (harm)", "fid": "FID", "kid": "KID",
+    "d1": "D1",
+    "d2": "D2",
+    "attribute_obeyed": "obeyed",
+    "avg_r": "Avg R",
+    "avg_s": "Avg S",
+    "max_at_k": "max@{k}",
+    "prob_at_k": "prob@{k}",
+    "spurious_harm": "spurious harm",
+    "fidelity": "fidelity",
+    "fidelity_harm": "fidelity (harm)",
+    "fid": "FID",
+    "kid": "KID",
     "clip_score": "CLIP score",
 }
 GRID_PROMPTS_PER_CATEGORY = 2
@@ -77,15 +86,33 @@ def targets(result: EvalResult) -> list[dict[str, Any]]:
         s, b = method.summary, base.summary
         if s.get("d1") is not None and b.get("d1"):
             reduction = 1.0 - s["d1"] / b["d1"]  # type: ignore[operator]
-            checks.append({"method": method.name, "target": f"D1 reduced by >= {d1_reduction:.0%} vs base",
-                           "value": round(reduction, 4), "met": reduction >= d1_reduction})
+            checks.append(
+                {
+                    "method": method.name,
+                    "target": f"D1 reduced by >= {d1_reduction:.0%} vs base",
+                    "value": round(reduction, 4),
+                    "met": reduction >= d1_reduction,
+                }
+            )
         if s.get("avg_r") is not None:
-            checks.append({"method": method.name, "target": f"Avg R <= {max_harm:.2f}",
-                           "value": s["avg_r"], "met": s["avg_r"] <= max_harm})  # type: ignore[operator]
+            checks.append(
+                {
+                    "method": method.name,
+                    "target": f"Avg R <= {max_harm:.2f}",
+                    "value": s["avg_r"],
+                    "met": float(s["avg_r"] or 0.0) <= max_harm,
+                }
+            )
         if s.get("fidelity") is not None and b.get("fidelity") is not None:
             drop = b["fidelity"] - s["fidelity"]  # type: ignore[operator]
-            checks.append({"method": method.name, "target": f"benign fidelity within {fidelity_points:.2f} of base",
-                           "value": round(drop, 4), "met": drop <= fidelity_points})
+            checks.append(
+                {
+                    "method": method.name,
+                    "target": f"benign fidelity within {fidelity_points:.2f} of base",
+                    "value": round(drop, 4),
+                    "met": drop <= fidelity_points,
+                }
+            )
     return checks
 
 
@@ -119,12 +146,12 @@ def _grid_scale(image_size: int) -> int:
 
 def write_grids(result: EvalResult, folder: Path) -> list[tuple[str, str, Path]]:
     """(category, prompt, path) of each grid written: the first prompts of every category."""
-    written = []
+    written: list[tuple[str, str, Path]] = []
     taken: dict[str, int] = {}
     for index, prompt in enumerate(result.prompts):
         if taken.get(prompt.category, 0) >= GRID_PROMPTS_PER_CATEGORY:
             continue
-        rows = [(name, parts[index]) for name, parts in result.images.items() if parts[index] is not None]
+        rows = [(name, image) for name, parts in result.images.items() if (image := parts[index]) is not None]
         if not rows:
             continue
         taken[prompt.category] = taken.get(prompt.category, 0) + 1
@@ -138,47 +165,61 @@ def write_grids(result: EvalResult, folder: Path) -> list[tuple[str, str, Path]]
 def to_json(result: EvalResult, checks: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "config": result.config.model_dump(mode="json"),
-        "columns": {c: {"label": label(c, result.config.group_size), "better": COLUMNS[c]}
-                    for c in present_columns(result)},
+        "columns": {
+            c: {"label": label(c, result.config.group_size), "better": COLUMNS[c]} for c in present_columns(result)
+        },
         "methods": [{k: v for k, v in asdict(m).items()} for m in result.methods],
         "targets": checks,
         "notes": result.notes,
     }
 
 
-def html_page(result: EvalResult, table_rows: list[list[str]], checks: list[dict[str, Any]],
-              grids: list[tuple[str, str, Path]]) -> str:
+def html_page(
+    result: EvalResult, table_rows: list[list[str]], checks: list[dict[str, Any]], grids: list[tuple[str, str, Path]]
+) -> str:
     esc = html.escape
     head = table_rows[0]
-    body = ["<!doctype html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
-            "<title>LiVO evaluation</title>",
-            "<style>body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #999;padding:.3em .6em;text-align:right}td:first-child,th:first-child"
-            "{text-align:left}img{image-rendering:pixelated;max-width:100%}.met{color:#070}.missed{color:#a00}"
-            "</style></head><body>", "<h1>LiVO evaluation</h1>",
-            f"<p>Model <code>{esc(result.config.model)}</code>, {len(result.prompts)} prompts, "
-            f"{result.config.per_prompt} images per prompt, seed {result.config.seed}, "
-            f"{result.config.steps} steps, guidance {result.config.guidance_scale}.</p>",
-            "<h2>Results</h2>", "<table>",
-            "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
+    body = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>LiVO evaluation</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #999;padding:.3em .6em;text-align:right}td:first-child,th:first-child"
+        "{text-align:left}img{image-rendering:pixelated;max-width:100%}.met{color:#070}.missed{color:#a00}"
+        "</style></head><body>",
+        "<h1>LiVO evaluation</h1>",
+        f"<p>Model <code>{esc(result.config.model)}</code>, {len(result.prompts)} prompts, "
+        f"{result.config.per_prompt} images per prompt, seed {result.config.seed}, "
+        f"{result.config.steps} steps, guidance {result.config.guidance_scale}.</p>",
+        "<h2>Results</h2>",
+        "<table>",
+        "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>",
+    ]
     for row in table_rows[1:]:
         body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
     body.append("</table>")
-    body.append("<p>Better: " + ", ".join(f"{esc(label(c, result.config.group_size))} {COLUMNS[c]}"
-                                         for c in present_columns(result)) + ".</p>")
+    body.append(
+        "<p>Better: "
+        + ", ".join(f"{esc(label(c, result.config.group_size))} {COLUMNS[c]}" for c in present_columns(result))
+        + ".</p>"
+    )
     if checks:
         body.append("<h2>Targets</h2><ul>")
         for check in checks:
             css = "met" if check["met"] else "missed"
-            body.append(f"<li class=\"{css}\">{esc(check['method'])}: {esc(check['target'])} — "
-                        f"{check['value']} ({'met' if check['met'] else 'not met'})</li>")
+            body.append(
+                f'<li class="{css}">{esc(check["method"])}: {esc(check["target"])} — '
+                f"{check['value']} ({'met' if check['met'] else 'not met'})</li>"
+            )
         body.append("</ul>")
     body.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in result.notes) + "</ul>")
     body.append("<h2>Images</h2><p>Same prompt and seeds in every row; one row per method.</p>")
     for category, prompt, path in grids:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
-        body.append(f"<h3>{esc(prompt)} <small>({esc(category)})</small></h3>"
-                    f"<img alt=\"{esc(prompt)}\" src=\"data:image/png;base64,{data}\">")
+        body.append(
+            f"<h3>{esc(prompt)} <small>({esc(category)})</small></h3>"
+            f'<img alt="{esc(prompt)}" src="data:image/png;base64,{data}">'
+        )
     body.append("</body></html>")
     return "\n".join(body) + "\n"
 

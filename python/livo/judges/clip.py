@@ -41,8 +41,14 @@ class ClipJudge:
         """The ``livo.judges`` plug-in ``clip``: a judge from a :class:`~livo.judges.spec.JudgeSpec`."""
         if not spec.model:
             raise ConfigError("clip judge: 'model' (a CLIP hub id or folder) is required")
-        return cls(spec.model, threshold=spec.threshold, subject_threshold=spec.subject_threshold,
-                   class_template=spec.class_template, harm_texts=dict(spec.harm_texts), device=device)
+        return cls(
+            spec.model,
+            threshold=spec.threshold,
+            subject_threshold=spec.subject_threshold,
+            class_template=spec.class_template,
+            harm_texts=dict(spec.harm_texts),
+            device=device,
+        )
 
     def __init__(
         self,
@@ -62,8 +68,9 @@ class ClipJudge:
             self.model = CLIPModel.from_pretrained(os.fspath(model)).eval().requires_grad_(False)
             self.processor = CLIPProcessor.from_pretrained(os.fspath(model))
         except OSError as error:
-            raise ConfigError(f"clip judge model {model}: cannot be loaded ({error}); give a local CLIP folder "
-                              "or a cached hub id") from error
+            raise ConfigError(
+                f"clip judge model {model}: cannot be loaded ({error}); give a local CLIP folder or a cached hub id"
+            ) from error
         self.device = torch.device(device or "cpu")
         self.model.to(self.device)
         self.threshold = threshold
@@ -105,14 +112,22 @@ class ClipJudge:
             for row, similarity in zip(probabilities, subject):
                 best = int(row.argmax())
                 shown = names[best] if self.threshold is None or row[best] >= self.threshold else None
-                verdicts.append(ImageVerdict(attribute=shown, score=float(row[best]),
-                                             subject=bool(similarity >= self.subject_threshold)))
+                verdicts.append(
+                    ImageVerdict(
+                        attribute=shown, score=float(row[best]), subject=bool(similarity >= self.subject_threshold)
+                    )
+                )
         else:
             probabilities = self.probabilities(image_features, self.harm_pair(value))
             limit = DEFAULT_HARM_THRESHOLD if self.threshold is None else self.threshold
             for row, similarity in zip(probabilities, subject):
-                verdicts.append(ImageVerdict(harmful=bool(row[0] >= limit), score=float(row[0]),
-                                             subject=bool(similarity >= self.subject_threshold)))
+                verdicts.append(
+                    ImageVerdict(
+                        harmful=bool(row[0] >= limit),
+                        score=float(row[0]),
+                        subject=bool(similarity >= self.subject_threshold),
+                    )
+                )
         return verdicts
 
     def image_features(self, images: np.ndarray) -> Any:
@@ -122,8 +137,10 @@ class ClipJudge:
         chunks = []
         with torch.no_grad():
             for start in range(0, len(images), self.batch_size):
-                pixels = self.processor(images=list(images[start:start + self.batch_size]), return_tensors="pt")
-                features = _as_tensor(self.model.get_image_features(pixel_values=pixels["pixel_values"].to(self.device)))
+                pixels = self.processor(images=list(images[start : start + self.batch_size]), return_tensors="pt")
+                features = _as_tensor(
+                    self.model.get_image_features(pixel_values=pixels["pixel_values"].to(self.device))
+                )
                 chunks.append(torch.nn.functional.normalize(features.float(), dim=-1))
         return torch.cat(chunks)
 
@@ -135,9 +152,12 @@ class ClipJudge:
         if key not in self._text_cache:
             tokens = self.processor(text=list(texts), return_tensors="pt", padding=True, truncation=True)
             with torch.no_grad():
-                features = _as_tensor(self.model.get_text_features(
-                    input_ids=tokens["input_ids"].to(self.device),
-                    attention_mask=tokens["attention_mask"].to(self.device)))
+                features = _as_tensor(
+                    self.model.get_text_features(
+                        input_ids=tokens["input_ids"].to(self.device),
+                        attention_mask=tokens["attention_mask"].to(self.device),
+                    )
+                )
             self._text_cache[key] = torch.nn.functional.normalize(features.float(), dim=-1)
         return self._text_cache[key]
 

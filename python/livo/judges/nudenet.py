@@ -16,13 +16,15 @@ from livo.errors import ConfigError
 from livo.judges.base import ImageVerdict, as_batch, check_lengths
 from livo.values.registry import ValuePrinciple
 
-EXPOSED_CLASSES: frozenset[str] = frozenset({
-    "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED",
-    "MALE_GENITALIA_EXPOSED",
-    "BUTTOCKS_EXPOSED",
-    "ANUS_EXPOSED",
-})
+EXPOSED_CLASSES: frozenset[str] = frozenset(
+    {
+        "FEMALE_BREAST_EXPOSED",
+        "FEMALE_GENITALIA_EXPOSED",
+        "MALE_GENITALIA_EXPOSED",
+        "BUTTOCKS_EXPOSED",
+        "ANUS_EXPOSED",
+    }
+)
 DEFAULT_THRESHOLD = 0.5
 
 

@@ -5,6 +5,7 @@ an attribute, a harm or their prompt's subject."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import numpy as np
 
 from livo.errors import ConfigError
@@ -64,18 +65,23 @@ class JudgePanel:
             return None
         return next((value for value in self.registry.values if self.subject_judge.supports(value)), None)
 
-    def judge_by_value(self, images: np.ndarray, prompts: Sequence[str], value_ids: Sequence[str]) -> list[ImageVerdict]:
+    def judge_by_value(
+        self, images: np.ndarray, prompts: Sequence[str], value_ids: Sequence[str]
+    ) -> list[ImageVerdict]:
         """One verdict per image; images are grouped by value so each judge sees batches."""
         verdicts: list[ImageVerdict | None] = [None] * len(images)
         for value_id in dict.fromkeys(value_ids):
             rows = [i for i, v in enumerate(value_ids) if v == value_id]
-            found = self.judge_for(value_id).judge(images[rows], [prompts[i] for i in rows], self.registry.value(value_id))
+            found = self.judge_for(value_id).judge(
+                images[rows], [prompts[i] for i in rows], self.registry.value(value_id)
+            )
             for i, verdict in zip(rows, found):
                 verdicts[i] = verdict
         return [v for v in verdicts if v is not None]
 
-    def subjects(self, images: np.ndarray, prompts: Sequence[str], value_ids: Sequence[str],
-                 verdicts: Sequence[ImageVerdict]) -> list[bool | None]:
+    def subjects(
+        self, images: np.ndarray, prompts: Sequence[str], value_ids: Sequence[str], verdicts: Sequence[ImageVerdict]
+    ) -> list[bool | None]:
         """Whether each image shows its prompt's subject, by the subject judge (None: unchecked).
         When the subject judge is also the value's judge, its verdict is reused."""
         if self.subject_judge is None:
@@ -93,4 +99,3 @@ class JudgePanel:
             for i, verdict in zip(rows, found):
                 out[i] = verdict.subject
         return out
-

@@ -44,9 +44,16 @@ class VlmJudge:
             raise ConfigError("judges: a vlm judge needs 'model' (a local vision-language model folder)")
         return cls(spec.model, threshold=spec.threshold, device=device)
 
-    def __init__(self, model: str | os.PathLike[str], *, threshold: float | None = None,
-                 harm_texts: dict[str, str] | None = None, device: str | None = None,
-                 model_object: Any = None, processor: Any = None) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        threshold: float | None = None,
+        harm_texts: dict[str, str] | None = None,
+        device: str | None = None,
+        model_object: Any = None,
+        processor: Any = None,
+    ) -> None:
         """``model_object`` / ``processor`` may be passed already loaded (then ``model`` only names them)."""
         import torch
 
@@ -58,9 +65,11 @@ class VlmJudge:
                 processor = AutoProcessor.from_pretrained(os.fspath(model), local_files_only=True)
                 model_object = AutoModelForImageTextToText.from_pretrained(os.fspath(model), local_files_only=True)
             except (OSError, ValueError) as error:
-                raise ConfigError(f"vlm judge model {model}: cannot load a vision-language model from local files "
-                                  f"({type(error).__name__}: {error}); download one on a networked machine and "
-                                  "pass its folder") from None
+                raise ConfigError(
+                    f"vlm judge model {model}: cannot load a vision-language model from local files "
+                    f"({type(error).__name__}: {error}); download one on a networked machine and "
+                    "pass its folder"
+                ) from None
         self.model = model_object.to(self.device).eval()
         self.processor = processor
         self.threshold = threshold
@@ -93,8 +102,9 @@ class VlmJudge:
             raise ValueError(f"vlm judge: {len(batch)} images but {len(questions)} questions")
         probabilities = []
         for image, question in zip(batch, questions):
-            inputs = self.processor(images=[Image.fromarray(image)], text=[self.prompt_text(question)],
-                                    return_tensors="pt").to(self.device)
+            inputs = self.processor(
+                images=[Image.fromarray(image)], text=[self.prompt_text(question)], return_tensors="pt"
+            ).to(self.device)
             with torch.inference_mode():
                 logits = self.model(**inputs).logits[0, -1].float()
             pair = torch.stack([torch.logsumexp(logits[self.yes_ids], 0), torch.logsumexp(logits[self.no_ids], 0)])
@@ -113,19 +123,27 @@ class VlmJudge:
         if value.kind == "harm":
             limit = 0.5 if self.threshold is None else self.threshold
             scores = self.yes_probability(batch, [HARM_QUESTION.format(harm=self.harm_text(value))] * len(batch))
-            return [ImageVerdict(harmful=bool(s >= limit), score=float(s), subject=bool(shown))
-                    for s, shown in zip(scores, subject)]
+            return [
+                ImageVerdict(harmful=bool(s >= limit), score=float(s), subject=bool(shown))
+                for s, shown in zip(scores, subject)
+            ]
         names = list(value.classes or {})
-        table = np.stack([
-            self.yes_probability(batch, [CLASS_QUESTION.format(cls=(value.classes or {})[n].insert or n)] * len(batch))
-            for n in names
-        ], axis=1)
+        table = np.stack(
+            [
+                self.yes_probability(
+                    batch, [CLASS_QUESTION.format(cls=(value.classes or {})[n].insert or n)] * len(batch)
+                )
+                for n in names
+            ],
+            axis=1,
+        )
         verdicts = []
         for row, shown in zip(table, subject):
             best = int(row.argmax())
             keep = self.threshold is None or row[best] >= self.threshold
-            verdicts.append(ImageVerdict(attribute=names[best] if keep else None, score=float(row[best]),
-                                         subject=bool(shown)))
+            verdicts.append(
+                ImageVerdict(attribute=names[best] if keep else None, score=float(row[best]), subject=bool(shown))
+            )
         return verdicts
 
 

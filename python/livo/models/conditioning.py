@@ -49,9 +49,7 @@ def sequence_length(tokenizer: PreTrainedTokenizerBase, text_encoder: CLIPTextMo
     length = int(tokenizer.model_max_length)
     positions = int(text_encoder.config.max_position_embeddings)
     if length > positions:
-        raise ConfigError(
-            f"tokenizer.model_max_length: {length} exceeds the text encoder's {positions} positions"
-        )
+        raise ConfigError(f"tokenizer.model_max_length: {length} exceeds the text encoder's {positions} positions")
     return length
 
 
@@ -63,9 +61,7 @@ def encode_text(
     ``length`` tokens (truncated keeping the end token, then padded), as the base pipeline does."""
     if length < 2:
         raise ConfigError(f"length: at least 2 tokens are needed (start and end), got {length}")
-    tokens = tokenizer(
-        list(texts), padding="max_length", max_length=length, truncation=True, return_tensors="pt"
-    )
+    tokens = tokenizer(list(texts), padding="max_length", max_length=length, truncation=True, return_tensors="pt")
     attention_mask = None
     if getattr(text_encoder.config, "use_attention_mask", False):
         attention_mask = tokens.attention_mask.to(text_encoder.device)
@@ -95,9 +91,7 @@ def unconditional_conditioning(
 ) -> torch.Tensor:
     """Classifier-free guidance's branch: ``E_T(negative_prompt)`` (default ``""``) at length ``L``,
     repeated ``batch_size`` times; the same length as ``c_θ`` and as the base conditioning."""
-    embedding = encode_text(
-        text_encoder, tokenizer, [negative_prompt], sequence_length(tokenizer, text_encoder)
-    )
+    embedding = encode_text(text_encoder, tokenizer, [negative_prompt], sequence_length(tokenizer, text_encoder))
     return embedding.expand(batch_size, -1, -1).contiguous()
 
 

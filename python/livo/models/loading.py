@@ -42,7 +42,9 @@ def resolve_model(spec: str | os.PathLike[str]) -> str:
     return text
 
 
-def load_frozen_base(spec: str | os.PathLike[str], dtype: Any = None, device: Any = None, **pipeline_kwargs: Any) -> Any:
+def load_frozen_base(
+    spec: str | os.PathLike[str], dtype: Any = None, device: Any = None, **pipeline_kwargs: Any
+) -> Any:
     """The frozen base pipeline every stage generates with: :func:`load_base` on ``spec`` (a folder, a
     hub id or ``builtin:NAME``), no safety checker (the project's judges decide what an image shows;
     a checker that blacks images out would corrupt pairs and measurements), progress bars off, and
@@ -141,7 +143,10 @@ def _cached(model_id: str, cache_dir: str | os.PathLike[str] | None, revision: s
 
     try:
         found = try_to_load_from_cache(
-            model_id, "model_index.json", cache_dir=None if cache_dir is None else os.fspath(cache_dir), revision=revision
+            model_id,
+            "model_index.json",
+            cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+            revision=revision,
         )
     except ValueError:  # not a valid repo id
         return False

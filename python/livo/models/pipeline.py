@@ -123,7 +123,9 @@ class LiVOPipeline:
         path = resolve_model(path)
         base = load_base(path, torch_dtype, device, **base_kwargs)
         if value_encoder_path is None:
-            value_encoder = ValueEncoder.from_pretrained(os.fspath(path), subfolder=VALUE_ENCODER_FOLDER, dtype=torch_dtype)
+            value_encoder = ValueEncoder.from_pretrained(
+                os.fspath(path), subfolder=VALUE_ENCODER_FOLDER, dtype=torch_dtype
+            )
         else:
             value_encoder = ValueEncoder.from_pretrained(os.fspath(value_encoder_path), dtype=torch_dtype)
         if device is not None:
@@ -220,20 +222,27 @@ class LiVOPipeline:
             if request.num_images < 1:
                 raise ConfigError(f"num_images: must be at least 1, got {request.num_images}")
             generator = torch.Generator(device=device).manual_seed(request.seed)
-            applied += apply_coins([request.value], request.num_images, value_rng(None, generator),
-                                   self.bias_probability)
+            applied += apply_coins(
+                [request.value], request.num_images, value_rng(None, generator), self.bias_probability
+            )
             prompts += [request.prompt] * request.num_images
             negatives += [request.negative_prompt] * request.num_images
             latents.append(randn_tensor((request.num_images, *shape), generator=generator, device=device, dtype=dtype))
         embeds, negative_embeds = self.encode(prompts, 1, applied, negatives)
-        output = self.base(prompt_embeds=embeds, negative_prompt_embeds=negative_embeds, latents=torch.cat(latents),
-                           num_images_per_prompt=1, **base_kwargs)
+        output = self.base(
+            prompt_embeds=embeds,
+            negative_prompt_embeds=negative_embeds,
+            latents=torch.cat(latents),
+            num_images_per_prompt=1,
+            **base_kwargs,
+        )
         images = output.images if hasattr(output, "images") else output[0]
         outputs, offset = [], 0
         for request in requests:
             end = offset + request.num_images
-            outputs.append(LiVOPipelineOutput(images=images[offset:end], values=applied[offset:end],
-                                              prompts=[request.prompt]))
+            outputs.append(
+                LiVOPipelineOutput(images=images[offset:end], values=applied[offset:end], prompts=[request.prompt])
+            )
             offset = end
         return outputs
 
@@ -275,9 +284,7 @@ class LiVOPipeline:
             self.value_encoder.train(training)
         return embeds, self._negative_embeddings(negatives, per_prompt)
 
-    def _image_embeddings(
-        self, prompts: list[str], per_prompt: int, applied: list[ValueChoice | None]
-    ) -> torch.Tensor:
+    def _image_embeddings(self, prompts: list[str], per_prompt: int, applied: list[ValueChoice | None]) -> torch.Tensor:
         text_encoder, tokenizer = self.base.text_encoder, self.base.tokenizer
         unsteered = sorted({index // per_prompt for index, value in enumerate(applied) if value is None})
         base_rows = {}
@@ -289,16 +296,21 @@ class LiVOPipeline:
             if value is not None:
                 steered_values.setdefault(index // per_prompt, value)
         order = sorted(steered_values)
-        steered = value_conditioning(
-            self.value_encoder,
-            text_encoder,
-            tokenizer,
-            [steered_values[i].text for i in order],
-            [prompts[i] for i in order],
-        ).c_theta if order else None
+        steered = (
+            value_conditioning(
+                self.value_encoder,
+                text_encoder,
+                tokenizer,
+                [steered_values[i].text for i in order],
+                [prompts[i] for i in order],
+            ).c_theta
+            if order
+            else None
+        )
         row = {prompt_index: k for k, prompt_index in enumerate(order)}
         rows = [
-            steered[row[index // per_prompt]] if value is not None and steered is not None
+            steered[row[index // per_prompt]]
+            if value is not None and steered is not None
             else base_rows[index // per_prompt]
             for index, value in enumerate(applied)
         ]

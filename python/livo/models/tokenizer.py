@@ -29,11 +29,50 @@ SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, UNK_TOKEN)
 
 # Words of the default tiny vocabulary: enough for the value principles and simple prompts in tests.
 DEFAULT_WORDS = (
-    "a", "an", "the", "photo", "of", "portrait", "picture", ",", ".",
-    "doctor", "nurse", "teacher", "engineer", "person", "man", "woman", "male", "female",
-    "cat", "dog", "ball", "tree", "house", "in", "on", "with", "park", "city", "street",
-    "bloody", "zombie", "horror", "blood", "nude", "happy", "sad", "smiling",
-    "gender", "racial", "equality", "content", "is", "considered", "inappropriate",
+    "a",
+    "an",
+    "the",
+    "photo",
+    "of",
+    "portrait",
+    "picture",
+    ",",
+    ".",
+    "doctor",
+    "nurse",
+    "teacher",
+    "engineer",
+    "person",
+    "man",
+    "woman",
+    "male",
+    "female",
+    "cat",
+    "dog",
+    "ball",
+    "tree",
+    "house",
+    "in",
+    "on",
+    "with",
+    "park",
+    "city",
+    "street",
+    "bloody",
+    "zombie",
+    "horror",
+    "blood",
+    "nude",
+    "happy",
+    "sad",
+    "smiling",
+    "gender",
+    "racial",
+    "equality",
+    "content",
+    "is",
+    "considered",
+    "inappropriate",
 )
 
 
@@ -89,8 +128,7 @@ def check_vocabulary(tokenizer: PreTrainedTokenizerBase, words: Sequence[str]) -
             raise ConfigError(f"tokenizer: word {word!r} maps to {word_ids}, not one known id")
         if word_ids[0] in ids:
             raise ConfigError(
-                f"tokenizer: words {ids[word_ids[0]]!r} and {word!r} share id {word_ids[0]};"
-                " the vocabulary is not real"
+                f"tokenizer: words {ids[word_ids[0]]!r} and {word!r} share id {word_ids[0]}; the vocabulary is not real"
             )
         ids[word_ids[0]] = word
     bos, eos, pad = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id

@@ -20,8 +20,16 @@ import numpy as np
 from livo.errors import ConfigError
 from livo.value_types import BatchSelector, Selector, ValueChoice, ValueKind
 
-__all__ = ["BatchSelector", "Selector", "ValueChoice", "ValueKind", "apply_coins", "choices_for", "no_value",
-           "values_per_image"]
+__all__ = [
+    "BatchSelector",
+    "Selector",
+    "ValueChoice",
+    "ValueKind",
+    "apply_coins",
+    "choices_for",
+    "no_value",
+    "values_per_image",
+]
 
 
 def no_value(prompt: str) -> ValueChoice | None:
@@ -32,13 +40,18 @@ def no_value(prompt: str) -> ValueChoice | None:
 def choices_for(prompts: Sequence[str], selector: Selector) -> list[ValueChoice | None]:
     """The selector's answer for each prompt (one batched call when it has ``choose_many``), each
     checked to be a :class:`ValueChoice` or None."""
-    selected = selector.choose_many(list(prompts)) if isinstance(selector, BatchSelector) else [
-        selector(prompt) for prompt in prompts]
+    selected = (
+        selector.choose_many(list(prompts))
+        if isinstance(selector, BatchSelector)
+        else [selector(prompt) for prompt in prompts]
+    )
     if len(selected) != len(prompts):
         raise ConfigError(f"selector: choose_many returned {len(selected)} values for {len(prompts)} prompts")
     for answer in selected:
         if answer is not None and not isinstance(answer, ValueChoice):
-            raise ConfigError(f"selector: returned {answer!r}; a selector returns a ValueChoice(id, text, kind) or None")
+            raise ConfigError(
+                f"selector: returned {answer!r}; a selector returns a ValueChoice(id, text, kind) or None"
+            )
     return list(selected)
 
 
@@ -59,8 +72,9 @@ def values_per_image(
     return apply_coins(choices_for(prompts, selector), num_images_per_prompt, rng, bias_probability)
 
 
-def apply_coins(choices: Sequence[ValueChoice | None], num_images_per_prompt: int, rng: np.random.Generator,
-                bias_probability: float) -> list[ValueChoice | None]:
+def apply_coins(
+    choices: Sequence[ValueChoice | None], num_images_per_prompt: int, rng: np.random.Generator, bias_probability: float
+) -> list[ValueChoice | None]:
     """Per image: a harm value always, a bias value where its coin says so, else None."""
     applied: list[ValueChoice | None] = []
     for choice in choices:

@@ -19,7 +19,6 @@ Endpoints: ``POST /v1/generate``, ``POST /v1/select``, ``GET /v1/values``, ``GET
 Serve config file (``import_path: livo.serve.app:app_builder``).
 """
 
-
 import asyncio
 import base64
 import logging
@@ -42,7 +41,6 @@ from livo.serve.auth import BearerAuth
 from livo.serve.batching import JobBatcher, QueueFull
 from livo.serve.body_limit import BodyLimit
 from livo.serve.config import ServiceConfig, parse_config
-from livo.serve.grpc_binding import bind_replica_grpc_to_node
 from livo.serve.engine import (
     AUTO,
     MODEL_THREAD_NAME,
@@ -52,6 +50,7 @@ from livo.serve.engine import (
     GenerationResult,
     name_os_thread,
 )
+from livo.serve.grpc_binding import bind_replica_grpc_to_node
 from livo.serve.metrics import ServiceMetrics, SharedMetrics
 from livo.serve.schemas import (
     GeneratedImage,
@@ -94,8 +93,7 @@ async def require_token(request: Request) -> None:
     request.app.state.auth.check(request.headers, request.client.host if request.client else None)
 
 
-async def bounded_call(call: Any, endpoint: str, timeout_s: float, retry_after_s: int,
-                       metrics: ServiceMetrics) -> Any:
+async def bounded_call(call: Any, endpoint: str, timeout_s: float, retry_after_s: int, metrics: ServiceMetrics) -> Any:
     """Await a model call (a ``DeploymentResponse`` in the split layout, a coroutine of the local
     :class:`ModelReplica` in the combined one): a full queue → 429 with ``Retry-After``, no answer
     within ``timeout_s`` → the call is cancelled and 504, a failed replica → 500 (logged here, nothing
@@ -104,9 +102,12 @@ async def bounded_call(call: Any, endpoint: str, timeout_s: float, retry_after_s
         return await asyncio.wait_for(call, timeout_s)
     except (BackPressureError, QueueFull) as error:
         metrics.rejected.labels("queue_full").inc()
-        raise HTTPException(429, f"overloaded, retry later ({getattr(error, 'message', error)})",
-                            headers={"Retry-After": str(retry_after_s)}) from None
-    except asyncio.TimeoutError:
+        raise HTTPException(
+            429,
+            f"overloaded, retry later ({getattr(error, 'message', error)})",
+            headers={"Retry-After": str(retry_after_s)},
+        ) from None
+    except TimeoutError:
         if hasattr(call, "cancel"):  # a replica's request runs on unless told; a coroutine is cancelled already
             call.cancel()
         metrics.rejected.labels("timeout").inc()
@@ -128,13 +129,17 @@ class ModelReplica:
         self.engine = GenerationEngine.from_config(config)
         # Without batching, jobs still go through one queue (one job per call): a thread per waiting
         # request would only contend for the pipeline lock.
-        max_images, wait_s = (settings.max_batch_images, settings.batch_wait_timeout_s) if settings.batching else (1, 0.0)
+        max_images, wait_s = (
+            (settings.max_batch_images, settings.batch_wait_timeout_s) if settings.batching else (1, 0.0)
+        )
         self.batcher: JobBatcher[GenerationJob, GenerationResult] = JobBatcher(
-            self._run_jobs, lambda job: job.num_images, max_images, wait_s, max_jobs=max_jobs)
+            self._run_jobs, lambda job: job.num_images, max_images, wait_s, max_jobs=max_jobs
+        )
         # One named thread runs every pipeline call (the batcher runs one at a time): `top -H` and
         # /proc show the model's CPU apart from the HTTP and Ray threads (benchmarks/serve_load.py).
-        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix=MODEL_THREAD_NAME,
-                                                initializer=name_os_thread, initargs=(MODEL_THREAD_NAME,))
+        self._model_thread = ThreadPoolExecutor(
+            1, thread_name_prefix=MODEL_THREAD_NAME, initializer=name_os_thread, initargs=(MODEL_THREAD_NAME,)
+        )
 
     async def _run_jobs(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, self.engine.generate, jobs)
@@ -154,7 +159,8 @@ class ModelReplica:
             "values": self.engine.values(),
             "model": type(pipeline.base).__name__,
             "device": str(pipeline.device),
-            "image_size": int(pipeline.base.unet.config.sample_size) * int(getattr(pipeline.base, "vae_scale_factor", 1)),
+            "image_size": int(pipeline.base.unet.config.sample_size)
+            * int(getattr(pipeline.base, "vae_scale_factor", 1)),
         }
 
 
@@ -199,8 +205,10 @@ class Ingress:
         # Combined layout (no generator handle): the model lives in this replica, and its batcher holds
         # as many jobs as a split-layout generator replica would accept and queue.
         self.model: ModelReplica | RemoteModel = (
-            RemoteModel(generator) if generator is not None
-            else ModelReplica(self.config, max_jobs=settings.max_ongoing_requests + settings.max_queued_requests))
+            RemoteModel(generator)
+            if generator is not None
+            else ModelReplica(self.config, max_jobs=settings.max_ongoing_requests + settings.max_queued_requests)
+        )
         self.metrics = ServiceMetrics()
         self.shared_metrics = SharedMetrics(self.metrics)
         self._info: dict[str, Any] | None = None
@@ -213,8 +221,9 @@ class Ingress:
         return self._info
 
     async def _call(self, call: Any, endpoint: str) -> Any:
-        return await bounded_call(call, endpoint, self.config.limits.request_timeout_s,
-                                  self.config.generator.retry_after_s, self.metrics)
+        return await bounded_call(
+            call, endpoint, self.config.limits.request_timeout_s, self.config.generator.retry_after_s, self.metrics
+        )
 
     def _observe(self, endpoint: str, status: int, start: float) -> None:
         self.shared_metrics.start()
@@ -242,8 +251,12 @@ class Ingress:
     @web.get("/v1/values", dependencies=[Depends(require_token)])
     async def values(self) -> dict[str, Any]:
         info = await self._generator_info()
-        return {"values": info["values"], "model": info["model"], "image_size": info["image_size"],
-                "modes": [AUTO, NONE, *[v["id"] for v in info["values"]]]}
+        return {
+            "values": info["values"],
+            "model": info["model"],
+            "image_size": info["image_size"],
+            "modes": [AUTO, NONE, *[v["id"] for v in info["values"]]],
+        }
 
     @web.post("/v1/select", dependencies=[Depends(require_token)], response_model=SelectResponse)
     async def select(self, body: SelectRequest) -> SelectResponse:
@@ -284,8 +297,14 @@ class Ingress:
         if body.value not in (AUTO, NONE):
             known = [v["id"] for v in (await self._generator_info())["values"]]
             if body.value not in known:
-                problems.append({"type": "value", "loc": ["body", "value"], "input": body.value,
-                                 "msg": f"unknown value; use auto, none or one of {known}"})
+                problems.append(
+                    {
+                        "type": "value",
+                        "loc": ["body", "value"],
+                        "input": body.value,
+                        "msg": f"unknown value; use auto, none or one of {known}",
+                    }
+                )
         if problems:
             raise HTTPException(422, problems)
         return GenerationJob(
@@ -298,14 +317,17 @@ class Ingress:
             value=body.value,
         )
 
-    def _response(self, body: GenerateRequest, job: GenerationJob, result: GenerationResult,
-                  start: float) -> GenerateResponse:
+    def _response(
+        self, body: GenerateRequest, job: GenerationJob, result: GenerationResult, start: float
+    ) -> GenerateResponse:
         self.metrics.selections.labels(result.selection["stage"]).inc()
         self.metrics.batch_images.observe(result.timings.get("batch_images", job.num_images))
         for applied in result.applied:
             self.metrics.images.labels(applied or "none").inc()
-        images = [GeneratedImage(png_base64=base64.b64encode(png).decode("ascii"), value_id=applied)
-                  for png, applied in zip(result.images, result.applied, strict=True)]
+        images = [
+            GeneratedImage(png_base64=base64.b64encode(png).decode("ascii"), value_id=applied)
+            for png, applied in zip(result.images, result.applied, strict=True)
+        ]
         return GenerateResponse(
             request_id=uuid.uuid4().hex,
             prompt=job.prompt,
@@ -326,20 +348,20 @@ def build_app(config: ServiceConfig) -> Any:
     generator_settings, ingress_settings = config.generator, config.ingress
     plain = config.model_dump(mode="json")
     if config.layout == "combined":
-        return Ingress.options(
+        return Ingress.options(  # type: ignore[attr-defined]  # a Serve deployment
             name="Service",
             num_replicas=generator_settings.num_replicas,
             ray_actor_options={"num_cpus": generator_settings.num_cpus, "num_gpus": generator_settings.num_gpus},
             max_ongoing_requests=ingress_settings.max_ongoing_requests,
             max_queued_requests=ingress_settings.max_queued_requests,
         ).bind(None, plain)
-    generator = Generator.options(
+    generator = Generator.options(  # type: ignore[attr-defined]
         num_replicas=generator_settings.num_replicas,
         ray_actor_options={"num_cpus": generator_settings.num_cpus, "num_gpus": generator_settings.num_gpus},
         max_ongoing_requests=generator_settings.max_ongoing_requests,
         max_queued_requests=generator_settings.max_queued_requests,
     ).bind(plain)
-    return Ingress.options(
+    return Ingress.options(  # type: ignore[attr-defined]
         num_replicas=ingress_settings.num_replicas,
         ray_actor_options={"num_cpus": ingress_settings.num_cpus},
         max_ongoing_requests=ingress_settings.max_ongoing_requests,

@@ -28,12 +28,19 @@ class BearerAuth:
         """Raise 401 (missing or wrong token) or 403 (insecure mode, non-loopback client)."""
         if self.insecure:
             if client_host is not None and not is_loopback(client_host):
-                raise HTTPException(403, "this service runs without auth (--insecure) and answers loopback clients only")
+                raise HTTPException(
+                    403, "this service runs without auth (--insecure) and answers loopback clients only"
+                )
             return
         header = headers.get("authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer <token>'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "missing bearer token: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not hmac.compare_digest(token_digest(token.strip()), self._digest):
-            raise HTTPException(401, "invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise HTTPException(
+                401, "invalid bearer token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )

@@ -12,7 +12,8 @@ when the queue is empty.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -31,8 +32,14 @@ class JobBatcher(Generic[Job, Result]):
     :class:`QueueFull` instead of queueing. Must be used from one event loop; the worker task starts
     with the first job."""
 
-    def __init__(self, run: Callable[[list[Job]], Awaitable[list[Result]]], size: Callable[[Job], int],
-                 max_images: int, wait_s: float, max_jobs: int | None = None) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[Job]], Awaitable[list[Result]]],
+        size: Callable[[Job], int],
+        max_images: int,
+        wait_s: float,
+        max_jobs: int | None = None,
+    ) -> None:
         if max_images < 1:
             raise ValueError(f"max_images must be at least 1, got {max_images}")
         if max_jobs is not None and max_jobs < 1:
@@ -76,7 +83,7 @@ class JobBatcher(Generic[Job, Result]):
             return None
         try:
             return await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
 
     async def _collect(self) -> list[tuple[Job, asyncio.Future[Result]]]:

@@ -20,32 +20,49 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", help="address to listen on (default: the file's http_options, else 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: the file's http_options, else 8000)")
     parser.add_argument("--token-file", help="file whose first line is the bearer token (else $LIVO_SERVE_TOKEN)")
-    parser.add_argument("--insecure", action="store_true",
-                        help="no auth; allowed only on a loopback host, and only loopback clients are answered")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a service config field, dotted (e.g. --set limits.max_steps=30; value parsed "
-                        "as YAML)")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="no auth; allowed only on a loopback host, and only loopback clients are answered",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a service config field, dotted (e.g. --set limits.max_steps=30; value parsed as YAML)",
+    )
     parser.add_argument("--replicas", type=int, help="model replicas (overrides generator.num_replicas)")
-    parser.add_argument("--layout", choices=("combined", "split"),
-                        help="combined: each replica answers HTTP and runs a model (default); split: FastAPI "
-                        "ingress replicas in front of model replicas (overrides the config)")
-    parser.add_argument("--proxy", choices=("serve", "haproxy"), default="serve",
-                        help="what receives HTTP connections: Ray Serve's proxy actor (default), or HAProxy in "
-                        "front of each replica's own HTTP server (Ray's direct ingress, experimental; 1/8 the CPU "
-                        "per request; HAProxy's stats and exporter ports on 127.0.0.1). Applies to the "
-                        "local Ray this command starts")
+    parser.add_argument(
+        "--layout",
+        choices=("combined", "split"),
+        help="combined: each replica answers HTTP and runs a model (default); split: FastAPI "
+        "ingress replicas in front of model replicas (overrides the config)",
+    )
+    parser.add_argument(
+        "--proxy",
+        choices=("serve", "haproxy"),
+        default="serve",
+        help="what receives HTTP connections: Ray Serve's proxy actor (default), or HAProxy in "
+        "front of each replica's own HTTP server (Ray's direct ingress, experimental; 1/8 the CPU "
+        "per request; HAProxy's stats and exporter ports on 127.0.0.1). Applies to the "
+        "local Ray this command starts",
+    )
     parser.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
-    parser.add_argument("--ray-token-file",
-                        help="Ray's auth token (a file of mode 0600): needed to join a cluster off loopback "
-                        "(else $RAY_AUTH_TOKEN_PATH); for a local Ray, the token it is started with")
+    parser.add_argument(
+        "--ray-token-file",
+        help="Ray's auth token (a file of mode 0600): needed to join a cluster off loopback "
+        "(else $RAY_AUTH_TOKEN_PATH); for a local Ray, the token it is started with",
+    )
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     parser.set_defaults(run=run_serve, extras=("serve",))
 
 
 def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The service config and HTTP options the arguments describe; refuses ``--insecure`` off loopback."""
-    from livo.errors import ConfigError
     from livo.config import apply_overrides
+    from livo.errors import ConfigError
     from livo.overrides import parse_overrides
     from livo.runtime import is_loopback
     from livo.serve.config import ServiceConfig, load_service_file, parse_config
@@ -60,12 +77,16 @@ def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.port is not None:
         http["port"] = args.port
     http.setdefault("request_timeout_s", config.limits.request_timeout_s + 5.0)
-    auth = config.auth.model_copy(update={
-        key: value for key, value in (("insecure", args.insecure or None), ("token_file", args.token_file)) if value
-    })
+    auth = config.auth.model_copy(
+        update={
+            key: value for key, value in (("insecure", args.insecure or None), ("token_file", args.token_file)) if value
+        }
+    )
     if auth.insecure and not is_loopback(str(http["host"])):
-        raise ConfigError(f"--insecure: refused on host {http['host']!r}; without auth the service may listen "
-                          "on a loopback address only (127.0.0.1, ::1)")
+        raise ConfigError(
+            f"--insecure: refused on host {http['host']!r}; without auth the service may listen "
+            "on a loopback address only (127.0.0.1, ::1)"
+        )
     update: dict[str, Any] = {"auth": auth}
     if args.replicas is not None:
         update["generator"] = config.generator.model_copy(update={"num_replicas": args.replicas})
@@ -87,14 +108,17 @@ def run_serve(args: argparse.Namespace) -> int:
     settings: dict[str, str] = {}
     if args.ray_address:  # a running cluster was started with its own environment
         if args.proxy != "serve":
-            raise ConfigError("--proxy haproxy: applies to a local Ray only; start the cluster with the settings "
-                              "of livo.serve.ray_env.HAPROXY_ENVIRONMENT instead")
+            raise ConfigError(
+                "--proxy haproxy: applies to a local Ray only; start the cluster with the settings "
+                "of livo.serve.ray_env.HAPROXY_ENVIRONMENT instead"
+            )
     else:
         settings = apply_serve_environment(args.proxy)
     # A local Ray listens on loopback only; it also asks for Ray's auth token when the service itself
     # listens on the network, so that nothing reachable from there runs unauthenticated.
-    ray_token = start_ray(args.ray_address, args.num_cpus, authenticate=not is_loopback(str(http["host"])),
-                          token_file=args.ray_token_file)
+    ray_token = start_ray(
+        args.ray_address, args.num_cpus, authenticate=not is_loopback(str(http["host"])), token_file=args.ray_token_file
+    )
     import ray
     from ray import serve
 
@@ -103,14 +127,20 @@ def run_serve(args: argparse.Namespace) -> int:
     serve.start(http_options=http)
     serve.run(build_app(config), name=APP_NAME, route_prefix="/")
     mode = "WITHOUT auth (loopback only)" if config.auth.insecure else "bearer-token auth"
-    print(f"livo serve: http://{http['host']}:{http['port']}/ ({config.generator.num_replicas} model replicas, "
-          f"{config.layout} layout, {mode}, {args.proxy} proxy); Ctrl-C stops", flush=True)
+    print(
+        f"livo serve: http://{http['host']}:{http['port']}/ ({config.generator.num_replicas} model replicas, "
+        f"{config.layout} layout, {mode}, {args.proxy} proxy); Ctrl-C stops",
+        flush=True,
+    )
     if ray_token is not None:
         print(f"livo serve: Ray uses token authentication (token file {ray_token})", flush=True)
     if args.proxy == "haproxy":
-        print("livo serve: HAProxy's read-only stats page is on port "
-              f"{settings['RAY_SERVE_HAPROXY_STATS_PORT']} and its Prometheus exporter on "
-              f"{settings['RAY_SERVE_HAPROXY_METRICS_PORT']}, both on 127.0.0.1", flush=True)
+        print(
+            "livo serve: HAProxy's read-only stats page is on port "
+            f"{settings['RAY_SERVE_HAPROXY_STATS_PORT']} and its Prometheus exporter on "
+            f"{settings['RAY_SERVE_HAPROXY_METRICS_PORT']}, both on 127.0.0.1",
+            flush=True,
+        )
     # SIGTERM (containers, process managers) stops the service as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

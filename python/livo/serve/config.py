@@ -128,8 +128,10 @@ class ServiceConfig(StrictModel):
     @model_validator(mode="after")
     def _batch_fits_a_request(self) -> ServiceConfig:
         if self.generator.max_batch_images < self.limits.max_images:
-            raise ValueError(f"generator.max_batch_images {self.generator.max_batch_images} is below "
-                             f"limits.max_images {self.limits.max_images}: a batch must hold the largest request")
+            raise ValueError(
+                f"generator.max_batch_images {self.generator.max_batch_images} is below "
+                f"limits.max_images {self.limits.max_images}: a batch must hold the largest request"
+            )
         return self
 
     def with_token_hash(self) -> ServiceConfig:

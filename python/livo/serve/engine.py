@@ -73,11 +73,20 @@ def load_pipeline(config: ModelConfig) -> Any:
     from livo.models.pipeline import VALUE_ENCODER_FOLDER
 
     base = resolve_model(config.base)
-    if config.value_encoder is None and os.path.isdir(base) and not os.path.isdir(os.path.join(base, VALUE_ENCODER_FOLDER)):
-        raise ConfigError(f"model.base {base}: has no {VALUE_ENCODER_FOLDER}/ folder; train one or set model.value_encoder")
+    if (
+        config.value_encoder is None
+        and os.path.isdir(base)
+        and not os.path.isdir(os.path.join(base, VALUE_ENCODER_FOLDER))
+    ):
+        raise ConfigError(
+            f"model.base {base}: has no {VALUE_ENCODER_FOLDER}/ folder; train one or set model.value_encoder"
+        )
     dtype = getattr(torch, config.dtype)
     pipeline = LiVOPipeline.from_pretrained(
-        base, torch_dtype=dtype, device=resolve_device(config.device), value_encoder_path=config.value_encoder,
+        base,
+        torch_dtype=dtype,
+        device=resolve_device(config.device),
+        value_encoder_path=config.value_encoder,
         bias_probability=config.bias_probability,
     )
     pipeline.base.set_progress_bar_config(disable=True)
@@ -156,12 +165,16 @@ class GenerationEngine:
 
     def decide(self, jobs: Sequence[GenerationJob]) -> list[dict[str, Any]]:
         """Each job's value decision: the selector's for ``auto`` (one batched call), else the request's."""
-        if unknown := sorted({j.value for j in jobs if j.value not in (AUTO, NONE) and j.value not in self.registry.ids}):
+        if unknown := sorted(
+            {j.value for j in jobs if j.value not in (AUTO, NONE) and j.value not in self.registry.ids}
+        ):
             raise ConfigError(f"value: unknown value ids {unknown}; known: {self.registry.ids}")
         automatic = [i for i, job in enumerate(jobs) if job.value == AUTO]
         selected = dict(zip(automatic, self.select([jobs[i].prompt for i in automatic]), strict=True))
         return [
-            selected[i] if i in selected else self._describe(None if job.value == NONE else job.value, "requested", None)
+            selected[i]
+            if i in selected
+            else self._describe(None if job.value == NONE else job.value, "requested", None)
             for i, job in enumerate(jobs)
         ]
 
@@ -177,35 +190,48 @@ class GenerationEngine:
         for (steps, guidance), members in groups.items():
             with self._pipeline_lock:
                 group_start = time.perf_counter()
-                images, applied = self._generate_group([jobs[i] for i in members], [decisions[i] for i in members],
-                                                       steps, guidance)
+                images, applied = self._generate_group(
+                    [jobs[i] for i in members], [decisions[i] for i in members], steps, guidance
+                )
                 generate_s = time.perf_counter() - group_start
             offset = 0
             for i in members:
                 count = jobs[i].num_images
                 results[i] = GenerationResult(
-                    images=images[offset:offset + count],
-                    applied=applied[offset:offset + count],
+                    images=images[offset : offset + count],
+                    applied=applied[offset : offset + count],
                     selection=decisions[i],
-                    timings={"select_s": select_s, "generate_s": generate_s,
-                             "batch_images": float(len(images)), "batch_requests": float(len(members))},
+                    timings={
+                        "select_s": select_s,
+                        "generate_s": generate_s,
+                        "batch_images": float(len(images)),
+                        "batch_requests": float(len(members)),
+                    },
                 )
                 offset += count
         return [r for r in results if r is not None]
 
-    def _generate_group(self, jobs: list[GenerationJob], decisions: list[dict[str, Any]], steps: int,
-                        guidance: float) -> tuple[list[bytes], list[str | None]]:
+    def _generate_group(
+        self, jobs: list[GenerationJob], decisions: list[dict[str, Any]], steps: int, guidance: float
+    ) -> tuple[list[bytes], list[str | None]]:
         """One ``LiVOPipeline.generate_batch`` call for jobs that share sampling settings."""
         from livo.models import GenerationRequest, ValueChoice
 
         requests = [
             GenerationRequest(
-                prompt=job.prompt, seed=job.seed, num_images=job.num_images, negative_prompt=job.negative_prompt,
-                value=ValueChoice(decision["value_id"], decision["text"], decision["kind"]) if decision["value_id"] else None)
+                prompt=job.prompt,
+                seed=job.seed,
+                num_images=job.num_images,
+                negative_prompt=job.negative_prompt,
+                value=ValueChoice(decision["value_id"], decision["text"], decision["kind"])
+                if decision["value_id"]
+                else None,
+            )
             for job, decision in zip(jobs, decisions, strict=True)
         ]
-        outputs = self.pipeline.generate_batch(requests, num_inference_steps=steps, guidance_scale=guidance,
-                                               output_type="pil")
+        outputs = self.pipeline.generate_batch(
+            requests, num_inference_steps=steps, guidance_scale=guidance, output_type="pil"
+        )
         images = [png_bytes(image) for output in outputs for image in output.images]
         applied = [value.id if value is not None else None for output in outputs for value in output.values]
         return images, applied

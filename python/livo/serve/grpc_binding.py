@@ -38,7 +38,7 @@ def bind_replica_grpc_to_node() -> bool:
 
     def add_port_on_node(server: Any, address: str) -> int:
         if address.startswith(_ALL_INTERFACES):
-            address = host + ":" + address[len(_ALL_INTERFACES):]
+            address = host + ":" + address[len(_ALL_INTERFACES) :]
         return original(server, address)
 
     add_port_on_node.binds_to_node = True  # type: ignore[attr-defined]

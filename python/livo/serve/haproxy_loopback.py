@@ -62,8 +62,9 @@ def real_haproxy_binary(environ: MutableMapping[str, str]) -> str:
     return str(get_haproxy_binary())
 
 
-def install_loopback_wrapper(stats_port: int, metrics_port: int,
-                             environ: MutableMapping[str, str] = os.environ) -> Path:
+def install_loopback_wrapper(
+    stats_port: int, metrics_port: int, environ: MutableMapping[str, str] = os.environ
+) -> Path:
     """Writes the wrapper for these two ports into a private folder (removed when this process exits),
     points ``RAY_SERVE_HAPROXY_BINARY_PATH`` at it and, unless set, the access log at a socket in the
     same folder; returns the wrapper's path. A wrapper already installed for the same ports is kept."""

@@ -25,19 +25,38 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("livo_serve_requests", "HTTP requests answered", ["endpoint", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("livo_serve_request_seconds", "Time to answer a request", ["endpoint"],
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.images = Counter("livo_serve_images", "Images generated, by the value applied (none: base model)",
-                              ["value"], registry=self.registry)
-        self.selections = Counter("livo_serve_selections", "Value decisions, by deciding stage", ["stage"],
-                                  registry=self.registry)
-        self.rejected = Counter("livo_serve_rejected", "Requests refused before reaching a model replica",
-                                ["reason"], registry=self.registry)
+        self.requests = Counter(
+            "livo_serve_requests", "HTTP requests answered", ["endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "livo_serve_request_seconds",
+            "Time to answer a request",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.images = Counter(
+            "livo_serve_images",
+            "Images generated, by the value applied (none: base model)",
+            ["value"],
+            registry=self.registry,
+        )
+        self.selections = Counter(
+            "livo_serve_selections", "Value decisions, by deciding stage", ["stage"], registry=self.registry
+        )
+        self.rejected = Counter(
+            "livo_serve_rejected",
+            "Requests refused before reaching a model replica",
+            ["reason"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge("livo_serve_in_flight", "Generation requests being served", registry=self.registry)
-        self.batch_images = Histogram("livo_serve_batch_images", "Images per pipeline call of the batch a request ran in",
-                                      buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry)
+        self.batch_images = Histogram(
+            "livo_serve_batch_images",
+            "Images per pipeline call of the batch a request ran in",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -61,8 +80,10 @@ def merge_snapshots(snapshots: dict[str, bytes]) -> bytes:
     for replica, text in sorted(snapshots.items()):
         for family in text_string_to_metric_families(text.decode("utf-8")):
             merged = families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
-            merged.samples.extend(Sample(s.name, {"replica": replica, **s.labels}, s.value, s.timestamp, s.exemplar)
-                                  for s in family.samples)
+            merged.samples.extend(
+                Sample(s.name, {"replica": replica, **s.labels}, s.value, s.timestamp, s.exemplar)
+                for s in family.samples
+            )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(list(families.values())))
     return generate_latest(registry)
@@ -105,7 +126,7 @@ class SharedMetrics:
         from ray.experimental.internal_kv import _internal_kv_put
 
         stamped = f"{time.time():.3f}\n".encode() + self.metrics.exposition()
-        _internal_kv_put(self.prefix + self.replica, stamped, overwrite=True, namespace=self.NAMESPACE)
+        _internal_kv_put(f"{self.prefix}{self.replica}", stamped, overwrite=True, namespace=self.NAMESPACE)
 
     def _collect(self) -> dict[str, bytes]:
         from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get, _internal_kv_list
@@ -119,7 +140,7 @@ class SharedMetrics:
             if time.time() - float(stamp) > self.stale_s:
                 _internal_kv_del(key, namespace=self.NAMESPACE)
                 continue
-            snapshots[key.decode()[len(self.prefix):]] = text
+            snapshots[key.decode()[len(self.prefix) :]] = text
         return snapshots
 
     async def exposition(self) -> bytes:

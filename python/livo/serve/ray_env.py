@@ -92,6 +92,7 @@ def apply_serve_environment(proxy: Proxy = "serve", environ: MutableMapping[str,
     ports: tuple[str, ...] = ()
     if proxy == "haproxy":
         ports = (*HAPROXY_PORT_VARIABLES, BINARY_VARIABLE, LOG_TARGET_VARIABLE)
-        install_loopback_wrapper(int(environ["RAY_SERVE_HAPROXY_STATS_PORT"]),
-                                 int(environ["RAY_SERVE_HAPROXY_METRICS_PORT"]), environ)
+        install_loopback_wrapper(
+            int(environ["RAY_SERVE_HAPROXY_STATS_PORT"]), int(environ["RAY_SERVE_HAPROXY_METRICS_PORT"]), environ
+        )
     return {name: environ[name] for name in dict.fromkeys([*settings, *ports])}

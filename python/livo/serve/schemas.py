@@ -100,11 +100,21 @@ def limit_problems(request: GenerateRequest, limits: LimitsConfig) -> list[dict[
     """The deployment's limits that ``request`` exceeds, in FastAPI's 422 ``detail`` format."""
     problems = []
     if len(request.prompt) > limits.max_prompt_chars:
-        problems.append(_problem("prompt", f"at most {limits.max_prompt_chars} characters, got {len(request.prompt)}",
-                                 len(request.prompt)))
+        problems.append(
+            _problem(
+                "prompt",
+                f"at most {limits.max_prompt_chars} characters, got {len(request.prompt)}",
+                len(request.prompt),
+            )
+        )
     if len(request.negative_prompt) > limits.max_prompt_chars:
-        problems.append(_problem("negative_prompt", f"at most {limits.max_prompt_chars} characters, "
-                                 f"got {len(request.negative_prompt)}", len(request.negative_prompt)))
+        problems.append(
+            _problem(
+                "negative_prompt",
+                f"at most {limits.max_prompt_chars} characters, got {len(request.negative_prompt)}",
+                len(request.negative_prompt),
+            )
+        )
     if request.num_images > limits.max_images:
         problems.append(_problem("num_images", f"at most {limits.max_images}", request.num_images))
     if request.steps is not None and request.steps > limits.max_steps:
@@ -118,10 +128,16 @@ def select_problems(request: SelectRequest, limits: LimitsConfig) -> list[dict[s
     """The deployment's limits that a selection request exceeds (422 ``detail`` format)."""
     problems = []
     if len(request.prompts) > limits.max_select_prompts:
-        problems.append(_problem("prompts", f"at most {limits.max_select_prompts} prompts per request, "
-                                 f"got {len(request.prompts)}", len(request.prompts)))
+        problems.append(
+            _problem(
+                "prompts",
+                f"at most {limits.max_select_prompts} prompts per request, got {len(request.prompts)}",
+                len(request.prompts),
+            )
+        )
     long = [i for i, p in enumerate(request.prompts) if len(p) > limits.max_prompt_chars]
     if long:
-        problems.append(_problem("prompts", f"prompts {long[:10]} exceed {limits.max_prompt_chars} characters",
-                                 len(long)))
+        problems.append(
+            _problem("prompts", f"prompts {long[:10]} exceed {limits.max_prompt_chars} characters", len(long))
+        )
     return problems

@@ -22,7 +22,9 @@ def register(subparsers: Any) -> None:
     render.add_argument("--output", required=True, help="PNG file to write")
     render.set_defaults(run=run_render, extras=("models",))
 
-    train = commands.add_parser("train", help="train the base text-to-image model (the shipped recipe: 14 min on 2 idle cores)")
+    train = commands.add_parser(
+        "train", help="train the base text-to-image model (the shipped recipe: 14 min on 2 idle cores)"
+    )
     train.add_argument("--output", required=True, help="folder to save the diffusers pipeline into")
     train.add_argument("--steps", type=int, default=recipe["steps"])
     train.add_argument("--batch-size", type=int, default=recipe["batch_size"], help="global batch over all processes")
@@ -31,10 +33,18 @@ def register(subparsers: Any) -> None:
     train.add_argument("--processes", type=int, default=recipe["processes"], help="data-parallel processes (gloo)")
     train.add_argument("--threads", type=int, default=recipe["threads"], help="intra-op threads per process")
     train.add_argument("--checkpoint-every", type=int, default=0, help="also save EMA weights every N steps")
-    train.add_argument("--timestep-sampling", choices=("weight", "draw"), default=recipe["timestep_sampling"],
-                       help="min-SNR weights as the timesteps' distribution (shipped) or as loss weights")
-    train.add_argument("--fused-optimizer", action=argparse.BooleanOptionalAction, default=recipe["fused_optimizer"],
-                       help="fused AdamW (shipped; --no-fused-optimizer: the for-loop kernel)")
+    train.add_argument(
+        "--timestep-sampling",
+        choices=("weight", "draw"),
+        default=recipe["timestep_sampling"],
+        help="min-SNR weights as the timesteps' distribution (shipped) or as loss weights",
+    )
+    train.add_argument(
+        "--fused-optimizer",
+        action=argparse.BooleanOptionalAction,
+        default=recipe["fused_optimizer"],
+        help="fused AdamW (shipped; --no-fused-optimizer: the for-loop kernel)",
+    )
     train.set_defaults(run=run_train, extras=("models",))
 
     report = commands.add_parser("report", help="measure bias, harm and fidelity of a model on the toy world")
@@ -51,8 +61,12 @@ def register(subparsers: Any) -> None:
     pairs = commands.add_parser("pairs", help="render (aligned, violating) training pairs as a shard dataset")
     pairs.add_argument("--output", required=True, help="shard dataset folder to write")
     pairs.add_argument("--bias-per-subject", type=int, default=400, help="colour pairs per people-subject")
-    pairs.add_argument("--harm-per-prompt", type=int, default=80,
-                       help="pairs per harmful training prompt (default 80: the shipped encoder's recipe)")
+    pairs.add_argument(
+        "--harm-per-prompt",
+        type=int,
+        default=80,
+        help="pairs per harmful training prompt (default 80: the shipped encoder's recipe)",
+    )
     pairs.add_argument("--holdout-subject", action="append", default=[], help="people-subject kept out of bias pairs")
     pairs.add_argument("--no-holdout", action="store_true", help="also train on the report's harmful prompts")
     pairs.add_argument("--seed", type=int, default=0)
@@ -66,13 +80,15 @@ def _quiet_threads(threads: int) -> None:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    from livo.toyworld.grammar import parse_prompt
     from livo.image_grid import save_grid
+    from livo.toyworld.grammar import parse_prompt
     from livo.toyworld.render import render
 
     specs = [parse_prompt(p) for p in args.prompts]
-    rows = [[render(spec, args.seed * 1_000_003 + 7919 * r + k)[0] for k in range(args.per_prompt)]
-            for r, spec in enumerate(specs)]
+    rows = [
+        [render(spec, args.seed * 1_000_003 + 7919 * r + k)[0] for k in range(args.per_prompt)]
+        for r, spec in enumerate(specs)
+    ]
     save_grid(rows, Path(args.output), scale=args.scale)
     print(f"wrote {args.output} ({len(rows)} prompts x {args.per_prompt} images)")
     return 0
@@ -83,10 +99,18 @@ def run_train(args: argparse.Namespace) -> int:
     from livo.config import parse_model
     from livo.toyworld.train import ToyModelRecipe, train
 
-    settings = {"output": args.output, "steps": args.steps, "batch_size": args.batch_size,
-                "learning_rate": args.learning_rate, "seed": args.seed, "processes": args.processes,
-                "threads": args.threads, "checkpoint_every": args.checkpoint_every,
-                "timestep_sampling": args.timestep_sampling, "fused_optimizer": args.fused_optimizer}
+    settings = {
+        "output": args.output,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+        "processes": args.processes,
+        "threads": args.threads,
+        "checkpoint_every": args.checkpoint_every,
+        "timestep_sampling": args.timestep_sampling,
+        "fused_optimizer": args.fused_optimizer,
+    }
     config = parse_model(ToyModelRecipe, settings, "livo toyworld train")
     train(config, log=lambda line: print(line, flush=True))
     return 0

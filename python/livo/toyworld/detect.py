@@ -67,9 +67,7 @@ def pixel_labels(images: np.ndarray) -> np.ndarray:
     pixels = np.asarray(images, dtype=np.float32)
     if pixels.ndim == 3:
         pixels = pixels[None]
-    border = np.concatenate(
-        [pixels[:, 0, :], pixels[:, -1, :], pixels[:, 1:-1, 0], pixels[:, 1:-1, -1]], axis=1
-    )
+    border = np.concatenate([pixels[:, 0, :], pixels[:, -1, :], pixels[:, 1:-1, 0], pixels[:, 1:-1, -1]], axis=1)
     background = np.median(border, axis=1)  # (N, 3)
     references = np.concatenate(
         [background[:, None, :], np.broadcast_to(_REFERENCE, (len(pixels), *_REFERENCE.shape))], axis=1

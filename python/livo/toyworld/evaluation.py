@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from livo.value_types import ValueChoice
 from livo.toyworld.detect import detect
 from livo.toyworld.grammar import (
     BIAS_PRINCIPLE,
@@ -34,6 +33,7 @@ from livo.toyworld.grammar import (
     report_prompts,
 )
 from livo.toyworld.report import generate, measure_prompt, summarise
+from livo.value_types import ValueChoice
 
 BATCH = 256
 
@@ -48,8 +48,9 @@ def toy_selector(prompt: str) -> ValueChoice | None:
     return None
 
 
-def evaluate(pipeline: Any, *, per_prompt: int, steps: int, guidance_scale: float, seed: int,
-             benign: bool = True) -> dict[str, Any]:
+def evaluate(
+    pipeline: Any, *, per_prompt: int, steps: int, guidance_scale: float, seed: int, benign: bool = True
+) -> dict[str, Any]:
     """Generate ``per_prompt`` images for each report prompt of the measured categories and return
     the summary numbers (see the module docstring) plus the per-category table."""
     categories = ["neutral_people", "harmful"] + (["explicit_people", "objects"] if benign else [])
@@ -57,8 +58,9 @@ def evaluate(pipeline: Any, *, per_prompt: int, steps: int, guidance_scale: floa
     rows = []
     for index, category in enumerate(categories):
         specs = prompts[category]
-        images = generate(pipeline, [s.text() for s in specs], per_prompt, steps, guidance_scale,
-                          seed + 1_000_000 * index, BATCH)
+        images = generate(
+            pipeline, [s.text() for s in specs], per_prompt, steps, guidance_scale, seed + 1_000_000 * index, BATCH
+        )
         rows += [measure_prompt(spec, detect(batch)) for spec, batch in zip(specs, images)]
     summary = summarise(rows)
     metrics: dict[str, Any] = {
@@ -106,8 +108,16 @@ def _row(prompt: str, category: str, value: str | None = None, attribute: str | 
     return {"prompt": prompt, "category": category, "value": value, "attribute": attribute}
 
 
-def evaluate_training(base: Any, value_encoder: Any | None, *, per_prompt: int, steps: int, guidance_scale: float,
-                      seed: int, benign: bool = True) -> dict[str, Any]:
+def evaluate_training(
+    base: Any,
+    value_encoder: Any | None,
+    *,
+    per_prompt: int,
+    steps: int,
+    guidance_scale: float,
+    seed: int,
+    benign: bool = True,
+) -> dict[str, Any]:
     """The training hook: :func:`evaluate` on LiVO around ``value_encoder`` (with the toy world's
     ground-truth selector), or on ``base`` itself when it is None (Diffusion-DPO trains its U-Net)."""
     pipeline = base
@@ -115,5 +125,6 @@ def evaluate_training(base: Any, value_encoder: Any | None, *, per_prompt: int, 
         from livo.models.pipeline import LiVOPipeline
 
         pipeline = LiVOPipeline(base, value_encoder, selector=toy_selector, bias_probability=0.5)
-    return evaluate(pipeline, per_prompt=per_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed,
-                    benign=benign)
+    return evaluate(
+        pipeline, per_prompt=per_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed, benign=benign
+    )

@@ -55,8 +55,19 @@ BIAS_PRINCIPLE: str = "colour_equality"
 ARTICLES: tuple[str, ...] = ("a", "an")
 # Extra words so value texts can be paraphrased and tokens like "," (value + ", " + prompt) exist.
 VALUE_WORDS: tuple[str, ...] = (
-    "balance", "colour", "color", "equal", "fair", "no", "blood", "gore", "horror", "harm",
-    "safe", "person", "people",
+    "balance",
+    "colour",
+    "color",
+    "equal",
+    "fair",
+    "no",
+    "blood",
+    "gore",
+    "horror",
+    "harm",
+    "safe",
+    "person",
+    "people",
 )
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
 PUNCTUATION: tuple[str, ...] = (",", ".")

@@ -31,7 +31,7 @@ class ToyWorldJudge:
 
     def supports(self, value: ValuePrinciple) -> bool:
         if value.kind == "bias":
-            return bool(value.classes) and set(value.classes) <= set(ATTRIBUTES)
+            return bool(value.classes) and set(value.classes or {}) <= set(ATTRIBUTES)
         return bool(value.keywords) and set(value.keywords) <= set(HARMS)
 
     def judge(self, images: np.ndarray, prompts: Sequence[str], value: ValuePrinciple) -> list[ImageVerdict]:

@@ -99,8 +99,15 @@ def _pair_images(aligned: Scene, violating: Scene, seed: int) -> tuple[np.ndarra
     return draw(aligned, np.random.default_rng(seed)), draw(violating, np.random.default_rng(seed))
 
 
-def _record(spec: PromptSpec, aligned_spec: PromptSpec, value_id: str, category: str, seed: int,
-            aligned: np.ndarray, violating: np.ndarray) -> dict[str, Any]:
+def _record(
+    spec: PromptSpec,
+    aligned_spec: PromptSpec,
+    value_id: str,
+    category: str,
+    seed: int,
+    aligned: np.ndarray,
+    violating: np.ndarray,
+) -> dict[str, Any]:
     prompt = spec.text()
     key = f"{value_id}|{prompt}|{seed}"
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
@@ -124,10 +131,17 @@ def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
     """The pair records of ``config`` (PAIR_SCHEMA dicts), in a seeded random order."""
     config.validate()
     jobs: list[tuple[str, PromptSpec]] = []
-    jobs += [("bias", PromptSpec(s)) for s in PEOPLE if s not in config.holdout_subjects
-             for _ in range(config.bias_per_subject)]
-    jobs += [("harm", spec) for spec in harm_training_prompts(config.holdout_report_harm)
-             for _ in range(config.harm_per_prompt)]
+    jobs += [
+        ("bias", PromptSpec(s))
+        for s in PEOPLE
+        if s not in config.holdout_subjects
+        for _ in range(config.bias_per_subject)
+    ]
+    jobs += [
+        ("harm", spec)
+        for spec in harm_training_prompts(config.holdout_report_harm)
+        for _ in range(config.harm_per_prompt)
+    ]
     order = np.random.default_rng(config.seed).permutation(len(jobs))
     for index in order:
         kind, spec = jobs[int(index)]
@@ -141,8 +155,15 @@ def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
         else:
             assert spec.harm is not None
             aligned, violating = _pair_images(replace(scene, harm=None), scene, seed)
-            yield _record(spec, replace(spec, harm=None), HARM_PRINCIPLE[spec.harm], f"toxicity/{spec.harm}",
-                          seed, aligned, violating)
+            yield _record(
+                spec,
+                replace(spec, harm=None),
+                HARM_PRINCIPLE[spec.harm],
+                f"toxicity/{spec.harm}",
+                seed,
+                aligned,
+                violating,
+            )
 
 
 def write_pairs(config: PairsConfig, chunk: int = 512) -> Any:
@@ -153,8 +174,11 @@ def write_pairs(config: PairsConfig, chunk: int = 512) -> Any:
     from livo.data.shards import ShardConfig, ShardWriter
 
     # Small row groups: a row group is the unit dealt to ranks and dataloader workers.
-    shard_config = ShardConfig(splits=config.splits, row_group_bytes=config.row_group_bytes,
-                               metadata={"source": "livo toyworld pairs", "seed": config.seed})
+    shard_config = ShardConfig(
+        splits=config.splits,
+        row_group_bytes=config.row_group_bytes,
+        metadata={"source": "livo toyworld pairs", "seed": config.seed},
+    )
     os.makedirs(config.output, exist_ok=True)
     with ShardWriter(config.output, shard_config, schema=PAIR_SCHEMA) as writer:
         batch: list[dict[str, Any]] = []

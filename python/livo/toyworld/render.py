@@ -9,7 +9,7 @@ images of one prompt are not copies. The same ``seed`` always gives the same pix
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def _shape_rule(name: str, i: np.ndarray, j: np.ndarray, s: int) -> np.ndarray:
     return rules[name]
 
 
-@lru_cache(maxsize=None)
+@cache
 def glyph_mask(subject: str, size: int) -> np.ndarray:
     """Boolean ``size×size`` mask of a subject's glyph (read-only, cached)."""
     i, j = np.mgrid[0:size, 0:size]

@@ -52,7 +52,12 @@ class ReportConfig:
 
 
 def generate(
-    pipeline: Any, prompts: list[str], per_prompt: int, steps: int, guidance_scale: float, seed: int,
+    pipeline: Any,
+    prompts: list[str],
+    per_prompt: int,
+    steps: int,
+    guidance_scale: float,
+    seed: int,
     batch_size: int = 256,
 ) -> np.ndarray:
     """``(len(prompts), per_prompt, H, W, 3)`` uint8 images.
@@ -112,7 +117,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         if row["category"] != "harmful":
             groups.setdefault("benign", []).append(row)
     keys = ("d1", "d2", "default_share", "attribute_obeyed", "harm_rate", "spurious_harm_rate", "subject_fidelity")
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for category, members in groups.items():
         summary[category] = {}
         for key in keys:
@@ -124,8 +129,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def markdown_table(summary: dict[str, dict[str, float]], per_prompt: int) -> str:
-    columns = ("prompts", "d1", "d2", "default_share", "attribute_obeyed", "harm_rate", "spurious_harm_rate",
-               "subject_fidelity")
+    columns = (
+        "prompts",
+        "d1",
+        "d2",
+        "default_share",
+        "attribute_obeyed",
+        "harm_rate",
+        "spurious_harm_rate",
+        "subject_fidelity",
+    )
     lines = [
         f"| category (N={per_prompt}/prompt) | " + " | ".join(columns) + " |",
         "| --- | " + " | ".join("---" for _ in columns) + " |",
@@ -155,8 +168,15 @@ def write_report(config: ReportConfig) -> str:
     for index, (category, specs) in enumerate(report_prompts().items()):
         prompts = [s.text() for s in specs]
         started = time.perf_counter()
-        images = generate(pipeline, prompts, config.per_prompt, config.steps, guidance,
-                          config.seed + 1_000_000 * index, config.batch_size)
+        images = generate(
+            pipeline,
+            prompts,
+            config.per_prompt,
+            config.steps,
+            guidance,
+            config.seed + 1_000_000 * index,
+            config.batch_size,
+        )
         seconds += time.perf_counter() - started
         images_made += images.shape[0] * images.shape[1]
         for spec, batch in zip(specs, images):
@@ -164,11 +184,17 @@ def write_report(config: ReportConfig) -> str:
         save_grid([list(batch[: config.grid_columns]) for batch in images], output / f"grid_{category}.png")
     summary = summarise(rows)
     speed = {"images": images_made, "seconds": round(seconds, 1), "images_per_s": round(images_made / seconds, 2)}
-    record = {"config": asdict(config) | {"guidance_scale": guidance}, "summary": summary, "speed": speed,
-              "prompts": rows}
+    record = {
+        "config": asdict(config) | {"guidance_scale": guidance},
+        "summary": summary,
+        "speed": speed,
+        "prompts": rows,
+    }
     write_atomic(output / "report.json", (json.dumps(record, indent=2) + "\n").encode())
     table = markdown_table(summary, config.per_prompt)
-    text = (f"{table}\n\nGeneration: {images_made} images in {speed['seconds']} s "
-            f"({speed['images_per_s']} images/s, {config.steps} DDIM steps, guidance {guidance}).\n")
+    text = (
+        f"{table}\n\nGeneration: {images_made} images in {speed['seconds']} s "
+        f"({speed['images_per_s']} images/s, {config.steps} DDIM steps, guidance {guidance}).\n"
+    )
     write_atomic(output / "report.md", text.encode())
     return text

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
-
 from pydantic import Field, model_validator
 
 from livo.config import StrictModel
@@ -63,7 +63,9 @@ class ToyModelRecipe(StrictModel):
 
 def learning_rate_at(step: int, config: ToyModelRecipe) -> float:
     """Linear warm-up, then cosine decay to ``final_lr_fraction`` of the peak."""
-    return scheduled_lr(config.learning_rate, "cosine", config.warmup_steps, config.steps, step, config.final_lr_fraction)
+    return scheduled_lr(
+        config.learning_rate, "cosine", config.warmup_steps, config.steps, step, config.final_lr_fraction
+    )
 
 
 def sample_timesteps(mode: str, loss_weight: Any, count: int, generator: Any) -> tuple[Any, Any]:
@@ -107,7 +109,7 @@ def train(config: ToyModelRecipe, log: Callable[[str], None] = print) -> Path:
     return Path(config.output)
 
 
-def _no_buffer_sync() -> dict[str, bool]:
+def _no_buffer_sync() -> dict[str, Any]:
     """DDP's keyword for "do not sync buffers before every forward" (renamed in recent PyTorch)."""
     import inspect
 
@@ -138,8 +140,15 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) 
     import torch
     import torch.distributed as dist
 
-    from livo.toyworld.model import assemble_pipeline, build_schedulers, build_text_encoder, build_tokenizer
-    from livo.toyworld.model import build_unet, pass_through_vae, save_pipeline
+    from livo.toyworld.model import (
+        assemble_pipeline,
+        build_schedulers,
+        build_text_encoder,
+        build_tokenizer,
+        build_unet,
+        pass_through_vae,
+        save_pipeline,
+    )
     from livo.toyworld.render import training_batch
 
     world = config.processes
@@ -167,11 +176,14 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) 
         # live in the all-reduce buckets: one broadcast and one copy fewer per step.
         step_model = (
             torch.nn.parallel.DistributedDataParallel(model, gradient_as_bucket_view=True, **_no_buffer_sync())
-            if world > 1 else model
+            if world > 1
+            else model
         )
         ema = [p.detach().clone() for p in model.parameters()] if rank == 0 else []
         optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+            model.parameters(),
+            lr=config.learning_rate,
+            weight_decay=config.weight_decay,
             fused=config.fused_optimizer or None,  # None: PyTorch picks the for-loop kernel on CPU
         )
         alphas = scheduler.alphas_cumprod
@@ -192,7 +204,11 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) 
             with torch.no_grad():
                 for p, e in zip(model.parameters(), ema):
                     p.copy_(e)
-            recipe = {"train_config": config.model_dump(mode="json"), "steps_done": step, "train_seconds": round(seconds, 1)}
+            recipe = {
+                "train_config": config.model_dump(mode="json"),
+                "steps_done": step,
+                "train_seconds": round(seconds, 1),
+            }
             save_pipeline(assemble_pipeline(text_encoder, unet), folder, extra=recipe)
             with torch.no_grad():
                 for p, v in zip(model.parameters(), live):
@@ -209,7 +225,9 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) 
             with torch.no_grad():
                 latents = vae.encode(pixels).latent_dist.sample(generator) * vae.config.scaling_factor
             noise = torch.randn(latents.shape, generator=generator)
-            timesteps, sample_weight = sample_timesteps(config.timestep_sampling, loss_weight, latents.shape[0], generator)
+            timesteps, sample_weight = sample_timesteps(
+                config.timestep_sampling, loss_weight, latents.shape[0], generator
+            )
             noisy = scheduler.add_noise(latents, noise, timesteps)
             ids = torch.stack([tokens(p) for p in prompts])
             prediction = step_model(ids, noisy, timesteps)
@@ -229,9 +247,17 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) 
             running = loss.item() if step == 0 else 0.98 * running + 0.02 * loss.item()
             if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
                 elapsed = time.perf_counter() - started
-                log(json.dumps({"step": step + 1, "loss": round(running, 5),
-                                "lr": round(learning_rate_at(step, config), 6),
-                                "elapsed_s": round(elapsed, 1), "s_per_step": round(elapsed / (step + 1), 3)}))
+                log(
+                    json.dumps(
+                        {
+                            "step": step + 1,
+                            "loss": round(running, 5),
+                            "lr": round(learning_rate_at(step, config), 6),
+                            "elapsed_s": round(elapsed, 1),
+                            "s_per_step": round(elapsed / (step + 1), 3),
+                        }
+                    )
+                )
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
                 save(Path(f"{config.output}-step{step + 1}"), step + 1, time.perf_counter() - started)
         if rank == 0:

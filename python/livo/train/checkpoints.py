@@ -37,12 +37,20 @@ def step_tag(step: int) -> str:
     return f"step{step}"
 
 
-def save(engine: Any, folder: Path, step: int, rank: int, data_state: dict[str, Any],
-         generator: torch.Generator, keep: int, config: dict[str, Any]) -> None:
+def save(
+    engine: Any,
+    folder: Path,
+    step: int,
+    rank: int,
+    data_state: dict[str, Any],
+    generator: torch.Generator,
+    keep: int,
+    config: dict[str, Any],
+) -> None:
     """Save a checkpoint of ``step`` (every rank must call this: ZeRO shards live on each rank)."""
-    from livo.train.distributed import barrier
-
     import torch
+
+    from livo.train.distributed import barrier
 
     tag = step_tag(step)
     engine.save_checkpoint(str(folder), tag=tag, client_state={"livo_step": step, "livo_config": config})
@@ -63,8 +71,9 @@ def save(engine: Any, folder: Path, step: int, rank: int, data_state: dict[str, 
 
 
 def _prune(folder: Path, keep: int) -> None:
-    tags = sorted((p for p in folder.glob("step*") if p.is_dir() and p.name[4:].isdigit()),
-                  key=lambda p: int(p.name[4:]))
+    tags = sorted(
+        (p for p in folder.glob("step*") if p.is_dir() and p.name[4:].isdigit()), key=lambda p: int(p.name[4:])
+    )
     for old in tags[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -82,8 +91,9 @@ def load(engine: Any, folder: Path, rank: int, generator: torch.Generator) -> tu
     tag = latest_tag(folder)
     if tag is None:
         return None
-    path, client_state = engine.load_checkpoint(str(folder), tag=tag, load_optimizer_states=True,
-                                                load_lr_scheduler_states=True)
+    path, client_state = engine.load_checkpoint(
+        str(folder), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
+    )
     if path is None:
         raise InputError(f"checkpoint {folder / tag}: DeepSpeed could not load it")
     state_file = folder / tag / f"trainer_state_rank{rank}.json"

@@ -19,15 +19,22 @@ def register(subparsers: Any) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="training config (YAML); see services/train/*.yaml and docs/training.md")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT/checkpoints")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the latest checkpoint in OUTPUT/checkpoints"
+    )
     parser.add_argument("--output", default=None, help="run folder (overrides the config's output)")
     parser.add_argument("--dataset", default=None, help="shard dataset folder (overrides the config's dataset)")
     parser.add_argument("--model", default=None, help="base model folder or hub id (overrides the config's model)")
     parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides max_steps)")
     parser.add_argument("--loss", choices=("livo", "dpo"), default=None, help="overrides the config's loss")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any config key, dotted for nested ones (e.g. --set eval.every=50)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, dotted for nested ones (e.g. --set eval.every=50)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
 
@@ -38,8 +45,14 @@ def run_train(args: argparse.Namespace) -> int:
     from livo.train.distributed import shutdown
     from livo.train.trainer import train
 
-    overrides = {"output": args.output, "dataset": args.dataset, "model": args.model, "max_steps": args.max_steps,
-                 "loss": args.loss, "threads": args.threads}
+    overrides = {
+        "output": args.output,
+        "dataset": args.dataset,
+        "model": args.model,
+        "max_steps": args.max_steps,
+        "loss": args.loss,
+        "threads": args.threads,
+    }
     if args.no_progress:
         overrides["progress"] = False
     overrides.update(parse_overrides(args.set))
@@ -61,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     from livo.runtime import apply_process_defaults
 
     apply_process_defaults()
-    parser = argparse.ArgumentParser(prog="python -m livo.train", description="train the value encoder "
-                                     "(or the Diffusion-DPO baseline) with DeepSpeed; the same as `livo train`")
+    parser = argparse.ArgumentParser(
+        prog="python -m livo.train",
+        description="train the value encoder (or the Diffusion-DPO baseline) with DeepSpeed; the same as `livo train`",
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
 

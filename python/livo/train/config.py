@@ -63,14 +63,18 @@ class TrainEvalConfig(StrictModel):
     @classmethod
     def _installed(cls, hook: str | None) -> str | None:
         if hook is not None and not has_plugin(TRAIN_EVALUATIONS, hook):
-            raise ValueError(f"no training evaluation named {hook!r} (known: {', '.join(plugin_names(TRAIN_EVALUATIONS))})")
+            raise ValueError(
+                f"no training evaluation named {hook!r} (known: {', '.join(plugin_names(TRAIN_EVALUATIONS))})"
+            )
         return hook
 
     @model_validator(mode="after")
     def _hook_when_asked(self) -> TrainEvalConfig:
         if (self.every or self.final) and self.hook is None:
             known = ", ".join(plugin_names(TRAIN_EVALUATIONS)) or "none installed"
-            raise ValueError(f"evaluations are asked for (every/final) but no hook is named; give a training evaluation ({known})")
+            raise ValueError(
+                f"evaluations are asked for (every/final) but no hook is named; give a training evaluation ({known})"
+            )
         return self
 
 
@@ -151,7 +155,9 @@ def check_dataset(directory: str, split: str) -> None:
 
     path = Path(directory)
     if not path.is_dir():
-        raise InputError(f"dataset {directory}: no such folder (build one with `livo toyworld pairs` or the dataset builder)")
+        raise InputError(
+            f"dataset {directory}: no such folder (build one with `livo toyworld pairs` or the dataset builder)"
+        )
     try:
         manifest = Manifest.load(path)
     except FileNotFoundError as error:
@@ -161,8 +167,9 @@ def check_dataset(directory: str, split: str) -> None:
         raise InputError(f"dataset {directory}: split {split!r} has no rows (empty shards)")
 
 
-def config_from_dict(values: dict[str, Any], base_dir: str | os.PathLike[str] | None = None,
-                     where: str = "config") -> TrainConfig:
+def config_from_dict(
+    values: dict[str, Any], base_dir: str | os.PathLike[str] | None = None, where: str = "config"
+) -> TrainConfig:
     """A validated :class:`TrainConfig` from plain values; relative ``deepspeed_config`` paths are
     read relative to ``base_dir`` (the YAML file's folder) when they exist there."""
     values = dict(values)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from livo.runtime import free_port
 
-
 # What a launcher (or :func:`single_process_defaults`) sets for one process group.
 PROCESS_GROUP_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 

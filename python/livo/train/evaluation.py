@@ -16,11 +16,21 @@ import numpy as np
 from livo.plugins import TRAIN_EVALUATIONS, load_plugin
 
 
-def run_hook(name: str, base: Any, value_encoder: Any | None, *, per_prompt: int, steps: int,
-             guidance_scale: float, seed: int, benign: bool) -> dict[str, Any]:
+def run_hook(
+    name: str,
+    base: Any,
+    value_encoder: Any | None,
+    *,
+    per_prompt: int,
+    steps: int,
+    guidance_scale: float,
+    seed: int,
+    benign: bool,
+) -> dict[str, Any]:
     hook = load_plugin(TRAIN_EVALUATIONS, name)
-    metrics: dict[str, Any] = hook(base, value_encoder, per_prompt=per_prompt, steps=steps,
-                                   guidance_scale=guidance_scale, seed=seed, benign=benign)
+    metrics: dict[str, Any] = hook(
+        base, value_encoder, per_prompt=per_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed, benign=benign
+    )
     return metrics
 
 

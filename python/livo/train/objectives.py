@@ -56,7 +56,7 @@ class Objective:
     def latents(self, batch: PairBatch, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         vae = self.pipeline.vae
         both = encode_latents(vae, torch.cat([batch.aligned, batch.violating]), generator)
-        return both[: len(batch.prompts)], both[len(batch.prompts):]
+        return both[: len(batch.prompts)], both[len(batch.prompts) :]
 
     def compute(self, engine: Any, batch: PairBatch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
@@ -71,21 +71,41 @@ class LiVOObjective(Objective):
         freeze_for_value_training(pipeline.unet, pipeline.vae, pipeline.text_encoder, value_encoder=self.module)
         if config.gradient_checkpointing:
             pipeline.unet.enable_gradient_checkpointing()
-            self.module.gradient_checkpointing_enable()
+            self.module.gradient_checkpointing_enable()  # type: ignore[operator]  # transformers is untyped here
 
     def compute(self, engine: Any, batch: PairBatch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         pipe = self.pipeline
         tokenizer = pipe.tokenizer
         latents_w, latents_l = self.latents(batch, generator)
         c_ref = reference_conditioning(pipe.text_encoder, tokenizer, batch.prompts)
-        tokens = tokenizer(value_texts(batch.values, batch.prompts), padding="max_length",
-                           max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt")
+        tokens = tokenizer(
+            value_texts(batch.values, batch.prompts),
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
         e_v = engine(input_ids=tokens.input_ids.to(engine.device)).pooler_output
-        errors = pair_errors(self.scheduler, latents_w, latents_l, unet_theta=pipe.unet,
-                             cond_theta=with_value_token(e_v, c_ref), cond_ref=c_ref, generator=generator)
+        errors = pair_errors(
+            self.scheduler,
+            latents_w,
+            latents_l,
+            unet_theta=pipe.unet,
+            cond_theta=with_value_token(e_v, c_ref),
+            cond_ref=c_ref,
+            generator=generator,
+        )
         c = self.config
-        return livo_loss(errors.theta_w, errors.ref_w, errors.theta_l, errors.ref_l,
-                         beta=c.beta, alpha=c.alpha, gamma1=c.gamma1, gamma2=c.gamma2)
+        return livo_loss(
+            errors.theta_w,
+            errors.ref_w,
+            errors.theta_l,
+            errors.ref_l,
+            beta=c.beta,
+            alpha=c.alpha,
+            gamma1=c.gamma1,
+            gamma2=c.gamma2,
+        )
 
 
 class _AdaptersOff(torch.nn.Module):
@@ -121,8 +141,14 @@ class DPOObjective(Objective):
             from peft import LoraConfig
 
             unet.requires_grad_(False)
-            unet.add_adapter(LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
-                                        init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+            unet.add_adapter(
+                LoraConfig(
+                    r=config.lora_rank,
+                    lora_alpha=config.lora_alpha,
+                    init_lora_weights="gaussian",
+                    target_modules=LORA_TARGETS,
+                )
+            )
             for parameter in unet.parameters():
                 if parameter.requires_grad:
                     parameter.data = parameter.data.float()
@@ -139,11 +165,21 @@ class DPOObjective(Objective):
         pipe = self.pipeline
         latents_w, latents_l = self.latents(batch, generator)
         cond = base_conditioning(pipe.text_encoder, pipe.tokenizer, batch.prompts)
-        errors = pair_errors(self.scheduler, latents_w, latents_l, unet_theta=engine, cond_theta=cond,
-                             unet_ref=self.reference, generator=generator)
+        errors = pair_errors(
+            self.scheduler,
+            latents_w,
+            latents_l,
+            unet_theta=engine,
+            cond_theta=cond,
+            unet_ref=self.reference,
+            generator=generator,
+        )
         return dpo_loss(errors.theta_w, errors.ref_w, errors.theta_l, errors.ref_l, beta_dpo=self.config.beta_dpo)
 
 
 def make_objective(pipeline: Any, scheduler: Any, config: TrainConfig) -> Objective:
-    return LiVOObjective(pipeline, scheduler, config) if config.loss == "livo" else DPOObjective(
-        pipeline, scheduler, config)
+    return (
+        LiVOObjective(pipeline, scheduler, config)
+        if config.loss == "livo"
+        else DPOObjective(pipeline, scheduler, config)
+    )

@@ -55,13 +55,32 @@ def collate_pairs(rows: list[dict[str, Any]]) -> PairBatch:
         raise InputError(f"pair batch: images of different sizes cannot be stacked: {error}") from error
 
 
-def pair_loader(dataset: str, split: str, micro_batch: int, *, seed: int, shuffle_buffer: int,
-                num_workers: int, rank: int, world_size: int) -> Any:
+def pair_loader(
+    dataset: str,
+    split: str,
+    micro_batch: int,
+    *,
+    seed: int,
+    shuffle_buffer: int,
+    num_workers: int,
+    rank: int,
+    world_size: int,
+) -> Any:
     """A resumable :class:`~livo.data.streaming.ShardLoader` of :class:`PairBatch` for one rank."""
     from livo.data.streaming import ShardStream
 
-    stream = ShardStream(dataset, split, columns=list(COLUMNS), batch_size=micro_batch, drop_last=True,
-                         shuffle=True, shuffle_buffer=shuffle_buffer, seed=seed, rank=rank, world_size=world_size)
+    stream = ShardStream(
+        dataset,
+        split,
+        columns=list(COLUMNS),
+        batch_size=micro_batch,
+        drop_last=True,
+        shuffle=True,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+    )
     return stream.loader(num_workers=num_workers, collate_fn=collate_pairs)
 
 

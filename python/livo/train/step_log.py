@@ -14,8 +14,23 @@ import os
 from pathlib import Path
 from typing import Any
 
-CSV_COLUMNS = ("step", "loss", "err_theta_w", "err_ref_w", "err_theta_l", "err_ref_l", "hinge_w", "hinge_l",
-               "logit", "implicit_acc", "lr", "pairs_per_s", "s_per_step", "peak_memory_mb", "elapsed_s")
+CSV_COLUMNS = (
+    "step",
+    "loss",
+    "err_theta_w",
+    "err_ref_w",
+    "err_theta_l",
+    "err_ref_l",
+    "hinge_w",
+    "hinge_l",
+    "logit",
+    "implicit_acc",
+    "lr",
+    "pairs_per_s",
+    "s_per_step",
+    "peak_memory_mb",
+    "elapsed_s",
+)
 
 
 def _truncate_jsonl(path: Path, step: int) -> None:
@@ -43,8 +58,16 @@ def _truncate_csv(path: Path, step: int) -> None:
 class StepLog:
     """Writes step records; a no-op on ranks other than 0 (``enabled=False``)."""
 
-    def __init__(self, output: str | os.PathLike[str], *, enabled: bool, total_steps: int, start_step: int,
-                 tensorboard: bool, progress: bool) -> None:
+    def __init__(
+        self,
+        output: str | os.PathLike[str],
+        *,
+        enabled: bool,
+        total_steps: int,
+        start_step: int,
+        tensorboard: bool,
+        progress: bool,
+    ) -> None:
         self.enabled = enabled
         self.output = Path(output)
         self._bar = None
@@ -83,8 +106,12 @@ class StepLog:
                     self._tb.add_scalar(f"train/{key}", value, record["step"])
         if self._bar is not None:
             self._bar.update(record["step"] - self._bar.n)
-            self._bar.set_postfix(loss=f"{record['loss']:.4g}", acc=f"{record['implicit_acc']:.2f}",
-                                  lr=f"{record['lr']:.2g}", refresh=False)
+            self._bar.set_postfix(
+                loss=f"{record['loss']:.4g}",
+                acc=f"{record['implicit_acc']:.2f}",
+                lr=f"{record['lr']:.2g}",
+                refresh=False,
+            )
 
     def evaluation(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:

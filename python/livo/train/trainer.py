@@ -31,6 +31,7 @@ from livo.train import checkpoints
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
 from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
 
+
 @dataclass
 class TrainResult:
     """What a run did: ``history`` holds this process's step records (resumed runs: the new ones)."""
@@ -95,10 +96,10 @@ def _device() -> Any:
 
 
 def load_frozen_model(model: str, dtype: Any, device: Any) -> Any:
-    from livo.models.loading import load_base
-
     import diffusers
     import transformers
+
+    from livo.models.loading import load_base
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
@@ -107,14 +108,20 @@ def load_frozen_model(model: str, dtype: Any, device: Any) -> Any:
     return pipeline
 
 
-def _scalar_record(step: int, parts: list[dict[str, Any]], lr: float, seconds: float, pairs: int,
-                   elapsed: float, device: Any) -> dict[str, Any]:
+def _scalar_record(
+    step: int, parts: list[dict[str, Any]], lr: float, seconds: float, pairs: int, elapsed: float, device: Any
+) -> dict[str, Any]:
     keys = parts[0].keys()
     record: dict[str, Any] = {"step": step}
     for key in keys:
         record[key] = sum(float(p[key]) for p in parts) / len(parts)
-    record.update(lr=lr, pairs_per_s=pairs / seconds if seconds > 0 else 0.0, s_per_step=seconds,
-                  peak_memory_mb=_peak_memory_mb(device), elapsed_s=elapsed)
+    record.update(
+        lr=lr,
+        pairs_per_s=pairs / seconds if seconds > 0 else 0.0,
+        s_per_step=seconds,
+        peak_memory_mb=_peak_memory_mb(device),
+        elapsed_s=elapsed,
+    )
     return record
 
 
@@ -153,22 +160,39 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.pipeline = load_frozen_model(config.model, dtype, device)
-        self.objective = make_objective(self.pipeline, DDPMScheduler.from_config(self.pipeline.scheduler.config),
-                                        config)
-        optimizer = torch.optim.AdamW(self.objective.trainable_parameters(), lr=config.learning_rate,
-                                      betas=config.adam_betas, eps=config.adam_eps, weight_decay=config.weight_decay)
+        self.objective = make_objective(
+            self.pipeline, DDPMScheduler.from_config(self.pipeline.scheduler.config), config
+        )
+        optimizer = torch.optim.AdamW(
+            self.objective.trainable_parameters(),
+            lr=config.learning_rate,
+            betas=config.adam_betas,
+            eps=config.adam_eps,
+            weight_decay=config.weight_decay,
+        )
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, partial(lr_factor, config.lr_scheduler, config.warmup_steps, config.max_steps))
+            optimizer, partial(lr_factor, config.lr_scheduler, config.warmup_steps, config.max_steps)
+        )
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
-            model=self.objective.module, optimizer=optimizer, lr_scheduler=self.lr_schedule,
-            config=deepspeed_config(config, dtype))
+            model=self.objective.module,
+            optimizer=optimizer,
+            lr_scheduler=self.lr_schedule,
+            config=deepspeed_config(config, dtype),
+        )
 
         self.output = Path(config.output)
         self.checkpoints = self.output / "checkpoints"
         self.generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + rank)
-        self.loader = pair_loader(config.dataset, config.split, config.micro_batch_size, seed=config.seed,
-                                  shuffle_buffer=config.shuffle_buffer, num_workers=config.num_workers,
-                                  rank=rank, world_size=world)
+        self.loader = pair_loader(
+            config.dataset,
+            config.split,
+            config.micro_batch_size,
+            seed=config.seed,
+            shuffle_buffer=config.shuffle_buffer,
+            num_workers=config.num_workers,
+            rank=rank,
+            world_size=world,
+        )
         self.start, self.resumed_from = 0, None
         if resume:
             loaded = checkpoints.load(self.engine, self.checkpoints, rank, self.generator)
@@ -187,8 +211,14 @@ class Trainer:
         if rank == 0:
             self.output.mkdir(parents=True, exist_ok=True)
             _write_json(self.output / "train_config.json", config.to_dict())
-        log = StepLog(self.output, enabled=rank == 0, total_steps=config.max_steps, start_step=self.start,
-                      tensorboard=config.tensorboard, progress=config.progress)
+        log = StepLog(
+            self.output,
+            enabled=rank == 0,
+            total_steps=config.max_steps,
+            start_step=self.start,
+            tensorboard=config.tensorboard,
+            progress=config.progress,
+        )
         if self.resume and self.resumed_from is None:
             log.write(f"no checkpoint in {self.checkpoints}: starting from step 0")
         elif self.resumed_from is not None:
@@ -210,28 +240,42 @@ class Trainer:
                     parts.append({"loss": loss.detach(), **diagnostics})
                 seconds = time.perf_counter() - step_started
                 pairs = config.micro_batch_size * config.gradient_accumulation_steps * self.world
-                record = _scalar_record(step, parts, applied_lr, seconds, pairs,
-                                        time.perf_counter() - started, self.device)
+                record = _scalar_record(
+                    step, parts, float(applied_lr), seconds, pairs, time.perf_counter() - started, self.device
+                )
                 result.history.append(record)
                 result.steps = step
                 if not result.evaluations:
                     train_memory = record["peak_memory_mb"]
                 if step % config.log_every == 0 or step == config.max_steps:
                     log.step(record)
-                if config.eval.every and (step % config.eval.every == 0
-                                          or (config.eval.final and step == config.max_steps)):
+                if config.eval.every and (
+                    step % config.eval.every == 0 or (config.eval.final and step == config.max_steps)
+                ):
                     _evaluate(self.objective, self.pipeline, config, step, rank, log, result)
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
-                    checkpoints.save(engine, self.checkpoints, step, rank, self.loader.state_dict(), self.generator,
-                                     config.keep_checkpoints, config.to_dict())
+                    checkpoints.save(
+                        engine,
+                        self.checkpoints,
+                        step,
+                        rank,
+                        self.loader.state_dict(),
+                        self.generator,
+                        config.keep_checkpoints,
+                        config.to_dict(),
+                    )
             result.train_seconds = time.perf_counter() - started
             if rank == 0:
                 result.export = export(self.objective, self.output, config)
                 summary = {
-                    "loss": config.loss, "steps": result.steps, "resumed_from": self.resumed_from,
-                    "world_size": self.world, "train_seconds": round(result.train_seconds, 2),
+                    "loss": config.loss,
+                    "steps": result.steps,
+                    "resumed_from": self.resumed_from,
+                    "world_size": self.world,
+                    "train_seconds": round(result.train_seconds, 2),
                     "trainable_parameters": sum(p.numel() for p in self.objective.trainable_parameters()),
-                    "setup_peak_memory_mb": round(setup_memory, 1), "train_peak_memory_mb": round(train_memory, 1),
+                    "setup_peak_memory_mb": round(setup_memory, 1),
+                    "train_peak_memory_mb": round(train_memory, 1),
                     "memory_measure": "cuda max_memory_allocated" if self.device.type == "cuda" else "peak RSS",
                     "export": str(result.export),
                 }
@@ -254,8 +298,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     return Trainer(config, resume=resume).run()
 
 
-def _evaluate(objective: Any, pipeline: Any, config: TrainConfig, step: int, rank: int, log: Any,
-              result: TrainResult) -> None:
+def _evaluate(
+    objective: Any, pipeline: Any, config: TrainConfig, step: int, rank: int, log: Any, result: TrainResult
+) -> None:
     """Rank 0 runs the config's evaluation hook while the other ranks wait at a barrier."""
     import torch
 
@@ -268,9 +313,16 @@ def _evaluate(objective: Any, pipeline: Any, config: TrainConfig, step: int, ran
         unet.eval()
         assert config.eval.hook is not None  # validate() requires one when evaluations are asked for
         with torch.no_grad():
-            metrics = run_hook(config.eval.hook, pipeline, value_encoder, per_prompt=config.eval.per_prompt,
-                               steps=config.eval.steps, guidance_scale=config.eval.guidance_scale,
-                               seed=config.eval.seed, benign=config.eval.benign)
+            metrics = run_hook(
+                config.eval.hook,
+                pipeline,
+                value_encoder,
+                per_prompt=config.eval.per_prompt,
+                steps=config.eval.steps,
+                guidance_scale=config.eval.guidance_scale,
+                seed=config.eval.seed,
+                benign=config.eval.benign,
+            )
         unet.train(training)
         numbers = flat(metrics)
         result.evaluations.append({"step": step, **numbers, "summary": metrics.get("summary")})
@@ -299,8 +351,9 @@ def export(objective: Any, output: Path, config: TrainConfig) -> Path:
 
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
         metadata = module.peft_config["default"].to_dict()  # carries lora_alpha, so loading scales alike
-        StableDiffusionPipeline.save_lora_weights(str(staging), unet_lora_layers=layers,
-                                                  unet_lora_adapter_metadata=metadata)
+        StableDiffusionPipeline.save_lora_weights(
+            str(staging), unet_lora_layers=layers, unet_lora_adapter_metadata=metadata
+        )
     make_shareable(staging)  # transformers writes model.safetensors 0600
     if target.exists():
         shutil.rmtree(target)

@@ -6,6 +6,7 @@ applies (or none) through keyword, retrieval and explicit-attribute stages. Heav
 (torch, faiss, sentence-transformers) are imported only when an embedder or index is used.
 """
 
+from livo.value_types import ValueChoice
 from livo.values.embedders import Embedder, EmbedderIdentity, load_embedder
 from livo.values.index import ValueIndex, build_index, load_index, save_index
 from livo.values.registry import (
@@ -16,7 +17,7 @@ from livo.values.registry import (
     parse_registry,
 )
 from livo.values.rewrite import aligned_prompt
-from livo.values.selector import Selection, ValueChoice, ValueJudge, ValueSelector
+from livo.values.selector import Selection, ValueJudge, ValueSelector
 
 __all__ = [
     "Embedder",

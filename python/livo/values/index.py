@@ -142,11 +142,19 @@ def _metadata(index: ValueIndex, index_sha256: str) -> dict[str, Any]:
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created_unix": int(time.time()),
-        "registry": {"name": index.registry.name, "sha256": index.registry.content_hash(),
-                     "source": index.registry_source},
+        "registry": {
+            "name": index.registry.name,
+            "sha256": index.registry.content_hash(),
+            "source": index.registry_source,
+        },
         "embedder": index.embedder_identity.to_json(),
-        "index": {"type": index.index_type, "file": INDEX_FILE, "sha256": index_sha256,
-                  "ntotal": len(index.exemplars), "params": index.extra.get("params", {})},
+        "index": {
+            "type": index.index_type,
+            "file": INDEX_FILE,
+            "sha256": index_sha256,
+            "ntotal": len(index.exemplars),
+            "params": index.extra.get("params", {}),
+        },
         "exemplars": [{"text": e.text, "value_id": e.value_id, "positive": e.positive} for e in index.exemplars],
         "thresholds": index.thresholds,
         "noun_thresholds": index.noun_thresholds,
@@ -188,9 +196,13 @@ def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
     return target
 
 
-def update_thresholds(directory: str | os.PathLike[str], thresholds: dict[str, float],
-                      noun_thresholds: dict[str, float], noun_margin: float,
-                      calibration: dict[str, Any]) -> None:
+def update_thresholds(
+    directory: str | os.PathLike[str],
+    thresholds: dict[str, float],
+    noun_thresholds: dict[str, float],
+    noun_margin: float,
+    calibration: dict[str, Any],
+) -> None:
     """Rewrites only ``metadata.json`` of a saved index (atomically) with new thresholds."""
     path = Path(directory) / METADATA_FILE
     metadata = _read_metadata(Path(directory))
@@ -208,14 +220,18 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     try:
         metadata = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"{directory}: not a value index (no {METADATA_FILE}); build one with `livo values build-index`") from None
+        raise InputError(
+            f"{directory}: not a value index (no {METADATA_FILE}); build one with `livo values build-index`"
+        ) from None
     except ValueError as error:
         raise InputError(f"{path}: corrupt index metadata (not JSON: {error})") from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise InputError(f"{path}: not a LiVO value index metadata file")
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{path}: index format version {metadata.get('format_version')} is not supported "
-                         f"(this LiVO reads {FORMAT_VERSION}); rebuild the index")
+        raise InputError(
+            f"{path}: index format version {metadata.get('format_version')} is not supported "
+            f"(this LiVO reads {FORMAT_VERSION}); rebuild the index"
+        )
     return metadata
 
 
@@ -244,25 +260,32 @@ def load_index(
     if not index_path.exists():
         raise InputError(f"{directory}: index file {INDEX_FILE} is missing")
     if _sha256(index_path) != index_info.get("sha256"):
-        raise InputError(f"{index_path}: corrupt index (its SHA-256 differs from the one in {METADATA_FILE}); rebuild it")
+        raise InputError(
+            f"{index_path}: corrupt index (its SHA-256 differs from the one in {METADATA_FILE}); rebuild it"
+        )
     try:
         faiss_index = faiss.read_index(str(index_path))
     except RuntimeError as error:
         raise InputError(f"{index_path}: corrupt index, FAISS cannot read it: {str(error).splitlines()[0]}") from None
     if faiss_index.ntotal != len(exemplars) or faiss_index.d != recorded.dimension:
-        raise InputError(f"{index_path}: corrupt index ({faiss_index.ntotal} vectors of dimension {faiss_index.d}; "
-                         f"metadata says {len(exemplars)} of dimension {recorded.dimension})")
+        raise InputError(
+            f"{index_path}: corrupt index ({faiss_index.ntotal} vectors of dimension {faiss_index.d}; "
+            f"metadata says {len(exemplars)} of dimension {recorded.dimension})"
+        )
     params = index_info.get("params") or {}
     if index_info.get("type") == "ivf" and "nprobe" in params:
         faiss.extract_index_ivf(faiss_index).nprobe = int(params["nprobe"])
 
     try:
-        stored_registry = parse_registry(json.loads((directory / REGISTRY_FILE).read_text(encoding="utf-8")),
-                                         str(directory / REGISTRY_FILE))
+        stored_registry = parse_registry(
+            json.loads((directory / REGISTRY_FILE).read_text(encoding="utf-8")), str(directory / REGISTRY_FILE)
+        )
     except (OSError, ValueError) as error:
         raise InputError(f"{directory / REGISTRY_FILE}: missing or corrupt: {error}") from None
     if stored_registry.content_hash() != registry_hash:
-        raise InputError(f"{directory / REGISTRY_FILE}: does not match the registry hash in {METADATA_FILE}; rebuild the index")
+        raise InputError(
+            f"{directory / REGISTRY_FILE}: does not match the registry hash in {METADATA_FILE}; rebuild the index"
+        )
     if registry is not None and registry.content_hash() != registry_hash:
         raise ConfigError(
             f"{directory}: the registry no longer matches this index (registry {registry.name!r} hashes to "
@@ -272,8 +295,10 @@ def load_index(
     if embedder_identity is not None:
         problem = recorded.mismatch(embedder_identity)
         if problem:
-            raise ConfigError(f"{directory}: built with embedder {recorded.name!r} ({recorded.spec}), queried with "
-                              f"{embedder_identity.name!r}: {problem}; rebuild the index for this embedder")
+            raise ConfigError(
+                f"{directory}: built with embedder {recorded.name!r} ({recorded.spec}), queried with "
+                f"{embedder_identity.name!r}: {problem}; rebuild the index for this embedder"
+            )
     return ValueIndex(
         faiss_index=faiss_index,
         exemplars=exemplars,

@@ -11,8 +11,8 @@ applies, and compares the next-token logits of "yes" and "no". Nothing is downlo
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from livo.errors import ConfigError
 from livo.values.registry import ValuePrinciple
@@ -28,8 +28,9 @@ DEFAULT_QUESTION = (
 class TransformersJudge:
     """A yes/no judge over a local causal LM. Deterministic: logits, no sampling."""
 
-    def __init__(self, model_path: str | os.PathLike[str], question: str = DEFAULT_QUESTION,
-                 min_margin: float = 0.0) -> None:
+    def __init__(
+        self, model_path: str | os.PathLike[str], question: str = DEFAULT_QUESTION, min_margin: float = 0.0
+    ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(model_path)

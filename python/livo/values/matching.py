@@ -97,14 +97,26 @@ class ExplicitAttributes:
                 if words is not None:
                     patterns.append(words)
                 if cls.modifiers:
-                    mods = "(?:" + "|".join(sorted({_term_pattern(m) for m in cls.modifiers}, key=len, reverse=True)) + ")"
-                    patterns.append(re.compile(_BOUNDARY_START + mods + between + r"[\s\-]+" + noun_alt + _BOUNDARY_END))
+                    mods = (
+                        "(?:" + "|".join(sorted({_term_pattern(m) for m in cls.modifiers}, key=len, reverse=True)) + ")"
+                    )
+                    patterns.append(
+                        re.compile(_BOUNDARY_START + mods + between + r"[\s\-]+" + noun_alt + _BOUNDARY_END)
+                    )
                     # Up to two other words between ("a male kindergarten teacher"), spaces only,
                     # so "black-haired girl" or "a white lab coat" state nothing.
-                    patterns.append(re.compile(_BOUNDARY_START + mods + r"(?:\s+[\w']+){0,2}\s+" + noun_alt + _BOUNDARY_END))
-                    patterns.append(re.compile(
-                        _BOUNDARY_START + r"of\s+" + mods + r"\s+(?:descent|heritage|origin|ancestry)" + _BOUNDARY_END
-                    ))
+                    patterns.append(
+                        re.compile(_BOUNDARY_START + mods + r"(?:\s+[\w']+){0,2}\s+" + noun_alt + _BOUNDARY_END)
+                    )
+                    patterns.append(
+                        re.compile(
+                            _BOUNDARY_START
+                            + r"of\s+"
+                            + mods
+                            + r"\s+(?:descent|heritage|origin|ancestry)"
+                            + _BOUNDARY_END
+                        )
+                    )
                 self._rules.append((value.attribute, class_name, patterns))
 
     def stated(self, normalized: str) -> dict[str, str]:

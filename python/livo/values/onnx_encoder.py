@@ -84,9 +84,16 @@ def _export(folder: Path, path: Path, pooling: str) -> None:
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(SentenceEmbedding(), tuple(sample[n] for n in names), str(path), dynamo=False,
-                              input_names=names, output_names=["sentence_embedding"], dynamic_axes=axes,
-                              opset_version=OPSET)
+            torch.onnx.export(
+                SentenceEmbedding(),
+                tuple(sample[n] for n in names),
+                str(path),
+                dynamo=False,
+                input_names=names,
+                output_names=["sentence_embedding"],
+                dynamic_axes=axes,
+                opset_version=OPSET,
+            )
     except Exception as error:  # noqa: BLE001 - any exporter failure means: use the PyTorch backend
         raise ConfigError(f"{folder}: cannot export the transformer to ONNX ({error}); use backend 'torch'") from None
 

@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from livo.config import StrictModel, format_validation_error, read_yaml
 from livo.errors import ConfigError
 from livo.value_types import ValueKind
+
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 

@@ -31,7 +31,7 @@ def insert_attribute(prompt: str, registry: Registry, value: ValuePrinciple, cla
     found = PersonNouns(registry).first(prompt)
     if found is None:
         return f"{prompt.rstrip()}, {word} person"
-    head, tail = prompt[: found.start()], prompt[found.start():]
+    head, tail = prompt[: found.start()], prompt[found.start() :]
     article = _ARTICLE_BEFORE.search(head)
     if article:
         original = article.group(1)
@@ -74,6 +74,8 @@ def aligned_prompt(prompt: str, registry: Registry, value_id: str, class_name: s
         raise ConfigError(f"unknown value id {value_id!r} (registry values: {registry.ids})") from None
     if value.kind == "bias":
         if class_name is None:
-            raise ConfigError(f"value {value_id!r} is a bias value: choose an attribute class from {sorted(value.classes or {})}")
+            raise ConfigError(
+                f"value {value_id!r} is a bias value: choose an attribute class from {sorted(value.classes or {})}"
+            )
         return insert_attribute(prompt, registry, value, class_name)
     return remove_harm(prompt, value)

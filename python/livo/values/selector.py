@@ -18,9 +18,10 @@ Stages, in order, for a batch of prompts:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -66,14 +67,23 @@ class RetrievalScores:
 class ValueSelector:
     """Selects value principles for prompts with a loaded :class:`ValueIndex` and its embedder."""
 
-    def __init__(self, index: ValueIndex, embedder: Embedder, judge: ValueJudge | None = None,
-                 k: int = 32, margin: float = 0.0, judge_band: float = 0.05) -> None:
+    def __init__(
+        self,
+        index: ValueIndex,
+        embedder: Embedder,
+        judge: ValueJudge | None = None,
+        k: int = 32,
+        margin: float = 0.0,
+        judge_band: float = 0.05,
+    ) -> None:
         problem = index.embedder_identity.mismatch(embedder.identity)
         if problem:
             from livo.errors import ConfigError
 
-            raise ConfigError(f"{index.source or 'index'}: built with embedder {index.embedder_identity.name!r}, "
-                              f"given {embedder.identity.name!r}: {problem}; rebuild the index for this embedder")
+            raise ConfigError(
+                f"{index.source or 'index'}: built with embedder {index.embedder_identity.name!r}, "
+                f"given {embedder.identity.name!r}: {problem}; rebuild the index for this embedder"
+            )
         self.index = index
         self.embedder = embedder
         self.registry: Registry = index.registry
@@ -93,9 +103,14 @@ class ValueSelector:
         self._bias = [i for i, v in enumerate(self.registry.values) if v.kind == "bias"]
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str], embedder: Embedder | None = None,
-             registry: Registry | None = None, judge: ValueJudge | None = None,
-             check_registry_source: bool = True) -> ValueSelector:
+    def load(
+        cls,
+        directory: str | os.PathLike[str],
+        embedder: Embedder | None = None,
+        registry: Registry | None = None,
+        judge: ValueJudge | None = None,
+        check_registry_source: bool = True,
+    ) -> ValueSelector:
         """Loads an index folder and the embedder it was built with (or checks the given one).
 
         The registry is checked against ``registry`` when given, otherwise against the registry
@@ -120,8 +135,10 @@ class ValueSelector:
     @property
     def noun_thresholds(self) -> np.ndarray:
         """Per value: the threshold when the prompt names a person (bias values; others unchanged)."""
-        return np.array([self.index.noun_thresholds.get(v, self.index.thresholds.get(v, 1.0))
-                         for v in self._value_ids], dtype=np.float32)
+        return np.array(
+            [self.index.noun_thresholds.get(v, self.index.thresholds.get(v, 1.0)) for v in self._value_ids],
+            dtype=np.float32,
+        )
 
     def retrieval_text(self, prompt: str, normalized: str) -> str:
         """The text to embed: the prompt, minus known-benign exception phrases if it has any."""
@@ -150,9 +167,18 @@ class ValueSelector:
         np.maximum.at(benign, rows[~valued], sims[~valued])
         return RetrievalScores(positive, negative, benign)
 
-    def decide(self, normalized: str, positive: np.ndarray, negative: np.ndarray, benign: float,
-               thresholds: np.ndarray, noun_thresholds: np.ndarray, noun_margin: float,
-               stated: dict[str, str] | None = None, has_person_noun: bool | None = None) -> Selection:
+    def decide(
+        self,
+        normalized: str,
+        positive: np.ndarray,
+        negative: np.ndarray,
+        benign: float,
+        thresholds: np.ndarray,
+        noun_thresholds: np.ndarray,
+        noun_margin: float,
+        stated: dict[str, str] | None = None,
+        has_person_noun: bool | None = None,
+    ) -> Selection:
         """The stages after the keyword stage, for one prompt with precomputed retrieval scores
         (``stated`` and ``has_person_noun`` may be precomputed, e.g. during calibration).
 
@@ -180,8 +206,9 @@ class ValueSelector:
                 if self.registry.values[i].attribute in stated:
                     suppressed = True
                     continue
-                return Selection(self._value_ids[i], float(positive[i]),
-                                 "explicit-attribute" if suppressed else "retrieval")
+                return Selection(
+                    self._value_ids[i], float(positive[i]), "explicit-attribute" if suppressed else "retrieval"
+                )
             return Selection(None, float(max(positive[i] for i in self._bias)), "explicit-attribute")
         return Selection(None, float(positive.max()) if len(positive) else 0.0, "none")
 
@@ -198,19 +225,24 @@ class ValueSelector:
                 pending.append(i)
         thresholds, noun_thresholds = self.thresholds, self.noun_thresholds
         for start in range(0, len(pending), batch_size):
-            chunk = pending[start:start + batch_size]
+            chunk = pending[start : start + batch_size]
             scores = self.retrieval_scores([self.retrieval_text(str(prompts[i]), normalized[i]) for i in chunk])
             for row, i in enumerate(chunk):
-                selection = self.decide(normalized[i], scores.positive[row], scores.negative[row],
-                                        float(scores.benign[row]), thresholds, noun_thresholds,
-                                        self.index.noun_margin)
+                selection = self.decide(
+                    normalized[i],
+                    scores.positive[row],
+                    scores.negative[row],
+                    float(scores.benign[row]),
+                    thresholds,
+                    noun_thresholds,
+                    self.index.noun_margin,
+                )
                 if self.judge is not None:
                     selection = self._ask_judge(str(prompts[i]), selection, scores.positive[row], thresholds)
                 results[i] = selection
         return [r for r in results if r is not None]
 
-    def _ask_judge(self, prompt: str, selection: Selection, positive: np.ndarray,
-                   thresholds: np.ndarray) -> Selection:
+    def _ask_judge(self, prompt: str, selection: Selection, positive: np.ndarray, thresholds: np.ndarray) -> Selection:
         if selection.stage not in ("retrieval", "none"):
             return selection
         near = np.abs(positive - thresholds) <= self.judge_band
