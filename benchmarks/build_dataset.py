@@ -38,7 +38,7 @@ def planned_batches(records: int, batch_size: int, steps: int) -> tuple[Any, lis
     from livo.dataset.config import builtin_config_path, load_build_config
     from livo.dataset.execute import batches_of
     from livo.dataset.job import worker_spec
-    from livo.dataset.plan import load_selector, plan_records, read_sources
+    from livo.dataset.plan import plan_records, read_sources, selector_for
     from livo.dataset.rewrite import load_rewriter
     from livo.values.registry import load_registry, resolve_registry_path
 
@@ -47,7 +47,7 @@ def planned_batches(records: int, batch_size: int, steps: int) -> tuple[Any, lis
     )
     registry = load_registry(resolve_registry_path(config.selection.registry))
     prompts, _ = read_sources(config.sources)
-    plan = plan_records(prompts, config, registry, load_selector(config, registry), load_rewriter("rules", registry))
+    plan = plan_records(prompts, config, registry, selector_for(config, registry), load_rewriter("rules", registry))
     # Interleave values so every batch has the same mix.
     by_value: dict[str, list[dict[str, Any]]] = {}
     for record in plan.records:

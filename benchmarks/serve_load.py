@@ -70,10 +70,10 @@ def direct_call(model: str | None, steps: int, batch: int) -> Callable[[], None]
 
     torch.set_num_threads(1)
     from livo.serve.config import ModelConfig, ValuesConfig
-    from livo.serve.engine import load_pipeline, load_selector
+    from livo.serve.engine import load_pipeline, selector_from_config
 
     pipeline = load_pipeline(ModelConfig(base=model, device="cpu"))
-    selector = load_selector(ValuesConfig())
+    selector = selector_from_config(ValuesConfig())
     k = 0
 
     def call() -> None:

@@ -93,7 +93,7 @@ def final_pipeline(method: str, run: Path) -> Any:
 def benign_identical(pipeline: Any, base: Any, per_prompt: int) -> bool:
     """LiVO on benign prompts (no value) gives exactly the base model's images."""
     from livo.toyworld.grammar import report_prompts
-    from livo.toyworld.report import generate
+    from livo.toyworld.measure import generate
 
     prompts = [s.text() for s in report_prompts()["objects"] + report_prompts()["explicit_people"]]
     ours = generate(pipeline, prompts, per_prompt, 25, 5.0, 777, 256)
@@ -102,10 +102,10 @@ def benign_identical(pipeline: Any, base: Any, per_prompt: int) -> bool:
 
 
 def evaluate_final(pipeline: Any, args: argparse.Namespace, benign: bool) -> dict[str, Any]:
-    from livo.toyworld.evaluation import evaluate
+    from livo.toyworld.evaluation import measure_pipeline
 
     started = time.perf_counter()
-    metrics = evaluate(
+    metrics = measure_pipeline(
         pipeline, per_prompt=args.final_per_prompt, steps=25, guidance_scale=5.0, seed=args.seed, benign=benign
     )
     metrics["eval_seconds"] = round(time.perf_counter() - started, 1)

@@ -48,7 +48,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from livo.values.calibration import calibrate
     from livo.values.embedders import load_embedder
-    from livo.values.evaluation import KeywordBaseline, evaluate, format_report, load_labelled
+    from livo.values.evaluation import KeywordBaseline, evaluate_selector, format_report, load_labelled
     from livo.values.index import build_index, load_index, save_index, update_thresholds
     from livo.values.registry import builtin_registry_path, load_registry
     from livo.values.selector import ValueSelector
@@ -88,9 +88,9 @@ def main() -> None:
     faiss_load_s = time.perf_counter() - start
 
     test = load_labelled(split="test")
-    ours = evaluate(selector, test, registry.ids)
+    ours = evaluate_selector(selector, test, registry.ids)
     baseline_selector = KeywordBaseline(registry)
-    baseline = evaluate(baseline_selector, test, registry.ids)
+    baseline = evaluate_selector(baseline_selector, test, registry.ids)
 
     prompts = [row.prompt for row in load_labelled()] * args.repeat
     selector.select(prompts[:256])  # warm-up

@@ -13,8 +13,8 @@ import pytest
 
 from livo.toyworld.detect import detect
 from livo.toyworld.grammar import MAX_LENGTH
+from livo.toyworld.measure import DEFAULT_GUIDANCE, generate
 from livo.toyworld.model import SHIPPED_MODEL
-from livo.toyworld.report import DEFAULT_GUIDANCE, generate
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from livo.cli import main
 from livo.errors import ConfigError, InputError
 from livo.values.calibration import calibrate
 from livo.values.embedders import load_embedder, minilm_path
-from livo.values.evaluation import KeywordBaseline, evaluate, load_labelled
+from livo.values.evaluation import KeywordBaseline, evaluate_selector, load_labelled
 from livo.values.index import INDEX_FILE, METADATA_FILE, build_index, load_index, save_index
 from livo.values.registry import builtin_registry_path, load_registry
 from livo.values.selector import ValueSelector
@@ -163,8 +163,8 @@ def test_calibrated_selector_meets_targets_and_beats_keyword_baseline(minilm, de
         result.noun_margin,
     )
     test = load_labelled(split="test")
-    ours = evaluate(selector, test, default_registry.ids)
-    baseline = evaluate(KeywordBaseline(default_registry), test, default_registry.ids)
+    ours = evaluate_selector(selector, test, default_registry.ids)
+    baseline = evaluate_selector(KeywordBaseline(default_registry), test, default_registry.ids)
     assert ours.macro_f1 >= 0.90 and ours.benign_fpr <= 0.05
     assert ours.macro_f1 > baseline.macro_f1 and ours.benign_fpr < baseline.benign_fpr
 
@@ -391,7 +391,7 @@ def test_transformers_judge_over_a_tiny_local_causal_lm(tmp_path, index_dir, min
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from livo.models.tokenizer import build_word_tokenizer
-    from livo.values.judge import TransformersJudge
+    from livo.values.borderline_judge import TransformersJudge
 
     words = "image prompt : value principle should an generator apply this to ? answer yes or no . a portrait of nurse".split()
     tokenizer = build_word_tokenizer(words, max_length=64)

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from livo.errors import ConfigError, InputError
+from livo.values.aligned_prompt import aligned_prompt
 from livo.values.matching import ExplicitAttributes, HarmKeywords, PersonNouns, normalize_text
 from livo.values.registry import builtin_registry_path, load_registry, parse_registry, resolve_registry_path
-from livo.values.rewrite import aligned_prompt
 
 
 def minimal() -> dict:

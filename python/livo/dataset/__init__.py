@@ -7,10 +7,10 @@ judge (``livo.judges``) → write shards + manifest. :func:`build_dataset` compo
 resumes from what was written. See docs/dataset-construction.md.
 """
 
+from livo.dataset.build_report import BuildReport
 from livo.dataset.config import BuildConfig, builtin_config_path, load_build_config, parse_build_config
 from livo.dataset.job import build_dataset
 from livo.dataset.records import record_id, seed_of
-from livo.dataset.report import BuildReport
 
 __all__ = [
     "BuildConfig",

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from livo.data.shards import ShardConfig
+from livo.dataset.build_report import BuildReport
 from livo.dataset.config import BuildConfig
 from livo.dataset.execute import Progress, batches_of, run_actor_pool, start_actors
 from livo.dataset.generate import BatchResult, WorkerSpec, load_pipeline
-from livo.dataset.plan import Plan, check_value_ids, load_selector, plan_records, read_sources
-from livo.dataset.report import BuildReport
+from livo.dataset.plan import Plan, check_value_ids, plan_records, read_sources, selector_for
 from livo.dataset.rewrite import load_rewriter
 from livo.dataset.sink import STATE_FOLDER, PairSink, read_ledger
 from livo.errors import ConfigError, InputError
@@ -121,7 +121,7 @@ def build_dataset(
     called in the driver after each batch is written, with the result and the actor handles."""
     started = time.perf_counter()
     registry, prompts, per_source, rewriter = validate(config)
-    selector = load_selector(config, registry)
+    selector = selector_for(config, registry)
     plan: Plan = plan_records(prompts, config, registry, selector, rewriter)
     if not plan.records:
         raise InputError(

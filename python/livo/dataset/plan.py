@@ -58,7 +58,7 @@ def read_sources(config: SourcesConfig) -> tuple[list[str], dict[str, int]]:
     return prompts, counts
 
 
-def load_selector(config: BuildConfig, registry: Registry) -> Any:
+def selector_for(config: BuildConfig, registry: Registry) -> Any:
     """A prebuilt index folder, or an index built in memory over the registry with the embedder."""
     from livo.values.embedders import load_embedder
     from livo.values.index import build_index

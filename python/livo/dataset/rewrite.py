@@ -24,8 +24,8 @@ import importlib
 from typing import Protocol
 
 from livo.errors import ConfigError
+from livo.values.aligned_prompt import insert_attribute, remove_harm
 from livo.values.registry import Registry, ValuePrinciple
-from livo.values.rewrite import insert_attribute, remove_harm
 
 
 class PromptRewriter(Protocol):

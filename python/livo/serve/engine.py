@@ -93,7 +93,7 @@ def load_pipeline(config: ModelConfig) -> Any:
     return pipeline
 
 
-def load_selector(config: ValuesConfig) -> Any:
+def selector_from_config(config: ValuesConfig) -> Any:
     """A ``ValueSelector`` from an index folder, or from a registry indexed in memory at start-up."""
     from livo.values import ValueSelector, build_index, load_embedder, load_registry
     from livo.values.registry import resolve_registry_path
@@ -141,7 +141,7 @@ class GenerationEngine:
 
     @classmethod
     def from_config(cls, config: ServiceConfig) -> GenerationEngine:
-        return cls(load_pipeline(config.model), load_selector(config.values))
+        return cls(load_pipeline(config.model), selector_from_config(config.values))
 
     def values(self) -> list[dict[str, Any]]:
         """The value principles requests may name, in registry order."""

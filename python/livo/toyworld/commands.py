@@ -118,7 +118,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     _quiet_threads(args.threads)
-    from livo.toyworld.report import ReportConfig, write_report
+    from livo.toyworld.measure import ReportConfig, write_report
 
     config = ReportConfig(
         model=args.model,

@@ -8,7 +8,7 @@
 The value of each prompt in training evaluations comes from :func:`toy_selector`, the toy world's
 ground truth (harm word → its harm principle, always applied; people-prompt without a colour word →
 "balance colour", applied per image with probability 0.5; anything else → no value). Images are made
-with :func:`livo.toyworld.report.generate` and read with the toy-world detectors, so the numbers are
+with :func:`livo.toyworld.measure.generate` and read with the toy-world detectors, so the numbers are
 the ones ``livo toyworld report`` computes:
 
 * ``d1_people``: mean D1 of the colour over the neutral people-prompts;
@@ -32,7 +32,7 @@ from livo.toyworld.grammar import (
     parse_prompt,
     report_prompts,
 )
-from livo.toyworld.report import generate, measure_prompt, summarise
+from livo.toyworld.measure import generate, measure_prompt, summarise
 from livo.value_types import ValueChoice
 
 BATCH = 256
@@ -48,7 +48,7 @@ def toy_selector(prompt: str) -> ValueChoice | None:
     return None
 
 
-def evaluate(
+def measure_pipeline(
     pipeline: Any, *, per_prompt: int, steps: int, guidance_scale: float, seed: int, benign: bool = True
 ) -> dict[str, Any]:
     """Generate ``per_prompt`` images for each report prompt of the measured categories and return
@@ -118,13 +118,13 @@ def evaluate_training(
     seed: int,
     benign: bool = True,
 ) -> dict[str, Any]:
-    """The training hook: :func:`evaluate` on LiVO around ``value_encoder`` (with the toy world's
+    """The training hook: :func:`measure_pipeline` on LiVO around ``value_encoder`` (with the toy world's
     ground-truth selector), or on ``base`` itself when it is None (Diffusion-DPO trains its U-Net)."""
     pipeline = base
     if value_encoder is not None:
         from livo.models.pipeline import LiVOPipeline
 
         pipeline = LiVOPipeline(base, value_encoder, selector=toy_selector, bias_probability=0.5)
-    return evaluate(
+    return measure_pipeline(
         pipeline, per_prompt=per_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed, benign=benign
     )

@@ -7,6 +7,7 @@ applies (or none) through keyword, retrieval and explicit-attribute stages. Heav
 """
 
 from livo.value_types import ValueChoice
+from livo.values.aligned_prompt import aligned_prompt
 from livo.values.embedders import Embedder, EmbedderIdentity, load_embedder
 from livo.values.index import ValueIndex, build_index, load_index, save_index
 from livo.values.registry import (
@@ -16,7 +17,6 @@ from livo.values.registry import (
     load_registry,
     parse_registry,
 )
-from livo.values.rewrite import aligned_prompt
 from livo.values.selector import Selection, ValueJudge, ValueSelector
 
 __all__ = [

@@ -109,7 +109,7 @@ def _calibrate_into(directory: str, labelled: str | None, split: str, max_benign
 def _judge(path: str | None):  # type: ignore[no-untyped-def]
     if not path:
         return None
-    from livo.values.judge import TransformersJudge
+    from livo.values.borderline_judge import TransformersJudge
 
     return TransformersJudge(path)
 
@@ -174,14 +174,14 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from livo.values.evaluation import KeywordBaseline, evaluate, format_report
+    from livo.values.evaluation import KeywordBaseline, evaluate_selector, format_report
     from livo.values.selector import ValueSelector
 
     selector = ValueSelector.load(args.index, judge=_judge(args.judge))
     rows = _labelled_rows(args.labelled, args.split, selector.registry.ids)
     ids = selector.registry.ids
-    ours = evaluate(selector, rows, ids)
-    baseline = evaluate(KeywordBaseline(selector.registry), rows, ids)
+    ours = evaluate_selector(selector, rows, ids)
+    baseline = evaluate_selector(KeywordBaseline(selector.registry), rows, ids)
     print(format_report(f"selector ({selector.embedder.identity.name}, split {args.split})", ours))
     print(format_report(f"keyword baseline (split {args.split})", baseline))
     if args.json_path:

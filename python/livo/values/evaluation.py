@@ -130,7 +130,7 @@ class Selects(Protocol):
     def select(self, prompts: Sequence[str]) -> list[Selection]: ...
 
 
-def evaluate(selector: Selects, rows: Sequence[LabelledPrompt], value_ids: Sequence[str]) -> EvaluationReport:
+def evaluate_selector(selector: Selects, rows: Sequence[LabelledPrompt], value_ids: Sequence[str]) -> EvaluationReport:
     selections = selector.select([r.prompt for r in rows])
     return score(
         [r.label for r in rows],
