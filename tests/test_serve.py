@@ -293,6 +293,26 @@ def test_metrics_count_requests_and_images_by_value(client):
     assert grew[("livo_serve_request_seconds_count", (("endpoint", "generate"),))] == 2
 
 
+def test_metrics_count_every_answer_by_status_401_and_validation_422_included(client, anonymous):
+    before = scrape(client)
+    assert anonymous.get("/v1/values").status_code == 401
+    assert anonymous.post("/v1/generate", json={"prompt": "a ball"}).status_code == 401
+    assert client.post("/v1/generate", json={"steps": 3}).status_code == 422  # FastAPI's own: prompt missing
+    assert client.post("/v1/select", json={"prompts": "not a list"}).status_code == 422
+    assert anonymous.get("/healthz").status_code == 200
+    assert anonymous.get("/no/such/path").status_code == 404
+    after = scrape(client)
+    grew = {key: after[key] - before.get(key, 0.0) for key in after if after[key] != before.get(key, 0.0)}
+
+    def count(endpoint, status):
+        return grew.get(("livo_serve_requests_total", (("endpoint", endpoint), ("status", str(status)))), 0)
+
+    assert count("values", 401) == 1 and count("generate", 401) == 1
+    assert count("generate", 422) == 1 and count("select", 422) == 1
+    assert count("healthz", 200) == 1 and count("other", 404) == 1
+    assert count("metrics", 200) == 1  # the first scrape
+
+
 # --- under load --------------------------------------------------------------------------------
 
 

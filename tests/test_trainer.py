@@ -16,7 +16,7 @@ from livo.data.schema import PAIR_SCHEMA
 from livo.data.shards import ShardWriter
 from livo.errors import ConfigError, InputError
 from livo.lr_schedule import lr_factor
-from livo.runtime import free_port
+from livo.runtime import QUIET_DEFAULTS, free_port
 from livo.toyworld.pairs import PairsConfig, write_pairs
 from livo.train import Trainer, config_from_dict, train
 from livo.train.config import DEFAULT_DEEPSPEED, load_config
@@ -163,7 +163,8 @@ def test_two_processes_train_on_disjoint_data_with_gloo(pairs: str, tmp_path: Pa
     config = tmp_path / "two.yaml"
     config.write_text(json.dumps(settings(pairs, tmp_path / "two", max_steps=2, checkpoint_every=2, threads=1)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+    # The launcher starts ranks as a user's shell would: the quiet settings come from livo itself.
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DS_ACCELERATOR", *QUIET_DEFAULTS):
         env.pop(name, None)
     command = [
         sys.executable,
@@ -187,6 +188,14 @@ def test_two_processes_train_on_disjoint_data_with_gloo(pairs: str, tmp_path: Pa
     assert [s["data"]["rank"] for s in states] == [0, 1]
     assert [s["data"]["delivered"] for s in states] == [2, 2]
     assert (tmp_path / "two" / "value_encoder" / "model.safetensors").is_file()
+    output = done.stdout + done.stderr  # quiet by default: none of the third-party notices a user cannot act on
+    for noise in (
+        "requires torchvision",
+        "Setting accelerator to",
+        "built successfully",
+        "Loading pipeline components",
+    ):
+        assert noise not in output, output[-3000:]
 
 
 def test_unknown_loss_is_refused_naming_the_field(pairs: str, tmp_path: Path) -> None:

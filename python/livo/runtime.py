@@ -56,11 +56,30 @@ PROCESS_DEFAULTS = {
 }
 
 
+# Quiet by default: the third-party warnings and progress bars a user can do nothing about (a missing
+# torchvision backend the project does not use, advisory notices, model-loading bars) are off in
+# every process the project starts. ``livo -v`` (``LIVO_VERBOSE=1``) leaves them on.
+VERBOSE_VARIABLE = "LIVO_VERBOSE"
+QUIET_DEFAULTS = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DIFFUSERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+
+
+def is_verbose(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Whether third-party warnings and loading bars were asked for (``livo -v``)."""
+    return environ.get(VERBOSE_VARIABLE, "") not in ("", "0")
+
+
 def apply_process_defaults(environ: MutableMapping[str, str] = os.environ) -> None:
-    """Sets each of :data:`PROCESS_DEFAULTS` unless the environment has it already. It must run before
-    the first OpenMP parallel region of the process (torch's first op) to take effect there, and
+    """Sets each of :data:`PROCESS_DEFAULTS` (and, unless verbose, :data:`QUIET_DEFAULTS`) unless the
+    environment has it already. It must run before the first OpenMP parallel region of the process
+    (torch's first op) and before transformers or diffusers are imported to take effect there, and
     before child processes start, which inherit it."""
-    for name, value in PROCESS_DEFAULTS.items():
+    defaults = PROCESS_DEFAULTS if is_verbose(environ) else PROCESS_DEFAULTS | QUIET_DEFAULTS
+    for name, value in defaults.items():
         environ.setdefault(name, value)
 
 

@@ -97,6 +97,12 @@ def load_base(
     """
     from huggingface_hub import constants as hub_constants
 
+    from livo.runtime import is_verbose
+
+    if not is_verbose():  # diffusers draws a bar while it loads a pipeline's components
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
     model = resolve_model(model_id_or_path)
     path = Path(model).expanduser()
     kwargs = dict(pipeline_kwargs)

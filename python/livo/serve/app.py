@@ -78,10 +78,35 @@ CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' data:; object-src 
 web.add_middleware(BodyLimit)
 
 
+# The ``endpoint`` label of the request metrics: a fixed set, whatever paths clients send.
+ENDPOINTS = {
+    "/v1/generate": "generate",
+    "/v1/select": "select",
+    "/v1/values": "values",
+    "/metrics": "metrics",
+    "/healthz": "healthz",
+    "/": "page",
+}
+
+
+def endpoint_label(path: str) -> str:
+    return ENDPOINTS.get(path) or ("static" if path.startswith("/static/") else "other")
+
+
 @web.middleware("http")
 async def _guard(request: Request, call_next: Any) -> Response:
-    """Set headers that keep the page self-contained (body sizes: :class:`BodyLimit`)."""
-    response: Response = await call_next(request)
+    """Count every answer by endpoint and status (401s, FastAPI's own 422s and 413s included) and set
+    headers that keep the page self-contained (body sizes: :class:`BodyLimit`)."""
+    started = time.perf_counter()
+    observe = getattr(request.app.state, "observe", None)
+    try:
+        response: Response = await call_next(request)
+    except Exception:
+        if observe is not None:
+            observe(endpoint_label(request.url.path), 500, started)
+        raise
+    if observe is not None:
+        observe(endpoint_label(request.url.path), response.status_code, started)
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -214,6 +239,7 @@ class Ingress:
         self._info: dict[str, Any] | None = None
         web.state.auth = BearerAuth(self.config.auth)
         web.state.max_body_bytes = self.config.limits.max_body_bytes
+        web.state.observe = self._observe
 
     async def _generator_info(self) -> dict[str, Any]:
         if self._info is None:
@@ -260,36 +286,23 @@ class Ingress:
 
     @web.post("/v1/select", dependencies=[Depends(require_token)], response_model=SelectResponse)
     async def select(self, body: SelectRequest) -> SelectResponse:
-        start = time.perf_counter()
         if problems := select_problems(body, self.config.limits):
-            self._observe("select", 422, start)
             raise HTTPException(422, problems)
-        try:
-            selections = await self._call(self.model.select(body.prompts), "select")
-        except HTTPException as error:
-            self._observe("select", error.status_code, start)
-            raise
+        selections = await self._call(self.model.select(body.prompts), "select")
         for selection in selections:
             self.metrics.selections.labels(selection["stage"]).inc()
-        self._observe("select", 200, start)
         return SelectResponse(selections=[Selection(**s) for s in selections])
 
     @web.post("/v1/generate", dependencies=[Depends(require_token)], response_model=GenerateResponse)
     async def generate(self, body: GenerateRequest) -> GenerateResponse:
         start = time.perf_counter()
+        job = await self._job(body)
+        self.metrics.in_flight.inc()
         try:
-            job = await self._job(body)
-            self.metrics.in_flight.inc()
-            try:
-                result: GenerationResult = await self._call(self.model.generate(job), "generate")
-            finally:
-                self.metrics.in_flight.dec()
-        except HTTPException as error:
-            self._observe("generate", error.status_code, start)
-            raise
-        response = self._response(body, job, result, start)
-        self._observe("generate", 200, start)
-        return response
+            result: GenerationResult = await self._call(self.model.generate(job), "generate")
+        finally:
+            self.metrics.in_flight.dec()
+        return self._response(body, job, result, start)
 
     async def _job(self, body: GenerateRequest) -> GenerationJob:
         limits = self.config.limits

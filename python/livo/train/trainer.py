@@ -11,7 +11,9 @@ the export: ``value_encoder/`` (LiVO) or ``unet/`` / ``unet_lora/`` (DPO).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import logging
 import os
@@ -26,7 +28,7 @@ from typing import Any
 from livo.errors import ConfigError
 from livo.lr_schedule import lr_factor
 from livo.permissions import make_shareable
-from livo.runtime import apply_process_defaults
+from livo.runtime import apply_process_defaults, is_verbose
 from livo.train import checkpoints
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
 from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
@@ -138,6 +140,8 @@ class Trainer:
         apply_process_defaults()
         if config.threads:
             torch.set_num_threads(config.threads)
+        # Named, DeepSpeed does not guess the accelerator (and says so) in every rank.
+        os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
         import deepspeed
 
         for name in ("DeepSpeed", "deepspeed"):
@@ -147,7 +151,9 @@ class Trainer:
         dtype = compute_dtype(config.precision, device)
         if device.type == "cpu" and dtype != torch.float32:
             raise ConfigError(f"precision: {config.precision} needs a GPU; on CPU use fp32 (or auto)")
-        deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
+        # On CPU, DeepSpeed prints a line every run as it loads its shared-memory op.
+        with contextlib.nullcontext() if is_verbose() else contextlib.redirect_stdout(io.StringIO()):
+            deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
         self.rank, self.world = rank, world = rank_and_world()
         if device.type == "cuda":
             torch.cuda.set_device(device)
