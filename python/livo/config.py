@@ -3,15 +3,17 @@
 - :class:`StrictModel`: a frozen pydantic model whose unknown keys are errors.
 - :func:`parse_model`: validate a mapping; errors are one :class:`~livo.errors.ConfigError`, one line
   per problem, naming the field.
-- :func:`load_yaml`: read a YAML file (a missing file is an :class:`~livo.errors.InputError`), apply
-  dotted overrides (``--set a.b=c`` on every command), validate into a model.
+- :func:`load_yaml`: read a YAML file (a missing file is an :class:`~livo.errors.InputError`), resolve
+  its relative paths against the file's folder (:func:`resolve_paths`), apply dotted overrides
+  (``--set a.b=c`` on every command; paths given there are relative to the working directory, as
+  command-line paths are), validate into a model.
 - :func:`format_validation_error`: the one error format, ``SOURCE: field a.b: what is wrong``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,6 +65,26 @@ def read_yaml(path: str | os.PathLike[str], what: str = "config") -> dict[str, A
     return data
 
 
+def resolve_paths(data: Any, base: Path, keys: Collection[str], keys_if_present: Collection[str] = ()) -> Any:
+    """``data`` with its relative paths made relative to ``base`` (the folder of the YAML file that
+    holds them), so a config means the same files whatever the working directory: every string under
+    one of ``keys``, at any depth; under ``keys_if_present`` only when that file or folder exists in
+    ``base`` (those fields also take names that are no paths: a hub id, ``builtin:NAME``, a built-in
+    registry)."""
+    if isinstance(data, dict):
+        resolved = {}
+        for key, value in data.items():
+            if isinstance(value, str) and value and not os.path.isabs(value) and ":" not in value:
+                candidate = base / value
+                if key in keys or (key in keys_if_present and candidate.exists()):
+                    value = str(candidate)
+            resolved[key] = resolve_paths(value, base, keys, keys_if_present)
+        return resolved
+    if isinstance(data, list):
+        return [resolve_paths(item, base, keys, keys_if_present) for item in data]
+    return data
+
+
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any] | None, source: str) -> dict[str, Any]:
     """``data`` with each dotted override set (``{"eval.every": 50}``; None values are skipped)."""
     for key, value in (overrides or {}).items():
@@ -87,6 +109,10 @@ def load_yaml(
     overrides: Mapping[str, Any] | None = None,
     *,
     what: str = "config",
+    path_keys: Collection[str] = (),
+    path_keys_if_present: Collection[str] = (),
 ) -> Model:
-    """A YAML file validated into ``model`` after the dotted ``overrides``."""
-    return parse_model(model, apply_overrides(read_yaml(path, what), overrides, str(path)), str(path))
+    """A YAML file validated into ``model``: its relative paths resolved against its folder
+    (:func:`resolve_paths`), then the dotted ``overrides`` applied."""
+    data = resolve_paths(read_yaml(path, what), Path(path).parent, path_keys, path_keys_if_present)
+    return parse_model(model, apply_overrides(data, overrides, str(path)), str(path))

@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import Field
 
-from livo.config import StrictModel, apply_overrides, parse_model, read_yaml
+from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError
 from livo.lifetime import launcher_environment
 
@@ -131,7 +131,9 @@ def load_demo_config(
     """The demo settings: the YAML file, its ``quick`` section merged in when ``quick``, then the dotted
     ``overrides`` (``--set``), validated by :class:`DemoConfig`."""
     file = Path(path) if path is not None else DEMO_CONFIG
-    data = read_yaml(file, "demo config")
+    # Relative paths in the file are relative to its folder; the default output folder (no `output` in
+    # the file) and those given as overrides are relative to the working directory.
+    data = resolve_paths(read_yaml(file, "demo config"), file.parent, ("output",), ("config",))
     quick_section = data.pop("quick", {}) or {}
     if quick:
         data = merge(data, quick_section)

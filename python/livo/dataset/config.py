@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from livo.config import StrictModel, apply_overrides, parse_model, read_yaml
+from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError
 from livo.judges.spec import JudgesConfig
 from livo.plugins import PROMPT_GENERATORS, has_plugin, plugin_names
@@ -180,11 +180,17 @@ def parse_build_config(data: Any, source: str = "<config>") -> BuildConfig:
     return parse_model(BuildConfig, data, source)
 
 
+# Fields that hold paths: relative ones are relative to the YAML file's folder (``livo.config``).
+PATH_KEYS = ("path", "directory", "index", "token_file")
+PATH_KEYS_IF_PRESENT = ("model", "registry")  # also a hub id, builtin:NAME or a built-in registry name
+
+
 def load_build_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> BuildConfig:
-    """Reads a YAML build config. Relative paths inside it are relative to the current directory
-    (the way ``ray job submit --working-dir .`` runs it). ``overrides`` maps dotted field names to
-    values (``{"output.directory": "out"}``), as the CLI's ``--set`` gives them."""
-    return parse_build_config(apply_overrides(read_yaml(path, "build config"), overrides, str(path)), str(path))
+    """Reads a YAML build config. Relative paths in it are relative to the file's folder; paths in
+    ``overrides`` (dotted field names, ``{"output.directory": "out"}``, as ``-o`` and ``--set`` give
+    them) are relative to the working directory."""
+    data = resolve_paths(read_yaml(path, "build config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
+    return parse_build_config(apply_overrides(data, overrides, str(path)), str(path))
 
 
 def builtin_config_path(name: str = "toyworld") -> Path:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from livo.config import StrictModel, apply_overrides, parse_model, read_yaml
+from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError
 from livo.judges.spec import JudgesConfig
 from livo.plugins import PROMPT_SETS, has_plugin, plugin_names
@@ -156,23 +156,9 @@ class EvalConfig(StrictModel):
         return self
 
 
-_PATH_FIELDS = {"path", "unet", "lora", "value_encoder", "index", "file", "output"}
-
-
-def _resolve_paths(node: object, base: Path) -> object:
-    """Relative paths in the YAML are relative to the YAML file (``model`` too when it exists there)."""
-    if isinstance(node, dict):
-        resolved = {}
-        for key, value in node.items():
-            if isinstance(value, str) and (key in _PATH_FIELDS or key == "model") and not os.path.isabs(value):
-                candidate = base / value
-                if key in _PATH_FIELDS or candidate.exists():
-                    value = str(candidate)
-            resolved[key] = _resolve_paths(value, base)
-        return resolved
-    if isinstance(node, list):
-        return [_resolve_paths(item, base) for item in node]
-    return node
+# Fields that hold paths: relative ones are relative to the YAML file's folder (``livo.config``).
+PATH_KEYS = ("path", "unet", "lora", "value_encoder", "index", "file", "output")
+PATH_KEYS_IF_PRESENT = ("model", "registry")  # also a hub id, builtin:NAME or a built-in registry name
 
 
 def parse_eval_config(data: dict[str, Any], source: str = "config", base: Path | None = None) -> EvalConfig:
@@ -180,12 +166,12 @@ def parse_eval_config(data: dict[str, Any], source: str = "config", base: Path |
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     if base is not None:
-        data = _resolve_paths(data, base)  # type: ignore[assignment]
+        data = resolve_paths(data, base, PATH_KEYS, PATH_KEYS_IF_PRESENT)
     return parse_model(EvalConfig, data, source)
 
 
 def load_eval_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> EvalConfig:
     """Read and validate an evaluation YAML file; ``overrides`` (dotted, as ``--set`` gives them) win
     over the file."""
-    resolved: dict[str, Any] = _resolve_paths(read_yaml(path, "evaluation config"), Path(path).parent)  # type: ignore[assignment]
+    resolved = resolve_paths(read_yaml(path, "evaluation config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
     return parse_model(EvalConfig, apply_overrides(resolved, overrides, str(path)), str(path))

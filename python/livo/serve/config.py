@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from livo.config import StrictModel, parse_model, read_yaml
+from livo.config import StrictModel, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError
 
 TOKEN_ENV = "LIVO_SERVE_TOKEN"
@@ -177,10 +177,15 @@ def parse_config(data: Any, source: str = "<config>") -> ServiceConfig:
     return parse_model(ServiceConfig, data or {}, source)
 
 
+# Fields that hold paths: relative ones are relative to the YAML file's folder (``livo.config``).
+PATH_KEYS = ("value_encoder", "index", "token_file")
+PATH_KEYS_IF_PRESENT = ("base", "registry")  # also a hub id, builtin:NAME or a built-in registry name
+
+
 def load_service_file(path: str | os.PathLike[str]) -> tuple[ServiceConfig, dict[str, Any]]:
     """Read a Ray Serve config file (``applications[0].args`` is the service config) or a bare service
     config; returns the config and the file's ``http_options`` (empty when absent)."""
-    data = read_yaml(path, "service config")
+    data = resolve_paths(read_yaml(path, "service config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
     http = dict(data.get("http_options") or {})
     if "applications" in data:
         applications = data["applications"] or []

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from livo.config import StrictModel, apply_overrides, parse_model, read_yaml
+from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError, InputError
 from livo.lr_schedule import SCHEDULES
 from livo.plugins import TRAIN_EVALUATIONS, has_plugin, plugin_names
@@ -167,23 +167,20 @@ def check_dataset(directory: str, split: str) -> None:
         raise InputError(f"dataset {directory}: split {split!r} has no rows (empty shards)")
 
 
-def config_from_dict(
-    values: dict[str, Any], base_dir: str | os.PathLike[str] | None = None, where: str = "config"
-) -> TrainConfig:
-    """A validated :class:`TrainConfig` from plain values; relative ``deepspeed_config`` paths are
-    read relative to ``base_dir`` (the YAML file's folder) when they exist there."""
-    values = dict(values)
-    deepspeed = values.get("deepspeed_config")
-    if base_dir is not None and isinstance(deepspeed, str) and not Path(deepspeed).is_absolute():
-        candidate = Path(base_dir) / deepspeed
-        if candidate.is_file():
-            values["deepspeed_config"] = str(candidate)
+# Fields that hold paths: relative ones are relative to the YAML file's folder (``livo.config``).
+PATH_KEYS = ("dataset", "output", "deepspeed_config")
+PATH_KEYS_IF_PRESENT = ("model",)  # also a hub id or builtin:NAME
+
+
+def config_from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
+    """A validated :class:`TrainConfig` from plain values (paths as given)."""
     config = parse_model(TrainConfig, values, where)
     config.validate_inputs()
     return config
 
 
 def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML training config; ``overrides`` (e.g. from the command line, dotted) win over the file."""
-    values = apply_overrides(read_yaml(path, "training config"), overrides, str(path))
-    return config_from_dict(values, base_dir=Path(path).parent, where=str(path))
+    """Read a YAML training config. Relative paths in it are relative to the file's folder;
+    ``overrides`` (e.g. from the command line, dotted; paths relative to the working directory) win."""
+    values = resolve_paths(read_yaml(path, "training config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
+    return config_from_dict(apply_overrides(values, overrides, str(path)), where=str(path))

@@ -1,0 +1,83 @@
+"""The config toolkit every command reads its YAML with: errors that name the file and field, dotted
+overrides, and relative paths resolved against the YAML file's folder (command-line paths against the
+working directory)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from livo.config import StrictModel, load_yaml, read_yaml, resolve_paths
+from livo.errors import ConfigError, InputError
+
+
+class Section(StrictModel):
+    path: str
+    count: int = 1
+
+
+class Settings(StrictModel):
+    output: str
+    model: str = "builtin:toyworld"
+    inputs: list[Section] = []
+
+
+def test_a_missing_or_broken_file_is_one_clear_error(tmp_path):
+    with pytest.raises(InputError, match=r"nowhere.yaml: build config not found"):
+        read_yaml(tmp_path / "nowhere.yaml", "build config")
+    (tmp_path / "bad.yaml").write_text("a: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML"):
+        read_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match=r"list.yaml: a config is a mapping of fields to values, got list"):
+        read_yaml(tmp_path / "list.yaml")
+
+
+def test_errors_name_the_file_and_each_field(tmp_path):
+    file = tmp_path / "run.yaml"
+    file.write_text("output: out\ninputs: [{path: a, count: lots}]\ncolour: red\n")
+    with pytest.raises(ConfigError) as caught:
+        load_yaml(file, Settings)
+    lines = str(caught.value).splitlines()
+    assert (
+        f"{file}: field inputs.0.count: Input should be a valid integer, unable to parse string as an integer" in lines
+    )
+    assert f"{file}: field colour: Extra inputs are not permitted" in lines
+
+
+def test_relative_paths_resolve_against_the_yaml_folder_and_overrides_against_the_working_directory(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "local-model").mkdir()
+    file = folder / "run.yaml"
+    file.write_text("output: out\nmodel: local-model\ninputs: [{path: prompts.txt}, {path: /abs/p.txt}]\n")
+    monkeypatch.chdir(tmp_path)
+    loaded = load_yaml(file, Settings, path_keys=("path", "output"), path_keys_if_present=("model",))
+    assert loaded.output == str(folder / "out")
+    assert loaded.model == str(folder / "local-model")  # a folder next to the YAML
+    assert [s.path for s in loaded.inputs] == [str(folder / "prompts.txt"), "/abs/p.txt"]
+    overridden = load_yaml(file, Settings, {"output": "elsewhere"}, path_keys=("path", "output"))
+    assert overridden.output == "elsewhere"  # as given on the command line: relative to the working directory
+    assert Path(os.getcwd()) == tmp_path
+
+
+def test_names_that_are_no_paths_stay_names(tmp_path):
+    data = {"model": "org/some-model", "registry": "toyworld", "base": "builtin:toyworld", "url": "http://x/y"}
+    keys = ("url",)
+    assert resolve_paths(data, tmp_path, keys, ("model", "registry", "base")) == data
+
+
+def test_a_build_config_reads_its_prompt_file_next_to_it_from_any_folder(tmp_path, monkeypatch):
+    from livo.dataset import load_build_config
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "prompts.txt").write_text("a doctor\n")
+    (folder / "build.yaml").write_text("sources: {files: [{path: prompts.txt}]}\noutput: {directory: pairs}\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_build_config(folder / "build.yaml", {"ray.address": None})
+    assert config.sources.files[0].path == str(folder / "prompts.txt")
+    assert config.output.directory == str(folder / "pairs")
+    assert load_build_config(folder / "build.yaml", {"output.directory": "out"}).output.directory == "out"
