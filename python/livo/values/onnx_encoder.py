@@ -98,6 +98,34 @@ def _export(folder: Path, path: Path, pooling: str) -> None:
         raise ConfigError(f"{folder}: cannot export the transformer to ONNX ({error}); use backend 'torch'") from None
 
 
+class FastTokenizer:
+    """A model folder's ``tokenizer.json`` run by the ``tokenizers`` library directly, padded to the
+    batch's longest prompt and truncated at ``max_length`` as ``AutoTokenizer(..., padding=True,
+    truncation=True)`` does, but without importing transformers (and with it PyTorch): a selection
+    on a few prompts then starts in well under a second."""
+
+    def __init__(self, folder: Path, max_length: int, pad_token: str) -> None:
+        from tokenizers import Tokenizer
+
+        path = folder / "tokenizer.json"
+        if not path.is_file():
+            raise ConfigError(f"{folder}: no tokenizer.json (a fast tokenizer is needed for the ONNX backend)")
+        self._tokenizer = Tokenizer.from_file(str(path))
+        pad_id = self._tokenizer.token_to_id(pad_token)
+        if pad_id is None:
+            raise ConfigError(f"{path}: the padding token {pad_token!r} is not in the vocabulary")
+        self._tokenizer.enable_truncation(max_length=max_length)
+        self._tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        encodings = self._tokenizer.encode_batch(texts)
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        }
+
+
 class OnnxTransformer:
     """An ONNX Runtime session over an exported transformer + pooling, fed the tokenizer's arrays."""
 
