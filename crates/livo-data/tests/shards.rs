@@ -255,6 +255,21 @@ fn resuming_with_other_splits_is_refused() {
 }
 
 #[test]
+fn a_dataset_without_shards_is_taken_over_by_a_writer_with_other_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    // A writer that stopped before its first commit leaves a manifest that lists no shard.
+    drop(ShardWriter::open(dir.path(), config()).unwrap());
+    let mut other = config();
+    other.splits[0].ratio = 0.7;
+    other.splits[1].ratio = 0.3;
+    let mut writer = ShardWriter::open(dir.path(), other).unwrap();
+    writer.write(&batch(0, 30)).unwrap();
+    let manifest = writer.finish().unwrap();
+    assert_eq!(manifest.splits[0].ratio, 0.7);
+    assert_eq!(manifest.rows(), 30);
+}
+
+#[test]
 fn a_batch_with_other_columns_is_refused_with_the_column_named() {
     let dir = tempfile::tempdir().unwrap();
     let mut writer = ShardWriter::open(dir.path(), config()).unwrap();

@@ -18,6 +18,8 @@ from livo.errors import InputError
 from livo.permissions import make_shareable
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+# Outputs that add columns (dedup, value selection) need a format with columns.
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 TEXT_COLUMN = "prompt"
 
 
@@ -39,6 +41,11 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
     fmt = file_format(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; a prompt file is needed")
+    if fmt in ("csv", "jsonl") and _is_blank(path):
+        # An empty file holds no prompts whatever its format: the same empty table as an empty .txt.
+        return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
     if fmt == "txt":
         return pa.table({TEXT_COLUMN: pa.array(_native.read_text_lines(str(path)), pa.large_string())})
     try:
@@ -57,6 +64,15 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         if type(error).__module__.startswith("polars"):
             raise InputError(f"{path}: cannot be read as {fmt}: {error}") from error
         raise
+
+
+def _is_blank(path: Path) -> bool:
+    """True for an empty file, or one of whitespace only (read in small blocks, never whole)."""
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 16):
+            if block.strip():
+                return False
+    return True
 
 
 def text_column(table: pa.Table, column: str | None, path: str | os.PathLike[str]) -> pa.Array:

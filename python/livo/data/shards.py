@@ -25,6 +25,8 @@ from livo.data.schema import PAIR_SCHEMA_VERSION, conform_to_schema
 from livo.errors import ConfigError, InputError
 
 MANIFEST_NAME = "manifest.json"
+# The writer's lock file (flock), the name the engine uses.
+LOCK_NAME = ".livo-shards.lock"
 MIB = 1 << 20
 
 ManifestError = _native.ManifestError
@@ -135,6 +137,35 @@ class Manifest:
         return sum(s.rows for s in self.shards_of(split))
 
 
+def check_dataset_output(directory: str | os.PathLike[str], *, flag: str, append: bool) -> int:
+    """Checks a command's dataset output before any work and returns the rows it holds already.
+
+    Adding to a dataset that holds rows is explicit (``append``, the commands' ``--append``): typing
+    an existing path again must not quietly grow last week's dataset. A folder with an empty
+    dataset (no shard yet) is written as new.
+    """
+    from livo.user_paths import output_folder
+
+    path = output_folder(directory, flag=flag, overwrite=False, resumable=True)
+    if not path.is_dir():
+        return 0
+    if not (path / MANIFEST_NAME).exists():
+        leftovers = [p.name for p in path.iterdir() if p.name != LOCK_NAME]
+        if leftovers:
+            raise InputError(
+                f"{flag} {directory}: exists, is not empty and holds no shard dataset (no {MANIFEST_NAME}); "
+                "choose a new or empty folder"
+            )
+        return 0
+    rows = Manifest.load(path).rows()
+    if rows and not append:
+        raise InputError(
+            f"{flag} {directory}: holds a dataset of {rows:,} rows; pass --append to add to it "
+            "(rows whose record id it holds are skipped), or choose a new folder"
+        )
+    return rows
+
+
 class ShardWriter:
     """Writes Arrow data (pyarrow tables, batches, readers, polars frames) into a shard dataset.
 
@@ -156,10 +187,22 @@ class ShardWriter:
         self.config = config
         self.schema = schema
         try:
-            metadata_json = json.dumps(dict(config.metadata), sort_keys=True)
+            self._metadata_json = json.dumps(dict(config.metadata), sort_keys=True)
         except TypeError as error:
             raise ConfigError(f"metadata: must be JSON-serialisable: {error}") from error
-        self._native = _native.ShardWriter(
+        # A new dataset whose first write fails loses its folder, lock and manifest again, so that
+        # nothing is left that would make a corrected retry refuse the folder (other splits, another
+        # schema); the engine also lets a writer with other settings take over a dataset that holds
+        # no shard (one left by a crash before its first commit).
+        self._fresh = not (self.directory / MANIFEST_NAME).exists()
+        self._created_directory = not self.directory.exists()
+        self._first_write_done = False
+        self._discarded = False
+        self._native: Any = self._open()
+
+    def _open(self) -> Any:
+        config = self.config
+        return _native.ShardWriter(
             str(self.directory),
             splits=list(config.splits.items()),
             group_key=config.group_key,
@@ -169,12 +212,19 @@ class ShardWriter:
             row_group_bytes=config.row_group_bytes,
             zstd_level=config.zstd_level,
             schema_version=config.schema_version,
-            metadata_json=metadata_json,
+            metadata_json=self._metadata_json,
         )
 
     def write(self, data: Any) -> WriteStats:
         """Writes the rows whose record ids the dataset does not hold yet."""
-        rows, written, skipped = self._native.write(self._arrow(data))
+        first_of_new_dataset = self._fresh and not self._first_write_done
+        try:
+            rows, written, skipped = self._native.write(self._arrow(data))
+        except BaseException:
+            if first_of_new_dataset:
+                self._discard_new_dataset()
+            raise
+        self._first_write_done = True
         return WriteStats(rows=rows, written=written, skipped=skipped)
 
     def contains(self, record_ids: Iterable[str]) -> list[bool]:
@@ -182,7 +232,9 @@ class ShardWriter:
         return self._native.contains([str(i) for i in record_ids])
 
     def close(self) -> Manifest:
-        """Commits the open shards and the manifest."""
+        """Commits the open shards and the manifest (an empty dataset when nothing was written)."""
+        if self._discarded:
+            raise InputError(f"{self.directory}: the writer was discarded after its first write failed")
         self._native.finish()
         return Manifest.load(self.directory)
 
@@ -193,7 +245,24 @@ class ShardWriter:
 
     @property
     def closed(self) -> bool:
-        return bool(self._native.closed)
+        return self._discarded or bool(self._native.closed)
+
+    def _discard_new_dataset(self) -> None:
+        """Removes what opening a new dataset created, once its first write has failed."""
+        self._native.abort()
+        self._discarded = True
+        try:
+            if Manifest.load(self.directory).shards:
+                return  # a shard was committed after all: it is data, keep the dataset
+        except (OSError, ValueError):
+            return
+        for name in (MANIFEST_NAME, LOCK_NAME):
+            (self.directory / name).unlink(missing_ok=True)
+        if self._created_directory:
+            try:
+                self.directory.rmdir()
+            except OSError:
+                pass  # not empty: something else was put there meanwhile
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -203,6 +272,8 @@ class ShardWriter:
             return
         if kind is None:
             self.close()
+        elif self._fresh and not self._first_write_done:
+            self._discard_new_dataset()  # failed before anything was written: leave no dataset behind
         else:
             self.abort()
 
@@ -278,16 +349,25 @@ def verify_shards(directory: str | os.PathLike[str], *, progress: bool = False) 
     return VerifyReport(shards=raw["shards"], rows=raw["rows"], bytes=raw["bytes"], problems=problems)
 
 
-def shard_stats(directory: str | os.PathLike[str], by: Iterable[str] = ("value_id", "category")) -> Any:
-    """Row counts per split and per value of the ``by`` columns that the dataset has, as a polars
-    DataFrame (reads only those columns)."""
+def shard_stats(directory: str | os.PathLike[str], by: Iterable[str] | None = None) -> Any:
+    """Row counts per split and per value of the ``by`` columns, as a polars DataFrame (reads only
+    those columns). By default the columns are ``value_id`` and ``category`` where the dataset has
+    them; columns named explicitly must exist."""
     import polars as pl
 
     manifest = Manifest.load(directory)
+    fields = {f["name"] for fields in manifest.schemas.values() for f in fields}
+    if by is None:
+        keys = [c for c in ("value_id", "category") if c in fields]
+    else:
+        keys = list(by)
+        missing = [c for c in keys if c not in fields]
+        if missing and manifest.shards:
+            raise InputError(
+                f"{directory}: no column {missing} to count by; the dataset's columns are {sorted(fields)}"
+            )
     if not manifest.shards:
         return pl.DataFrame({"split": [], "rows": []}, schema={"split": pl.String, "rows": pl.UInt32})
-    fields = {f["name"] for fields in manifest.schemas.values() for f in fields}
-    keys = [c for c in by if c in fields]
     if not keys:
         splits = list(manifest.splits)
         return pl.DataFrame({"split": splits, "rows": [manifest.rows(s) for s in splits]})

@@ -222,7 +222,7 @@ def _finish(config: BuildConfig, report: BuildReport, drops: Counter[str]) -> No
     report.verified = verify_shards(directory).ok
     report.drops = dict(drops)
     if manifest.shards:
-        stats = shard_stats(directory, by=("value_id", "category"))
+        stats = shard_stats(directory)
         for row in stats.iter_rows(named=True):
             report.pairs_per_value[row["value_id"]] = report.pairs_per_value.get(row["value_id"], 0) + row["rows"]
             report.pairs_per_category[row["category"]] = report.pairs_per_category.get(row["category"], 0) + row["rows"]

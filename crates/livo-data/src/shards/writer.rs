@@ -153,7 +153,12 @@ impl ShardWriter {
         remove_partials(dir)?;
 
         let fresh = new_manifest(&config);
-        let mut manifest = if dir.join(MANIFEST_NAME).exists() {
+        let manifest_path = dir.join(MANIFEST_NAME);
+        let mut manifest = if manifest_path.exists() && holds_no_shard(dir)? {
+            // A dataset without a single shard holds no rows (a writer that failed or was killed
+            // before its first commit): this writer's settings replace it instead of being refused.
+            fresh
+        } else if manifest_path.exists() {
             let mut m = Manifest::load(dir)?;
             check_compatible(dir, &m, &fresh)?;
             if config.metadata.as_object().is_some_and(|o| !o.is_empty()) {
@@ -568,6 +573,21 @@ fn check_compatible(dir: &Path, existing: &Manifest, wanted: &Manifest) -> Resul
         ));
     }
     Ok(())
+}
+
+/// True when the manifest lists no shard and the folder has no shard file it does not list.
+fn holds_no_shard(dir: &Path) -> Result<bool> {
+    let manifest = Manifest::load(dir)?;
+    if !manifest.shards.is_empty() {
+        return Ok(false);
+    }
+    for entry in fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let name = entry.map_err(|e| DataError::io(dir, e))?.file_name();
+        if parse_shard_name(&name.to_string_lossy()).is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {
