@@ -2,7 +2,10 @@
 # virtual environment first on PATH, so `livo`, `torchrun`, `ray` and `python` are the project's.
 #   source scripts/env.sh
 _livo_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
-export PATH="$_livo_root/.venv/bin:$PATH"
+case ":$PATH:" in
+  *":$_livo_root/.venv/bin:"*) ;;  # sourced twice: PATH already has it
+  *) export PATH="$_livo_root/.venv/bin:$PATH" ;;
+esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livo/target}"
 # Never wait on model hubs: everything the project needs is local.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1

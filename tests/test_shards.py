@@ -242,8 +242,12 @@ def test_cli_write_shards_a_parquet_file_and_resumes(
     assert manifest.rows() == 240
     assert len(manifest.shards) >= 8
     assert all(s.bytes < 2 * (48 << 10) for s in manifest.shards), [s.bytes for s in manifest.shards]
-    assert main(args) == 0
-    assert "wrote 0, skipped 240" in capsys.readouterr().out
+    capsys.readouterr()
+    # The dataset holds rows now: adding to it is explicit.
+    assert main(args) == 2
+    assert "holds a dataset of 240 rows; pass --append" in capsys.readouterr().err
+    assert main([*args, "--append"]) == 0
+    assert "wrote 0 new, skipped 240 already present (total 240; 240 before)" in capsys.readouterr().out
 
 
 def test_a_second_writer_is_refused_while_the_first_is_open(tmp_path: Path) -> None:

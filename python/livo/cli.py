@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from livo.arg_parser import LivoArgumentParser
+
 # Modules exposing ``register(subparsers)``; each adds its sub-commands with ``set_defaults(run=...)``.
 COMMAND_MODULES = [
     "livo.data.dedup_command",
@@ -21,29 +23,6 @@ COMMAND_MODULES = [
     "livo.serve.commands",
     "livo.demo",
 ]
-
-
-class DefaultsHelpFormatter(argparse.HelpFormatter):
-    """Adds ``(default: X)`` to an option's help when it has a default worth showing (not None,
-    False or empty) and the help text does not already say what the default is."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        default = action.default
-        if not action.option_strings or default in (None, False, argparse.SUPPRESS) or default == []:
-            return text
-        if "default" in text.lower() or "%(default)" in text:
-            return text
-        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
-
-
-class LivoArgumentParser(argparse.ArgumentParser):
-    """Every parser of the ``livo`` command, sub-commands included (argparse creates them with the
-    parent's class): help texts show defaults."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:

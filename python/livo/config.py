@@ -25,12 +25,15 @@ from livo.overrides import set_dotted
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def format_validation_error(source: str, error: ValidationError) -> str:
-    """One line per problem: ``SOURCE: field a.b: what is wrong``."""
+def format_validation_error(source: str, error: ValidationError, flags: Mapping[str, str] | None = None) -> str:
+    """One line per problem: ``SOURCE: field a.b: what is wrong``; a field that a command-line flag
+    also sets names the flag (``flags`` maps dotted fields to flags), since the user may have used it."""
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"{source}: field {where}: {item['msg']}")
+        flag = (flags or {}).get(where)
+        hint = f" (give {flag} on the command line, or set {where} in the config)" if flag else ""
+        lines.append(f"{source}: field {where}: {item['msg']}{hint}")
     return "\n".join(lines)
 
 
@@ -93,14 +96,15 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any] | None, s
     return data
 
 
-def parse_model(model: type[Model], data: Any, source: str) -> Model:
-    """``data`` validated into ``model``; errors name ``source`` and each field."""
+def parse_model(model: type[Model], data: Any, source: str, flags: Mapping[str, str] | None = None) -> Model:
+    """``data`` validated into ``model``; errors name ``source`` and each field (and the flag that
+    sets it, from ``flags``: dotted field → flag)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of fields to values, got {type(data).__name__}")
     try:
         return model.model_validate(dict(data))
     except ValidationError as error:
-        raise ConfigError(format_validation_error(source, error)) from None
+        raise ConfigError(format_validation_error(source, error, flags)) from None
 
 
 def load_yaml(
@@ -111,8 +115,9 @@ def load_yaml(
     what: str = "config",
     path_keys: Collection[str] = (),
     path_keys_if_present: Collection[str] = (),
+    flags: Mapping[str, str] | None = None,
 ) -> Model:
     """A YAML file validated into ``model``: its relative paths resolved against its folder
     (:func:`resolve_paths`), then the dotted ``overrides`` applied."""
     data = resolve_paths(read_yaml(path, what), Path(path).parent, path_keys, path_keys_if_present)
-    return parse_model(model, apply_overrides(data, overrides, str(path)), str(path))
+    return parse_model(model, apply_overrides(data, overrides, str(path)), str(path), flags)

@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic import Field
 
+from livo.arg_types import positive_int
 from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError
 from livo.lifetime import launcher_environment
@@ -57,7 +58,7 @@ def register(subparsers: Any) -> None:
         "--config", default=None, help=f"demo config YAML (default: {DEMO_CONFIG.name} shipped with livo)"
     )
     demo.add_argument("--quick", action="store_true", help="small sizes from the config's 'quick' section")
-    demo.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
+    demo.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: the config's)")
     demo.add_argument("--fresh", action="store_true", help="rerun every stage even if its outputs are up to date")
     demo.add_argument(
         "--set",
@@ -382,9 +383,16 @@ def _table_from_report(folder: Path) -> str:
 
 def run_demo(args: argparse.Namespace) -> int:
     from livo.overrides import parse_overrides
+    from livo.user_paths import input_file, output_folder
 
+    if args.config is not None:
+        input_file(args.config, flag="--config")
     overrides = parse_overrides(args.overrides) | {"output": args.output, "threads": args.threads}
     config = load_demo_config(args.config, args.quick, overrides)
+    # Resumable: stages whose outputs are up to date are kept (--fresh reruns them).
+    output_folder(
+        config["output"], flag="--output" if args.output else "output (config)", overwrite=False, resumable=True
+    )
     summary = run_pipeline(config, fresh=args.fresh)
     print(f"\ndemo finished in {summary['total_seconds']:.0f} s; report: {summary['report']}")
     return 0

@@ -284,6 +284,13 @@ def start_ray(
                 configure_logging=False,
             )
             break
+        except OSError as error:
+            if "AF_UNIX path length" in str(error):
+                raise ConfigError(
+                    f"Ray cannot start: its socket paths under the temporary folder would be too long "
+                    f"({error}); set RAY_TMPDIR (or TMPDIR) to a short folder such as /tmp"
+                ) from None
+            raise
         except Exception as error:  # Ray raises a bare Exception for this
             if not local or "timed out during startup" not in str(error) or attempt == attempts:
                 raise

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from livo.errors import ConfigError
+from livo.arg_types import positive_int
+from livo.errors import ConfigError, InputError
 
 UNITS = {
     "": 1,
@@ -65,10 +66,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="shard tables into a dataset directory (resumable: rerun after an interruption)",
         description="Assigns each row to a split by a stable hash of its group key and writes "
         "zstd Parquet shards plus manifest.json. Rows whose record id is already in the dataset "
-        "are skipped, so rerunning after an interruption, or with more input, is safe.",
+        "are skipped, so rerunning with --append after an interruption, or with more input, is safe.",
     )
     w.add_argument("inputs", nargs="+", help="input tables (.parquet read in batches; .jsonl/.csv)")
     w.add_argument("-o", "--output", required=True, help="dataset directory")
+    w.add_argument(
+        "--append",
+        action="store_true",
+        help="add to the dataset already in --output (rows whose record id it holds are skipped; "
+        "also how an interrupted write resumes)",
+    )
     w.add_argument(
         "--split",
         action="append",
@@ -77,10 +84,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     w.add_argument("--group-key", default="cluster_id", help="column that decides the split (default cluster_id)")
     w.add_argument("--record-id", default="record_id", help="string column identifying a record (default record_id)")
-    w.add_argument("--buckets", type=int, default=1, help="hash buckets per split (default 1)")
+    w.add_argument("--buckets", type=positive_int, default=1, help="hash buckets per split")
     w.add_argument("--target-size", default="256MiB", help="shard size to roll at (default 256MiB)")
     w.add_argument("--row-group-size", default="32MiB", help="row group size (default 32MiB)")
-    w.add_argument("--zstd-level", type=int, default=3, help="zstd level 1-22 (default 3)")
+    w.add_argument("--zstd-level", type=positive_int, default=3, help="zstd level 1-22")
     w.add_argument(
         "--pair-schema",
         action="store_true",
@@ -98,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     s = actions.add_parser("stats", help="row counts per split, value and category")
     s.add_argument("directory", help="dataset directory")
-    s.add_argument("--by", action="append", help="columns to count by (default value_id and category)")
+    s.add_argument(
+        "--by", action="append", help="a column to count by (repeat; default: value_id and category where present)"
+    )
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(run=run_stats)
 
@@ -117,9 +126,14 @@ def _batches(path: str) -> Iterator[Any]:
 def run_write(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
+    from livo.data.io import FORMATS
     from livo.data.schema import PAIR_SCHEMA, conform_pairs, validate_pairs
-    from livo.data.shards import ShardConfig, ShardWriter
+    from livo.data.shards import ShardConfig, ShardWriter, check_dataset_output
+    from livo.user_paths import input_file
 
+    for path in args.inputs:
+        input_file(path, flag="input", suffixes=FORMATS)
+    before = check_dataset_output(args.output, flag="--output", append=args.append)
     metadata = {}
     for item in args.metadata or []:
         key, sep, value = item.partition("=")
@@ -140,6 +154,9 @@ def run_write(args: argparse.Namespace) -> int:
     with ShardWriter(args.output, config) as writer:
         for path in args.inputs:
             for part in _batches(path):
+                for flag, column in (("--group-key", args.group_key), ("--record-id", args.record_id)):
+                    if column not in part.schema.names:
+                        raise InputError(f"{path}: no column {column!r} ({flag}); its columns are {part.schema.names}")
                 if args.pair_schema:
                     table = conform_pairs(pa.table(part))
                     validate_pairs(table)
@@ -148,9 +165,21 @@ def run_write(args: argparse.Namespace) -> int:
                 rows, written, skipped = rows + stats.rows, written + stats.written, skipped + stats.skipped
         manifest = writer.close()
     per_split = "  ".join(f"{s} {manifest.rows(s):,}" for s in manifest.splits)
-    print(f"read {rows:,} rows: wrote {written:,}, skipped {skipped:,} already present")
+    already = f", skipped {skipped:,} already present" if skipped else ""
+    print(f"read {rows:,} rows: wrote {written:,} new{already} (total {manifest.rows():,}; {before:,} before)")
     print(f"{args.output}: {len(manifest.shards)} shards, {manifest.rows():,} rows ({per_split})")
     return 0
+
+
+def markdown_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """A GitHub-flavoured Markdown table (header, separator, one line per row)."""
+
+    def cell(value: Any) -> str:
+        return "" if value is None else str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -169,10 +198,17 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_stats(args: argparse.Namespace) -> int:
     from livo.data.shards import shard_stats
 
-    frame = shard_stats(args.directory, by=args.by or ("value_id", "category"))
+    frame = shard_stats(args.directory, by=args.by)
     if args.json:
         print(json.dumps(frame.to_dicts(), indent=1))
         return 0
+    import polars as pl
+
+    totals = frame.group_by("split").agg(pl.col("rows").sum()).sort("split")
+    for row in totals.iter_rows(named=True):
+        print(f"split {row['split']}: {row['rows']:,} rows")
+    print(markdown_table(frame.columns, frame.rows()))
+    return 0
     import polars as pl
 
     totals = frame.group_by("split").agg(pl.col("rows").sum()).sort("split")

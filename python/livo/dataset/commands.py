@@ -45,6 +45,7 @@ def run_build(args: argparse.Namespace) -> int:
     from livo.dataset.config import builtin_config_path, load_build_config
     from livo.dataset.job import build_dataset
     from livo.overrides import parse_overrides
+    from livo.user_paths import input_file, output_folder
 
     overrides = parse_overrides(args.overrides)
     if args.output:
@@ -58,7 +59,11 @@ def run_build(args: argparse.Namespace) -> int:
     path = Path(args.config)
     if not path.exists() and "/" not in args.config and not path.suffix:
         path = builtin_config_path(args.config)
-    report = build_dataset(load_build_config(path, overrides))
+    input_file(path, flag="config")
+    config = load_build_config(path, overrides)
+    # Resumable: an existing build folder is continued or refused by the build itself (its fingerprint).
+    output_folder(config.output.directory, flag="--output", overwrite=False, resumable=True)
+    report = build_dataset(config)
     print(report.format())
     print(f"report: {Path(report.output) / 'build' / 'report.json'}", file=sys.stderr)
     return 0 if report.verified else 1

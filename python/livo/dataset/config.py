@@ -177,8 +177,11 @@ def parse_build_config(data: Any, source: str = "<config>") -> BuildConfig:
     """Validates parsed YAML/JSON (or a dict built in Python)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a build config is a mapping with 'sources' and 'output'")
-    return parse_model(BuildConfig, data, source)
+    return parse_model(BuildConfig, data, source, FLAGS)
 
+
+# Fields that `livo build-dataset` also takes as flags: their errors name the flag.
+FLAGS = {"output.directory": "-o/--output", "ray.address": "--address", "ray.token_file": "--ray-token-file"}
 
 # Fields that hold paths: relative ones are relative to the YAML file's folder (``livo.config``).
 PATH_KEYS = ("path", "directory", "index", "token_file")

@@ -7,6 +7,8 @@ import sys
 import time
 from typing import Any
 
+from livo.arg_types import positive_int
+
 
 def register(subparsers: Any) -> None:
     evaluate = subparsers.add_parser(
@@ -18,10 +20,15 @@ def register(subparsers: Any) -> None:
     )
     evaluate.add_argument("config", help="evaluation config (YAML)")
     evaluate.add_argument("--output", help="report folder (default: the config's 'output')")
-    evaluate.add_argument("--per-prompt", type=int, help="images per prompt (default: the config's)")
-    evaluate.add_argument("--threads", type=int, help="torch threads per generating process (default: the config's)")
+    evaluate.add_argument("--overwrite", action="store_true", help="write over a report folder that is not empty")
+    evaluate.add_argument("--per-prompt", type=positive_int, help="images per prompt (default: the config's)")
     evaluate.add_argument(
-        "--workers", type=int, help="generating processes (default: the config's; on CPU, 2 x 1 thread beats 1 x 2)"
+        "--threads", type=positive_int, help="torch threads per generating process (default: the config's)"
+    )
+    evaluate.add_argument(
+        "--workers",
+        type=positive_int,
+        help="generating processes (default: the config's; on CPU, 2 x 1 thread beats 1 x 2)",
     )
     evaluate.add_argument(
         "--set",
@@ -88,7 +95,9 @@ def run_evaluation(config: Any, label: str = "eval") -> tuple[str, str]:
 def run_eval(args: argparse.Namespace) -> int:
     from livo.eval.config import load_eval_config
     from livo.overrides import parse_overrides
+    from livo.user_paths import input_file, output_folder
 
+    input_file(args.config, flag="config")
     overrides = parse_overrides(args.overrides) | {
         "output": args.output,
         "per_prompt": args.per_prompt,
@@ -96,6 +105,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "workers": args.workers,
     }
     config = load_eval_config(args.config, overrides)
+    output_folder(config.output, flag="--output" if args.output else "output (config)", overwrite=args.overwrite)
     started = time.perf_counter()
     table, page = run_evaluation(config)
     print(table)

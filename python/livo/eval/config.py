@@ -170,8 +170,12 @@ def parse_eval_config(data: dict[str, Any], source: str = "config", base: Path |
     return parse_model(EvalConfig, data, source)
 
 
+# Fields that `livo eval` also takes as flags: their errors name the flag.
+FLAGS = {"output": "--output", "per_prompt": "--per-prompt", "threads": "--threads", "workers": "--workers"}
+
+
 def load_eval_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> EvalConfig:
     """Read and validate an evaluation YAML file; ``overrides`` (dotted, as ``--set`` gives them) win
     over the file."""
     resolved = resolve_paths(read_yaml(path, "evaluation config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
-    return parse_model(EvalConfig, apply_overrides(resolved, overrides, str(path)), str(path))
+    return parse_model(EvalConfig, apply_overrides(resolved, overrides, str(path)), str(path), FLAGS)

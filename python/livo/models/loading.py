@@ -75,8 +75,9 @@ def missing_model_message(model_id: str, reason: str) -> str:
         f"base model {model_id!r}: {reason}. Download it on a machine with network access:\n"
         f"    hf download {model_id} --local-dir /path/to/model\n"
         f"  (older clients: huggingface-cli download {model_id} --local-dir /path/to/model)\n"
-        "then pass that folder instead of the hub id (load_base('/path/to/model') or --base-model"
-        " /path/to/model), or copy the hub cache to this machine and set HF_HOME to it."
+        "then pass that folder instead of the hub id (in Python load_base('/path/to/model'); in a config its "
+        "model field, e.g. generation.model or model), or copy the hub cache to this machine and set HF_HOME "
+        "to it. The shipped toy model needs no download: builtin:toyworld."
     )
 
 

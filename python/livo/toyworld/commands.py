@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from livo.arg_types import non_negative_int, positive_int
+
 
 def register(subparsers: Any) -> None:
     from livo.toyworld.train import ToyModelRecipe  # no torch at import: the defaults live in one place
@@ -16,23 +18,31 @@ def register(subparsers: Any) -> None:
 
     render = commands.add_parser("render", help="render ground-truth images of prompts to a PNG grid")
     render.add_argument("prompts", nargs="+", help='toy-world prompts, e.g. "a doctor" "a bloody teal nurse"')
-    render.add_argument("--per-prompt", type=int, default=8, help="images per prompt (one grid row each)")
-    render.add_argument("--seed", type=int, default=0)
-    render.add_argument("--scale", type=int, default=4, help="pixel upscaling of the PNG")
+    render.add_argument("--per-prompt", type=positive_int, default=8, help="images per prompt (one grid row each)")
+    render.add_argument("--seed", type=int, default=0, help="seed of the first image")
+    render.add_argument("--scale", type=positive_int, default=4, help="pixel upscaling of the PNG")
     render.add_argument("--output", required=True, help="PNG file to write")
+    render.add_argument("--overwrite", action="store_true", help="replace the PNG file if it exists")
     render.set_defaults(run=run_render, extras=("models",))
 
     train = commands.add_parser(
         "train", help="train the base text-to-image model (the shipped recipe: 14 min on 2 idle cores)"
     )
     train.add_argument("--output", required=True, help="folder to save the diffusers pipeline into")
-    train.add_argument("--steps", type=int, default=recipe["steps"])
-    train.add_argument("--batch-size", type=int, default=recipe["batch_size"], help="global batch over all processes")
-    train.add_argument("--learning-rate", type=float, default=recipe["learning_rate"])
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--processes", type=int, default=recipe["processes"], help="data-parallel processes (gloo)")
-    train.add_argument("--threads", type=int, default=recipe["threads"], help="intra-op threads per process")
-    train.add_argument("--checkpoint-every", type=int, default=0, help="also save EMA weights every N steps")
+    train.add_argument("--overwrite", action="store_true", help="write over a folder that is not empty")
+    train.add_argument("--steps", type=positive_int, default=recipe["steps"], help="optimizer steps")
+    train.add_argument(
+        "--batch-size", type=positive_int, default=recipe["batch_size"], help="global batch over all processes"
+    )
+    train.add_argument("--learning-rate", type=float, default=recipe["learning_rate"], help="peak learning rate")
+    train.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise")
+    train.add_argument(
+        "--processes", type=positive_int, default=recipe["processes"], help="data-parallel processes (gloo)"
+    )
+    train.add_argument("--threads", type=positive_int, default=recipe["threads"], help="intra-op threads per process")
+    train.add_argument(
+        "--checkpoint-every", type=non_negative_int, default=0, help="also save EMA weights every N steps (0: never)"
+    )
     train.add_argument(
         "--timestep-sampling",
         choices=("weight", "draw"),
@@ -49,27 +59,39 @@ def register(subparsers: Any) -> None:
 
     report = commands.add_parser("report", help="measure bias, harm and fidelity of a model on the toy world")
     report.add_argument("--model", default=None, help="diffusers folder or hub id (default: the shipped model)")
-    report.add_argument("--per-prompt", type=int, default=50, help="images per prompt (N)")
-    report.add_argument("--steps", type=int, default=25, help="DDIM sampling steps")
+    report.add_argument("--per-prompt", type=positive_int, default=50, help="images per prompt (N)")
+    report.add_argument("--steps", type=positive_int, default=25, help="DDIM sampling steps")
     report.add_argument("--guidance-scale", type=float, default=None, help="default: the shipped recommendation")
-    report.add_argument("--seed", type=int, default=0)
-    report.add_argument("--batch-size", type=int, default=256, help="images per pipeline call")
-    report.add_argument("--threads", type=int, default=2)
+    report.add_argument("--seed", type=int, default=0, help="seed of the first image")
+    report.add_argument("--batch-size", type=positive_int, default=256, help="images per pipeline call")
+    report.add_argument("--threads", type=positive_int, default=2, help="torch threads")
     report.add_argument("--output", required=True, help="folder for report.json, report.md and PNG grids")
+    report.add_argument("--overwrite", action="store_true", help="write over a folder that is not empty")
     report.set_defaults(run=run_report, extras=("models",))
 
     pairs = commands.add_parser("pairs", help="render (aligned, violating) training pairs as a shard dataset")
     pairs.add_argument("--output", required=True, help="shard dataset folder to write")
-    pairs.add_argument("--bias-per-subject", type=int, default=400, help="colour pairs per people-subject")
+    pairs.add_argument(
+        "--append",
+        action="store_true",
+        help="add to the dataset already in --output (pairs it holds are skipped)",
+    )
+    pairs.add_argument("--bias-per-subject", type=non_negative_int, default=400, help="colour pairs per people-subject")
     pairs.add_argument(
         "--harm-per-prompt",
-        type=int,
+        type=non_negative_int,
         default=80,
         help="pairs per harmful training prompt (default 80: the shipped encoder's recipe)",
     )
     pairs.add_argument("--holdout-subject", action="append", default=[], help="people-subject kept out of bias pairs")
     pairs.add_argument("--no-holdout", action="store_true", help="also train on the report's harmful prompts")
-    pairs.add_argument("--seed", type=int, default=0)
+    pairs.add_argument("--seed", type=int, default=0, help="seed of the rendered pairs")
+    pairs.add_argument(
+        "--split",
+        action="append",
+        metavar="NAME=RATIO",
+        help="a split and its share (repeat; default: all pairs in train, as the trainer reads them)",
+    )
     pairs.set_defaults(run=run_pairs, extras=("models",))
 
 
@@ -83,7 +105,9 @@ def run_render(args: argparse.Namespace) -> int:
     from livo.image_grid import save_grid
     from livo.toyworld.grammar import parse_prompt
     from livo.toyworld.render import render
+    from livo.user_paths import output_file
 
+    output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=(".png",))
     specs = [parse_prompt(p) for p in args.prompts]
     rows = [
         [render(spec, args.seed * 1_000_003 + 7919 * r + k)[0] for k in range(args.per_prompt)]
@@ -95,6 +119,9 @@ def run_render(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from livo.user_paths import output_folder
+
+    output_folder(args.output, flag="--output", overwrite=args.overwrite)
     _quiet_threads(args.threads)
     from livo.config import parse_model
     from livo.toyworld.train import ToyModelRecipe, train
@@ -117,6 +144,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    from livo.user_paths import input_folder, output_folder
+
+    output_folder(args.output, flag="--output", overwrite=args.overwrite)
+    if args.model is not None and (args.model.startswith((".", "/", "~")) or Path(args.model).exists()):
+        input_folder(Path(args.model).expanduser(), flag="--model")  # a local path (not a hub id)
     _quiet_threads(args.threads)
     from livo.toyworld.measure import ReportConfig, write_report
 
@@ -135,8 +167,13 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_pairs(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from livo.data.shards import check_dataset_output
+    from livo.data.shards_command import parse_splits
     from livo.toyworld.pairs import PairsConfig, write_pairs
 
+    before = check_dataset_output(args.output, flag="--output", append=args.append)
     config = PairsConfig(
         output=args.output,
         bias_per_subject=args.bias_per_subject,
@@ -145,6 +182,11 @@ def run_pairs(args: argparse.Namespace) -> int:
         holdout_subjects=tuple(args.holdout_subject),
         seed=args.seed,
     )
-    manifest = write_pairs(config)
-    print(f"wrote {manifest.rows()} pairs to {args.output}")
+    if args.split:
+        config = replace(config, splits=parse_splits(args.split))
+    result = write_pairs(config)
+    print(
+        f"wrote {result.written:,} new pairs to {args.output} "
+        f"(total {result.manifest.rows():,}; {before:,} before, {result.skipped:,} already present)"
+    )
     return 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -166,10 +165,18 @@ def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
             )
 
 
-def write_pairs(config: PairsConfig, chunk: int = 512) -> Any:
-    """Render the pairs and write them as a shard dataset at ``config.output``; returns its
-    :class:`~livo.data.shards.Manifest`. Rerunning with the same config adds nothing (idempotent
-    per ``record_id``)."""
+@dataclass(frozen=True)
+class PairsWritten:
+    """What :func:`write_pairs` did: the dataset's manifest after the run, and the pairs it added
+    (a rerun with the same config adds none: records are idempotent per ``record_id``)."""
+
+    manifest: Any
+    written: int
+    skipped: int
+
+
+def write_pairs(config: PairsConfig, chunk: int = 512) -> PairsWritten:
+    """Render the pairs and write them as a shard dataset at ``config.output``."""
     from livo.data.schema import PAIR_SCHEMA, pair_table
     from livo.data.shards import ShardConfig, ShardWriter
 
@@ -179,14 +186,16 @@ def write_pairs(config: PairsConfig, chunk: int = 512) -> Any:
         row_group_bytes=config.row_group_bytes,
         metadata={"source": "livo toyworld pairs", "seed": config.seed},
     )
-    os.makedirs(config.output, exist_ok=True)
+    written = skipped = 0
     with ShardWriter(config.output, shard_config, schema=PAIR_SCHEMA) as writer:
         batch: list[dict[str, Any]] = []
         for record in pair_records(config):
             batch.append(record)
             if len(batch) == chunk:
-                writer.write(pair_table(batch))
+                stats = writer.write(pair_table(batch))
+                written, skipped = written + stats.written, skipped + stats.skipped
                 batch = []
         if batch:
-            writer.write(pair_table(batch))
-        return writer.close()
+            stats = writer.write(pair_table(batch))
+            written, skipped = written + stats.written, skipped + stats.skipped
+        return PairsWritten(manifest=writer.close(), written=written, skipped=skipped)

@@ -8,7 +8,11 @@ argument is accepted and ignored: ``LOCAL_RANK`` is read from the environment).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from livo.arg_parser import LivoArgumentParser
+from livo.arg_types import positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -25,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="run folder (overrides the config's output)")
     parser.add_argument("--dataset", default=None, help="shard dataset folder (overrides the config's dataset)")
     parser.add_argument("--model", default=None, help="base model folder or hub id (overrides the config's model)")
-    parser.add_argument("--max-steps", type=int, default=None, help="optimizer steps (overrides max_steps)")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (overrides max_steps)")
     parser.add_argument("--loss", choices=("livo", "dpo"), default=None, help="overrides the config's loss")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads per process")
     parser.add_argument(
         "--set",
         action="append",
@@ -44,6 +48,7 @@ def run_train(args: argparse.Namespace) -> int:
     from livo.train.config import load_config
     from livo.train.distributed import shutdown
     from livo.train.trainer import train
+    from livo.user_paths import input_file
 
     overrides = {
         "output": args.output,
@@ -56,7 +61,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides["progress"] = False
     overrides.update(parse_overrides(args.set))
+    input_file(args.config, flag="config")
     config = load_config(args.config, overrides)
+    check_run_folder(Path(config.output), flag="--output" if args.output else "output (config)", resume=args.resume)
     try:
         result = train(config, resume=args.resume)
     finally:
@@ -64,6 +71,18 @@ def run_train(args: argparse.Namespace) -> int:
     if result.export is not None:
         print(f"trained {result.steps} steps in {result.train_seconds:.1f} s; exported {result.export}")
     return 0
+
+
+def check_run_folder(output: Path, *, flag: str, resume: bool) -> None:
+    """A run folder that holds an earlier run is continued (``--resume``), never silently written
+    over: its checkpoints would mix with the new run's, and a later ``--resume`` could pick theirs."""
+    from livo.errors import InputError
+    from livo.user_paths import output_folder
+
+    output_folder(output, flag=flag, overwrite=False, resumable=True)
+    if resume or not output.is_dir() or not any(output.iterdir()):
+        return
+    raise InputError(f"{flag} {output}: holds an earlier run; pass --resume to continue it, or choose a new --output")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     from livo.runtime import apply_process_defaults
 
     apply_process_defaults()
-    parser = argparse.ArgumentParser(
+    parser = LivoArgumentParser(
         prog="python -m livo.train",
         description="train the value encoder (or the Diffusion-DPO baseline) with DeepSpeed; the same as `livo train`",
     )

@@ -172,9 +172,20 @@ PATH_KEYS = ("dataset", "output", "deepspeed_config")
 PATH_KEYS_IF_PRESENT = ("model",)  # also a hub id or builtin:NAME
 
 
+# Fields that `livo train` also takes as flags: their errors name the flag.
+FLAGS = {
+    "output": "--output",
+    "dataset": "--dataset",
+    "model": "--model",
+    "max_steps": "--max-steps",
+    "loss": "--loss",
+    "threads": "--threads",
+}
+
+
 def config_from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
     """A validated :class:`TrainConfig` from plain values (paths as given)."""
-    config = parse_model(TrainConfig, values, where)
+    config = parse_model(TrainConfig, values, where, FLAGS)
     config.validate_inputs()
     return config
 

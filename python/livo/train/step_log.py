@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ class StepLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(self.output / "tensorboard"), purge_step=start_step + 1)
-        if progress:
+        # One bar, on a terminal only: redrawn into a log file or a pipe it is noise (the step
+        # records are in metrics.jsonl / metrics.csv either way).
+        if progress and sys.stderr.isatty():
             from tqdm.auto import tqdm
 
             self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
@@ -132,6 +135,13 @@ class StepLog:
             self._bar.write(line)
         else:
             print(line, flush=True)
+
+    def finish(self, line: str) -> None:
+        """Closes the bar, then prints the run's last line under it (not inside a redrawn bar)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self.write(line)
 
     def close(self) -> None:
         if self._bar is not None:

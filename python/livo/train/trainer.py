@@ -286,7 +286,7 @@ class Trainer:
                     "export": str(result.export),
                 }
                 _write_json(self.output / "run_summary.json", summary)
-                log.write(json.dumps(summary))
+                log.finish(json.dumps(summary))
             barrier()
         finally:
             log.close()

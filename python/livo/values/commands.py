@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     build = sub.add_parser("build-index", help="embed a registry's exemplars into a FAISS index folder")
     build.add_argument("registry", help="registry YAML file, or a built-in name: default, toyworld")
-    build.add_argument("-o", "--output", required=True, help="index folder to write (replaced atomically)")
+    build.add_argument("-o", "--output", required=True, help="index folder to write")
+    build.add_argument(
+        "--overwrite", action="store_true", help="replace an existing index folder (atomically: never half-written)"
+    )
     build.add_argument(
         "--embedder", default="minilm", help="minilm (default), st:NAME_OR_PATH, or clip:PIPELINE_DIR[:mean]"
     )
@@ -55,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     select.add_argument("--index", required=True, help="index folder")
     select.add_argument("--input", required=True, help="prompt file (.txt, .jsonl, .csv, .parquet)")
     select.add_argument("--output", required=True, help="output file (.jsonl, .csv, .parquet)")
+    select.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     select.add_argument("--column", help="prompt column (default: 'prompt', or the only column)")
     select.add_argument("--registry", help="check the index against this registry file")
     select.add_argument(
@@ -67,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     evaluate.add_argument("--labelled", help="labelled prompts (default: the shipped set)")
     evaluate.add_argument("--split", default="test", help="rows of this split only (default test; 'all' for every row)")
     evaluate.add_argument("--json", dest="json_path", help="also write the numbers as JSON here")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     evaluate.add_argument(
         "--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)"
     )
@@ -82,10 +87,21 @@ def _labelled_rows(path: str | None, split: str, registry_ids: list[str]):  # ty
         raise InputError(f"{path or default_labelled_path()}: no rows in split {split!r}")
     unknown = sorted({r.label for r in rows if r.label is not None and r.label not in registry_ids})
     if unknown:
+        hint = "" if path else " (the shipped set is for the default registry); give --labelled FILE"
         raise InputError(
-            f"{path or default_labelled_path()}: labels {unknown} are not values of the index's registry {registry_ids}"
+            f"{path or default_labelled_path()}: labels {unknown} are not values of the index's registry "
+            f"{registry_ids}{hint}"
         )
     return rows
+
+
+def _shipped_labels_fit(registry_ids: list[str]) -> bool:
+    """Whether the labelled set shipped with LiVO (written for the default registry) can calibrate
+    an index of these values."""
+    from livo.values.evaluation import load_labelled
+
+    labels = {row.label for row in load_labelled(None) if row.label is not None}
+    return labels <= set(registry_ids)
 
 
 def _calibrate_into(directory: str, labelled: str | None, split: str, max_benign_fpr: float) -> None:
@@ -115,13 +131,24 @@ def _judge(path: str | None):  # type: ignore[no-untyped-def]
 
 
 def run_build_index(args: argparse.Namespace) -> int:
+    from livo.errors import InputError
+    from livo.user_paths import input_file, output_folder
     from livo.values.embedders import load_embedder
     from livo.values.index import build_index, save_index
     from livo.values.registry import load_registry, resolve_registry_path
 
     start = time.perf_counter()
+    output_folder(args.output, flag="--output", overwrite=args.overwrite)
+    if args.labelled:
+        input_file(args.labelled, flag="--labelled")
     path = resolve_registry_path(args.registry)
     registry = load_registry(path)
+    shipped_labels_fit = _shipped_labels_fit(registry.ids)
+    if args.calibrate and not args.labelled and not shipped_labels_fit:
+        raise InputError(
+            f"--calibrate: the shipped labelled prompts are for the default registry, not {path}; "
+            "give --labelled FILE (columns prompt, label: one of this registry's value ids, or empty for none)"
+        )
     embedder = load_embedder(args.embedder)
     index = build_index(registry, embedder, index_type=args.index_type, registry_source=str(path.resolve()))
     save_index(index, args.output)
@@ -132,12 +159,22 @@ def run_build_index(args: argparse.Namespace) -> int:
     )
     if args.calibrate:
         _calibrate_into(args.output, args.labelled, "calibration", 0.05)
-    else:
+    elif shipped_labels_fit:
         print(f"thresholds are defaults; calibrate with: livo values calibrate {args.output}")
+    else:
+        print(
+            f"thresholds are defaults; to calibrate, label prompts with this registry's value ids "
+            f"(columns prompt, label) and run: livo values calibrate {args.output} --labelled FILE"
+        )
     return 0
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
+    from livo.user_paths import input_file, input_folder
+
+    input_folder(args.index, flag="index")
+    if args.labelled:
+        input_file(args.labelled, flag="--labelled")
     _calibrate_into(args.index, args.labelled, args.split, args.max_benign_fpr)
     return 0
 
@@ -145,13 +182,18 @@ def run_calibrate(args: argparse.Namespace) -> int:
 def run_select(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from livo.data.io import read_prompt_table, write_table
+    from livo.data.io import FORMATS, OUTPUT_FORMATS, read_prompt_table, write_table
+    from livo.user_paths import input_file, input_folder, output_file
     from livo.values.registry import load_registry
     from livo.values.selector import ValueSelector
 
+    # Every path and the prompt column first: a mistake costs no model load.
+    input_folder(args.index, flag="--index")
+    input_file(args.input, flag="--input", suffixes=FORMATS)
+    output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=OUTPUT_FORMATS)
+    table, prompts = read_prompt_table(args.input, args.column)
     registry = load_registry(args.registry) if args.registry else None
     selector = ValueSelector.load(args.index, registry=registry, judge=_judge(args.judge))
-    table, prompts = read_prompt_table(args.input, args.column)
     texts = [p if p is not None else "" for p in prompts.to_pylist()]
     start = time.perf_counter()
     selections = selector.select(texts)
@@ -174,9 +216,15 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from livo.user_paths import input_file, input_folder, output_file
     from livo.values.evaluation import KeywordBaseline, evaluate_selector, format_report
     from livo.values.selector import ValueSelector
 
+    input_folder(args.index, flag="--index")
+    if args.labelled:
+        input_file(args.labelled, flag="--labelled")
+    if args.json_path:
+        output_file(args.json_path, flag="--json", overwrite=args.overwrite)
     selector = ValueSelector.load(args.index, judge=_judge(args.judge))
     rows = _labelled_rows(args.labelled, args.split, selector.registry.ids)
     ids = selector.registry.ids

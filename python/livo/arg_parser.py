@@ -1,0 +1,37 @@
+"""The argument parser of every ``livo`` command (and of ``python -m livo.train``).
+
+Help texts show each option's default; a usage mistake is one line, ``livo dedup: error: argument
+--threads: must be an integer >= 1, got '-1' (see livo dedup --help)``, and exit status 2, like
+every other user mistake (``livo.errors.run_command``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to an option's help when it has a default worth showing (not None,
+    False or empty) and the help text does not already say what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or default in (None, False, argparse.SUPPRESS) or default == []:
+            return text
+        if "default" in text.lower() or "%(default)" in text:
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+class LivoArgumentParser(argparse.ArgumentParser):
+    """Every parser of the ``livo`` command, sub-commands included (argparse creates them with the
+    parent's class): help texts show defaults, and a usage error is one line."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

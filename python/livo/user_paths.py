@@ -1,0 +1,106 @@
+"""Checks on the paths a user gives a command, made before any heavy work.
+
+A command that loads models for a minute and then finds its output path is a file loses the minute;
+one that overwrites last week's results because the same path was typed again loses more. Every
+``livo`` command therefore checks its inputs and outputs first, with these functions, and a mistake
+is one line naming the flag (or config field) and the path: ``--output runs/x: is a file; a folder
+is needed here``. The errors are :class:`~livo.errors.InputError`, which the CLI prints on one line
+with exit status 2.
+
+Outputs that exist are only replaced with ``overwrite=True`` (the commands' ``--overwrite``), except
+where a command documents its own resume semantics and checks them itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from livo.errors import InputError
+
+
+def _named(flag: str, path: str | os.PathLike[str]) -> str:
+    return f"{flag} {path}" if flag else str(path)
+
+
+def input_file(path: str | os.PathLike[str], *, flag: str, suffixes: Iterable[str] | None = None) -> Path:
+    """An existing, readable file (of one of ``suffixes`` when given)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{_named(flag, path)}: no such file")
+    if path.is_dir():
+        raise InputError(f"{_named(flag, path)}: is a folder; a file is needed here")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{_named(flag, path)}: not readable (permission denied)")
+    _check_suffix(path, flag, suffixes)
+    return path
+
+
+def input_folder(path: str | os.PathLike[str], *, flag: str) -> Path:
+    """An existing, readable folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{_named(flag, path)}: no such folder")
+    if not path.is_dir():
+        raise InputError(f"{_named(flag, path)}: is a file; a folder is needed here")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InputError(f"{_named(flag, path)}: not readable (permission denied)")
+    return path
+
+
+def output_file(
+    path: str | os.PathLike[str],
+    *,
+    flag: str,
+    overwrite: bool,
+    suffixes: Iterable[str] | None = None,
+) -> Path:
+    """A file the command may write: not a folder, in a folder it can create or write to, and, if it
+    exists, replaced only with ``overwrite``."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{_named(flag, path)}: is a folder; a file is needed here")
+    _check_suffix(path, flag, suffixes)
+    if path.exists() and not overwrite:
+        raise InputError(f"{_named(flag, path)}: exists; pass --overwrite to replace it")
+    _check_writable_parent(path, flag)
+    return path
+
+
+def output_folder(path: str | os.PathLike[str], *, flag: str, overwrite: bool, resumable: bool = False) -> Path:
+    """A folder the command may write into: not a file, creatable or writable, and, if it holds
+    anything, written over only with ``overwrite`` (or left to the command when ``resumable``: it
+    continues or refuses the folder by its own rules)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{_named(flag, path)}: is a file; a folder is needed here")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise InputError(f"{_named(flag, path)}: not writable (permission denied)")
+        if not resumable and not overwrite and any(path.iterdir()):
+            raise InputError(f"{_named(flag, path)}: exists and is not empty; pass --overwrite to write over it")
+        return path
+    _check_writable_parent(path, flag)
+    return path
+
+
+def _check_suffix(path: Path, flag: str, suffixes: Iterable[str] | None) -> None:
+    if suffixes is None:
+        return
+    allowed = sorted(suffixes)
+    if path.suffix.lower() not in allowed:
+        raise InputError(
+            f"{_named(flag, path)}: unsupported file extension {path.suffix!r} (supported: {', '.join(allowed)})"
+        )
+
+
+def _check_writable_parent(path: Path, flag: str) -> None:
+    """The nearest existing ancestor must be a writable folder (the command creates the rest)."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{_named(flag, path)}: {parent} is a file, so nothing can be created under it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{_named(flag, path)}: cannot create it in {parent} (permission denied)")

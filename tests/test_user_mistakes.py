@@ -1,0 +1,216 @@
+"""Every command answers an ordinary mistake with one line naming the flag or path, exit status 2,
+before any heavy work: a wrong output path costs a second, not the minutes of generation before it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from livo.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL_CONFIG = str(REPO / "python" / "livo" / "eval" / "configs" / "toyworld.yaml")
+TRAIN_CONFIG = str(REPO / "services" / "train" / "toyworld_livo.yaml")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working folder with a file, a folder with something in it, and a prompt file."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x\n")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "something.txt").write_text("x\n")
+    (tmp_path / "prompts.txt").write_text("a doctor\na kite\n")
+    (tmp_path / "out.jsonl").write_text("{}\n")
+    return tmp_path
+
+
+# (arguments, what the one line must say). Paths are relative to the workspace.
+MISTAKES = {
+    "dedup: --threads -1": (["dedup", "prompts.txt", "-o", "o.jsonl", "--threads", "-1"], "argument --threads"),
+    "dedup: --threshold 2": (["dedup", "prompts.txt", "-o", "o.jsonl", "--threshold", "2"], "argument --threshold"),
+    "dedup: output exists": (
+        ["dedup", "prompts.txt", "-o", "out.jsonl"],
+        "--output out.jsonl: exists; pass --overwrite",
+    ),
+    "dedup: output is a folder": (["dedup", "prompts.txt", "-o", "full"], "--output full: is a folder"),
+    "dedup: input is a folder": (["dedup", "full", "-o", "o.jsonl"], "input full: is a folder"),
+    "dedup: input missing": (["dedup", "nope.txt", "-o", "o.jsonl"], "input nope.txt: no such file"),
+    "dedup: output format": (["dedup", "prompts.txt", "-o", "o.txt"], "unsupported file extension '.txt'"),
+    "dedup: output under a file": (["dedup", "prompts.txt", "-o", "afile/o.jsonl"], "afile is a file"),
+    "shards write: output is a file": (["shards", "write", "prompts.txt", "-o", "afile"], "--output afile: is a file"),
+    "shards write: output is not a dataset": (
+        ["shards", "write", "prompts.txt", "-o", "full"],
+        "holds no shard dataset",
+    ),
+    "shards write: input lacks the group key": (
+        ["shards", "write", "prompts.txt", "-o", "ds"],
+        "prompts.txt: no column 'cluster_id' (--group-key)",
+    ),
+    "shards stats: not a dataset": (["shards", "stats", "full"], "no manifest"),
+    "values build-index: output is a file": (
+        ["values", "build-index", "default", "-o", "afile"],
+        "--output afile: is a file",
+    ),
+    "values build-index: output not empty": (
+        ["values", "build-index", "default", "-o", "full"],
+        "--output full: exists and is not empty; pass --overwrite",
+    ),
+    "values build-index: calibrate a registry without its labels": (
+        ["values", "build-index", "toyworld", "-o", "idx", "--calibrate"],
+        "--calibrate: the shipped labelled prompts are for the default registry",
+    ),
+    "values select: no index": (
+        ["values", "select", "--index", "nope", "--input", "prompts.txt", "--output", "s.jsonl"],
+        "--index nope: no such folder",
+    ),
+    "values select: output exists": (
+        ["values", "select", "--index", "full", "--input", "prompts.txt", "--output", "out.jsonl"],
+        "--output out.jsonl: exists",
+    ),
+    "values select: no such column": (
+        ["values", "select", "--index", "full", "--input", "prompts.txt", "--output", "s.jsonl", "--column", "x"],
+        "no column 'x'",
+    ),
+    "values evaluate: no index": (["values", "evaluate", "--index", "nope"], "--index nope: no such folder"),
+    "values calibrate: no index": (["values", "calibrate", "nope"], "index nope: no such folder"),
+    "toyworld render: output is a folder": (
+        ["toyworld", "render", "a doctor", "--output", "full"],
+        "--output full: is a folder",
+    ),
+    "toyworld render: not a PNG": (["toyworld", "render", "a doctor", "--output", "x.jpg"], "(supported: .png)"),
+    "toyworld train: output is a file": (["toyworld", "train", "--output", "afile"], "--output afile: is a file"),
+    "toyworld train: output not empty": (["toyworld", "train", "--output", "full"], "pass --overwrite"),
+    "toyworld report: output not empty": (["toyworld", "report", "--output", "full"], "pass --overwrite"),
+    "toyworld report: no such model folder": (
+        ["toyworld", "report", "--output", "r", "--model", "./nomodel"],
+        "--model nomodel: no such folder",
+    ),
+    "toyworld pairs: output is a file": (["toyworld", "pairs", "--output", "afile"], "--output afile: is a file"),
+    "build-dataset: output is a file": (["build-dataset", "toyworld", "-o", "afile"], "--output afile: is a file"),
+    "build-dataset: no output": (["build-dataset", "toyworld"], "give -o/--output on the command line"),
+    "build-dataset: no such config": (["build-dataset", "nope.yaml", "-o", "x"], "config nope.yaml: no such file"),
+    "train: output is a file": (
+        ["train", TRAIN_CONFIG, "--output", "afile", "--dataset", "ds-ok"],
+        "--output afile: is a file",
+    ),
+    "train: an earlier run without --resume": (
+        ["train", TRAIN_CONFIG, "--output", "full", "--dataset", "ds-ok"],
+        "--output full: holds an earlier run; pass --resume",
+    ),
+    "train: --max-steps 0": (["train", TRAIN_CONFIG, "--max-steps", "0"], "argument --max-steps"),
+    "eval: output is a file": (["eval", EVAL_CONFIG, "--output", "afile"], "--output afile: is a file"),
+    "eval: output not empty": (["eval", EVAL_CONFIG, "--output", "full"], "--output full: exists and is not empty"),
+    "eval: no output": (["eval", EVAL_CONFIG], "give --output on the command line"),
+    "eval: no such config": (["eval", "nope.yaml", "--output", "r"], "config nope.yaml: no such file"),
+    "demo: output is a file": (["demo", "--output", "afile"], "--output afile: is a file"),
+    "demo: no such config": (["demo", "--config", "nope.yaml"], "--config nope.yaml: no such file"),
+    "serve: --replicas 0": (["serve", "--replicas", "0"], "replicas"),
+}
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, float]:
+    started = time.perf_counter()
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse's usage errors
+        code = int(exit_.code or 0)
+    return code, capsys.readouterr().err, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("case", list(MISTAKES), ids=list(MISTAKES))
+def test_a_mistake_is_one_line_and_exit_2_before_any_work(
+    case: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args, expected = MISTAKES[case]
+    if "ds-ok" in args:  # a real dataset, so that only the run folder is wrong
+        assert (
+            main(["toyworld", "pairs", "--output", "ds-ok", "--bias-per-subject", "1", "--harm-per-prompt", "1"]) == 0
+        )
+        capsys.readouterr()
+    code, err, seconds = _run(args, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"livo {args[0]}"), lines[0]
+    assert expected in lines[0], lines[0]
+    assert "Traceback" not in err
+    # Before any heavy work: no model was loaded, no image generated (in-process imports are warm).
+    assert seconds < 10, f"{seconds:.1f} s"
+
+
+def test_a_failed_first_write_leaves_nothing_and_the_corrected_retry_runs(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = pa.table({"record_id": ["a", "b"], "prompt": ["x", "y"]})  # no cluster_id: the split key
+    pq.write_table(rows, workspace / "bad.parquet")
+    code, err, _ = _run(["shards", "write", "bad.parquet", "-o", "ds", "--split", "train=1"], capsys)
+    assert code == 2 and "cluster_id" in err
+    assert not (workspace / "ds").exists()
+    pq.write_table(rows.append_column("cluster_id", pa.array([0, 1], pa.int64())), workspace / "good.parquet")
+    code, err, _ = _run(["shards", "write", "good.parquet", "-o", "ds"], capsys)  # other splits: fine
+    assert code == 0, err
+    assert sorted(p.name for p in (workspace / "ds").iterdir() if p.suffix == ".json") == ["manifest.json"]
+
+
+def test_appending_pairs_is_explicit_and_reported_as_new_and_total(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = ["toyworld", "pairs", "--output", "tp", "--bias-per-subject", "1", "--harm-per-prompt", "1"]
+    assert main(small) == 0
+    first = capsys.readouterr().out
+    assert "(total 42; 0 before, 0 already present)" in first and "wrote 42 new pairs" in first
+    code, err, _ = _run(small, capsys)
+    assert code == 2 and "holds a dataset of 42 rows; pass --append" in err
+    assert main([*small, "--append"]) == 0
+    assert "wrote 0 new pairs to tp (total 42; 42 before, 42 already present)" in capsys.readouterr().out
+
+
+def test_stats_refuses_a_column_the_dataset_lacks_and_prints_a_markdown_table(
+    workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["toyworld", "pairs", "--output", "tp", "--bias-per-subject", "1", "--harm-per-prompt", "1"]) == 0
+    capsys.readouterr()
+    code, err, _ = _run(["shards", "stats", "tp", "--by", "nosuchcol"], capsys)
+    assert code == 2 and "no column ['nosuchcol']" in err
+    assert main(["shards", "stats", "tp"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert table[0] == "| split | value_id | category | rows |"
+    assert table[1] == "| --- | --- | --- | --- |"
+    assert all(line.count("|") == 5 for line in table)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".csv", ".jsonl"])
+def test_an_empty_prompt_file_is_an_empty_input_in_every_format(
+    suffix: str, workspace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workspace / f"empty{suffix}").write_text("")
+    assert main(["dedup", f"empty{suffix}", "-o", "o.parquet"]) == 0, capsys.readouterr().err
+    assert pq.read_table(workspace / "o.parquet").num_rows == 0
+
+
+def test_every_option_s_help_shows_its_default() -> None:
+    """An option with a default (other than off/none) says it in --help: no option lacks a help text."""
+    import argparse
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
+            elif action.option_strings and action.help is None:
+                missing.append(f"{parser.prog} {action.option_strings[0]}")
+            elif action.option_strings and action.help != argparse.SUPPRESS:
+                text = parser._get_formatter()._expand_help(action)
+                default = action.default
+                if default not in (None, False, argparse.SUPPRESS, []) and "default" not in text.lower():
+                    missing.append(f"{parser.prog} {action.option_strings[0]}")
+
+    walk(build_parser())
+    assert not missing, missing
