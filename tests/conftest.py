@@ -46,3 +46,14 @@ def ray_local():
         start_ray(None, num_cpus=2)  # retries a start that timed out on a loaded machine
     yield ray
     ray.shutdown()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """The docs' examples: every shell and Python block of README.md and docs/, run or not and why."""
+    import sys
+
+    module = sys.modules.get("test_docs_examples")
+    if module is None or not module.BLOCK_TABLE:
+        return
+    terminalreporter.section("documentation examples")
+    terminalreporter.write_line(module.format_block_table(module.BLOCK_TABLE))
