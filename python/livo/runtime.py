@@ -270,8 +270,8 @@ def start_ray(
         token = configure_local_ray(authenticate, token_file)
     else:
         token = configure_ray_join(str(address), token_file)
-    if "ray" in sys.modules and local:
-        _apply_single_machine_mode()
+    if "ray" in sys.modules:
+        _apply_import_time_settings(local)
     import ray
 
     for attempt in range(1, attempts + 1):
@@ -315,12 +315,18 @@ def start_ray(
     return token
 
 
-def _apply_single_machine_mode() -> None:
-    """Ray was imported before :func:`configure_local_ray` ran: its constant is read from the
-    environment only at import, so it is set to the same value here."""
+def _apply_import_time_settings(local: bool) -> None:
+    """Ray was imported before :func:`configure_local_ray` (or :func:`configure_ray_join`) ran: the
+    constants it reads from the environment only at import are set to the same values here."""
     from ray._private import ray_constants
 
-    ray_constants.ENABLE_RAY_CLUSTER = os.environ.get(SINGLE_MACHINE_VARIABLE) != "0"
+    if local:
+        ray_constants.ENABLE_RAY_CLUSTER = os.environ.get(SINGLE_MACHINE_VARIABLE) != "0"
+    ray_constants.RAY_ENABLE_UV_RUN_RUNTIME_ENV = os.environ.get("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "1") not in (
+        "0",
+        "false",
+        "False",
+    )
 
 
 def _stop_ray_children() -> None:

@@ -97,12 +97,13 @@ def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import logging
     import signal
     import sys
     import time
 
     from livo.errors import ConfigError
-    from livo.runtime import is_loopback, start_ray
+    from livo.runtime import is_loopback, is_verbose, start_ray
 
     config, http = service_settings(args)
     settings: dict[str, str] = {}
@@ -124,8 +125,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from livo.serve.app import APP_NAME, build_app
 
-    serve.start(http_options=http)
-    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    # Serve's controller, proxy and replicas log every deployment step and request at INFO; by
+    # default the console gets their warnings only (`livo -v serve`: everything, access lines too).
+    logging_config = {"log_level": "INFO" if is_verbose() else "WARNING"}
+    logging.getLogger("ray.serve").setLevel(logging_config["log_level"])  # this process's Serve client
+    serve.start(http_options=http, logging_config=logging_config)
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/", logging_config=logging_config)
     mode = "WITHOUT auth (loopback only)" if config.auth.insecure else "bearer-token auth"
     print(
         f"livo serve: http://{http['host']}:{http['port']}/ ({config.generator.num_replicas} model replicas, "
@@ -147,5 +152,11 @@ def run_serve(args: argparse.Namespace) -> int:
         while True:
             time.sleep(3600)
     finally:
-        serve.shutdown()
+        if args.ray_address:
+            serve.shutdown()
+        else:
+            # The local Ray and Serve's own actors end with this process; deleting the application
+            # first lets its replicas finish their requests. (serve.shutdown() would also have the
+            # controller kill itself mid-task, which Ray reports as a failed task on every clean stop.)
+            serve.delete(APP_NAME)
         ray.shutdown()
