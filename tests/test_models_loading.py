@@ -64,3 +64,40 @@ def test_a_builtin_model_loads_by_name_frozen_like_any_base() -> None:
 def test_an_unknown_builtin_model_names_the_installed_ones() -> None:
     with pytest.raises(ConfigError, match=r"no built-in model named 'nosuch' \(known: toyworld\)"):
         load_base("builtin:nosuch")
+
+
+def _edit_json(path, **changes) -> None:  # noqa: ANN001
+    import json
+
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("no vae folder", "missing the vae/ folder that model_index.json names"),
+        ("narrow cross-attention", "text_encoder hidden_size 32 does not match unet cross_attention_dim 64"),
+        ("long tokenizer", "tokenizer model_max_length 77 exceeds text_encoder max_position_embeddings 16"),
+        ("garbage weights", "cannot be loaded"),
+    ],
+)
+def test_a_damaged_model_folder_is_named_with_the_field(tmp_path, damage: str, message: str) -> None:  # noqa: ANN001
+    import shutil
+
+    from diffusers import StableDiffusionPipeline
+
+    folder = tmp_path / "base"
+    StableDiffusionPipeline(**tiny_components(seed=0)).save_pretrained(folder)
+    if damage == "no vae folder":
+        shutil.rmtree(folder / "vae")
+    elif damage == "narrow cross-attention":
+        _edit_json(folder / "unet" / "config.json", cross_attention_dim=64)
+    elif damage == "long tokenizer":
+        _edit_json(folder / "tokenizer" / "tokenizer_config.json", model_max_length=77)
+    else:
+        (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(InputError) as raised:
+        load_base(folder)
+    assert message in str(raised.value) and str(folder) in str(raised.value)

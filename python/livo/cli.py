@@ -15,6 +15,7 @@ from livo.arg_parser import LivoArgumentParser
 COMMAND_MODULES = [
     "livo.data.dedup_command",
     "livo.data.shards_command",
+    "livo.models_command",
     "livo.toyworld.commands",
     "livo.values.commands",
     "livo.train.commands",

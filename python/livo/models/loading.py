@@ -112,7 +112,11 @@ def load_base(
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise InputError(f"base model folder {model}: no model_index.json (not a diffusers pipeline folder)")
-        pipeline = _pipeline_class(pipeline_class).from_pretrained(os.fspath(path), **kwargs)
+        _check_folder(path)
+        try:
+            pipeline = _pipeline_class(pipeline_class).from_pretrained(os.fspath(path), **kwargs)
+        except (OSError, ValueError) as error:  # weights that do not fit their config, unreadable files
+            raise InputError(f"base model folder {model}: cannot be loaded: {error}") from None
     elif path.exists():
         raise InputError(f"base model {model}: not a folder (expected a diffusers pipeline folder or a hub id)")
     elif model.startswith((".", "/", "~")):
@@ -127,9 +131,91 @@ def load_base(
         if cache_dir is not None:
             kwargs["cache_dir"] = os.fspath(cache_dir)
         pipeline = _load_from_hub(_pipeline_class(pipeline_class), model, kwargs, offline)
+    check_components(pipeline, str(model))
     if device is not None:
         pipeline = pipeline.to(device)
     return pipeline
+
+
+REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def _check_folder(path: Path) -> None:
+    """Before loading: each component ``model_index.json`` names has its folder (diffusers' own error
+    does not say which is missing), and the components' configs fit each other (see
+    :func:`check_components`), so a mismatch is named instead of failing as a weight-shape error."""
+    import json
+
+    def read(relative: str) -> dict[str, Any]:
+        file = path / relative
+        if not file.is_file():
+            return {}
+        try:
+            data = json.loads(file.read_text())
+        except (OSError, ValueError) as error:
+            raise InputError(f"base model folder {path}: {relative} cannot be read: {error}") from None
+        return data if isinstance(data, dict) else {}
+
+    index = read("model_index.json")
+    for name in REQUIRED_COMPONENTS:
+        entry = index.get(name)
+        if not isinstance(entry, list) or entry[0] is None:
+            raise InputError(f"base model folder {path}: model_index.json has no {name!r} component")
+        if not (path / name).is_dir():
+            raise InputError(f"base model folder {path}: missing the {name}/ folder that model_index.json names")
+    unet, vae, text = read("unet/config.json"), read("vae/config.json"), read("text_encoder/config.json")
+    tokenizer = read("tokenizer/tokenizer_config.json")
+    _check_fit(
+        str(path),
+        width=text.get("hidden_size"),
+        cross_attention_dim=unet.get("cross_attention_dim"),
+        positions=text.get("max_position_embeddings"),
+        tokenizer_length=tokenizer.get("model_max_length"),
+        latent_channels=vae.get("latent_channels"),
+        unet_in_channels=unet.get("in_channels"),
+    )
+
+
+def _check_fit(source: str, **sizes: Any) -> None:
+    def known(*names: str) -> bool:
+        return all(isinstance(sizes[n], int) for n in names)
+
+    if known("width", "cross_attention_dim") and sizes["width"] != sizes["cross_attention_dim"]:
+        raise InputError(
+            f"base model {source}: text_encoder hidden_size {sizes['width']} does not match "
+            f"unet cross_attention_dim {sizes['cross_attention_dim']}"
+        )
+    if known("tokenizer_length", "positions") and sizes["tokenizer_length"] > sizes["positions"]:
+        raise InputError(
+            f"base model {source}: tokenizer model_max_length {sizes['tokenizer_length']} exceeds "
+            f"text_encoder max_position_embeddings {sizes['positions']}"
+        )
+    if known("latent_channels", "unet_in_channels") and sizes["latent_channels"] != sizes["unet_in_channels"]:
+        raise InputError(
+            f"base model {source}: vae latent_channels {sizes['latent_channels']} does not match "
+            f"unet in_channels {sizes['unet_in_channels']}"
+        )
+
+
+def check_components(pipeline: Any, source: str) -> None:
+    """The components must fit each other: text-encoder width = the U-Net's ``cross_attention_dim``,
+    tokenizer length ≤ the text encoder's positions, VAE latent channels = the U-Net's input. A
+    mismatch otherwise surfaces as a shape error deep inside the first generation (or not at all,
+    for a tokenizer that is too long for only some prompts)."""
+    unet, vae, text_encoder, tokenizer = (
+        getattr(pipeline, name, None) for name in ("unet", "vae", "text_encoder", "tokenizer")
+    )
+    if unet is None or text_encoder is None or tokenizer is None or vae is None:
+        return  # not a text-to-image pipeline of this shape; its own class checks it
+    _check_fit(
+        source,
+        width=text_encoder.config.hidden_size,
+        cross_attention_dim=unet.config.cross_attention_dim,
+        positions=text_encoder.config.max_position_embeddings,
+        tokenizer_length=tokenizer.model_max_length,
+        latent_channels=vae.config.latent_channels,
+        unet_in_channels=unet.config.in_channels,
+    )
 
 
 def _truthy(value: str) -> bool:
