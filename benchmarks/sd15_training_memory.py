@@ -10,6 +10,8 @@ per trainable parameter), peak RSS of the rank (the trainer's ``run_summary.json
 
     source scripts/env.sh
     python benchmarks/sd15_training_memory.py --work /tmp/sd15-bench --image-size 256 --steps 7
+    python benchmarks/sd15_training_memory.py --work /tmp/sd15-bench --image-size 256 --steps 7 --ranks 2 \
+        --methods livo,dpo-lora
 
 The first run writes the model (2.1 GB, ~30 s) and 16 pairs (toy-world pairs resized to the image
 size); later runs reuse them.
@@ -57,15 +59,17 @@ def make_pairs(folder: Path, image_size: int, count: int) -> None:
         records.append(record)
         if len(records) == count:
             break
-    with ShardWriter(folder, ShardConfig(splits={"train": 1.0}, row_group_bytes=1 << 20), schema=PAIR_SCHEMA) as w:
+    # Small row groups: the unit dealt to ranks, so that every rank of a multi-rank run gets pairs.
+    with ShardWriter(folder, ShardConfig(splits={"train": 1.0}, row_group_bytes=16 << 10), schema=PAIR_SCHEMA) as w:
         w.write(pair_table(records))
 
 
-def run_method(name: str, model: Path, pairs: Path, output: Path, steps: int, timeout: int) -> dict:
+def run_method(name: str, model: Path, pairs: Path, output: Path, steps: int, timeout: int, ranks: int = 1) -> dict:
+    launcher = [sys.executable, "-m", "livo.train"]
+    if ranks > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "-m", "livo.train"]
     command = [
-        sys.executable,
-        "-m",
-        "livo.train",
+        *launcher,
         *METHODS[name],
         "--model",
         str(model),
@@ -76,7 +80,7 @@ def run_method(name: str, model: Path, pairs: Path, output: Path, steps: int, ti
         "--max-steps",
         str(steps),
         "--threads",
-        "2",
+        str(max(1, 2 // ranks)),
         "--no-progress",
         "--set",
         "micro_batch_size=1",
@@ -124,6 +128,7 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--methods", default="livo,dpo-lora,dpo-full")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per method")
+    parser.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (torchrun; peak RSS is rank 0's)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -138,13 +143,16 @@ def main() -> int:
         make_pairs(pairs, args.image_size, args.pairs)
     rows = []
     for name in args.methods.split(","):
-        output = work / "runs" / f"{name}-{args.image_size}-{int(time.time())}"
-        row = run_method(name, model, pairs, output, args.steps, args.timeout)
-        row["image_size"] = args.image_size
+        output = work / "runs" / f"{name}-{args.image_size}-{args.ranks}r-{int(time.time())}"
+        row = run_method(name, model, pairs, output, args.steps, args.timeout, args.ranks)
+        row["image_size"], row["ranks"] = args.image_size, args.ranks
         print(json.dumps(row), flush=True)
         rows.append(row)
     livo = next((r for r in rows if r["method"] == "livo" and r["ran"]), None)
-    print(f"\nSD 1.5 architecture, {args.image_size} px, micro-batch 1, gradient checkpointing, ZeRO-2, 1 rank\n")
+    print(
+        f"\nSD 1.5 architecture, {args.image_size} px, micro-batch 1, gradient checkpointing, ZeRO-2, "
+        f"{args.ranks} rank(s)\n"
+    )
     print("| method | trainable params | Adam state | peak RSS | s/step | vs LiVO (peak RSS) |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:

@@ -77,6 +77,14 @@ def test_the_launcher_variable_is_not_inherited_by_grandchildren() -> None:
     assert result.stdout.strip() == "None"
 
 
+def command_line(process: psutil.Process) -> str:
+    """A child's command line, or "" for one that has just exited (a zombie until reaped)."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess, psutil.AccessDenied):
+        return ""
+
+
 def test_killing_the_demo_ends_its_training_process(tmp_path: Path) -> None:
     """``livo demo`` trains in a child process (``python -m livo.train``); SIGKILL the demo while
     the child starts training, and the child must end too, without exporting anything."""
@@ -104,9 +112,12 @@ def test_killing_the_demo_ends_its_training_process(tmp_path: Path) -> None:
             assert demo.poll() is None, f"the demo ended early with status {demo.returncode}"
             assert time.monotonic() < deadline, "no training process within 120 s"
             children = psutil.Process(demo.pid).children(recursive=True)
-            trainers = [c for c in children if "livo.train" in " ".join(c.cmdline())]
-            if trainers and sum(trainers[0].cpu_times()[:2]) >= 2.0:
-                break
+            trainers = [c for c in children if "livo.train" in command_line(c)]
+            try:
+                if trainers and sum(trainers[0].cpu_times()[:2]) >= 2.0:
+                    break
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):
+                pass  # that process just ended; look again
             time.sleep(0.2)
     except BaseException:  # a failure while waiting is the error to report, not the kill's
         kill_all(demo, children)
@@ -129,7 +140,7 @@ def test_killing_toyworld_train_ends_its_ranks(tmp_path: Path) -> None:
         first = launcher.stdout.readline()  # the ranks are training once a step is logged
         assert '"step"' in first, first
         ranks = psutil.Process(launcher.pid).children(recursive=True)
-        assert len([r for r in ranks if "spawn" in " ".join(r.cmdline())]) == 2
+        assert len([r for r in ranks if "spawn" in command_line(r)]) == 2
     except BaseException:
         kill_all(launcher, ranks)
         raise
