@@ -60,7 +60,7 @@ def make_pairs(folder: Path, image_size: int, count: int) -> None:
         if len(records) == count:
             break
     # Small row groups: the unit dealt to ranks, so that every rank of a multi-rank run gets pairs.
-    with ShardWriter(folder, ShardConfig(splits={"train": 1.0}, row_group_bytes=16 << 10), schema=PAIR_SCHEMA) as w:
+    with ShardWriter(folder, ShardConfig(splits={"train": 1.0}, row_group_bytes=2048), schema=PAIR_SCHEMA) as w:
         w.write(pair_table(records))
 
 
