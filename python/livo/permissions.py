@@ -10,7 +10,10 @@ the modes a plain ``open()`` / ``mkdir()`` would have (0644 / 0755 under the usu
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -67,3 +70,27 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         Path(temp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def replace_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yields an empty staging folder beside ``path``; when the block ends normally the staging
+    folder, given the umask's modes, replaces ``path`` (the old one is removed after the rename), so
+    a reader or a crash never finds a half-written folder there. When the block raises, the staging
+    folder is removed and ``path`` is left as it was."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+        make_shareable(staging)  # mkdtemp makes 0700, and transformers writes model.safetensors 0600
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(staging, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

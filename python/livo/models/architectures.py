@@ -260,12 +260,10 @@ def write_random_pipeline(
     """Writes a random-weight ``kind`` pipeline to ``folder`` in the diffusers layout (safetensors),
     atomically: a sibling temporary folder replaces ``folder`` only when complete. Returns the
     parameter count per component and the bytes written."""
-    import shutil
-
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from livo.permissions import make_shareable
+    from livo.permissions import replace_folder
 
     torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype)
     if torch_dtype is None:
@@ -273,19 +271,8 @@ def write_random_pipeline(
     components = random_pipeline_components(kind, seed, image_size)
     pipeline = StableDiffusionPipeline(**components).to(dtype=torch_dtype)
     target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with replace_folder(target) as staging:
         pipeline.save_pretrained(staging, safe_serialization=True)
-        make_shareable(staging)
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     parameters = {
         name: sum(p.numel() for p in components[name].parameters()) for name in ("unet", "vae", "text_encoder")
     }

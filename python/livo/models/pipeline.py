@@ -20,10 +20,8 @@ entropy (not reproducible).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +35,7 @@ from livo.models.conditioning import (
 )
 from livo.models.value_encoder import ValueEncoder
 from livo.models.values import Selector, ValueChoice, apply_coins, no_value, values_per_image
-from livo.permissions import make_shareable
+from livo.permissions import replace_folder
 
 VALUE_ENCODER_FOLDER = "value_encoder"
 
@@ -135,18 +133,9 @@ class LiVOPipeline:
     def save_pretrained(self, path: str | os.PathLike[str]) -> None:
         """Write the base pipeline and ``value_encoder/`` into ``path``, atomically: everything is
         written to a sibling temporary folder that replaces ``path`` only when complete."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        self.base.save_pretrained(staging)
-        self.value_encoder.save_pretrained(staging / VALUE_ENCODER_FOLDER)
-        make_shareable(staging)  # transformers writes model.safetensors 0600
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
+        with replace_folder(path) as staging:
+            self.base.save_pretrained(staging)
+            self.value_encoder.save_pretrained(staging / VALUE_ENCODER_FOLDER)
 
     @torch.no_grad()
     def __call__(

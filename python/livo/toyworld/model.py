@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from livo.permissions import make_shareable
+from livo.permissions import replace_folder
 from livo.toyworld.grammar import MAX_LENGTH, vocabulary
 from livo.toyworld.render import IMAGE_SIZE
 
@@ -200,29 +200,11 @@ def save_pipeline(pipeline: Any, folder: str | os.PathLike[str], extra: dict[str
     half-written model where a loader would find it. ``extra`` goes to ``toyworld.json``
     (training recipe and timing).
     """
-    import shutil
-    import tempfile
-
     target = Path(folder)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with replace_folder(target) as staging:
         pipeline.save_pretrained(staging, safe_serialization=True)
         if extra is not None:
             (staging / "toyworld.json").write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
-        make_shareable(staging)
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(target, old)
-        os.replace(staging, target)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

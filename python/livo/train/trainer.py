@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import resource
-import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,7 +26,7 @@ from typing import Any
 
 from livo.errors import ConfigError
 from livo.lr_schedule import lr_factor
-from livo.permissions import make_shareable
+from livo.permissions import replace_folder
 from livo.runtime import apply_process_defaults, is_verbose
 from livo.train import checkpoints
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
@@ -343,25 +342,20 @@ def export(objective: Any, output: Path, config: TrainConfig) -> Path:
 
     name = {"livo": "value_encoder", "dpo": "unet" if config.dpo_target == "full" else "unet_lora"}[config.loss]
     target = output / name
-    staging = output / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     module = objective.module
-    if config.loss == "livo":
-        copy.deepcopy(module).to(dtype=torch.float32).save_pretrained(staging)
-    elif config.dpo_target == "full":
-        module.save_pretrained(staging)
-    else:
-        from diffusers import StableDiffusionPipeline
-        from diffusers.utils import convert_state_dict_to_diffusers
-        from peft.utils import get_peft_model_state_dict
+    with replace_folder(target) as staging:
+        if config.loss == "livo":
+            copy.deepcopy(module).to(dtype=torch.float32).save_pretrained(staging)
+        elif config.dpo_target == "full":
+            module.save_pretrained(staging)
+        else:
+            from diffusers import StableDiffusionPipeline
+            from diffusers.utils import convert_state_dict_to_diffusers
+            from peft.utils import get_peft_model_state_dict
 
-        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
-        metadata = module.peft_config["default"].to_dict()  # carries lora_alpha, so loading scales alike
-        StableDiffusionPipeline.save_lora_weights(
-            str(staging), unet_lora_layers=layers, unet_lora_adapter_metadata=metadata
-        )
-    make_shareable(staging)  # transformers writes model.safetensors 0600
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+            layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(module))
+            metadata = module.peft_config["default"].to_dict()  # carries lora_alpha, so loading scales alike
+            StableDiffusionPipeline.save_lora_weights(
+                str(staging), unet_lora_layers=layers, unet_lora_adapter_metadata=metadata
+            )
     return target

@@ -16,8 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from livo.errors import ConfigError, InputError
-from livo.permissions import make_shareable, write_atomic
+from livo.permissions import replace_folder, write_atomic
 from livo.values.embedders import Embedder, EmbedderIdentity
 from livo.values.registry import Registry, parse_registry
 
@@ -173,25 +171,12 @@ def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
     import faiss
 
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
+    if target.is_dir() and not (target / METADATA_FILE).exists() and any(target.iterdir()):
+        raise InputError(f"{target}: exists and is not a value index; refusing to replace it")
+    with replace_folder(target) as staging:
         faiss.write_index(index.faiss_index, str(staging / INDEX_FILE))
         write_json_atomic(staging / REGISTRY_FILE, index.registry.model_dump(mode="json"))
         write_json_atomic(staging / METADATA_FILE, _metadata(index, _sha256(staging / INDEX_FILE)))
-        make_shareable(staging)
-        old = None
-        if target.exists():
-            if not (target / METADATA_FILE).exists() and any(target.iterdir()):
-                raise InputError(f"{target}: exists and is not a value index; refusing to replace it")
-            old = target.parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-        os.replace(staging, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     index.source = target
     return target
 
