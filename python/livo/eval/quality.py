@@ -152,10 +152,12 @@ class ClipModel:
     """A local transformers CLIP model for image features and CLIP score (no downloads)."""
 
     def __init__(self, name_or_path: str, device: str = "cpu") -> None:
+        import torch
         from transformers import CLIPModel, CLIPProcessor
 
         try:
-            model = CLIPModel.from_pretrained(name_or_path, local_files_only=True)
+            # float32 whatever the folder holds: the pixels and features it compares are float32.
+            model = CLIPModel.from_pretrained(name_or_path, local_files_only=True, dtype=torch.float32)
             self.model = model.to(device).eval()  # type: ignore[arg-type]
             self.processor = CLIPProcessor.from_pretrained(name_or_path, local_files_only=True)
         except (OSError, ValueError) as error:

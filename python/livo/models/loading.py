@@ -93,9 +93,13 @@ def load_base(
     """Load a diffusers text-to-image pipeline (default ``StableDiffusionPipeline``) from a folder, a hub
     id or ``builtin:NAME``.
 
-    ``dtype`` (e.g. ``torch.float16``) and ``device`` are applied to every component; extra keyword
-    arguments go to ``from_pretrained`` (e.g. ``safety_checker=None``, ``variant="fp16"``).
+    ``dtype`` (e.g. ``torch.float16``; None: float32) and ``device`` are applied to every component;
+    extra keyword arguments go to ``from_pretrained`` (e.g. ``safety_checker=None``, ``variant="fp16"``).
+    float32 is passed explicitly: left unset, diffusers loads the U-Net and VAE in float32 while
+    transformers keeps a float16 folder's text encoder in float16, a pipeline that fails at its first
+    step.
     """
+    import torch
     from huggingface_hub import constants as hub_constants
 
     from livo.runtime import is_verbose
@@ -107,8 +111,7 @@ def load_base(
     model = resolve_model(model_id_or_path)
     path = Path(model).expanduser()
     kwargs = dict(pipeline_kwargs)
-    if dtype is not None:
-        kwargs["dtype"] = dtype
+    kwargs["dtype"] = torch.float32 if dtype is None else dtype
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise InputError(f"base model folder {model}: no model_index.json (not a diffusers pipeline folder)")

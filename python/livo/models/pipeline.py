@@ -115,17 +115,17 @@ class LiVOPipeline:
         **base_kwargs: Any,
     ) -> LiVOPipeline:
         """Load the base from ``path`` (folder, hub id or ``builtin:NAME``, via ``load_base``) and the value
-        encoder from ``value_encoder_path`` or ``path/value_encoder``."""
+        encoder from ``value_encoder_path`` or ``path/value_encoder``, all in ``torch_dtype`` (None: float32,
+        whatever dtype the folders were saved in)."""
         from livo.models.loading import load_base, resolve_model
 
         path = resolve_model(path)
-        base = load_base(path, torch_dtype, device, **base_kwargs)
+        dtype = torch.float32 if torch_dtype is None else torch_dtype
+        base = load_base(path, dtype, device, **base_kwargs)
         if value_encoder_path is None:
-            value_encoder = ValueEncoder.from_pretrained(
-                os.fspath(path), subfolder=VALUE_ENCODER_FOLDER, dtype=torch_dtype
-            )
+            value_encoder = ValueEncoder.from_pretrained(os.fspath(path), subfolder=VALUE_ENCODER_FOLDER, dtype=dtype)
         else:
-            value_encoder = ValueEncoder.from_pretrained(os.fspath(value_encoder_path), dtype=torch_dtype)
+            value_encoder = ValueEncoder.from_pretrained(os.fspath(value_encoder_path), dtype=dtype)
         if device is not None:
             value_encoder.to(device)
         return cls(base, value_encoder, selector=selector, bias_probability=bias_probability)
