@@ -89,10 +89,11 @@ def resolve_paths(data: Any, base: Path, keys: Collection[str], keys_if_present:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any] | None, source: str) -> dict[str, Any]:
-    """``data`` with each dotted override set (``{"eval.every": 50}``; None values are skipped)."""
+    """``data`` with each dotted override set (``{"eval.every": 50}``). None is a value like any other
+    (``--set judges.subject=null`` turns the subject check off); flags that were not given are left
+    out by the caller (``livo.overrides.given_flags``)."""
     for key, value in (overrides or {}).items():
-        if value is not None:
-            set_dotted(data, key, value, source)
+        set_dotted(data, key, value, source)
     return data
 
 

@@ -382,12 +382,12 @@ def _table_from_report(folder: Path) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from livo.overrides import parse_overrides
+    from livo.overrides import given_flags, parse_overrides
     from livo.user_paths import input_file, output_folder
 
     if args.config is not None:
         input_file(args.config, flag="--config")
-    overrides = parse_overrides(args.overrides) | {"output": args.output, "threads": args.threads}
+    overrides = parse_overrides(args.overrides) | given_flags({"output": args.output, "threads": args.threads})
     config = load_demo_config(args.config, args.quick, overrides)
     # Resumable: stages whose outputs are up to date are kept (--fresh reruns them).
     output_folder(

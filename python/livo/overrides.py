@@ -30,3 +30,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. generation.steps=10")
         overrides[name.strip()] = yaml.safe_load(text)
     return overrides
+
+
+def given_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """The flags a user gave, as dotted overrides: those left at None (not given) are dropped, so they
+    neither mask a ``--set`` of the same field nor erase the config's value."""
+    return {key: value for key, value in flags.items() if value is not None}

@@ -94,16 +94,13 @@ def run_evaluation(config: Any, label: str = "eval") -> tuple[str, str]:
 
 def run_eval(args: argparse.Namespace) -> int:
     from livo.eval.config import load_eval_config
-    from livo.overrides import parse_overrides
+    from livo.overrides import given_flags, parse_overrides
     from livo.user_paths import input_file, output_folder
 
     input_file(args.config, flag="config")
-    overrides = parse_overrides(args.overrides) | {
-        "output": args.output,
-        "per_prompt": args.per_prompt,
-        "threads": args.threads,
-        "workers": args.workers,
-    }
+    overrides = parse_overrides(args.overrides) | given_flags(
+        {"output": args.output, "per_prompt": args.per_prompt, "threads": args.threads, "workers": args.workers}
+    )
     config = load_eval_config(args.config, overrides)
     output_folder(config.output, flag="--output" if args.output else "output (config)", overwrite=args.overwrite)
     started = time.perf_counter()

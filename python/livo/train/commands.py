@@ -44,23 +44,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from livo.overrides import parse_overrides
+    from livo.overrides import given_flags, parse_overrides
     from livo.train.config import load_config
     from livo.train.distributed import shutdown
     from livo.train.trainer import train
     from livo.user_paths import input_file
 
-    overrides = {
-        "output": args.output,
-        "dataset": args.dataset,
-        "model": args.model,
-        "max_steps": args.max_steps,
-        "loss": args.loss,
-        "threads": args.threads,
-    }
-    if args.no_progress:
-        overrides["progress"] = False
-    overrides.update(parse_overrides(args.set))
+    overrides = parse_overrides(args.set) | given_flags(
+        {
+            "output": args.output,
+            "dataset": args.dataset,
+            "model": args.model,
+            "max_steps": args.max_steps,
+            "loss": args.loss,
+            "threads": args.threads,
+            "progress": False if args.no_progress else None,
+        }
+    )
     input_file(args.config, flag="config")
     config = load_config(args.config, overrides)
     check_run_folder(Path(config.output), flag="--output" if args.output else "output (config)", resume=args.resume)
