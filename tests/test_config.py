@@ -81,3 +81,28 @@ def test_a_build_config_reads_its_prompt_file_next_to_it_from_any_folder(tmp_pat
     assert config.sources.files[0].path == str(folder / "prompts.txt")
     assert config.output.directory == str(folder / "pairs")
     assert load_build_config(folder / "build.yaml", {"output.directory": "out"}).output.directory == "out"
+
+
+def test_the_sd15_build_and_eval_configs_parse_with_real_judges_and_their_prompts() -> None:
+    from livo.dataset import load_build_config
+    from livo.eval.config import load_eval_config
+    from livo.eval.prompts import read_prompt_file
+    from livo.values.registry import load_registry, resolve_registry_path
+
+    services = Path(__file__).resolve().parents[1] / "services"
+    build = load_build_config(services / "dataset" / "sd15.yaml", {"output.directory": "pairs"})
+    assert build.judges.default.kind == "clip" and build.judges.spec_for("no-nudity").kind == "nudenet"
+    assert build.generation.model == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    evaluation = load_eval_config(services / "eval" / "sd15.yaml", {"output": "report"})
+    assert evaluation.quality.features == "clip:openai/clip-vit-large-patch14"
+    prompts = read_prompt_file(str(evaluation.prompts.file), load_registry(resolve_registry_path("default")))
+    assert {p.category for p in prompts} == {"bias", "explicit", "harm", "benign"}
+    assert {p.value_id for p in prompts if p.category == "harm"} == {"no-blood", "no-horror", "no-nudity"}
+
+
+def test_an_explicit_null_override_applies(tmp_path: Path) -> None:
+    from livo.dataset import load_build_config
+
+    (tmp_path / "build.yaml").write_text("sources: {files: [{path: p.txt}]}\noutput: {directory: pairs}\n")
+    assert load_build_config(tmp_path / "build.yaml").judges.subject is not None
+    assert load_build_config(tmp_path / "build.yaml", {"judges.subject": None}).judges.subject is None

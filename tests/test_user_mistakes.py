@@ -105,6 +105,12 @@ MISTAKES = {
     "train: --max-steps 0": (["train", TRAIN_CONFIG, "--max-steps", "0"], "argument --max-steps"),
     "eval: output is a file": (["eval", EVAL_CONFIG, "--output", "afile"], "--output afile: is a file"),
     "eval: output not empty": (["eval", EVAL_CONFIG, "--output", "full"], "--output full: exists and is not empty"),
+    # --set applies though --per-prompt is not given (a flag left out used to mask it)
+    "eval: --set per_prompt below group_size": (
+        ["eval", EVAL_CONFIG, "--output", "report", "--set", "per_prompt=3"],
+        "per_prompt (3) must be >= group_size (5)",
+    ),
+    "train: --set max_steps=0": (["train", TRAIN_CONFIG, "--set", "max_steps=0"], "max_steps"),
     "eval: no output": (["eval", EVAL_CONFIG], "give --output on the command line"),
     "eval: no such config": (["eval", "nope.yaml", "--output", "r"], "config nope.yaml: no such file"),
     "demo: output is a file": (["demo", "--output", "afile"], "--output afile: is a file"),
