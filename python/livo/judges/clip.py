@@ -9,6 +9,7 @@ similarity of the image to "a photo of <prompt>" against a threshold.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -62,17 +63,9 @@ class ClipJudge:
         batch_size: int = 32,
     ) -> None:
         import torch
-        from transformers import CLIPModel, CLIPProcessor
 
-        try:
-            self.model = CLIPModel.from_pretrained(os.fspath(model)).eval().requires_grad_(False)
-            self.processor = CLIPProcessor.from_pretrained(os.fspath(model))
-        except OSError as error:
-            raise ConfigError(
-                f"clip judge model {model}: cannot be loaded ({error}); give a local CLIP folder or a cached hub id"
-            ) from error
         self.device = torch.device(device or "cpu")
-        self.model.to(self.device)
+        self.model, self.processor = load_clip(os.fspath(model), str(self.device))
         self.threshold = threshold
         self.subject_threshold = DEFAULT_SUBJECT_THRESHOLD if subject_threshold is None else subject_threshold
         self.class_template = class_template or DEFAULT_CLASS_TEMPLATE
@@ -174,6 +167,24 @@ class ClipJudge:
         texts = self.text_features([DEFAULT_SUBJECT_TEMPLATE.format(prompt=p) for p in unique])
         rows = [unique.index(p) for p in prompts]
         return (image_features * texts[rows]).sum(-1).cpu().numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def load_clip(model: str, device: str) -> tuple[Any, Any]:
+    """A frozen CLIP model and its processor, loaded once per process for every judge that names them
+    (judges of several values differ in thresholds and texts, not in weights: ViT-L/14 is 1.7 GB)."""
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    try:
+        # float32 whatever the folder holds: the pixels and features it compares are float32.
+        loaded = CLIPModel.from_pretrained(model, dtype=torch.float32)
+        processor = CLIPProcessor.from_pretrained(model)
+    except OSError as error:
+        raise ConfigError(
+            f"clip judge model {model}: cannot be loaded ({error}); give a local CLIP folder or a cached hub id"
+        ) from error
+    return loaded.eval().requires_grad_(False).to(torch.device(device)), processor
 
 
 def _as_tensor(output: Any) -> Any:
