@@ -11,7 +11,9 @@ one code path:
 
 ``random_pipeline_components(kind, seed)`` gives ``StableDiffusionPipeline`` keyword arguments and
 ``livo models init KIND DIR`` writes them as a diffusers folder, which every stage then loads with the
-same ``from_pretrained`` call as real weights.
+same ``from_pretrained`` call as real weights. ``clip-vit-l14`` is the judges' model in the same way:
+CLIP ViT-L/14 (427.6M parameters, the model the paper measures attributes with), whose text tower is
+SD 1.5's text encoder.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from livo.errors import ConfigError
 from livo.models.tokenizer import DEFAULT_WORDS, build_word_tokenizer
 
 if TYPE_CHECKING:
-    from transformers import CLIPTextConfig, PreTrainedTokenizerBase
+    from transformers import CLIPConfig, CLIPTextConfig, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,9 @@ def sd15_sized_components(
     }
 
 
-ARCHITECTURES = ("sd15", "tiny")
+PIPELINE_ARCHITECTURES = ("sd15", "tiny")
+CLIP_ARCHITECTURES = ("clip-vit-l14",)
+ARCHITECTURES = PIPELINE_ARCHITECTURES + CLIP_ARCHITECTURES
 
 
 def random_pipeline_components(kind: str, seed: int = 0, image_size: int | None = None) -> dict[str, Any]:
@@ -246,7 +250,7 @@ def random_pipeline_components(kind: str, seed: int = 0, image_size: int | None 
     if kind == "tiny":
         config = TinyModelConfig() if image_size is None else TinyModelConfig(image_size=image_size)
         return tiny_components(seed, config)
-    raise ConfigError(f"architecture {kind!r}: expected one of {', '.join(ARCHITECTURES)}")
+    raise ConfigError(f"architecture {kind!r}: expected one of {', '.join(PIPELINE_ARCHITECTURES)}")
 
 
 def write_random_pipeline(
@@ -278,3 +282,55 @@ def write_random_pipeline(
     }
     written = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
     return {"parameters": parameters, "bytes": written}
+
+
+def clip_vit_l14_config(tokenizer: PreTrainedTokenizerBase | None = None) -> CLIPConfig:
+    """CLIP ViT-L/14's ``CLIPConfig`` (224 px, 14 px patches, 24 vision layers of width 1024, 768-d
+    projections). Its text tower is SD 1.5's text encoder, with ``tokenizer``'s special ids as there."""
+    from transformers import CLIPConfig
+
+    text = sd15_text_encoder_config(tokenizer).to_dict()
+    vision = {
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "image_size": 224,
+        "patch_size": 14,
+        "projection_dim": 768,
+        "hidden_act": "quick_gelu",
+    }
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=768)
+
+
+def write_random_clip(
+    kind: str, folder: str | os.PathLike[str], *, seed: int = 0, dtype: str = "float32"
+) -> dict[str, Any]:
+    """Writes a random-weight CLIP model and its processor (``CLIPModel``/``CLIPProcessor`` layout,
+    safetensors) to ``folder``, atomically, so a judge or the CLIP score loads it like
+    ``openai/clip-vit-large-patch14``. Returns the parameter count per tower and the bytes written."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from livo.permissions import replace_folder
+
+    if kind not in CLIP_ARCHITECTURES:
+        raise ConfigError(f"architecture {kind!r}: expected one of {', '.join(CLIP_ARCHITECTURES)}")
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}.get(dtype)
+    if torch_dtype is None:
+        raise ConfigError(f"dtype {dtype!r}: expected float32, float16 or bfloat16")
+    tokenizer = build_word_tokenizer(DEFAULT_WORDS, max_length=77)
+    torch.manual_seed(seed)
+    model = CLIPModel(clip_vit_l14_config(tokenizer)).eval().to(dtype=torch_dtype)
+    # CLIPImageProcessor's defaults are CLIP's own: shortest edge 224, centre crop 224, OpenAI mean/std.
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer)
+    target = Path(folder)
+    with replace_folder(target) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        processor.save_pretrained(staging)
+    towers = {
+        "text": sum(p.numel() for p in model.text_model.parameters()) + model.text_projection.weight.numel(),
+        "vision": sum(p.numel() for p in model.vision_model.parameters()) + model.visual_projection.weight.numel(),
+    }
+    written = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+    return {"parameters": towers, "bytes": written}
