@@ -124,6 +124,9 @@ class TrainConfig(StrictModel):
     tensorboard: bool = True
     progress: bool = True
     threads: int | None = Field(None, ge=1)
+    # fail before training when a rank's measured need exceeds the memory available to it
+    memory_check: bool = True
+    memory_budget_gib: float | None = Field(None, gt=0)  # None: what the host (or GPU) reports free
     eval: TrainEvalConfig = Field(default_factory=TrainEvalConfig)
 
     @field_validator("dataset", "output", "model", "deepspeed_config", mode="before")

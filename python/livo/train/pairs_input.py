@@ -99,3 +99,19 @@ def endless(loader: Any, rank: int) -> Iterator[PairBatch]:
                 f"dataset {loader.stream.directory}: rank {rank} got no full micro-batch in an epoch "
                 f"(row groups are dealt to ranks x workers; lower micro_batch_size or write smaller row groups)"
             )
+
+
+def dataset_image_size(dataset: str, split: str) -> tuple[int, int]:
+    """``(height, width)`` of the first aligned image of ``split``: the size every pair is trained at."""
+    import pyarrow.parquet as pq
+
+    from livo.data.shards import Manifest
+
+    manifest = Manifest.load(dataset)
+    for shard in manifest.shards_of(split):
+        for group, rows in enumerate(shard.row_groups):
+            if rows:
+                cell = pq.ParquetFile(manifest.directory / shard.name).read_row_group(group, columns=["aligned_image"])
+                height, width = _decode(cell.column(0)[0].as_py()).shape[:2]
+                return height, width
+    raise InputError(f"dataset {dataset}: split {split!r} has no rows")

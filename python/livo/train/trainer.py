@@ -168,6 +168,8 @@ class Trainer:
         self.objective = make_objective(
             self.pipeline, DDPMScheduler.from_config(self.pipeline.scheduler.config), config
         )
+        if config.memory_check:
+            self.memory_need = check_memory(self.objective, config, device, world)
         optimizer = torch.optim.AdamW(
             self.objective.trainable_parameters(),
             lr=config.learning_rate,
@@ -290,6 +292,26 @@ class Trainer:
         finally:
             log.close()
         return result
+
+
+def check_memory(objective: Any, config: TrainConfig, device: Any, world: int) -> Any:
+    """Measures this rank's need before the optimizer allocates (``livo.train.memory_check``); every
+    rank raises when any rank does not fit, so none is left waiting at a collective."""
+    import torch
+    import torch.distributed as dist
+
+    from livo.train.memory_check import check_fits, measure_need
+    from livo.train.pairs_input import dataset_image_size
+
+    barrier()  # every rank has loaded its model: the host's free memory is what is left after all of them
+    need = measure_need(objective, config, device, dataset_image_size(config.dataset, config.split), world)
+    if dist.is_available() and dist.is_initialized() and world > 1:
+        over = torch.tensor([float(need.total > need.available)], device=device)
+        dist.all_reduce(over, op=dist.ReduceOp.MAX)
+        if over.item() and need.total <= need.available:
+            raise ConfigError("training does not fit in memory on another rank (its message names the figures)")
+    check_fits(need, config)
+    return need
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
