@@ -71,7 +71,9 @@ class LiVOObjective(Objective):
         freeze_for_value_training(pipeline.unet, pipeline.vae, pipeline.text_encoder, value_encoder=self.module)
         if config.gradient_checkpointing:
             pipeline.unet.enable_gradient_checkpointing()
-            self.module.gradient_checkpointing_enable()  # type: ignore[operator]  # transformers is untyped here
+            # transformers 5 renamed it (the old name warns); 4.x has only the old one
+            enable = getattr(self.module, "activation_checkpointing_enable", None)
+            (enable or self.module.gradient_checkpointing_enable)()  # type: ignore[operator]
 
     def compute(self, engine: Any, batch: PairBatch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         pipe = self.pipeline
