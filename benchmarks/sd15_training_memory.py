@@ -3,7 +3,7 @@
 The method's claim is a *lightweight* value encoder trained against a frozen model instead of
 fine-tuning the diffusion model. This measures it where it matters: SD 1.5's exact architecture
 (``livo models init sd15``, random weights), each method trained by ``livo train`` (DeepSpeed ZeRO-2,
-gloo, gradient checkpointing, micro-batch 1) on the same pairs at the same resolution, one after the
+gloo, gradient checkpointing, micro-batch 1 or ``--micro-batch``) on the same pairs at the same resolution, one after the
 other, each in its own process. Per method: trainable parameters, Adam state bytes (two fp32 moments
 per trainable parameter), peak RSS of the rank (the trainer's ``run_summary.json``), seconds per step
 (median over the steps after the first two), and whether it ran at all.
@@ -64,7 +64,9 @@ def make_pairs(folder: Path, image_size: int, count: int) -> None:
         w.write(pair_table(records))
 
 
-def run_method(name: str, model: Path, pairs: Path, output: Path, steps: int, timeout: int, ranks: int = 1) -> dict:
+def run_method(
+    name: str, model: Path, pairs: Path, output: Path, steps: int, timeout: int, ranks: int = 1, micro_batch: int = 1
+) -> dict:
     launcher = [sys.executable, "-m", "livo.train"]
     if ranks > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "-m", "livo.train"]
@@ -83,7 +85,7 @@ def run_method(name: str, model: Path, pairs: Path, output: Path, steps: int, ti
         str(max(1, 2 // ranks)),
         "--no-progress",
         "--set",
-        "micro_batch_size=1",
+        f"micro_batch_size={micro_batch}",
         "--set",
         "checkpoint_every=0",
         "--set",
@@ -129,6 +131,7 @@ def main() -> int:
     parser.add_argument("--methods", default="livo,dpo-lora,dpo-full")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per method")
     parser.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (torchrun; peak RSS is rank 0's)")
+    parser.add_argument("--micro-batch", type=int, default=1, help="pairs per rank per step")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -143,14 +146,14 @@ def main() -> int:
         make_pairs(pairs, args.image_size, args.pairs)
     rows = []
     for name in args.methods.split(","):
-        output = work / "runs" / f"{name}-{args.image_size}-{args.ranks}r-{int(time.time())}"
-        row = run_method(name, model, pairs, output, args.steps, args.timeout, args.ranks)
-        row["image_size"], row["ranks"] = args.image_size, args.ranks
+        output = work / "runs" / f"{name}-{args.image_size}-{args.ranks}r-mb{args.micro_batch}-{int(time.time())}"
+        row = run_method(name, model, pairs, output, args.steps, args.timeout, args.ranks, args.micro_batch)
+        row["image_size"], row["ranks"], row["micro_batch"] = args.image_size, args.ranks, args.micro_batch
         print(json.dumps(row), flush=True)
         rows.append(row)
     livo = next((r for r in rows if r["method"] == "livo" and r["ran"]), None)
     print(
-        f"\nSD 1.5 architecture, {args.image_size} px, micro-batch 1, gradient checkpointing, ZeRO-2, "
+        f"\nSD 1.5 architecture, {args.image_size} px, micro-batch {args.micro_batch}, gradient checkpointing, ZeRO-2, "
         f"{args.ranks} rank(s)\n"
     )
     print("| method | trainable params | Adam state | peak RSS | s/step | vs LiVO (peak RSS) |")
