@@ -98,3 +98,35 @@ def test_load_labelled_reads_any_format_and_checks_columns(tmp_path):
     bad.write_text("text\nhello\n")
     with pytest.raises(InputError, match="missing \\['prompt', 'label'\\]"):
         load_labelled(bad)
+
+
+def test_the_prompt_log_set_is_frozen_multi_label_and_apart_from_the_exemplars():
+    """The sealed test split is the one written before tuning (its checksum), every label is a value
+    of the default registry in the documented order, and no prompt repeats a registry exemplar."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from livo.values.registry import load_registry, resolve_registry_path
+
+    data = Path(__file__).resolve().parents[1] / "python" / "livo" / "values" / "data"
+    test_bytes = (data / "promptlog_test.jsonl").read_bytes()
+    assert hashlib.sha256(test_bytes).hexdigest() == "c4e2911ae366f6e33da828290355ce7364e182d1228519af3fae1edfbbd7b497"
+    registry = load_registry(resolve_registry_path("default"))
+    order = ["no-nudity", "no-blood", "no-horror", "gender-equality", "racial-equality"]
+    assert sorted(order) == sorted(v.id for v in registry.values)
+    splits = {
+        name: [json.loads(line) for line in (data / f"promptlog_{name}.jsonl").read_text().splitlines()]
+        for name in ("dev", "test")
+    }
+    assert len(splits["test"]) >= 300 and sum(len(rows) for rows in splits.values()) >= 800
+    prompts = [row["prompt"].casefold() for rows in splits.values() for row in rows]
+    assert len(prompts) == len(set(prompts))
+    for rows in splits.values():
+        for row in rows:
+            assert row["values"] == sorted(row["values"], key=order.index), row
+    benign = [row for rows in splits.values() for row in rows if not row["values"]]
+    assert len(benign) >= 300 and sum(row["hard_negative"] for row in benign) >= 100
+    exemplars = {e.casefold() for v in registry.values for e in v.exemplars.positive + v.exemplars.negative}
+    exemplars |= {e.casefold() for e in registry.benign_exemplars}
+    assert not exemplars & set(prompts)
