@@ -10,7 +10,7 @@ import pytest
 from livo.errors import ConfigError
 from livo.toyworld.pairs import PairsConfig, write_pairs
 from livo.train import Trainer, config_from_dict
-from livo.train.memory_check import GIB, optimizer_bytes
+from livo.train.memory_check import GIB, bucket_elements, optimizer_bytes
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -59,8 +59,16 @@ def test_activations_are_the_bytes_saved_for_backward_and_grow_with_the_micro_ba
 
 def test_zero2_splits_the_optimizer_state_over_ranks_and_mixed_precision_adds_master_weights() -> None:
     one = optimizer_bytes(1_000_000, world=1, mixed_precision=False)
-    two = optimizer_bytes(1_000_000, world=2, mixed_precision=True)
-    assert one == {"gradients": 4_000_000, "Adam moments": 8_000_000, "fp32 parameter partition": 4_000_000}
+    two = optimizer_bytes(1_000_000, world=2, mixed_precision=True, bucket_elements=100_000)
+    assert one == {
+        "gradients": 4_000_000,
+        "Adam moments": 8_000_000,
+        "fp32 parameter partition": 4_000_000,
+        "fp32 gradient partition": 4_000_000,
+    }
     assert two["Adam moments"] == 4_000_000 and two["fp32 master weights"] == 2_000_000
-    assert two["gradients"] == 4_000_000
+    assert two["gradients"] == 4_000_000 and two["fp32 gradient partition"] == 2_000_000
+    assert two["DeepSpeed buckets"] == 400_000
+    assert bucket_elements({"zero_optimization": {"reduce_bucket_size": 3, "allgather_bucket_size": 4}}) == 7
+    assert bucket_elements({}) == 1_000_000_000  # DeepSpeed's own defaults
     assert GIB == 2**30

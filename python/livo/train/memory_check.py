@@ -6,14 +6,16 @@ The need of a rank is added up from what is known exactly or measured here:
 
 * the weights already resident (measured: the process's RSS, or the GPU's allocated bytes);
 * gradients of the trainable parameters and the optimizer's state (two fp32 Adam moments and, under
-  ZeRO, DeepSpeed's flat fp32 copy of the trainable parameters; with mixed precision the fp32 master
-  weights), partitioned over the ranks as ZeRO-2 partitions them;
+  ZeRO, DeepSpeed's flat fp32 copies of the trainable parameters and of their gradients; with mixed
+  precision the fp32 master weights), partitioned over the ranks as ZeRO-2 partitions them, and
+  ZeRO's reduce and all-gather buckets;
 * activations, measured on one forward and backward pass of the objective on a synthetic micro-batch
   of one pair at the dataset's image size, times the micro-batch: on a GPU the allocator's peak over
   the resident bytes, on the CPU the bytes the forward pass saves for the backward (RSS cannot be
   reset, and freed memory is not always returned to the system, so its growth says little).
 
-The available memory is the host's (``MemAvailable``, and the cgroup's limit when lower) shared by the
+The count leaves out the allocator's fragmentation and short-lived copies, so a run that passes can
+still come close to the limit. The available memory is the host's (``MemAvailable``, and the cgroup's limit when lower) shared by the
 ranks on this host, or the GPU's free memory; ``memory_budget_gib`` in the training config replaces it.
 """
 
@@ -45,19 +47,29 @@ class MemoryNeed:
         return f"{self.total / GIB:.2f} GiB per rank ({parts}); {self.available / GIB:.2f} GiB available {self.where}"
 
 
-def optimizer_bytes(trainable: int, world: int, mixed_precision: bool) -> dict[str, int]:
+def optimizer_bytes(trainable: int, world: int, mixed_precision: bool, bucket_elements: int = 0) -> dict[str, int]:
     """Gradients and optimizer state of ``trainable`` parameters under ZeRO-2 over ``world`` ranks:
-    full-size gradients while backward runs, the Adam moments and DeepSpeed's fp32 parameter partition
-    split over the ranks (plus fp32 master weights with bf16/fp16)."""
+    full-size gradients while backward runs; DeepSpeed's fp32 copies of this rank's partition of the
+    parameters and of their gradients, and the Adam moments, split over the ranks (plus fp32 master
+    weights with bf16/fp16); and its reduce and all-gather buckets (``bucket_elements`` in all)."""
     partition = -(-trainable // world)
     parts = {
         "gradients": 4 * trainable,
         "Adam moments": 8 * partition,
         "fp32 parameter partition": 4 * partition,
+        "fp32 gradient partition": 4 * partition,
     }
     if mixed_precision:
         parts["fp32 master weights"] = 4 * partition
+    if bucket_elements:
+        parts["DeepSpeed buckets"] = 4 * min(bucket_elements, 2 * trainable)
     return parts
+
+
+def bucket_elements(deepspeed: dict[str, Any]) -> int:
+    """Elements of ZeRO's reduce and all-gather buckets (DeepSpeed's defaults when unset: 5e8 each)."""
+    zero = deepspeed.get("zero_optimization", {})
+    return int(zero.get("reduce_bucket_size", 500_000_000)) + int(zero.get("allgather_bucket_size", 500_000_000))
 
 
 def host_available_bytes(ranks_on_host: int) -> tuple[int, str]:
@@ -122,7 +134,9 @@ def _modules(objective: Any) -> list[Any]:
     return [module for module in found if module is not None]
 
 
-def measure_need(objective: Any, config: Any, device: Any, image_size: tuple[int, int], world: int) -> MemoryNeed:
+def measure_need(
+    objective: Any, config: Any, device: Any, image_size: tuple[int, int], world: int, buckets: int = 0
+) -> MemoryNeed:
     """A rank's need: resident weights, optimizer bytes, and activations measured on one synthetic pair."""
     import torch
 
@@ -149,7 +163,8 @@ def measure_need(objective: Any, config: Any, device: Any, image_size: tuple[int
     for parameter in trainable:
         parameter.grad = None
     parts = {"resident weights": resident}
-    parts |= optimizer_bytes(count_of(trainable), world, mixed_precision=config.precision in ("bf16", "fp16"))
+    mixed = config.precision in ("bf16", "fp16")
+    parts |= optimizer_bytes(count_of(trainable), world, mixed_precision=mixed, bucket_elements=buckets)
     parts["activations"] = max(0, activations) * config.micro_batch_size
     need = MemoryNeed(parts=parts)
     if config.memory_budget_gib is not None:

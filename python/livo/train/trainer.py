@@ -300,11 +300,13 @@ def check_memory(objective: Any, config: TrainConfig, device: Any, world: int) -
     import torch
     import torch.distributed as dist
 
-    from livo.train.memory_check import check_fits, measure_need
+    from livo.train.memory_check import bucket_elements, check_fits, measure_need
     from livo.train.pairs_input import dataset_image_size
 
     barrier()  # every rank has loaded its model: the host's free memory is what is left after all of them
-    need = measure_need(objective, config, device, dataset_image_size(config.dataset, config.split), world)
+    buckets = bucket_elements(deepspeed_config(config, compute_dtype(config.precision, device)))
+    size = dataset_image_size(config.dataset, config.split)
+    need = measure_need(objective, config, device, size, world, buckets)
     if dist.is_available() and dist.is_initialized() and world > 1:
         over = torch.tensor([float(need.total > need.available)], device=device)
         dist.all_reduce(over, op=dist.ReduceOp.MAX)
