@@ -9,9 +9,8 @@ per trainable parameter), peak RSS of the rank (the trainer's ``run_summary.json
 (median over the steps after the first two), and whether it ran at all.
 
     source scripts/env.sh
-    python benchmarks/sd15_training_memory.py --work /tmp/sd15-bench --image-size 256 --steps 7
-    python benchmarks/sd15_training_memory.py --work /tmp/sd15-bench --image-size 256 --steps 7 --ranks 2 \
-        --methods livo,dpo-lora
+    python benchmarks/sd15_training_memory.py --work /tmp/sd15-bench --image-size 256 --steps 7 \
+        --ranks 1,2 --micro-batch 1,2
 
 The first run writes the model (2.1 GB, ~30 s) and 16 pairs (toy-world pairs resized to the image
 size); later runs reuse them.
@@ -102,8 +101,10 @@ def run_method(
         return {"method": name, "ran": False, "why": f"timed out after {timeout} s"}
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
-        why = "killed (out of memory?)" if done.returncode in (-9, 137) else tail[0][:200]
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        # torchrun ends with its own summary: the rank's error line is the last one naming an error
+        errors = [line for line in lines if "error:" in line] or lines[-1:] or [""]
+        why = "killed (out of memory?)" if done.returncode in (-9, 137) else errors[-1][:600]
         return {"method": name, "ran": False, "why": f"exit {done.returncode}: {why}", "wall_s": round(wall, 1)}
     summary = json.loads((output / "run_summary.json").read_text())
     elapsed = [json.loads(line)["elapsed_s"] for line in (output / "metrics.jsonl").read_text().splitlines()]
@@ -122,6 +123,10 @@ def run_method(
     }
 
 
+def counts(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", required=True, help="folder for the model, the pairs and the runs")
@@ -130,8 +135,10 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--methods", default="livo,dpo-lora,dpo-full")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per method")
-    parser.add_argument("--ranks", type=int, default=1, help="data-parallel ranks (torchrun; peak RSS is rank 0's)")
-    parser.add_argument("--micro-batch", type=int, default=1, help="pairs per rank per step")
+    parser.add_argument(
+        "--ranks", type=counts, default=[1], help="data-parallel ranks, e.g. 1,2 (torchrun; peak RSS is rank 0's)"
+    )
+    parser.add_argument("--micro-batch", type=counts, default=[1], help="pairs per rank per step, e.g. 1,2")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -144,27 +151,40 @@ def main() -> int:
         )
     if not (pairs / "manifest.json").exists():
         make_pairs(pairs, args.image_size, args.pairs)
+    started = time.perf_counter()
     rows = []
-    for name in args.methods.split(","):
-        output = work / "runs" / f"{name}-{args.image_size}-{args.ranks}r-mb{args.micro_batch}-{int(time.time())}"
-        row = run_method(name, model, pairs, output, args.steps, args.timeout, args.ranks, args.micro_batch)
-        row["image_size"], row["ranks"], row["micro_batch"] = args.image_size, args.ranks, args.micro_batch
-        print(json.dumps(row), flush=True)
-        rows.append(row)
-    livo = next((r for r in rows if r["method"] == "livo" and r["ran"]), None)
+    for ranks in args.ranks:
+        for micro_batch in args.micro_batch:
+            for name in args.methods.split(","):
+                output = work / "runs" / f"{name}-{args.image_size}-{ranks}r-mb{micro_batch}-{int(time.time())}"
+                row = run_method(name, model, pairs, output, args.steps, args.timeout, ranks, micro_batch)
+                row |= {"image_size": args.image_size, "ranks": ranks, "micro_batch": micro_batch}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     print(
-        f"\nSD 1.5 architecture, {args.image_size} px, micro-batch {args.micro_batch}, gradient checkpointing, ZeRO-2, "
-        f"{args.ranks} rank(s)\n"
+        f"\nSD 1.5 architecture, {args.image_size} px, gradient checkpointing, ZeRO-2; "
+        f"{(time.perf_counter() - started) / 60:.1f} min\n"
     )
-    print("| method | trainable params | Adam state | peak RSS | s/step | vs LiVO (peak RSS) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| ranks | micro-batch | method | trainable params | Adam state | peak RSS | s/step | vs LiVO (peak RSS) |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        head = f"| {r['ranks']} | {r['micro_batch']} | {r['method']} |"
         if not r["ran"]:
-            print(f"| {r['method']} | | | | | did not run: {r['why']} |")
+            print(f"{head} | | | | did not run: {r['why']} |")
             continue
+        livo = next(
+            (
+                x
+                for x in rows
+                if x["method"] == "livo"
+                and x["ran"]
+                and (x["ranks"], x["micro_batch"]) == (r["ranks"], r["micro_batch"])
+            ),
+            None,
+        )
         ratio = f"{r['peak_rss_mb'] / livo['peak_rss_mb']:.2f}x" if livo else ""
         print(
-            f"| {r['method']} | {r['trainable_parameters'] / 1e6:.1f}M | {r['adam_state_bytes'] / 2**30:.2f} GiB | "
+            f"{head} {r['trainable_parameters'] / 1e6:.1f}M | {r['adam_state_bytes'] / 2**30:.2f} GiB | "
             f"{r['peak_rss_mb'] / 1024:.1f} GiB | {r['seconds_per_step']} | {ratio} |"
         )
     if args.json:
