@@ -36,7 +36,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sd15_training_memory import METHODS, make_pairs  # noqa: E402
+from sd15_training_memory import make_pairs, run_method  # noqa: E402
 
 
 def ensure_model(work: Path, args: argparse.Namespace) -> Path:
@@ -50,52 +50,14 @@ def ensure_model(work: Path, args: argparse.Namespace) -> Path:
 
 
 def train_once(method: str, model: Path, pairs: Path, output: Path, micro_batch: int, args: argparse.Namespace) -> dict:
-    command = [
-        sys.executable,
-        "-m",
-        "livo.train",
-        *METHODS[method],
-        "--model",
-        str(model),
-        "--dataset",
-        str(pairs),
-        "--output",
-        str(output),
-        "--max-steps",
-        str(args.train_steps),
-        "--no-progress",
-        "--set",
-        f"micro_batch_size={micro_batch}",
-        "--set",
-        f"precision={args.precision}",
-        "--set",
-        "gradient_checkpointing=true",
-        "--set",
-        "checkpoint_every=0",
-        "--set",
-        "eval.every=0",
-        "--set",
-        "tensorboard=false",
-    ]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=args.timeout)
-    row: dict[str, Any] = {
-        "method": method,
-        "micro_batch": micro_batch,
-        "wall_s": round(time.perf_counter() - started, 1),
-    }
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
-        return row | {"ran": False, "why": f"exit {done.returncode}: {tail[0][:300]}"}
-    summary = json.loads((output / "run_summary.json").read_text())
-    elapsed = [json.loads(line)["elapsed_s"] for line in (output / "metrics.jsonl").read_text().splitlines()]
-    per_step = [b - a for a, b in zip(elapsed, elapsed[1:])][1:]
-    return row | {
-        "ran": True,
-        "trainable_parameters": summary["trainable_parameters"],
-        "peak_memory_gib": round(summary["train_peak_memory_mb"] / 1024, 2),
-        "seconds_per_step": round(statistics.median(per_step), 3) if per_step else None,
-    }
+    """One run in ``args.precision`` on one GPU (the training-memory benchmark's runner)."""
+    row = run_method(
+        method, model, pairs, output, args.train_steps, args.timeout, 1, micro_batch, (f"precision={args.precision}",)
+    )
+    row["micro_batch"] = micro_batch
+    if row["ran"]:
+        row["peak_memory_gib"] = round(row.pop("peak_rss_mb") / 1024, 2)
+    return row
 
 
 def trainers(model: Path, work: Path, args: argparse.Namespace) -> list[dict]:

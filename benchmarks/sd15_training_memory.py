@@ -64,8 +64,18 @@ def make_pairs(folder: Path, image_size: int, count: int) -> None:
 
 
 def run_method(
-    name: str, model: Path, pairs: Path, output: Path, steps: int, timeout: int, ranks: int = 1, micro_batch: int = 1
+    name: str,
+    model: Path,
+    pairs: Path,
+    output: Path,
+    steps: int,
+    timeout: int,
+    ranks: int = 1,
+    micro_batch: int = 1,
+    settings: tuple[str, ...] = (),
 ) -> dict:
+    """One training run of ``name`` by ``livo train`` (torchrun for several ranks); ``settings`` are more
+    ``--set`` values. Peak memory is the trainer's (peak RSS on CPU, max allocated on a GPU)."""
     launcher = [sys.executable, "-m", "livo.train"]
     if ranks > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "-m", "livo.train"]
@@ -93,6 +103,7 @@ def run_method(
         "tensorboard=false",
         "--set",
         "gradient_checkpointing=true",
+        *[item for setting in settings for item in ("--set", setting)],
     ]
     started = time.perf_counter()
     try:
