@@ -54,7 +54,9 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         import polars as pl
 
         if fmt == "jsonl":
-            frame = pl.read_ndjson(path)
+            # Every row informs the schema: a list column whose first rows are all empty ("values":
+            # []) would otherwise be typed as a list of nulls and read its later strings as nulls.
+            frame = pl.read_ndjson(path, infer_schema_length=None)
         else:
             frame = pl.read_csv(path, infer_schema_length=10_000)
         return frame.to_arrow()
