@@ -17,6 +17,8 @@ from livo.values.registry import Registry, ValuePrinciple
 
 _BOUNDARY_START = r"(?<!\w)"
 _BOUNDARY_END = r"(?!\w)"
+_NOT_POSSESSIVE = r"(?!\s*['’]s?(?!\w))"
+UNLISTED_CLASS = "unlisted"
 
 
 def normalize_text(text: str) -> str:
@@ -62,12 +64,21 @@ class HarmKeywords:
             self._rules.append((value.id, keywords, terms_regex(value.keyword_exceptions)))
 
     def match(self, normalized: str) -> KeywordHit | None:
+        """The first harm value (registry order) with a keyword in ``normalized``."""
+        hits = self.match_all(normalized, first_only=True)
+        return hits[0] if hits else None
+
+    def match_all(self, normalized: str, first_only: bool = False) -> list[KeywordHit]:
+        """Every harm value with a keyword in ``normalized``, in registry order."""
+        hits = []
         for value_id, keywords, exceptions in self._rules:
             text = exceptions.sub(" ", normalized) if exceptions is not None else normalized
             found = keywords.search(text)
             if found:
-                return KeywordHit(value_id, found.group(0))
-        return None
+                hits.append(KeywordHit(value_id, found.group(0)))
+                if first_only:
+                    break
+        return hits
 
 
 class ExplicitAttributes:
@@ -77,12 +88,15 @@ class ExplicitAttributes:
 
     def __init__(self, registry: Registry) -> None:
         nouns = [normalize_text(n) for n in registry.person_nouns]
+        self._look_alikes = LookAlikes(registry)
         all_modifiers: list[str] = []
         all_words: list[str] = []
         for value in registry.values:
             for cls in (value.classes or {}).values():
                 all_modifiers += cls.modifiers
                 all_words += cls.words
+            all_modifiers += value.stated_modifiers
+            all_words += value.stated_words
         noun_alt = "(?:" + "|".join(sorted({re.escape(n) for n in nouns}, key=len, reverse=True)) + r")(?:e?s)?"
         # Other attribute terms may sit between a modifier and its noun ("a black female doctor").
         between_terms = sorted({_term_pattern(t) for t in all_modifiers + all_words}, key=len, reverse=True)
@@ -91,14 +105,21 @@ class ExplicitAttributes:
         for value in registry.values:
             if value.kind != "bias" or not value.classes or not value.attribute:
                 continue
-            for class_name, cls in value.classes.items():
+            groups = [(name, cls.words, cls.modifiers) for name, cls in value.classes.items()]
+            if value.stated_words or value.stated_modifiers:
+                groups.append((UNLISTED_CLASS, value.stated_words, value.stated_modifiers))
+            for class_name, class_words, class_modifiers in groups:
                 patterns: list[re.Pattern[str]] = []
-                words = terms_regex(cls.words)
+                # A class word in the possessive usually names an object ("men's shoes", "a king's
+                # crown"), so it states nothing about who is in the image.
+                words = terms_regex(class_words, suffix=_NOT_POSSESSIVE)
                 if words is not None:
                     patterns.append(words)
-                if cls.modifiers:
+                if class_modifiers:
                     mods = (
-                        "(?:" + "|".join(sorted({_term_pattern(m) for m in cls.modifiers}, key=len, reverse=True)) + ")"
+                        "(?:"
+                        + "|".join(sorted({_term_pattern(m) for m in class_modifiers}, key=len, reverse=True))
+                        + ")"
                     )
                     patterns.append(
                         re.compile(_BOUNDARY_START + mods + between + r"[\s\-]+" + noun_alt + _BOUNDARY_END)
@@ -120,7 +141,9 @@ class ExplicitAttributes:
                 self._rules.append((value.attribute, class_name, patterns))
 
     def stated(self, normalized: str) -> dict[str, str]:
-        """Attribute -> first stated class, e.g. ``{"gender": "female"}``."""
+        """Attribute -> first stated class, e.g. ``{"gender": "female"}`` (``unlisted`` for a
+        stated word that names no class). Look-alike phrases ("king penguin") state nothing."""
+        normalized = self._look_alikes.blank(normalized)
         found: dict[str, str] = {}
         for attribute, class_name, patterns in self._rules:
             if attribute in found:
@@ -130,22 +153,36 @@ class ExplicitAttributes:
         return found
 
 
+class LookAlikes:
+    """Blanks the registry's person look-alike phrases ("king penguin", "cowboy boots") with spaces
+    of the same length, so offsets into the text stay valid and their words count as nothing."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._regex = terms_regex(registry.person_look_alikes)
+
+    def blank(self, text: str) -> str:
+        if self._regex is None:
+            return text
+        return self._regex.sub(lambda m: " " * len(m.group(0)), text)
+
+
 class PersonNouns:
     """Locates person nouns. The bias rewrite rule places the attribute word before the first one;
-    the selector treats one as evidence of a person, except in the possessive ("a judge's gavel"),
-    which usually names an object."""
+    the selector treats one as evidence of a person, except in the possessive ("a judge's gavel")
+    or inside a look-alike phrase ("a nurse shark"), which name something else."""
 
     def __init__(self, registry: Registry) -> None:
         alt = "|".join(sorted({re.escape(normalize_text(n)) for n in registry.person_nouns}, key=len, reverse=True))
         self.regex = re.compile(_BOUNDARY_START + "(?:" + alt + r")(?:e?s)?" + _BOUNDARY_END, re.IGNORECASE)
-        self._evidence = re.compile(self.regex.pattern + r"(?!\s*['’]s?(?!\w))")
+        self._evidence = re.compile(self.regex.pattern + _NOT_POSSESSIVE)
+        self._look_alikes = LookAlikes(registry)
 
     def first(self, text: str) -> re.Match[str] | None:
-        return self.regex.search(text)
+        return self.regex.search(self._look_alikes.blank(text))
 
     def present(self, normalized: str) -> bool:
-        """A non-possessive person noun occurs in ``normalized`` text."""
-        return self._evidence.search(normalized) is not None
+        """A non-possessive person noun occurs in ``normalized`` text, outside look-alike phrases."""
+        return self._evidence.search(self._look_alikes.blank(normalized)) is not None
 
 
 def exception_blanker(registry: Registry) -> re.Pattern[str] | None:

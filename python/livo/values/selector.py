@@ -31,18 +31,52 @@ from livo.values.index import ValueIndex, load_index
 from livo.values.matching import ExplicitAttributes, HarmKeywords, PersonNouns, exception_blanker, normalize_text
 from livo.values.registry import Registry, ValuePrinciple
 
-Stage = Literal["keyword", "retrieval", "explicit-attribute", "judge", "none"]
-STAGES: tuple[Stage, ...] = ("keyword", "retrieval", "explicit-attribute", "judge", "none")
+Stage = Literal["keyword", "retrieval", "classifier", "explicit-attribute", "judge", "none"]
+STAGES: tuple[Stage, ...] = ("keyword", "retrieval", "classifier", "explicit-attribute", "judge", "none")
+
+
+@dataclass(frozen=True)
+class ValueDecision:
+    """One value that applies to a prompt: its id, a score (1.0 for a rule, otherwise a cosine
+    similarity or a probability), the stage that decided it, and a human-readable reason (the
+    keyword, exemplar, person noun or stated attribute that made the decision)."""
+
+    value_id: str
+    score: float
+    stage: Stage
+    reason: str = ""
 
 
 @dataclass(frozen=True)
 class Selection:
-    """The decision for one prompt: ``value_id`` (None: no value applies), a score (1.0 for a
-    keyword, otherwise the cosine similarity of the best exemplar), and the stage that decided."""
+    """The decision for one prompt. ``values`` lists every value that applies, harm values first,
+    then bias values in registry order; ``value_id``, ``score`` and ``stage`` describe the first of
+    them (``value_id`` None: no value applies, and ``score``/``stage`` say why not). A pipeline that
+    applies one value per prompt applies ``value_id``."""
 
     value_id: str | None
     score: float
     stage: Stage
+    values: tuple[ValueDecision, ...] = ()
+
+    @property
+    def value_ids(self) -> list[str]:
+        """Every value that applies, in order (empty: none)."""
+        if self.values:
+            return [v.value_id for v in self.values]
+        return [self.value_id] if self.value_id is not None else []
+
+    @property
+    def reasons(self) -> list[str]:
+        return [v.reason for v in self.values]
+
+    @classmethod
+    def of(cls, decisions: Sequence[ValueDecision], score: float, stage: Stage) -> Selection:
+        """The selection of ``decisions`` (in order); ``score``/``stage`` are used when it is empty."""
+        if not decisions:
+            return cls(None, score, stage)
+        first = decisions[0]
+        return cls(first.value_id, first.score, first.stage, tuple(decisions))
 
 
 class ValueJudge(Protocol):
@@ -57,11 +91,28 @@ class ValueJudge(Protocol):
 class RetrievalScores:
     """Per prompt: best positive and best negative exemplar similarity per value, and best benign
     exemplar similarity (−1 where none is in the top k). Kept apart from decisions so calibration
-    can re-decide without re-embedding."""
+    can re-decide without re-embedding. ``best_positive`` holds the exemplar row behind each
+    positive score (−1: none), so a decision can name the exemplar that made it."""
 
     positive: np.ndarray  # (n, V)
     negative: np.ndarray  # (n, V), the value's own negative exemplars
     benign: np.ndarray  # (n,)
+    best_positive: np.ndarray | None = None  # (n, V) exemplar rows
+
+
+@dataclass
+class Evidence:
+    """Everything known about a batch of prompts before deciding: normalised text, embeddings,
+    retrieval scores, keyword hits, stated attributes and person nouns. The threshold rules and
+    the classifier decide from it, and training computes it once."""
+
+    normalized: list[str]
+    vectors: np.ndarray  # (n, d)
+    scores: RetrievalScores
+    keywords: list[list[ValueDecision]]
+    stated: list[dict[str, str]]
+    person_noun: np.ndarray  # (n,) a non-possessive person noun
+    person_noun_any: np.ndarray  # (n,) any person noun, possessive included
 
 
 class ValueSelector:
@@ -75,6 +126,7 @@ class ValueSelector:
         k: int = 32,
         margin: float = 0.0,
         judge_band: float = 0.05,
+        classifier_judge_band: float = 0.2,
     ) -> None:
         problem = index.embedder_identity.mismatch(embedder.identity)
         if problem:
@@ -91,6 +143,7 @@ class ValueSelector:
         self.k = k
         self.margin = margin
         self.judge_band = judge_band
+        self.classifier_judge_band = classifier_judge_band
         self.keywords = HarmKeywords(self.registry)
         self.attributes = ExplicitAttributes(self.registry)
         self.person_nouns = PersonNouns(self.registry)
@@ -101,6 +154,16 @@ class ValueSelector:
         self._exemplar_positive = np.array([e.positive for e in index.exemplars])
         self._harm = [i for i, v in enumerate(self.registry.values) if v.kind == "harm"]
         self._bias = [i for i, v in enumerate(self.registry.values) if v.kind == "bias"]
+        self.classifier = index.classifier
+        if self.classifier is not None:
+            expected = (self.classifier_targets(), self.feature_names())
+            if (self.classifier.targets, self.classifier.feature_names) != expected:
+                from livo.errors import ConfigError
+
+                raise ConfigError(
+                    f"{index.source or 'index'}: its value classifier was fitted on other values or features "
+                    "than this version of the selector computes; rebuild the index"
+                )
 
     @classmethod
     def load(
@@ -148,13 +211,18 @@ class ValueSelector:
         return prompt if blanked == normalized else " ".join(blanked.split())
 
     def retrieval_scores(self, prompts: Sequence[str]) -> RetrievalScores:
-        n, columns = len(prompts), len(self._value_ids)
+        return self.scores_of(self.embedder.embed(prompts) if len(prompts) else np.zeros((0, 1), np.float32))
+
+    def scores_of(self, vectors: np.ndarray) -> RetrievalScores:
+        """Retrieval scores of already embedded prompts."""
+        n, columns = len(vectors), len(self._value_ids)
         positive = np.full((n, columns), -1.0, dtype=np.float32)
         negative = np.full((n, columns), -1.0, dtype=np.float32)
         benign = np.full(n, -1.0, dtype=np.float32)
+        best_positive = np.full((n, columns), -1, dtype=np.int64)
         if n == 0:
-            return RetrievalScores(positive, negative, benign)
-        sims, ids = self.index.search(self.embedder.embed(prompts), self.k)
+            return RetrievalScores(positive, negative, benign, best_positive)
+        sims, ids = self.index.search(vectors, self.k)
         valid = ids >= 0
         rows = np.broadcast_to(np.arange(n)[:, None], ids.shape)[valid]
         sims, ids = sims[valid], ids[valid]
@@ -165,7 +233,121 @@ class ValueSelector:
         neg = valued & ~is_pos
         np.maximum.at(negative, (rows[neg], value_col[neg]), sims[neg])
         np.maximum.at(benign, rows[~valued], sims[~valued])
-        return RetrievalScores(positive, negative, benign)
+        # FAISS returns each row's hits best first, so a (row, value)'s first positive hit is its best.
+        keys = rows[is_pos] * columns + value_col[is_pos]
+        _, first = np.unique(keys, return_index=True)
+        best_positive.reshape(-1)[keys[first]] = ids[is_pos][first]
+        return RetrievalScores(positive, negative, benign, best_positive)
+
+    def evidence(self, prompts: Sequence[str]) -> Evidence:
+        """Computes the :class:`Evidence` for ``prompts`` (one embedding pass)."""
+        normalized = [normalize_text(str(p)) for p in prompts]
+        texts = [self.retrieval_text(str(p), t) for p, t in zip(prompts, normalized)]
+        vectors = self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.identity.dimension), np.float32)
+        has_bias = bool(self._bias)
+        return Evidence(
+            normalized=normalized,
+            vectors=vectors,
+            scores=self.scores_of(vectors),
+            keywords=[self.keyword_decisions(t) for t in normalized],
+            stated=[self.attributes.stated(t) if has_bias else {} for t in normalized],
+            person_noun=np.array([has_bias and self.person_nouns.present(t) for t in normalized], dtype=bool),
+            person_noun_any=np.array(
+                [has_bias and self.person_nouns.first(t) is not None for t in normalized], dtype=bool
+            ),
+        )
+
+    def classifier_targets(self) -> list[str]:
+        """What the classifier predicts: each harm value, and ``person`` when there are bias values."""
+        return [self._value_ids[i] for i in self._harm] + (["person"] if self._bias else [])
+
+    def feature_names(self) -> list[str]:
+        """Names of the classifier's feature columns, in order (see :meth:`features`)."""
+        harm = [self._value_ids[i] for i in self._harm]
+        attributes = [str(self.registry.values[i].attribute) for i in self._bias]
+        return (
+            [f"embedding:{i}" for i in range(self.embedder.identity.dimension)]
+            + [f"positive:{v}" for v in self._value_ids]
+            + [f"negative:{v}" for v in self._value_ids]
+            + ["benign"]
+            + [f"keyword:{v}" for v in harm]
+            + ["person-noun", "person-noun-any"]
+            + [f"stated:{a}" for a in attributes]
+        )
+
+    def features(self, evidence: Evidence) -> np.ndarray:
+        """The classifier's input: embedding, retrieval scores and rule evidence, one row a prompt."""
+        n = len(evidence.normalized)
+        harm_ids = [self._value_ids[i] for i in self._harm]
+        keyword = np.array(
+            [[any(d.value_id == v for d in hits) for v in harm_ids] for hits in evidence.keywords], dtype=np.float32
+        ).reshape(n, len(harm_ids))
+        attributes = [self.registry.values[i].attribute for i in self._bias]
+        stated = np.array([[a in s for a in attributes] for s in evidence.stated], dtype=np.float32).reshape(
+            n, len(attributes)
+        )
+        scores = evidence.scores
+        return np.hstack(
+            [
+                evidence.vectors,
+                scores.positive,
+                scores.negative,
+                scores.benign[:, None],
+                keyword,
+                evidence.person_noun[:, None].astype(np.float32),
+                evidence.person_noun_any[:, None].astype(np.float32),
+                stated,
+            ]
+        ).astype(np.float32)
+
+    def classify(self, evidence: Evidence, row: int, probabilities: np.ndarray) -> Selection:
+        """The classifier's decision for one prompt (``probabilities`` per target): every harm value
+        whose probability reaches its threshold (most probable first); then, when the prompt
+        depicts a person, the bias values whose attribute it does not state."""
+        assert self.classifier is not None
+        thresholds = self.classifier.thresholds
+        stated = evidence.stated[row]
+        keywords = {d.value_id: d.reason for d in evidence.keywords[row]}
+        best = evidence.scores.best_positive[row] if evidence.scores.best_positive is not None else None
+        positive = evidence.scores.positive[row]
+        harm_columns = {self._value_ids[i]: i for i in self._harm}
+
+        def reason(target: int, value_column: int) -> str:
+            parts = [f"p={probabilities[target]:.2f}"]
+            value_id = self._value_ids[value_column]
+            if value_id in keywords:
+                parts.append(keywords[value_id])
+            if value_column in self._bias:
+                if stated:
+                    parts.append("stated " + ", ".join(f"{a} {c!r}" for a, c in stated.items()))
+                noun = self.person_nouns.first(evidence.normalized[row]) if evidence.person_noun[row] else None
+                if noun is not None:
+                    parts.append(f"person noun {noun.group(0)!r}")
+            parts.append(self._exemplar_reason(value_column, positive, best))
+            return "; ".join(parts)
+
+        targets = self.classifier.targets
+        harm = sorted(
+            (t for t, name in enumerate(targets) if name in harm_columns and probabilities[t] >= thresholds[t]),
+            key=lambda t: -probabilities[t],
+        )
+        decisions = [
+            ValueDecision(targets[t], float(probabilities[t]), "classifier", reason(t, harm_columns[targets[t]]))
+            for t in harm
+        ]
+        if self._bias:
+            person = targets.index("person")
+            if probabilities[person] >= thresholds[person]:
+                for i in self._bias:
+                    if self.registry.values[i].attribute not in stated:
+                        decisions.append(
+                            ValueDecision(
+                                self._value_ids[i], float(probabilities[person]), "classifier", reason(person, i)
+                            )
+                        )
+                if not decisions:
+                    return Selection(None, float(probabilities[person]), "explicit-attribute")
+        return Selection.of(decisions, float(probabilities.max()) if len(probabilities) else 0.0, "none")
 
     def decide(
         self,
@@ -178,83 +360,167 @@ class ValueSelector:
         noun_margin: float,
         stated: dict[str, str] | None = None,
         has_person_noun: bool | None = None,
+        keyword_values: Sequence[ValueDecision] = (),
+        best_positive: np.ndarray | None = None,
     ) -> Selection:
-        """The stages after the keyword stage, for one prompt with precomputed retrieval scores
-        (``stated`` and ``has_person_noun`` may be precomputed, e.g. during calibration).
+        """The decision for one prompt with precomputed retrieval scores (``stated`` and
+        ``has_person_noun`` may be precomputed, e.g. during calibration; ``keyword_values`` are the
+        keyword stage's harm decisions).
 
         A value passes when its best positive exemplar reaches its threshold and beats its own
         negative exemplars and the benign ones. When the prompt names a person, bias values use
         their (lower) person-noun threshold and are vetoed only by their own negatives (look-alikes
         such as "a nurse shark") that are closer by more than ``noun_margin``: a look-alike shares
         the noun, so it is always somewhat close, and a generic benign scene ("a hospital
-        corridor") must not veto "a doctor in a hospital corridor"."""
+        corridor") must not veto "a doctor in a hospital corridor".
+
+        Every harm value that a keyword or retrieval finds applies. The bias values apply together
+        when the prompt depicts a person (a bias value passes retrieval, or an attribute is stated),
+        except those whose attribute the prompt states: steering it would contradict the user."""
         if has_person_noun is None:
             has_person_noun = bool(self._bias) and self.person_nouns.present(normalized)
         passing = (positive >= thresholds) & (positive > np.maximum(negative, benign) + self.margin)
         if has_person_noun:
             for i in self._bias:
                 passing[i] = positive[i] >= noun_thresholds[i] and negative[i] <= positive[i] + noun_margin
-        harm = [i for i in self._harm if passing[i]]
-        if harm:
-            best = max(harm, key=lambda i: positive[i])
-            return Selection(self._value_ids[best], float(positive[best]), "retrieval")
+        decisions = list(keyword_values)
+        found = {d.value_id for d in decisions}
+        harm = sorted(
+            (i for i in self._harm if passing[i] and self._value_ids[i] not in found), key=lambda i: -positive[i]
+        )
+        decisions += [self._retrieved(i, positive, best_positive) for i in harm]
         if stated is None:
             stated = self.attributes.stated(normalized) if self._bias else {}
-        if self._bias and (stated or any(passing[i] for i in self._bias)):
-            suppressed = False
+        passing_bias = [i for i in self._bias if passing[i]]
+        if self._bias and (stated or passing_bias):
+            evidence = self._person_reason(normalized, stated, passing_bias, positive, best_positive)
             for i in self._bias:
                 if self.registry.values[i].attribute in stated:
-                    suppressed = True
                     continue
-                return Selection(
-                    self._value_ids[i], float(positive[i]), "explicit-attribute" if suppressed else "retrieval"
-                )
-            return Selection(None, float(max(positive[i] for i in self._bias)), "explicit-attribute")
-        return Selection(None, float(positive.max()) if len(positive) else 0.0, "none")
+                stage: Stage = "explicit-attribute" if stated else "retrieval"
+                decisions.append(ValueDecision(self._value_ids[i], float(positive[i]), stage, evidence))
+            if not decisions:
+                return Selection(None, float(max(positive[i] for i in self._bias)), "explicit-attribute")
+        return Selection.of(decisions, float(positive.max()) if len(positive) else 0.0, "none")
+
+    def _retrieved(self, column: int, positive: np.ndarray, best_positive: np.ndarray | None) -> ValueDecision:
+        value_id = self._value_ids[column]
+        return ValueDecision(
+            value_id, float(positive[column]), "retrieval", self._exemplar_reason(column, positive, best_positive)
+        )
+
+    def _exemplar_reason(self, column: int, positive: np.ndarray, best_positive: np.ndarray | None) -> str:
+        row = -1 if best_positive is None else int(best_positive[column])
+        if row < 0:
+            return f"retrieval {positive[column]:.2f}"
+        return f"exemplar {self.index.exemplars[row].text!r} ({positive[column]:.2f})"
+
+    def _person_reason(
+        self,
+        normalized: str,
+        stated: dict[str, str],
+        passing_bias: list[int],
+        positive: np.ndarray,
+        best_positive: np.ndarray | None,
+    ) -> str:
+        said = "stated " + ", ".join(f"{attribute} {cls!r}" for attribute, cls in stated.items()) if stated else ""
+        if passing_bias:
+            column = max(passing_bias, key=lambda i: positive[i])
+            noun = self.person_nouns.first(normalized)
+            found = (
+                f"person noun {noun.group(0)!r}, " if noun is not None and self.person_nouns.present(normalized) else ""
+            )
+            retrieved = found + self._exemplar_reason(column, positive, best_positive)
+            return f"{said}; {retrieved}" if said else retrieved
+        return said
+
+    def keyword_decisions(self, normalized: str) -> list[ValueDecision]:
+        """The keyword stage: every harm value with a keyword in the prompt, in registry order."""
+        return [
+            ValueDecision(hit.value_id, 1.0, "keyword", f"keyword {hit.keyword!r}")
+            for hit in self.keywords.match_all(normalized)
+        ]
 
     def select(self, prompts: Sequence[str], batch_size: int = 1024) -> list[Selection]:
-        """One :class:`Selection` per prompt, in order. Prompts decided by a keyword are not embedded."""
-        results: list[Selection | None] = [None] * len(prompts)
-        normalized = [normalize_text(str(p)) for p in prompts]
-        pending: list[int] = []
-        for i, text in enumerate(normalized):
-            hit = self.keywords.match(text)
-            if hit is not None:
-                results[i] = Selection(hit.value_id, 1.0, "keyword")
-            else:
-                pending.append(i)
-        thresholds, noun_thresholds = self.thresholds, self.noun_thresholds
-        for start in range(0, len(pending), batch_size):
-            chunk = pending[start : start + batch_size]
-            scores = self.retrieval_scores([self.retrieval_text(str(prompts[i]), normalized[i]) for i in chunk])
-            for row, i in enumerate(chunk):
-                selection = self.decide(
-                    normalized[i],
-                    scores.positive[row],
-                    scores.negative[row],
-                    float(scores.benign[row]),
-                    thresholds,
-                    noun_thresholds,
-                    self.index.noun_margin,
-                )
-                if self.judge is not None:
-                    selection = self._ask_judge(str(prompts[i]), selection, scores.positive[row], thresholds)
-                results[i] = selection
-        return [r for r in results if r is not None]
+        """One :class:`Selection` per prompt, in order, listing every value that applies."""
+        results: list[Selection] = []
+        for start in range(0, len(prompts), batch_size):
+            chunk = [str(p) for p in prompts[start : start + batch_size]]
+            evidence = self.evidence(chunk)
+            results += self.decide_all(chunk, evidence)
+        return results
 
-    def _ask_judge(self, prompt: str, selection: Selection, positive: np.ndarray, thresholds: np.ndarray) -> Selection:
-        if selection.stage not in ("retrieval", "none"):
+    def _per_value(self, target_scores: np.ndarray) -> np.ndarray:
+        """Classifier scores per target → per value (every bias value takes the ``person`` score)."""
+        assert self.classifier is not None
+        columns = [
+            self.classifier.targets.index("person" if i in self._bias else self._value_ids[i])
+            for i in range(len(self._value_ids))
+        ]
+        return target_scores[:, columns]
+
+    def decide_all(self, prompts: Sequence[str], evidence: Evidence) -> list[Selection]:
+        """Decisions for ``prompts`` from their precomputed ``evidence``: the classifier's when the
+        index has one, otherwise the threshold rules'; then the judge's, if any."""
+        scores = evidence.scores
+        assert scores.best_positive is not None
+        if self.classifier is not None:
+            probabilities = self.classifier.probabilities(self.features(evidence))
+            decided = [self.classify(evidence, row, probabilities[row]) for row in range(len(prompts))]
+            if self.judge is not None:
+                per_value = self._per_value(probabilities)
+                per_value_thresholds = self._per_value(self.classifier.thresholds[None, :])[0]
+                decided = [
+                    self._ask_judge(p, s, per_value[row], per_value_thresholds, self.classifier_judge_band)
+                    for row, (p, s) in enumerate(zip(prompts, decided))
+                ]
+            return decided
+        thresholds, noun_thresholds = self.thresholds, self.noun_thresholds
+        decided = []
+        for row, prompt in enumerate(prompts):
+            selection = self.decide(
+                evidence.normalized[row],
+                scores.positive[row],
+                scores.negative[row],
+                float(scores.benign[row]),
+                thresholds,
+                noun_thresholds,
+                self.index.noun_margin,
+                stated=evidence.stated[row],
+                has_person_noun=bool(evidence.person_noun[row]),
+                keyword_values=evidence.keywords[row],
+                best_positive=scores.best_positive[row],
+            )
+            if self.judge is not None:
+                selection = self._ask_judge(prompt, selection, scores.positive[row], thresholds, self.judge_band)
+            decided.append(selection)
+        return decided
+
+    def _ask_judge(
+        self, prompt: str, selection: Selection, scores: np.ndarray, thresholds: np.ndarray, band: float
+    ) -> Selection:
+        """Lets the judge re-decide a prompt whose retrieval or classifier scores lie within ``band``
+        of a threshold; candidates are the values that reach their threshold minus the band.
+        Keyword and explicit-attribute decisions stand."""
+        learned = ("retrieval", "classifier", "none")
+        if selection.stage not in learned or any(v.stage not in learned for v in selection.values):
             return selection
-        near = np.abs(positive - thresholds) <= self.judge_band
+        near = np.abs(scores - thresholds) <= band
         if not near.any():
             return selection
-        candidates = [self.registry.values[i] for i in np.flatnonzero(positive >= thresholds - self.judge_band)]
+        candidates = [self.registry.values[i] for i in np.flatnonzero(scores >= thresholds - band)]
         assert self.judge is not None
-        verdict = self.judge.decide(prompt, candidates)
-        if verdict is not None and verdict not in {c.id for c in candidates}:
-            verdict = None
-        score = float(positive[self._column[verdict]]) if verdict else selection.score
-        return Selection(verdict, score, "judge")
+        ids = {c.id for c in candidates}
+        applicable = getattr(self.judge, "applicable", None)
+        if applicable is not None:
+            verdicts = [v for v in applicable(prompt, candidates) if v in ids]
+        else:
+            verdict = self.judge.decide(prompt, candidates)
+            verdicts = [verdict] if verdict in ids else []
+        order = {v: i for i, v in enumerate(self._value_ids)}
+        harm_first = sorted(verdicts, key=lambda v: (self.registry.value(v).kind != "harm", order[v]))
+        decisions = [ValueDecision(v, float(scores[self._column[v]]), "judge", "judge") for v in harm_first]
+        return Selection.of(decisions, selection.score, "judge")
 
     def choice(self, selection: Selection) -> ValueChoice | None:
         if selection.value_id is None:
