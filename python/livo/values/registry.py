@@ -63,7 +63,11 @@ class Exemplars(StrictModel):
 
 
 class ValuePrinciple(StrictModel):
-    """One value: its id, the text fed to the value encoder, and how prompts are matched to it."""
+    """One value: its id, the text fed to the value encoder, and how prompts are matched to it.
+
+    A bias value's ``stated_words`` and ``stated_modifiers`` state its attribute without naming one
+    of its classes (a nationality such as "a Finnish sailor" states race): the value is then not
+    applied, as for a class word, but no class is implied."""
 
     id: str = Field(pattern=_ID_PATTERN)
     text: str = Field(min_length=1)
@@ -75,8 +79,10 @@ class ValuePrinciple(StrictModel):
     keywords: list[str] = Field(default_factory=list)
     keyword_exceptions: list[str] = Field(default_factory=list)
     replacements: dict[str, str] = Field(default_factory=dict)
+    stated_words: list[str] = Field(default_factory=list)
+    stated_modifiers: list[str] = Field(default_factory=list)
 
-    _clean = field_validator("keywords", "keyword_exceptions")(_clean_terms)
+    _clean = field_validator("keywords", "keyword_exceptions", "stated_words", "stated_modifiers")(_clean_terms)
 
     @model_validator(mode="after")
     def _kind_fields(self) -> ValuePrinciple:
@@ -92,6 +98,8 @@ class ValuePrinciple(StrictModel):
         else:
             if self.attribute is not None or self.classes is not None:
                 raise ValueError("'attribute' and 'classes' are only for bias values")
+            if self.stated_words or self.stated_modifiers:
+                raise ValueError("'stated_words' and 'stated_modifiers' are only for bias values")
             if not self.keywords and not self.retrieval:
                 raise ValueError("a harm value without retrieval needs 'keywords'")
             if not self.replacements:
@@ -106,10 +114,13 @@ class Registry(StrictModel):
     name: str = Field(min_length=1)
     version: Literal[1] = 1
     person_nouns: list[str] = Field(min_length=1)
+    # Phrases in which a person noun or attribute word names something else ("king penguin",
+    # "cowboy boots", "german shepherd"): they are no evidence of a person.
+    person_look_alikes: list[str] = Field(default_factory=list)
     benign_exemplars: list[str] = Field(default_factory=list)
     values: list[ValuePrinciple] = Field(min_length=1)
 
-    _clean = field_validator("person_nouns", "benign_exemplars")(_clean_terms)
+    _clean = field_validator("person_nouns", "person_look_alikes", "benign_exemplars")(_clean_terms)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Registry:
