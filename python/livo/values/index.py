@@ -25,6 +25,7 @@ import numpy as np
 
 from livo.errors import ConfigError, InputError
 from livo.permissions import replace_folder, write_atomic
+from livo.values.classifier import CLASSIFIER_FILE, ValueClassifier
 from livo.values.embedders import Embedder, EmbedderIdentity
 from livo.values.registry import Registry, parse_registry
 
@@ -65,6 +66,7 @@ class ValueIndex:
     source: Path | None = None
     registry_source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    classifier: ValueClassifier | None = None
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = max(1, min(k, len(self.exemplars)))
@@ -135,7 +137,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _metadata(index: ValueIndex, index_sha256: str) -> dict[str, Any]:
+def _metadata(index: ValueIndex, index_sha256: str, classifier_entry: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -158,6 +160,7 @@ def _metadata(index: ValueIndex, index_sha256: str) -> dict[str, Any]:
         "noun_thresholds": index.noun_thresholds,
         "noun_margin": index.noun_margin,
         "calibration": index.calibration,
+        "classifier": classifier_entry,
     }
 
 
@@ -176,9 +179,44 @@ def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
     with replace_folder(target) as staging:
         faiss.write_index(index.faiss_index, str(staging / INDEX_FILE))
         write_json_atomic(staging / REGISTRY_FILE, index.registry.model_dump(mode="json"))
-        write_json_atomic(staging / METADATA_FILE, _metadata(index, _sha256(staging / INDEX_FILE)))
+        entry = _write_classifier(staging, index.classifier) if index.classifier is not None else None
+        write_json_atomic(staging / METADATA_FILE, _metadata(index, _sha256(staging / INDEX_FILE), entry))
     index.source = target
     return target
+
+
+def _write_classifier(directory: Path, classifier: ValueClassifier) -> dict[str, Any]:
+    data, meta = classifier.to_bytes()
+    write_atomic(directory / CLASSIFIER_FILE, data)
+    return {"file": CLASSIFIER_FILE, "sha256": hashlib.sha256(data).hexdigest(), **meta}
+
+
+def update_classifier(directory: str | os.PathLike[str], classifier: ValueClassifier | None) -> None:
+    """Replaces the value classifier of a saved index (None: removes it). The arrays are written
+    first and the metadata, which holds their SHA-256, last, both atomically: a reader sees either
+    the old pair or the new one, and a torn pair fails its checksum."""
+    directory = Path(directory)
+    metadata = _read_metadata(directory)
+    if classifier is None:
+        metadata["classifier"] = None
+        write_json_atomic(directory / METADATA_FILE, metadata)
+        (directory / CLASSIFIER_FILE).unlink(missing_ok=True)
+        return
+    metadata["classifier"] = _write_classifier(directory, classifier)
+    write_json_atomic(directory / METADATA_FILE, metadata)
+
+
+def _read_classifier(directory: Path, entry: dict[str, Any] | None) -> ValueClassifier | None:
+    if not entry:
+        return None
+    path = directory / str(entry.get("file", CLASSIFIER_FILE))
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{path}: the index's value classifier is missing: {error}; rebuild the index") from None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise InputError(f"{path}: corrupt value classifier (its SHA-256 differs from {METADATA_FILE}); rebuild it")
+    return ValueClassifier.from_bytes(data, entry, str(path))
 
 
 def update_thresholds(
@@ -297,4 +335,5 @@ def load_index(
         source=directory,
         registry_source=metadata["registry"].get("source"),
         extra={"params": params},
+        classifier=_read_classifier(directory, metadata.get("classifier")),
     )
