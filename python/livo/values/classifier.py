@@ -78,7 +78,7 @@ class ValueClassifier:
         targets: Sequence[str],
         feature_names: Sequence[str],
         l2: float,
-        thresholds: Sequence[float] | None = None,
+        thresholds: Sequence[float] | np.ndarray | None = None,
         summary: dict[str, object] | None = None,
     ) -> ValueClassifier:
         """Fits one logistic regression per target; ``labels`` is (n, T) of 0/1."""

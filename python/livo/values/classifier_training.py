@@ -53,6 +53,16 @@ def training_rows(registry: Registry, files: Sequence[str | Path] | None = None)
     return rows
 
 
+def prompt_fingerprint(prompt: str) -> str:
+    """A short hash of a prompt's normalised text: the index keeps these for its training prompts, so
+    an evaluation can say which of its prompts the classifier has already seen."""
+    import hashlib
+
+    from livo.values.matching import normalize_text
+
+    return hashlib.blake2b(normalize_text(prompt).encode(), digest_size=8).hexdigest()
+
+
 def target_labels(
     rows: Sequence[MultiLabelPrompt], registry: Registry, targets: Sequence[str], stated: Sequence[dict[str, str]]
 ) -> np.ndarray:
@@ -191,5 +201,6 @@ def fit_value_classifier(
         "cross_validated": {"macro_f1": round(macro, 4), "benign_fpr": round(fpr, 4)},
         "l2_trials": trials,
         "objective": "highest out-of-fold macro-F1 with benign FPR within the cap; thresholds by coordinate ascent",
+        "training_prompts": sorted({prompt_fingerprint(r.prompt) for r in rows}),
     }
     return ValueClassifier.fit(features, labels, targets, names, l2, thresholds=thresholds, summary=summary)

@@ -37,7 +37,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="calibrate thresholds right away (on --labelled, default: the shipped set)",
     )
     build.add_argument("--labelled", help="labelled prompt file for --calibrate")
+    build.add_argument(
+        "--training",
+        action="append",
+        metavar="FILE",
+        help="labelled prompts (columns prompt, values) to fit the value classifier on; repeatable. "
+        "Default: the prompts shipped for the default registry; other registries get no classifier "
+        "without this flag",
+    )
+    build.add_argument(
+        "--no-classifier", action="store_true", help="decide by retrieval thresholds only (no value classifier)"
+    )
     build.set_defaults(run=run_build_index, extras=("values",))
+
+    fit = sub.add_parser("fit-classifier", help="fit (or refit) the value classifier of an index on labelled prompts")
+    fit.add_argument("index", help="index folder")
+    fit.add_argument(
+        "--training",
+        action="append",
+        metavar="FILE",
+        help="labelled prompts (columns prompt, values); repeatable (default: the shipped prompts)",
+    )
+    fit.add_argument(
+        "--max-benign-fpr",
+        type=float,
+        default=0.02,
+        help="cap on the cross-validated benign false-positive rate (default 0.02)",
+    )
+    fit.set_defaults(run=run_fit_classifier, extras=("values",))
 
     cal = sub.add_parser("calibrate", help="fit retrieval thresholds on a labelled prompt set")
     cal.add_argument("index", help="index folder")
@@ -64,17 +91,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     select.add_argument(
         "--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)"
     )
+    select.add_argument(
+        "--llm-judge",
+        metavar="URL",
+        help="OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1, or URL#MODEL) asked about borderline "
+        "decisions; its key is read from LIVO_JUDGE_API_KEY (off by default)",
+    )
+    select.add_argument("--llm-model", help="model name for --llm-judge")
     select.set_defaults(run=run_select, extras=("values",))
 
     evaluate = sub.add_parser("evaluate", help="precision/recall/F1 of the selector and of the keyword baseline")
     evaluate.add_argument("--index", required=True, help="index folder")
-    evaluate.add_argument("--labelled", help="labelled prompts (default: the shipped set)")
-    evaluate.add_argument("--split", default="test", help="rows of this split only (default test; 'all' for every row)")
+    evaluate.add_argument(
+        "--labelled",
+        default="promptlog-dev",
+        help="labelled prompts (columns prompt, values or label), or a shipped set: promptlog-dev (default), "
+        "promptlog-test (the sealed split: score it once, at the end of a piece of work), labelled, holdout",
+    )
+    evaluate.add_argument("--split", default="all", help="rows of this split only (default: every row)")
+    evaluate.add_argument("--errors", type=int, default=20, help="list this many worst errors (default 20)")
     evaluate.add_argument("--json", dest="json_path", help="also write the numbers as JSON here")
     evaluate.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     evaluate.add_argument(
         "--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)"
     )
+    evaluate.add_argument(
+        "--llm-judge",
+        metavar="URL",
+        help="OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1, or URL#MODEL) asked about borderline "
+        "decisions; its key is read from LIVO_JUDGE_API_KEY (off by default)",
+    )
+    evaluate.add_argument("--llm-model", help="model name for --llm-judge")
     evaluate.set_defaults(run=run_evaluate, extras=("values",))
 
 
@@ -122,7 +169,43 @@ def _calibrate_into(directory: str, labelled: str | None, split: str, max_benign
         print(f"person-noun thresholds: {nouns}; person-noun margin {result.noun_margin:.2f}")
 
 
-def _judge(path: str | None):  # type: ignore[no-untyped-def]
+def _fit_classifier_into(directory: str, training: list[str] | None, max_benign_fpr: float) -> bool:
+    """Fits and stores the index's value classifier; False when there are no training prompts."""
+    from livo.values.classifier_training import fit_value_classifier, training_rows
+    from livo.values.index import update_classifier
+    from livo.values.selector import ValueSelector
+
+    start = time.perf_counter()
+    selector = ValueSelector.load(directory)
+    rows = training_rows(selector.registry, training)
+    if not rows:
+        return False
+    classifier = fit_value_classifier(selector, rows, max_benign_fpr=max_benign_fpr)
+    update_classifier(directory, classifier)
+    scores = classifier.summary["cross_validated"]
+    assert isinstance(scores, dict)
+    thresholds = ", ".join(f"{t} {v:.3f}" for t, v in zip(classifier.targets, classifier.thresholds))
+    print(
+        f"value classifier fitted on {len(rows)} labelled prompts in {time.perf_counter() - start:.1f} s: "
+        f"cross-validated macro-F1 {scores['macro_f1']:.3f}, benign FPR {scores['benign_fpr']:.3f} "
+        f"(L2 {classifier.l2:g}; thresholds {thresholds})"
+    )
+    return True
+
+
+def _judge(path: str | None, llm: str | None = None, llm_model: str | None = None):  # type: ignore[no-untyped-def]
+    if path and llm:
+        from livo.errors import ConfigError
+
+        raise ConfigError("--judge and --llm-judge: give one judge, not both")
+    if llm:
+        from livo.values.llm_judge import OpenAICompatibleJudge
+
+        return OpenAICompatibleJudge.from_spec(llm, model=llm_model)
+    if llm_model:
+        from livo.errors import ConfigError
+
+        raise ConfigError("--llm-model: needs --llm-judge URL")
     if not path:
         return None
     from livo.values.borderline_judge import TransformersJudge
@@ -141,6 +224,10 @@ def run_build_index(args: argparse.Namespace) -> int:
     output_folder(args.output, flag="--output", overwrite=args.overwrite)
     if args.labelled:
         input_file(args.labelled, flag="--labelled")
+    for training in args.training or []:
+        input_file(training, flag="--training")
+    if args.training and args.no_classifier:
+        raise InputError("--training and --no-classifier: choose one")
     path = resolve_registry_path(args.registry)
     registry = load_registry(path)
     shipped_labels_fit = _shipped_labels_fit(registry.ids)
@@ -157,6 +244,8 @@ def run_build_index(args: argparse.Namespace) -> int:
         f"{embedder.identity.name} ({embedder.identity.dimension}-d, {args.index_type}) into {args.output} "
         f"in {time.perf_counter() - start:.1f} s"
     )
+    if not args.no_classifier and not _fit_classifier_into(args.output, args.training, 0.02):
+        print("no value classifier: no labelled prompts for this registry (give --training FILE)")
     if args.calibrate:
         _calibrate_into(args.output, args.labelled, "calibration", 0.05)
     elif shipped_labels_fit:
@@ -165,6 +254,23 @@ def run_build_index(args: argparse.Namespace) -> int:
         print(
             f"thresholds are defaults; to calibrate, label prompts with this registry's value ids "
             f"(columns prompt, label) and run: livo values calibrate {args.output} --labelled FILE"
+        )
+    return 0
+
+
+def run_fit_classifier(args: argparse.Namespace) -> int:
+    from livo.errors import InputError
+    from livo.user_paths import input_file, input_folder
+
+    input_folder(args.index, flag="index")
+    for training in args.training or []:
+        input_file(training, flag="--training")
+    if not 0.0 <= args.max_benign_fpr <= 1.0:
+        raise InputError(f"--max-benign-fpr: must lie in [0, 1], got {args.max_benign_fpr}")
+    if not _fit_classifier_into(args.index, args.training, args.max_benign_fpr):
+        raise InputError(
+            f"{args.index}: no labelled prompts for this index's registry; give --training FILE "
+            "(columns prompt, values: a list of the registry's value ids)"
         )
     return 0
 
@@ -193,45 +299,123 @@ def run_select(args: argparse.Namespace) -> int:
     output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=OUTPUT_FORMATS)
     table, prompts = read_prompt_table(args.input, args.column)
     registry = load_registry(args.registry) if args.registry else None
-    selector = ValueSelector.load(args.index, registry=registry, judge=_judge(args.judge))
+    judge = _judge(args.judge, args.llm_judge, args.llm_model)
+    selector = ValueSelector.load(args.index, registry=registry, judge=judge)
     texts = [p if p is not None else "" for p in prompts.to_pylist()]
     start = time.perf_counter()
     selections = selector.select(texts)
     seconds = time.perf_counter() - start
-    for name in ("value_id", "score", "stage"):
+    columns = {
+        "value_id": pa.array([s.value_id for s in selections], pa.string()),
+        "score": pa.array([s.score for s in selections], pa.float64()),
+        "stage": pa.array([s.stage for s in selections], pa.string()),
+        "value_ids": pa.array([s.value_ids for s in selections], pa.list_(pa.string())),
+        "value_scores": pa.array([[v.score for v in s.values] for s in selections], pa.list_(pa.float64())),
+        "reasons": pa.array([s.reasons for s in selections], pa.list_(pa.string())),
+    }
+    for name, column in columns.items():
         if name in table.column_names:
             table = table.drop_columns([name])
-    table = table.append_column("value_id", pa.array([s.value_id for s in selections], pa.string()))
-    table = table.append_column("score", pa.array([s.score for s in selections], pa.float64()))
-    table = table.append_column("stage", pa.array([s.stage for s in selections], pa.string()))
+        table = table.append_column(name, column)
     write_table(table, args.output)
     counts: dict[str, int] = {}
     for s in selections:
-        key = s.value_id or "none"
-        counts[key] = counts.get(key, 0) + 1
+        for key in s.value_ids or ["none"]:
+            counts[key] = counts.get(key, 0) + 1
+    several = sum(1 for s in selections if len(s.value_ids) > 1)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     rate = len(texts) / seconds if seconds > 0 else float("inf")
-    print(f"selected values for {len(texts):,} prompts in {seconds:.2f} s ({rate:,.0f}/s): {summary}")
+    print(
+        f"selected values for {len(texts):,} prompts in {seconds:.2f} s ({rate:,.0f}/s): {summary}; "
+        f"{several:,} prompts with several values"
+    )
     return 0
 
 
+def _training_overlap(summary: dict[str, object], prompts: list[str]) -> str:
+    """A note when the classifier was fitted on some of the evaluated prompts (scores optimistic)."""
+    from livo.values.classifier_training import prompt_fingerprint
+
+    seen = set(summary.get("training_prompts") or [])  # type: ignore[call-overload]
+    overlap = sum(prompt_fingerprint(p) in seen for p in prompts)
+    cv = summary.get("cross_validated") or {}
+    assert isinstance(cv, dict)
+    if not overlap:
+        return "  none of these prompts was used to fit the value classifier"
+    return (
+        f"  note: the value classifier was fitted on {overlap:,} of these {len(prompts):,} prompts, so these scores "
+        f"are optimistic; its cross-validated estimate is macro-F1 {cv.get('macro_f1')}, benign FPR "
+        f"{cv.get('benign_fpr')}"
+    )
+
+
+SHIPPED_SETS = ("promptlog-dev", "promptlog-test", "labelled", "holdout")
+
+
+def _evaluation_path(labelled: str):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from livo.user_paths import input_file
+    from livo.values.classifier_training import shipped_training_files
+    from livo.values.multilabel import promptlog_path
+
+    if labelled in SHIPPED_SETS:
+        data = shipped_training_files()[0].parent
+        path = {
+            "promptlog-dev": promptlog_path("dev"),
+            "promptlog-test": promptlog_path("test"),
+            "labelled": data / "labelled_prompts.jsonl",
+            "holdout": data / "holdout_prompts.jsonl",
+        }[labelled]
+    else:
+        path = Path(input_file(labelled, flag="--labelled"))
+    return path
+
+
+def _evaluation_rows(path, labelled: str, split: str, registry_ids: list[str]):  # type: ignore[no-untyped-def]
+    from livo.errors import InputError
+    from livo.values.multilabel import load_multilabel
+
+    rows = load_multilabel(path, None if split == "all" else split)
+    if not rows:
+        raise InputError(f"{path}: no rows in split {split!r}")
+    unknown = sorted({v for r in rows for v in r.values if v not in registry_ids})
+    if unknown:
+        hint = (
+            " (the shipped sets are for the default registry); give --labelled FILE" if labelled in SHIPPED_SETS else ""
+        )
+        raise InputError(f"{path}: values {unknown} are not values of the index's registry {registry_ids}{hint}")
+    return rows
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
-    from livo.user_paths import input_file, input_folder, output_file
-    from livo.values.evaluation import KeywordBaseline, evaluate_selector, format_report
+    from livo.user_paths import input_folder, output_file
+    from livo.values.evaluation import KeywordBaseline
+    from livo.values.multilabel import format_multilabel, score_multilabel
     from livo.values.selector import ValueSelector
 
     input_folder(args.index, flag="--index")
-    if args.labelled:
-        input_file(args.labelled, flag="--labelled")
+    path = _evaluation_path(args.labelled)
     if args.json_path:
         output_file(args.json_path, flag="--json", overwrite=args.overwrite)
-    selector = ValueSelector.load(args.index, judge=_judge(args.judge))
-    rows = _labelled_rows(args.labelled, args.split, selector.registry.ids)
+    selector = ValueSelector.load(args.index, judge=_judge(args.judge, args.llm_judge, args.llm_model))
     ids = selector.registry.ids
-    ours = evaluate_selector(selector, rows, ids)
-    baseline = evaluate_selector(KeywordBaseline(selector.registry), rows, ids)
-    print(format_report(f"selector ({selector.embedder.identity.name}, split {args.split})", ours))
-    print(format_report(f"keyword baseline (split {args.split})", baseline))
+    rows = _evaluation_rows(path, args.labelled, args.split, ids)
+    prompts = [r.prompt for r in rows]
+    start = time.perf_counter()
+    selections = selector.select(prompts)
+    seconds = time.perf_counter() - start
+    ours = score_multilabel(rows, selections, ids, worst=max(args.errors, 0))
+    baseline = score_multilabel(rows, KeywordBaseline(selector.registry).select(prompts), ids, worst=0)
+    decision = "value classifier" if selector.classifier is not None else "retrieval thresholds"
+    name = f"{args.labelled}" + ("" if args.split == "all" else f", split {args.split}")
+    print(
+        format_multilabel(f"selector ({selector.embedder.identity.name}, {decision}; {name})", ours, ids, args.errors)
+    )
+    if selector.classifier is not None:
+        print(_training_overlap(selector.classifier.summary, prompts))
+    print(format_multilabel(f"keyword baseline ({name})", baseline, ids, errors=0))
+    print(f"selection took {seconds:.2f} s for {len(rows):,} prompts ({len(rows) / max(seconds, 1e-9):,.0f}/s)")
     if args.json_path:
         from pathlib import Path
 
@@ -239,6 +423,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
         write_json_atomic(
             Path(args.json_path),
-            {"split": args.split, "selector": ours.to_json(), "keyword_baseline": baseline.to_json()},
+            {
+                "labelled": args.labelled,
+                "split": args.split,
+                "selector": ours.to_json(),
+                "keyword_baseline": baseline.to_json(),
+            },
         )
     return 0

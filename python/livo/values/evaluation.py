@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from livo.errors import InputError
 from livo.values.matching import ExplicitAttributes, normalize_text
 from livo.values.registry import Registry
-from livo.values.selector import Selection
+from livo.values.selector import Selection, Stage, ValueDecision
 
 SPLITS = ("calibration", "test")
 
@@ -165,19 +165,21 @@ class KeywordBaseline:
         self.attributes = ExplicitAttributes(registry)
 
     def select(self, prompts: Sequence[str]) -> list[Selection]:
+        """Every harm pattern that matches, then, for a person, the bias values whose attribute is
+        not stated (a multi-label :class:`Selection`, like the selector's)."""
         out = []
         for prompt in prompts:
             text = normalize_text(prompt)
-            hit = next((v for v, p in self.harm if p.search(text)), None)
-            if hit is not None:
-                out.append(Selection(hit, 1.0, "keyword"))
-                continue
-            if not self.person.search(text):
-                out.append(Selection(None, 0.0, "none"))
-                continue
-            stated = self.attributes.stated(text)
-            chosen = next((v.id for v in self.bias if v.attribute not in stated), None)
-            out.append(Selection(chosen, 1.0, "explicit-attribute" if stated else "keyword"))
+            decisions = [
+                ValueDecision(v, 1.0, "keyword", f"pattern {p.pattern!r}") for v, p in self.harm if p.search(text)
+            ]
+            if self.person.search(text):
+                stated = self.attributes.stated(text)
+                stage: Stage = "explicit-attribute" if stated else "keyword"
+                decisions += [
+                    ValueDecision(v.id, 1.0, stage, "person word") for v in self.bias if v.attribute not in stated
+                ]
+            out.append(Selection.of(decisions, 0.0, "none"))
         return out
 
 

@@ -1,0 +1,236 @@
+"""Multi-label value selection: every value that applies, the value classifier, look-alike phrases,
+stated attributes, and the reports of `livo values evaluate`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from livo.cli import main
+from livo.errors import ConfigError, InputError
+from livo.values.classifier import CLASSIFIER_FILE, ValueClassifier, fit_logistic
+from livo.values.classifier_training import fit_value_classifier, training_rows
+from livo.values.embedders import load_embedder
+from livo.values.index import METADATA_FILE, build_index, save_index, update_classifier
+from livo.values.matching import ExplicitAttributes, PersonNouns, normalize_text
+from livo.values.multilabel import MultiLabelPrompt, load_multilabel, score_multilabel
+from livo.values.registry import default_registry_path, load_registry
+from livo.values.selector import Selection, ValueDecision, ValueSelector
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_embedder("minilm")
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(default_registry_path())
+
+
+@pytest.fixture(scope="module")
+def classified_index(tmp_path_factory, minilm, registry) -> Path:
+    """The default registry's index with its value classifier, fitted on the shipped prompts."""
+    folder = tmp_path_factory.mktemp("values") / "index"
+    save_index(build_index(registry, minilm, registry_source=str(default_registry_path())), folder)
+    selector = ValueSelector.load(folder, embedder=minilm)
+    update_classifier(folder, fit_value_classifier(selector, training_rows(selector.registry)))
+    return folder
+
+
+def test_several_values_harm_first_with_reasons(classified_index, minilm):
+    selector = ValueSelector.load(classified_index, embedder=minilm)
+    assert selector.classifier is not None
+    prompts = ["a bloody nurse in a hospital corridor", "a female doctor", "a blood orange on a plate", "a doctor"]
+    found = {p: s for p, s in zip(prompts, selector.select(prompts))}
+    bloody = found["a bloody nurse in a hospital corridor"]
+    assert bloody.value_ids == ["no-blood", "gender-equality", "racial-equality"]
+    assert bloody.value_id == "no-blood" and bloody.stage == "classifier"
+    assert "keyword 'bloody'" in bloody.values[0].reason and "person noun 'nurse'" in bloody.values[1].reason
+    assert found["a female doctor"].value_ids == ["racial-equality"]
+    assert "stated gender 'female'" in found["a female doctor"].values[0].reason
+    assert found["a blood orange on a plate"].value_ids == []
+    assert found["a doctor"].value_ids == ["gender-equality", "racial-equality"]
+    # The pipeline adapter applies the first value and can report them all.
+    assert selector("a bloody nurse in a hospital corridor").id == "no-blood"
+    assert [v.id for v in selector.choose_all(["a bloody nurse in a hospital corridor"])[0]] == bloody.value_ids
+
+
+def test_threshold_rules_are_multi_label_too(tmp_path, minilm, registry):
+    """Without a classifier (a registry without labelled prompts), the retrieval rules list every
+    value; the first is today's single decision."""
+    folder = tmp_path / "index"
+    save_index(build_index(registry, minilm), folder)
+    selector = ValueSelector.load(folder, embedder=minilm, check_registry_source=False)
+    assert selector.classifier is None
+    bloody, female = selector.select(["a bloody nurse", "a female doctor"])
+    assert bloody.value_ids[0] == "no-blood" and bloody.stage == "keyword"
+    assert "gender-equality" in bloody.value_ids
+    assert female.value_ids == ["racial-equality"] and female.stage == "explicit-attribute"
+
+
+def test_look_alikes_and_possessives_are_no_evidence_of_a_person(registry):
+    nouns, attributes = PersonNouns(registry), ExplicitAttributes(registry)
+    for text in ["king penguin colony on a beach", "cowboy boots on a porch", "a german shepherd on a leash"]:
+        normalized = normalize_text(text)
+        assert not nouns.present(normalized), text
+        assert attributes.stated(normalized) == {}, text
+    assert attributes.stated(normalize_text("men's running shoes on a shelf")) == {}
+    assert nouns.present(normalize_text("a cowboy riding at dusk"))
+    # Offsets survive blanking: the rewrite rule inserts before the first real person noun.
+    match = nouns.first("a king penguin next to a sailor")
+    assert match is not None and match.group(0) == "sailor"
+
+
+def test_stated_attributes_cover_nationalities_and_other_languages(registry):
+    attributes = ExplicitAttributes(registry)
+    assert attributes.stated(normalize_text("a Finnish sailor on deck")) == {"race": "white"}
+    assert attributes.stated(normalize_text("an arab merchant in a souk")) == {"race": "unlisted"}
+    assert attributes.stated(normalize_text("una mujer vendiendo flores")) == {"gender": "female"}
+    assert attributes.stated(normalize_text("a sailor on deck")) == {}
+
+
+def test_multilingual_harm_keywords(classified_index, minilm):
+    selector = ValueSelector.load(classified_index, embedder=minilm)
+    for prompt, value in [
+        ("mujer desnuda en la playa", "no-nudity"),
+        ("sangre en la pared", "no-blood"),
+        ("verwesende Leiche im Keller", "no-horror"),
+    ]:
+        assert [d.value_id for d in selector.keyword_decisions(normalize_text(prompt))] == [value], prompt
+
+
+def test_fit_logistic_reaches_the_penalised_optimum():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 6))
+    y = (x @ np.array([2.0, -1.0, 0.5, 0.0, 0.0, 1.0]) + 0.3 * rng.standard_normal(300) > 0).astype(np.float64)
+    weights, intercept = fit_logistic(x, y, l2=2.0)
+    p = 1.0 / (1.0 + np.exp(-(x @ weights.astype(np.float64) + intercept)))
+    # The gradient of the penalised log-loss vanishes at the optimum; the intercept is not penalised.
+    assert np.abs(x.T @ (p - y) + 2.0 * weights).max() < 1e-3
+    assert abs(float((p - y).sum())) < 1e-3
+    assert weights[0] > 1.0 and weights[1] < -0.5
+
+
+def test_classifier_round_trips_and_damage_is_a_clear_error(tmp_path, classified_index, minilm):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(classified_index, folder)
+    selector = ValueSelector.load(folder, embedder=minilm)
+    original = selector.classifier
+    assert original is not None and original.targets == ["no-nudity", "no-blood", "no-horror", "person"]
+    data, meta = original.to_bytes()
+    again = ValueClassifier.from_bytes(data, meta, "x")
+    assert np.array_equal(again.weights, original.weights) and np.array_equal(again.thresholds, original.thresholds)
+    cv = original.summary["cross_validated"]
+    assert isinstance(cv, dict) and 0.0 <= cv["benign_fpr"] <= 0.05 and cv["macro_f1"] > 0.8
+
+    (folder / CLASSIFIER_FILE).write_bytes(data[:-8] + b"\0" * 8)
+    with pytest.raises(InputError, match=r"classifier.safetensors: corrupt value classifier"):
+        ValueSelector.load(folder, embedder=minilm)
+    (folder / CLASSIFIER_FILE).unlink()
+    with pytest.raises(InputError, match=r"classifier.safetensors: the index's value classifier is missing"):
+        ValueSelector.load(folder, embedder=minilm)
+
+    # Features that no longer match the selector's are refused, never misread.
+    meta = json.loads((classified_index / METADATA_FILE).read_text())
+    renamed = dict(meta["classifier"], feature_names=[f"x{i}" for i in range(len(meta["classifier"]["feature_names"]))])
+    with pytest.raises(ConfigError, match="fitted on other values or features"):
+        index = selector.index
+        index.classifier = ValueClassifier.from_bytes(data, renamed, "x")
+        ValueSelector(index, minilm)
+
+
+def test_score_multilabel_counts_each_value_and_benign_false_positives():
+    rows = [
+        MultiLabelPrompt("a bloody nurse", ("no-blood", "gender-equality"), "multi-value"),
+        MultiLabelPrompt("a kite", (), "benign"),
+        MultiLabelPrompt("a blood orange", (), "hard-negative", hard_negative=True),
+        MultiLabelPrompt("a doctor", ("gender-equality",), "person"),
+    ]
+
+    def selection(*values: str) -> Selection:
+        return Selection.of([ValueDecision(v, 0.9, "classifier", "r") for v in values], 0.0, "none")
+
+    selections = [selection("no-blood"), selection(), selection("no-blood"), selection("gender-equality")]
+    report = score_multilabel(rows, selections, ["gender-equality", "no-blood"])
+    blood, gender = report.per_value["no-blood"], report.per_value["gender-equality"]
+    assert (blood.precision, blood.recall) == (0.5, 1.0)
+    assert (gender.precision, gender.recall) == (1.0, 0.5)
+    assert report.benign_fpr == 0.5 and report.benign_count == 2
+    assert report.exact_match == 0.5
+    assert report.confusion["none"] == {"none": 1, "no-blood": 1}
+    assert report.confusion["gender-equality"] == {"no-blood": 1, "gender-equality": 1}
+    # As wrong as each other, but the false alarm was confident: it ranks first.
+    assert [e.prompt for e in report.errors] == ["a blood orange", "a bloody nurse"]
+    assert report.errors[0].added == ["no-blood"] and report.errors[1].missed == ["gender-equality"]
+
+
+def test_labelled_files_are_checked(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text(
+        json.dumps({"prompt": "a kite", "values": []})
+        + "\n"
+        + json.dumps({"prompt": "a doctor", "values": ["gender-equality"]})
+        + "\n"
+    )
+    assert [r.values for r in load_multilabel(good)] == [(), ("gender-equality",)]
+    single = tmp_path / "single.jsonl"
+    single.write_text(json.dumps({"prompt": "a doctor", "label": "gender-equality"}) + "\n")
+    assert load_multilabel(single)[0].values == ("gender-equality",)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "a doctor", "values": "gender-equality"}) + "\n")
+    with pytest.raises(InputError, match=r"bad.jsonl: row 1: 'values' must be a list of value ids"):
+        load_multilabel(bad)
+
+
+def test_cli_select_writes_the_value_list_and_evaluate_reports_errors(tmp_path, classified_index, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a bloody nurse\na kite\na female doctor\n")
+    out = tmp_path / "out.parquet"
+    assert (
+        main(["values", "select", "--index", str(classified_index), "--input", str(prompts), "--output", str(out)]) == 0
+    )
+    table = pq.read_table(out)
+    assert table.column("value_ids").to_pylist() == [
+        ["no-blood", "gender-equality", "racial-equality"],
+        [],
+        ["racial-equality"],
+    ]
+    assert table.column("value_id").to_pylist() == ["no-blood", None, "racial-equality"]
+    assert all(
+        len(r) == len(v) for r, v in zip(table.column("reasons").to_pylist(), table.column("value_ids").to_pylist())
+    )
+    assert "1 prompts with several values" in capsys.readouterr().out
+
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text(
+        "".join(
+            json.dumps({"prompt": p, "values": v, "category": c}) + "\n"
+            for p, v, c in [
+                ("a bloody nurse", ["no-blood", "gender-equality", "racial-equality"], "multi-value"),
+                ("a kite over a beach", [], "benign"),
+                ("a lighthouse", ["gender-equality"], "person"),
+            ]
+        )
+    )
+    report = tmp_path / "report.json"
+    args = ["values", "evaluate", "--index", str(classified_index), "--labelled", str(labelled), "--json", str(report)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "confusion (rows: labelled, columns: selected" in printed
+    assert "worst 1 errors:" in printed and "'a lighthouse' [person] expected ['gender-equality']" in printed
+    assert "none of these prompts was used to fit the value classifier" in printed
+    numbers = json.loads(report.read_text())
+    assert numbers["selector"]["per_value"]["no-blood"]["recall"] == 1.0
+    assert numbers["selector"]["errors"][0]["missed"] == ["gender-equality"]
+
+    assert main(["values", "evaluate", "--index", str(classified_index), "--errors", "0"]) == 0
+    assert "note: the value classifier was fitted on 648 of these 648 prompts" in capsys.readouterr().out
