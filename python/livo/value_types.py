@@ -43,3 +43,11 @@ class BatchSelector(Selector, Protocol):
     """A selector that also answers for many prompts at once (one embedding pass, say)."""
 
     def choose_many(self, prompts: Sequence[str]) -> list[ValueChoice | None]: ...
+
+
+@runtime_checkable
+class MultiValueSelector(Selector, Protocol):
+    """A selector that finds every value that applies to a prompt, in order (harm values first).
+    A pipeline that applies one value per prompt applies the first."""
+
+    def choose_all(self, prompts: Sequence[str]) -> list[list[ValueChoice]]: ...

@@ -115,8 +115,11 @@ def plan_records(
     chosen = Counter[str]()
     wanted = set(config.selection.values) if config.selection.values else None
     generation = config.generation
+    several = 0
     for i, selection in zip(unique, selections):
         value_id = selection.value_id
+        found = tuple(getattr(selection, "value_ids", [value_id] if value_id else []))
+        several += len(found) > 1
         if value_id is None:
             plan.drops["no_value"] += 1
             continue
@@ -136,11 +139,15 @@ def plan_records(
         for sample in range(generation.value_samples.get(value_id, generation.samples_per_prompt)):
             rid = record_id(normalized, value_id, sample)
             plan.records.append(
-                PlannedRecord(rid, int(result.cluster_id[i]), prompt, value_id, sample, seed_of(rid), aligned)
+                PlannedRecord(
+                    rid, int(result.cluster_id[i]), prompt, value_id, sample, seed_of(rid), aligned, selected=found
+                )
             )
     plan.stages["selection"] = {
         "prompts": len(unique),
         "with_value": sum(chosen.values()),
+        # prompts with several values: the pair is built for the first (harm values come first)
+        "several_values": several,
         **{f"value:{k}": n for k, n in sorted(chosen.items())},
     }
     plan.stages["plan"] = {"records": len(plan.records)}

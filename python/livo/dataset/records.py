@@ -28,7 +28,9 @@ def seed_of(record: str) -> int:
 @dataclass(frozen=True)
 class PlannedRecord:
     """A pair to generate. ``aligned_prompt`` is known in advance for harm values; for bias values
-    it is chosen after the violating image has been judged (None until then)."""
+    it is chosen after the violating image has been judged (None until then). ``selected`` lists
+    every value the selector found for the prompt (harm first); the pair is built for the first,
+    ``value_id``."""
 
     record_id: str
     cluster_id: int
@@ -37,6 +39,7 @@ class PlannedRecord:
     sample: int
     seed: int
     aligned_prompt: str | None = None
+    selected: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -34,7 +34,7 @@ from livo.models.conditioning import (
     value_conditioning,
 )
 from livo.models.value_encoder import ValueEncoder
-from livo.models.values import Selector, ValueChoice, apply_coins, no_value, values_per_image
+from livo.models.values import Selector, ValueChoice, apply_coins, no_value, selections_for, values_per_image
 from livo.permissions import replace_folder
 
 VALUE_ENCODER_FOLDER = "value_encoder"
@@ -48,6 +48,8 @@ class LiVOPipelineOutput:
     images: Any
     values: list[ValueChoice | None]
     prompts: list[str]
+    # Per prompt, every value the selector found (harm first); the first is the one applied.
+    selected: list[list[ValueChoice]] | None = None
 
 
 @dataclass(frozen=True)
@@ -159,12 +161,15 @@ class LiVOPipeline:
         if not prompts:
             raise ConfigError("prompt: no prompts given")
         negatives = self._negatives(negative_prompt, len(prompts))
+        chosen_by = selector or self.selector
+        selected = selections_for(prompts, chosen_by)
         applied = values_per_image(
             prompts,
-            selector or self.selector,
+            chosen_by,
             num_images_per_prompt,
             value_rng(value_seed, generator),
             self.bias_probability,
+            selections=selected,
         )
         if all(value is None for value in applied):
             output = self.base(
@@ -185,7 +190,7 @@ class LiVOPipeline:
                 **base_kwargs,
             )
         images = output.images if hasattr(output, "images") else output[0]
-        return LiVOPipelineOutput(images=images, values=applied, prompts=prompts)
+        return LiVOPipelineOutput(images=images, values=applied, prompts=prompts, selected=selected)
 
     @torch.no_grad()
     def generate_batch(self, requests: Sequence[GenerationRequest], **base_kwargs: Any) -> list[LiVOPipelineOutput]:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from livo.errors import ConfigError
-from livo.value_types import BatchSelector, Selector, ValueChoice, ValueKind
+from livo.value_types import BatchSelector, MultiValueSelector, Selector, ValueChoice, ValueKind
 
 __all__ = [
     "BatchSelector",
@@ -37,22 +37,37 @@ def no_value(prompt: str) -> ValueChoice | None:
     return None
 
 
+def selections_for(prompts: Sequence[str], selector: Selector) -> list[list[ValueChoice]]:
+    """Every value the selector finds for each prompt, in its order: a
+    :class:`~livo.value_types.MultiValueSelector` answers with lists; any other selector's one
+    answer becomes a list of one (or none). Each answer is checked to be a :class:`ValueChoice`."""
+    if isinstance(selector, MultiValueSelector):
+        found = selector.choose_all(list(prompts))
+        if len(found) != len(prompts):
+            raise ConfigError(f"selector: choose_all returned {len(found)} lists for {len(prompts)} prompts")
+        lists = [list(values) for values in found]
+    else:
+        selected = (
+            selector.choose_many(list(prompts))
+            if isinstance(selector, BatchSelector)
+            else [selector(prompt) for prompt in prompts]
+        )
+        if len(selected) != len(prompts):
+            raise ConfigError(f"selector: choose_many returned {len(selected)} values for {len(prompts)} prompts")
+        lists = [[] if answer is None else [answer] for answer in selected]
+    for values in lists:
+        for answer in values:
+            if not isinstance(answer, ValueChoice):
+                raise ConfigError(
+                    f"selector: returned {answer!r}; a selector returns a ValueChoice(id, text, kind) or None"
+                )
+    return lists
+
+
 def choices_for(prompts: Sequence[str], selector: Selector) -> list[ValueChoice | None]:
-    """The selector's answer for each prompt (one batched call when it has ``choose_many``), each
-    checked to be a :class:`ValueChoice` or None."""
-    selected = (
-        selector.choose_many(list(prompts))
-        if isinstance(selector, BatchSelector)
-        else [selector(prompt) for prompt in prompts]
-    )
-    if len(selected) != len(prompts):
-        raise ConfigError(f"selector: choose_many returned {len(selected)} values for {len(prompts)} prompts")
-    for answer in selected:
-        if answer is not None and not isinstance(answer, ValueChoice):
-            raise ConfigError(
-                f"selector: returned {answer!r}; a selector returns a ValueChoice(id, text, kind) or None"
-            )
-    return list(selected)
+    """The value applied to each prompt: the first the selector finds (None: none). A value
+    encoder applies one value per prompt; the others are reported, not applied."""
+    return [values[0] if values else None for values in selections_for(prompts, selector)]
 
 
 def values_per_image(
@@ -61,15 +76,22 @@ def values_per_image(
     num_images_per_prompt: int,
     rng: np.random.Generator,
     bias_probability: float = 0.5,
+    selections: Sequence[Sequence[ValueChoice]] | None = None,
 ) -> list[ValueChoice | None]:
     """The value applied to each image, in the base pipeline's order (prompt-major: image
     ``i * num_images_per_prompt + j`` belongs to prompt ``i``): the selector's answers
-    (:func:`choices_for`), with one coin drawn per image of a bias value (none for harm or no value)."""
+    (:func:`choices_for`; or the first of ``selections`` when the caller already asked it), with
+    one coin drawn per image of a bias value (none for harm or no value)."""
     if num_images_per_prompt < 1:
         raise ConfigError(f"num_images_per_prompt: must be at least 1, got {num_images_per_prompt}")
     if not 0.0 <= bias_probability <= 1.0:
         raise ConfigError(f"bias_probability: must be in [0, 1], got {bias_probability}")
-    return apply_coins(choices_for(prompts, selector), num_images_per_prompt, rng, bias_probability)
+    choices = (
+        choices_for(prompts, selector)
+        if selections is None
+        else [values[0] if values else None for values in selections]
+    )
+    return apply_coins(choices, num_images_per_prompt, rng, bias_probability)
 
 
 def apply_coins(

@@ -151,9 +151,16 @@ class GenerationEngine:
         """The selector's decision per prompt: value id (None: no value), text, kind, stage, score."""
         with self._selector_lock:
             selections = self.selector.select(list(prompts))
-        return [self._describe(s.value_id, s.stage, s.score) for s in selections]
+        return [self._describe(s.value_id, s.stage, s.score, s.value_ids, s.reasons) for s in selections]
 
-    def _describe(self, value_id: str | None, stage: str, score: float | None) -> dict[str, Any]:
+    def _describe(
+        self,
+        value_id: str | None,
+        stage: str,
+        score: float | None,
+        value_ids: list[str] | None = None,
+        reasons: list[str] | None = None,
+    ) -> dict[str, Any]:
         value = self.registry.value(value_id) if value_id is not None else None
         return {
             "value_id": value_id,
@@ -161,6 +168,8 @@ class GenerationEngine:
             "kind": value.kind if value else None,
             "stage": stage,
             "score": score,
+            "value_ids": list(value_ids) if value_ids is not None else ([value_id] if value_id else []),
+            "reasons": list(reasons or []),
         }
 
     def decide(self, jobs: Sequence[GenerationJob]) -> list[dict[str, Any]]:

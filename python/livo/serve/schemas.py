@@ -62,13 +62,17 @@ class SelectRequest(_Body):
 
 class Selection(BaseModel):
     """Which value applies and why: ``stage`` is the selector stage that decided (``keyword``,
-    ``retrieval``, ``explicit-attribute``, ``judge``, ``none``) or ``requested`` for an explicit mode."""
+    ``retrieval``, ``classifier``, ``explicit-attribute``, ``judge``, ``none``) or ``requested`` for
+    an explicit mode. ``value_ids`` lists every value the selector found, harm values first, with a
+    reason each; the images apply the first, ``value_id``."""
 
     value_id: str | None
     text: str | None
     kind: str | None
     stage: str
     score: float | None
+    value_ids: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list)
 
 
 class GeneratedImage(BaseModel):

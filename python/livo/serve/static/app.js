@@ -54,13 +54,16 @@ function describeSelection(selection, mode) {
   const why = {
     keyword: "a harm keyword in the prompt",
     retrieval: "similar prompts in the value index",
+    classifier: "the value classifier",
     "explicit-attribute": "an attribute stated in the prompt",
     judge: "the judge's decision on a borderline prompt",
     none: "no value principle matched",
   }[selection.stage] || selection.stage;
   if (!selection.value_id) return `No value applies: ${why}${score}.`;
   const mixing = selection.kind === "bias" ? " Bias values are applied to each image with probability ½." : "";
-  return `Selected “${selection.value_id}” (${selection.kind}: “${selection.text}”), decided by ${why}${score}.${mixing}`;
+  const others = (selection.value_ids || []).slice(1);
+  const also = others.length ? ` Also found: ${others.map((v) => `“${v}”`).join(", ")} (one value is applied per image: the first).` : "";
+  return `Selected “${selection.value_id}” (${selection.kind}: “${selection.text}”), decided by ${why}${score}.${mixing}${also}`;
 }
 
 async function loadValues() {
