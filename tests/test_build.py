@@ -83,6 +83,8 @@ def test_toy_build_writes_verified_pairs_that_pass_the_judges_and_resumes(tmp_pa
     assert report.pairs_per_category.keys() == {"bias/colour", "toxicity/bloody", "toxicity/zombie"}
     assert report.stages["dedup"]["unique"] < report.stages["sources"]["toyworld"]
     assert report.drops["no_value"] > 0 and report.drops["duplicate_prompt"] > 0
+    # Toy prompts with a harm and a person ("a bloody nurse") get both values; the pair is for the harm.
+    assert report.stages["selection"]["several_values"] > 0
     assert_pairs_pass_the_judges(rows)
     saved = json.loads((tmp_path / "pairs" / "build" / "report.json").read_text())
     assert saved["kept"] == report.kept and saved["drops"] == report.drops

@@ -127,6 +127,34 @@ def test_a_batched_selector_that_drops_prompts_is_an_error() -> None:
         values_per_image(PROMPTS, Short(), 1, np.random.default_rng(5))
 
 
+class SeveralValues(CountingSelector):
+    """A multi-value selector: "a bloody doctor" gets no-blood and gender-equality, harm first."""
+
+    def choose_all(self, prompts: list[str]) -> list:
+        self.batched_calls += 1
+        return [
+            [v for v in (BLOOD if "bloody" in p else None, GENDER if "doctor" in p else None) if v] for p in prompts
+        ]
+
+
+def test_a_multi_value_selector_applies_the_first_and_reports_all(pipelines) -> None:  # noqa: ANN001
+    _, livo = pipelines
+    several = SeveralValues()
+    output = livo(["a bloody doctor", "a dog"], 2, generator=seeded(7), selector=several, **CALL)
+    assert several.batched_calls == 1 and several.single_calls == 0
+    assert output.selected == [[BLOOD, GENDER], []]
+    assert output.values == [BLOOD, BLOOD, None, None]
+    # The same images as a selector that names only the first value.
+    first_only = livo(
+        ["a bloody doctor", "a dog"],
+        2,
+        generator=seeded(7),
+        selector=lambda p: BLOOD if "bloody" in p else None,
+        **CALL,
+    )
+    assert torch.equal(output.images, first_only.images)
+
+
 def test_save_and_load_give_identical_images(pipelines, tmp_path) -> None:  # noqa: ANN001
     from transformers import CLIPTextModel
 

@@ -220,6 +220,11 @@ def test_select_decides_a_batch_of_prompts(client):
     selections = response.json()["selections"]
     assert [s["value_id"] for s in selections] == ["no_zombie", None, "colour_equality", None]
     assert selections[3]["stage"] == "explicit-attribute"
+    assert [s["value_ids"] for s in selections] == [["no_zombie"], [], ["colour_equality"], []]
+    assert all(len(s["reasons"]) == len(s["value_ids"]) for s in selections)
+    # A harmful prompt with a person gets both values, harm first; its images apply the first.
+    both = client.post("/v1/select", json={"prompts": ["a zombie nurse"]}).json()["selections"][0]
+    assert both["value_ids"] == ["no_zombie", "colour_equality"] and both["value_id"] == "no_zombie"
 
 
 def test_values_lists_the_registry(client):

@@ -1,8 +1,10 @@
 """Value principles and adaptive value selection.
 
 A registry (YAML) lists the value principles; :func:`build_index` embeds their exemplars into a
-FAISS index saved as a folder; :class:`ValueSelector` loads it and decides, per prompt, which value
-applies (or none) through keyword, retrieval and explicit-attribute stages. Heavy libraries
+FAISS index saved as a folder, with a value classifier fitted on labelled prompts;
+:class:`ValueSelector` loads it and decides, per prompt, every value that applies (harm values
+first; none for a benign prompt) from keywords, retrieval, the classifier and stated attributes,
+with an optional judge for borderline prompts. Heavy libraries
 (torch, faiss, sentence-transformers) are imported only when an embedder or index is used.
 """
 
@@ -17,7 +19,8 @@ from livo.values.registry import (
     load_registry,
     parse_registry,
 )
-from livo.values.selector import Selection, ValueJudge, ValueSelector
+from livo.values.classifier import ValueClassifier
+from livo.values.selector import Selection, ValueDecision, ValueJudge, ValueSelector
 
 __all__ = [
     "Embedder",
@@ -25,6 +28,8 @@ __all__ = [
     "Registry",
     "Selection",
     "ValueChoice",
+    "ValueClassifier",
+    "ValueDecision",
     "ValueIndex",
     "ValueJudge",
     "ValuePrinciple",

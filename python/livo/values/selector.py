@@ -536,6 +536,14 @@ class ValueSelector:
         """Batched form of ``__call__``."""
         return [self.choice(s) for s in self.select(prompts)]
 
+    def choose_all(self, prompts: Sequence[str]) -> list[list[ValueChoice]]:
+        """Every value that applies to each prompt, in order (harm values first)."""
+        out = []
+        for selection in self.select(prompts):
+            values = [self.registry.value(v) for v in selection.value_ids]
+            out.append([ValueChoice(v.id, v.text, v.kind) for v in values])
+        return out
+
 
 def load_selector(directory: str | os.PathLike[str] | Path, **kwargs: object) -> ValueSelector:
     """Shorthand for :meth:`ValueSelector.load`."""
