@@ -6,17 +6,19 @@
 //! vowel signs or CJK ideographs survive), invisible format characters are dropped and whitespace is
 //! collapsed.
 
+use std::borrow::Cow;
+
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
 use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 /// What a character becomes in the normalised text.
-enum CharRole {
+pub(crate) enum CharRole {
     Keep,
     Separator,
     Drop,
 }
 
-fn role(c: char) -> CharRole {
+pub(crate) fn role(c: char) -> CharRole {
     if c.is_ascii() {
         return match c {
             c if c.is_ascii_alphanumeric() => CharRole::Keep,
@@ -59,15 +61,28 @@ pub fn normalize(text: &str) -> String {
         // ASCII is already NFKC and folds by lowercasing: skip the Unicode tables.
         return collapse(text.bytes().map(|b| b.to_ascii_lowercase() as char));
     }
-    let composed: String = match is_nfkc_quick(text.chars()) {
-        IsNormalized::Yes => text.to_owned(),
-        _ => text.nfkc().collect(),
+    collapse(fold(text).chars())
+}
+
+/// NFKC and full case folding, nothing removed: the text every normal form here starts from.
+/// Borrows when the text is already folded (lower-case ASCII).
+pub(crate) fn fold(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        return if text.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(text.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(text)
+        };
+    }
+    let composed: Cow<'_, str> = match is_nfkc_quick(text.chars()) {
+        IsNormalized::Yes => Cow::Borrowed(text),
+        _ => Cow::Owned(text.nfkc().collect()),
     };
     // Case folding can produce text that is no longer NFKC ("ǰ" → "ǰ"), hence the second pass.
     let folded = caseless::default_case_fold_str(&composed);
     match is_nfkc_quick(folded.chars()) {
-        IsNormalized::Yes => collapse(folded.chars()),
-        _ => collapse(folded.nfkc()),
+        IsNormalized::Yes => Cow::Owned(folded),
+        _ => Cow::Owned(folded.nfkc().collect()),
     }
 }
 
