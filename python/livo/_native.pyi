@@ -9,6 +9,7 @@ __all__ = [
     "DatasetLockedError",
     "InvalidParameterError",
     "InvalidUtf8Error",
+    "KeywordMatcher",
     "ManifestError",
     "ParquetFileError",
     "SchemaMismatchError",
@@ -16,6 +17,7 @@ __all__ = [
     "dedup",
     "lsh_params",
     "normalize",
+    "normalize_robust",
     "read_text_lines",
     "verify_shards",
     "_write_single_file",
@@ -44,6 +46,20 @@ def dedup(
 def read_text_lines(path: str | PathLike[str]) -> list[str]: ...
 def normalize(text: str) -> str: ...
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]: ...
+def normalize_robust(texts: list[str]) -> list[str]: ...
+@final
+class KeywordMatcher:
+    def __new__(
+        cls,
+        groups: list[list[str]],
+        exceptions: list[list[str]],
+        protected: list[str],
+        fuzzy_min_len: int = 5,
+        fuzzy2_min_len: int = 8,
+    ) -> KeywordMatcher: ...
+    def match_batch(self, texts: list[str]) -> list[list[tuple[int, str, str, int]]]: ...
+    @property
+    def group_count(self) -> int: ...
 
 @final
 class ShardWriter:

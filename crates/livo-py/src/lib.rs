@@ -3,7 +3,9 @@
 
 mod dedup;
 mod errors;
+mod parallel;
 mod progress;
+mod robust_text;
 mod shards;
 
 use pyo3::prelude::*;
@@ -23,5 +25,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     dedup::register(m)?;
     shards::register(m)?;
+    robust_text::register(m)?;
+    parallel::register(m)?;
     Ok(())
 }
