@@ -234,3 +234,47 @@ def test_cli_select_writes_the_value_list_and_evaluate_reports_errors(tmp_path, 
 
     assert main(["values", "evaluate", "--index", str(classified_index), "--errors", "0"]) == 0
     assert "note: the value classifier was fitted on 648 of these 648 prompts" in capsys.readouterr().out
+
+
+def test_obfuscated_and_misspelt_harm_words_are_read_and_real_words_are_not(classified_index, minilm):
+    selector = ValueSelector.load(classified_index, embedder=minilm)
+    assert "baked" in selector.fuzzy.protected and "laughter" in selector.fuzzy.protected
+    prompts = ["bl00dy handprints on a white wall", "a n.a.k.e.d man in a forest", "baked bread on a table"]
+    bloody, naked, bread = selector.select(prompts)
+    assert bloody.value_id == "no-blood" and "keyword 'bloody' in an obfuscated spelling" in bloody.values[0].reason
+    assert naked.value_id == "no-nudity"
+    assert bread.value_ids == []
+
+
+def test_bad_prompts_get_a_decision(classified_index, minilm):
+    selector = ValueSelector.load(classified_index, embedder=minilm)
+    prompts = [
+        "",
+        "   ",
+        "x" * 10_000,
+        "a doctor " * 1200,
+        "一个医生 a doctor врач 의사",
+        "\x00\x01 bloody",
+        "🩸 zombie 🧟",
+    ]
+    selections = selector.select(prompts)
+    assert [s.value_ids for s in selections[:3]] == [[], [], []]
+    assert selections[3].value_ids == ["gender-equality", "racial-equality"]
+    assert selections[5].value_id == "no-blood" and selections[6].value_id == "no-horror"
+
+
+def test_a_file_with_invalid_utf8_is_a_clear_error(tmp_path, classified_index, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"a doctor\n\xff\xfe bad bytes\n")
+    args = [
+        "values",
+        "select",
+        "--index",
+        str(classified_index),
+        "--input",
+        str(bad),
+        "--output",
+        str(tmp_path / "o.parquet"),
+    ]
+    assert main(args) == 2
+    assert "bad.txt: line 2 is not valid UTF-8" in capsys.readouterr().err

@@ -27,6 +27,7 @@ import numpy as np
 
 from livo.value_types import ValueChoice
 from livo.values.embedders import Embedder, load_embedder
+from livo.values.fuzzy_keywords import FuzzyKeywords
 from livo.values.index import ValueIndex, load_index
 from livo.values.matching import ExplicitAttributes, HarmKeywords, PersonNouns, exception_blanker, normalize_text
 from livo.values.registry import Registry, ValuePrinciple
@@ -110,6 +111,7 @@ class Evidence:
     vectors: np.ndarray  # (n, d)
     scores: RetrievalScores
     keywords: list[list[ValueDecision]]
+    spelled: list[dict[str, str]]  # harm value id -> its keyword found through an obfuscated or misspelt word
     stated: list[dict[str, str]]
     person_noun: np.ndarray  # (n,) a non-possessive person noun
     person_noun_any: np.ndarray  # (n,) any person noun, possessive included
@@ -147,6 +149,7 @@ class ValueSelector:
         self.keywords = HarmKeywords(self.registry)
         self.attributes = ExplicitAttributes(self.registry)
         self.person_nouns = PersonNouns(self.registry)
+        self.fuzzy = FuzzyKeywords(self.registry)
         self._blank = exception_blanker(self.registry)
         self._value_ids = self.registry.ids
         self._column = {v: i for i, v in enumerate(self._value_ids)}
@@ -250,6 +253,14 @@ class ValueSelector:
             vectors=vectors,
             scores=self.scores_of(vectors),
             keywords=[self.keyword_decisions(t) for t in normalized],
+            spelled=[
+                {
+                    v: f"keyword {hit.term.rstrip('*')!r} "
+                    + (f"misspelt as {hit.matched!r}" if hit.distance else "in an obfuscated spelling")
+                    for v, hit in found.items()
+                }
+                for found in self.fuzzy.match([str(p) for p in prompts])
+            ],
             stated=[self.attributes.stated(t) if has_bias else {} for t in normalized],
             person_noun=np.array([has_bias and self.person_nouns.present(t) for t in normalized], dtype=bool),
             person_noun_any=np.array(
@@ -271,6 +282,7 @@ class ValueSelector:
             + [f"negative:{v}" for v in self._value_ids]
             + ["benign"]
             + [f"keyword:{v}" for v in harm]
+            + [f"spelled:{v}" for v in harm]
             + ["person-noun", "person-noun-any"]
             + [f"stated:{a}" for a in attributes]
         )
@@ -282,6 +294,9 @@ class ValueSelector:
         keyword = np.array(
             [[any(d.value_id == v for d in hits) for v in harm_ids] for hits in evidence.keywords], dtype=np.float32
         ).reshape(n, len(harm_ids))
+        spelled = np.array([[v in found for v in harm_ids] for found in evidence.spelled], dtype=np.float32).reshape(
+            n, len(harm_ids)
+        )
         attributes = [self.registry.values[i].attribute for i in self._bias]
         stated = np.array([[a in s for a in attributes] for s in evidence.stated], dtype=np.float32).reshape(
             n, len(attributes)
@@ -294,6 +309,7 @@ class ValueSelector:
                 scores.negative,
                 scores.benign[:, None],
                 keyword,
+                spelled,
                 evidence.person_noun[:, None].astype(np.float32),
                 evidence.person_noun_any[:, None].astype(np.float32),
                 stated,
@@ -317,6 +333,8 @@ class ValueSelector:
             value_id = self._value_ids[value_column]
             if value_id in keywords:
                 parts.append(keywords[value_id])
+            elif value_id in evidence.spelled[row]:
+                parts.append(evidence.spelled[row][value_id])
             if value_column in self._bias:
                 if stated:
                     parts.append("stated " + ", ".join(f"{a} {c!r}" for a, c in stated.items()))
