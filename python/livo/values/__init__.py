@@ -10,6 +10,7 @@ with an optional judge for borderline prompts. Heavy libraries
 
 from livo.value_types import ValueChoice
 from livo.values.aligned_prompt import aligned_prompt
+from livo.values.classifier import ValueClassifier
 from livo.values.embedders import Embedder, EmbedderIdentity, load_embedder
 from livo.values.index import ValueIndex, build_index, load_index, save_index
 from livo.values.registry import (
@@ -19,7 +20,6 @@ from livo.values.registry import (
     load_registry,
     parse_registry,
 )
-from livo.values.classifier import ValueClassifier
 from livo.values.selector import Selection, ValueDecision, ValueJudge, ValueSelector
 
 __all__ = [

@@ -23,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--overwrite", action="store_true", help="replace an existing index folder (atomically: never half-written)"
     )
     build.add_argument(
-        "--embedder", default="minilm", help="minilm (default), st:NAME_OR_PATH, or clip:PIPELINE_DIR[:mean]"
+        "--embedder",
+        default="minilm-int8",
+        help="minilm-int8 (default: MiniLM quantised to int8, 1.5x the speed of minilm at the same cross-validated "
+        "quality), minilm, st:NAME_OR_PATH, or clip:PIPELINE_DIR[:mean]",
     )
     build.add_argument(
         "--index-type",
