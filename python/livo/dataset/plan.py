@@ -59,17 +59,17 @@ def read_sources(config: SourcesConfig) -> tuple[list[str], dict[str, int]]:
 
 
 def selector_for(config: BuildConfig, registry: Registry) -> Any:
-    """A prebuilt index folder, or an index built in memory over the registry with the embedder."""
+    """A prebuilt index folder, or an index built in memory over the registry with the embedder (and
+    the value classifier where LiVO ships labelled prompts for the registry)."""
+    from livo.values.classifier_training import selector_in_memory
     from livo.values.embedders import load_embedder
-    from livo.values.index import build_index
     from livo.values.selector import ValueSelector
 
     if config.selection.index is not None:
         if not Path(config.selection.index).is_dir():
             raise InputError(f"selection.index: {config.selection.index}: no such index folder")
         return ValueSelector.load(config.selection.index, registry=registry)
-    embedder = load_embedder(config.selection.embedder)
-    return ValueSelector(build_index(registry, embedder), embedder)
+    return selector_in_memory(registry, load_embedder(config.selection.embedder))
 
 
 def check_value_ids(config: BuildConfig, registry: Registry) -> None:

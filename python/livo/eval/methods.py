@@ -238,12 +238,12 @@ def keyword_selector(registry: Registry) -> Selector:
 
 def faiss_selector(registry: Registry, index: str | None, embedder: str) -> Selector:
     """The adaptive FAISS selector: loaded from ``index`` or built in memory from ``registry``."""
-    from livo.values import ValueSelector, build_index, load_embedder
+    from livo.values import ValueSelector, load_embedder
+    from livo.values.classifier_training import selector_in_memory
 
     if index is not None:
         return ValueSelector.load(index, registry=registry)
-    loaded = load_embedder(embedder)
-    return ValueSelector(build_index(registry, loaded), loaded)
+    return selector_in_memory(registry, load_embedder(embedder))
 
 
 class LiVO(Method):

@@ -95,14 +95,14 @@ def load_pipeline(config: ModelConfig) -> Any:
 
 def selector_from_config(config: ValuesConfig) -> Any:
     """A ``ValueSelector`` from an index folder, or from a registry indexed in memory at start-up."""
-    from livo.values import ValueSelector, build_index, load_embedder, load_registry
+    from livo.values import ValueSelector, load_embedder, load_registry
+    from livo.values.classifier_training import selector_in_memory
     from livo.values.registry import resolve_registry_path
 
     if config.index is not None:
         return ValueSelector.load(config.index)
     path = resolve_registry_path(config.registry)
-    embedder = load_embedder(config.embedder)
-    return ValueSelector(build_index(load_registry(path), embedder, registry_source=str(path)), embedder)
+    return selector_in_memory(load_registry(path), load_embedder(config.embedder), registry_source=str(path))
 
 
 MODEL_THREAD_NAME = "livo-generate"

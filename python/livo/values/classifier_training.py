@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from livo.values.classifier import ValueClassifier
+from livo.values.embedders import Embedder
 from livo.values.multilabel import MultiLabelPrompt, load_multilabel, promptlog_path
 from livo.values.registry import Registry
 from livo.values.selector import ValueSelector
@@ -204,3 +205,16 @@ def fit_value_classifier(
         "training_prompts": sorted({prompt_fingerprint(r.prompt) for r in rows}),
     }
     return ValueClassifier.fit(features, labels, targets, names, l2, thresholds=thresholds, summary=summary)
+
+
+def selector_in_memory(registry: Registry, embedder: Embedder, registry_source: str | None = None) -> ValueSelector:
+    """A selector over ``registry`` indexed in memory, with the value classifier fitted when LiVO
+    ships labelled prompts for it (the default registry: about 10 s), so an in-memory index decides
+    as ``livo values build-index`` would; other registries get the retrieval thresholds."""
+    from livo.values.index import build_index
+
+    index = build_index(registry, embedder, registry_source=registry_source)
+    rows = training_rows(registry)
+    if rows:
+        index.classifier = fit_value_classifier(ValueSelector(index, embedder), rows)
+    return ValueSelector(index, embedder)
