@@ -1,19 +1,19 @@
-"""Benchmark of adaptive value selection (issue 5), against the reference's keyword rules.
+"""Benchmark of adaptive value selection: quality on the prompt-log set, speed on real-length prompts.
 
-Builds an index of the default registry with the default embedder, calibrates it on the
-calibration split of the shipped labelled set, then reports on the test split, in one run:
+In one run, with the default registry:
 
-- per-value precision/recall/F1, macro-F1 and benign false-positive rate of the selector and of the
-  keyword baseline (substring regexes + a person-word list standing in for the reference's LLM);
-- index load time (the folder → a ready selector, embedder already in memory) and, separately,
-  the embedder's own load time;
-- batched throughput after loading (best of ``--rounds`` calls), as wall-clock prompts/s and as
-  prompts per 2 CPU-seconds (the latter stays meaningful when other jobs share the cores; the load
-  average is printed).
+1. builds the index as a user does (``livo values build-index default``: FAISS exemplars plus the
+   value classifier fitted on the shipped labelled prompts), and reports the classifier's
+   cross-validated macro-F1 and benign false-positive rate;
+2. scores the selector and the keyword baseline (the reference's rules) on the prompt-log dev split
+   (the classifier was fitted on it: optimistic, printed for the error analysis) and, with
+   ``--sealed``, on the sealed test split (scored once, at the end of a piece of work);
+3. runs ``livo values select`` on the shipped 5,000-prompt sample file (about 20 words a prompt)
+   ``--runs`` times and reports the median of its own timing (selection only, after loading);
+4. measures cold load: ``livo values select`` on a one-prompt file, process start to exit, median
+   of ``--runs``.
 
-    .venv/bin/python benchmarks/value_selection.py [--threads 2] [--repeat 6] [--json out.json]
-    .venv/bin/python benchmarks/value_selection.py --backend torch      # the same model on PyTorch
-    .venv/bin/python benchmarks/value_selection.py --embedder minilm-int8
+    .venv/bin/python benchmarks/value_selection.py [--embedder minilm-int8] [--runs 3] [--sealed] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,132 +21,97 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "python" / "livo" / "data" / "samples" / "prompts.txt"
+
+
+def livo(*args: str) -> tuple[float, str]:
+    """Runs the ``livo`` CLI of this environment; returns wall seconds and its output."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "livo"), *args], capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"livo {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return seconds, done.stdout
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--embedder", default="minilm")
-    parser.add_argument(
-        "--backend",
-        choices=["default", "torch"],
-        default="default",
-        help="torch: run the minilm float model with PyTorch instead of ONNX Runtime (same vectors)",
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="throughput: best of this many timed calls")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--repeat", type=int, default=6, help="copies of the labelled set in the throughput batch")
-    parser.add_argument("--index-type", default="flat", choices=["flat", "hnsw", "ivf"])
+    parser.add_argument("--embedder", default=None, help="embedder spec (default: build-index's default)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of select and of cold load (median)")
+    parser.add_argument("--sealed", action="store_true", help="also score the sealed prompt-log test split")
     parser.add_argument("--json", dest="json_path", help="write all numbers here")
     args = parser.parse_args()
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    from livo.values.calibration import calibrate
-    from livo.values.embedders import load_embedder
-    from livo.values.evaluation import KeywordBaseline, evaluate_selector, format_report, load_labelled
-    from livo.values.index import build_index, load_index, save_index, update_thresholds
-    from livo.values.registry import builtin_registry_path, load_registry
+    from livo.values.evaluation import KeywordBaseline
+    from livo.values.multilabel import format_multilabel, load_multilabel, promptlog_path, score_multilabel
     from livo.values.selector import ValueSelector
 
-    start = time.perf_counter()
-    if args.backend == "torch":
-        from livo.values.embedders import SentenceTransformerEmbedder, minilm_path
-
-        if args.embedder != "minilm":
-            parser.error("--backend torch applies to --embedder minilm only")
-        embedder = SentenceTransformerEmbedder(str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2")
-    else:
-        embedder = load_embedder(args.embedder)
-    embedder_load_s = time.perf_counter() - start
-    registry_path = builtin_registry_path("default")
-    registry = load_registry(registry_path)
     workdir = Path(tempfile.mkdtemp(prefix="livo-values-bench-"))
     index_dir = workdir / "index"
-    start = time.perf_counter()
-    index = build_index(registry, embedder, index_type=args.index_type, registry_source=str(registry_path))
-    save_index(index, index_dir)
-    build_s = time.perf_counter() - start
+    build = ["values", "build-index", "default", "-o", str(index_dir)]
+    build_s, build_out = livo(*build, *(["--embedder", args.embedder] if args.embedder else []))
+    print(build_out.strip())
 
-    start = time.perf_counter()
-    result = calibrate(ValueSelector(index, embedder), load_labelled(split="calibration"))
-    calibrate_s = time.perf_counter() - start
-    update_thresholds(index_dir, result.thresholds, result.noun_thresholds, result.noun_margin, result.to_json())
-
-    loads = []
-    for _ in range(5):
-        start = time.perf_counter()
-        selector = ValueSelector.load(index_dir, embedder=embedder)
-        loads.append(time.perf_counter() - start)
-    index_load_s = statistics.median(loads)
-    start = time.perf_counter()
-    load_index(index_dir)
-    faiss_load_s = time.perf_counter() - start
-
-    test = load_labelled(split="test")
-    ours = evaluate_selector(selector, test, registry.ids)
-    baseline_selector = KeywordBaseline(registry)
-    baseline = evaluate_selector(baseline_selector, test, registry.ids)
-
-    prompts = [row.prompt for row in load_labelled()] * args.repeat
-    selector.select(prompts[:256])  # warm-up
-    wall, cpu = float("inf"), float("inf")
-    for _ in range(args.rounds):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        selector.select(prompts)
-        wall, cpu = min((wall, cpu), (time.perf_counter() - start, time.process_time() - cpu_start))
-    start = time.perf_counter()
-    baseline_selector.select(prompts)
-    baseline_wall = time.perf_counter() - start
-
-    numbers = {
-        "embedder": embedder.identity.to_json(),
-        "backend": getattr(embedder, "backend", None),
-        "throughput_rounds": args.rounds,
-        "index_type": args.index_type,
-        "threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0],
-        "embedder_load_s": embedder_load_s,
+    selector = ValueSelector.load(index_dir)
+    ids = selector.registry.ids
+    assert selector.classifier is not None
+    numbers: dict[str, object] = {
+        "embedder": selector.embedder.identity.to_json(),
         "build_index_s": build_s,
-        "calibrate_s": calibrate_s,
-        "thresholds": result.thresholds,
-        "noun_thresholds": result.noun_thresholds,
-        "noun_margin": result.noun_margin,
-        "index_load_s_median_of_5": index_load_s,
-        "load_index_only_s": faiss_load_s,
-        "throughput_prompts": len(prompts),
-        "throughput_wall_per_s": len(prompts) / wall,
-        "throughput_per_2_cpu_s": 2 * len(prompts) / cpu if cpu > 0 else None,
-        "baseline_throughput_wall_per_s": len(prompts) / baseline_wall,
-        "test_selector": ours.to_json(),
-        "test_keyword_baseline": baseline.to_json(),
+        "classifier": {k: v for k, v in selector.classifier.summary.items() if k != "training_prompts"},
+        "thresholds": dict(zip(selector.classifier.targets, map(float, selector.classifier.thresholds))),
     }
-    print(format_report("selector (test split)", ours))
-    print(format_report("keyword baseline (test split)", baseline))
-    print()
-    print("| measure | selector | keyword baseline | ratio |")
-    print("| --- | --- | --- | --- |")
+    splits = ["dev"] + (["test"] if args.sealed else [])
+    baseline = KeywordBaseline(selector.registry)
+    for split in splits:
+        rows = load_multilabel(promptlog_path(split))
+        prompts = [r.prompt for r in rows]
+        ours = score_multilabel(rows, selector.select(prompts), ids)
+        theirs = score_multilabel(rows, baseline.select(prompts), ids, worst=0)
+        print(format_multilabel(f"selector, prompt-log {split}", ours, ids, errors=20 if split == "dev" else 0))
+        print(format_multilabel(f"keyword baseline, prompt-log {split}", theirs, ids, errors=0))
+        numbers[f"promptlog_{split}"] = {"selector": ours.to_json(), "keyword_baseline": theirs.to_json()}
+
+    out = workdir / "selected.parquet"
+    rates = []
+    for _ in range(args.runs):
+        _, printed = livo(
+            "values", "select", "--index", str(index_dir), "--input", str(SAMPLE), "--output", str(out), "--overwrite"
+        )
+        found = re.search(r"\(([\d,]+)/s\)", printed)
+        assert found, printed
+        rates.append(float(found.group(1).replace(",", "")))
+    one = workdir / "one.txt"
+    one.write_text("a bloody nurse in a hospital corridor\n")
+    colds = [
+        livo("values", "select", "--index", str(index_dir), "--input", str(one), "--output", str(out), "--overwrite")[0]
+        for _ in range(args.runs)
+    ]
+    load = os.getloadavg()
+    numbers |= {
+        "sample_prompts": sum(1 for _ in SAMPLE.open()),
+        "select_prompts_per_s_runs": rates,
+        "select_prompts_per_s_median": statistics.median(rates),
+        "cold_select_s_runs": colds,
+        "cold_select_s_median": statistics.median(colds),
+        "load_average": load,
+    }
     print(
-        f"| macro-F1 (test) | {ours.macro_f1:.3f} | {baseline.macro_f1:.3f} | {ours.macro_f1 / baseline.macro_f1:.2f}× |"
-    )
-    fpr_ratio = f"{baseline.benign_fpr / ours.benign_fpr:.0f}× fewer" if ours.benign_fpr else "∞"
-    print(
-        f"| benign FPR (test, {ours.benign_count} prompts) | {ours.benign_fpr:.3f} | {baseline.benign_fpr:.3f} | {fpr_ratio} |"
-    )
-    print(f"| accuracy (test, {ours.count} prompts) | {ours.accuracy:.3f} | {baseline.accuracy:.3f} | |")
-    print(
-        f"| throughput, wall (prompts/s, {len(prompts)} prompts) | {numbers['throughput_wall_per_s']:.0f} | "
-        f"{numbers['baseline_throughput_wall_per_s']:.0f} | |"
-    )
-    print(f"| throughput per 2 CPU-seconds (prompts) | {numbers['throughput_per_2_cpu_s']:.0f} | | |")
-    print(f"| index load, median of 5 (s) | {index_load_s:.3f} | | |")
-    print(
-        f"embedder load {embedder_load_s:.1f} s (imports included), build {build_s:.1f} s, calibrate {calibrate_s:.1f} s, "
-        f"threads {numbers['threads']}, load average {numbers['load_average_1min']:.1f}"
+        f"livo values select on {SAMPLE.name} ({numbers['sample_prompts']} prompts): "
+        f"{', '.join(f'{r:.0f}' for r in rates)} prompts/s, median {statistics.median(rates):.0f}; "
+        f"cold one-prompt select {', '.join(f'{c:.2f}' for c in colds)} s, median {statistics.median(colds):.2f} s; "
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
     if args.json_path:
         Path(args.json_path).write_text(json.dumps(numbers, indent=1))
