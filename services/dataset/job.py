@@ -23,6 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     from livo.cli import main as livo_main
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("RAY_ADDRESS", "").startswith(("http://", "https://")):
+        # The job API's address (`ray job submit --address http://HEAD:8265` passes it on), not the
+        # cluster's: a job's driver runs on a node of the cluster, and joins it with `auto`.
+        del os.environ["RAY_ADDRESS"]
     if "--address" not in args and "RAY_ADDRESS" not in os.environ:
         args += ["--address", "auto"]
     return livo_main(["build-dataset", *args])

@@ -29,6 +29,10 @@ class BuildReport:
     generation_seconds: float = 0.0
     wall_seconds: float = 0.0
     actors: int = 0
+    # The node address of each actor when generation started and when it ended (an actor restarted
+    # after losing its node is elsewhere at the end).
+    actor_nodes: list[str] = field(default_factory=list)
+    actor_nodes_at_end: list[str] = field(default_factory=list)
     retried_batches: int = 0
     failures: list[str] = field(default_factory=list)
     balance: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
@@ -72,6 +76,13 @@ class BuildReport:
             f"({self.images_per_second:.2f} images/s) on {self.actors} actor(s), "
             f"{self.retried_batches} batch(es) retried"
         )
+        if self.actor_nodes:
+            moved = (
+                ""
+                if self.actor_nodes_at_end in ([], self.actor_nodes)
+                else f"; at the end {', '.join(self.actor_nodes_at_end)}"
+            )
+            lines.append(f"  actors     on nodes {', '.join(self.actor_nodes)}{moved}")
         lines.append(f"  judge      kept {self.kept} ({100 * self.keep_rate:.1f}%)")
         for reason, count in sorted(self.drops.items(), key=lambda kv: -kv[1]):
             lines.append(f"    dropped  {reason}: {count}")

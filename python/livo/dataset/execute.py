@@ -49,6 +49,12 @@ class _PairActor:
         """The actor's process id, once its pipeline is loaded (a restarted actor has another)."""
         return os.getpid()
 
+    def node(self) -> str:
+        """The address of the node the actor runs on (a restarted actor may be on another)."""
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+
 
 @dataclass
 class GenerationStats:
@@ -114,12 +120,31 @@ def start_actors(
     """``count`` actors, each with its pipeline loaded (waits until all are ready)."""
     import ray
 
+    # SPREAD places the actors across a cluster's nodes rather than packing the first one, so a
+    # lost node costs a share of the actors, not all of them.
     actor_class = ray.remote(_PairActor).options(
-        num_cpus=cpus, num_gpus=gpus, max_restarts=max_restarts, max_task_retries=max_task_retries
+        num_cpus=cpus,
+        num_gpus=gpus,
+        max_restarts=max_restarts,
+        max_task_retries=max_task_retries,
+        scheduling_strategy="SPREAD",
     )
     actors = [actor_class.remote(spec) for _ in range(count)]
     ray.get([a.ready.remote() for a in actors])
     return actors
+
+
+def actor_nodes(actors: list[Any]) -> list[str]:
+    """Each actor's node address, in order ("?" for an actor that cannot answer now)."""
+    import ray
+
+    nodes = []
+    for actor in actors:
+        try:
+            nodes.append(ray.get(actor.node.remote(), timeout=30))
+        except (ray.exceptions.RayError, TimeoutError):
+            nodes.append("?")
+    return nodes
 
 
 def run_actor_pool(

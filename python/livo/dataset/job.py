@@ -22,7 +22,7 @@ from typing import Any
 from livo.data.shards import ShardConfig
 from livo.dataset.build_report import BuildReport
 from livo.dataset.config import BuildConfig
-from livo.dataset.execute import Progress, batches_of, run_actor_pool, start_actors
+from livo.dataset.execute import Progress, actor_nodes, batches_of, run_actor_pool, start_actors
 from livo.dataset.generate import BatchResult, WorkerSpec, load_pipeline
 from livo.dataset.plan import Plan, check_value_ids, plan_records, read_sources, selector_for
 from livo.dataset.rewrite import load_rewriter
@@ -181,6 +181,7 @@ def _generate(
             g.max_task_retries,
         )
         report.actors = len(actors)
+        report.actor_nodes = actor_nodes(actors)
         progress = Progress(len(todo), enabled=config.progress)
         balance: dict[str, dict[str, Counter[str]]] = {}
 
@@ -197,6 +198,7 @@ def _generate(
             stats = run_actor_pool(actors, batches, consume, batch_retries=g.batch_retries, on_result=on_result)
         finally:
             progress.close()
+            report.actor_nodes_at_end = actor_nodes(actors)
             for actor in actors:
                 ray.kill(actor)
         report.generated = stats.records
