@@ -21,12 +21,10 @@ from livo.dataset.sink import read_ledger
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "scripts" / "cluster.sh"
 
-pytestmark = [
-    pytest.mark.timeout(600),
-    pytest.mark.skipif(
-        os.geteuid() != 0 or shutil.which("ip") is None, reason="network namespaces need root and iproute2"
-    ),
-]
+pytestmark = pytest.mark.timeout(600)
+needs_namespaces = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None, reason="network namespaces need root and iproute2"
+)
 
 BUILD = """\
 sources:
@@ -97,6 +95,25 @@ def state():
     shutil.rmtree(folder.parent, ignore_errors=True)
 
 
+def test_a_job_submitted_where_no_cluster_runs_is_a_clear_error_within_10_s():
+    import socket
+
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{port}", "--", "true"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode != 0 and time.monotonic() - started <= 10
+    assert f"Failed to connect to Ray at address: http://127.0.0.1:{port}" in done.stderr.strip().splitlines()[-1]
+
+
+@needs_namespaces
 def test_a_failed_up_leaves_nothing_behind(state):
     failed = cluster("up", state=state, check=False, LIVO_CLUSTER_RAY="/bin/false")
     assert failed.returncode != 0
@@ -106,6 +123,7 @@ def test_a_failed_up_leaves_nothing_behind(state):
     assert bad.returncode != 0 and "--workers must be 1..200, got 0" in bad.stderr
 
 
+@needs_namespaces
 def test_a_build_job_survives_a_lost_worker_node(state, tmp_path):
     cluster("up", "--workers", "1", "--head-cpus", "2", state=state)
     cluster_id = (state / "cluster.env").read_text().split("CLUSTER_ID=")[1].split()[0]
