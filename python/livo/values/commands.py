@@ -91,16 +91,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     select.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     select.add_argument("--column", help="prompt column (default: 'prompt', or the only column)")
     select.add_argument("--registry", help="check the index against this registry file")
-    select.add_argument(
-        "--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)"
-    )
-    select.add_argument(
-        "--llm-judge",
-        metavar="URL",
-        help="OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1, or URL#MODEL) asked about borderline "
-        "decisions; its key is read from LIVO_JUDGE_API_KEY (off by default)",
-    )
-    select.add_argument("--llm-model", help="model name for --llm-judge")
+    _add_judge_flags(select)
     select.set_defaults(run=run_select, extras=("values",))
 
     evaluate = sub.add_parser("evaluate", help="precision/recall/F1 of the selector and of the keyword baseline")
@@ -115,17 +106,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     evaluate.add_argument("--errors", type=int, default=20, help="list this many worst errors (default 20)")
     evaluate.add_argument("--json", dest="json_path", help="also write the numbers as JSON here")
     evaluate.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
-    evaluate.add_argument(
+    _add_judge_flags(evaluate)
+    evaluate.set_defaults(run=run_evaluate, extras=("values",))
+
+
+def _add_judge_flags(parser: argparse.ArgumentParser) -> None:
+    """The optional judges of borderline decisions (see :func:`_judge`)."""
+    parser.add_argument(
         "--judge", help="local causal-LM folder asked about borderline retrieval decisions (off by default)"
     )
-    evaluate.add_argument(
+    parser.add_argument(
         "--llm-judge",
         metavar="URL",
         help="OpenAI-compatible endpoint (e.g. http://127.0.0.1:8000/v1, or URL#MODEL) asked about borderline "
         "decisions; its key is read from LIVO_JUDGE_API_KEY (off by default)",
     )
-    evaluate.add_argument("--llm-model", help="model name for --llm-judge")
-    evaluate.set_defaults(run=run_evaluate, extras=("values",))
+    parser.add_argument("--llm-model", help="model name for --llm-judge")
 
 
 def _labelled_rows(path: str | None, split: str, registry_ids: list[str]):  # type: ignore[no-untyped-def]

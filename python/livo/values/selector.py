@@ -114,7 +114,12 @@ class Evidence:
     spelled: list[dict[str, str]]  # harm value id -> its keyword found through an obfuscated or misspelt word
     stated: list[dict[str, str]]
     person_noun: np.ndarray  # (n,) a non-possessive person noun
-    person_noun_any: np.ndarray  # (n,) any person noun, possessive included
+    first_person_noun: list[str | None]  # the first person noun, possessive included
+
+    @property
+    def person_noun_any(self) -> np.ndarray:
+        """(n,) any person noun, possessive included."""
+        return np.array([noun is not None for noun in self.first_person_noun], dtype=bool)
 
 
 class ValueSelector:
@@ -248,6 +253,8 @@ class ValueSelector:
         texts = [self.retrieval_text(str(p), t) for p, t in zip(prompts, normalized)]
         vectors = self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.identity.dimension), np.float32)
         has_bias = bool(self._bias)
+        found = [self.person_nouns.first(t) if has_bias else None for t in normalized]
+        first_nouns = [None if match is None else match.group(0) for match in found]
         return Evidence(
             normalized=normalized,
             vectors=vectors,
@@ -263,9 +270,7 @@ class ValueSelector:
             ],
             stated=[self.attributes.stated(t) if has_bias else {} for t in normalized],
             person_noun=np.array([has_bias and self.person_nouns.present(t) for t in normalized], dtype=bool),
-            person_noun_any=np.array(
-                [has_bias and self.person_nouns.first(t) is not None for t in normalized], dtype=bool
-            ),
+            first_person_noun=first_nouns,
         )
 
     def classifier_targets(self) -> list[str]:
@@ -328,6 +333,12 @@ class ValueSelector:
         positive = evidence.scores.positive[row]
         harm_columns = {self._value_ids[i]: i for i in self._harm}
 
+        # What shows a person, shared by every bias value's reason.
+        person_parts = ["stated " + ", ".join(f"{a} {c!r}" for a, c in stated.items())] if stated else []
+        noun = evidence.first_person_noun[row] if evidence.person_noun[row] else None
+        if noun is not None:
+            person_parts.append(f"person noun {noun!r}")
+
         def reason(target: int, value_column: int) -> str:
             parts = [f"p={probabilities[target]:.2f}"]
             value_id = self._value_ids[value_column]
@@ -336,11 +347,7 @@ class ValueSelector:
             elif value_id in evidence.spelled[row]:
                 parts.append(evidence.spelled[row][value_id])
             if value_column in self._bias:
-                if stated:
-                    parts.append("stated " + ", ".join(f"{a} {c!r}" for a, c in stated.items()))
-                noun = self.person_nouns.first(evidence.normalized[row]) if evidence.person_noun[row] else None
-                if noun is not None:
-                    parts.append(f"person noun {noun.group(0)!r}")
+                parts += person_parts
             parts.append(self._exemplar_reason(value_column, positive, best))
             return "; ".join(parts)
 
