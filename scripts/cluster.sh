@@ -4,6 +4,7 @@
 #   scripts/cluster.sh up [--workers N] [--cpus C] [--head-cpus H]
 #   scripts/cluster.sh env                 the exports a client needs (RAY_ADDRESS, token, job API)
 #   scripts/cluster.sh status              each node's address and `ray status` (its "Active:" nodes)
+#   scripts/cluster.sh exec NODE -- CMD... runs a command on a node (in its namespace), e.g. a launcher
 #   scripts/cluster.sh kill-node worker-1  ends one node: its raylet and every process on it
 #   scripts/cluster.sh down                stops every process and removes the namespaces and links
 #
@@ -64,13 +65,15 @@ marked_pids() {
   done
 }
 
-# SIGTERM, up to 10 s of grace, then SIGKILL for whatever is left.
+# SIGTERM, up to 3 s of grace, then SIGKILL for whatever is left. (Ray's GCS server and autoscaler
+# monitor do not end on SIGTERM once their raylets are gone; the cluster keeps no state worth a
+# longer wait: its GCS holds everything in memory.)
 stop_pids() {
   local id="$1" pids
   pids=$(marked_pids "$id")
   [ -z "$pids" ] && return 0
   kill -TERM $pids 2>/dev/null
-  for _ in $(seq 1 20); do
+  for _ in $(seq 1 6); do
     pids=$(marked_pids "$id")
     [ -z "$pids" ] && return 0
     sleep 0.5
@@ -197,6 +200,30 @@ status() {
   RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$(state_value TOKEN)" timeout 30 "$RAY" status --address "$(state_value RAY_ADDRESS)"
 }
 
+# A command on one node, as a process of that node: it runs in the node's namespace, carries the
+# cluster's marker (so kill-node and down end it too), and finds the cluster's settings in its
+# environment: LIVO_CLUSTER_HEAD (the head's address), LIVO_CLUSTER_NODE_ADDRESS, the node's rank
+# LIVO_CLUSTER_NODE_RANK (0 = head), and GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME naming the node's
+# link, which torch.distributed needs where a host has several interfaces.
+exec_on_node() {
+  local id name="${1:-}"; id="$(state_value CLUSTER_ID)"
+  [ -n "$id" ] || die "no cluster is up (no $STATE); run: scripts/cluster.sh up"
+  [ -n "$name" ] || die "exec: name a node (head, worker-1, ...)"
+  shift
+  [ "${1:-}" = "--" ] && shift
+  [ $# -gt 0 ] || die "exec: give a command after the node: exec $name -- CMD..."
+  local k
+  case "$name" in
+    head) k=0 ;;
+    worker-[0-9]*) k="${name#worker-}" ;;
+    *) die "exec: no node $name in this cluster ($(state_value NODES))" ;;
+  esac
+  state_value NODES | tr ' ' '\n' | grep -q "^$name@" || die "exec: no node $name in this cluster ($(state_value NODES))"
+  exec ip netns exec "livo-node$k" env LIVO_CLUSTER="$id" LIVO_CLUSTER_NODE="$name" \
+    LIVO_CLUSTER_HEAD="$(node_address 0)" LIVO_CLUSTER_NODE_ADDRESS="$(node_address "$k")" LIVO_CLUSTER_NODE_RANK="$k" \
+    GLOO_SOCKET_IFNAME="lvn$k" NCCL_SOCKET_IFNAME="lvn$k" "$@"
+}
+
 kill_node() {
   local id name="${1:-}"; id="$(state_value CLUSTER_ID)"
   [ -n "$id" ] || die "no cluster is up (no $STATE)"
@@ -223,7 +250,8 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   env) client_env ;;
   status) status ;;
+  exec) shift; exec_on_node "$@" ;;
   kill-node) kill_node "${2:-}" ;;
   down) down ;;
-  *) echo "usage: scripts/cluster.sh up [--workers N] [--cpus C] [--head-cpus H] | env | status | kill-node NAME | down" >&2; exit 2 ;;
+  *) echo "usage: scripts/cluster.sh up [--workers N] [--cpus C] [--head-cpus H] | env | status | exec NODE -- CMD... | kill-node NAME | down" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
-"""Cluster mode on a real two-node Ray cluster on this machine (`scripts/cluster.sh`): each node in its
+"""Cluster mode on a real two-node cluster on this machine (`scripts/cluster.sh`): each node in its
 own network namespace, a dataset build submitted through the job API, a worker node killed mid-build,
-and nothing left behind by `down`, even after a failed `up`."""
+DeepSpeed training across one launcher per node (a node lost, the run resumed bit for bit, a
+rendezvous that never completes), and nothing left behind by `down`, even after a failed `up`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 
 from livo.data.shards import Manifest, verify_shards
 from livo.dataset.sink import read_ledger
+from livo.runtime import QUIET_DEFAULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "scripts" / "cluster.sh"
@@ -208,3 +211,126 @@ def test_a_build_job_survives_a_lost_worker_node(state, tmp_path):
 
     cluster("down", state=state)
     assert left_behind(cluster_id) == []
+
+
+# Two nodes, one rank each, meeting at a static rendezvous on the head's address (torchrun's flags
+# as a user types them on a real cluster; `scripts/cluster.sh exec` runs each launcher on its node).
+TRAIN = """\
+learning_rate: 1.0e-3
+micro_batch_size: 4
+max_steps: 80
+checkpoint_every: 5
+threads: 1
+progress: false
+shuffle_buffer: 16
+tensorboard: false
+"""
+
+
+def launcher(node: str, node_rank: int, config: Path, output: Path, state: Path, *extra: str, timeout: int = 60):
+    env = {**os.environ, "LIVO_CLUSTER_DIR": str(state), "OMP_NUM_THREADS": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DS_ACCELERATOR", *QUIET_DEFAULTS):
+        env.pop(name, None)
+    command = [
+        *("bash", str(CLUSTER), "exec", node, "--", sys.executable, "-m", "torch.distributed.run"),
+        *("--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node_rank)),
+        *("--master-addr", "10.247.0.10", "--master-port", "29500", "--rdzv-conf", f"timeout={timeout}"),
+        *("-m", "livo.train", str(config), "--output", str(output), *extra),
+    ]
+    log = (output.parent / f"{output.name}-{node}.log").open("a")
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def training_processes(cluster_id: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"LIVO_CLUSTER={cluster_id}".encode() in environ and b"livo.train" in command:
+            found.append(pid)
+    return found
+
+
+@pytest.fixture(scope="module")
+def training_nodes():
+    """One cluster for the training tests (its Ray is not used; a node's launcher runs through `exec`)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="lt", dir="/tmp")) / "c"
+    cluster("up", "--workers", "1", state=folder)
+    yield folder, (folder / "cluster.env").read_text().split("CLUSTER_ID=")[1].split()[0]
+    cluster("down", state=folder, check=False)
+    shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def metrics(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+@needs_namespaces
+def test_training_across_two_nodes_resumes_bit_identically_after_a_node_is_lost(training_nodes, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from livo.toyworld.pairs import PairsConfig, write_pairs
+
+    state, cluster_id = training_nodes
+    pairs = tmp_path / "pairs"
+    write_pairs(PairsConfig(output=str(pairs), bias_per_subject=3, harm_per_prompt=1, seed=1, row_group_bytes=4096))
+    config = tmp_path / "run.yaml"
+    config.write_text(TRAIN + f"dataset: {pairs}\n")
+
+    def both(output: Path, *extra: str) -> list[int]:
+        started = [launcher(node, k, config, output, state, *extra) for k, node in enumerate(("head", "worker-1"))]
+        return [process.wait(timeout=300) for process in started]
+
+    # Interrupted: once the first checkpoint is complete, the worker node dies (launcher and rank).
+    interrupted = tmp_path / "interrupted"
+    started = [launcher(node, k, config, interrupted, state) for k, node in enumerate(("head", "worker-1"))]
+    latest, deadline = interrupted / "checkpoints" / "latest", time.monotonic() + 240
+    while not latest.exists():
+        assert time.monotonic() < deadline and started[0].poll() is None, (
+            interrupted.parent / "interrupted-head.log"
+        ).read_text()[-3000:]
+        time.sleep(0.05)
+    cluster("kill-node", "worker-1", state=state)
+    # The head's rank sees its peer gone and fails with the peer's address; its launcher ends.
+    assert started[0].wait(timeout=120) != 0
+    started[1].wait(timeout=30)
+    head_log = (tmp_path / "interrupted-head.log").read_text()
+    assert "Connection reset by peer" in head_log or "Connection closed by peer" in head_log, head_log[-3000:]
+    assert training_processes(cluster_id) == []
+    stopped_at = len(metrics(interrupted))
+    assert 5 <= stopped_at < 80, f"the worker was killed after the run ended ({stopped_at} steps)"
+
+    # Resumed on both nodes from the latest complete checkpoint, then a run never interrupted.
+    assert both(interrupted, "--resume") == [0, 0], (tmp_path / "interrupted-head.log").read_text()[-3000:]
+    assert "resumed from" in (tmp_path / "interrupted-head.log").read_text()
+    whole = tmp_path / "whole"
+    assert both(whole) == [0, 0], (tmp_path / "whole-head.log").read_text()[-3000:]
+
+    continued, reference = metrics(interrupted), metrics(whole)
+    assert [r["step"] for r in continued] == list(range(1, 81))
+    assert [r["loss"] for r in continued] == [r["loss"] for r in reference]
+    assert json.loads((whole / "run_summary.json").read_text())["world_size"] == 2
+    resumed_weights = load_file(interrupted / "value_encoder" / "model.safetensors")
+    reference_weights = load_file(whole / "value_encoder" / "model.safetensors")
+    assert resumed_weights.keys() == reference_weights.keys()
+    assert all(torch.equal(resumed_weights[name], reference_weights[name]) for name in reference_weights)
+
+
+@needs_namespaces
+def test_a_rendezvous_the_second_node_never_joins_fails_after_its_timeout(training_nodes, tmp_path):
+    state, cluster_id = training_nodes
+    config = tmp_path / "run.yaml"
+    config.write_text(TRAIN + f"dataset: {tmp_path}\n")
+    started = time.monotonic()
+    alone = launcher("head", 0, config, tmp_path / "alone", state, timeout=5)
+    assert alone.wait(timeout=120) != 0
+    assert time.monotonic() - started < 30
+    log = (tmp_path / "alone-head.log").read_text()
+    assert "waiting for clients. 1/2 clients joined" in log, log[-3000:]
+    assert training_processes(cluster_id) == []

@@ -2,8 +2,11 @@
 small JSON file per rank with what DeepSpeed does not keep per rank: the data position and the
 state of the trainer's random generators.
 
-Layout under ``OUTPUT/checkpoints``: DeepSpeed's ``latest`` file and one ``step<N>`` folder per
-checkpoint, each with ``trainer_state_rank<r>.json``. Only the newest ``keep`` checkpoints stay.
+Layout under ``OUTPUT/checkpoints``: a ``latest`` file (DeepSpeed's name and format) and one
+``step<N>`` folder per checkpoint, each with ``trainer_state_rank<r>.json``. Only the newest ``keep``
+checkpoints stay. ``latest`` names a checkpoint only once every rank has written all of its part:
+a rank that dies while saving (its node lost, its launcher ended) leaves the previous checkpoint as
+the one a resumed run loads, never a half-written one.
 Random-generator states are stored as base64 of their byte tensors, so no pickle is involved in
 the trainer's own state (DeepSpeed's engine files are its own format).
 """
@@ -53,7 +56,9 @@ def save(
     from livo.train.distributed import barrier
 
     tag = step_tag(step)
-    engine.save_checkpoint(str(folder), tag=tag, client_state={"livo_step": step, "livo_config": config})
+    engine.save_checkpoint(
+        str(folder), tag=tag, client_state={"livo_step": step, "livo_config": config}, save_latest=False
+    )
     state = {
         "step": step,
         "rank": rank,
@@ -65,8 +70,12 @@ def save(
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(state, indent=1) + "\n")
     os.replace(temporary, path)
-    barrier()
+    barrier()  # every rank's part is on disk
     if rank == 0:
+        latest = folder / "latest"
+        temporary = latest.with_suffix(".tmp")
+        temporary.write_text(tag)
+        os.replace(temporary, latest)
         _prune(folder, keep)
 
 
