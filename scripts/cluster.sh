@@ -204,7 +204,8 @@ status() {
 # cluster's marker (so kill-node and down end it too), and finds the cluster's settings in its
 # environment: LIVO_CLUSTER_HEAD (the head's address), LIVO_CLUSTER_NODE_ADDRESS, the node's rank
 # LIVO_CLUSTER_NODE_RANK (0 = head), and GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME naming the node's
-# link, which torch.distributed needs where a host has several interfaces.
+# link, which torch.distributed needs where a host has several interfaces, and the cluster's Ray token
+# settings (RAY_AUTH_MODE, RAY_AUTH_TOKEN_PATH), so `ray status` or `livo serve --ray-address` work there.
 exec_on_node() {
   local id name="${1:-}"; id="$(state_value CLUSTER_ID)"
   [ -n "$id" ] || die "no cluster is up (no $STATE); run: scripts/cluster.sh up"
@@ -221,7 +222,8 @@ exec_on_node() {
   state_value NODES | tr ' ' '\n' | grep -q "^$name@" || die "exec: no node $name in this cluster ($(state_value NODES))"
   exec ip netns exec "livo-node$k" env LIVO_CLUSTER="$id" LIVO_CLUSTER_NODE="$name" \
     LIVO_CLUSTER_HEAD="$(node_address 0)" LIVO_CLUSTER_NODE_ADDRESS="$(node_address "$k")" LIVO_CLUSTER_NODE_RANK="$k" \
-    GLOO_SOCKET_IFNAME="lvn$k" NCCL_SOCKET_IFNAME="lvn$k" "$@"
+    GLOO_SOCKET_IFNAME="lvn$k" NCCL_SOCKET_IFNAME="lvn$k" \
+    RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$(state_value TOKEN)" "$@"
 }
 
 kill_node() {

@@ -1,7 +1,9 @@
 """Cluster mode on a real two-node cluster on this machine (`scripts/cluster.sh`): each node in its
 own network namespace, a dataset build submitted through the job API, a worker node killed mid-build,
 DeepSpeed training across one launcher per node (a node lost, the run resumed bit for bit, a
-rendezvous that never completes), and nothing left behind by `down`, even after a failed `up`."""
+rendezvous that never completes), the service losing a node (503s for the requests it held, the rest
+answered, replicas replaced, /metrics showing the loss), and nothing left behind by `down`, even after
+a failed `up`."""
 
 from __future__ import annotations
 
@@ -254,34 +256,33 @@ def training_processes(cluster_id: str) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def training_nodes():
-    """One cluster for the training tests (its Ray is not used; a node's launcher runs through `exec`)."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="lt", dir="/tmp")) / "c"
-    cluster("up", "--workers", "1", state=folder)
-    yield folder, (folder / "cluster.env").read_text().split("CLUSTER_ID=")[1].split()[0]
-    cluster("down", state=folder, check=False)
-    shutil.rmtree(folder.parent, ignore_errors=True)
-
-
 def metrics(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
 
 @needs_namespaces
-def test_training_across_two_nodes_resumes_bit_identically_after_a_node_is_lost(training_nodes, tmp_path):
+def test_training_across_two_nodes_resumes_bit_identically_after_a_node_is_lost(state, tmp_path):
     import torch
     from safetensors.torch import load_file
 
     from livo.toyworld.pairs import PairsConfig, write_pairs
 
-    state, cluster_id = training_nodes
+    cluster("up", "--workers", "1", state=state)
+    cluster_id = (state / "cluster.env").read_text().split("CLUSTER_ID=")[1].split()[0]
     pairs = tmp_path / "pairs"
     write_pairs(PairsConfig(output=str(pairs), bias_per_subject=3, harm_per_prompt=1, seed=1, row_group_bytes=4096))
     config = tmp_path / "run.yaml"
     config.write_text(TRAIN + f"dataset: {pairs}\n")
+
+    # A rendezvous the second node never joins: the head's launcher fails after its timeout, no rank
+    # was started, nothing is left running.
+    started = time.monotonic()
+    alone = launcher("head", 0, config, tmp_path / "alone", state, timeout=5)
+    assert alone.wait(timeout=120) != 0
+    assert time.monotonic() - started < 30
+    log = (tmp_path / "alone-head.log").read_text()
+    assert "waiting for clients. 1/2 clients joined" in log, log[-3000:]
+    assert training_processes(cluster_id) == []
 
     def both(output: Path, *extra: str) -> list[int]:
         started = [launcher(node, k, config, output, state, *extra) for k, node in enumerate(("head", "worker-1"))]
@@ -322,15 +323,129 @@ def test_training_across_two_nodes_resumes_bit_identically_after_a_node_is_lost(
     assert all(torch.equal(resumed_weights[name], reference_weights[name]) for name in reference_weights)
 
 
+SERVICE = "http://10.247.0.10:8000"
+
+
 @needs_namespaces
-def test_a_rendezvous_the_second_node_never_joins_fails_after_its_timeout(training_nodes, tmp_path):
-    state, cluster_id = training_nodes
-    config = tmp_path / "run.yaml"
-    config.write_text(TRAIN + f"dataset: {tmp_path}\n")
-    started = time.monotonic()
-    alone = launcher("head", 0, config, tmp_path / "alone", state, timeout=5)
-    assert alone.wait(timeout=120) != 0
-    assert time.monotonic() - started < 30
-    log = (tmp_path / "alone-head.log").read_text()
-    assert "waiting for clients. 1/2 clients joined" in log, log[-3000:]
-    assert training_processes(cluster_id) == []
+def test_the_service_on_two_nodes_keeps_answering_when_a_node_is_lost(state, tmp_path):
+    import secrets
+    import threading
+
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    # A generator busy on a shared core answers Serve's queue-length probe later than its 0.1 s deadline,
+    # and the ingress then holds requests for the other one; the nodes' processes get a wider deadline.
+    deadline = {
+        "RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "2",
+        "RAY_SERVE_MAX_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "2",
+    }
+    cluster("up", "--workers", "1", "--head-cpus", "2", state=state, **deadline)
+    token = tmp_path / "service-token"
+    token.write_text(secrets.token_urlsafe(24))
+    token.chmod(0o600)
+    headers = {"Authorization": f"Bearer {token.read_text()}"}
+    # The split layout: an HTTP ingress on each node (a node's proxy prefers its own), two generators.
+    import yaml
+
+    settings = yaml.safe_load((ROOT / "services" / "serve" / "toy.yaml").read_text())
+    settings["applications"][0]["args"]["ingress"] |= {"num_replicas": 2, "max_replicas_per_node": 1}
+    # Two requests at a time per generator: a burst of requests then keeps both nodes' generators busy.
+    settings["applications"][0]["args"]["generator"]["max_ongoing_requests"] = 2
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    log = tmp_path / "serve.log"
+    command = [
+        *("bash", str(CLUSTER), "exec", "head", "--", str(ROOT / ".venv" / "bin" / "livo"), "serve"),
+        *("--config", str(config), "--layout", "split", "--replicas", "2"),
+        *("--host", "0.0.0.0", "--port", "8000", "--token-file", str(token)),
+        *("--ray-address", "10.247.0.10:6379", "--ray-token-file", str(state / "token")),
+    ]
+    env = {**os.environ, "LIVO_CLUSTER_DIR": str(state), "HF_HUB_OFFLINE": "1"}
+    service = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def census() -> dict[tuple[str, str, str], float]:
+        text = httpx.get(f"{SERVICE}/metrics", headers=headers, timeout=10).text
+        return {
+            (
+                sample.name,
+                sample.labels.get("deployment", sample.labels.get("endpoint", "")),
+                sample.labels.get("node", ""),
+            ): sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name.startswith(("livo_serve_replica",))
+            for sample in family.samples
+        }
+
+    def until(condition, seconds: float, what: str):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert service.poll() is None, log.read_text()[-3000:]
+            try:
+                found = condition()
+            except httpx.HTTPError:
+                found = None
+            if found:
+                return found
+            time.sleep(0.5)
+        raise AssertionError(f"{what} not within {seconds} s: {log.read_text()[-3000:]}")
+
+    def generate(seed: int, images: int = 1, steps: int = 4) -> httpx.Response:
+        body = {"prompt": f"a doctor number {seed}", "seed": seed, "num_images": images, "steps": steps}
+        return httpx.post(f"{SERVICE}/v1/generate", json=body, headers=headers, timeout=60)
+
+    try:
+        until(
+            lambda: (r := httpx.get(f"{SERVICE}/healthz", timeout=5)).status_code == 200 and r.json()["ready"],
+            240,
+            "the service ready",
+        )
+        for seed in range(4):
+            assert generate(seed).status_code == 200
+        # Both nodes hold a generator replica (the census names each live replica's node).
+        placed = until(
+            lambda: (c := census()).get(("livo_serve_replicas", "Generator", "10.247.0.11")) and c,
+            60,
+            "a generator on each node",
+        )
+        assert placed[("livo_serve_replicas", "Generator", "10.247.0.10")] == 1
+        assert placed[("livo_serve_replicas", "Ingress", "10.247.0.10")] == 1
+
+        # Requests in flight when the worker node dies: each ends, none hangs; those its generator held
+        # get 503 and say why; the others are answered.
+        answers: list[tuple[int, str, float]] = []
+
+        def call(seed: int) -> None:
+            started = time.monotonic()
+            try:
+                response = generate(100 + seed, images=8, steps=50)
+                answers.append((response.status_code, response.text[:200], time.monotonic() - started))
+            except httpx.HTTPError as error:
+                answers.append((0, repr(error), time.monotonic() - started))
+
+        callers = [threading.Thread(target=call, args=(seed,)) for seed in range(10)]
+        for caller in callers:
+            caller.start()
+        time.sleep(1.5)
+        cluster("kill-node", "worker-1", state=state)
+        for caller in callers:
+            caller.join(timeout=90)
+        assert len(answers) == 10 and all(seconds < 60 for *_, seconds in answers), answers
+        assert {status for status, *_ in answers} <= {200, 503}, answers
+        lost = [text for status, text, _ in answers if status == 503]
+        assert lost and all("was lost (its process or node ended); retry" in text for text in lost), answers
+
+        # The service keeps answering; the lost generator is replaced on the head, and /metrics shows it.
+        until(lambda: all(generate(seed).status_code == 200 for seed in range(3)), 60, "answers after the loss")
+        after = until(
+            lambda: (c := census()).get(("livo_serve_replicas", "Generator", "10.247.0.10")) == 2 and c,
+            120,
+            "both generators on the head",
+        )
+        assert ("livo_serve_replicas", "Generator", "10.247.0.11") not in after
+        assert after[("livo_serve_replicas_lost_total", "Generator", "10.247.0.11")] >= 1
+        assert after[("livo_serve_replica_lost_requests_total", "generate", "")] == len(lost)
+    finally:
+        service.terminate()
+        service.wait(timeout=60)
+    cluster("down", state=state)

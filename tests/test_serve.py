@@ -89,7 +89,8 @@ def _pixels(response_json) -> np.ndarray:
 
 
 def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """``GET /metrics`` summed over the ``replica`` label: {(sample name, sorted labels): value}."""
+    """``GET /metrics`` summed over the ``replica`` label: {(sample name, sorted labels): value}. The
+    replica census (``livo_serve_replicas*``: by deployment and node) is the service's, not a replica's."""
     from prometheus_client.parser import text_string_to_metric_families
 
     response = client.get("/metrics")
@@ -97,7 +98,7 @@ def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     totals: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
-            assert "replica" in sample.labels, sample
+            assert "replica" in sample.labels or family.name.startswith("livo_serve_replicas"), sample
             key = (sample.name, tuple(sorted((k, v) for k, v in sample.labels.items() if k != "replica")))
             totals[key] = totals.get(key, 0.0) + sample.value
     return totals
@@ -296,6 +297,9 @@ def test_metrics_count_requests_and_images_by_value(client):
     assert grew[("livo_serve_images_total", (("value", "no_zombie"),))] == 1
     assert grew[("livo_serve_selections_total", (("stage", "keyword"),))] == 1
     assert grew[("livo_serve_request_seconds_count", (("endpoint", "generate"),))] == 2
+    # The census: this service's one replica, alive on this machine's node, none lost.
+    assert after[("livo_serve_replicas", (("deployment", "Service"), ("node", "127.0.0.1")))] == 1
+    assert not [key for key in after if key[0] == "livo_serve_replicas_lost_total"]
 
 
 def test_metrics_count_every_answer_by_status_401_and_validation_422_included(client, anonymous):

@@ -34,6 +34,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from ray import serve
+from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 
@@ -121,8 +122,9 @@ async def require_token(request: Request) -> None:
 async def bounded_call(call: Any, endpoint: str, timeout_s: float, retry_after_s: int, metrics: ServiceMetrics) -> Any:
     """Await a model call (a ``DeploymentResponse`` in the split layout, a coroutine of the local
     :class:`ModelReplica` in the combined one): a full queue → 429 with ``Retry-After``, no answer
-    within ``timeout_s`` → the call is cancelled and 504, a failed replica → 500 (logged here, nothing
-    internal told to the client)."""
+    within ``timeout_s`` → the call is cancelled and 504, a replica lost while it held the call (its
+    process or node ended: Ray's actor errors) → 503 with ``Retry-After``, for a retry goes to a live
+    replica, a failed replica → 500 (logged here, nothing internal told to the client)."""
     try:
         return await asyncio.wait_for(call, timeout_s)
     except (BackPressureError, QueueFull) as error:
@@ -137,6 +139,14 @@ async def bounded_call(call: Any, endpoint: str, timeout_s: float, retry_after_s
             call.cancel()
         metrics.rejected.labels("timeout").inc()
         raise HTTPException(504, f"{endpoint}: no answer within {timeout_s:g} s") from None
+    except RayActorError as error:
+        logger.warning("generator call %s lost its replica: %s", endpoint, str(error).splitlines()[0])
+        metrics.lost.labels(endpoint).inc()
+        raise HTTPException(
+            503,
+            f"{endpoint}: the model replica serving this request was lost (its process or node ended); retry",
+            headers={"Retry-After": str(retry_after_s)},
+        ) from None
     except Exception:
         logger.exception("generator call %s failed", endpoint)
         raise HTTPException(500, f"{endpoint}: the model replica failed; see the service log") from None
@@ -197,6 +207,18 @@ class Generator(ModelReplica):
     def __init__(self, config: dict[str, Any]) -> None:
         bind_replica_grpc_to_node()
         super().__init__(parse_config(config, "Generator config"))
+        self.presence = SharedMetrics(None)  # no HTTP metrics: reports that it is alive, and where
+
+    async def check_health(self) -> None:
+        """Serve's periodic probe; it starts the presence reports of a replica that has had no call yet."""
+        self.presence.start()
+
+    async def generate(self, job: GenerationJob) -> GenerationResult:
+        self.presence.start()
+        return await super().generate(job)
+
+    def __del__(self) -> None:
+        self.presence.withdraw()
 
 
 class RemoteModel:
@@ -250,6 +272,13 @@ class Ingress:
         return await bounded_call(
             call, endpoint, self.config.limits.request_timeout_s, self.config.generator.retry_after_s, self.metrics
         )
+
+    async def check_health(self) -> None:
+        """Serve's periodic probe; it starts the metrics publishing of a replica that has had no request."""
+        self.shared_metrics.start()
+
+    def __del__(self) -> None:
+        self.shared_metrics.withdraw()
 
     def _observe(self, endpoint: str, status: int, start: float) -> None:
         self.shared_metrics.start()
@@ -360,6 +389,10 @@ def build_app(config: ServiceConfig) -> Any:
         config = config.with_token_hash()
     generator_settings, ingress_settings = config.generator, config.ingress
     plain = config.model_dump(mode="json")
+
+    def per_node(cap: int | None) -> dict[str, int]:  # Serve's option, passed only when set
+        return {} if cap is None else {"max_replicas_per_node": cap}
+
     if config.layout == "combined":
         return Ingress.options(  # type: ignore[attr-defined]  # a Serve deployment
             name="Service",
@@ -367,18 +400,21 @@ def build_app(config: ServiceConfig) -> Any:
             ray_actor_options={"num_cpus": generator_settings.num_cpus, "num_gpus": generator_settings.num_gpus},
             max_ongoing_requests=ingress_settings.max_ongoing_requests,
             max_queued_requests=ingress_settings.max_queued_requests,
+            **per_node(generator_settings.max_replicas_per_node),
         ).bind(None, plain)
     generator = Generator.options(  # type: ignore[attr-defined]
         num_replicas=generator_settings.num_replicas,
         ray_actor_options={"num_cpus": generator_settings.num_cpus, "num_gpus": generator_settings.num_gpus},
         max_ongoing_requests=generator_settings.max_ongoing_requests,
         max_queued_requests=generator_settings.max_queued_requests,
+        **per_node(generator_settings.max_replicas_per_node),
     ).bind(plain)
     return Ingress.options(  # type: ignore[attr-defined]
         num_replicas=ingress_settings.num_replicas,
         ray_actor_options={"num_cpus": ingress_settings.num_cpus},
         max_ongoing_requests=ingress_settings.max_ongoing_requests,
         max_queued_requests=ingress_settings.max_queued_requests,
+        **per_node(ingress_settings.max_replicas_per_node),
     ).bind(generator, plain)
 
 

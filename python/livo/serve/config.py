@@ -84,6 +84,8 @@ class GeneratorConfig(StrictModel):
     max_ongoing_requests: int = Field(16, ge=1)
     max_queued_requests: int = Field(16, ge=1)
     retry_after_s: int = Field(1, ge=0)
+    # Ray Serve's placement cap; None: no cap (replicas lost with a node are replaced on the others).
+    max_replicas_per_node: int | None = Field(None, ge=1)
 
 
 class IngressConfig(StrictModel):
@@ -94,6 +96,8 @@ class IngressConfig(StrictModel):
     num_cpus: float = Field(0.0, ge=0.0)
     max_ongoing_requests: int = Field(64, ge=1)
     max_queued_requests: int = Field(64, ge=1)
+    # 1 with num_replicas = nodes: an HTTP ingress on every node, which that node's proxy prefers.
+    max_replicas_per_node: int | None = Field(None, ge=1)
 
 
 class AuthConfig(StrictModel):

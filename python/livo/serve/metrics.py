@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as Tally
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -21,7 +24,8 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 
 class ServiceMetrics:
     """Request counts by endpoint and status, latency, images by applied value, selection stages,
-    overload rejections, requests in flight and the sizes of the generator's batches."""
+    overload rejections, requests lost with their model replica, requests in flight and the sizes of
+    the generator's batches."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -50,6 +54,12 @@ class ServiceMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.lost = Counter(
+            "livo_serve_replica_lost_requests",
+            "Requests that failed because the model replica serving them was lost (its process or node ended)",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self.in_flight = Gauge("livo_serve_in_flight", "Generation requests being served", registry=self.registry)
         self.batch_images = Histogram(
             "livo_serve_batch_images",
@@ -72,11 +82,11 @@ class _Families:
         return self.families
 
 
-def merge_snapshots(snapshots: dict[str, bytes]) -> bytes:
-    """One exposition from each replica's own (``{replica id: exposition}``): every sample gets a
-    ``replica`` label, so each replica's counters stay separate series that only ever grow, and
-    ``sum without (replica) (...)`` in a query gives the whole service."""
-    families: dict[str, Metric] = {}
+def merge_snapshots(snapshots: dict[str, bytes], extra: Iterable[Metric] = ()) -> bytes:
+    """One exposition from each replica's own (``{replica id: exposition}``) and the ``extra``
+    families: every sample gets a ``replica`` label, so each replica's counters stay separate series
+    that only ever grow, and ``sum without (replica) (...)`` in a query gives the whole service."""
+    families: dict[str, Metric] = {family.name: family for family in extra}
     for replica, text in sorted(snapshots.items()):
         for family in text_string_to_metric_families(text.decode("utf-8")):
             merged = families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
@@ -89,6 +99,26 @@ def merge_snapshots(snapshots: dict[str, bytes]) -> bytes:
     return generate_latest(registry)
 
 
+def replica_families(live: Iterable[tuple[str, str]], lost: Iterable[tuple[str, str]]) -> list[Metric]:
+    """``livo_serve_replicas`` (alive now) and ``livo_serve_replicas_lost_total`` (gone without a clean
+    stop), each by deployment and node, from ``(deployment, node)`` pairs: where a lost node shows."""
+    alive = GaugeMetricFamily(
+        "livo_serve_replicas",
+        "Replicas of the service alive now, by deployment and node",
+        labels=["deployment", "node"],
+    )
+    for (deployment, node), count in sorted(Tally(live).items()):
+        alive.add_metric([deployment, node], count)
+    gone = CounterMetricFamily(
+        "livo_serve_replicas_lost",
+        "Replicas that stopped reporting without a clean stop (process or node lost), by deployment and node",
+        labels=["deployment", "node"],
+    )
+    for (deployment, node), count in sorted(Tally(lost).items()):
+        gone.add_metric([deployment, node], count)
+    return [alive, gone]
+
+
 class SharedMetrics:
     """``/metrics`` for a deployment whose replicas each answer HTTP: every replica publishes its
     exposition to Ray's cluster key-value store once a ``period_s``, and a scrape (whichever replica
@@ -98,15 +128,26 @@ class SharedMetrics:
     The store is Ray's internal key-value store in the GCS (``ray.experimental.internal_kv``, which
     Ray's own libraries use): it needs no extra process, works across nodes, and costs one small write
     per replica a second. A snapshot not refreshed for ``stale_s`` (a replica that stopped) is left
-    out, then deleted. Outside a Serve replica (no replica context) it is this process's metrics alone."""
+    out, then deleted. Outside a Serve replica (no replica context) it is this process's metrics alone.
+
+    Each snapshot names the replica's node, and replicas without HTTP metrics (the split layout's
+    generators: ``metrics`` None) publish an empty one, so a scrape also counts every deployment's
+    live replicas per node. A replica that stops cleanly withdraws its snapshot (:meth:`withdraw`);
+    one whose snapshot went stale instead was lost with its process or node, and is counted in
+    ``livo_serve_replicas_lost_total`` for as long as the cluster runs."""
 
     NAMESPACE = "livo_serve_metrics"
+    LOST_NAMESPACE = "livo_serve_lost_replicas"
 
-    def __init__(self, metrics: ServiceMetrics, period_s: float = 1.0, stale_s: float = 10.0) -> None:
+    def __init__(self, metrics: ServiceMetrics | None, period_s: float = 1.0, stale_s: float = 10.0) -> None:
         self.metrics = metrics
         self.period_s = period_s
         self.stale_s = stale_s
         self.replica, self.prefix = _replica_identity()
+        # ``prefix`` is "<app>/<deployment>/": the app's prefix covers every deployment's replicas.
+        self.app_prefix = self.prefix.split("/", 1)[0] + "/" if self.replica is not None else ""
+        self.deployment = self.prefix[len(self.app_prefix) :].rstrip("/")
+        self.node = _node_address() if self.replica is not None else "local"
         self._publisher: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -122,38 +163,69 @@ class SharedMetrics:
                 logger.warning("could not publish this replica's metrics", exc_info=True)
             await asyncio.sleep(self.period_s)
 
+    def _exposition(self) -> bytes:
+        return self.metrics.exposition() if self.metrics is not None else b""
+
     def _publish(self) -> None:
         from ray.experimental.internal_kv import _internal_kv_put
 
-        stamped = f"{time.time():.3f}\n".encode() + self.metrics.exposition()
+        stamped = f"{time.time():.3f} {self.node}\n".encode() + self._exposition()
         _internal_kv_put(f"{self.prefix}{self.replica}", stamped, overwrite=True, namespace=self.NAMESPACE)
 
-    def _collect(self) -> dict[str, bytes]:
-        from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get, _internal_kv_list
+    def withdraw(self) -> None:
+        """A clean stop: the snapshot goes now, so this replica is not counted as lost."""
+        if self._publisher is not None:
+            self._publisher.cancel()
+        if self.replica is None:
+            return
+        from ray.experimental.internal_kv import _internal_kv_del
 
-        snapshots = {}
-        for key in _internal_kv_list(self.prefix, namespace=self.NAMESPACE):
+        try:
+            _internal_kv_del(f"{self.prefix}{self.replica}", namespace=self.NAMESPACE)
+        except Exception:  # noqa: BLE001 - the cluster going down with the replica: nothing to withdraw from
+            logger.debug("could not withdraw this replica's metrics", exc_info=True)
+
+    def _collect(self) -> tuple[dict[str, bytes], list[tuple[str, str]], list[tuple[str, str]]]:
+        """This deployment's live snapshots, and (deployment, node) of every live and lost replica of
+        the app."""
+        from ray.experimental.internal_kv import _internal_kv_del, _internal_kv_get, _internal_kv_list, _internal_kv_put
+
+        snapshots, live = {}, [(self.deployment, self.node)]
+        for key in _internal_kv_list(self.app_prefix, namespace=self.NAMESPACE):
+            name = key.decode()
+            deployment, _, replica = name[len(self.app_prefix) :].partition("/")
+            if replica == self.replica:
+                continue
             stamped = _internal_kv_get(key, namespace=self.NAMESPACE)
             if stamped is None:
                 continue
-            stamp, _, text = stamped.partition(b"\n")
+            header, _, text = stamped.partition(b"\n")
+            stamp, _, node = header.decode().partition(" ")
             if time.time() - float(stamp) > self.stale_s:
+                _internal_kv_put(key, node.encode(), overwrite=True, namespace=self.LOST_NAMESPACE)
                 _internal_kv_del(key, namespace=self.NAMESPACE)
                 continue
-            snapshots[key.decode()[len(self.prefix) :]] = text
-        return snapshots
+            live.append((deployment, node))
+            if name.startswith(self.prefix):
+                snapshots[replica] = text
+        lost = []
+        for key in _internal_kv_list(self.app_prefix, namespace=self.LOST_NAMESPACE):
+            node = _internal_kv_get(key, namespace=self.LOST_NAMESPACE)
+            deployment = key.decode()[len(self.app_prefix) :].partition("/")[0]
+            lost.append((deployment, (node or b"").decode()))
+        return snapshots, live, lost
 
     async def exposition(self) -> bytes:
         """All live replicas' metrics; this replica's as of now, the others' as of their last publish."""
         if self.replica is None:
-            return self.metrics.exposition()
+            return self._exposition()
         try:
-            snapshots = await asyncio.to_thread(self._collect)
+            snapshots, live, lost = await asyncio.to_thread(self._collect)
         except Exception:  # noqa: BLE001 - the store unreachable: answer what this replica knows
             logger.warning("could not read the other replicas' metrics", exc_info=True)
-            snapshots = {}
-        snapshots[self.replica] = self.metrics.exposition()
-        return merge_snapshots(snapshots)
+            snapshots, live, lost = {}, [(self.deployment, self.node)], []
+        snapshots[self.replica] = self._exposition()
+        return merge_snapshots(snapshots, replica_families(live, lost))
 
 
 def _replica_identity() -> tuple[str | None, str]:
@@ -166,3 +238,9 @@ def _replica_identity() -> tuple[str | None, str]:
     except RayServeException:  # not inside a Serve replica
         return None, ""
     return context.replica_tag, f"{context.app_name}/{context.deployment}/"
+
+
+def _node_address() -> str:
+    import ray
+
+    return str(ray.util.get_node_ip_address())
