@@ -102,6 +102,31 @@ def test_recovers_known_clusters_of_a_labelled_corpus():
     assert recall > 0.9
 
 
+def test_default_banding_recovers_the_pairs_equal_weight_banding_misses():
+    corpus = labelled_corpus(20_000, seed=7)
+    truth = np.array(corpus.cluster)
+    default = dedup(corpus.texts)
+    equal_weights = dedup(corpus.texts, DedupConfig(bands=9, num_perm=117))  # 9 × 13, the equal-weight choice
+    assert (default.bands, default.rows_per_band) == (16, 8)
+    recall_default = pair_scores(default.cluster_id, truth)[1]
+    recall_equal = pair_scores(equal_weights.cluster_id, truth)[1]
+    assert recall_default > 0.99 and recall_default > recall_equal + 0.03, (recall_default, recall_equal)
+
+
+def test_the_dedup_command_imports_only_its_own_module(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red fox\nA red fox!\n", encoding="utf-8")
+    probe = (
+        "import sys; from livo.cli import main; "
+        f"main(['dedup', {str(prompts)!r}, '-o', {str(tmp_path / 'out.parquet')!r}]); "
+        "print(sorted(m for m in sys.modules if m.startswith(('livo.toyworld', 'livo.serve', 'livo.values', "
+        "'livo.train', 'livo.eval', 'livo.dataset', 'livo.demo', 'torch', 'ray', 'deepspeed'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_verification_removes_false_candidates():
     corpus = labelled_corpus(3_000, seed=6)
     loose = DedupConfig(threshold=0.5, bands=64, num_perm=128)
@@ -112,7 +137,8 @@ def test_verification_removes_false_candidates():
 
 
 def test_lsh_params_follow_threshold():
-    assert lsh_params(0.8, 128) == (9, 13)
+    assert lsh_params(0.8, 128) == (16, 8)  # verified: banding for recall
+    assert lsh_params(0.8, 128, verify=False) == (9, 13)  # LSH alone decides: equal error weights
     bands_low, rows_low = lsh_params(0.5, 128)
     bands_high, rows_high = lsh_params(0.95, 128)
     assert rows_high > rows_low

@@ -128,12 +128,14 @@ fn normalize(text: &str) -> String {
     livo_data::normalize(text)
 }
 
-/// LSH (bands, rows) chosen for a threshold and number of permutations.
+/// LSH (bands, rows) chosen for a threshold and number of permutations, with or without verification.
 #[pyfunction]
-fn lsh_params(threshold: f64, num_perm: usize) -> PyResult<(usize, usize)> {
+#[pyo3(signature = (threshold, num_perm, verify=true))]
+fn lsh_params(threshold: f64, num_perm: usize, verify: bool) -> PyResult<(usize, usize)> {
     let config = DedupConfig {
         threshold,
         num_perm,
+        verify,
         ..DedupConfig::default()
     };
     let p = config.lsh_params().map_err(to_py)?;

@@ -28,7 +28,8 @@ PROGRESS_MIN_ROWS = 50_000
 @dataclass(frozen=True)
 class DedupConfig:
     """Parameters of deduplication. ``bands`` = None derives bands × rows from ``threshold`` and
-    ``num_perm`` by minimising the LSH false-positive + false-negative probability."""
+    ``num_perm`` by minimising the LSH false-positive and false-negative probabilities, weighted for
+    recall when candidates are verified (:func:`lsh_params`)."""
 
     threshold: float = 0.8
     num_perm: int = 128
@@ -71,9 +72,10 @@ def normalize(text: str) -> str:
     return _native.normalize(text)
 
 
-def lsh_params(threshold: float = 0.8, num_perm: int = 128) -> tuple[int, int]:
-    """(bands, rows) chosen for ``threshold`` and ``num_perm``."""
-    return _native.lsh_params(threshold, num_perm)
+def lsh_params(threshold: float = 0.8, num_perm: int = 128, verify: bool = True) -> tuple[int, int]:
+    """(bands, rows) chosen for ``threshold`` and ``num_perm``: for recall when candidate pairs are
+    verified (the default), with equal false-positive and false-negative weights when not."""
+    return _native.lsh_params(threshold, num_perm, verify)
 
 
 def dedup(

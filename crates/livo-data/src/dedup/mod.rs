@@ -18,7 +18,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_128;
 
-pub use lsh::{error_areas, optimal_params, LshParams};
+pub use lsh::{error_areas, optimal_params, weighted_params, LshParams, VERIFIED_WEIGHTS};
 pub use minhash::{jaccard, shingle_set, Permutations};
 
 use crate::error::{DataError, Result};
@@ -35,7 +35,8 @@ pub struct DedupConfig {
     pub num_perm: usize,
     /// Character n-gram size of the shingles.
     pub ngram: usize,
-    /// Number of LSH bands; `None` chooses bands × rows from threshold and num_perm.
+    /// Number of LSH bands; `None` chooses bands × rows from threshold and num_perm: for recall
+    /// when pairs are verified ([`VERIFIED_WEIGHTS`]), with equal error weights when not.
     pub bands: Option<usize>,
     /// Check candidate pairs with exact Jaccard similarity (removes LSH false positives).
     pub verify: bool,
@@ -87,6 +88,11 @@ impl DedupConfig {
             return Err(DataError::parameter("threads", 0, "must be at least 1"));
         }
         match self.bands {
+            None if self.verify => Ok(weighted_params(
+                self.threshold,
+                self.num_perm,
+                VERIFIED_WEIGHTS,
+            )),
             None => Ok(optimal_params(self.threshold, self.num_perm)),
             Some(bands) if bands == 0 || bands > self.num_perm => Err(DataError::parameter(
                 "bands",
@@ -260,14 +266,33 @@ fn dedup_in_pool(
 
     let accepted: Vec<(u32, u32)> = if config.verify {
         progress.stage("verify", candidates.len() as u64);
+        // A document is in several pairs (one per band it collides in): its shingle set is made
+        // once, for the documents that are in any pair only.
+        let mut slot = vec![u32::MAX; distinct.len()];
+        let mut members: Vec<u32> = Vec::new();
+        for &(a, b) in &candidates {
+            for doc in [a, b] {
+                if slot[doc as usize] == u32::MAX {
+                    slot[doc as usize] = members.len() as u32;
+                    members.push(doc);
+                }
+            }
+        }
+        let sets: Vec<Vec<u32>> = members
+            .par_iter()
+            .map(|&doc| shingle_set(&normalised[distinct[doc as usize] as usize], config.ngram))
+            .collect();
+        drop(members);
+        let set_of = |doc: u32| &sets[slot[doc as usize] as usize];
         let mut kept = Vec::new();
         for chunk in candidates.chunks(CHUNK) {
             check(progress)?;
-            kept.par_extend(chunk.par_iter().copied().filter(|&(a, b)| {
-                let sa = shingle_set(&normalised[distinct[a as usize] as usize], config.ngram);
-                let sb = shingle_set(&normalised[distinct[b as usize] as usize], config.ngram);
-                jaccard(&sa, &sb) >= config.threshold
-            }));
+            kept.par_extend(
+                chunk
+                    .par_iter()
+                    .copied()
+                    .filter(|&(a, b)| jaccard(set_of(a), set_of(b)) >= config.threshold),
+            );
             progress.advance(chunk.len() as u64);
         }
         kept
