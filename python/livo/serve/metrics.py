@@ -149,6 +149,7 @@ class SharedMetrics:
         self.deployment = self.prefix[len(self.app_prefix) :].rstrip("/")
         self.node = _node_address() if self.replica is not None else "local"
         self._publisher: asyncio.Task[None] | None = None
+        self._withdrawn = False
 
     def start(self) -> None:
         """Starts publishing (idempotent; needs the replica's running event loop)."""
@@ -156,7 +157,7 @@ class SharedMetrics:
             self._publisher = asyncio.get_running_loop().create_task(self._publish_forever())
 
     async def _publish_forever(self) -> None:
-        while True:
+        while not self._withdrawn:
             try:
                 await asyncio.to_thread(self._publish)
             except Exception:  # noqa: BLE001 - a missed snapshot only makes a scrape a second older
@@ -169,13 +170,16 @@ class SharedMetrics:
     def _publish(self) -> None:
         from ray.experimental.internal_kv import _internal_kv_put
 
+        if self._withdrawn:
+            return
         stamped = f"{time.time():.3f} {self.node}\n".encode() + self._exposition()
         _internal_kv_put(f"{self.prefix}{self.replica}", stamped, overwrite=True, namespace=self.NAMESPACE)
 
     def withdraw(self) -> None:
-        """A clean stop: the snapshot goes now, so this replica is not counted as lost."""
-        if self._publisher is not None:
-            self._publisher.cancel()
+        """A clean stop: the snapshot goes now, so this replica is not counted as lost. (Serve may call
+        this from another thread than the replica's event loop: the publisher sees the flag and stops,
+        rather than being cancelled across threads.)"""
+        self._withdrawn = True
         if self.replica is None:
             return
         from ray.experimental.internal_kv import _internal_kv_del
