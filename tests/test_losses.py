@@ -67,19 +67,25 @@ def test_dpo_loss_equals_hand_computation() -> None:
     beta_dpo = 50.0
     by_hand = 0.0
     for tw, rw, tl, rl in zip(*(r.tolist() for r in rows), strict=True):
-        logit = -beta_dpo * ((tw - rw) - (tl - rl))
+        logit = -0.5 * beta_dpo * ((tw - rw) - (tl - rl))
         by_hand += -math.log(1 / (1 + math.exp(-logit)))
     loss, diagnostics = dpo_loss(*rows, beta_dpo=beta_dpo)
     assert loss.item() == pytest.approx(by_hand / 2, abs=1e-12)
     assert diagnostics["implicit_acc"].item() == pytest.approx(0.5)
-    assert diagnostics["logit"].item() == pytest.approx(-beta_dpo * ((-0.01 + 0.01) / 2 - (0.02 - 0.01) / 2))
+    assert diagnostics["logit"].item() == pytest.approx(-0.5 * beta_dpo * ((-0.01 + 0.01) / 2 - (0.02 - 0.01) / 2))
 
 
-def test_dpo_default_beta_is_2500() -> None:
-    rows = errors([0.1], [0.1002], [0.2], [0.1999])
-    default, _ = dpo_loss(*rows)
-    logit = -2500 * ((0.1 - 0.1002) - (0.2 - 0.1999))
-    assert default.item() == pytest.approx(math.log1p(math.exp(-logit)), abs=1e-9)
+def test_dpo_loss_follows_the_published_convention_on_fixed_tensors() -> None:
+    # The reference implementation's form: model_diff = θ_w − θ_l, ref_diff = ref_w − ref_l,
+    # loss = −log σ(−½ β (model_diff − ref_diff)), β = 5000 for SD 1.5. Here model_diff − ref_diff
+    # = (0.1000 − 0.1010) − (0.1002 − 0.1008) = −0.0004, so the logit is ½ · 5000 · 0.0004 = 1 and the
+    # loss is log(1 + e⁻¹) = 0.313261687518...
+    rows = errors([0.1000], [0.1002], [0.1010], [0.1008])
+    loss, diagnostics = dpo_loss(*rows, beta_dpo=5000.0)
+    assert loss.item() == pytest.approx(0.3132616875182228, abs=1e-6)
+    assert diagnostics["logit"].item() == pytest.approx(1.0, abs=1e-4)
+    default, _ = dpo_loss(*rows)  # the default β_D is the published 5000
+    assert default.item() == loss.item()
 
 
 @pytest.mark.parametrize("loss_fn", [livo_loss, dpo_loss])

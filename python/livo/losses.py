@@ -8,9 +8,11 @@ LiVO (hinges push θ below the reference on w and above it on l, each up to a ma
 
     L = mean[ max(0, γ1 + β (θ_w − ref_w)) + max(0, γ2 + α (ref_l − θ_l)) ]
 
-Diffusion-DPO (Wallace et al. 2024)::
+Diffusion-DPO (Wallace et al. 2024), in the convention of its reference implementation and of
+diffusers' training example (the 0.5 factor; β_D = 5000 for SD 1.5), so that a published ``beta_dpo``
+means the same strength here::
 
-    L = mean[ −log σ(−β_D ((θ_w − ref_w) − (θ_l − ref_l))) ]
+    L = mean[ −log σ(−½ β_D ((θ_w − ref_w) − (θ_l − ref_l))) ]
 
 Both return ``(loss, diagnostics)``; diagnostics are detached 0-d tensors (no device sync until the
 caller reads them): the four mean errors, LiVO's two mean hinge terms or DPO's mean logit, and the
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 from livo.errors import ConfigError
 
 LIVO_DEFAULTS = {"beta": 1000.0, "alpha": 500.0, "gamma1": 1.0, "gamma2": 0.5}
-DPO_DEFAULT_BETA = 2500.0
+DPO_DEFAULT_BETA = 5000.0
 
 
 def _check(
@@ -78,10 +80,10 @@ def dpo_loss(
     err_ref_l: torch.Tensor,
     beta_dpo: float = DPO_DEFAULT_BETA,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Diffusion-DPO's loss (default β_D=2500, for SD 1.5) and its diagnostics (adds ``logit``, the
-    batch mean of ``−β_D ((θ_w − ref_w) − (θ_l − ref_l))``)."""
+    """Diffusion-DPO's loss (default β_D=5000, for SD 1.5, in the published convention) and its
+    diagnostics (adds ``logit``, the batch mean of ``−½ β_D ((θ_w − ref_w) − (θ_l − ref_l))``)."""
     _check(err_theta_w, err_ref_w, err_theta_l, err_ref_l)
-    logit = -beta_dpo * ((err_theta_w - err_ref_w) - (err_theta_l - err_ref_l))
+    logit = -0.5 * beta_dpo * ((err_theta_w - err_ref_w) - (err_theta_l - err_ref_l))
     loss = -F.logsigmoid(logit).mean()
     diagnostics = _common_diagnostics(err_theta_w, err_ref_w, err_theta_l, err_ref_l)
     diagnostics["logit"] = logit.detach().mean()

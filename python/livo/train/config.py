@@ -94,7 +94,7 @@ class TrainConfig(StrictModel):
     gamma1: float = 1.0
     gamma2: float = 0.5
     # Diffusion-DPO baseline
-    beta_dpo: float = Field(2500.0, gt=0)
+    beta_dpo: float = Field(5000.0, gt=0)  # the published convention: L = −log σ(−½ β_D Δ)
     dpo_target: Literal["lora", "full"] = "lora"
     lora_rank: int = Field(8, ge=1)
     lora_alpha: float = 8.0
