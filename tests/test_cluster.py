@@ -79,14 +79,26 @@ def left_behind(cluster_id: str | None = None) -> list[str]:
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     found += [name for name in ("livobr0", "lvh0", "lvh1") if f" {name}:" in links or f" {name}@" in links]
     if cluster_id:
-        for pid in os.listdir("/proc"):
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if f"LIVO_CLUSTER={cluster_id}".encode() in environ:
-                found.append(f"process {pid}")
+        found += [f"process {pid}" for pid in cluster_processes(cluster_id)]
     return found
+
+
+def cluster_processes(cluster_id: str, command_part: bytes = b"") -> list[str]:
+    """PIDs of the processes that carry the cluster's marker (and ``command_part`` in their command line)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"LIVO_CLUSTER={cluster_id}".encode() in environ and command_part in command:
+            found.append(pid)
+    return found
+
+
+def cluster_id_of(state: Path) -> str:
+    return (state / "cluster.env").read_text().split("CLUSTER_ID=")[1].split()[0]
 
 
 @pytest.fixture
@@ -131,7 +143,7 @@ def test_a_failed_up_leaves_nothing_behind(state):
 @needs_namespaces
 def test_a_build_job_survives_a_lost_worker_node(state, tmp_path):
     cluster("up", "--workers", "1", "--head-cpus", "2", state=state)
-    cluster_id = (state / "cluster.env").read_text().split("CLUSTER_ID=")[1].split()[0]
+    cluster_id = cluster_id_of(state)
     status = cluster("status", state=state).stdout
     assert "node head: address 10.247.0.10" in status and "node worker-1: address 10.247.0.11" in status
     assert status.split("Active:")[1].split("Pending:")[0].count("node_") == 2
@@ -243,19 +255,6 @@ def launcher(node: str, node_rank: int, config: Path, output: Path, state: Path,
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
-def training_processes(cluster_id: str) -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if f"LIVO_CLUSTER={cluster_id}".encode() in environ and b"livo.train" in command:
-            found.append(pid)
-    return found
-
-
 def metrics(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
@@ -268,7 +267,7 @@ def test_training_across_two_nodes_resumes_bit_identically_after_a_node_is_lost(
     from livo.toyworld.pairs import PairsConfig, write_pairs
 
     cluster("up", "--workers", "1", state=state)
-    cluster_id = (state / "cluster.env").read_text().split("CLUSTER_ID=")[1].split()[0]
+    cluster_id = cluster_id_of(state)
     pairs = tmp_path / "pairs"
     write_pairs(PairsConfig(output=str(pairs), bias_per_subject=3, harm_per_prompt=1, seed=1, row_group_bytes=4096))
     config = tmp_path / "run.yaml"
@@ -282,7 +281,7 @@ def test_training_across_two_nodes_resumes_bit_identically_after_a_node_is_lost(
     assert time.monotonic() - started < 30
     log = (tmp_path / "alone-head.log").read_text()
     assert "waiting for clients. 1/2 clients joined" in log, log[-3000:]
-    assert training_processes(cluster_id) == []
+    assert cluster_processes(cluster_id, b"livo.train") == []
 
     def both(output: Path, *extra: str) -> list[int]:
         started = [launcher(node, k, config, output, state, *extra) for k, node in enumerate(("head", "worker-1"))]
@@ -303,7 +302,7 @@ def test_training_across_two_nodes_resumes_bit_identically_after_a_node_is_lost(
     started[1].wait(timeout=30)
     head_log = (tmp_path / "interrupted-head.log").read_text()
     assert "Connection reset by peer" in head_log or "Connection closed by peer" in head_log, head_log[-3000:]
-    assert training_processes(cluster_id) == []
+    assert cluster_processes(cluster_id, b"livo.train") == []
     stopped_at = len(metrics(interrupted))
     assert 5 <= stopped_at < 80, f"the worker was killed after the run ended ({stopped_at} steps)"
 

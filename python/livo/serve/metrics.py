@@ -99,24 +99,27 @@ def merge_snapshots(snapshots: dict[str, bytes], extra: Iterable[Metric] = ()) -
     return generate_latest(registry)
 
 
-def replica_families(live: Iterable[tuple[str, str]], lost: Iterable[tuple[str, str]]) -> list[Metric]:
+def replica_families(
+    live: Iterable[tuple[str, str]], lost: Iterable[tuple[str, str]]
+) -> list[GaugeMetricFamily | CounterMetricFamily]:
     """``livo_serve_replicas`` (alive now) and ``livo_serve_replicas_lost_total`` (gone without a clean
     stop), each by deployment and node, from ``(deployment, node)`` pairs: where a lost node shows."""
-    alive = GaugeMetricFamily(
-        "livo_serve_replicas",
-        "Replicas of the service alive now, by deployment and node",
-        labels=["deployment", "node"],
-    )
-    for (deployment, node), count in sorted(Tally(live).items()):
-        alive.add_metric([deployment, node], count)
-    gone = CounterMetricFamily(
-        "livo_serve_replicas_lost",
-        "Replicas that stopped reporting without a clean stop (process or node lost), by deployment and node",
-        labels=["deployment", "node"],
-    )
-    for (deployment, node), count in sorted(Tally(lost).items()):
-        gone.add_metric([deployment, node], count)
-    return [alive, gone]
+    families: list[GaugeMetricFamily | CounterMetricFamily] = [
+        GaugeMetricFamily(
+            "livo_serve_replicas",
+            "Replicas of the service alive now, by deployment and node",
+            labels=["deployment", "node"],
+        ),
+        CounterMetricFamily(
+            "livo_serve_replicas_lost",
+            "Replicas that stopped reporting without a clean stop (process or node lost), by deployment and node",
+            labels=["deployment", "node"],
+        ),
+    ]
+    for family, pairs in zip(families, (live, lost), strict=True):
+        for (deployment, node), count in sorted(Tally(pairs).items()):
+            family.add_metric([deployment, node], count)
+    return families
 
 
 class SharedMetrics:

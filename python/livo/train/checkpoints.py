@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from livo.errors import InputError
+from livo.permissions import write_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -66,16 +66,10 @@ def save(
         "generator": _encode_state(generator.get_state()),
         "torch_rng": _encode_state(torch.get_rng_state()),
     }
-    path = folder / tag / f"trainer_state_rank{rank}.json"
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=1) + "\n")
-    os.replace(temporary, path)
+    write_atomic(folder / tag / f"trainer_state_rank{rank}.json", (json.dumps(state, indent=1) + "\n").encode())
     barrier()  # every rank's part is on disk
     if rank == 0:
-        latest = folder / "latest"
-        temporary = latest.with_suffix(".tmp")
-        temporary.write_text(tag)
-        os.replace(temporary, latest)
+        write_atomic(folder / "latest", tag.encode())
         _prune(folder, keep)
 
 
