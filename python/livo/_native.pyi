@@ -46,6 +46,20 @@ def dedup(
 def read_text_lines(path: str | PathLike[str]) -> list[str]: ...
 def normalize(text: str) -> str: ...
 def lsh_params(threshold: float, num_perm: int, verify: bool = True) -> tuple[int, int]: ...
+def dedup_block_features(
+    texts: Any,
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 128,
+    ngram: int = 5,
+    bands: int | None = None,
+    verify: bool = True,
+    seed: int = 1,
+    threads: int | None = None,
+) -> dict[str, Any]: ...
+def dedup_verify_pairs(
+    left: Any, right: Any, *, ngram: int = 5, threshold: float = 0.8, threads: int | None = None
+) -> Any: ...
 def normalize_robust(texts: list[str]) -> list[str]: ...
 
 @final

@@ -4,8 +4,8 @@ use arrow_array::{Array, LargeStringArray, StringArray, StringViewArray};
 use arrow_schema::DataType;
 use livo_data::dedup::TextColumn;
 use livo_data::{DedupConfig, DedupResult};
-use numpy::IntoPyArray;
-use pyo3::exceptions::PyTypeError;
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use pyo3_arrow::PyArray;
@@ -115,6 +115,105 @@ fn dedup<'py>(
     result_to_dict(py, result.map_err(to_py)?)
 }
 
+/// Runs `work` on `threads` worker threads (all cores when `None`), with the GIL released.
+fn on_threads<T: Send>(
+    py: Python<'_>,
+    threads: Option<usize>,
+    work: impl FnOnce() -> T + Send,
+) -> PyResult<T> {
+    py.detach(|| match threads {
+        Some(threads) => rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map(|pool| pool.install(work))
+            .map_err(|e| PyValueError::new_err(format!("threads: {e}"))),
+        None => Ok(work()),
+    })
+}
+
+fn text_column_arg(name: &str, texts: &Bound<'_, PyAny>) -> PyResult<ArrowText> {
+    if !texts.hasattr("__arrow_c_array__")? {
+        return Err(PyTypeError::new_err(format!(
+            "{name}: expected an Arrow string array, got {}",
+            texts.get_type().name()?
+        )));
+    }
+    arrow_text(texts.extract::<PyArray>()?)
+}
+
+/// Per-row deduplication features of one block of a corpus: the normal form's 128-bit hash (as high
+/// and low uint64 arrays), an empty flag and the LSH band hashes (rows × bands), computed exactly as
+/// `dedup` computes them, so that blocks deduplicated apart reach the single-process result.
+#[pyfunction]
+#[pyo3(signature = (texts, *, threshold=0.8, num_perm=128, ngram=5, bands=None, verify=true, seed=1, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn dedup_block_features<'py>(
+    py: Python<'py>,
+    texts: &Bound<'py, PyAny>,
+    threshold: f64,
+    num_perm: usize,
+    ngram: usize,
+    bands: Option<usize>,
+    verify: bool,
+    seed: u64,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let config = DedupConfig {
+        threshold,
+        num_perm,
+        ngram,
+        bands,
+        verify,
+        seed,
+        threads,
+    };
+    let column = text_column_arg("texts", texts)?;
+    let features = on_threads(py, threads, || {
+        livo_data::dedup::block_features(&column, &config)
+    })?
+    .map_err(to_py)?;
+    let d = PyDict::new(py);
+    d.set_item("hash_high", features.hash_high.into_pyarray(py))?;
+    d.set_item("hash_low", features.hash_low.into_pyarray(py))?;
+    d.set_item("empty", features.empty.into_pyarray(py))?;
+    d.set_item("band_hashes", features.band_hashes.into_pyarray(py))?;
+    d.set_item("bands", features.lsh.bands)?;
+    d.set_item("rows_per_band", features.lsh.rows)?;
+    Ok(d)
+}
+
+/// For each pair `(left[i], right[i])` of Arrow string arrays, whether the Jaccard similarity of the
+/// normalised texts' character n-gram sets reaches `threshold` (dedup's verification step).
+#[pyfunction]
+#[pyo3(signature = (left, right, *, ngram=5, threshold=0.8, threads=None))]
+fn dedup_verify_pairs<'py>(
+    py: Python<'py>,
+    left: &Bound<'py, PyAny>,
+    right: &Bound<'py, PyAny>,
+    ngram: usize,
+    threshold: f64,
+    threads: Option<usize>,
+) -> PyResult<Bound<'py, PyArray1<bool>>> {
+    let (left, right) = (
+        text_column_arg("left", left)?,
+        text_column_arg("right", right)?,
+    );
+    if left.len() != right.len() {
+        return Err(PyValueError::new_err(format!(
+            "left and right: lengths differ ({} and {})",
+            left.len(),
+            right.len()
+        )));
+    }
+    if ngram == 0 {
+        return Err(PyValueError::new_err("ngram: must be at least 1"));
+    }
+    let verdicts = on_threads(py, threads, || {
+        livo_data::dedup::verify_pairs(&left, &right, ngram, threshold)
+    })?;
+    Ok(verdicts.into_pyarray(py))
+}
+
 /// Reads a UTF-8 text file as a list of lines; invalid UTF-8 raises with the line number.
 #[pyfunction]
 fn read_text_lines(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Vec<String>> {
@@ -147,5 +246,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_text_lines, m)?)?;
     m.add_function(wrap_pyfunction!(normalize, m)?)?;
     m.add_function(wrap_pyfunction!(lsh_params, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_block_features, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_verify_pairs, m)?)?;
     Ok(())
 }

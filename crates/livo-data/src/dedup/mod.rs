@@ -9,6 +9,7 @@
 //! Every parallel step is a pure map or a total sort, so the result does not depend on the number
 //! of threads.
 
+mod blocks;
 mod lsh;
 mod minhash;
 
@@ -18,6 +19,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_128;
 
+pub use blocks::{block_features, verify_pairs, BlockFeatures};
 pub use lsh::{error_areas, optimal_params, weighted_params, LshParams, VERIFIED_WEIGHTS};
 pub use minhash::{jaccard, shingle_set, Permutations};
 
