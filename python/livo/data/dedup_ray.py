@@ -1,0 +1,534 @@
+"""Deduplication of corpora larger than one machine, on Ray Data.
+
+The single-process engine (:func:`livo.data.dedup.dedup`) holds every row's normal form and
+signature at once, about 1 GB per million prompts. Here the same method runs as stages whose
+memory is bounded by a block, not by the corpus:
+
+1. **read and featurise**: each piece of the corpus (:mod:`livo.data.corpus`) is read by one task,
+   and the Rust engine computes every row's normal-form hash and LSH band hashes;
+2. **exact duplicates**: a shuffle by normal-form hash; each row joins the first row of its hash;
+3. **candidate pairs**: the first rows, one record per band, shuffled by band hash; within a bucket
+   every row is paired with the bucket's first row and (when verifying) its predecessor;
+4. **verification**: the pairs are joined with their texts and kept when the exact Jaccard
+   similarity of their n-gram sets reaches the threshold;
+5. **clusters**: connected components of the kept pairs by alternating large-star and small-star
+   rounds (Kiveris et al., 2014), each a shuffle, until neither changes the graph; every component
+   ends as a star around its smallest row;
+6. **write**: each piece is read again and written with ``cluster_id`` and ``keep`` as one Parquet
+   part of the output folder.
+
+Every step repeats the single-process computation on the same inputs in the same order, so the
+result equals :func:`~livo.data.dedup.dedup`'s, cluster ids included, whatever the number of
+pieces, partitions or nodes. Tasks are pure functions of their inputs, so a task lost with its
+worker is re-run by Ray and the result does not change.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from livo import _native
+from livo.data.corpus import Piece, count_rows, expand_inputs, read_piece, split_pieces, with_offsets
+from livo.data.dedup import DedupConfig
+from livo.data.io import write_table
+from livo.errors import InputError
+
+if TYPE_CHECKING:
+    import ray.data
+
+# Rows per shuffle partition when the number of partitions is not given: a partition of the
+# exact-duplicate stage then holds about 100 MB (text, hashes and 16 band hashes a row).
+ROWS_PER_PARTITION = 500_000
+# Task retries when a worker is lost; every task is a pure function of its inputs.
+TASK_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class RayDedupOptions:
+    """How the work is cut. None of these changes the result.
+
+    ``piece_bytes``: input bytes per read task (a piece). ``partitions``: blocks per shuffle (default:
+    one per ``ROWS_PER_PARTITION`` rows, at least one per CPU of the cluster). ``task_memory``: bytes
+    of Ray's ``memory`` resource each task reserves, so Ray never packs more tasks on a node than its
+    memory holds. ``task_threads``: engine threads per task."""
+
+    piece_bytes: int = 64 << 20
+    partitions: int | None = None
+    task_memory: int | None = None
+    task_threads: int = 1
+
+
+@dataclass
+class RayDedupResult:
+    """Counts of a distributed run (the per-row result is in the output folder)."""
+
+    rows: int
+    exact_duplicates: int
+    near_duplicates: int
+    clusters: int
+    empty: int
+    first_empty_rows: list[int]
+    candidate_pairs: int
+    verified_pairs: int
+    bands: int
+    rows_per_band: int
+    pieces: int
+    partitions: int
+    component_rounds: int
+    seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    parts: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The run's counts, without the list of part files."""
+        return {k: v for k, v in asdict(self).items() if k != "parts"}
+
+
+def dedup_ray(
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    column: str | None = None,
+    config: DedupConfig | None = None,
+    options: RayDedupOptions | None = None,
+    overwrite: bool = False,
+    keep_only: bool = False,
+) -> RayDedupResult:
+    """Deduplicates a corpus on the running Ray cluster (``ray.init`` first) and writes every input
+    row plus ``cluster_id`` and ``keep`` to ``output_dir`` as Parquet parts ``part-00000.parquet``,
+    ... in corpus order (only the kept rows with ``keep_only``). ``inputs`` are files, folders or glob
+    patterns (:func:`livo.data.corpus.expand_inputs`); their rows form one corpus in the order given.
+
+    The output folder must be on storage every node can write (the same path everywhere). It appears
+    complete or not at all: parts are written in a sibling folder renamed at the end.
+    """
+    import ray
+    from ray.data import DataContext
+    from ray.data.context import ShuffleStrategy
+
+    config = config or DedupConfig()
+    options = options or RayDedupOptions()
+    lsh_bands, rows_per_band = _native.lsh_params(config.threshold, config.num_perm, config.verify)
+    if config.bands is not None:
+        lsh_bands, rows_per_band = config.bands, config.num_perm // config.bands
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise InputError(f"{output_dir}: already exists; pass overwrite=True (--overwrite) to replace it")
+    if not ray.is_initialized():
+        raise RuntimeError("dedup_ray needs a running Ray: call ray.init() (or livo.runtime.start_ray) first")
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    started = time.perf_counter()
+    stage_seconds: dict[str, float] = {}
+    remote = _remote_args(options)
+
+    context = DataContext.get_current()
+    saved = (context.shuffle_strategy, context.enable_progress_bars)
+    context.shuffle_strategy = ShuffleStrategy.HASH_SHUFFLE
+    context.enable_progress_bars = False
+    staging = output_dir.with_name(f".{output_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        clock = time.perf_counter()
+        pieces = split_pieces(expand_inputs(inputs), options.piece_bytes)
+        count = ray.remote(count_rows).options(**remote)
+        pieces = with_offsets(pieces, ray.get([count.remote(piece) for piece in pieces]))
+        total_rows = sum(piece.rows for piece in pieces)
+        partitions = options.partitions or max(_cluster_cpus(), math.ceil(total_rows / ROWS_PER_PARTITION))
+        stage_seconds["count"] = time.perf_counter() - clock
+
+        settings = {"config": config, "threads": options.task_threads}
+        clock = time.perf_counter()
+        features = (
+            ray.data.from_items([{"piece": i} for i in range(len(pieces))], override_num_blocks=max(1, len(pieces)))
+            .map_batches(
+                _featurise_pieces,
+                batch_size=1,
+                batch_format="pyarrow",
+                fn_kwargs={"pieces": pieces, "column": column, **settings},
+                **remote,
+            )
+            .materialize()
+        )
+        empty_rows = features.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "empty"})
+        empty = empty_rows.count()
+        first_empty = sorted(int(r["row"]) for r in empty_rows.sort("row").take(10)) if empty else []
+        stage_seconds["featurise"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        firsts = (
+            features.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "not_empty"})
+            .repartition(partitions, keys=["hash_high"], sort=True)
+            .map_batches(_first_of_each_text, batch_size=None, batch_format="pyarrow", **remote)
+            .materialize()
+        )
+        exact_links = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "duplicate"})
+        distinct = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "first"})
+        exact_duplicates = exact_links.count()
+        stage_seconds["exact"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        candidates = (
+            distinct.map_batches(_band_records, batch_format="pyarrow", fn_kwargs={"bands": lsh_bands}, **remote)
+            .repartition(partitions, keys=["band", "band_hash"], sort=True)
+            .map_batches(
+                _bucket_pairs, batch_size=None, batch_format="pyarrow", fn_kwargs={"chain": config.verify}, **remote
+            )
+            .repartition(partitions, keys=["a"], sort=True)
+            .map_batches(_unique_pairs, batch_size=None, batch_format="pyarrow", **remote)
+            .materialize()
+        )
+        candidate_pairs = candidates.count()
+        stage_seconds["candidates"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        if config.verify and candidate_pairs:
+            texts = distinct.select_columns(["row", "text"])
+            pairs = _join_text(candidates, texts, "a", partitions, remote)
+            pairs = _join_text(pairs, texts, "b", partitions, remote)
+            edges = pairs.map_batches(
+                _verified,
+                batch_format="pyarrow",
+                fn_kwargs={"config": config, "threads": options.task_threads},
+                **remote,
+            ).materialize()
+        else:
+            edges = candidates
+        verified_pairs = edges.count()
+        stage_seconds["verify"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        stars, rounds = _connected_components(edges, partitions, remote) if verified_pairs else (None, 0)
+        stage_seconds["components"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        labels = _row_labels(exact_links, stars, partitions, remote)
+        starts = np.array([piece.first_row for piece in pieces], dtype=np.int64)
+        every_piece = ray.data.from_items(
+            [{"row": -1, "cluster": -1, "piece": i} for i in range(len(pieces))], override_num_blocks=1
+        )
+        staging.mkdir(parents=True)
+        written = (
+            labels.map_batches(_with_piece, batch_format="pyarrow", fn_kwargs={"starts": starts}, **remote)
+            .union(every_piece)
+            .groupby("piece", num_partitions=min(partitions, max(1, len(pieces))))
+            .map_groups(
+                _write_piece,
+                batch_format="pyarrow",
+                fn_kwargs={"pieces": pieces, "column": column, "folder": str(staging), "keep_only": keep_only},
+                **remote,
+            )
+            .take_all()
+        )
+        stage_seconds["write"] = time.perf_counter() - clock
+        written.sort(key=lambda r: int(r["piece"]))
+        if len(written) != len(pieces):
+            raise RuntimeError(f"{len(written)} of {len(pieces)} pieces were written")
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        os.replace(staging, output_dir)
+    finally:
+        context.shuffle_strategy, context.enable_progress_bars = saved
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+    clusters = sum(int(r["clusters"]) for r in written)
+    return RayDedupResult(
+        rows=total_rows,
+        exact_duplicates=exact_duplicates,
+        near_duplicates=total_rows - clusters - exact_duplicates,
+        clusters=clusters,
+        empty=empty,
+        first_empty_rows=first_empty,
+        candidate_pairs=candidate_pairs,
+        verified_pairs=verified_pairs,
+        bands=lsh_bands,
+        rows_per_band=rows_per_band,
+        pieces=len(pieces),
+        partitions=partitions,
+        component_rounds=rounds,
+        seconds=time.perf_counter() - started,
+        stage_seconds=stage_seconds,
+        parts=[str(output_dir / str(r["file"])) for r in written],
+    )
+
+
+def _remote_args(options: RayDedupOptions) -> dict[str, Any]:
+    args: dict[str, Any] = {"num_cpus": 1, "max_retries": TASK_RETRIES}
+    if options.task_memory is not None:
+        args["memory"] = options.task_memory
+    return args
+
+
+def _cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+# Stage functions. Each runs in a Ray worker on one block and is a pure function of it.
+
+
+def _featurise_pieces(
+    batch: pa.Table, pieces: Sequence[Piece], column: str | None, config: DedupConfig, threads: int
+) -> Iterator[pa.Table]:
+    for index in batch.column("piece").to_pylist():
+        piece = pieces[index]
+        _, texts = read_piece(piece, column)
+        if len(texts) != piece.rows:
+            raise InputError(f"{piece.describe()}: the file changed while being read")
+        features = _native.dedup_block_features(
+            texts,
+            threshold=config.threshold,
+            num_perm=config.num_perm,
+            ngram=config.ngram,
+            bands=config.bands,
+            verify=config.verify,
+            seed=config.seed,
+            threads=threads,
+        )
+        bands = int(features["bands"])
+        band_hashes = pa.FixedSizeListArray.from_arrays(pa.array(features["band_hashes"], pa.uint64()), bands)
+        yield pa.table(
+            {
+                "row": pa.array(np.arange(piece.first_row, piece.first_row + piece.rows, dtype=np.int64)),
+                "hash_high": pa.array(features["hash_high"], pa.uint64()),
+                "hash_low": pa.array(features["hash_low"], pa.uint64()),
+                "empty": pa.array(features["empty"], pa.bool_()),
+                "text": texts.cast(pa.large_string()).fill_null(""),
+                "band_hashes": band_hashes,
+            }
+        )
+
+
+def _rows_where(block: pa.Table, test: str) -> pa.Table:
+    """The rows of a block that pass a named test (vectorised; Dataset.filter calls Python per row)."""
+    import pyarrow.compute as pc
+
+    if test == "empty":
+        return block.filter(block.column("empty")).select(["row"])
+    if test == "not_empty":
+        return block.filter(pc.invert(block.column("empty"))).drop_columns(["empty"])
+    duplicate = pc.not_equal(block.column("first"), block.column("row"))
+    if test == "duplicate":
+        return block.filter(duplicate).select(["row", "first"])
+    return block.filter(pc.invert(duplicate)).select(["row", "text", "band_hashes"])
+
+
+def _first_of_each_text(block: pa.Table) -> pa.Table:
+    """Each row's ``first``: the smallest row with the same normal form (the same 128-bit hash)."""
+    rows = block.column("row").to_numpy()
+    high = block.column("hash_high").to_numpy()
+    low = block.column("hash_low").to_numpy()
+    order = np.lexsort((rows, low, high))
+    high, low = high[order], low[order]
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = (high[1:] != high[:-1]) | (low[1:] != low[:-1])
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+    first = rows[order][group_start]
+    block = block.take(pa.array(order))
+    return pa.table(
+        {
+            "row": block.column("row"),
+            "first": pa.array(first, pa.int64()),
+            "text": block.column("text"),
+            "band_hashes": block.column("band_hashes"),
+        }
+    )
+
+
+def _band_records(block: pa.Table, bands: int) -> pa.Table:
+    """One record per (row, band): the keys of the LSH buckets."""
+    rows = block.column("row").to_numpy()
+    hashes = block.column("band_hashes").combine_chunks().flatten().to_numpy().reshape(len(rows), bands)
+    return pa.table(
+        {
+            "band": pa.array(np.tile(np.arange(bands, dtype=np.int32), len(rows))),
+            "band_hash": pa.array(hashes.reshape(-1)),
+            "row": pa.array(np.repeat(rows, bands)),
+        }
+    )
+
+
+def _bucket_pairs(block: pa.Table, chain: bool) -> pa.Table:
+    """Candidate pairs of each bucket: every member with the bucket's first member and, with
+    ``chain``, with its predecessor (so a false first member cannot hide true pairs when verified)."""
+    band = block.column("band").to_numpy()
+    key = block.column("band_hash").to_numpy()
+    rows = block.column("row").to_numpy()
+    order = np.lexsort((rows, key, band))
+    band, key, rows = band[order], key[order], rows[order]
+    n = len(rows)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1])
+    position = np.arange(n)
+    group_start = np.maximum.accumulate(np.where(starts, position, 0))
+    member = ~starts
+    a = [rows[group_start[member]]]
+    b = [rows[member]]
+    if chain:
+        later = position - group_start >= 2
+        a.append(rows[position[later] - 1])
+        b.append(rows[later])
+    return pa.table({"a": pa.array(np.concatenate(a), pa.int64()), "b": pa.array(np.concatenate(b), pa.int64())})
+
+
+def _unique_pairs(block: pa.Table) -> pa.Table:
+    pairs = np.stack([block.column("a").to_numpy(), block.column("b").to_numpy()], axis=1)
+    pairs = np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+    return pa.table({"a": pa.array(pairs[:, 0], pa.int64()), "b": pa.array(pairs[:, 1], pa.int64())})
+
+
+def _join_text(
+    pairs: ray.data.Dataset, texts: ray.data.Dataset, side: str, partitions: int, remote: dict[str, Any]
+) -> ray.data.Dataset:
+    named = texts.rename_columns({"row": side, "text": f"text_{side}"})
+    return pairs.join(named, "inner", partitions, on=(side,))
+
+
+def _verified(block: pa.Table, config: DedupConfig, threads: int) -> pa.Table:
+    keep = _native.dedup_verify_pairs(
+        block.column("text_a").combine_chunks(),
+        block.column("text_b").combine_chunks(),
+        ngram=config.ngram,
+        threshold=config.threshold,
+        threads=threads,
+    )
+    return block.select(["a", "b"]).filter(pa.array(keep))
+
+
+# Connected components by large-star / small-star rounds over edges (a, b) with a < b.
+
+
+def _connected_components(
+    edges: ray.data.Dataset, partitions: int, remote: dict[str, Any]
+) -> tuple[ray.data.Dataset, int]:
+    """Rounds of large-star then small-star until neither changes the graph. The fixed point is a
+    star per component around its smallest row: every edge is (component minimum, member)."""
+    current = edges.select_columns(["a", "b"])
+    rounds = 0
+    while True:
+        rounds += 1
+        changed = 0
+        for step in (_large_star, _small_star):
+            keyed = current.map_batches(_star_keys, batch_format="pyarrow", fn_kwargs={"large": step is _large_star})
+            result = (
+                keyed.repartition(partitions, keys=["u"], sort=True)
+                .map_batches(step, batch_size=None, batch_format="pyarrow", **remote)
+                .materialize()
+            )
+            changed += int(result.sum("changed") or 0)
+            current = result.select_columns(["a", "b"])
+        if changed == 0:
+            return current, rounds
+
+
+def _star_keys(block: pa.Table, large: bool) -> pa.Table:
+    """Large-star sees each edge from both ends; small-star from its larger end only."""
+    a, b = block.column("a").to_numpy(), block.column("b").to_numpy()
+    if large:
+        return pa.table({"u": np.concatenate([a, b]), "v": np.concatenate([b, a])})
+    return pa.table({"u": b, "v": a})
+
+
+def _neighbourhoods(block: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The unique (u, v) sorted by u, the index of each u's first record, and per record the
+    smallest of u and u's neighbours."""
+    pairs = np.stack([block.column("u").to_numpy(), block.column("v").to_numpy()], axis=1)
+    pairs = np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+    u, v = pairs[:, 0], pairs[:, 1]
+    firsts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]]) if len(u) else np.zeros(0, dtype=np.int64)
+    sizes = np.diff(np.append(firsts, len(u)))
+    smallest = np.minimum(u, np.repeat(np.minimum.reduceat(v, firsts), sizes)) if len(u) else v
+    return u, v, firsts, smallest
+
+
+def _large_star(block: pa.Table) -> pa.Table:
+    """Each larger neighbour v of u is linked to the smallest of u and its neighbours."""
+    u, v, _, smallest = _neighbourhoods(block)
+    larger = v > u
+    return _edges(smallest[larger], v[larger], changed=smallest[larger] != u[larger])
+
+
+def _small_star(block: pa.Table) -> pa.Table:
+    """u and its neighbours (here all smaller than u) are linked to the smallest of them; a u with a
+    single neighbour keeps its edge as it was."""
+    u, v, firsts, smallest = _neighbourhoods(block)
+    sizes = np.diff(np.append(firsts, len(u)))
+    several = np.repeat(sizes > 1, sizes)
+    members = np.concatenate([v, u[firsts]])
+    centres = np.concatenate([smallest, smallest[firsts]])
+    changed = np.concatenate([several, several[firsts]])
+    linked = members != centres
+    return _edges(centres[linked], members[linked], changed=changed[linked])
+
+
+def _edges(a: np.ndarray, b: np.ndarray, changed: np.ndarray) -> pa.Table:
+    return pa.table(
+        {"a": pa.array(a, pa.int64()), "b": pa.array(b, pa.int64()), "changed": pa.array(changed.astype(np.int64))}
+    )
+
+
+def _row_labels(
+    exact_links: ray.data.Dataset, stars: ray.data.Dataset | None, partitions: int, remote: dict[str, Any]
+) -> ray.data.Dataset:
+    """(row, cluster) for every row not its own cluster: star members take their centre; exact
+    duplicates take their first row's cluster."""
+    if stars is None:
+        return exact_links.rename_columns({"first": "cluster"})
+    near = stars.rename_columns({"a": "cluster", "b": "row"})
+    centre_of = near.rename_columns({"row": "first", "cluster": "first_cluster"})
+    exact = exact_links.join(centre_of, "left_outer", partitions, on=("first",)).map_batches(
+        _exact_label, batch_format="pyarrow", **remote
+    )
+    return near.select_columns(["row", "cluster"]).union(exact)
+
+
+def _exact_label(block: pa.Table) -> pa.Table:
+    import pyarrow.compute as pc
+
+    cluster = pc.coalesce(block.column("first_cluster"), block.column("first"))
+    return pa.table({"row": block.column("row"), "cluster": cluster.cast(pa.int64())})
+
+
+def _with_piece(block: pa.Table, starts: np.ndarray) -> pa.Table:
+    rows = block.column("row").to_numpy()
+    piece = np.searchsorted(starts, rows, side="right") - 1
+    return pa.table(
+        {"row": pa.array(rows, pa.int64()), "cluster": block.column("cluster").cast(pa.int64()), "piece": piece}
+    )
+
+
+def _write_piece(
+    group: pa.Table, pieces: Sequence[Piece], column: str | None, folder: str, keep_only: bool
+) -> pa.Table:
+    """Reads the piece again and writes it with ``cluster_id`` and ``keep``."""
+    index = int(group.column("piece")[0].as_py())
+    piece = pieces[index]
+    table, _ = read_piece(piece, column)
+    if table.num_rows != piece.rows:
+        raise InputError(f"{piece.describe()}: the file changed while being read")
+    cluster = np.arange(piece.first_row, piece.first_row + piece.rows, dtype=np.int64)
+    rows = group.column("row").to_numpy()
+    labelled = rows >= 0
+    cluster[rows[labelled] - piece.first_row] = group.column("cluster").to_numpy()[labelled]
+    keep = cluster == np.arange(piece.first_row, piece.first_row + piece.rows)
+    for name in ("cluster_id", "keep"):
+        if name in table.column_names:
+            table = table.drop_columns([name])
+    table = table.append_column("cluster_id", pa.array(cluster)).append_column("keep", pa.array(keep))
+    if keep_only:
+        table = table.filter(table.column("keep"))
+    name = f"part-{index:05d}.parquet"
+    write_table(table, Path(folder) / name)
+    return pa.table({"piece": [index], "file": [name], "clusters": [int(keep.sum())]})
