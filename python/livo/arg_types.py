@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from livo.errors import ConfigError
+
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """An ``int`` flag type that refuses values below ``minimum``."""
@@ -36,3 +38,40 @@ def fraction(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
     return value
+
+
+UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kb": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mb": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gb": 1 << 30,
+    "gib": 1 << 30,
+}
+
+
+def parse_size(text: str) -> int:
+    """``256MiB``, ``64M``, ``1g`` or a plain byte count (units are powers of 1024)."""
+    stripped = text.strip().lower()
+    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = stripped[len(number) :]
+    try:
+        value = float(number) * UNITS[unit]
+    except (ValueError, KeyError):
+        raise ConfigError(f"size {text!r}: expected a number with an optional unit (K, M, G, MiB)") from None
+    if value <= 0:
+        raise ConfigError(f"size {text!r}: must be positive")
+    return int(value)
+
+
+def byte_size(text: str) -> int:
+    """A size flag (``64M``, ``1GiB``, a byte count) as argparse's type."""
+    try:
+        return parse_size(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

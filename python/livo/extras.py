@@ -14,6 +14,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "values": ("torch", "transformers", "sentence_transformers", "faiss", "onnxruntime"),
     "models": ("torch", "diffusers", "transformers", "PIL"),
     "train": ("torch", "diffusers", "transformers", "deepspeed", "peft"),
+    "ray": ("ray", "psutil"),
     "dataset": ("torch", "diffusers", "transformers", "faiss", "ray", "psutil"),
     "eval": ("torch", "diffusers", "transformers", "faiss"),
     "serve": ("torch", "diffusers", "transformers", "faiss", "ray", "fastapi", "uvicorn"),

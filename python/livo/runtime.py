@@ -28,6 +28,7 @@ import stat
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from livo.errors import ConfigError
@@ -257,12 +258,14 @@ def start_ray(
     token_file: str | None = None,
     attempts: int = 3,
     log_to_driver: bool = True,
+    runtime_env: dict[str, Any] | None = None,
+    object_store_memory: int | None = None,
 ) -> Path | None:
     """Starts a local Ray (``address`` None and no ``RAY_ADDRESS``) bound to loopback, or joins the
     cluster at ``address``, with the settings above. A local start that timed out on a loaded machine
     is retried: Ray 2.60's raylet gives its dashboard agent a fixed 15 s to start
-    (ray-project/ray#65983). ``log_to_driver=False`` keeps the workers' output out of this process's.
-    Returns the auth token file in use, if any."""
+    (ray-project/ray#65983). ``log_to_driver=False`` keeps the workers' output out of this process's;
+    ``runtime_env`` and ``object_store_memory`` (a local Ray's) are ``ray.init``'s. Returns the auth token file in use, if any."""
     apply_process_defaults()  # Ray's workers inherit them
     address = address or os.environ.get("RAY_ADDRESS") or None
     local = address in (None, "local")
@@ -282,6 +285,8 @@ def start_ray(
                 include_dashboard=False,
                 log_to_driver=log_to_driver,
                 configure_logging=False,
+                runtime_env=runtime_env,
+                object_store_memory=object_store_memory if local else None,
             )
             break
         except OSError as error:

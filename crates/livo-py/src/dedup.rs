@@ -4,7 +4,7 @@ use arrow_array::{Array, LargeStringArray, StringArray, StringViewArray};
 use arrow_schema::DataType;
 use livo_data::dedup::TextColumn;
 use livo_data::{DedupConfig, DedupResult};
-use numpy::{IntoPyArray, PyArray1};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
@@ -214,6 +214,28 @@ fn dedup_verify_pairs<'py>(
     Ok(verdicts.into_pyarray(py))
 }
 
+type NodeRoots<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyArray1<i64>>);
+
+/// Connected components of the edges `(a[i], b[i])` (int64 arrays): the nodes in edges, sorted, and
+/// each one's smallest connected node.
+#[pyfunction]
+fn dedup_components<'py>(
+    py: Python<'py>,
+    a: PyReadonlyArray1<'py, i64>,
+    b: PyReadonlyArray1<'py, i64>,
+) -> PyResult<NodeRoots<'py>> {
+    let (a, b) = (a.as_slice()?.to_vec(), b.as_slice()?.to_vec());
+    if a.len() != b.len() {
+        return Err(PyValueError::new_err(format!(
+            "a and b: lengths differ ({} and {})",
+            a.len(),
+            b.len()
+        )));
+    }
+    let (nodes, roots) = py.detach(|| livo_data::dedup::components(&a, &b));
+    Ok((nodes.into_pyarray(py), roots.into_pyarray(py)))
+}
+
 /// Reads a UTF-8 text file as a list of lines; invalid UTF-8 raises with the line number.
 #[pyfunction]
 fn read_text_lines(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Vec<String>> {
@@ -248,5 +270,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lsh_params, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_block_features, m)?)?;
     m.add_function(wrap_pyfunction!(dedup_verify_pairs, m)?)?;
+    m.add_function(wrap_pyfunction!(dedup_components, m)?)?;
     Ok(())
 }

@@ -1,11 +1,11 @@
-"""``livo dedup``: deduplicate a prompt file."""
+"""``livo dedup``: deduplicate a prompt file, or a corpus of many files on a Ray cluster."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from livo.arg_types import fraction, positive_int
+from livo.arg_types import byte_size, fraction, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,30 +13,42 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "dedup",
         help="find exact and near-duplicate prompts",
         description="Adds cluster_id (row of the cluster's first occurrence) and keep (True for "
-        "representatives) to every row of a .txt/.jsonl/.csv/.parquet prompt file.",
+        "representatives) to every row of a .txt/.jsonl/.csv/.parquet prompt file. With --ray, the "
+        "inputs (files, folders, globs) are one corpus deduplicated on a Ray cluster and the output is "
+        "a folder of Parquet parts; the result is the same as without --ray.",
     )
-    p.add_argument("input", help="prompt file (.txt one per line, .jsonl, .csv, .parquet)")
-    p.add_argument("-o", "--output", required=True, help="output file (.jsonl, .csv or .parquet)")
+    p.add_argument(
+        "input",
+        nargs="+",
+        help="prompt file (.txt one per line, .jsonl, .csv, .parquet); with --ray also several files, folders or globs",
+    )
+    p.add_argument("-o", "--output", required=True, help="output file (.jsonl, .csv or .parquet); a folder with --ray")
     p.add_argument("--column", help="prompt column (default: 'prompt', or the only column)")
     p.add_argument("--threshold", type=fraction, default=0.8, help="Jaccard threshold in (0, 1]")
     p.add_argument("--num-perm", type=positive_int, default=128, help="MinHash permutations")
     p.add_argument("--ngram", type=positive_int, default=5, help="character n-gram size")
     p.add_argument("--bands", type=positive_int, help="LSH bands (default: derived from threshold and num-perm)")
     p.add_argument("--no-verify", action="store_true", help="skip exact-Jaccard verification of LSH candidates")
-    p.add_argument("--threads", type=positive_int, help="worker threads (default: all cores)")
-    p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
+    p.add_argument("--threads", type=positive_int, help="worker threads (default: all cores; 1 per task with --ray)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.add_argument("--keep-only", action="store_true", help="write only the kept rows")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    ray = p.add_argument_group("distributed (--ray)")
+    ray.add_argument("--ray", action="store_true", help="run on Ray Data (a local Ray, or --ray-address)")
+    ray.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else start a local Ray)")
+    ray.add_argument("--ray-token-file", help="auth token file for a cluster off loopback")
+    ray.add_argument("--num-cpus", type=positive_int, help="CPUs of a local Ray (default: all)")
+    ray.add_argument("--piece-size", type=byte_size, default="64M", help="input bytes per read task (default 64M)")
+    ray.add_argument("--partitions", type=positive_int, help="blocks per shuffle (default: from the corpus size)")
+    ray.add_argument(
+        "--task-memory", type=byte_size, help="memory each task reserves on its node (Ray's memory resource)"
+    )
     p.set_defaults(run=run_dedup)
 
 
 def run_dedup(args: argparse.Namespace) -> int:
-    from livo.data.dedup import DedupConfig, dedup_file
-    from livo.data.io import FORMATS, OUTPUT_FORMATS
-    from livo.user_paths import input_file, output_file
+    from livo.data.dedup import DedupConfig
 
-    input_file(args.input, flag="input", suffixes=FORMATS)
-    output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=OUTPUT_FORMATS)
     config = DedupConfig(
         threshold=args.threshold,
         num_perm=args.num_perm,
@@ -45,27 +57,110 @@ def run_dedup(args: argparse.Namespace) -> int:
         verify=not args.no_verify,
         threads=args.threads,
     )
+    if args.ray:
+        return _run_on_ray(args, config)
+    from livo.data.dedup import dedup_file
+    from livo.data.io import FORMATS, OUTPUT_FORMATS
+    from livo.errors import InputError
+    from livo.user_paths import input_file, output_file
+
+    if len(args.input) > 1:
+        raise InputError(f"{len(args.input)} inputs given: without --ray, livo dedup reads one file")
+    input_file(args.input[0], flag="input", suffixes=FORMATS)
+    output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=OUTPUT_FORMATS)
     result = dedup_file(
-        args.input,
+        args.input[0],
         args.output,
         column=args.column,
         config=config,
         progress=False if args.no_progress else None,
         keep_only=args.keep_only,
     )
-    print(
-        f"rows {result.rows:,}  exact duplicates {result.exact_duplicates:,}  "
-        f"near duplicates {result.near_duplicates:,}  clusters {result.clusters:,}  "
-        f"empty {len(result.empty_rows):,}  bands×rows {result.bands}×{result.rows_per_band}  "
-        f"{result.seconds:.2f} s"
+    _report(
+        result.rows,
+        result.exact_duplicates,
+        result.near_duplicates,
+        result.clusters,
+        result.bands,
+        result.rows_per_band,
+        result.seconds,
+        [int(r) for r in result.empty_rows],
+        len(result.empty_rows),
     )
-    if len(result.empty_rows):
-        shown = ", ".join(str(int(r) + 1) for r in result.empty_rows[:10])
-        more = " ..." if len(result.empty_rows) > 10 else ""
-        print(
-            f"warning: {len(result.empty_rows)} prompt(s) are empty after normalisation "
-            f"(rows {shown}{more}); each is its own cluster",
-            file=sys.stderr,
-        )
     print(f"wrote {args.output}")
     return 0
+
+
+def _run_on_ray(args: argparse.Namespace, config: object) -> int:
+    import logging
+    from dataclasses import replace
+
+    from livo.data.corpus import expand_inputs
+    from livo.data.dedup import DedupConfig
+    from livo.errors import InputError
+    from livo.extras import require_extra
+    from livo.runtime import check_ray_settings, start_ray
+
+    require_extra("ray", command="livo dedup --ray")
+    assert isinstance(config, DedupConfig)
+    expand_inputs(args.input)  # bad inputs are reported before Ray starts
+    if args.output.lower().endswith((".jsonl", ".ndjson", ".csv", ".parquet", ".txt")):
+        raise InputError(f"--output {args.output}: with --ray the output is a folder of Parquet parts, not a file")
+    check_ray_settings(args.ray_address, args.ray_token_file)
+    start_ray(args.ray_address, args.num_cpus, token_file=args.ray_token_file, log_to_driver=False)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    from livo.data.dedup_ray import RayDedupOptions, dedup_ray
+
+    options = RayDedupOptions(
+        piece_bytes=args.piece_size,
+        partitions=args.partitions,
+        task_memory=args.task_memory,
+        task_threads=args.threads or 1,
+    )
+    result = dedup_ray(
+        args.input,
+        args.output,
+        column=args.column,
+        config=replace(config, threads=None),
+        options=options,
+        overwrite=args.overwrite,
+        keep_only=args.keep_only,
+    )
+    _report(
+        result.rows,
+        result.exact_duplicates,
+        result.near_duplicates,
+        result.clusters,
+        result.bands,
+        result.rows_per_band,
+        result.seconds,
+        result.first_empty_rows,
+        result.empty,
+    )
+    print(f"pieces {result.pieces}  partitions {result.partitions}  component rounds {result.component_rounds}")
+    print(f"wrote {len(result.parts)} part(s) to {args.output}")
+    return 0
+
+
+def _report(
+    rows: int,
+    exact: int,
+    near: int,
+    clusters: int,
+    bands: int,
+    rows_per_band: int,
+    seconds: float,
+    first_empty: list[int],
+    empty: int,
+) -> None:
+    print(
+        f"rows {rows:,}  exact duplicates {exact:,}  near duplicates {near:,}  clusters {clusters:,}  "
+        f"empty {empty:,}  bands×rows {bands}×{rows_per_band}  {seconds:.2f} s"
+    )
+    if empty:
+        shown = ", ".join(str(r + 1) for r in first_empty[:10])
+        more = " ..." if empty > 10 else ""
+        print(
+            f"warning: {empty} prompt(s) are empty after normalisation (rows {shown}{more}); each is its own cluster",
+            file=sys.stderr,
+        )

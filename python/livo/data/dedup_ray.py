@@ -61,12 +61,15 @@ class RayDedupOptions:
     ``piece_bytes``: input bytes per read task (a piece). ``partitions``: blocks per shuffle (default:
     one per ``ROWS_PER_PARTITION`` rows, at least one per CPU of the cluster). ``task_memory``: bytes
     of Ray's ``memory`` resource each task reserves, so Ray never packs more tasks on a node than its
-    memory holds. ``task_threads``: engine threads per task."""
+    memory holds. ``task_threads``: engine threads per task. ``local_component_edges``: up to this many
+    verified pairs, clusters are found in one task (16 bytes a pair) instead of shuffled rounds, which
+    cost a few seconds each whatever their size."""
 
     piece_bytes: int = 64 << 20
     partitions: int | None = None
     task_memory: int | None = None
     task_threads: int = 1
+    local_component_edges: int = 4_000_000
 
 
 @dataclass
@@ -113,12 +116,46 @@ def dedup_ray(
     The output folder must be on storage every node can write (the same path everywhere). It appears
     complete or not at all: parts are written in a sibling folder renamed at the end.
     """
+    try:
+        return _run(
+            inputs, output_dir, column, config or DedupConfig(), options or RayDedupOptions(), overwrite, keep_only
+        )
+    except Exception as error:
+        cause = _input_error_in(error)
+        if cause is None or cause is error:
+            raise
+        raise InputError(str(cause)) from None
+
+
+def _input_error_in(error: BaseException) -> InputError | None:
+    """The input error a task raised, out of the wrappers Ray and Ray Data put around it, so the user
+    reads the file and rows at fault rather than a remote traceback."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        if type(current) is InputError:
+            return current
+        if isinstance(cause, InputError):
+            return cause if type(cause) is InputError else InputError(str(cause.args[0]) if cause.args else "")
+        current = current.__cause__ or current.__context__ or (cause if isinstance(cause, BaseException) else None)
+    return None
+
+
+def _run(
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    column: str | None,
+    config: DedupConfig,
+    options: RayDedupOptions,
+    overwrite: bool,
+    keep_only: bool,
+) -> RayDedupResult:
     import ray
     from ray.data import DataContext
     from ray.data.context import ShuffleStrategy
 
-    config = config or DedupConfig()
-    options = options or RayDedupOptions()
     lsh_bands, rows_per_band = _native.lsh_params(config.threshold, config.num_perm, config.verify)
     if config.bands is not None:
         lsh_bands, rows_per_band = config.bands, config.num_perm // config.bands
@@ -134,22 +171,25 @@ def dedup_ray(
     remote = _remote_args(options)
 
     context = DataContext.get_current()
-    saved = (context.shuffle_strategy, context.enable_progress_bars)
+    saved = (context.shuffle_strategy, context.enable_progress_bars, context.max_hash_shuffle_aggregators)
     context.shuffle_strategy = ShuffleStrategy.HASH_SHUFFLE
     context.enable_progress_bars = False
     staging = output_dir.with_name(f".{output_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         clock = time.perf_counter()
         pieces = split_pieces(expand_inputs(inputs), options.piece_bytes)
-        count = ray.remote(count_rows).options(**remote)
+        count = ray.remote(count_rows).options(max_retries=TASK_RETRIES, **remote)
         pieces = with_offsets(pieces, ray.get([count.remote(piece) for piece in pieces]))
         total_rows = sum(piece.rows for piece in pieces)
         partitions = options.partitions or max(_cluster_cpus(), math.ceil(total_rows / ROWS_PER_PARTITION))
         stage_seconds["count"] = time.perf_counter() - clock
+        # One aggregator per partition: an aggregator holds its partitions until they are complete, so
+        # fewer aggregators than partitions would each hold a larger share of the corpus.
+        context.max_hash_shuffle_aggregators = partitions
 
         settings = {"config": config, "threads": options.task_threads}
         clock = time.perf_counter()
-        features = (
+        firsts = (
             ray.data.from_items([{"piece": i} for i in range(len(pieces))], override_num_blocks=max(1, len(pieces)))
             .map_batches(
                 _featurise_pieces,
@@ -158,24 +198,17 @@ def dedup_ray(
                 fn_kwargs={"pieces": pieces, "column": column, **settings},
                 **remote,
             )
-            .materialize()
-        )
-        empty_rows = features.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "empty"})
-        empty = empty_rows.count()
-        first_empty = sorted(int(r["row"]) for r in empty_rows.sort("row").take(10)) if empty else []
-        stage_seconds["featurise"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        firsts = (
-            features.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "not_empty"})
             .repartition(partitions, keys=["hash_high"], sort=True)
             .map_batches(_first_of_each_text, batch_size=None, batch_format="pyarrow", **remote)
             .materialize()
         )
+        counts = firsts.map_batches(_exact_counts, batch_size=None, batch_format="pyarrow").take_all()
+        exact_duplicates = sum(int(c["duplicates"]) for c in counts)
+        empty = sum(int(c["empty"]) for c in counts)
+        first_empty = sorted(int(r) for c in counts for r in c["first_empty"])[:10]
         exact_links = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "duplicate"})
         distinct = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "first"})
-        exact_duplicates = exact_links.count()
-        stage_seconds["exact"] = time.perf_counter() - clock
+        stage_seconds["featurise_and_exact"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         candidates = (
@@ -208,7 +241,13 @@ def dedup_ray(
         stage_seconds["verify"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        stars, rounds = _connected_components(edges, partitions, remote) if verified_pairs else (None, 0)
+        if not verified_pairs:
+            stars, rounds = None, 0
+        elif verified_pairs <= options.local_component_edges:
+            gather = ray.remote(_components_in_one_task).options(max_retries=TASK_RETRIES, **remote)
+            stars, rounds = ray.data.from_arrow_refs([gather.remote(*edges.to_arrow_refs())]), 0
+        else:
+            stars, rounds = _connected_components(edges, partitions, remote)
         stage_seconds["components"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -238,7 +277,7 @@ def dedup_ray(
             shutil.rmtree(output_dir)
         os.replace(staging, output_dir)
     finally:
-        context.shuffle_strategy, context.enable_progress_bars = saved
+        context.shuffle_strategy, context.enable_progress_bars, context.max_hash_shuffle_aggregators = saved
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -264,7 +303,8 @@ def dedup_ray(
 
 
 def _remote_args(options: RayDedupOptions) -> dict[str, Any]:
-    args: dict[str, Any] = {"num_cpus": 1, "max_retries": TASK_RETRIES}
+    """Resources of every task (Ray Data's own tasks retry a lost worker by themselves)."""
+    args: dict[str, Any] = {"num_cpus": 1}
     if options.task_memory is not None:
         args["memory"] = options.task_memory
     return args
@@ -315,18 +355,28 @@ def _rows_where(block: pa.Table, test: str) -> pa.Table:
     """The rows of a block that pass a named test (vectorised; Dataset.filter calls Python per row)."""
     import pyarrow.compute as pc
 
-    if test == "empty":
-        return block.filter(block.column("empty")).select(["row"])
-    if test == "not_empty":
-        return block.filter(pc.invert(block.column("empty"))).drop_columns(["empty"])
-    duplicate = pc.not_equal(block.column("first"), block.column("row"))
+    first, row = block.column("first"), block.column("row")
     if test == "duplicate":
-        return block.filter(duplicate).select(["row", "first"])
-    return block.filter(pc.invert(duplicate)).select(["row", "text", "band_hashes"])
+        return block.filter(pc.and_(pc.greater_equal(first, 0), pc.not_equal(first, row))).select(["row", "first"])
+    return block.filter(pc.equal(first, row)).select(["row", "text", "band_hashes"])
+
+
+def _exact_counts(block: pa.Table) -> pa.Table:
+    """Exact duplicates, empty rows and the first ten of them, of one block."""
+    first, rows = block.column("first").to_numpy(), block.column("row").to_numpy()
+    empty = np.sort(rows[first < 0])
+    return pa.table(
+        {
+            "duplicates": [int(((first >= 0) & (first != rows)).sum())],
+            "empty": [len(empty)],
+            "first_empty": pa.array([empty[:10].tolist()], pa.list_(pa.int64())),
+        }
+    )
 
 
 def _first_of_each_text(block: pa.Table) -> pa.Table:
-    """Each row's ``first``: the smallest row with the same normal form (the same 128-bit hash)."""
+    """Each row's ``first``: the smallest row with the same normal form (the same 128-bit hash), or -1
+    for a row empty after normalisation (never merged)."""
     rows = block.column("row").to_numpy()
     high = block.column("hash_high").to_numpy()
     low = block.column("hash_low").to_numpy()
@@ -337,6 +387,7 @@ def _first_of_each_text(block: pa.Table) -> pa.Table:
     group_start = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
     first = rows[order][group_start]
     block = block.take(pa.array(order))
+    first[block.column("empty").to_numpy(zero_copy_only=False)] = -1
     return pa.table(
         {
             "row": block.column("row"),
@@ -431,6 +482,14 @@ def _connected_components(
             current = result.select_columns(["a", "b"])
         if changed == 0:
             return current, rounds
+
+
+def _components_in_one_task(*blocks: pa.Table) -> pa.Table:
+    """The stars of :func:`_connected_components`, by union-find over all edges at once."""
+    edges = pa.concat_tables(blocks)
+    nodes, roots = _native.dedup_components(edges.column("a").to_numpy(), edges.column("b").to_numpy())
+    member = nodes != roots
+    return pa.table({"a": pa.array(roots[member], pa.int64()), "b": pa.array(nodes[member], pa.int64())})
 
 
 def _star_keys(block: pa.Table, large: bool) -> pa.Table:

@@ -8,36 +8,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from livo.arg_types import positive_int
+from livo.arg_types import parse_size, positive_int
 from livo.errors import ConfigError, InputError
-
-UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1 << 10,
-    "kb": 1 << 10,
-    "kib": 1 << 10,
-    "m": 1 << 20,
-    "mb": 1 << 20,
-    "mib": 1 << 20,
-    "g": 1 << 30,
-    "gb": 1 << 30,
-    "gib": 1 << 30,
-}
-
-
-def parse_size(text: str) -> int:
-    """``256MiB``, ``64M``, ``1g`` or a plain byte count (units are powers of 1024)."""
-    stripped = text.strip().lower()
-    number = stripped.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = stripped[len(number) :]
-    try:
-        value = float(number) * UNITS[unit]
-    except (ValueError, KeyError):
-        raise ConfigError(f"size {text!r}: expected a number with an optional unit (K, M, G, MiB)") from None
-    if value <= 0:
-        raise ConfigError(f"size {text!r}: must be positive")
-    return int(value)
 
 
 def parse_splits(items: list[str] | None) -> dict[str, float]:

@@ -10,6 +10,7 @@ use super::minhash::{self, jaccard, shingle_set, Permutations};
 use super::TextColumn;
 use crate::error::Result;
 use crate::normalize::normalize;
+use crate::union_find::UnionFind;
 use crate::DedupConfig;
 
 /// What deduplication needs to know of each row of a block.
@@ -78,6 +79,25 @@ pub fn verify_pairs(
         .collect()
 }
 
+/// Connected components of the graph with edges `(a[i], b[i])`: every node that is in an edge, in
+/// increasing order, with the smallest node of its component. For a graph small enough to gather in
+/// one task; a distributed job uses shuffled rounds above that size.
+pub fn components(a: &[i64], b: &[i64]) -> (Vec<i64>, Vec<i64>) {
+    let mut nodes: Vec<i64> = a.iter().chain(b).copied().collect();
+    nodes.par_sort_unstable();
+    nodes.dedup();
+    let index = |x: i64| nodes.binary_search(&x).expect("every endpoint is a node") as u32;
+    let mut sets = UnionFind::new(nodes.len());
+    for (&x, &y) in a.iter().zip(b) {
+        sets.union(index(x), index(y));
+    }
+    // The union-find's root is its smallest index, and nodes are sorted: the smallest node.
+    let roots = (0..nodes.len() as u32)
+        .map(|i| nodes[sets.find(i) as usize])
+        .collect();
+    (nodes, roots)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +123,12 @@ mod tests {
         // The pair is merged by the single-process run exactly when it verifies.
         assert_eq!(verdicts[0], whole.cluster_id[3] == 0);
         assert_eq!(features.band_hashes.len(), 5 * features.lsh.bands);
+    }
+
+    #[test]
+    fn components_name_each_node_by_its_smallest_connected_node() {
+        let (nodes, roots) = components(&[9, 4, 20, 7], &[4, 30, 21, 30]);
+        assert_eq!(nodes, vec![4, 7, 9, 20, 21, 30]);
+        assert_eq!(roots, vec![4, 4, 4, 20, 20, 4]);
     }
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_128;
 
-pub use blocks::{block_features, verify_pairs, BlockFeatures};
+pub use blocks::{block_features, components, verify_pairs, BlockFeatures};
 pub use lsh::{error_areas, optimal_params, weighted_params, LshParams, VERIFIED_WEIGHTS};
 pub use minhash::{jaccard, shingle_set, Permutations};
 

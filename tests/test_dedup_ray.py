@@ -1,0 +1,149 @@
+"""Deduplication on Ray Data: the same result as the single-process engine, cluster ids included,
+however the corpus is cut; a worker lost mid-shuffle changes nothing; bad input names its file and
+rows; and each worker, capped below what the single-process run needs, still completes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from livo.data.dedup import dedup
+from livo.data.synthetic import labelled_corpus
+from livo.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_corpus(folder: Path, texts: list[str | None]) -> list[Path]:
+    """The texts as three files in three formats, in corpus order: .txt, .parquet (4 row groups,
+    one null), .jsonl."""
+    third = len(texts) // 3
+    txt, parquet, jsonl = folder / "a.txt", folder / "b.parquet", folder / "c.jsonl"
+    txt.write_text("".join(f"{t}\n" for t in texts[:third]), encoding="utf-8")
+    middle = texts[third : 2 * third]
+    pq.write_table(
+        pa.table({"prompt": middle, "source": [f"b{i}" for i in range(len(middle))]}),
+        parquet,
+        row_group_size=max(1, len(middle) // 4),
+    )
+    jsonl.write_text("".join(json.dumps({"prompt": t, "n": i}) + "\n" for i, t in enumerate(texts[2 * third :])))
+    return [txt, parquet, jsonl]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], list[str | None], object]:
+    texts: list[str | None] = [t.replace("\n", " ") for t in labelled_corpus(9000, seed=11).texts]
+    texts[5] = "!!!"  # empty after normalisation
+    texts[3005] = None  # a null in the parquet file
+    texts[3006] = texts[2]  # an exact duplicate across files
+    files = write_corpus(tmp_path_factory.mktemp("corpus"), texts)
+    return files, texts, dedup(["" if t is None else t for t in texts])
+
+
+def read_output(result) -> pa.Table:  # type: ignore[no-untyped-def]
+    return pa.concat_tables([pq.read_table(part) for part in result.parts], promote_options="permissive")
+
+
+def test_a_worker_lost_in_the_shuffle_is_retried_and_changes_nothing(ray_local, corpus, tmp_path) -> None:
+    """The first process seen running a shuffle's map task and the first running a bucket task are
+    killed (SIGKILL); Ray re-runs their tasks and the result is still the single-process one, cluster
+    ids, counts and other columns included. Two blocks per worker, clusters by shuffled star rounds
+    (the one-task path is the capped test's; 1, 2 and 4 blocks per worker: benchmarks/dedup_ray.py)."""
+    import psutil
+
+    from livo.data.dedup_ray import RayDedupOptions, dedup_ray
+
+    files, texts, reference = corpus
+    targets = {"ray::_shuffle_block", "ray::MapBatches(_bucket_pairs)"}
+    killed: list[str] = []
+    done = threading.Event()
+
+    def kill_first_of_each() -> None:
+        deadline = time.monotonic() + 120
+        while not done.is_set() and targets and time.monotonic() < deadline:
+            for process in psutil.process_iter(["cmdline"]):
+                title = " ".join(process.info["cmdline"] or [])
+                target = next((t for t in targets if title.startswith(t)), None)
+                if target is not None:
+                    try:
+                        process.kill()
+                    except psutil.NoSuchProcess:
+                        continue
+                    killed.append(target)
+                    targets.discard(target)
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_first_of_each, daemon=True)
+    killer.start()
+    try:
+        workers = int(ray_local.cluster_resources()["CPU"])
+        size = sum(f.stat().st_size for f in files)
+        options = RayDedupOptions(
+            piece_bytes=size // (2 * workers) + 1, partitions=2 * workers, local_component_edges=0
+        )
+        result = dedup_ray(files, tmp_path / "out", options=options)
+    finally:
+        done.set()
+        killer.join()
+    assert "ray::_shuffle_block" in killed, killed
+    table = read_output(result)
+    np.testing.assert_array_equal(table.column("cluster_id").to_numpy(), reference.cluster_id)
+    np.testing.assert_array_equal(table.column("keep").to_numpy(), reference.keep)
+    assert table.column("prompt").to_pylist()[:3000] == texts[:3000]
+    assert table.column("source").to_pylist()[3000:3002] == ["b0", "b1"]
+    counts = (result.rows, result.exact_duplicates, result.near_duplicates, result.clusters)
+    assert counts == (reference.rows, reference.exact_duplicates, reference.near_duplicates, reference.clusters)
+    assert (result.candidate_pairs, result.verified_pairs) == (reference.candidate_pairs, reference.verified_pairs)
+    assert result.first_empty_rows == [int(r) for r in reference.empty_rows][:10] == [5, 3005]
+    assert result.component_rounds > 0
+    assert reference.near_duplicates > 500 and reference.exact_duplicates > 1000  # the corpus exercises both
+
+
+def test_a_corrupt_file_is_named_with_its_rows(ray_local, tmp_path) -> None:
+    from livo.data.dedup_ray import RayDedupOptions, dedup_ray
+
+    good = tmp_path / "good.txt"
+    good.write_text("a red car\n" * 50)
+    truncated = tmp_path / "cut.parquet"
+    pq.write_table(pa.table({"prompt": [f"prompt {i}" for i in range(100)]}), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:-20])
+    with pytest.raises(InputError, match=r"cut\.parquet"):
+        dedup_ray([good, truncated], tmp_path / "out1")
+
+    broken = tmp_path / "broken.jsonl"
+    lines = [json.dumps({"prompt": f"prompt {i}"}) for i in range(40)]
+    lines[33] = '{"prompt": "no end'
+    broken.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"broken\.jsonl rows ([0-9]+)–([0-9]+): cannot be read as jsonl") as error:
+        dedup_ray([good, broken], tmp_path / "out2", options=RayDedupOptions(piece_bytes=200))
+    first, last = map(int, re.search(r"rows ([0-9]+)–([0-9]+)", str(error.value)).groups())  # type: ignore[union-attr]
+    assert first <= 50 + 34 <= last < first + 20  # the broken line is corpus row 84, in a piece of a few rows
+    assert "Traceback" not in str(error.value)
+    assert not (tmp_path / "out2").exists()  # nothing half-written under the output's name
+
+
+def test_each_worker_capped_below_the_single_process_need_completes(tmp_path) -> None:
+    """A fresh local Ray whose every worker is in its own memory cgroup of 300 MiB dedups a corpus
+    whose single-process run needs more (checked under the same cap: the kernel kills it)."""
+    script = ROOT / "tests" / "scripts" / "dedup_ray_capped_workers.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "300"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["single_process_killed"], report
+    assert report["identical"], report
+    assert report["workers"] >= 2 and report["oom_kills"] == 0, report
+    assert report["peak_worker_mib"] <= 300, report
