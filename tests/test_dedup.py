@@ -264,3 +264,21 @@ def test_bundled_sample_corpus_runs_through_the_cli(tmp_path):
     table = pq.read_table(out)
     assert table.num_rows > 1000
     assert 0 < sum(table.column("keep").to_pylist()) < table.num_rows
+
+
+def test_cli_refuses_several_inputs_without_ray_and_a_file_output_with_it(tmp_path, capsys):
+    """Both are checked before any work (and before Ray starts), naming what to change."""
+    from livo.cli import main
+
+    write_inputs(tmp_path)
+    txt, jsonl = str(tmp_path / "p.txt"), str(tmp_path / "p.jsonl")
+    assert main(["dedup", txt, jsonl, "-o", str(tmp_path / "o.parquet")]) == 2
+    assert "2 inputs given: without --ray" in capsys.readouterr().err
+    assert main(["dedup", "--ray", txt, "-o", str(tmp_path / "o.parquet")]) == 2
+    assert "with --ray the output is a folder" in capsys.readouterr().err
+    assert main(["dedup", "--ray", str(tmp_path / "none*.txt"), "-o", str(tmp_path / "out")]) == 2
+    assert "none*.txt" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["dedup", "--ray", txt, "-o", str(tmp_path / "out"), "--piece-size", "lots"])
+    assert usage.value.code == 2 and "argument --piece-size: size 'lots'" in capsys.readouterr().err
+    assert not (tmp_path / "o.parquet").exists() and not (tmp_path / "out").exists()

@@ -108,8 +108,12 @@ def _run_on_ray(args: argparse.Namespace, config: object) -> int:
         raise InputError(f"--output {args.output}: with --ray the output is a folder of Parquet parts, not a file")
     check_ray_settings(args.ray_address, args.ray_token_file)
     start_ray(args.ray_address, args.num_cpus, token_file=args.ray_token_file, log_to_driver=False)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    import ray.data  # noqa: F401  (configures its loggers on import; quieted below)
+
     from livo.data.dedup_ray import RayDedupOptions, dedup_ray
+
+    for name in ("ray.data", "ray.data._internal"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     options = RayDedupOptions(
         piece_bytes=args.piece_size,

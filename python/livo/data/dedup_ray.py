@@ -90,6 +90,9 @@ class RayDedupResult:
     partitions: int
     component_rounds: int
     seconds: float
+    # Arrow bytes entering the keyed shuffles (exact, buckets, pairs, the two text joins): what the
+    # network carries between nodes at most.
+    shuffle_bytes: int
     stage_seconds: dict[str, float] = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
 
@@ -206,6 +209,7 @@ def _run(
         exact_duplicates = sum(int(c["duplicates"]) for c in counts)
         empty = sum(int(c["empty"]) for c in counts)
         first_empty = sorted(int(r) for c in counts for r in c["first_empty"])[:10]
+        distinct_text_bytes = sum(int(c["first_text_bytes"]) for c in counts)
         exact_links = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "duplicate"})
         distinct = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "first"})
         stage_seconds["featurise_and_exact"] = time.perf_counter() - clock
@@ -222,6 +226,12 @@ def _run(
             .materialize()
         )
         candidate_pairs = candidates.count()
+        distinct_rows = total_rows - exact_duplicates - empty
+        # rows, first rows' texts, bands: the exact shuffle; (band, key, row) a band of each first row;
+        # pairs before and after deduplication (the latter joined twice, with one text each time).
+        shuffle_bytes = firsts.size_bytes() + distinct_rows * lsh_bands * 20 + candidate_pairs * 16 * 3
+        if config.verify:
+            shuffle_bytes += 2 * (distinct_text_bytes + 8 * distinct_rows)
         stage_seconds["candidates"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
@@ -296,6 +306,7 @@ def _run(
         pieces=len(pieces),
         partitions=partitions,
         component_rounds=rounds,
+        shuffle_bytes=shuffle_bytes,
         seconds=time.perf_counter() - started,
         stage_seconds=stage_seconds,
         parts=[str(output_dir / str(r["file"])) for r in written],
@@ -362,14 +373,19 @@ def _rows_where(block: pa.Table, test: str) -> pa.Table:
 
 
 def _exact_counts(block: pa.Table) -> pa.Table:
-    """Exact duplicates, empty rows and the first ten of them, of one block."""
+    """Exact duplicates, empty rows and the first ten of them, and the first rows' text bytes, of one
+    block."""
+    import pyarrow.compute as pc
+
     first, rows = block.column("first").to_numpy(), block.column("row").to_numpy()
     empty = np.sort(rows[first < 0])
+    text_bytes = pc.sum(pc.binary_length(block.column("text").filter(pa.array(first == rows)))).as_py() or 0
     return pa.table(
         {
             "duplicates": [int(((first >= 0) & (first != rows)).sum())],
             "empty": [len(empty)],
             "first_empty": pa.array([empty[:10].tolist()], pa.list_(pa.int64())),
+            "first_text_bytes": [int(text_bytes)],
         }
     )
 
