@@ -174,9 +174,21 @@ def _run(
     remote = _remote_args(options)
 
     context = DataContext.get_current()
-    saved = (context.shuffle_strategy, context.enable_progress_bars, context.max_hash_shuffle_aggregators)
+    # Shuffle and join aggregators are actors that would each hold half a CPU for the whole stage: on
+    # nodes of one CPU, two of them (one per join) leave no node a whole CPU for the tasks that feed
+    # them, and the run waits for ever. They take no CPU here; they work only between the tasks.
+    settings_names = (
+        "shuffle_strategy",
+        "enable_progress_bars",
+        "max_hash_shuffle_aggregators",
+        "hash_shuffle_operator_actor_num_cpus_override",
+        "join_operator_actor_num_cpus_override",
+    )
+    saved = {name: getattr(context, name) for name in settings_names}
     context.shuffle_strategy = ShuffleStrategy.HASH_SHUFFLE
     context.enable_progress_bars = False
+    context.hash_shuffle_operator_actor_num_cpus_override = 0
+    context.join_operator_actor_num_cpus_override = 0
     staging = output_dir.with_name(f".{output_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         clock = time.perf_counter()
@@ -287,7 +299,8 @@ def _run(
             shutil.rmtree(output_dir)
         os.replace(staging, output_dir)
     finally:
-        context.shuffle_strategy, context.enable_progress_bars, context.max_hash_shuffle_aggregators = saved
+        for name, value in saved.items():
+            setattr(context, name, value)
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
 
