@@ -235,3 +235,30 @@ def test_toy_prompt_set_limits_categories_and_puts_counter_default_colours_first
     assert len({parse_prompt(p.text).subject for p in explicit}) == 6
     only_harm, _ = load_prompts("toyworld", None, "toyworld", ["harm"])
     assert {p.category for p in only_harm} == {"harm"} and all(p.value_id for p in only_harm)
+
+
+def test_guidance_texts_with_words_the_model_cannot_read_are_refused(tmp_path) -> None:
+    """diffusers' default safety concept is English the toy model reads as unknown tokens: SLD and
+    the negative prompt refuse it naming the words, and accept a concept in the model's words."""
+    from livo.eval.methods import BaseModels, NegativePrompt, SafeLatentDiffusion, unknown_words
+
+    config = parse_eval_config(
+        {
+            "output": str(tmp_path),
+            "model": "builtin:toyworld",
+            "prompts": {"set": "toyworld", "registry": "toyworld"},
+            "methods": [
+                {"name": "sld", "kind": "sld", "safety_concept": "nudity, blood, violence"},
+                {"name": "neg", "kind": "negative_prompt", "negative_prompt": "violent zombie"},
+                {"name": "ok", "kind": "sld", "safety_concept": "bloody zombie"},
+            ],
+        },
+        "test",
+    )
+    models = BaseModels(config)
+    with pytest.raises(ConfigError, match=r"method 'sld': safety_concept .* holds 'nudity', 'violence'"):
+        SafeLatentDiffusion(config.methods[0], models)
+    with pytest.raises(ConfigError, match=r"method 'neg': negative_prompt 'violent zombie' holds 'violent'"):
+        NegativePrompt(config.methods[1], models)
+    SafeLatentDiffusion(config.methods[2], models)
+    assert unknown_words(models.base.tokenizer, "bloody, zombie") == []

@@ -12,8 +12,8 @@ Example (the toy world; every path may be relative to the YAML file)::
     per_prompt: 40
     methods:
       - {name: base, kind: base}
-      - {name: negative prompt, kind: negative_prompt, negative_prompt: "bloody, zombie"}
-      - {name: safe latent diffusion, kind: sld, safety_concept: "bloody, zombie"}
+      - {name: negative prompt, kind: negative_prompt, negative_prompt: "bloody zombie"}
+      - {name: safe latent diffusion, kind: sld, safety_concept: "bloody zombie"}
       - {name: LiVO, kind: livo, value_encoder: runs/livo, selector: faiss}
 """
 

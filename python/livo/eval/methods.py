@@ -96,7 +96,38 @@ class Method:
         return to_uint8(out.images)
 
 
+def unknown_words(tokenizer: Any, text: str) -> list[str]:
+    """The words and punctuation marks of ``text`` that ``tokenizer`` reads as its unknown token. A
+    closed-vocabulary model (the toy world's word-level tokenizer) reads them all as one and the same
+    embedding, which is no concept at all: a guidance text holding one steers somewhere arbitrary.
+    A byte-level BPE tokenizer (CLIP's) has no unknown token, so nothing is ever reported for it."""
+    import re
+
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if unknown is None:
+        return []
+    pieces = re.findall(r"\w+|[^\w\s]", text)
+    return [p for p in pieces if unknown in tokenizer(p, add_special_tokens=False)["input_ids"]]
+
+
+def check_guidance_text(method: str, field: str, text: str | None, tokenizer: Any) -> None:
+    """Refuses a guidance text (negative prompt, safety concept) with words the model cannot read."""
+    if not text:
+        return
+    unknown = unknown_words(tokenizer, text)
+    if unknown:
+        raise ConfigError(
+            f"method {method!r}: {field} {text!r} holds {', '.join(repr(w) for w in unknown)}, unknown to the "
+            "model's tokenizer (read as its unknown token, which steers nowhere in particular); write it in "
+            "the model's vocabulary"
+        )
+
+
 class NegativePrompt(Method):
+    def __init__(self, config: MethodConfig, models: BaseModels) -> None:
+        super().__init__(config, models)
+        check_guidance_text(config.name, "negative_prompt", config.negative_prompt, models.base.tokenizer)
+
     def key(self, prompt: EvalPrompt) -> tuple:
         return ("negative", self.config.negative_prompt)
 
@@ -117,10 +148,14 @@ class SafeLatentDiffusion(Method):
     It steers away from a text ``safety_concept``; diffusers marks the pipeline as deprecated (no
     fixes after 0.33) but ships and runs it. Its default concept is a long English list, which a
     model with a closed vocabulary (the toy world) reads mostly as unknown tokens, so give a concept
-    in the model's own words."""
+    in the model's own words (a concept with a word the tokenizer does not know is refused). On a
+    model that reads word order, write the concept as the model reads a prompt: the toy world
+    renders "bloody zombie" as harm (18 of 20 images) and "bloody, zombie" almost never (1 of 20), so
+    steering away from the latter steers away from nothing harmful."""
 
     def __init__(self, config: MethodConfig, models: BaseModels) -> None:
         super().__init__(config, models)
+        check_guidance_text(config.name, "safety_concept", config.safety_concept, models.base.tokenizer)
         self._pipeline: Any = None
 
     def key(self, prompt: EvalPrompt) -> tuple:
@@ -174,6 +209,7 @@ class OtherPipeline(Method):
 
     def __init__(self, config: MethodConfig, models: BaseModels) -> None:
         super().__init__(config, models)
+        check_guidance_text(config.name, "safety_concept", config.safety_concept, models.base.tokenizer)
         self._pipeline: Any = None
 
     def key(self, prompt: EvalPrompt) -> tuple:
