@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ from livo.data.corpus import Piece, count_rows, expand_inputs, read_piece, split
 from livo.data.dedup import DedupConfig
 from livo.data.io import write_table
 from livo.errors import InputError
+from livo.permissions import replace_folder
 
 if TYPE_CHECKING:
     import ray.data
@@ -112,8 +111,8 @@ def dedup_ray(
     keep_only: bool = False,
 ) -> RayDedupResult:
     """Deduplicates a corpus on the running Ray cluster (``ray.init`` first) and writes every input
-    row plus ``cluster_id`` and ``keep`` to ``output_dir`` as Parquet parts ``part-00000.parquet``,
-    ... in corpus order (only the kept rows with ``keep_only``). ``inputs`` are files, folders or glob
+    row plus ``cluster_id`` and ``keep`` to ``output_dir`` as Parquet parts (``part-00000.parquet``,
+    ``part-00001.parquet``, ...) in corpus order (only the kept rows with ``keep_only``). ``inputs`` are files, folders or glob
     patterns (:func:`livo.data.corpus.expand_inputs`); their rows form one corpus in the order given.
 
     The output folder must be on storage every node can write (the same path everywhere). It appears
@@ -174,22 +173,19 @@ def _run(
     remote = _remote_args(options)
 
     context = DataContext.get_current()
-    # Shuffle and join aggregators are actors that would each hold half a CPU for the whole stage: on
-    # nodes of one CPU, two of them (one per join) leave no node a whole CPU for the tasks that feed
-    # them, and the run waits for ever. They take no CPU here; they work only between the tasks.
+    # Shuffle aggregators are actors that would each hold half a CPU for the whole stage: on nodes of
+    # one CPU, two of them leave no node a whole CPU for the tasks that feed them, and the run waits
+    # for ever. They take no CPU here; they work only between the tasks. (Joins reduce in tasks.)
     settings_names = (
         "shuffle_strategy",
         "enable_progress_bars",
         "max_hash_shuffle_aggregators",
         "hash_shuffle_operator_actor_num_cpus_override",
-        "join_operator_actor_num_cpus_override",
     )
     saved = {name: getattr(context, name) for name in settings_names}
     context.shuffle_strategy = ShuffleStrategy.HASH_SHUFFLE
     context.enable_progress_bars = False
     context.hash_shuffle_operator_actor_num_cpus_override = 0
-    context.join_operator_actor_num_cpus_override = 0
-    staging = output_dir.with_name(f".{output_dir.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         clock = time.perf_counter()
         pieces = split_pieces(expand_inputs(inputs), options.piece_bytes)
@@ -249,8 +245,8 @@ def _run(
         clock = time.perf_counter()
         if config.verify and candidate_pairs:
             texts = distinct.select_columns(["row", "text"])
-            pairs = _join_text(candidates, texts, "a", partitions, remote)
-            pairs = _join_text(pairs, texts, "b", partitions, remote)
+            pairs = _join_text(candidates, texts, "a", partitions)
+            pairs = _join_text(pairs, texts, "b", partitions)
             edges = pairs.map_batches(
                 _verified,
                 batch_format="pyarrow",
@@ -278,31 +274,26 @@ def _run(
         every_piece = ray.data.from_items(
             [{"row": -1, "cluster": -1, "piece": i} for i in range(len(pieces))], override_num_blocks=1
         )
-        staging.mkdir(parents=True)
-        written = (
-            labels.map_batches(_with_piece, batch_format="pyarrow", fn_kwargs={"starts": starts}, **remote)
-            .union(every_piece)
-            .groupby("piece", num_partitions=min(partitions, max(1, len(pieces))))
-            .map_groups(
-                _write_piece,
-                batch_format="pyarrow",
-                fn_kwargs={"pieces": pieces, "column": column, "folder": str(staging), "keep_only": keep_only},
-                **remote,
+        with replace_folder(output_dir) as staging:
+            written = (
+                labels.map_batches(_with_piece, batch_format="pyarrow", fn_kwargs={"starts": starts}, **remote)
+                .union(every_piece)
+                .groupby("piece", num_partitions=min(partitions, max(1, len(pieces))))
+                .map_groups(
+                    _write_piece,
+                    batch_format="pyarrow",
+                    fn_kwargs={"pieces": pieces, "column": column, "folder": str(staging), "keep_only": keep_only},
+                    **remote,
+                )
+                .take_all()
             )
-            .take_all()
-        )
-        stage_seconds["write"] = time.perf_counter() - clock
+            if len(written) != len(pieces):
+                raise RuntimeError(f"{len(written)} of {len(pieces)} pieces were written")
         written.sort(key=lambda r: int(r["piece"]))
-        if len(written) != len(pieces):
-            raise RuntimeError(f"{len(written)} of {len(pieces)} pieces were written")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
+        stage_seconds["write"] = time.perf_counter() - clock
     finally:
         for name, value in saved.items():
             setattr(context, name, value)
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
     clusters = sum(int(r["clusters"]) for r in written)
     return RayDedupResult(
@@ -469,9 +460,8 @@ def _unique_pairs(block: pa.Table) -> pa.Table:
     return pa.table({"a": pa.array(pairs[:, 0], pa.int64()), "b": pa.array(pairs[:, 1], pa.int64())})
 
 
-def _join_text(
-    pairs: ray.data.Dataset, texts: ray.data.Dataset, side: str, partitions: int, remote: dict[str, Any]
-) -> ray.data.Dataset:
+def _join_text(pairs: ray.data.Dataset, texts: ray.data.Dataset, side: str, partitions: int) -> ray.data.Dataset:
+    """Each pair with the text of its row ``side`` (a hash join on the row)."""
     named = texts.rename_columns({"row": side, "text": f"text_{side}"})
     return pairs.join(named, "inner", partitions, on=(side,))
 
