@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from livo.arg_types import byte_size, fraction, positive_int
+
+if TYPE_CHECKING:
+    from livo.data.dedup import DedupResult
+    from livo.data.dedup_ray import RayDedupResult
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,17 +81,7 @@ def run_dedup(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
         keep_only=args.keep_only,
     )
-    _report(
-        result.rows,
-        result.exact_duplicates,
-        result.near_duplicates,
-        result.clusters,
-        result.bands,
-        result.rows_per_band,
-        result.seconds,
-        [int(r) for r in result.empty_rows],
-        len(result.empty_rows),
-    )
+    _report(result, [int(r) for r in result.empty_rows[:10]], len(result.empty_rows))
     print(f"wrote {args.output}")
     return 0
 
@@ -130,33 +125,16 @@ def _run_on_ray(args: argparse.Namespace, config: object) -> int:
         overwrite=args.overwrite,
         keep_only=args.keep_only,
     )
-    _report(
-        result.rows,
-        result.exact_duplicates,
-        result.near_duplicates,
-        result.clusters,
-        result.bands,
-        result.rows_per_band,
-        result.seconds,
-        result.first_empty_rows,
-        result.empty,
-    )
+    _report(result, result.first_empty_rows, result.empty)
     print(f"pieces {result.pieces}  partitions {result.partitions}  component rounds {result.component_rounds}")
     print(f"wrote {len(result.parts)} part(s) to {args.output}")
     return 0
 
 
-def _report(
-    rows: int,
-    exact: int,
-    near: int,
-    clusters: int,
-    bands: int,
-    rows_per_band: int,
-    seconds: float,
-    first_empty: list[int],
-    empty: int,
-) -> None:
+def _report(result: DedupResult | RayDedupResult, first_empty: list[int], empty: int) -> None:
+    """The summary line both engines print, and the warning naming the first empty prompts."""
+    rows, exact, near, clusters = result.rows, result.exact_duplicates, result.near_duplicates, result.clusters
+    bands, rows_per_band, seconds = result.bands, result.rows_per_band, result.seconds
     print(
         f"rows {rows:,}  exact duplicates {exact:,}  near duplicates {near:,}  clusters {clusters:,}  "
         f"empty {empty:,}  bands×rows {bands}×{rows_per_band}  {seconds:.2f} s"
