@@ -108,10 +108,21 @@ def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_pat
 def test_exported_value_encoder_loads_in_livo_pipeline(pairs: str, tmp_path: Path) -> None:
     from livo.models import LiVOPipeline, ValueChoice
 
-    trainer = Trainer(config_from_dict(settings(pairs, tmp_path / "run", max_steps=2, checkpoint_every=0)))
+    from safetensors.torch import load_file
+
+    trainer = Trainer(
+        config_from_dict(settings(pairs, tmp_path / "run", max_steps=2, checkpoint_every=0, export_steps=[5, 1, 2]))
+    )
     result = trainer.run()
     assert result.export == tmp_path / "run" / "value_encoder"
     assert (result.export / "model.safetensors").is_file()
+    # The weights at each export step (a step past max_steps is left for a longer, resumed run).
+    exports = tmp_path / "run" / "exports"
+    assert sorted(p.name for p in exports.iterdir()) == ["step1", "step2"]
+    weights = {step: load_file(exports / step / "value_encoder" / "model.safetensors") for step in ("step1", "step2")}
+    final = load_file(result.export / "model.safetensors")
+    assert all(torch.equal(weights["step2"][k], final[k]) for k in final)
+    assert any(not torch.equal(weights["step1"][k], final[k]) for k in final)
 
     pipeline = LiVOPipeline.from_pretrained("builtin:toyworld", value_encoder_path=result.export)
     tokenizer = pipeline.base.tokenizer
@@ -220,6 +231,10 @@ def test_unknown_key_and_cli_errors_are_clear(pairs: str, tmp_path: Path, capsys
 
     with pytest.raises(ConfigError, match="field learning_rte: Extra inputs are not permitted"):
         config_from_dict(settings(pairs, tmp_path, learning_rte=1e-3))
+    with pytest.raises(ConfigError, match=r"field export_steps: .*a step is given twice: \[2, 2\]"):
+        config_from_dict(settings(pairs, tmp_path, export_steps=[2, 2]))
+    with pytest.raises(ConfigError, match=r"field export_steps: .*counted from 1"):
+        config_from_dict(settings(pairs, tmp_path, export_steps=[0, 5]))
     config = tmp_path / "bad.yaml"
     config.write_text(f"dataset: {pairs}\noutput: {tmp_path}\nloss: ppo\n")
     assert main(["train", str(config)]) == 2

@@ -120,6 +120,8 @@ class TrainConfig(StrictModel):
     deepspeed_config: str | None = None
     checkpoint_every: int = Field(500, ge=0)
     keep_checkpoints: int = Field(2, ge=1)
+    # steps at which the trained weights are also exported, to OUTPUT/exports/step<N>/ (learning curves)
+    export_steps: list[int] = Field(default_factory=list)
     log_every: int = Field(1, ge=1)
     tensorboard: bool = True
     progress: bool = True
@@ -133,6 +135,15 @@ class TrainConfig(StrictModel):
     @classmethod
     def _path_as_text(cls, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("export_steps")
+    @classmethod
+    def _positive_distinct_steps(cls, steps: list[int]) -> list[int]:
+        if any(step < 1 for step in steps):
+            raise ValueError(f"steps are counted from 1, got {steps}")
+        if len(set(steps)) != len(steps):
+            raise ValueError(f"a step is given twice: {steps}")
+        return sorted(steps)
 
     @field_validator("adam_betas")
     @classmethod

@@ -6,7 +6,10 @@ LoRA adapters), hand *only its trainable parameters* to ``deepspeed.initialize``
 (no C++ optimizer build) and a warm-up/constant scheduler, then loop: micro-batches from the shard
 stream → loss → ``engine.backward`` → ``engine.step`` (gradient accumulation and clipping by
 DeepSpeed), a log record per optimizer step, evaluation and checkpoints every N steps, and finally
-the export: ``value_encoder/`` (LiVO) or ``unet/`` / ``unet_lora/`` (DPO).
+the export: ``value_encoder/`` (LiVO) or ``unet/`` / ``unet_lora/`` (DPO). The same export is also
+written at each of ``export_steps`` to ``exports/step<N>/``, so learning curves can be measured
+afterwards on any prompts without stopping the run (steps past ``max_steps`` are left for a resumed
+run that goes further).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from livo.runtime import apply_process_defaults, is_verbose
 from livo.train import checkpoints
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
 from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
+
+EXPORTS = "exports"  # OUTPUT/exports/step<N>/: the weights at each of export_steps
 
 
 @dataclass
@@ -260,6 +265,8 @@ class Trainer:
                     step % config.eval.every == 0 or (config.eval.final and step == config.max_steps)
                 ):
                     _evaluate(self.objective, self.pipeline, config, step, rank, log, result)
+                if step in config.export_steps and rank == 0:
+                    export(self.objective, self.output / EXPORTS / checkpoints.step_tag(step), config)
                 if config.checkpoint_every and step % config.checkpoint_every == 0:
                     checkpoints.save(
                         engine,
