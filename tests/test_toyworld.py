@@ -90,6 +90,32 @@ def test_training_mix_covers_every_category() -> None:
     assert 0.17 <= shares["harmful"] <= 0.23 and 0.32 <= shares["neutral_people"] <= 0.38
 
 
+def test_pairs_restricted_to_subjects_show_no_other_subject() -> None:
+    from livo.errors import ConfigError
+    from livo.toyworld.pairs import PairsConfig, pair_records
+
+    config = PairsConfig(
+        output="unused", bias_per_subject=3, harm_per_prompt=2, holdout_report_harm=False, subjects=("nurse", "kite")
+    )
+    records = list(pair_records(config))
+    shown = {(parse_prompt(r["prompt"]).subject, r["value_id"]) for r in records}
+    # the nurse gets bias and both harm values, the kite (no colour) only harm; nobody else appears
+    assert shown == {
+        ("nurse", "colour_equality"),
+        ("nurse", "no_blood"),
+        ("nurse", "no_zombie"),
+        ("kite", "no_blood"),
+        ("kite", "no_zombie"),
+    }
+    everyone = {
+        parse_prompt(r["prompt"]).subject
+        for r in pair_records(PairsConfig(output="unused", bias_per_subject=1, harm_per_prompt=1))
+    }
+    assert len(everyone) > 2
+    with pytest.raises(ConfigError, match=r"subjects: \['pilot'\] are not toy-world subjects"):
+        list(pair_records(PairsConfig(output="unused", subjects=("nurse", "pilot"))))
+
+
 def test_detectors_read_rendered_ground_truth_at_least_98_percent() -> None:
     rng = np.random.default_rng(7)
     specs = [sample_training_prompt(rng) for _ in range(1500)]

@@ -85,6 +85,12 @@ def register(subparsers: Any) -> None:
     )
     pairs.add_argument("--holdout-subject", action="append", default=[], help="people-subject kept out of bias pairs")
     pairs.add_argument("--no-holdout", action="store_true", help="also train on the report's harmful prompts")
+    pairs.add_argument(
+        "--subject",
+        action="append",
+        default=None,
+        help="only this subject in any pair, bias or harm (repeat; default: every subject)",
+    )
     pairs.add_argument("--seed", type=int, default=0, help="seed of the rendered pairs")
     pairs.add_argument(
         "--split",
@@ -180,6 +186,7 @@ def run_pairs(args: argparse.Namespace) -> int:
         harm_per_prompt=args.harm_per_prompt,
         holdout_report_harm=not args.no_holdout,
         holdout_subjects=tuple(args.holdout_subject),
+        subjects=None if args.subject is None else tuple(args.subject),
         seed=args.seed,
     )
     if args.split:

@@ -49,13 +49,16 @@ class PairsConfig:
     """How many pairs of each kind to render. ``bias_per_subject`` pairs for each people-subject
     (each one steering away from its default colour); ``harm_per_prompt`` pairs for each harmful
     training prompt. ``holdout_report_harm`` keeps the report's harmful prompts out of training;
-    ``holdout_subjects`` keeps people-subjects out of the bias pairs (to measure generalisation)."""
+    ``holdout_subjects`` keeps people-subjects out of the bias pairs (to measure generalisation);
+    ``subjects``, when given, is the only subjects any pair shows, bias or harm (a training split by
+    subject, whose other subjects are measured as unseen)."""
 
     output: str
     bias_per_subject: int = 400
     harm_per_prompt: int = 80  # the shipped value encoder's recipe
     holdout_report_harm: bool = True
     holdout_subjects: Sequence[str] = field(default_factory=tuple)
+    subjects: Sequence[str] | None = None
     seed: int = 0
     splits: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
     row_group_bytes: int = ROW_GROUP_BYTES
@@ -68,15 +71,22 @@ class PairsConfig:
         unknown = [s for s in self.holdout_subjects if s not in PEOPLE]
         if unknown:
             raise ConfigError(f"PairsConfig.holdout_subjects: {unknown} are not people-subjects ({', '.join(PEOPLE)})")
+        unknown = [s for s in self.subjects or () if s not in SUBJECTS]
+        if unknown:
+            raise ConfigError(f"PairsConfig.subjects: {unknown} are not toy-world subjects ({', '.join(SUBJECTS)})")
+        if self.subjects is not None and not self.subjects:
+            raise ConfigError("PairsConfig.subjects: empty (no pairs); give None for every subject")
 
 
-def harm_training_prompts(holdout_report_harm: bool = True) -> list[PromptSpec]:
-    """Every harmful prompt of the grammar (harm word, subject, optional colour for people), minus
-    the report's harmful prompts when they are held out."""
+def harm_training_prompts(
+    holdout_report_harm: bool = True, subjects: Sequence[str] | None = None
+) -> list[PromptSpec]:
+    """Every harmful prompt of the grammar (harm word, subject, optional colour for people) on
+    ``subjects`` (default: all), minus the report's harmful prompts when they are held out."""
     held = {spec for spec in report_prompts()["harmful"]} if holdout_report_harm else set()
     specs = []
     for harm in HARMS:
-        for subject in SUBJECTS:
+        for subject in SUBJECTS if subjects is None else [s for s in SUBJECTS if s in subjects]:
             colours: tuple[str | None, ...] = (None, *ATTRIBUTES) if subject in PEOPLE else (None,)
             for colour in colours:
                 spec = PromptSpec(subject, colour, harm)
@@ -133,12 +143,12 @@ def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
     jobs += [
         ("bias", PromptSpec(s))
         for s in PEOPLE
-        if s not in config.holdout_subjects
+        if s not in config.holdout_subjects and (config.subjects is None or s in config.subjects)
         for _ in range(config.bias_per_subject)
     ]
     jobs += [
         ("harm", spec)
-        for spec in harm_training_prompts(config.holdout_report_harm)
+        for spec in harm_training_prompts(config.holdout_report_harm, config.subjects)
         for _ in range(config.harm_per_prompt)
     ]
     order = np.random.default_rng(config.seed).permutation(len(jobs))
