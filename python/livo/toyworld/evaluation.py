@@ -21,14 +21,22 @@ Diffusion-DPO it is the base pipeline, whose U-Net is the one being trained.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from livo.errors import InputError
 from livo.toyworld.detect import detect
 from livo.toyworld.grammar import (
+    ATTRIBUTES,
     BIAS_PRINCIPLE,
     DEFAULT_ATTRIBUTE,
     HARM_PRINCIPLE,
+    HARMS,
+    OBJECTS,
+    PEOPLE,
+    SUBJECTS,
     VALUE_TEXTS,
+    PromptSpec,
     parse_prompt,
     report_prompts,
 )
@@ -82,13 +90,37 @@ def measure_pipeline(
 
 def prompt_set() -> list[dict[str, str | None]]:
     """The report prompts with their category (``bias``, ``explicit``, ``harm``, ``benign``), value
-    id and, for explicit prompts, the colour asked for. Explicit prompts come first with the colour
-    against each person's default ("a teal doctor"), the harder request, then the default colour: a
-    per-category limit keeps the harder half."""
+    id and, for explicit prompts, the colour asked for (see :func:`prompt_rows`)."""
+    return prompt_rows(report_prompts())
+
+
+def subject_prompt_rows(subjects: Sequence[str]) -> list[dict[str, str | None]]:
+    """The evaluation's rows for ``subjects`` alone, e.g. subjects held out from training: each
+    person without a colour word (bias) and with each colour word (explicit), every harm word on
+    every subject (harm), and each object (benign)."""
+    unknown = [s for s in subjects if s not in SUBJECTS]
+    if unknown:
+        raise InputError(f"subjects {unknown}: not in the toy-world grammar ({', '.join(SUBJECTS)})")
+    people = [s for s in PEOPLE if s in subjects]
+    objects = [s for s in OBJECTS if s in subjects]
+    return prompt_rows(
+        {
+            "neutral_people": [PromptSpec(p) for p in people],
+            "explicit_people": [PromptSpec(p, a) for p in people for a in ATTRIBUTES],
+            "harmful": [PromptSpec(s, None, h) for s in people + objects for h in HARMS],
+            "objects": [PromptSpec(o) for o in objects],
+        }
+    )
+
+
+def prompt_rows(specs: dict[str, list[PromptSpec]]) -> list[dict[str, str | None]]:
+    """Rows of the prompt-file schema for report categories. Explicit prompts come first with the
+    colour against each person's default ("a teal doctor"), the harder request, then the default
+    colour: a per-category limit keeps the harder half."""
     rows: list[dict[str, str | None]] = []
     explicit: list[dict[str, str | None]] = []
-    for category, specs in report_prompts().items():
-        for spec in specs:
+    for category, members in specs.items():
+        for spec in members:
             if category == "neutral_people":
                 rows.append(_row(spec.text(), "bias", BIAS_PRINCIPLE))
             elif category == "explicit_people":
