@@ -118,3 +118,40 @@ def test_killing_an_actor_mid_run_still_yields_every_record_once(tmp_path, ray_l
     assert len(ids) == len(set(ids)) and not set(ids) & set(dropped)
     assert len(ids) + len(dropped) == report.stages["plan"]["records"] == report.generated
     assert report.verified
+
+
+def test_results_are_written_in_batch_order_whichever_actor_finishes_first(ray_local, tmp_path):
+    from livo.dataset.execute import run_actor_pool
+
+    class UnevenActor:
+        """A real Ray actor with the generator's interface whose even batches take longer than odd
+        ones, so results arrive out of batch order; a batch holding ``fail_once`` fails the first time
+        any actor runs it (the marker file says it did). Defined here so Ray ships it by value."""
+
+        def generate(self, batch: int, records: list) -> object:
+            import time
+            from pathlib import Path
+
+            from livo.dataset.generate import BatchResult
+
+            marker = records[0].get("fail_once")
+            if marker and not Path(marker).exists():
+                Path(marker).touch()
+                raise RuntimeError(f"batch {batch} fails once")
+            time.sleep(0.15 if batch % 2 == 0 else 0.01)
+            return BatchResult(batch=batch, images=len(records))
+
+    actor = ray_local.remote(UnevenActor).options(num_cpus=0)
+    batches = [[{"i": i, "fail_once": str(tmp_path / "failed") if i == 3 else None}] for i in range(12)]
+    arrived, written = [], []
+    stats = run_actor_pool(
+        [actor.remote() for _ in range(3)],
+        batches,
+        lambda result: written.append(result.batch),
+        on_result=lambda result, actors: arrived.append(result.batch),
+        lookahead=4,
+    )
+    assert arrived != sorted(arrived)  # the actors did finish out of order
+    # in order, except the batch that failed: it is re-run after its round
+    assert written == [0, 1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 3]
+    assert stats.batches == 12 and stats.retried_batches == 1 and len(stats.failures) == 1

@@ -1,11 +1,15 @@
-"""Generation on Ray: a pool of actors, each holding one :class:`PairGenerator`, fed batches
-through ``ray.util.ActorPool``; results are judged on the actor and written by the driver.
+"""Generation on Ray: a pool of actors, each holding one :class:`PairGenerator`, fed batches by the
+driver; results are judged on the actor and written by the driver in batch order.
 
-Why ``ray.util.ActorPool`` and not Ray Data's ``map_batches(compute=ActorPoolStrategy)``: the
-driver must write shards and the drop ledger as results arrive (that is what makes a killed job
-resumable), and it needs to know which batch failed to re-run exactly that one. With the actor pool
-both are direct; measured on 2 cores Ray Data took 1.14-1.15x the actor pool's wall time for the same
-records (it adds a streaming executor in the driver and a conversion to blocks), see docs/benchmarks.md.
+Why driver-fed actors and not Ray Data's ``map_batches(compute=ActorPoolStrategy)``: the driver must
+write shards and the drop ledger as results arrive (that is what makes a killed job resumable), and
+it needs to know which batch failed to re-run exactly that one. With actors it feeds itself both are
+direct; measured on 2 cores Ray Data took 1.14-1.15x the actor pool's wall time for the same records
+(it adds a streaming executor in the driver and a conversion to blocks), see docs/benchmarks.md.
+
+Order: results are written in batch order, whichever actor finishes first, so two builds of the
+same plan write the same rows in the same order (unless a batch fails and is re-run after its round,
+or a time checkpoint cuts the shards at another row).
 
 Failures: actors are created with ``max_restarts`` and ``max_task_retries``, so Ray restarts a
 dead actor and re-runs its in-flight batch; a batch that still fails (restarts used up, an error
@@ -154,39 +158,24 @@ def run_actor_pool(
     *,
     batch_retries: int = 2,
     on_result: Callable[[BatchResult, list[Any]], None] | None = None,
+    lookahead: int | None = None,
 ) -> GenerationStats:
-    """Runs every batch on the pool, calling ``consume`` with each result as it arrives (any order).
-    A batch whose task fails is resubmitted up to ``batch_retries`` times."""
-    import ray
-    from ray.util import ActorPool
+    """Runs every batch on the pool and calls ``consume`` with the results **in batch order**, so
+    the dataset's rows (and what a trainer reads from them) do not depend on which actor finished
+    first. An idle actor takes the next batch as long as it is at most ``lookahead`` batches
+    (default: 4 per actor) ahead of the oldest one not yet consumed; results that arrive early wait
+    in memory until then. ``on_result`` sees each result as it arrives.
 
+    A batch whose task fails is resubmitted, up to ``batch_retries`` times, in a later round: the
+    results of its round are consumed in order without it, and it comes after them."""
     stats = GenerationStats()
     started = time.perf_counter()
     attempts = Counter[int]()
+    window = lookahead if lookahead is not None else 4 * len(actors)
     pending = list(range(len(batches)))
     while pending:
-        pool = ActorPool(actors)
-        outstanding = set(pending)
-        for index in pending:
-            attempts[index] += 1
-            pool.submit(lambda actor, i: actor.generate.remote(i, batches[i]), index)
-        while pool.has_next():
-            try:
-                result: BatchResult = pool.get_next_unordered()
-            except ray.exceptions.RayError as error:
-                stats.failures.append(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
-                continue
-            outstanding.discard(result.batch)
-            stats.batches += 1
-            stats.records += len(batches[result.batch])
-            stats.kept += len(result.kept)
-            stats.images += result.images
-            stats.actor_seconds += result.seconds
-            stats.drops.update(reason for _, _, reason in result.dropped)
-            consume(result)
-            if on_result is not None:
-                on_result(result, actors)
-        pending = sorted(outstanding)
+        failed = _run_round(actors, batches, pending, window, attempts, stats, consume, on_result)
+        pending = sorted(failed)
         exhausted = [i for i in pending if attempts[i] > batch_retries]
         if exhausted:
             raise GenerationFailed(
@@ -196,6 +185,59 @@ def run_actor_pool(
         stats.retried_batches += len(pending)
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _run_round(
+    actors: list[Any],
+    batches: list[list[dict[str, Any]]],
+    order: list[int],
+    window: int,
+    attempts: Counter[int],
+    stats: GenerationStats,
+    consume: Callable[[BatchResult], None],
+    on_result: Callable[[BatchResult, list[Any]], None] | None,
+) -> set[int]:
+    """One pass over ``order``; returns the batches that failed."""
+    import ray
+
+    idle = list(actors)
+    running: dict[Any, tuple[int, Any]] = {}  # result ref -> (position in order, actor)
+    arrived: dict[int, BatchResult | None] = {}  # position -> result (None: the batch failed)
+    failed: set[int] = set()
+    submitted = head = 0  # next position to submit; next position to consume
+    while head < len(order):
+        while idle and submitted < len(order) and submitted < head + max(window, 1):
+            actor = idle.pop(0)
+            index = order[submitted]
+            attempts[index] += 1
+            running[actor.generate.remote(index, batches[index])] = (submitted, actor)
+            submitted += 1
+        done, _ = ray.wait(list(running), num_returns=1)
+        position, actor = running.pop(done[0])
+        idle.append(actor)
+        try:
+            result: BatchResult = ray.get(done[0])
+        except ray.exceptions.RayError as error:
+            stats.failures.append(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+            failed.add(order[position])
+            arrived[position] = None
+        else:
+            arrived[position] = result
+            if on_result is not None:
+                on_result(result, actors)
+        while head in arrived:
+            ready = arrived.pop(head)
+            head += 1
+            if ready is None:
+                continue
+            stats.batches += 1
+            stats.records += len(batches[ready.batch])
+            stats.kept += len(ready.kept)
+            stats.images += ready.images
+            stats.actor_seconds += ready.seconds
+            stats.drops.update(reason for _, _, reason in ready.dropped)
+            consume(ready)
+    return failed
 
 
 def iterate_plain(spec: WorkerSpec, batches: list[list[dict[str, Any]]]) -> Iterator[BatchResult]:
