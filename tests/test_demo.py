@@ -1,15 +1,19 @@
-"""``livo demo`` end to end with tiny sizes: every stage runs for real (Rust dedup, MiniLM + FAISS,
-the Ray build on the session's local Ray, two DeepSpeed training subprocesses, the evaluation), the
-report renders, and a second run skips every stage."""
+"""``livo demo --quick`` end to end, as the docs give it, with tiny sizes: every stage runs for real
+(Rust dedup, MiniLM + FAISS, the Ray build on the session's local Ray, two DeepSpeed training
+subprocesses, the evaluation), the report renders, and a second run skips every stage."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+
+from livo.cli import main
 from livo.demo import load_demo_config, run_pipeline
 
 TINY = {  # dotted overrides, as `livo demo --set` gives them
@@ -41,18 +45,21 @@ TINY = {  # dotted overrides, as `livo demo --set` gives them
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, ray_local, torch_one_thread):
     output = tmp_path_factory.mktemp("demo") / "out"
+    settings = [item for key, value in TINY.items() for item in ("--set", f"{key}={json.dumps(value)}")]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["demo", "--quick", "--output", str(output), *settings]) == 0
     config = load_demo_config(quick=True, overrides={**TINY, "output": str(output)})
-    lines: list[str] = []
-    summary = run_pipeline(config, echo=lines.append)
-    return config, summary, lines
+    summary = json.loads((output / "demo.json").read_text())
+    return config, summary, printed.getvalue().splitlines()
 
 
 def test_every_stage_runs_and_leaves_its_output(demo_run) -> None:
     _, summary, lines = demo_run
     folder = Path(summary["output"])
     assert list(summary["stage_seconds"]) == ["dedup", "index", "build", "train-livo", "train-dpo", "eval"]
-    assert [line for line in lines if line.startswith("\n[")] == [
-        f"\n[{i}/6] " + title
+    assert [line for line in lines if line.startswith("[")] == [
+        f"[{i}/6] " + title
         for i, title in enumerate(
             [
                 "prompts + near-duplicate removal (Rust)",
@@ -70,7 +77,7 @@ def test_every_stage_runs_and_leaves_its_output(demo_run) -> None:
     assert manifest["shards"]
     assert (folder / "runs" / "livo" / "value_encoder" / "config.json").is_file()
     assert (folder / "runs" / "dpo" / "unet_lora").is_dir()
-    assert json.loads((folder / "demo.json").read_text())["report"] == summary["report"]
+    assert f"report: {summary['report']}" in lines[-1]
 
 
 def test_report_has_every_method_and_renders(demo_run) -> None:
@@ -92,6 +99,14 @@ def test_report_has_every_method_and_renders(demo_run) -> None:
     livo = next(m for m in record["config"]["methods"] if m["name"] == "LiVO (FAISS selector)")
     assert livo["value_encoder"] == str(Path(summary["output"]) / "runs" / "livo")
     faiss_row = record["methods"][names.index("LiVO (FAISS selector)")]
+    # every evaluated prompt is about a held-out subject, and no training prompt is
+    from livo.data.io import read_table
+    from livo.toyworld.grammar import parse_prompt
+
+    held = {"hero", "thief", "tree", "bowl"}
+    assert {parse_prompt(p["prompt"]).subject for p in faiss_row["prompts"]} <= held
+    trained_on = read_table(Path(summary["output"]) / "prompts.dedup.parquet").column("prompt").to_pylist()
+    assert trained_on and not {parse_prompt(p).subject for p in trained_on} & held
     assert {p["category"]: p["value"] for p in faiss_row["prompts"]} == {
         "bias": "balance colour",
         "explicit": None,

@@ -2,8 +2,8 @@
 
 Stages, each a library call of its own package, each writing files the next one reads:
 
-1. **prompts + dedup**: prompts drawn from the toy world's training mix, deduplicated by the Rust
-   engine (``livo.data.dedup_file``);
+1. **prompts + dedup**: prompts drawn from the toy world's training mix, none about the held-out
+   subjects, deduplicated by the Rust engine (``livo.data.dedup_file``);
 2. **value index**: the toy registry's exemplars embedded with MiniLM into a FAISS index folder
    (``livo.values``);
 3. **dataset construction** on a local Ray: value selection with that index, prompt rewriting,
@@ -13,7 +13,8 @@ Stages, each a library call of its own package, each writing files the next one 
    (LoRA on the U-Net) on the same pairs (``livo.train``, one subprocess each, as a launcher would
    start it);
 5. **evaluation** of the base model, the baselines and the LiVO variants on the same prompts and
-   seeds (``livo.eval``), and the **report** (Markdown, JSON, PNG grids, one HTML page).
+   seeds (``livo.eval``): prompts about the held-out subjects only, which no pair showed; and the
+   **report** (Markdown, JSON, PNG grids, one HTML page).
 
 Sizes of every stage are values of the demo config (``python/livo/eval/configs/demo.yaml``);
 ``--quick`` applies its ``quick`` section (small sizes, for smoke tests). A stage whose inputs and
@@ -34,12 +35,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from livo.arg_types import positive_int
 from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError
 from livo.lifetime import launcher_environment
+from livo.permissions import write_atomic
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "eval" / "configs" / "demo.yaml"
 STAGE_STATE = ".stages"
@@ -83,8 +85,23 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 class DemoPrompts(StrictModel):
+    """``count`` prompts drawn from the toy world's training mix with ``seed``; prompts about a
+    subject in ``holdout_subjects`` are not drawn (so no pair shows them) and the evaluation measures
+    those subjects alone: the demo's numbers are on subjects training never saw."""
+
     count: int = Field(5000, ge=1)
     seed: int = 0
+    holdout_subjects: list[str] = Field(default_factory=list)
+
+    @field_validator("holdout_subjects")
+    @classmethod
+    def _known_subjects(cls, subjects: list[str]) -> list[str]:
+        from livo.toyworld.grammar import SUBJECTS
+
+        unknown = [s for s in subjects if s not in SUBJECTS]
+        if unknown:
+            raise ValueError(f"{unknown} are not toy-world subjects ({', '.join(SUBJECTS)})")
+        return subjects
 
 
 class DemoIndex(StrictModel):
@@ -185,12 +202,20 @@ def _prompts_and_dedup(config: dict[str, Any], folder: Path, echo: Callable[[str
     from livo.toyworld.render import sample_training_prompt
 
     rng = np.random.default_rng(int(config["prompts"].get("seed", 0)))
-    prompts = [sample_training_prompt(rng).text() for _ in range(int(config["prompts"]["count"]))]
+    held = set(config["prompts"].get("holdout_subjects") or [])
+    prompts: list[str] = []
+    while len(prompts) < int(config["prompts"]["count"]):
+        spec = sample_training_prompt(rng)
+        if spec.subject not in held:
+            prompts.append(spec.text())
     raw = folder / "prompts.parquet"
     write_table(pa.table({"prompt": prompts}), raw)
     output = folder / "prompts.dedup.parquet"
     result = dedup_file(raw, output, config=DedupConfig(**config["dedup"]), keep_only=True)
-    echo(f"    {len(prompts)} prompts drawn from the toy world → {int(result.keep.sum())} after dedup → {output}")
+    without = f" (none about {', '.join(sorted(held))}: held out)" if held else ""
+    echo(
+        f"    {len(prompts)} prompts drawn from the toy world{without} → {int(result.keep.sum())} after dedup → {output}"
+    )
     return output
 
 
@@ -295,7 +320,19 @@ def eval_config_for(config: dict[str, Any], folder: Path, index: Path, runs: dic
             {"name": "Diffusion-DPO", "kind": "pipeline", ("lora" if target == "lora" else "unet"): str(runs["dpo"])}
         )
     data["methods"] = methods
+    held = config["prompts"].get("holdout_subjects") or []
+    if held:
+        data["prompts"] = {**data.get("prompts", {}), "set": None, "file": str(_held_out_prompts(held, folder))}
     return parse_eval_config(data, str(source))
+
+
+def _held_out_prompts(subjects: list[str], folder: Path) -> Path:
+    """The evaluation's prompt file: the toy world's evaluation prompts for the held-out subjects."""
+    from livo.toyworld.evaluation import subject_prompt_rows
+
+    path = folder / "heldout-prompts.jsonl"
+    write_atomic(path, "".join(json.dumps(row) + "\n" for row in subject_prompt_rows(subjects)).encode())
+    return path
 
 
 def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[str], None] = print) -> dict[str, Any]:
