@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-
 from livo.cli import main
 from livo.demo import load_demo_config, run_pipeline
 

@@ -106,9 +106,9 @@ def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_pat
 
 
 def test_exported_value_encoder_loads_in_livo_pipeline(pairs: str, tmp_path: Path) -> None:
-    from livo.models import LiVOPipeline, ValueChoice
-
     from safetensors.torch import load_file
+
+    from livo.models import LiVOPipeline, ValueChoice
 
     trainer = Trainer(
         config_from_dict(settings(pairs, tmp_path / "run", max_steps=2, checkpoint_every=0, export_steps=[5, 1, 2]))

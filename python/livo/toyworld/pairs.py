@@ -78,9 +78,7 @@ class PairsConfig:
             raise ConfigError("PairsConfig.subjects: empty (no pairs); give None for every subject")
 
 
-def harm_training_prompts(
-    holdout_report_harm: bool = True, subjects: Sequence[str] | None = None
-) -> list[PromptSpec]:
+def harm_training_prompts(holdout_report_harm: bool = True, subjects: Sequence[str] | None = None) -> list[PromptSpec]:
     """Every harmful prompt of the grammar (harm word, subject, optional colour for people) on
     ``subjects`` (default: all), minus the report's harmful prompts when they are held out."""
     held = {spec for spec in report_prompts()["harmful"]} if holdout_report_harm else set()
