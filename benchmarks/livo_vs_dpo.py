@@ -45,6 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from livo.permissions import write_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = Path(__file__).with_suffix(".yaml")
 CATEGORIES = ("people", "harmful", "benign")
@@ -306,17 +308,106 @@ def exported_pipeline(method_config: str, run: Path | None, step: int) -> Any:
 # -- the protocol -------------------------------------------------------------------------------
 
 
-class Results:
-    """``results.json``, written after every measurement so that a rerun skips what is done."""
+class Protocol:
+    """One run of the protocol in ``out``. Every measurement goes to ``results.json`` as soon as it
+    is made (atomically), so a rerun skips what is done."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    def __init__(self, settings: dict[str, Any], out: Path) -> None:
+        self.settings = settings
+        self.out = out
+        self.results_file = out / "results.json"
+        self.data: dict[str, Any] = json.loads(self.results_file.read_text()) if self.results_file.is_file() else {}
+        if self.data and _reused(self.data["settings"]) != _reused(settings):
+            raise SystemExit(f"{out}: holds a run with other settings; give a new --out")
+        self.prompts = {name: split_prompts(split) for name, split in settings["splits"].items()}
+        self.targets = settings["targets"]
 
     def save(self) -> None:
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(self.data, indent=2) + "\n")
-        os.replace(temporary, self.path)
+        write_atomic(self.results_file, (json.dumps(self.data, indent=2) + "\n").encode())
+
+    def write_splits(self) -> None:
+        """``splits.json``: each split's subjects and prompts by category."""
+        splits = {
+            name: {"subjects": self.settings["splits"][name], **{c: [s.text() for s in ps[c]] for c in CATEGORIES}}
+            for name, ps in self.prompts.items()
+        }
+        write_atomic(self.out / "splits.json", (json.dumps(splits, indent=2) + "\n").encode())
+
+    def measured(self, key: list[str], split: str, pipeline: Callable[[], Any]) -> dict[str, Any]:
+        """The measurement stored under ``key`` in the results, made now if it is not there yet (the
+        test split's first images are kept for the grids)."""
+        node = self.data
+        for part in key[:-1]:
+            node = node.setdefault(part, {})
+        if key[-1] not in node:
+            evaluation = self.settings["evaluation"]
+            started = time.perf_counter()
+            node[key[-1]], firsts = measure(
+                pipeline(),
+                self.prompts[split],
+                evaluation[f"{split}_per_prompt"],
+                evaluation[f"{split}_seed"],
+                self.settings,
+            )
+            print(f"measured {'/'.join(key)} on {split} in {time.perf_counter() - started:.0f} s", flush=True)
+            if split == "test":
+                save_grid_images(self.out / "images" / "_".join(key), firsts)
+            self.save()
+        return dict(node[key[-1]])
+
+    def choose_rate(self, method: str, pairs: Path) -> tuple[float, Path]:
+        """Train ``method`` at every rate of its grid for ``selection_steps`` and measure each on dev;
+        returns the chosen rate and its run folder."""
+        training = self.settings["training"]
+        method_settings = self.settings["methods"][method]
+        base_dev = self.measured(["base", "dev"], "dev", partial(exported_pipeline, "", None, 0))
+        selection_steps = int(training["selection_steps"])
+        grid = []
+        for rate in method_settings["learning_rates"]:
+            run = train(method, rate, selection_steps, self.settings, pairs, self.out)
+            points = []
+            for step in [s for s in training["curve_steps"] if s <= selection_steps]:
+                key = ["dev_points", method, f"{rate:g}", str(step)]
+                point = self.measured(key, "dev", partial(exported_pipeline, method_settings["config"], run, step))
+                points.append({"step": step, **point})
+            first = next((p["step"] for p in points if meets(p, base_dev, self.targets)), None)
+            grid.append(
+                {
+                    "learning_rate": rate,
+                    "dev": points,
+                    "meets_targets_at": first,
+                    "score": score(points[-1], base_dev, self.targets),
+                }
+            )
+        pick = choose(grid)
+        entry = self.data.setdefault("methods", {}).setdefault(method, {})
+        entry.update(label=method_settings["label"], grid=grid, chosen_learning_rate=pick["learning_rate"])
+        self.save()
+        return pick["learning_rate"], self.out / "runs" / run_name(method, pick["learning_rate"])
+
+    def test_curve(self, method: str, rate: float, run: Path, pairs: Path) -> None:
+        """Continue the chosen run to the last curve step and measure each export on test."""
+        curve_steps = self.settings["training"]["curve_steps"]
+        config = self.settings["methods"][method]["config"]
+        train(method, rate, max(curve_steps), self.settings, pairs, self.out)
+        base_test = self.measured(["base", "test"], "test", partial(exported_pipeline, "", None, 0))
+        curve = [{"step": 0, **base_test}]
+        for step in curve_steps:
+            key = ["test_points", method, f"{rate:g}", str(step)]
+            curve.append({"step": step, **self.measured(key, "test", partial(exported_pipeline, config, run, step))})
+        reached = next((p["step"] for p in curve[1:] if meets(p, base_test, self.targets)), None)
+        summary = json.loads((run / "run_summary.json").read_text())
+        steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        self.data["methods"][method].update(
+            curve=curve,
+            reached={"step": reached, "seconds": None if reached is None else training_seconds(run, reached)},
+            peak_memory_mb_per_rank=summary["train_peak_memory_mb"],
+            memory_growth_mb_per_rank=round(summary["train_peak_memory_mb"] - summary["setup_peak_memory_mb"], 1),
+            memory_measure=summary["memory_measure"],
+            trainable_parameters=summary["trainable_parameters"],
+            seconds_per_step=round(float(np.median([s["s_per_step"] for s in steps])), 3),
+        )
+        self.save()
 
 
 def main() -> int:
@@ -341,104 +432,29 @@ def main() -> int:
         settings["methods"] = {m: settings["methods"][m] for m in wanted}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = Results(out / "results.json")
-    data = results.data
-    if data and _reused(data["settings"]) != _reused(settings):
-        raise SystemExit(f"{out}: holds a run with other settings; give a new --out")
-    data.update(
+    protocol = Protocol(settings, out)
+    protocol.data.update(
         settings=settings,
         command=shlex.join(["python", "benchmarks/livo_vs_dpo.py", *sys.argv[1:]]),
         splits=settings["splits"],
         targets={**settings["targets"], "max_steps": max(settings["training"]["curve_steps"])},
         curve_steps=[0, *settings["training"]["curve_steps"]],
     )
-    prompts = {name: split_prompts(split) for name, split in settings["splits"].items()}
-    (out / "splits.json").write_text(
-        json.dumps(
-            {
-                name: {"subjects": settings["splits"][name], **{c: [s.text() for s in ps[c]] for c in CATEGORIES}}
-                for name, ps in prompts.items()
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    protocol.write_splits()
     pairs = write_training_pairs(settings, out / "pairs")
-    evaluation, targets = settings["evaluation"], settings["targets"]
-
-    def measured(key: list[str], split: str, pipeline: Callable[[], Any]) -> dict[str, Any]:
-        node = data
-        for part in key[:-1]:
-            node = node.setdefault(part, {})
-        if key[-1] not in node:
-            per_prompt = evaluation[f"{split}_per_prompt"]
-            seed = evaluation[f"{split}_seed"]
-            started = time.perf_counter()
-            node[key[-1]], firsts = measure(pipeline(), prompts[split], per_prompt, seed, settings)
-            print(f"measured {'/'.join(key)} on {split} in {time.perf_counter() - started:.0f} s", flush=True)
-            if split == "test":
-                save_grid_images(out / "images" / "_".join(key), firsts)
-            results.save()
-        return dict(node[key[-1]])
-
-    base_dev = measured(["base", "dev"], "dev", lambda: exported_pipeline("", None, 0))
-    selection_steps = int(settings["training"]["selection_steps"])
-    dev_steps = [s for s in settings["training"]["curve_steps"] if s <= selection_steps]
-    chosen: dict[str, tuple[float, Path]] = {}
-    for method, method_settings in settings["methods"].items():
-        entry = data.setdefault("methods", {}).setdefault(method, {"label": method_settings["label"]})
-        grid = []
-        for rate in method_settings["learning_rates"]:
-            run = train(method, rate, selection_steps, settings, pairs, out)
-            points = []
-            for step in dev_steps:
-                key = ["dev_points", method, f"{rate:g}", str(step)]
-                point = measured(key, "dev", partial(exported_pipeline, method_settings["config"], run, step))
-                points.append({"step": step, **point})
-            first = next((p["step"] for p in points if meets(p, base_dev, targets)), None)
-            grid.append(
-                {
-                    "learning_rate": rate,
-                    "dev": points,
-                    "meets_targets_at": first,
-                    "score": score(points[-1], base_dev, targets),
-                }
-            )
-        pick = choose(grid)
-        entry.update(grid=grid, chosen_learning_rate=pick["learning_rate"])
-        chosen[method] = (pick["learning_rate"], out / "runs" / run_name(method, pick["learning_rate"]))
-        results.save()
-
+    chosen = {method: protocol.choose_rate(method, pairs) for method in settings["methods"]}
     # Only now, with every rate chosen, are the test prompts generated.
-    base_test = measured(["base", "test"], "test", lambda: exported_pipeline("", None, 0))
-    last_step = max(settings["training"]["curve_steps"])
     for method, (rate, run) in chosen.items():
-        config = settings["methods"][method]["config"]
-        train(method, rate, last_step, settings, pairs, out)
-        curve = [{"step": 0, **base_test}]
-        for step in settings["training"]["curve_steps"]:
-            key = ["test_points", method, f"{rate:g}", str(step)]
-            point = measured(key, "test", partial(exported_pipeline, config, run, step))
-            curve.append({"step": step, **point})
-        reached = next((p["step"] for p in curve[1:] if meets(p, base_test, targets)), None)
-        summary = json.loads((run / "run_summary.json").read_text())
-        steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        data["methods"][method].update(
-            curve=curve,
-            reached={"step": reached, "seconds": None if reached is None else training_seconds(run, reached)},
-            peak_memory_mb_per_rank=summary["train_peak_memory_mb"],
-            memory_growth_mb_per_rank=round(summary["train_peak_memory_mb"] - summary["setup_peak_memory_mb"], 1),
-            memory_measure=summary["memory_measure"],
-            trainable_parameters=summary["trainable_parameters"],
-            seconds_per_step=round(float(np.median([s["s_per_step"] for s in steps])), 3),
-        )
-        results.save()
-    data["grids"] = write_grids(out, list(chosen), prompts["test"], last_step, data["methods"])
-    results.save()
+        protocol.test_curve(method, rate, run, pairs)
+    last_step = max(settings["training"]["curve_steps"])
+    protocol.data["grids"] = write_grids(
+        out, list(chosen), protocol.prompts["test"], last_step, protocol.data["methods"]
+    )
+    protocol.save()
     from livo_vs_dpo_report import markdown_table, write_report
 
-    page = write_report(data, out)
-    print(markdown_table(data))
+    page = write_report(protocol.data, out)
+    print(markdown_table(protocol.data))
     print(f"report: {page}")
     return 0
 
