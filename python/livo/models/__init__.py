@@ -2,8 +2,8 @@
 
 * ``ValueEncoder`` (``value_encoder``): a ``CLIPTextModel`` copy of the base text encoder whose
   pooled output on ``value + ", " + prompt`` is the value token ``e_v``.
-* ``conditioning``: ``c_ref``, ``c_θ = [e_v ; c_ref]`` and the unconditional embedding, one length
-  convention for training and inference.
+* ``conditioning``: ``c_ref``, ``c_θ = [e_v ; c_ref]`` (``[e_v1 … e_vk ; c_ref]`` for several
+  values) and the unconditional embedding, one length convention for training and inference.
 * ``denoising``: ``pair_errors`` — per-sample errors of (aligned, violating) pairs with shared noise
   and timestep, for epsilon and v-prediction; the losses themselves live in ``livo.losses``.
 * ``LiVOPipeline`` (``pipeline``) with ``ValueChoice`` selections (``values``).
@@ -17,11 +17,13 @@ from livo.models.conditioning import (
     ValueConditioning,
     base_conditioning,
     encode_text,
+    max_value_tokens,
     reference_conditioning,
     sequence_length,
     unconditional_conditioning,
     value_conditioning,
     with_value_token,
+    with_value_tokens,
 )
 from livo.models.denoising import (
     PairErrors,
@@ -35,7 +37,14 @@ from livo.models.loading import load_base, load_frozen_base, missing_model_messa
 from livo.models.pipeline import GenerationRequest, LiVOPipeline, LiVOPipelineOutput
 from livo.models.tokenizer import build_word_tokenizer, check_vocabulary
 from livo.models.value_encoder import ValueEncoder, value_texts
-from livo.models.values import BatchSelector, Selector, ValueChoice, ValueKind, values_per_image
+from livo.models.values import (
+    BatchSelector,
+    Selector,
+    ValueChoice,
+    ValueKind,
+    apply_value_coins,
+    values_per_image,
+)
 
 __all__ = [
     "BatchSelector",
@@ -48,6 +57,7 @@ __all__ = [
     "ValueConditioning",
     "ValueEncoder",
     "ValueKind",
+    "apply_value_coins",
     "base_conditioning",
     "build_word_tokenizer",
     "check_vocabulary",
@@ -55,6 +65,7 @@ __all__ = [
     "freeze_for_value_training",
     "load_base",
     "load_frozen_base",
+    "max_value_tokens",
     "missing_model_message",
     "pair_errors",
     "per_sample_error",
@@ -68,4 +79,5 @@ __all__ = [
     "value_texts",
     "values_per_image",
     "with_value_token",
+    "with_value_tokens",
 ]

@@ -14,6 +14,11 @@ embedding ``E_T(prompt tokenised to L)`` for any prompt that fits in ``L − 1``
 padding token is dropped to make room for ``e_v``. A prompt of ``L − 1`` or more tokens loses its last
 word to that room, in training and inference alike.
 
+Several values on one prompt get one token each, in the order given:
+``c_θ = concat([e_v1, …, e_vk], c_ref)`` with ``c_ref`` tokenised to ``L − k``, so the sequence keeps
+its length ``L``; each ``e_vi`` is the value encoder's token for ``value_i + ", " + prompt``, exactly
+the token that value alone gets. With one value this is the single-token form above, bit for bit.
+
 The text encoder is frozen: its outputs are computed without gradient, so in ``c_θ`` only ``e_v``
 carries a graph (into the value encoder).
 """
@@ -42,6 +47,12 @@ class ValueConditioning:
     c_theta: torch.Tensor
     c_ref: torch.Tensor
     e_v: torch.Tensor
+
+
+def max_value_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
+    """How many value tokens one prompt can carry: ``L − 2``, leaving ``c_ref`` its start and end
+    tokens (every further value costs the prompt one more of its last tokens)."""
+    return int(tokenizer.model_max_length) - 2
 
 
 def sequence_length(tokenizer: PreTrainedTokenizerBase, text_encoder: CLIPTextModel) -> int:
@@ -77,10 +88,18 @@ def base_conditioning(
 
 
 def reference_conditioning(
-    text_encoder: CLIPTextModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str]
+    text_encoder: CLIPTextModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], value_tokens: int = 1
 ) -> torch.Tensor:
-    """``c_ref = E_T(prompt)`` tokenised to ``L − 1`` so that ``[e_v ; c_ref]`` has length ``L``."""
-    return encode_text(text_encoder, tokenizer, prompts, sequence_length(tokenizer, text_encoder) - 1)
+    """``c_ref = E_T(prompt)`` tokenised to ``L − value_tokens`` so that ``[e_v1 … e_vk ; c_ref]``
+    has length ``L``."""
+    _check_value_tokens(value_tokens, tokenizer)
+    return encode_text(text_encoder, tokenizer, prompts, sequence_length(tokenizer, text_encoder) - value_tokens)
+
+
+def _check_value_tokens(count: int, tokenizer: PreTrainedTokenizerBase) -> None:
+    limit = max_value_tokens(tokenizer)
+    if not 1 <= count <= limit:
+        raise ConfigError(f"value tokens: {count} per prompt; this tokenizer's length allows 1 to {limit}")
 
 
 def unconditional_conditioning(
@@ -97,20 +116,45 @@ def unconditional_conditioning(
 
 def with_value_token(e_v: torch.Tensor, c_ref: torch.Tensor) -> torch.Tensor:
     """``c_θ = concat([e_v], c_ref)`` along the sequence axis, in ``c_ref``'s dtype and device."""
-    if e_v.dim() != 2 or c_ref.dim() != 3 or e_v.shape[0] != c_ref.shape[0] or e_v.shape[1] != c_ref.shape[2]:
+    if e_v.dim() != 2:
         raise ConfigError(f"e_v {tuple(e_v.shape)} does not fit c_ref {tuple(c_ref.shape)}")
-    return torch.cat([e_v.to(device=c_ref.device, dtype=c_ref.dtype)[:, None, :], c_ref], dim=1)
+    return with_value_tokens(e_v[:, None, :], c_ref)
+
+
+def with_value_tokens(e_vs: torch.Tensor, c_ref: torch.Tensor) -> torch.Tensor:
+    """``c_θ = concat([e_v1, …, e_vk], c_ref)``: ``e_vs`` is ``(B, k, d)``, ``c_ref`` ``(B, L − k, d)``."""
+    if e_vs.dim() != 3 or c_ref.dim() != 3 or e_vs.shape[0] != c_ref.shape[0] or e_vs.shape[2] != c_ref.shape[2]:
+        raise ConfigError(f"e_v {tuple(e_vs.shape)} does not fit c_ref {tuple(c_ref.shape)}")
+    return torch.cat([e_vs.to(device=c_ref.device, dtype=c_ref.dtype), c_ref], dim=1)
 
 
 def value_conditioning(
     value_encoder: ValueEncoder,
     text_encoder: CLIPTextModel,
     tokenizer: PreTrainedTokenizerBase,
-    values: Sequence[str],
+    values: Sequence[str] | Sequence[Sequence[str]],
     prompts: Sequence[str],
 ) -> ValueConditioning:
-    """Build ``e_v``, ``c_ref`` and ``c_θ`` for a batch of (value, prompt). Gradients, when enabled,
-    flow into ``value_encoder`` only."""
-    c_ref = reference_conditioning(text_encoder, tokenizer, prompts)
-    e_v = value_encoder.encode_values(tokenizer, values, prompts)
-    return ValueConditioning(c_theta=with_value_token(e_v, c_ref), c_ref=c_ref, e_v=e_v)
+    """Build ``e_v``, ``c_ref`` and ``c_θ`` for a batch of (value, prompt), or of (values, prompt)
+    with the same number ``k`` of values on every prompt: then ``e_v`` is ``(B, k, d)`` and
+    ``c_ref`` ``(B, L − k, d)``. Gradients, when enabled, flow into ``value_encoder`` only."""
+    if len(values) != len(prompts):
+        raise ConfigError(f"values: {len(values)} given for {len(prompts)} prompts")
+    if all(isinstance(value, str) for value in values):
+        c_ref = reference_conditioning(text_encoder, tokenizer, prompts)
+        e_v = value_encoder.encode_values(tokenizer, values, prompts)  # type: ignore[arg-type]
+        return ValueConditioning(c_theta=with_value_token(e_v, c_ref), c_ref=c_ref, e_v=e_v)
+    lists = [[value] if isinstance(value, str) else list(value) for value in values]
+    count = len(lists[0]) if lists else 1
+    if any(len(texts) != count for texts in lists):
+        raise ConfigError(
+            f"values: every prompt of one batch needs the same number of values, got {sorted({len(t) for t in lists})}"
+        )
+    _check_value_tokens(count, tokenizer)
+    c_ref = reference_conditioning(text_encoder, tokenizer, prompts, count)
+    # One encoder call for every (value, prompt): position i of each prompt's list is column i.
+    flat = value_encoder.encode_values(
+        tokenizer, [t for texts in lists for t in texts], [p for p, texts in zip(prompts, lists) for _ in texts]
+    )
+    e_v = flat.reshape(len(lists), count, -1)
+    return ValueConditioning(c_theta=with_value_tokens(e_v, c_ref), c_ref=c_ref, e_v=e_v)

@@ -3,7 +3,10 @@
 For each prompt the selector picks a value principle or none (see ``livo.models.values``). Images
 whose prompt gets no value (or whose bias coin says "base") are conditioned exactly like the base
 pipeline; the others on ``c_θ = [e_v ; E_T(prompt)]`` (see ``livo.models.conditioning``), with the
-base pipeline's own unconditional embedding for classifier-free guidance. When no image of a call
+base pipeline's own unconditional embedding for classifier-free guidance. A pipeline made with
+``max_values_per_prompt = k > 1`` applies up to ``k`` of the values the selector finds for a prompt
+(harm first), one value token each, ``c_θ = [e_v1 … e_vk ; E_T(prompt)]``; with the default ``1`` it
+applies the first, as the method's reference does, and reports the others in ``selected``. When no image of a call
 gets a value, the base pipeline is called unchanged, so its images are bit-identical to calling it
 with the same arguments and generator.
 
@@ -30,11 +33,12 @@ import torch
 from livo.errors import ConfigError
 from livo.models.conditioning import (
     base_conditioning,
+    max_value_tokens,
     unconditional_conditioning,
     value_conditioning,
 )
 from livo.models.value_encoder import ValueEncoder
-from livo.models.values import Selector, ValueChoice, apply_coins, no_value, selections_for, values_per_image
+from livo.models.values import Selector, ValueChoice, apply_value_coins, no_value, selections_for
 from livo.permissions import replace_folder
 
 VALUE_ENCODER_FOLDER = "value_encoder"
@@ -46,10 +50,13 @@ class LiVOPipelineOutput:
     and per image the value applied (``None``: base model); image ``i * n + j`` is prompt ``i``."""
 
     images: Any
+    # Per image, the first value applied (None: the base model's image).
     values: list[ValueChoice | None]
     prompts: list[str]
-    # Per prompt, every value the selector found (harm first); the first is the one applied.
+    # Per prompt, every value the selector found (harm first); the first max_values_per_prompt apply.
     selected: list[list[ValueChoice]] | None = None
+    # Per image, every value applied to it, in the prompt's order (empty: the base model's image).
+    applied: list[tuple[ValueChoice, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,15 @@ class GenerationRequest:
     value: ValueChoice | None = None
     num_images: int = 1
     negative_prompt: str = ""
+    # Several values for the prompt (instead of ``value``), applied as one call with a selector
+    # answering this list would apply them.
+    values: tuple[ValueChoice, ...] = ()
+
+    def value_list(self) -> list[ValueChoice]:
+        """The request's values: ``values``, else ``[value]``, else none."""
+        if self.values and self.value is not None:
+            raise ConfigError(f"request for {self.prompt!r}: give value or values, not both")
+        return list(self.values) if self.values else [] if self.value is None else [self.value]
 
 
 def value_rng(value_seed: int | None, generator: Any) -> np.random.Generator:
@@ -84,14 +100,21 @@ class LiVOPipeline:
         value_encoder: ValueEncoder,
         selector: Selector | None = None,
         bias_probability: float = 0.5,
+        max_values_per_prompt: int = 1,
     ) -> None:
         for name in ("text_encoder", "tokenizer"):
             if getattr(base, name, None) is None:
                 raise ConfigError(f"base: pipeline {type(base).__name__} has no {name}")
+        limit = max_value_tokens(base.tokenizer)
+        if not 1 <= max_values_per_prompt <= limit:
+            raise ConfigError(
+                f"max_values_per_prompt: {max_values_per_prompt}; this model's tokenizer allows 1 to {limit}"
+            )
         self.base = base
         self.value_encoder = value_encoder  # not frozen here: a trainer may evaluate with its live encoder
         self.selector: Selector = selector or no_value
         self.bias_probability = bias_probability
+        self.max_values_per_prompt = max_values_per_prompt
 
     @property
     def device(self) -> torch.device:
@@ -114,6 +137,7 @@ class LiVOPipeline:
         device: Any = None,
         value_encoder_path: str | os.PathLike[str] | None = None,
         bias_probability: float = 0.5,
+        max_values_per_prompt: int = 1,
         **base_kwargs: Any,
     ) -> LiVOPipeline:
         """Load the base from ``path`` (folder, hub id or ``builtin:NAME``, via ``load_base``) and the value
@@ -130,7 +154,13 @@ class LiVOPipeline:
             value_encoder = ValueEncoder.from_pretrained(os.fspath(value_encoder_path), dtype=dtype)
         if device is not None:
             value_encoder.to(device)
-        return cls(base, value_encoder, selector=selector, bias_probability=bias_probability)
+        return cls(
+            base,
+            value_encoder,
+            selector=selector,
+            bias_probability=bias_probability,
+            max_values_per_prompt=max_values_per_prompt,
+        )
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> None:
         """Write the base pipeline and ``value_encoder/`` into ``path``, atomically: everything is
@@ -161,17 +191,19 @@ class LiVOPipeline:
         if not prompts:
             raise ConfigError("prompt: no prompts given")
         negatives = self._negatives(negative_prompt, len(prompts))
-        chosen_by = selector or self.selector
-        selected = selections_for(prompts, chosen_by)
-        applied = values_per_image(
-            prompts,
-            chosen_by,
+        if num_images_per_prompt < 1:
+            raise ConfigError(f"num_images_per_prompt: must be at least 1, got {num_images_per_prompt}")
+        if not 0.0 <= self.bias_probability <= 1.0:
+            raise ConfigError(f"bias_probability: must be in [0, 1], got {self.bias_probability}")
+        selected = selections_for(prompts, selector or self.selector)
+        applied = apply_value_coins(
+            [values[: self.max_values_per_prompt] for values in selected],
             num_images_per_prompt,
             value_rng(value_seed, generator),
             self.bias_probability,
-            selections=selected,
         )
-        if all(value is None for value in applied):
+        firsts = [values[0] if values else None for values in applied]
+        if not any(applied):
             output = self.base(
                 prompt=prompts,
                 num_images_per_prompt=num_images_per_prompt,
@@ -190,13 +222,14 @@ class LiVOPipeline:
                 **base_kwargs,
             )
         images = output.images if hasattr(output, "images") else output[0]
-        return LiVOPipelineOutput(images=images, values=applied, prompts=prompts, selected=selected)
+        return LiVOPipelineOutput(images=images, values=firsts, prompts=prompts, selected=selected, applied=applied)
 
     @torch.no_grad()
     def generate_batch(self, requests: Sequence[GenerationRequest], **base_kwargs: Any) -> list[LiVOPipelineOutput]:
         """Many requests in one base-pipeline call, each getting the images a call of its own gives:
         ``self(r.prompt, r.num_images, generator=torch.Generator(device).manual_seed(r.seed),
-        selector=lambda _: r.value, negative_prompt=r.negative_prompt, **base_kwargs)``. Each request's
+        selector=lambda _: r.value, negative_prompt=r.negative_prompt, **base_kwargs)`` (with
+        ``r.values``: a selector answering that list). Each request's
         initial noise and bias coins come from its own seeded generator, exactly as in that call; then
         one U-Net batch runs for all of them. (Batched float arithmetic can differ from a lone call in
         the last bits.) Keyword arguments go to the base pipeline (``num_inference_steps``,
@@ -215,9 +248,10 @@ class LiVOPipeline:
         for request in requests:
             if request.num_images < 1:
                 raise ConfigError(f"num_images: must be at least 1, got {request.num_images}")
+            values = self.checked_values(request.value_list(), request.prompt)
             generator = torch.Generator(device=device).manual_seed(request.seed)
-            applied += apply_coins(
-                [request.value], request.num_images, value_rng(None, generator), self.bias_probability
+            applied += apply_value_coins(
+                [values], request.num_images, value_rng(None, generator), self.bias_probability
             )
             prompts += [request.prompt] * request.num_images
             negatives += [request.negative_prompt] * request.num_images
@@ -235,10 +269,29 @@ class LiVOPipeline:
         for request in requests:
             end = offset + request.num_images
             outputs.append(
-                LiVOPipelineOutput(images=images[offset:end], values=applied[offset:end], prompts=[request.prompt])
+                LiVOPipelineOutput(
+                    images=images[offset:end],
+                    values=[values[0] if values else None for values in applied[offset:end]],
+                    prompts=[request.prompt],
+                    applied=applied[offset:end],
+                )
             )
             offset = end
         return outputs
+
+    def checked_values(self, values: Sequence[ValueChoice], prompt: str) -> list[ValueChoice]:
+        """``values`` for one prompt, refused (naming them) when one repeats or there are more than
+        ``max_values_per_prompt``: a value list is never cut short silently."""
+        ids = [value.id for value in values]
+        repeated = sorted({value_id for value_id in ids if ids.count(value_id) > 1})
+        if repeated:
+            raise ConfigError(f"values for {prompt!r}: {', '.join(repeated)} given more than once")
+        if len(values) > self.max_values_per_prompt:
+            raise ConfigError(
+                f"values for {prompt!r}: {len(values)} given ({', '.join(ids)}); this pipeline applies at most "
+                f"{self.max_values_per_prompt} per prompt (max_values_per_prompt)"
+            )
+        return list(values)
 
     def _latent_shape(self, height: int | None, width: int | None) -> tuple[int, int, int]:
         """``(channels, height, width)`` of one initial latent, as the base pipeline draws it."""
@@ -262,53 +315,49 @@ class LiVOPipeline:
         self,
         prompts: list[str],
         per_prompt: int,
-        applied: list[ValueChoice | None],
+        applied: Sequence[ValueChoice | tuple[ValueChoice, ...] | None],
         negatives: list[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-image ``prompt_embeds`` (``c_θ`` where ``applied`` has a value, the base embedding
-        elsewhere) and ``negative_prompt_embeds`` (default ``""``), each ``(len(applied), L, d)``."""
+        """Per-image ``prompt_embeds`` (``c_θ`` where ``applied`` has a value or a tuple of values,
+        the base embedding where it has None or ``()``) and ``negative_prompt_embeds`` (default
+        ``""``), each ``(len(applied), L, d)``."""
         if len(applied) != len(prompts) * per_prompt:
             raise ConfigError(f"applied: {len(applied)} values for {len(prompts)} prompts x {per_prompt} images")
+        texts = [
+            () if value is None else (value.text,) if isinstance(value, ValueChoice) else tuple(v.text for v in value)
+            for value in applied
+        ]
         negatives = negatives if negatives is not None else [""] * len(prompts)
         training = self.value_encoder.training
         self.value_encoder.eval()
         try:
-            embeds = self._image_embeddings(prompts, per_prompt, applied)
+            embeds = self._image_embeddings(prompts, per_prompt, texts)
         finally:
             self.value_encoder.train(training)
         return embeds, self._negative_embeddings(negatives, per_prompt)
 
-    def _image_embeddings(self, prompts: list[str], per_prompt: int, applied: list[ValueChoice | None]) -> torch.Tensor:
+    def _image_embeddings(self, prompts: list[str], per_prompt: int, texts: list[tuple[str, ...]]) -> torch.Tensor:
+        """One embedding per distinct (prompt, values) of the call, then one row per image. Steered
+        rows are encoded in one batch per number of values, ordered by prompt: a call whose images
+        carry one value each encodes exactly the batch it always did."""
         text_encoder, tokenizer = self.base.text_encoder, self.base.tokenizer
-        unsteered = sorted({index // per_prompt for index, value in enumerate(applied) if value is None})
-        base_rows = {}
+        keys = [(index // per_prompt, values) for index, values in enumerate(texts)]
+        unsteered = sorted({prompt_index for prompt_index, values in keys if not values})
+        rows: dict[tuple[int, tuple[str, ...]], torch.Tensor] = {}
         if unsteered:
             encoded = base_conditioning(text_encoder, tokenizer, [prompts[i] for i in unsteered])
-            base_rows = {prompt_index: encoded[k] for k, prompt_index in enumerate(unsteered)}
-        steered_values: dict[int, ValueChoice] = {}
-        for index, value in enumerate(applied):
-            if value is not None:
-                steered_values.setdefault(index // per_prompt, value)
-        order = sorted(steered_values)
-        steered = (
-            value_conditioning(
-                self.value_encoder,
-                text_encoder,
-                tokenizer,
-                [steered_values[i].text for i in order],
-                [prompts[i] for i in order],
+            rows.update({(prompt_index, ()): encoded[k] for k, prompt_index in enumerate(unsteered)})
+        steered = sorted({key for key in keys if key[1]})
+        for count in sorted({len(values) for _, values in steered}):
+            group = [key for key in steered if len(key[1]) == count]
+            value_lists: list[str] | list[list[str]] = (
+                [values[0] for _, values in group] if count == 1 else [list(values) for _, values in group]
+            )
+            c_theta = value_conditioning(
+                self.value_encoder, text_encoder, tokenizer, value_lists, [prompts[i] for i, _ in group]
             ).c_theta
-            if order
-            else None
-        )
-        row = {prompt_index: k for k, prompt_index in enumerate(order)}
-        rows = [
-            steered[row[index // per_prompt]]
-            if value is not None and steered is not None
-            else base_rows[index // per_prompt]
-            for index, value in enumerate(applied)
-        ]
-        return torch.stack(rows).to(text_encoder.dtype)
+            rows.update({key: c_theta[k] for k, key in enumerate(group)})
+        return torch.stack([rows[key] for key in keys]).to(text_encoder.dtype)
 
     def _negative_embeddings(self, negatives: list[str], per_prompt: int) -> torch.Tensor:
         text_encoder, tokenizer = self.base.text_encoder, self.base.tokenizer

@@ -8,7 +8,10 @@ has one): pipelines then ask it once per call instead of once per prompt.
 Harm (toxicity) values are applied to every image. Bias (fairness) values are applied to each image
 independently with probability ``bias_probability`` (0.5 in the paper): half the images keep the
 base model's attributes, half are steered, which balances the attribute distribution. The coin flips
-come from a seeded ``numpy`` generator, so a seed reproduces them.
+come from a seeded ``numpy`` generator, so a seed reproduces them. A prompt with several values
+(:func:`apply_value_coins`) gets each harm value on every image and one coin per image for each of
+its bias values, drawn in the list's order: a list of one value draws exactly the coins that value
+alone draws.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "ValueChoice",
     "ValueKind",
     "apply_coins",
+    "apply_value_coins",
     "choices_for",
     "no_value",
     "values_per_image",
@@ -98,13 +102,26 @@ def apply_coins(
     choices: Sequence[ValueChoice | None], num_images_per_prompt: int, rng: np.random.Generator, bias_probability: float
 ) -> list[ValueChoice | None]:
     """Per image: a harm value always, a bias value where its coin says so, else None."""
-    applied: list[ValueChoice | None] = []
-    for choice in choices:
-        if choice is None:
-            applied.extend([None] * num_images_per_prompt)
-        elif choice.kind == "harm":
-            applied.extend([choice] * num_images_per_prompt)
-        else:
-            coins = rng.random(num_images_per_prompt) < bias_probability
-            applied.extend(choice if coin else None for coin in coins)
+    lists = [[] if choice is None else [choice] for choice in choices]
+    applied = apply_value_coins(lists, num_images_per_prompt, rng, bias_probability)
+    return [values[0] if values else None for values in applied]
+
+
+def apply_value_coins(
+    selections: Sequence[Sequence[ValueChoice]],
+    num_images_per_prompt: int,
+    rng: np.random.Generator,
+    bias_probability: float,
+) -> list[tuple[ValueChoice, ...]]:
+    """Per image (prompt-major), the values applied to it, in each prompt's order: every harm
+    value, and each bias value where that image's coin for it says so (empty: the base model)."""
+    applied: list[tuple[ValueChoice, ...]] = []
+    for values in selections:
+        kept = [np.ones(num_images_per_prompt, dtype=bool)] * len(values)
+        for position, value in enumerate(values):
+            if value.kind != "harm":
+                kept[position] = rng.random(num_images_per_prompt) < bias_probability
+        applied.extend(
+            tuple(value for value, coins in zip(values, kept) if coins[image]) for image in range(num_images_per_prompt)
+        )
     return applied
