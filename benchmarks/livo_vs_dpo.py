@@ -417,6 +417,11 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted config override")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for measuring")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the config's methods")
+    parser.add_argument(
+        "--dev-only",
+        action="store_true",
+        help="stop once every rate is measured on dev (no test prompt is generated): for trying recipes",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -443,6 +448,10 @@ def main() -> int:
     protocol.write_splits()
     pairs = write_training_pairs(settings, out / "pairs")
     chosen = {method: protocol.choose_rate(method, pairs) for method in settings["methods"]}
+    if args.dev_only:
+        for method, (rate, _) in chosen.items():
+            print(f"{method}: chose lr {rate:g} on dev ({out / 'results.json'})")
+        return 0
     # Only now, with every rate chosen, are the test prompts generated.
     for method, (rate, run) in chosen.items():
         protocol.test_curve(method, rate, run, pairs)
