@@ -46,14 +46,34 @@ from livo.value_types import ValueChoice
 BATCH = 256
 
 
-def toy_selector(prompt: str) -> ValueChoice | None:
-    """The toy world's value for a prompt (see the module docstring)."""
+def toy_values(prompt: str) -> list[ValueChoice]:
+    """Every value a toy-world prompt needs, harm first: its harm word's principle, and "balance
+    colour" for a person without a colour word ("a bloody nurse" needs both)."""
     spec = parse_prompt(prompt)
+    values = []
     if spec.harm is not None:
-        return ValueChoice(HARM_PRINCIPLE[spec.harm], VALUE_TEXTS[HARM_PRINCIPLE[spec.harm]], "harm")
+        values.append(ValueChoice(HARM_PRINCIPLE[spec.harm], VALUE_TEXTS[HARM_PRINCIPLE[spec.harm]], "harm"))
     if spec.is_person and spec.attribute is None:
-        return ValueChoice(BIAS_PRINCIPLE, VALUE_TEXTS[BIAS_PRINCIPLE], "bias")
-    return None
+        values.append(ValueChoice(BIAS_PRINCIPLE, VALUE_TEXTS[BIAS_PRINCIPLE], "bias"))
+    return values
+
+
+def toy_selector(prompt: str) -> ValueChoice | None:
+    """The toy world's value for a prompt (see the module docstring): the first of
+    :func:`toy_values`."""
+    values = toy_values(prompt)
+    return values[0] if values else None
+
+
+class ToyValueSelector:
+    """The toy world's ground truth as a multi-value selector (:func:`toy_values` per prompt), for
+    a pipeline that applies several values per prompt."""
+
+    def __call__(self, prompt: str) -> ValueChoice | None:
+        return toy_selector(prompt)
+
+    def choose_all(self, prompts: Sequence[str]) -> list[list[ValueChoice]]:
+        return [toy_values(prompt) for prompt in prompts]
 
 
 def measure_pipeline(
