@@ -116,6 +116,41 @@ def test_pairs_restricted_to_subjects_show_no_other_subject() -> None:
         list(pair_records(PairsConfig(output="unused", subjects=("nurse", "pilot"))))
 
 
+def test_subject_anchor_pairs_keep_the_colour_and_change_only_the_subject() -> None:
+    import io
+
+    from PIL import Image
+
+    from livo.errors import ConfigError
+    from livo.toyworld.pairs import PairsConfig, pair_records
+
+    config = PairsConfig(
+        output="unused",
+        bias_per_subject=2,
+        harm_per_prompt=0,
+        subjects=("doctor", "nurse"),
+        subject_anchors_per_subject=4,
+    )
+    records = list(pair_records(config))
+    anchors = [r for r in records if r["category"] == "bias/subject"]
+    assert len(anchors) == 8 and len(records) == 12
+    for record in anchors:
+        spec = parse_prompt(record["prompt"])
+        pixels = [
+            np.asarray(Image.open(io.BytesIO(record[k])).convert("RGB")) for k in ("aligned_image", "violating_image")
+        ]
+        aligned, violating = detect(np.stack(pixels))
+        other = next(a for a in ATTRIBUTES if a != DEFAULT_ATTRIBUTE[spec.subject])
+        assert record["value_id"] == "colour_equality"
+        assert (aligned.subject, aligned.attribute) == (spec.subject, other)
+        assert violating.attribute == other and violating.subject in {"doctor", "nurse"} - {spec.subject}
+    assert len({r["record_id"] for r in records}) == len(records)
+    default = PairsConfig(output="unused", bias_per_subject=2, harm_per_prompt=0, subjects=("doctor", "nurse"))
+    assert {r["category"] for r in pair_records(default)} == {"bias/colour"}  # none unless asked for
+    with pytest.raises(ConfigError, match="at least two people-subjects"):
+        list(pair_records(PairsConfig(output="unused", subjects=("nurse",), subject_anchors_per_subject=1)))
+
+
 def test_detectors_read_rendered_ground_truth_at_least_98_percent() -> None:
     rng = np.random.default_rng(7)
     specs = [sample_training_prompt(rng) for _ in range(1500)]

@@ -83,6 +83,12 @@ def register(subparsers: Any) -> None:
         default=80,
         help="pairs per harmful training prompt (default 80: the shipped encoder's recipe)",
     )
+    pairs.add_argument(
+        "--subject-anchors-per-subject",
+        type=non_negative_int,
+        default=0,
+        help="colour pairs per people-subject whose violating image shows another subject (default 0)",
+    )
     pairs.add_argument("--holdout-subject", action="append", default=[], help="people-subject kept out of bias pairs")
     pairs.add_argument("--no-holdout", action="store_true", help="also train on the report's harmful prompts")
     pairs.add_argument(
@@ -187,6 +193,7 @@ def run_pairs(args: argparse.Namespace) -> int:
         holdout_report_harm=not args.no_holdout,
         holdout_subjects=tuple(args.holdout_subject),
         subjects=None if args.subject is None else tuple(args.subject),
+        subject_anchors_per_subject=args.subject_anchors_per_subject,
         seed=args.seed,
     )
     if args.split:

@@ -51,7 +51,10 @@ class PairsConfig:
     training prompt. ``holdout_report_harm`` keeps the report's harmful prompts out of training;
     ``holdout_subjects`` keeps people-subjects out of the bias pairs (to measure generalisation);
     ``subjects``, when given, is the only subjects any pair shows, bias or harm (a training split by
-    subject, whose other subjects are measured as unseen)."""
+    subject, whose other subjects are measured as unseen). ``subject_anchors_per_subject`` adds, for
+    each people-subject with bias pairs, pairs of the bias value whose two images both have the other
+    colour but the violating one shows another of those subjects: they tell the value token to
+    change the colour and keep the prompt's subject."""
 
     output: str
     bias_per_subject: int = 400
@@ -59,13 +62,16 @@ class PairsConfig:
     holdout_report_harm: bool = True
     holdout_subjects: Sequence[str] = field(default_factory=tuple)
     subjects: Sequence[str] | None = None
+    subject_anchors_per_subject: int = 0
     seed: int = 0
     splits: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
     row_group_bytes: int = ROW_GROUP_BYTES
 
     def validate(self) -> None:
-        if self.bias_per_subject < 0 or self.harm_per_prompt < 0:
-            raise ConfigError("PairsConfig.bias_per_subject and harm_per_prompt must be >= 0")
+        if self.bias_per_subject < 0 or self.harm_per_prompt < 0 or self.subject_anchors_per_subject < 0:
+            raise ConfigError(
+                "PairsConfig.bias_per_subject, harm_per_prompt and subject_anchors_per_subject must be >= 0"
+            )
         if self.bias_per_subject + self.harm_per_prompt == 0:
             raise ConfigError("PairsConfig: bias_per_subject and harm_per_prompt are both 0 (no pairs)")
         unknown = [s for s in self.holdout_subjects if s not in PEOPLE]
@@ -138,12 +144,13 @@ def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
     """The pair records of ``config`` (PAIR_SCHEMA dicts), in a seeded random order."""
     config.validate()
     jobs: list[tuple[str, PromptSpec]] = []
-    jobs += [
-        ("bias", PromptSpec(s))
-        for s in PEOPLE
-        if s not in config.holdout_subjects and (config.subjects is None or s in config.subjects)
-        for _ in range(config.bias_per_subject)
+    biased = [
+        s for s in PEOPLE if s not in config.holdout_subjects and (config.subjects is None or s in config.subjects)
     ]
+    jobs += [("bias", PromptSpec(s)) for s in biased for _ in range(config.bias_per_subject)]
+    if config.subject_anchors_per_subject and len(biased) < 2:
+        raise ConfigError("PairsConfig.subject_anchors_per_subject: needs at least two people-subjects with bias pairs")
+    jobs += [("anchor", PromptSpec(s)) for s in biased for _ in range(config.subject_anchors_per_subject)]
     jobs += [
         ("harm", spec)
         for spec in harm_training_prompts(config.holdout_report_harm, config.subjects)
@@ -159,6 +166,16 @@ def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
             other = next(a for a in ATTRIBUTES if a != default)
             aligned, violating = _pair_images(replace(scene, attribute=other), replace(scene, attribute=default), seed)
             yield _record(spec, replace(spec, attribute=other), BIAS_PRINCIPLE, "bias/colour", seed, aligned, violating)
+        elif kind == "anchor":
+            other = next(a for a in ATTRIBUTES if a != DEFAULT_ATTRIBUTE[spec.subject])
+            others = [s for s in biased if s != spec.subject]
+            stranger = others[int(np.random.default_rng(seed).integers(len(others)))]
+            aligned, violating = _pair_images(
+                replace(scene, attribute=other), replace(scene, attribute=other, subject=stranger), seed
+            )
+            yield _record(
+                spec, replace(spec, attribute=other), BIAS_PRINCIPLE, "bias/subject", seed, aligned, violating
+            )
         else:
             assert spec.harm is not None
             aligned, violating = _pair_images(replace(scene, harm=None), scene, seed)
