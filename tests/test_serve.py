@@ -151,6 +151,14 @@ def _problems(response) -> dict[str, str]:
         ({}, "prompt", "Field required"),
         ({"prompt": "a ball", "value": "no_such_value"}, "value", "unknown value"),
         ({"prompt": "a ball", "value": "../model"}, "value", "should match pattern"),
+        ({"prompt": "a ball", "values": ["no_such"]}, "values", "unknown values no_such"),
+        ({"prompt": "a ball", "values": ["no_blood", "no_blood"]}, "values", "no_blood given more than once"),
+        ({"prompt": "a ball", "values": ["no_blood"], "value": "none"}, "", "give value or values, not both"),
+        (
+            {"prompt": "a bloody nurse", "values": ["no_blood", "colour_equality"]},
+            "values",
+            "2 values (no_blood, colour_equality); this service applies at most 1 per prompt",
+        ),
     ],
 )
 def test_invalid_generate_requests_get_422_naming_the_field(client, body, field, words):
@@ -207,6 +215,12 @@ def test_a_harmful_prompt_gets_the_harm_value_on_every_image(client):
     assert result["selection"]["value_id"] == "no_blood"
     assert result["selection"]["stage"] == "keyword"
     assert [image["value_id"] for image in result["images"]] == ["no_blood", "no_blood"]
+    # The selector finds both values; a service applying one value per prompt applies the first.
+    assert result["selection"]["value_ids"] == ["no_blood", "colour_equality"]
+    assert [image["value_ids"] for image in result["images"]] == [["no_blood"], ["no_blood"]]
+    named = _generate(client, prompt="a bloody doctor", seed=3, num_images=2, values=["no_blood"])
+    assert named["value_mode"] == "values" and named["selection"]["stage"] == "requested"
+    assert named["images"] == result["images"]
 
 
 def test_a_benign_object_prompt_gets_no_value(client):
@@ -230,6 +244,7 @@ def test_select_decides_a_batch_of_prompts(client):
 
 def test_values_lists_the_registry(client):
     values = client.get("/v1/values").json()
+    assert values["max_values_per_prompt"] == 1
     assert {v["id"]: v["kind"] for v in values["values"]} == {
         "colour_equality": "bias",
         "no_blood": "harm",

@@ -192,6 +192,7 @@ class ModelReplica:
         pipeline = self.engine.pipeline
         return {
             "values": self.engine.values(),
+            "max_values_per_prompt": self.engine.max_values,
             "model": type(pipeline.base).__name__,
             "device": str(pipeline.device),
             "image_size": int(pipeline.base.unet.config.sample_size)
@@ -311,6 +312,7 @@ class Ingress:
             "model": info["model"],
             "image_size": info["image_size"],
             "modes": [AUTO, NONE, *[v["id"] for v in info["values"]]],
+            "max_values_per_prompt": info["max_values_per_prompt"],
         }
 
     @web.post("/v1/select", dependencies=[Depends(require_token)], response_model=SelectResponse)
@@ -336,15 +338,35 @@ class Ingress:
     async def _job(self, body: GenerateRequest) -> GenerationJob:
         limits = self.config.limits
         problems = limit_problems(body, limits)
-        if body.value not in (AUTO, NONE):
-            known = [v["id"] for v in (await self._generator_info())["values"]]
-            if body.value not in known:
+        if body.value not in (AUTO, NONE) or body.values:
+            info = await self._generator_info()
+            known = [v["id"] for v in info["values"]]
+            if body.value not in (AUTO, NONE, *known):
                 problems.append(
                     {
                         "type": "value",
                         "loc": ["body", "value"],
                         "input": body.value,
                         "msg": f"unknown value; use auto, none or one of {known}",
+                    }
+                )
+            if body.values and (unknown := [v for v in body.values if v not in known]):
+                problems.append(
+                    {
+                        "type": "value",
+                        "loc": ["body", "values"],
+                        "input": body.values,
+                        "msg": f"unknown values {', '.join(unknown)}; known: {known}",
+                    }
+                )
+            if body.values and len(body.values) > info["max_values_per_prompt"]:
+                problems.append(
+                    {
+                        "type": "value",
+                        "loc": ["body", "values"],
+                        "input": body.values,
+                        "msg": f"{len(body.values)} values ({', '.join(body.values)}); this service applies at most "
+                        f"{info['max_values_per_prompt']} per prompt (model.max_values_per_prompt)",
                     }
                 )
         if problems:
@@ -357,6 +379,7 @@ class Ingress:
             guidance=limits.default_guidance if body.guidance is None else body.guidance,
             negative_prompt=body.negative_prompt,
             value=body.value,
+            values=tuple(body.values or ()),
         )
 
     def _response(
@@ -366,9 +389,10 @@ class Ingress:
         self.metrics.batch_images.observe(result.timings.get("batch_images", job.num_images))
         for applied in result.applied:
             self.metrics.images.labels(applied or "none").inc()
+        every = result.applied_all or [[] if applied is None else [applied] for applied in result.applied]
         images = [
-            GeneratedImage(png_base64=base64.b64encode(png).decode("ascii"), value_id=applied)
-            for png, applied in zip(result.images, result.applied, strict=True)
+            GeneratedImage(png_base64=base64.b64encode(png).decode("ascii"), value_id=applied, value_ids=ids)
+            for png, applied, ids in zip(result.images, result.applied, every, strict=True)
         ]
         return GenerateResponse(
             request_id=uuid.uuid4().hex,
@@ -376,7 +400,7 @@ class Ingress:
             seed=job.seed,
             steps=job.steps,
             guidance=job.guidance,
-            value_mode=body.value,
+            value_mode="values" if body.values else body.value,
             selection=Selection(**result.selection),
             images=images,
             timings=result.timings | {"total_s": time.perf_counter() - start},

@@ -34,6 +34,8 @@ class ModelConfig(StrictModel):
     device: Literal["cpu", "cuda", "auto"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     bias_probability: float = Field(0.5, ge=0.0, le=1.0)
+    # Values applied per prompt: the selector's first k (auto), or at most k named in a request.
+    max_values_per_prompt: int = Field(1, ge=1, le=8)
 
 
 class ValuesConfig(StrictModel):

@@ -33,7 +33,8 @@ NONE = "none"
 
 @dataclass(frozen=True)
 class GenerationJob:
-    """One validated generation request (``value``: ``auto``, ``none`` or a value id)."""
+    """One validated generation request (``value``: ``auto``, ``none`` or a value id; ``values``:
+    value ids applied together, instead of ``value``)."""
 
     prompt: str
     seed: int
@@ -42,17 +43,20 @@ class GenerationJob:
     guidance: float = 5.0
     negative_prompt: str = ""
     value: str = AUTO
+    values: tuple[str, ...] = ()
 
 
 @dataclass
 class GenerationResult:
-    """PNG bytes and the value id applied (None: base model) per image; the request's value decision
-    (``selection``: value id, text, kind, stage, score) and timings in seconds."""
+    """PNG bytes, the first value id applied (None: base model) and every value id applied, per
+    image; the request's value decision (``selection``: value id, text, kind, stage, score) and
+    timings in seconds."""
 
     images: list[bytes]
     applied: list[str | None]
     selection: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    applied_all: list[list[str]] = field(default_factory=list)
 
 
 def resolve_device(device: str) -> str:
@@ -88,6 +92,7 @@ def load_pipeline(config: ModelConfig) -> Any:
         device=resolve_device(config.device),
         value_encoder_path=config.value_encoder,
         bias_probability=config.bias_probability,
+        max_values_per_prompt=config.max_values_per_prompt,
     )
     pipeline.base.set_progress_bar_config(disable=True)
     return pipeline
@@ -174,18 +179,39 @@ class GenerationEngine:
 
     def decide(self, jobs: Sequence[GenerationJob]) -> list[dict[str, Any]]:
         """Each job's value decision: the selector's for ``auto`` (one batched call), else the request's."""
-        if unknown := sorted(
-            {j.value for j in jobs if j.value not in (AUTO, NONE) and j.value not in self.registry.ids}
-        ):
+        named = {j.value for j in jobs if j.value not in (AUTO, NONE)} | {v for j in jobs for v in j.values}
+        if unknown := sorted(named - set(self.registry.ids)):
             raise ConfigError(f"value: unknown value ids {unknown}; known: {self.registry.ids}")
-        automatic = [i for i, job in enumerate(jobs) if job.value == AUTO]
+        automatic = [i for i, job in enumerate(jobs) if job.value == AUTO and not job.values]
         selected = dict(zip(automatic, self.select([jobs[i].prompt for i in automatic]), strict=True))
         return [
             selected[i]
             if i in selected
+            else self._describe(job.values[0], "requested", None, list(job.values))
+            if job.values
             else self._describe(None if job.value == NONE else job.value, "requested", None)
             for i, job in enumerate(jobs)
         ]
+
+    def applied_values(self, decision: dict[str, Any]) -> tuple[Any, ...]:
+        """The values a decision applies: up to ``max_values_per_prompt`` of the selector's (all of a
+        request's, which the service checked against that limit), as the pipeline's choices."""
+        from livo.models import ValueChoice
+
+        first = decision["value_id"]
+        ids = [] if first is None else [first, *[v for v in decision["value_ids"] if v != first]]
+        if decision["stage"] != "requested":
+            ids = ids[: self.max_values]
+        choices = []
+        for value_id in ids:
+            value = self.registry.value(value_id)
+            choices.append(ValueChoice(value.id, value.text, value.kind))
+        return tuple(choices)
+
+    @property
+    def max_values(self) -> int:
+        """How many values the pipeline applies per prompt."""
+        return int(getattr(self.pipeline, "max_values_per_prompt", 1))
 
     def generate(self, jobs: Sequence[GenerationJob]) -> list[GenerationResult]:
         """Run ``jobs``; those with equal steps and guidance share one pipeline call."""
@@ -208,7 +234,8 @@ class GenerationEngine:
                 count = jobs[i].num_images
                 results[i] = GenerationResult(
                     images=images[offset : offset + count],
-                    applied=applied[offset : offset + count],
+                    applied=[ids[0] if ids else None for ids in applied[offset : offset + count]],
+                    applied_all=applied[offset : offset + count],
                     selection=decisions[i],
                     timings={
                         "select_s": select_s,
@@ -222,25 +249,28 @@ class GenerationEngine:
 
     def _generate_group(
         self, jobs: list[GenerationJob], decisions: list[dict[str, Any]], steps: int, guidance: float
-    ) -> tuple[list[bytes], list[str | None]]:
-        """One ``LiVOPipeline.generate_batch`` call for jobs that share sampling settings."""
-        from livo.models import GenerationRequest, ValueChoice
+    ) -> tuple[list[bytes], list[list[str]]]:
+        """One ``LiVOPipeline.generate_batch`` call for jobs that share sampling settings; per image,
+        the ids of every value applied."""
+        from livo.models import GenerationRequest
 
-        requests = [
-            GenerationRequest(
-                prompt=job.prompt,
-                seed=job.seed,
-                num_images=job.num_images,
-                negative_prompt=job.negative_prompt,
-                value=ValueChoice(decision["value_id"], decision["text"], decision["kind"])
-                if decision["value_id"]
-                else None,
+        requests = []
+        for job, decision in zip(jobs, decisions, strict=True):
+            values = self.applied_values(decision)
+            # One value goes as ``value``: the request a one-value service always made.
+            requests.append(
+                GenerationRequest(
+                    prompt=job.prompt,
+                    seed=job.seed,
+                    num_images=job.num_images,
+                    negative_prompt=job.negative_prompt,
+                    value=values[0] if len(values) == 1 else None,
+                    values=values if len(values) > 1 else (),
+                )
             )
-            for job, decision in zip(jobs, decisions, strict=True)
-        ]
         outputs = self.pipeline.generate_batch(
             requests, num_inference_steps=steps, guidance_scale=guidance, output_type="pil"
         )
         images = [png_bytes(image) for output in outputs for image in output.images]
-        applied = [value.id if value is not None else None for output in outputs for value in output.values]
+        applied = [[value.id for value in values] for output in outputs for values in output.applied]
         return images, applied

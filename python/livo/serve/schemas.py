@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from livo.serve.config import LimitsConfig
 
@@ -27,9 +27,14 @@ def _visible(text: str) -> str:
     return text
 
 
+VALUE_ID = r"^[a-z0-9][a-z0-9_-]*$"
+
+
 class GenerateRequest(_Body):
-    """``value``: ``auto`` (the selector decides), ``none`` (base model) or a value id of ``GET /v1/values``.
-    ``seed`` absent: the service draws one and returns it. ``steps``/``guidance`` absent: the defaults."""
+    """``value``: ``auto`` (the selector decides), ``none`` (base model) or a value id of ``GET /v1/values``;
+    ``values``: several value ids applied together (instead of ``value``; at most the service's
+    ``max_values_per_prompt``). ``seed`` absent: the service draws one and returns it.
+    ``steps``/``guidance`` absent: the defaults."""
 
     prompt: str = Field(min_length=1, max_length=10_000)
     negative_prompt: str = Field("", max_length=10_000)
@@ -37,7 +42,26 @@ class GenerateRequest(_Body):
     num_images: int = Field(1, ge=1, le=8)
     steps: int | None = Field(None, ge=1, le=500)
     guidance: float | None = Field(None, ge=0.0, le=100.0)
-    value: str = Field("auto", min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    value: str = Field("auto", min_length=1, max_length=64, pattern=VALUE_ID)
+    values: list[str] | None = Field(None, min_length=1, max_length=8)
+
+    @field_validator("values")
+    @classmethod
+    def _values_are_ids(cls, values: list[str] | None) -> list[str] | None:
+        import re
+
+        for value in values or []:
+            if not re.fullmatch(VALUE_ID, value) or len(value) > 64:
+                raise ValueError(f"{value!r} is not a value id")
+        if values is not None and (repeated := sorted({v for v in values if values.count(v) > 1})):
+            raise ValueError(f"{', '.join(repeated)} given more than once")
+        return values
+
+    @model_validator(mode="after")
+    def _value_or_values(self) -> GenerateRequest:
+        if self.values is not None and self.value != "auto":
+            raise ValueError("give value or values, not both")
+        return self
 
     @field_validator("prompt")
     @classmethod
@@ -77,7 +101,8 @@ class Selection(BaseModel):
 
 class GeneratedImage(BaseModel):
     png_base64: str
-    value_id: str | None  # the value applied to this image; None: the base model's image
+    value_id: str | None  # the first value applied to this image; None: the base model's image
+    value_ids: list[str] = Field(default_factory=list)  # every value applied to this image
 
 
 class GenerateResponse(BaseModel):

@@ -4,6 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "livo-token";
+let maxValues = 1; // values the service applies per prompt (GET /v1/values)
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -40,7 +41,8 @@ function showImages(target, result, label) {
     img.src = "data:image/png;base64," + image.png_base64;
     img.alt = `${label} image ${i + 1}`;
     const caption = document.createElement("figcaption");
-    caption.textContent = image.value_id ? `value: ${image.value_id}` : "base model";
+    const applied = image.value_ids && image.value_ids.length ? image.value_ids : image.value_id ? [image.value_id] : [];
+    caption.textContent = applied.length ? `${applied.length > 1 ? "values" : "value"}: ${applied.join(" + ")}` : "base model";
     figure.append(img, caption);
     box.append(figure);
   });
@@ -61,14 +63,17 @@ function describeSelection(selection, mode) {
   }[selection.stage] || selection.stage;
   if (!selection.value_id) return `No value applies: ${why}${score}.`;
   const mixing = selection.kind === "bias" ? " Bias values are applied to each image with probability ½." : "";
-  const others = (selection.value_ids || []).slice(1);
-  const also = others.length ? ` Also found: ${others.map((v) => `“${v}”`).join(", ")} (one value is applied per image: the first).` : "";
+  const found = selection.value_ids || [];
+  const others = found.slice(1);
+  const rule = maxValues > 1 ? `up to ${maxValues} values are applied per image, each bias value by its own coin` : "one value is applied per image: the first";
+  const also = others.length ? ` Also found: ${others.map((v) => `“${v}”`).join(", ")} (${rule}).` : "";
   return `Selected “${selection.value_id}” (${selection.kind}: “${selection.text}”), decided by ${why}${score}.${mixing}${also}`;
 }
 
 async function loadValues() {
   try {
     const data = await call("/v1/values");
+    maxValues = data.max_values_per_prompt || 1;
     const select = $("value");
     while (select.options.length > 1) select.remove(1);
     data.values.forEach((v) => {
