@@ -5,9 +5,9 @@ whose prompt gets no value (or whose bias coin says "base") are conditioned exac
 pipeline; the others on ``c_θ = [e_v ; E_T(prompt)]`` (see ``livo.models.conditioning``), with the
 base pipeline's own unconditional embedding for classifier-free guidance. A pipeline made with
 ``max_values_per_prompt = k > 1`` applies up to ``k`` of the values the selector finds for a prompt
-(harm first), one value token each, ``c_θ = [e_v1 … e_vk ; E_T(prompt)]``; with the default ``1`` it
-applies the first, as the method's reference does, and reports the others in ``selected``. When no image of a call
-gets a value, the base pipeline is called unchanged, so its images are bit-identical to calling it
+(harm first), one value token each, ``c_θ = [e_v1 … e_vk ; E_T(prompt)]``; with the default ``1``
+it applies the first, as the method's reference does, and reports the others in ``selected``.
+When no image of a call gets a value, the base pipeline is called unchanged, so its images are bit-identical to calling it
 with the same arguments and generator.
 
 The base pipeline can be any diffusers pipeline that has ``text_encoder`` and ``tokenizer`` and

@@ -69,8 +69,8 @@ def selections_for(prompts: Sequence[str], selector: Selector) -> list[list[Valu
 
 
 def choices_for(prompts: Sequence[str], selector: Selector) -> list[ValueChoice | None]:
-    """The value applied to each prompt: the first the selector finds (None: none). A value
-    encoder applies one value per prompt; the others are reported, not applied."""
+    """The first value the selector finds for each prompt (None: none): what a pipeline applying
+    one value per prompt applies; the others are reported, not applied."""
     return [values[0] if values else None for values in selections_for(prompts, selector)]
 
 
