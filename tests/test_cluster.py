@@ -439,9 +439,11 @@ def test_the_service_on_two_nodes_keeps_answering_when_a_node_is_lost(state, tmp
         # the replacement by one refresh: the wait is for both (a series that never goes fails it).
         until(lambda: all(generate(seed).status_code == 200 for seed in range(3)), 60, "answers after the loss")
         after = until(
-            lambda: (c := census()).get(("livo_serve_replicas", "Generator", "10.247.0.10")) == 2
-            and ("livo_serve_replicas", "Generator", "10.247.0.11") not in c
-            and c,
+            lambda: (
+                (c := census()).get(("livo_serve_replicas", "Generator", "10.247.0.10")) == 2
+                and ("livo_serve_replicas", "Generator", "10.247.0.11") not in c
+                and c
+            ),
             120,
             "both generators on the head and none listed on the lost node",
         )

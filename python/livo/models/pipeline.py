@@ -7,8 +7,8 @@ base pipeline's own unconditional embedding for classifier-free guidance. A pipe
 ``max_values_per_prompt = k > 1`` applies up to ``k`` of the values the selector finds for a prompt
 (harm first), one value token each, ``c_θ = [e_v1 … e_vk ; E_T(prompt)]``; with the default ``1``
 it applies the first, as the method's reference does, and reports the others in ``selected``.
-When no image of a call gets a value, the base pipeline is called unchanged, so its images are bit-identical to calling it
-with the same arguments and generator.
+When no image of a call gets a value, the base pipeline is called unchanged, so its images are
+bit-identical to calling it with the same arguments and generator.
 
 The base pipeline can be any diffusers pipeline that has ``text_encoder`` and ``tokenizer`` and
 accepts ``prompt_embeds`` / ``negative_prompt_embeds`` (``StableDiffusionPipeline`` and its
@@ -229,9 +229,9 @@ class LiVOPipeline:
         """Many requests in one base-pipeline call, each getting the images a call of its own gives:
         ``self(r.prompt, r.num_images, generator=torch.Generator(device).manual_seed(r.seed),
         selector=lambda _: r.value, negative_prompt=r.negative_prompt, **base_kwargs)`` (with
-        ``r.values``: a selector answering that list). Each request's
-        initial noise and bias coins come from its own seeded generator, exactly as in that call; then
-        one U-Net batch runs for all of them. (Batched float arithmetic can differ from a lone call in
+        ``r.values``: a selector answering that list). Each request's initial noise and bias coins
+        come from its own seeded generator, exactly as in that call; then one U-Net batch runs for
+        all of them. (Batched float arithmetic can differ from a lone call in
         the last bits.) Keyword arguments go to the base pipeline (``num_inference_steps``,
         ``guidance_scale``, ``height``, ``width``, ``output_type``, ...)."""
         from diffusers.utils.torch_utils import randn_tensor

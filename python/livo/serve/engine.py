@@ -5,7 +5,7 @@ tests can run it directly; the Serve deployment holds one per replica.
 Seed contract: a request ``(prompt, seed, num_images=n, value mode)`` gives the same images as
 
     LiVOPipeline(...)(prompt, n, generator=torch.Generator(device).manual_seed(seed),
-                      selector=lambda _: <the ValueChoice the request resolved to>,
+                      selector=<a selector answering the values the request resolved to>,
                       num_inference_steps=..., guidance_scale=...)
 
 whether or not it shared a batch with other requests: requests with the same sampling settings go
