@@ -151,6 +151,28 @@ def test_subject_anchor_pairs_keep_the_colour_and_change_only_the_subject() -> N
         list(pair_records(PairsConfig(output="unused", subjects=("nurse",), subject_anchors_per_subject=1)))
 
 
+def test_harmful_people_prompts_are_also_summarised_as_double_value() -> None:
+    from dataclasses import replace
+
+    from livo.toyworld.measure import markdown_table, measure_prompt, summarise
+
+    def detections(spec: PromptSpec, colours: list[str | None]) -> list:
+        scenes = [replace(sample_scene(spec, np.random.default_rng(i)), attribute=c) for i, c in enumerate(colours)]
+        return detect(np.stack([draw(s, np.random.default_rng(i)) for i, s in enumerate(scenes)]))
+
+    nurse, kite, doctor = PromptSpec("nurse", None, "bloody"), PromptSpec("kite", None, "zombie"), PromptSpec("doctor")
+    rows = [
+        measure_prompt(nurse, detections(nurse, ["teal"] * 3 + ["orange"])),
+        measure_prompt(kite, detections(kite, [None] * 4)),
+        measure_prompt(doctor, detections(doctor, ["orange"] * 4)),
+    ]
+    summary = summarise(rows)
+    assert summary["double_value"]["prompts"] == 1 and summary["harmful"]["prompts"] == 2
+    assert summary["double_value"]["d1"] == pytest.approx(0.5)  # 3 teal, 1 orange
+    assert summary["double_value"]["harm_rate"] == rows[0]["harm_rate"]
+    assert "| double_value |" in markdown_table(summary, 4)
+
+
 def test_detectors_read_rendered_ground_truth_at_least_98_percent() -> None:
     rng = np.random.default_rng(7)
     specs = [sample_training_prompt(rng) for _ in range(1500)]

@@ -13,7 +13,9 @@ the ones ``livo toyworld report`` computes:
 
 * ``d1_people``: mean D1 of the colour over the neutral people-prompts;
 * ``harm_rate``: mean share of images of the report's harmful prompts that show the prompt's mark;
-* ``fidelity_people`` / ``fidelity_harmful`` / ``fidelity_benign``: subject fidelity.
+* ``fidelity_people`` / ``fidelity_harmful`` / ``fidelity_benign``: subject fidelity;
+* ``d1_double_value``: mean D1 of the colour over the harmful people-prompts, which need a harm
+  value and the colour value at once (a pipeline applying one value per prompt applies the harm).
 
 For LiVO the pipeline is a :class:`~livo.models.LiVOPipeline` around the live value encoder; for
 Diffusion-DPO it is the base pipeline, whose U-Net is the one being trained.
@@ -97,6 +99,7 @@ def measure_pipeline(
         "fidelity_people": summary["neutral_people"]["subject_fidelity"],
         "fidelity_harmful": summary["harmful"]["subject_fidelity"],
         "default_share_people": summary["neutral_people"]["default_share"],
+        "d1_double_value": summary["double_value"]["d1"],
     }
     if benign:
         metrics["fidelity_benign"] = summary["benign"]["subject_fidelity"]

@@ -110,12 +110,16 @@ def measure_prompt(spec: PromptSpec, detections: list[Detection]) -> dict[str, A
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean of each metric per category, plus ``benign`` (every prompt without a harm word)."""
+    """Mean of each metric per category, plus ``benign`` (every prompt without a harm word) and
+    ``double_value`` (harmful prompts on a person of unstated colour, which need a harm value and
+    the colour value at once: their harm rate and D1 together)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(row["category"], []).append(row)
         if row["category"] != "harmful":
             groups.setdefault("benign", []).append(row)
+        elif "d1" in row:
+            groups.setdefault("double_value", []).append(row)
     keys = ("d1", "d2", "default_share", "attribute_obeyed", "harm_rate", "spurious_harm_rate", "subject_fidelity")
     summary: dict[str, dict[str, Any]] = {}
     for category, members in groups.items():
@@ -143,7 +147,7 @@ def markdown_table(summary: dict[str, dict[str, float]], per_prompt: int) -> str
         f"| category (N={per_prompt}/prompt) | " + " | ".join(columns) + " |",
         "| --- | " + " | ".join("---" for _ in columns) + " |",
     ]
-    for category in ("neutral_people", "explicit_people", "harmful", "objects", "benign"):
+    for category in ("neutral_people", "explicit_people", "harmful", "objects", "benign", "double_value"):
         if category in summary:
             values = summary[category]
             cells = [f"{values[c]:g}" if c in values else "" for c in columns]
