@@ -31,6 +31,25 @@ def torch_one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def tiny_base_and_encoder():  # noqa: ANN201
+    """The tiny SD-shaped pipeline (seed 0) and a value encoder copied from its text encoder, then
+    perturbed: a trained value encoder differs from the text encoder."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from livo.models import ValueEncoder
+    from livo.testing import tiny_components
+
+    base = StableDiffusionPipeline(**tiny_components(seed=0))
+    base.set_progress_bar_config(disable=True)
+    value_encoder = ValueEncoder.from_text_encoder(base.text_encoder)
+    with torch.no_grad():
+        for parameter in value_encoder.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(9)))
+    return base, value_encoder
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the whole session: starting Ray costs ~10 s, so tests share it.

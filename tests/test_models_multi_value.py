@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from livo.errors import ConfigError
-from livo.models import GenerationRequest, LiVOPipeline, ValueChoice, ValueEncoder, value_conditioning
+from livo.models import GenerationRequest, LiVOPipeline, ValueChoice, value_conditioning
 from livo.models.conditioning import max_value_tokens, reference_conditioning
 from livo.models.values import apply_coins, apply_value_coins
-from livo.testing import tiny_components
 
 GENDER = ValueChoice("gender-equality", "gender equality", "bias")
 SKIN = ValueChoice("skin-tone-equality", "skin tone equality", "bias")
@@ -26,15 +25,8 @@ def seeded(seed: int) -> torch.Generator:
 
 
 @pytest.fixture(scope="module")
-def parts():  # noqa: ANN201
-    from diffusers import StableDiffusionPipeline
-
-    base = StableDiffusionPipeline(**tiny_components(seed=0))
-    base.set_progress_bar_config(disable=True)
-    encoder = ValueEncoder.from_text_encoder(base.text_encoder)
-    with torch.no_grad():  # a trained value encoder differs from the text encoder
-        for parameter in encoder.parameters():
-            parameter.add_(0.05 * torch.randn(parameter.shape, generator=seeded(9)))
+def parts(tiny_base_and_encoder):  # noqa: ANN001, ANN201
+    base, encoder = tiny_base_and_encoder
     return base, encoder.eval()
 
 

@@ -37,15 +37,8 @@ def seeded(seed: int = 0) -> torch.Generator:
 
 
 @pytest.fixture(scope="module")
-def pipelines():  # noqa: ANN201
-    from diffusers import StableDiffusionPipeline
-
-    base = StableDiffusionPipeline(**tiny_components(seed=0))
-    base.set_progress_bar_config(disable=True)
-    value_encoder = ValueEncoder.from_text_encoder(base.text_encoder)
-    with torch.no_grad():  # a trained value encoder differs from the text encoder
-        for parameter in value_encoder.parameters():
-            parameter.add_(0.05 * torch.randn(parameter.shape, generator=seeded(9)))
+def pipelines(tiny_base_and_encoder):  # noqa: ANN001, ANN201
+    base, value_encoder = tiny_base_and_encoder
     return base, LiVOPipeline(base, value_encoder, selector=select)
 
 

@@ -140,10 +140,7 @@ def value_conditioning(
     ``c_ref`` ``(B, L − k, d)``. Gradients, when enabled, flow into ``value_encoder`` only."""
     if len(values) != len(prompts):
         raise ConfigError(f"values: {len(values)} given for {len(prompts)} prompts")
-    if all(isinstance(value, str) for value in values):
-        c_ref = reference_conditioning(text_encoder, tokenizer, prompts)
-        e_v = value_encoder.encode_values(tokenizer, values, prompts)  # type: ignore[arg-type]
-        return ValueConditioning(c_theta=with_value_token(e_v, c_ref), c_ref=c_ref, e_v=e_v)
+    one_each = all(isinstance(value, str) for value in values)
     lists = [[value] if isinstance(value, str) else list(value) for value in values]
     count = len(lists[0]) if lists else 1
     if any(len(texts) != count for texts in lists):
@@ -157,4 +154,4 @@ def value_conditioning(
         tokenizer, [t for texts in lists for t in texts], [p for p, texts in zip(prompts, lists) for _ in texts]
     )
     e_v = flat.reshape(len(lists), count, -1)
-    return ValueConditioning(c_theta=with_value_tokens(e_v, c_ref), c_ref=c_ref, e_v=e_v)
+    return ValueConditioning(c_theta=with_value_tokens(e_v, c_ref), c_ref=c_ref, e_v=e_v[:, 0] if one_each else e_v)

@@ -256,16 +256,13 @@ class GenerationEngine:
 
         requests = []
         for job, decision in zip(jobs, decisions, strict=True):
-            values = self.applied_values(decision)
-            # One value goes as ``value``: the request a one-value service always made.
             requests.append(
                 GenerationRequest(
                     prompt=job.prompt,
                     seed=job.seed,
                     num_images=job.num_images,
                     negative_prompt=job.negative_prompt,
-                    value=values[0] if len(values) == 1 else None,
-                    values=values if len(values) > 1 else (),
+                    values=self.applied_values(decision),
                 )
             )
         outputs = self.pipeline.generate_batch(

@@ -8,9 +8,9 @@ setting the service does not offer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from livo.serve.config import LimitsConfig
 
@@ -43,16 +43,13 @@ class GenerateRequest(_Body):
     steps: int | None = Field(None, ge=1, le=500)
     guidance: float | None = Field(None, ge=0.0, le=100.0)
     value: str = Field("auto", min_length=1, max_length=64, pattern=VALUE_ID)
-    values: list[str] | None = Field(None, min_length=1, max_length=8)
+    values: list[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=VALUE_ID)]] | None = Field(
+        None, min_length=1, max_length=8
+    )
 
     @field_validator("values")
     @classmethod
-    def _values_are_ids(cls, values: list[str] | None) -> list[str] | None:
-        import re
-
-        for value in values or []:
-            if not re.fullmatch(VALUE_ID, value) or len(value) > 64:
-                raise ValueError(f"{value!r} is not a value id")
+    def _values_differ(cls, values: list[str] | None) -> list[str] | None:
         if values is not None and (repeated := sorted({v for v in values if values.count(v) > 1})):
             raise ValueError(f"{', '.join(repeated)} given more than once")
         return values
