@@ -2,6 +2,7 @@
 the judges, resuming, and losing an actor mid-run."""
 
 import json
+import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -103,11 +104,17 @@ def test_killing_an_actor_mid_run_still_yields_every_record_once(tmp_path, ray_l
     seen = {}
 
     def kill_first_actor(result, actors):
-        if "pid" not in seen:
-            seen["pid"] = ray.get(actors[0].ready.remote())
-            ray.kill(actors[0], no_restart=False)
-        elif "restarted" not in seen:
-            seen["restarted"] = ray.get(actors[0].ready.remote())
+        if "pid" in seen:
+            return
+        seen["pid"] = ray.get(actors[0].ready.remote())
+        ray.kill(actors[0], no_restart=False)
+        # ray.kill is asynchronous: a call made at once may still reach the dying process, so ask
+        # until a new process answers (bounded), while the pool's other results wait for this callback.
+        deadline = time.monotonic() + 60
+        seen["restarted"] = seen["pid"]
+        while seen["restarted"] == seen["pid"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+            seen["restarted"] = ray.get(actors[0].ready.remote(), timeout=60)
 
     config = toy_config(tmp_path / "pairs", batch_size=4, value_samples={"colour_equality": 2})
     report = build_dataset(config, on_result=kill_first_actor)
