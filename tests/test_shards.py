@@ -271,3 +271,35 @@ def test_pair_records_name_the_row_that_is_not_png_or_lacks_an_id(table: pa.Tabl
         pair_table([record, {**record, "violating_image": b"GIF89a..."}])
     with pytest.raises(InputError, match="record_id: null at row 0"):
         pair_table([{**record, "record_id": None}])
+
+
+def test_pair_records_carry_every_value_and_refuse_inconsistent_lists(table: pa.Table) -> None:
+    from livo.errors import InputError
+
+    record = table.slice(0, 1).to_pylist()[0]
+    assert table.column("value_ids").to_pylist()[:3] == [[v] for v in table.column("value_id").to_pylist()[:3]]
+    single = {k: v for k, v in record.items() if k not in ("value_ids", "value_texts")}
+    double = {**single, "value_ids": [single["value_id"], "fair"], "value_texts": [single["value_text"], "be fair"]}
+    assert pair_table([double]).column("value_texts").to_pylist() == [[single["value_text"], "be fair"]]
+    with pytest.raises(InputError, match=r"pair row 1: value_ids must start with value_id 'gender', got \['fair'"):
+        pair_table([double, {**double, "value_ids": ["fair", single["value_id"]]}])
+    with pytest.raises(InputError, match=r"pair row 0: value_ids .* repeat a value"):
+        pair_table([{**double, "value_ids": [single["value_id"]] * 2}])
+    with pytest.raises(InputError, match=r"pair row 0: .* one text per value"):
+        pair_table([{**double, "value_texts": [single["value_text"]]}])
+    with pytest.raises(InputError, match=r"pair row 0: value_texts .* holds a null"):
+        pair_table([{**double, "value_texts": [single["value_text"], None]}])
+
+
+def test_a_version_1_table_conforms_to_version_2_with_one_value_each(tmp_path: Path, table: pa.Table) -> None:
+    from livo.data.schema import PAIR_SCHEMA_VERSION, conform_pairs
+
+    version_1 = table.drop_columns(["value_ids", "value_texts"])
+    assert conform_pairs(version_1).equals(table)
+    path = tmp_path / "v1.parquet"
+    pq.write_table(pl.from_arrow(version_1).to_arrow(), path)
+    assert main(["shards", "write", str(path), "-o", str(tmp_path / "out"), "--pair-schema"]) == 0
+    manifest = Manifest.load(tmp_path / "out")
+    assert manifest.schema_version == PAIR_SCHEMA_VERSION == "livo.pair/2"
+    written = pa.concat_tables(pq.read_table(tmp_path / "out" / s.name) for s in manifest.shards)
+    assert sorted(written.column("value_ids").to_pylist()) == sorted([v] for v in table.column("value_id").to_pylist())

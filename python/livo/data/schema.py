@@ -1,4 +1,4 @@
-"""The LiVO pair record: one prompt, one value principle, an aligned and a violating image.
+"""The LiVO pair record: one prompt, its value principles, an aligned and a violating image.
 
 Every dataset the builder writes and the trainer reads has these columns (documented with their
 meaning in ``docs/dataset-format.md``). Images are PNG bytes so any Parquet reader can hand them to
@@ -16,7 +16,9 @@ import pyarrow.compute as pc
 
 from livo.errors import InputError
 
-PAIR_SCHEMA_VERSION = "livo.pair/1"
+PAIR_SCHEMA_VERSION = "livo.pair/2"
+# Version 1 has no value_ids/value_texts columns: one value per record, in value_id/value_text.
+PAIR_SCHEMA_VERSION_1 = "livo.pair/1"
 
 JUDGE_SCORE = pa.struct(
     [
@@ -34,6 +36,8 @@ PAIR_SCHEMA = pa.schema(
         pa.field("aligned_prompt", pa.string()),
         pa.field("value_id", pa.string()),
         pa.field("value_text", pa.string()),
+        pa.field("value_ids", pa.list_(pa.string())),
+        pa.field("value_texts", pa.list_(pa.string())),
         pa.field("category", pa.string()),
         pa.field("seed", pa.int64()),
         pa.field("aligned_image", pa.binary()),
@@ -53,6 +57,8 @@ REQUIRED_COLUMNS = (
     "prompt",
     "value_id",
     "value_text",
+    "value_ids",
+    "value_texts",
     "aligned_image",
     "violating_image",
 )
@@ -61,8 +67,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def pair_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
-    """Builds a pair table from dicts (missing optional keys become null) and validates it."""
-    rows = [dict(r) for r in records]
+    """Builds a pair table from dicts (missing optional keys become null) and validates it. A record
+    without ``value_ids``/``value_texts`` has one value: its ``value_id``/``value_text``."""
+    rows = [_with_value_lists(dict(r)) for r in records]
     try:
         table = pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
@@ -71,10 +78,27 @@ def pair_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
     return table
 
 
+def _with_value_lists(row: dict[str, Any]) -> dict[str, Any]:
+    for column, first in (("value_ids", "value_id"), ("value_texts", "value_text")):
+        if row.get(column) is None and row.get(first) is not None:
+            row[column] = [row[first]]
+    return row
+
+
 def conform_pairs(table: pa.Table) -> pa.Table:
     """Selects and orders the pair columns and casts them to :data:`PAIR_SCHEMA` (e.g. the
     ``large_string``/``string_view`` columns polars produces), raising :class:`InputError` that
-    names a missing or uncastable column."""
+    names a missing or uncastable column. A ``livo.pair/1`` table (no ``value_ids``/``value_texts``)
+    becomes version 2 with one value per record."""
+    names = table.column_names
+    if "value_ids" not in names and "value_texts" not in names and {"value_id", "value_text"} <= set(names):
+        for column, first in (("value_ids", "value_id"), ("value_texts", "value_text")):
+            singles = pc.cast(table.column(first), pa.string())
+            offsets = pa.array(range(len(singles) + 1), pa.int32())
+            lists = pa.chunked_array(
+                [pa.ListArray.from_arrays(offsets, singles.combine_chunks())], pa.list_(pa.string())
+            )
+            table = table.append_column(column, lists)
     return conform_to_schema(table, PAIR_SCHEMA, f"pair table ({PAIR_SCHEMA_VERSION})")
 
 
@@ -103,9 +127,39 @@ def validate_pairs(table: pa.Table) -> None:
         if column.null_count:
             row = next(i for i, v in enumerate(column.is_null().to_pylist()) if v)
             raise InputError(f"pair column {name}: null at row {row}")
+    _validate_value_lists(table)
     for name in ("aligned_image", "violating_image"):
         heads = pc.binary_slice(table.column(name), 0, len(PNG_MAGIC))
         not_png = pc.invert(pc.equal(heads, pa.scalar(PNG_MAGIC, heads.type)))
         if pc.any(not_png).as_py():
             row = pc.index(not_png, True).as_py()
             raise InputError(f"pair column {name}: row {row} is not PNG data")
+
+
+def _validate_value_lists(table: pa.Table) -> None:
+    """Every record's ``value_ids``/``value_texts`` are non-empty, of one length, free of nulls and
+    repeats, and start with its ``value_id``/``value_text`` (the first value is the primary one)."""
+    ids, texts = table.column("value_ids"), table.column("value_texts")
+    lengths = pc.list_value_length(ids)
+    bad = pc.or_(pc.less(lengths, 1), pc.not_equal(lengths, pc.list_value_length(texts)))
+    if pc.any(bad).as_py():
+        row = pc.index(bad, True).as_py()
+        raise InputError(
+            f"pair row {row}: value_ids {ids[row]} and value_texts {texts[row]} need one text per value, at least one"
+        )
+    for name, column in (("value_ids", ids), ("value_texts", texts)):
+        if pc.list_flatten(column).null_count:
+            row = next(i for i, items in enumerate(column.to_pylist()) if None in items)
+            raise InputError(f"pair row {row}: {name} {column[row]} holds a null")
+    for name, lists, first in (("value_ids", ids, "value_id"), ("value_texts", texts, "value_text")):
+        differs = pc.not_equal(pc.list_element(lists, 0), table.column(first))
+        if pc.any(differs).as_py():
+            row = pc.index(differs, True).as_py()
+            raise InputError(
+                f"pair row {row}: {name} must start with {first} {table.column(first)[row].as_py()!r}, got {lists[row]}"
+            )
+    several = pc.greater(lengths, 1)
+    if pc.any(several).as_py():
+        for row, items in zip(pc.indices_nonzero(several).to_pylist(), pc.filter(ids, several).to_pylist()):
+            if len(set(items)) != len(items):
+                raise InputError(f"pair row {row}: value_ids {items} repeat a value")

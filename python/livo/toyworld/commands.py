@@ -89,6 +89,17 @@ def register(subparsers: Any) -> None:
         default=0,
         help="colour pairs per people-subject whose violating image shows another subject (default 0)",
     )
+    pairs.add_argument(
+        "--double-per-prompt",
+        type=non_negative_int,
+        default=0,
+        help="pairs with two values (harm and colour) per harmful people-prompt without a colour word (default 0)",
+    )
+    pairs.add_argument(
+        "--compose-double-values",
+        action="store_true",
+        help="write double-value pairs as one value with the joined text instead of one value each",
+    )
     pairs.add_argument("--holdout-subject", action="append", default=[], help="people-subject kept out of bias pairs")
     pairs.add_argument("--no-holdout", action="store_true", help="also train on the report's harmful prompts")
     pairs.add_argument(
@@ -194,6 +205,8 @@ def run_pairs(args: argparse.Namespace) -> int:
         holdout_subjects=tuple(args.holdout_subject),
         subjects=None if args.subject is None else tuple(args.subject),
         subject_anchors_per_subject=args.subject_anchors_per_subject,
+        double_per_prompt=args.double_per_prompt,
+        compose_double_values=args.compose_double_values,
         seed=args.seed,
     )
     if args.split:

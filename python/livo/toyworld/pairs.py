@@ -7,7 +7,11 @@ background, colour jitter) and differ only in what the value principle is about:
 * ``colour_equality`` ("balance colour") on a people-prompt without a colour word: the violating
   image has the subject's trained default colour, the aligned one the other colour;
 * ``no_blood`` / ``no_zombie`` on a prompt with that harm word: the violating image carries the
-  marks, the aligned one is the same scene without them.
+  marks, the aligned one is the same scene without them;
+* both, as two values ``[no_blood or no_zombie, colour_equality]``, on a harmful people-prompt
+  without a colour word ("a bloody nurse"): the aligned image has no marks and the other colour, the
+  violating one breaks one value or both (marks with the default colour, marks with the other
+  colour, or no marks with the default colour: a third each, drawn per pair).
 
 By default the harmful prompts that ``livo toyworld report`` measures (each subject with one harm
 word) are held out: training pairs use the *other* harm word of each subject and the explicit-colour
@@ -54,7 +58,11 @@ class PairsConfig:
     subject, whose other subjects are measured as unseen). ``subject_anchors_per_subject`` adds, for
     each people-subject with bias pairs, pairs of the bias value whose two images both have the other
     colour but the violating one shows another of those subjects: they tell the value token to
-    change the colour and keep the prompt's subject."""
+    change the colour and keep the prompt's subject. ``double_per_prompt`` pairs for each harmful
+    people-prompt without a colour word (the same held-out rules as harm pairs; people-subjects as
+    for bias pairs) carry both values; ``compose_double_values`` writes them as one value whose text
+    joins both (``"no blood, balance colour"``) instead of one value each, the alternative design
+    that ``benchmarks/multi_value.py`` compares."""
 
     output: str
     bias_per_subject: int = 400
@@ -63,17 +71,23 @@ class PairsConfig:
     holdout_subjects: Sequence[str] = field(default_factory=tuple)
     subjects: Sequence[str] | None = None
     subject_anchors_per_subject: int = 0
+    double_per_prompt: int = 0
+    compose_double_values: bool = False
     seed: int = 0
     splits: dict[str, float] = field(default_factory=lambda: {"train": 1.0})
     row_group_bytes: int = ROW_GROUP_BYTES
 
     def validate(self) -> None:
-        if self.bias_per_subject < 0 or self.harm_per_prompt < 0 or self.subject_anchors_per_subject < 0:
+        counts = (self.bias_per_subject, self.harm_per_prompt, self.subject_anchors_per_subject, self.double_per_prompt)
+        if min(counts) < 0:
             raise ConfigError(
-                "PairsConfig.bias_per_subject, harm_per_prompt and subject_anchors_per_subject must be >= 0"
+                "PairsConfig.bias_per_subject, harm_per_prompt, subject_anchors_per_subject and double_per_prompt "
+                "must be >= 0"
             )
-        if self.bias_per_subject + self.harm_per_prompt == 0:
-            raise ConfigError("PairsConfig: bias_per_subject and harm_per_prompt are both 0 (no pairs)")
+        if self.bias_per_subject + self.harm_per_prompt + self.double_per_prompt == 0:
+            raise ConfigError(
+                "PairsConfig: bias_per_subject, harm_per_prompt and double_per_prompt are all 0 (no pairs)"
+            )
         unknown = [s for s in self.holdout_subjects if s not in PEOPLE]
         if unknown:
             raise ConfigError(f"PairsConfig.holdout_subjects: {unknown} are not people-subjects ({', '.join(PEOPLE)})")
@@ -99,6 +113,18 @@ def harm_training_prompts(holdout_report_harm: bool = True, subjects: Sequence[s
     return specs
 
 
+def double_value_training_prompts(people: Sequence[str], holdout_report_harm: bool = True) -> list[PromptSpec]:
+    """Every harmful prompt on one of ``people`` without a colour word (it needs a harm value and the
+    bias value), minus the report's harmful prompts when they are held out."""
+    held = {spec for spec in report_prompts()["harmful"]} if holdout_report_harm else set()
+    return [
+        spec
+        for harm in HARMS
+        for subject in PEOPLE
+        if subject in people and (spec := PromptSpec(subject, None, harm)) not in held
+    ]
+
+
 def _png(image: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -115,22 +141,29 @@ def _pair_images(aligned: Scene, violating: Scene, seed: int) -> tuple[np.ndarra
 def _record(
     spec: PromptSpec,
     aligned_spec: PromptSpec,
-    value_id: str,
+    value_ids: str | Sequence[str],
     category: str,
     seed: int,
     aligned: np.ndarray,
     violating: np.ndarray,
+    compose: bool = False,
 ) -> dict[str, Any]:
     prompt = spec.text()
-    key = f"{value_id}|{prompt}|{seed}"
+    ids = [value_ids] if isinstance(value_ids, str) else list(value_ids)
+    texts = [VALUE_TEXTS[v] for v in ids]
+    if compose:
+        ids, texts = ["+".join(ids)], [", ".join(texts)]
+    key = f"{'+'.join(ids)}|{prompt}|{seed}"
     digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
     return {
         "record_id": hashlib.blake2b(key.encode(), digest_size=16).hexdigest(),
         "cluster_id": int.from_bytes(digest, "little") >> 1,
         "prompt": prompt,
         "aligned_prompt": aligned_spec.text(),
-        "value_id": value_id,
-        "value_text": VALUE_TEXTS[value_id],
+        "value_id": ids[0],
+        "value_text": texts[0],
+        "value_ids": ids,
+        "value_texts": texts,
         "category": category,
         "seed": seed,
         "aligned_image": _png(aligned),
@@ -156,6 +189,11 @@ def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
         for spec in harm_training_prompts(config.holdout_report_harm, config.subjects)
         for _ in range(config.harm_per_prompt)
     ]
+    jobs += [
+        ("double", spec)
+        for spec in double_value_training_prompts(biased, config.holdout_report_harm)
+        for _ in range(config.double_per_prompt)
+    ]
     order = np.random.default_rng(config.seed).permutation(len(jobs))
     for index in order:
         kind, spec = jobs[int(index)]
@@ -175,6 +213,25 @@ def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
             )
             yield _record(
                 spec, replace(spec, attribute=other), BIAS_PRINCIPLE, "bias/subject", seed, aligned, violating
+            )
+        elif kind == "double":
+            assert spec.harm is not None
+            default = DEFAULT_ATTRIBUTE[spec.subject]
+            other = next(a for a in ATTRIBUTES if a != default)
+            broken = int(np.random.default_rng([seed, 1]).integers(3))  # 0: both values, 1: harm, 2: colour
+            violating_scene = replace(
+                scene, harm=None if broken == 2 else spec.harm, attribute=other if broken == 1 else default
+            )
+            aligned, violating = _pair_images(replace(scene, harm=None, attribute=other), violating_scene, seed)
+            yield _record(
+                spec,
+                replace(spec, harm=None, attribute=other),
+                (HARM_PRINCIPLE[spec.harm], BIAS_PRINCIPLE),
+                f"double/{spec.harm}",
+                seed,
+                aligned,
+                violating,
+                compose=config.compose_double_values,
             )
         else:
             assert spec.harm is not None

@@ -6,6 +6,8 @@ An :class:`Objective` owns the trainable module that DeepSpeed wraps and turns a
 * :class:`LiVOObjective`: a :class:`~livo.models.ValueEncoder` copied from the base text encoder is
   the only trainable module; the frozen U-Net sees ``c_θ = [e_v ; c_ref]`` for θ and ``c_ref`` for the
   reference (one U-Net, gradients flow through it into ``E_V``), then :func:`livo.losses.livo_loss`.
+  A record with ``k`` values gets ``k`` value tokens, ``c_θ = [e_v1 … e_vk ; c_ref(L − k)]``, as at
+  inference; every row's reference is ``c_ref(L − 1)``, the prompt without any value.
 * :class:`DPOObjective`: LoRA adapters on the U-Net (peft, through diffusers' ``add_adapter``) or the
   full U-Net are trained; the reference is the same U-Net with adapters disabled, or a frozen copy;
   both see the base conditioning ``E_T(prompt)``; then :func:`livo.losses.dpo_loss`.
@@ -23,7 +25,7 @@ from typing import Any
 import torch
 
 from livo.losses import dpo_loss, livo_loss
-from livo.models.conditioning import base_conditioning, reference_conditioning, with_value_token
+from livo.models.conditioning import base_conditioning, reference_conditioning, with_value_tokens
 from livo.models.denoising import freeze_for_value_training, pair_errors
 from livo.models.value_encoder import ValueEncoder, value_texts
 from livo.train.config import TrainConfig
@@ -77,23 +79,14 @@ class LiVOObjective(Objective):
 
     def compute(self, engine: Any, batch: PairBatch, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         pipe = self.pipeline
-        tokenizer = pipe.tokenizer
         latents_w, latents_l = self.latents(batch, generator)
-        c_ref = reference_conditioning(pipe.text_encoder, tokenizer, batch.prompts)
-        tokens = tokenizer(
-            value_texts(batch.values, batch.prompts),
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        e_v = engine(input_ids=tokens.input_ids.to(engine.device)).pooler_output
+        c_ref = reference_conditioning(pipe.text_encoder, pipe.tokenizer, batch.prompts)
         errors = pair_errors(
             self.scheduler,
             latents_w,
             latents_l,
             unet_theta=pipe.unet,
-            cond_theta=with_value_token(e_v, c_ref),
+            cond_theta=self.value_conditioning(engine, batch, c_ref),
             cond_ref=c_ref,
             generator=generator,
         )
@@ -108,6 +101,39 @@ class LiVOObjective(Objective):
             gamma1=c.gamma1,
             gamma2=c.gamma2,
         )
+
+    def value_conditioning(self, engine: Any, batch: PairBatch, c_ref: torch.Tensor) -> torch.Tensor:
+        """``c_θ`` of every row: one engine call for every (value, prompt) of the batch, then rows
+        grouped by their number of values ``k``, each group's ``c_ref`` tokenised to ``L − k``
+        (``c_ref``, at ``L − 1``, serves the one-value rows)."""
+        pipe = self.pipeline
+        tokenizer = pipe.tokenizer
+        lists = batch.every_value()
+        tokens = tokenizer(
+            value_texts(
+                [v for texts in lists for v in texts], [p for p, texts in zip(batch.prompts, lists) for _ in texts]
+            ),
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        flat = engine(input_ids=tokens.input_ids.to(engine.device)).pooler_output
+        starts = [0]
+        for texts in lists:
+            starts.append(starts[-1] + len(texts))
+        rows: list[torch.Tensor | None] = [None] * len(lists)
+        for count in sorted({len(texts) for texts in lists}):
+            members = [i for i, texts in enumerate(lists) if len(texts) == count]
+            if count == 1:
+                group_ref = c_ref[members]
+            else:
+                prompts = [batch.prompts[i] for i in members]
+                group_ref = reference_conditioning(pipe.text_encoder, tokenizer, prompts, count)
+            e_vs = torch.stack([flat[starts[i] : starts[i + 1]] for i in members])
+            for i, row in zip(members, with_value_tokens(e_vs, group_ref)):
+                rows[i] = row
+        return torch.stack([row for row in rows if row is not None])
 
 
 class _AdaptersOff(torch.nn.Module):

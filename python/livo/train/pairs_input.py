@@ -1,5 +1,8 @@
 """Pair batches for training: shard rows → prompts, value texts and image tensors.
 
+A record names every value it applies (``value_texts``, ``livo.pair/2``); a ``livo.pair/1``
+dataset, which has one ``value_text`` per record, reads as one value each.
+
 Rows come from :class:`~livo.data.streaming.ShardStream` (rank/worker split, seeded shuffle,
 resumable position). PNG decoding runs in the collate function, i.e. inside dataloader workers
 when there are any. Images are scaled to ``[-1, 1]`` in NCHW, as diffusers' VAEs expect.
@@ -17,17 +20,25 @@ import torch
 
 from livo.errors import InputError
 
-COLUMNS = ("prompt", "value_text", "aligned_image", "violating_image")
+COLUMNS = ("prompt", "value_texts", "aligned_image", "violating_image")
+COLUMNS_VERSION_1 = ("prompt", "value_text", "aligned_image", "violating_image")
 
 
 @dataclass
 class PairBatch:
-    """``aligned``/``violating``: float tensors ``(B, 3, H, W)`` in ``[-1, 1]``."""
+    """``values``: each row's first value text; ``value_lists``: each row's every value text in
+    order, or ``None`` when every row has one value (``values``). ``aligned``/``violating``: float
+    tensors ``(B, 3, H, W)`` in ``[-1, 1]``."""
 
     prompts: list[str]
     values: list[str]
     aligned: torch.Tensor
     violating: torch.Tensor
+    value_lists: list[tuple[str, ...]] | None = None
+
+    def every_value(self) -> list[tuple[str, ...]]:
+        """Each row's value texts, one or several."""
+        return self.value_lists if self.value_lists is not None else [(value,) for value in self.values]
 
 
 def _decode(png: bytes) -> np.ndarray:
@@ -44,12 +55,14 @@ def _pixels(images: list[bytes]) -> torch.Tensor:
 
 def collate_pairs(rows: list[dict[str, Any]]) -> PairBatch:
     """One micro-batch from a list of pair rows."""
+    lists = [tuple(r["value_texts"]) if "value_texts" in r else (r["value_text"],) for r in rows]
     try:
         return PairBatch(
             prompts=[r["prompt"] for r in rows],
-            values=[r["value_text"] for r in rows],
+            values=[texts[0] for texts in lists],
             aligned=_pixels([r["aligned_image"] for r in rows]),
             violating=_pixels([r["violating_image"] for r in rows]),
+            value_lists=lists if any(len(texts) > 1 for texts in lists) else None,
         )
     except ValueError as error:
         raise InputError(f"pair batch: images of different sizes cannot be stacked: {error}") from error
@@ -67,12 +80,15 @@ def pair_loader(
     world_size: int,
 ) -> Any:
     """A resumable :class:`~livo.data.streaming.ShardLoader` of :class:`PairBatch` for one rank."""
+    from livo.data.schema import PAIR_SCHEMA_VERSION_1
+    from livo.data.shards import Manifest
     from livo.data.streaming import ShardStream
 
+    version_1 = Manifest.load(dataset).schema_version == PAIR_SCHEMA_VERSION_1
     stream = ShardStream(
         dataset,
         split,
-        columns=list(COLUMNS),
+        columns=list(COLUMNS_VERSION_1 if version_1 else COLUMNS),
         batch_size=micro_batch,
         drop_last=True,
         shuffle=True,

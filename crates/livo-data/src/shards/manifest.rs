@@ -48,7 +48,7 @@ pub struct ShardEntry {
 pub struct Manifest {
     pub format: String,
     pub format_version: u32,
-    /// Version of the record schema the producer writes (e.g. `livo.pair/1`).
+    /// Version of the record schema the producer writes (e.g. `livo.pair/2`).
     pub schema_version: String,
     pub record_id_column: String,
     pub group_key_column: String,

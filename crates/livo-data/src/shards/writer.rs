@@ -78,7 +78,7 @@ impl Default for ShardConfig {
             target_shard_bytes: 256 << 20,
             row_group_bytes: 32 << 20,
             zstd_level: 3,
-            schema_version: "livo.pair/1".into(),
+            schema_version: "livo.pair/2".into(),
             metadata: serde_json::Value::Object(Default::default()),
         }
     }
