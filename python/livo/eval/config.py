@@ -27,6 +27,7 @@ from pydantic import Field, model_validator
 
 from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError
+from livo.eval.prompts import Category
 from livo.judges.spec import JudgesConfig
 from livo.plugins import PROMPT_SETS, has_plugin, plugin_names
 
@@ -44,8 +45,8 @@ class PromptsConfig(StrictModel):
     set: str | None = None
     file: str | None = None
     registry: str = "toyworld"
-    categories: list[Literal["bias", "explicit", "harm", "benign"]] | None = None
-    per_category: dict[Literal["bias", "explicit", "harm", "benign"], int] | None = None
+    categories: list[Category] | None = None
+    per_category: dict[Category, int] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> PromptsConfig:
@@ -69,7 +70,9 @@ class MethodConfig(StrictModel):
     - ``livo``: ``LiVOPipeline`` with the value encoder at ``value_encoder`` (a folder holding the
       encoder, or holding ``value_encoder/``; default: the model folder's ``value_encoder/``),
       ``selector`` ``faiss`` (FAISS index built from the registry, or loaded from ``index``) or
-      ``keyword`` (the harm-keyword stage alone), and ``bias_probability`` (0.5 in the paper).
+      ``keyword`` (the harm-keyword stage alone), ``bias_probability`` (0.5 in the paper) and
+      ``max_values_per_prompt`` (default 1: the selector's first value; 2 applies a harm and a bias
+      value together, one value token each).
 
     ``categories`` restricts a method to some prompt categories (to save time on baselines whose
     effect is only on some); its other cells stay empty in the table.
@@ -88,12 +91,15 @@ class MethodConfig(StrictModel):
     index: str | None = None
     embedder: str = "minilm"
     bias_probability: float = Field(default=0.5, ge=0.0, le=1.0)
-    categories: list[Literal["bias", "explicit", "harm", "benign"]] | None = None
+    max_values_per_prompt: int = Field(default=1, ge=1)
+    categories: list[Category] | None = None
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> MethodConfig:
         if self.kind == "negative_prompt" and not self.negative_prompt:
             raise ValueError(f"method {self.name!r}: kind negative_prompt needs 'negative_prompt'")
+        if self.kind != "livo" and self.max_values_per_prompt != 1:
+            raise ValueError(f"method {self.name!r}: max_values_per_prompt is for kind livo, not {self.kind}")
         if self.kind == "pipeline" and sum(x is not None for x in (self.path, self.unet, self.lora)) != 1:
             raise ValueError(f"method {self.name!r}: kind pipeline needs exactly one of 'path', 'unet' and 'lora'")
         return self

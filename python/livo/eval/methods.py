@@ -304,23 +304,26 @@ class LiVO(Method):
                 self._selectors[key] = faiss_selector(self.registry, self.config.index, self.config.embedder)
         return self._selectors[key]
 
-    def choice(self, prompt: EvalPrompt) -> ValueChoice | None:
-        from livo.models.values import choices_for
+    def choices(self, prompt: EvalPrompt) -> list[ValueChoice]:
+        """The values this method applies to the prompt: the selector's first
+        ``max_values_per_prompt`` (its first alone unless the method asks for more)."""
+        from livo.models.values import selections_for
 
         if prompt.text not in self._choices:
-            self._choices[prompt.text] = choices_for([prompt.text], self.selector)[0]
+            found = selections_for([prompt.text], self.selector)[0]
+            self._choices[prompt.text] = found[: self.config.max_values_per_prompt]
         return self._choices[prompt.text]
 
     def value_for(self, prompt: EvalPrompt) -> str | None:
-        choice = self.choice(prompt)
-        return None if choice is None else choice.text
+        found = self.choices(prompt)
+        return " + ".join(choice.text for choice in found) if found else None
 
     def key(self, prompt: EvalPrompt) -> tuple:
-        choice = self.choice(prompt)
-        if choice is None:
+        found = self.choices(prompt)
+        if not found:
             return ("base",)
-        mixing = self.config.bias_probability if choice.kind == "bias" else None
-        return ("livo", self.encoder_path(), choice.text, choice.kind, mixing)
+        mixing = self.config.bias_probability if any(choice.kind == "bias" for choice in found) else None
+        return ("livo", self.encoder_path(), tuple((choice.text, choice.kind) for choice in found), mixing)
 
     def encoder_path(self) -> str:
         """The value encoder folder: ``value_encoder`` (or its ``value_encoder/``), else the model's."""
@@ -346,12 +349,14 @@ class LiVO(Method):
 
             encoder = ValueEncoder.from_pretrained(self.encoder_path(), dtype=self.models.dtype)
             self._pipeline = LiVOPipeline(
-                self.models.base, encoder.to(self.models.base.device), bias_probability=self.config.bias_probability
+                self.models.base,
+                encoder.to(self.models.base.device),
+                bias_probability=self.config.bias_probability,
+                max_values_per_prompt=self.config.max_values_per_prompt,
             )
         return self._pipeline
 
     def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
-        choice = self.choice(prompt)
         # Coin flips from a seed of their own, derived from the image seeds: reproducible, and the
         # same for every LiVO variant with the same mixing probability.
         out = self.pipeline(
@@ -359,10 +364,23 @@ class LiVO(Method):
             num_images_per_prompt=len(seeds),
             generator=generators(seeds),
             value_seed=int(seeds[0]) * 7919 + 17,
-            selector=lambda _text: choice,
+            selector=FixedValues(self.choices(prompt)),
             **self.models.call_kwargs(),
         )
         return to_uint8(out.images)
+
+
+class FixedValues:
+    """A multi-value selector that answers every prompt with the same values (those a method chose)."""
+
+    def __init__(self, values: Sequence[ValueChoice]) -> None:
+        self.values = list(values)
+
+    def __call__(self, prompt: str) -> ValueChoice | None:
+        return self.values[0] if self.values else None
+
+    def choose_all(self, prompts: Sequence[str]) -> list[list[ValueChoice]]:
+        return [list(self.values) for _ in prompts]
 
 
 def build_methods(config: EvalConfig, models: BaseModels, registry: Registry) -> list[Method]:

@@ -7,7 +7,10 @@ Categories:
 - ``explicit``: a prompt that states the attribute ("a teal nurse"); measured by how often the
   image obeys it (a method must not override the user);
 - ``harm``: a prompt with a harm ("a bloody thief"); Avg R, Avg S, max@k, prob@k for its value;
-- ``benign``: everything else ("a kite"); the rate of spurious harm under every harm value.
+- ``benign``: everything else ("a kite"); the rate of spurious harm under every harm value;
+- ``double``: a prompt that needs a harm value and a bias value at once ("a bloody nurse"; in a
+  prompt file its ``value`` is ``harm_id+bias_id``); Avg R under the harm value and D1 under the
+  bias value, on the same images.
 
 Subject fidelity (does the image still show the prompt's subject) is measured on all of them.
 """
@@ -21,18 +24,28 @@ from typing import Literal
 from livo.errors import InputError
 from livo.values.registry import Registry, load_registry, resolve_registry_path
 
-Category = Literal["bias", "explicit", "harm", "benign"]
-CATEGORIES: tuple[str, ...] = ("bias", "explicit", "harm", "benign")
+Category = Literal["bias", "explicit", "harm", "benign", "double"]
+CATEGORIES: tuple[str, ...] = ("bias", "explicit", "harm", "benign", "double")
 
 
 @dataclass(frozen=True)
 class EvalPrompt:
-    """A prompt, its category, the value it is judged under and (explicit prompts) the class asked for."""
+    """A prompt, its category, the value it is judged under, (explicit prompts) the class asked for
+    and (double prompts) the bias value judged beside the harm value ``value_id``."""
 
     text: str
     category: Category
     value_id: str | None = None
     attribute: str | None = None
+    bias_value_id: str | None = None
+
+    @classmethod
+    def from_row(cls, text: str, category: str, value: str | None, attribute: str | None) -> EvalPrompt:
+        """A prompt-file row; a double prompt's ``value`` is ``harm_id+bias_id``."""
+        if category == "double" and value is not None and "+" in value:
+            harm, _, bias = value.partition("+")
+            return cls(text, category, harm, attribute, bias)  # type: ignore[arg-type]  # checked by _checked
+        return cls(text, category, value, attribute)  # type: ignore[arg-type]  # checked by _checked
 
 
 def prompt_set(name: str) -> list[EvalPrompt]:
@@ -41,7 +54,9 @@ def prompt_set(name: str) -> list[EvalPrompt]:
     from livo.plugins import PROMPT_SETS, load_plugin
 
     rows = load_plugin(PROMPT_SETS, name)()
-    return [EvalPrompt(str(row["prompt"]), row["category"], row.get("value"), row.get("attribute")) for row in rows]
+    return [
+        EvalPrompt.from_row(str(row["prompt"]), row["category"], row.get("value"), row.get("attribute")) for row in rows
+    ]
 
 
 def read_prompt_file(path: str, registry: Registry) -> list[EvalPrompt]:
@@ -65,7 +80,7 @@ def read_prompt_file(path: str, registry: Registry) -> list[EvalPrompt]:
             _checked(
                 path,
                 row,
-                EvalPrompt(str(cell("prompt") or ""), cell("category"), cell("value"), cell("attribute")),  # type: ignore[arg-type]  # checked next
+                EvalPrompt.from_row(str(cell("prompt") or ""), str(cell("category")), cell("value"), cell("attribute")),
                 registry,
             )
         )
@@ -82,6 +97,8 @@ def _checked(path: str, row: int, prompt: EvalPrompt, registry: Registry) -> Eva
         raise InputError(f"{where}: category {prompt.category!r} is not one of {CATEGORIES}")
     if prompt.category == "benign":
         return prompt
+    if prompt.category == "double":
+        return _checked_double(where, prompt, registry)
     if prompt.value_id is None or prompt.value_id not in registry.ids:
         raise InputError(
             f"{where}: category {prompt.category} needs a 'value' from the registry {registry.ids}, "
@@ -95,6 +112,17 @@ def _checked(path: str, row: int, prompt: EvalPrompt, registry: Registry) -> Eva
         )
     if prompt.category == "explicit" and prompt.attribute not in (value.classes or {}):
         raise InputError(f"{where}: explicit prompt needs 'attribute', one of {sorted(value.classes or {})}")
+    return prompt
+
+
+def _checked_double(where: str, prompt: EvalPrompt, registry: Registry) -> EvalPrompt:
+    pair = (prompt.value_id, prompt.bias_value_id)
+    kinds = tuple(registry.value(v).kind if v in registry.ids else None for v in pair)
+    if kinds != ("harm", "bias"):
+        raise InputError(
+            f"{where}: category double needs 'value' harm_id+bias_id (a harm value, then a bias value from the "
+            f"registry {registry.ids}), got {'+'.join(v or '' for v in pair)!r}"
+        )
     return prompt
 
 

@@ -139,9 +139,12 @@ def subject_prompt_rows(subjects: Sequence[str]) -> list[dict[str, str | None]]:
 def prompt_rows(specs: dict[str, list[PromptSpec]]) -> list[dict[str, str | None]]:
     """Rows of the prompt-file schema for report categories. Explicit prompts come first with the
     colour against each person's default ("a teal doctor"), the harder request, then the default
-    colour: a per-category limit keeps the harder half."""
+    colour: a per-category limit keeps the harder half. Each harmful prompt on a person without a
+    colour word comes again at the end as a ``double`` prompt (its harm value + "balance colour"),
+    so the other prompts keep their places, and so their seeds."""
     rows: list[dict[str, str | None]] = []
     explicit: list[dict[str, str | None]] = []
+    double: list[dict[str, str | None]] = []
     for category, members in specs.items():
         for spec in members:
             if category == "neutral_people":
@@ -151,12 +154,14 @@ def prompt_rows(specs: dict[str, list[PromptSpec]]) -> list[dict[str, str | None
             elif category == "harmful":
                 assert spec.harm is not None
                 rows.append(_row(spec.text(), "harm", HARM_PRINCIPLE[spec.harm]))
+                if spec.is_person and spec.attribute is None:
+                    double.append(_row(spec.text(), "double", f"{HARM_PRINCIPLE[spec.harm]}+{BIAS_PRINCIPLE}"))
             else:
                 rows.append(_row(spec.text(), "benign"))
     first = [r for r in explicit if r["attribute"] != DEFAULT_ATTRIBUTE[parse_prompt(str(r["prompt"])).subject]]
     second = [r for r in explicit if r not in first]
     index = next((i for i, r in enumerate(rows) if r["category"] == "harm"), len(rows))
-    return rows[:index] + first + second + rows[index:]
+    return rows[:index] + first + second + rows[index:] + double
 
 
 def _row(prompt: str, category: str, value: str | None = None, attribute: str | None = None) -> dict[str, str | None]:
