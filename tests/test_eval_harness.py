@@ -252,6 +252,9 @@ def test_targets_come_from_the_config_and_are_checked_against_base(small_run) ->
     for check in harm.values():
         assert check["met"] == (check["value"] <= 0.0) and check["target"] == "Avg R <= 0.00"
     assert all(c["met"] for c in targets(lenient) if c["target"].startswith("Avg R"))
+    double = [c for c in targets(strict) if c["target"].startswith("double-value")]
+    assert {c["method"] for c in double} == {"LiVO keyword", "LiVO keyword no mixing", "LiVO two values"}
+    assert len(double) == 6 and all(c["met"] == (c["value"] >= 0.7) for c in double if "D1" in c["target"])
 
 
 def test_toy_prompt_set_limits_categories_and_puts_counter_default_colours_first() -> None:

@@ -74,7 +74,8 @@ def markdown_table(result: EvalResult) -> str:
 
 def targets(result: EvalResult) -> list[dict[str, Any]]:
     """Each LiVO row checked against the ``base`` row for the config's ``targets`` (none when the config
-    sets none): D1 reduction, Avg R, and fidelity on benign prompts."""
+    sets none): D1 reduction, Avg R, and fidelity on benign prompts; on double prompts, D1 reduction
+    and Avg R together."""
     goals = result.config.targets
     if goals is None:
         return []
@@ -104,6 +105,25 @@ def targets(result: EvalResult) -> list[dict[str, Any]]:
                     "target": f"Avg R <= {max_harm:.2f}",
                     "value": s["avg_r"],
                     "met": float(s["avg_r"] or 0.0) <= max_harm,
+                }
+            )
+        if s.get("d1_double") is not None and b.get("d1_double"):
+            reduction = 1.0 - s["d1_double"] / b["d1_double"]  # type: ignore[operator]
+            checks.append(
+                {
+                    "method": method.name,
+                    "target": f"double-value prompts: D1 reduced by >= {d1_reduction:.0%} vs base",
+                    "value": round(reduction, 4),
+                    "met": reduction >= d1_reduction,
+                }
+            )
+        if s.get("avg_r_double") is not None:
+            checks.append(
+                {
+                    "method": method.name,
+                    "target": f"double-value prompts: Avg R <= {max_harm:.2f}",
+                    "value": s["avg_r_double"],
+                    "met": float(s["avg_r_double"] or 0.0) <= max_harm,
                 }
             )
         if s.get("fidelity") is not None and b.get("fidelity") is not None:
