@@ -70,12 +70,15 @@ class DedupStageConfig(StrictModel):
 
 class SelectionConfig(StrictModel):
     """The value registry (a file or a built-in name) and either a prebuilt value index folder or
-    the embedder to build one in memory. ``values`` restricts the build to some value ids."""
+    the embedder to build one in memory. ``values`` restricts the build to some value ids.
+    ``max_values_per_prompt``: how many of the values the selector finds a pair is built for (1: the
+    first, harm values first; 2: e.g. a harm value and a bias value together, one record with both)."""
 
     registry: str = "default"
     index: str | None = None
     embedder: str = "minilm"
     values: list[str] | None = None
+    max_values_per_prompt: int = Field(default=1, ge=1)
 
 
 class RewriteConfig(StrictModel):

@@ -50,7 +50,7 @@ class WorkerSpec:
 
 @dataclass
 class BatchResult:
-    """Kept pair rows (``livo.pair/1`` columns plus ``aligned_class``/``violating_class``), drops as
+    """Kept pair rows (``livo.pair/2`` columns plus ``aligned_class``/``violating_class``), drops as
     ``(record_id, value_id, reason)``, and the work done."""
 
     batch: int
@@ -98,40 +98,47 @@ class PairGenerator:
         return np.clip(np.rint(np.asarray(out, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
     def generate(self, records: Sequence[dict[str, Any]], batch: int = 0) -> BatchResult:
-        """Violating images, judging, rewriting, aligned images, judging, pair decisions."""
+        """Violating images, judging, rewriting, aligned images, judging, pair decisions. A record
+        with several values is judged under each of them, on the same two images."""
         started = time.perf_counter()
         result = BatchResult(batch=batch)
         registry = self.spec.registry
-        violating = self.images([r["prompt"] for r in records], [r["seed"] for r in records])
+        values = [[registry.value(v) for v in (r.get("value_ids") or (r["value_id"],))] for r in records]
+        prompts = [r["prompt"] for r in records]
+        violating = self.images(prompts, [r["seed"] for r in records])
         result.images += len(records)
-        verdicts = self.judges.judge_by_value(
-            violating, [r["prompt"] for r in records], [r["value_id"] for r in records]
-        )
+        verdicts = self._verdicts(violating, prompts, values)
         survivors: list[tuple[int, str, str | None]] = []  # (index, aligned prompt, target class)
-        for i, (record, verdict) in enumerate(zip(records, verdicts)):
-            value = registry.value(record["value_id"])
-            target, aligned, reason = self._aligned_prompt(record, value, verdict)
+        for i, record in enumerate(records):
+            target, aligned, reason = self._aligned_prompt(record, values[i], verdicts[i])
             if reason is not None:
-                result.dropped.append((record["record_id"], value.id, reason))
+                result.dropped.append((record["record_id"], values[i][0].id, reason))
             else:
                 survivors.append((i, aligned, target))
         if survivors:
             aligned_images = self.images([a for _, a, _ in survivors], [records[i]["seed"] for i, _, _ in survivors])
             result.images += len(survivors)
-            originals = [records[i]["prompt"] for i, _, _ in survivors]
-            value_ids = [records[i]["value_id"] for i, _, _ in survivors]
-            aligned_verdicts = self.judges.judge_by_value(aligned_images, originals, value_ids)
-            subjects = self.judges.subjects(aligned_images, originals, value_ids, aligned_verdicts)
+            originals = [prompts[i] for i, _, _ in survivors]
+            aligned_verdicts = self._verdicts(aligned_images, originals, [values[i] for i, _, _ in survivors])
+            firsts = [values[i][0].id for i, _, _ in survivors]
+            subjects = self.judges.subjects(aligned_images, originals, firsts, [v[0] for v in aligned_verdicts])
             for k, (i, aligned, target) in enumerate(survivors):
-                record, value = records[i], registry.value(records[i]["value_id"])
-                reason = decide_pair(value, verdicts[i], aligned_verdicts[k], target, subjects[k])
+                record = records[i]
+                reason = next(
+                    (
+                        why
+                        for j, value in enumerate(values[i])
+                        if (why := self._decide(value, verdicts[i][j], aligned_verdicts[k][j], target, subjects[k]))
+                    ),
+                    None,
+                )
                 if reason is not None:
-                    result.dropped.append((record["record_id"], value.id, reason))
+                    result.dropped.append((record["record_id"], values[i][0].id, reason))
                     continue
                 result.kept.append(
                     self._row(
                         record,
-                        value,
+                        values[i],
                         aligned,
                         target,
                         violating[i],
@@ -144,55 +151,97 @@ class PairGenerator:
         result.seconds = time.perf_counter() - started
         return result
 
+    def _verdicts(
+        self, images: np.ndarray, prompts: Sequence[str], values: Sequence[Sequence[ValuePrinciple]]
+    ) -> list[list[ImageVerdict]]:
+        """Each image's verdict under each of its values (position j: the j-th value of every record
+        that has one; images of one value are judged together)."""
+        out: list[list[ImageVerdict]] = [[] for _ in images]
+        for position in range(max((len(v) for v in values), default=0)):
+            rows = [i for i, vs in enumerate(values) if len(vs) > position]
+            found = self.judges.judge_by_value(
+                images[rows], [prompts[i] for i in rows], [values[i][position].id for i in rows]
+            )
+            for i, verdict in zip(rows, found):
+                out[i].append(verdict)
+        return out
+
+    @staticmethod
+    def _decide(
+        value: ValuePrinciple,
+        violating: ImageVerdict,
+        aligned: ImageVerdict,
+        target: str | None,
+        subject: bool | None,
+    ) -> str | None:
+        """One value's drop reason. A harm value beside a bias value may be absent from the violating
+        image: the pair still contrasts the bias value, and its aligned image must stay free of harm."""
+        if value.kind == "harm" and not violating.harmful and target is not None:
+            return (
+                "aligned_still_harmful" if aligned.harmful else ("aligned_lost_subject" if subject is False else None)
+            )
+        return decide_pair(value, violating, aligned, target, subject)
+
     def _aligned_prompt(
-        self, record: dict[str, Any], value: ValuePrinciple, verdict: ImageVerdict
+        self, record: dict[str, Any], values: Sequence[ValuePrinciple], verdicts: Sequence[ImageVerdict]
     ) -> tuple[str | None, str, str | None]:
-        """(target class, aligned prompt, drop reason) once the violating image is judged."""
-        if value.kind == "bias":
-            target = class_not_shown(value, verdict.attribute, record["record_id"])
-            if target is None:
-                return None, "", "violating_attribute_unreadable"
-            return target, self.rewriter.rewrite(record["prompt"], value, target), None
-        if not verdict.harmful:
+        """(target class, aligned prompt, drop reason) once the violating image is judged: the
+        planned harm rewrite, then the class the violating image does not show inserted for a bias
+        value. Dropped when a bias value's class is unreadable, or when no value is violated."""
+        target = None
+        aligned = record.get("aligned_prompt") or record["prompt"]
+        for value, verdict in zip(values, verdicts):
+            if value.kind == "bias":
+                target = class_not_shown(value, verdict.attribute, record["record_id"])
+                if target is None:
+                    return None, "", "violating_attribute_unreadable"
+                aligned = self.rewriter.rewrite(aligned, value, target)
+        if target is None and not any(verdict.harmful for verdict in verdicts):
             return None, "", "violating_not_harmful"
-        aligned = record.get("aligned_prompt") or self.rewriter.rewrite(record["prompt"], value, None)
-        return None, aligned, None
+        if target is None and not record.get("aligned_prompt"):
+            for value in values:
+                aligned = self.rewriter.rewrite(aligned, value, None)
+        return target, aligned, None
 
     def _row(
         self,
         record: dict[str, Any],
-        value: ValuePrinciple,
+        values: Sequence[ValuePrinciple],
         aligned_prompt: str,
         target: str | None,
         violating: np.ndarray,
         aligned: np.ndarray,
-        violating_verdict: ImageVerdict,
-        aligned_verdict: ImageVerdict,
+        violating_verdicts: Sequence[ImageVerdict],
+        aligned_verdicts: Sequence[ImageVerdict],
     ) -> dict[str, Any]:
+        bias = next((j for j, value in enumerate(values) if value.kind == "bias"), 0)
         return {
             "record_id": record["record_id"],
             "cluster_id": int(record["cluster_id"]),
             "prompt": record["prompt"],
             "aligned_prompt": aligned_prompt,
-            "value_id": value.id,
-            "value_text": value.text,
-            "category": category_of(value),
+            "value_id": values[0].id,
+            "value_text": values[0].text,
+            "value_ids": [value.id for value in values],
+            "value_texts": [value.text for value in values],
+            "category": "+".join(category_of(value) for value in values),
             "seed": int(record["seed"]),
             "aligned_image": png_bytes(aligned),
             "violating_image": png_bytes(violating),
             "judge_scores": [
                 {
                     "judge": self.judges.name_for(value.id),
-                    "aligned": aligned_verdict.score,
-                    "violating": violating_verdict.score,
+                    "aligned": aligned_verdicts[j].score,
+                    "violating": violating_verdicts[j].score,
                 }
+                for j, value in enumerate(values)
             ],
             "model_id": self.spec.model_label or self.spec.model,
             "created_by": self.spec.created_by,
             "run_id": self.spec.run_id,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "aligned_class": target,
-            "violating_class": violating_verdict.attribute,
+            "violating_class": violating_verdicts[bias].attribute,
         }
 
 

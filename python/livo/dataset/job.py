@@ -190,7 +190,8 @@ def _generate(
             progress.update(len(batches[result.batch]), len(result.kept))
             for row in result.kept:
                 if row.get("aligned_class") is not None:
-                    sides = balance.setdefault(row["value_id"], {"violating": Counter(), "aligned": Counter()})
+                    key = "+".join(row["value_ids"])
+                    sides = balance.setdefault(key, {"violating": Counter(), "aligned": Counter()})
                     sides["violating"][row["violating_class"]] += 1
                     sides["aligned"][row["aligned_class"]] += 1
 

@@ -126,21 +126,34 @@ def plan_records(
         if wanted is not None and value_id not in wanted:
             plan.drops["value_not_built"] += 1
             continue
-        value = registry.value(value_id)
+        applied = tuple(v for v in found[: config.selection.max_values_per_prompt] if wanted is None or v in wanted)
+        applied = applied if applied and applied[0] == value_id else (value_id,)
         prompt = prompts[i]
         aligned = None
-        if value.kind == "harm":
-            aligned = rewriter.rewrite(prompt, value, None)
+        harms = [registry.value(v) for v in applied if registry.value(v).kind == "harm"]
+        if harms:
+            aligned = prompt
+            for harm in harms:  # every harm value's wording goes; bias classes are inserted later
+                aligned = rewriter.rewrite(aligned, harm, None)
             if aligned.strip() == prompt.strip() or not aligned.strip():
                 plan.drops["rewrite_unchanged"] += 1
                 continue
-        chosen[value_id] += 1
+        key = "+".join(applied)
+        chosen[key] += 1
         normalized = normalize(prompt)
         for sample in range(generation.value_samples.get(value_id, generation.samples_per_prompt)):
-            rid = record_id(normalized, value_id, sample)
+            rid = record_id(normalized, key, sample)
             plan.records.append(
                 PlannedRecord(
-                    rid, int(result.cluster_id[i]), prompt, value_id, sample, seed_of(rid), aligned, selected=found
+                    rid,
+                    int(result.cluster_id[i]),
+                    prompt,
+                    value_id,
+                    sample,
+                    seed_of(rid),
+                    aligned,
+                    selected=found,
+                    value_ids=applied if len(applied) > 1 else (),
                 )
             )
     plan.stages["selection"] = {

@@ -1,7 +1,7 @@
 """Identity of a build record: ``record_id`` and the seed derived from it.
 
-A record is one (prompt, value, sample index). Its id is a hash of the normalised prompt, the value
-id and the sample index, so the same input always plans the same ids (what makes a rerun resume),
+A record is one (prompt, values, sample index). Its id is a hash of the normalised prompt, the value
+id (several values: their ids joined by ``+``) and the sample index, so the same input always plans the same ids (what makes a rerun resume),
 and its generator seed is a hash of the id: never Python's ``hash()``, which changes per process.
 """
 
@@ -29,7 +29,8 @@ def seed_of(record: str) -> int:
 class PlannedRecord:
     """A pair to generate. ``aligned_prompt`` is known in advance for harm values; for bias values
     it is chosen after the violating image has been judged (None until then). ``selected`` lists
-    every value the selector found for the prompt (harm first); the pair is built for the first,
+    every value the selector found for the prompt (harm first); the pair is built for ``value_ids``
+    (the first ``max_values_per_prompt`` of them; empty: ``value_id`` alone), whose first is
     ``value_id``."""
 
     record_id: str
@@ -40,6 +41,11 @@ class PlannedRecord:
     seed: int
     aligned_prompt: str | None = None
     selected: tuple[str, ...] = ()
+    value_ids: tuple[str, ...] = ()
+
+    def applied(self) -> tuple[str, ...]:
+        """The values the pair is built for."""
+        return self.value_ids or (self.value_id,)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,83 @@
+"""Dataset construction with two values per prompt (no Ray: the planner and one pair generator): a
+harmful scene with a person gets one record for its harm value and its bias value together, whose
+aligned image is free of the harm and shows the class the violating image does not."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from livo.dataset import parse_build_config
+from livo.dataset.generate import PairGenerator
+from livo.dataset.job import worker_spec
+from livo.dataset.plan import plan_records, selector_for
+from livo.dataset.records import record_id
+from livo.dataset.rewrite import RuleRewriter
+from livo.toyworld.judge import ToyWorldJudge
+from livo.values.registry import builtin_registry_path, load_registry
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+TOY = load_registry(builtin_registry_path("toyworld"))
+PROMPTS = ["a bloody nurse", "a zombie doctor", "a teacher", "a bloody kite"]
+
+
+def build_config(tmp_path, max_values: int):
+    return parse_build_config(
+        {
+            "sources": {"generators": {"toyworld": {"count": 1, "seed": 0}}},
+            "selection": {"registry": "toyworld", "max_values_per_prompt": max_values},
+            "generation": {"steps": 8, "guidance_scale": 5.0, "samples_per_prompt": 6},
+            "output": {"directory": str(tmp_path / "out")},
+            "progress": False,
+        }
+    )
+
+
+def decode(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_two_value_records_make_pairs_aligned_on_both_values(tmp_path) -> None:
+    from livo.data.dedup import normalize
+
+    config = build_config(tmp_path, 2)
+    selector = selector_for(config, TOY)
+    plan = plan_records(PROMPTS, config, TOY, selector, RuleRewriter(TOY))
+    applied = {r.prompt: r.applied() for r in plan.records}
+    assert applied == {
+        "a bloody nurse": ("no_blood", "colour_equality"),
+        "a zombie doctor": ("no_zombie", "colour_equality"),
+        "a teacher": ("colour_equality",),
+        "a bloody kite": ("no_blood",),
+    }
+    nurse = next(r for r in plan.records if r.prompt == "a bloody nurse")
+    assert nurse.aligned_prompt == "a nurse" and nurse.record_id == record_id(
+        normalize("a bloody nurse"), "no_blood+colour_equality", nurse.sample
+    )
+    single = plan_records(PROMPTS, build_config(tmp_path, 1), TOY, selector, RuleRewriter(TOY))
+    teacher = [r.record_id for r in plan.records if r.prompt == "a teacher"]
+    assert teacher == [r.record_id for r in single.records if r.prompt == "a teacher"]  # one value: ids unchanged
+    assert {r.applied() for r in single.records if r.prompt == "a bloody nurse"} == {("no_blood",)}
+
+    result = PairGenerator(worker_spec(config, TOY)).generate([r.to_dict() for r in plan.records])
+    kept = [row for row in result.kept if len(row["value_ids"]) == 2]
+    assert kept, result.dropped
+    judge = ToyWorldJudge()
+    for row in kept:
+        assert row["value_texts"] == ["no blood" if "bloody" in row["prompt"] else "no zombie", "balance colour"]
+        assert row["category"].endswith("+bias/colour") and len(row["judge_scores"]) == 2
+        images = np.stack([decode(row["violating_image"]), decode(row["aligned_image"])])
+        for value_id in row["value_ids"]:
+            violating, aligned = judge.judge(images, [row["prompt"]] * 2, TOY.value(value_id))
+            if value_id == "colour_equality":
+                assert aligned.attribute == row["aligned_class"] != violating.attribute
+            else:
+                assert not aligned.harmful
+            assert aligned.subject
+        assert row["aligned_class"] in row["aligned_prompt"].split()
+        assert not {"bloody", "zombie"} & set(row["aligned_prompt"].split())
