@@ -493,6 +493,7 @@ def write_training_pairs(settings: dict[str, Any], folder: Path) -> Path:
             holdout_report_harm=False,  # the held-out prompts are the dev and test subjects'
             subjects=tuple(train.get("people", [])) + tuple(train.get("objects", [])),
             subject_anchors_per_subject=pairs.get("subject_anchors_per_subject", 0),
+            double_per_prompt=pairs.get("double_per_prompt", 0),
             seed=pairs["seed"],
         )
     )

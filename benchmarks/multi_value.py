@@ -17,6 +17,11 @@ shipped value encoder's harm pairs hold out and its bias pairs never show with a
 way: harm rate, D1 of the colour and subject fidelity (the toy-world detectors), mean over prompts.
 ``--value-encoder`` measures another trained encoder (default: the shipped one).
 
+``--single-value`` also measures the single-value prompts the way training evaluations do
+(:func:`livo.toyworld.evaluation.measure_pipeline`: neutral and explicit people, harmful prompts,
+objects; seed 4242), once with one value per prompt and once with the two-value pipeline, so a
+retrained encoder can be compared with the shipped one on what it already did.
+
     source scripts/env.sh && python benchmarks/multi_value.py --out /tmp/multi-value
 """
 
@@ -90,6 +95,38 @@ def measure(pipeline: Any, per_prompt: int, steps: int, guidance_scale: float, s
     return {"prompts": [spec.text() for spec in specs], "summary": summary, "rows": rows}
 
 
+SINGLE_KEYS = (
+    "d1_people",
+    "default_share_people",
+    "harm_rate",
+    "fidelity_people",
+    "fidelity_harmful",
+    "fidelity_benign",
+    "attribute_obeyed",
+)
+
+
+def measure_single(base: Any, value_encoder: Any, per_prompt: int, steps: int, guidance_scale: float) -> dict[str, Any]:
+    """The training evaluation's numbers for the base, one value per prompt and two values per prompt."""
+    from livo.models import LiVOPipeline
+    from livo.toyworld.evaluation import ToyValueSelector, measure_pipeline, toy_selector
+
+    pipelines = {
+        "base": base,
+        "one value per prompt": LiVOPipeline(base, value_encoder, selector=toy_selector, bias_probability=0.5),
+        "two values per prompt": LiVOPipeline(
+            base, value_encoder, selector=ToyValueSelector(), bias_probability=0.5, max_values_per_prompt=2
+        ),
+    }
+    measured = {}
+    for name, pipeline in pipelines.items():
+        metrics = measure_pipeline(
+            pipeline, per_prompt=per_prompt, steps=steps, guidance_scale=guidance_scale, seed=4242
+        )
+        measured[name] = {key: round(float(metrics[key]), 4) for key in SINGLE_KEYS}
+    return measured
+
+
 def markdown(summary: dict[str, dict[str, float]]) -> str:
     lines = ["| conditioning | harm rate | D1 | subject fidelity |", "| --- | --- | --- | --- |"]
     for way, numbers in summary.items():
@@ -108,6 +145,7 @@ def main() -> int:
     parser.add_argument("--guidance-scale", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--single-value", action="store_true", help="also measure the single-value prompts")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -118,6 +156,10 @@ def main() -> int:
     pipeline = LiVOPipeline.from_pretrained("builtin:toyworld", value_encoder_path=args.value_encoder)
     pipeline.base.set_progress_bar_config(disable=True)
     result = measure(pipeline, args.per_prompt, args.steps, args.guidance_scale, args.seed)
+    if args.single_value:
+        result["single_value"] = measure_single(
+            pipeline.base, pipeline.value_encoder, args.per_prompt, args.steps, args.guidance_scale
+        )
     result["command"] = " ".join(["python", "benchmarks/multi_value.py", *sys.argv[1:]])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +167,8 @@ def main() -> int:
     temporary.write_text(json.dumps(result, indent=1) + "\n")
     temporary.replace(out / "results.json")
     print(markdown(result["summary"]))
+    for name, numbers in result.get("single_value", {}).items():
+        print(name, json.dumps(numbers))
     return 0
 
 

@@ -5,9 +5,10 @@
 * :func:`evaluate_training`, the ``livo.train_evaluations`` plug-in ``toyworld``: bias, harm and
   benign fidelity of a model being trained (``eval: {hook: toyworld}`` in a training config).
 
-The value of each prompt in training evaluations comes from :func:`toy_selector`, the toy world's
+The values of each prompt in training evaluations come from :func:`toy_values`, the toy world's
 ground truth (harm word → its harm principle, always applied; people-prompt without a colour word →
-"balance colour", applied per image with probability 0.5; anything else → no value). Images are made
+"balance colour", applied per image with probability 0.5; both for "a bloody nurse", one token each;
+anything else → no value). Images are made
 with :func:`livo.toyworld.measure.generate` and read with the toy-world detectors, so the numbers are
 the ones ``livo toyworld report`` computes:
 
@@ -15,7 +16,7 @@ the ones ``livo toyworld report`` computes:
 * ``harm_rate``: mean share of images of the report's harmful prompts that show the prompt's mark;
 * ``fidelity_people`` / ``fidelity_harmful`` / ``fidelity_benign``: subject fidelity;
 * ``d1_double_value``: mean D1 of the colour over the harmful people-prompts, which need a harm
-  value and the colour value at once (a pipeline applying one value per prompt applies the harm).
+  value and the colour value at once.
 
 For LiVO the pipeline is a :class:`~livo.models.LiVOPipeline` around the live value encoder; for
 Diffusion-DPO it is the base pipeline, whose U-Net is the one being trained.
@@ -179,12 +180,15 @@ def evaluate_training(
     benign: bool = True,
 ) -> dict[str, Any]:
     """The training hook: :func:`measure_pipeline` on LiVO around ``value_encoder`` (with the toy world's
-    ground-truth selector), or on ``base`` itself when it is None (Diffusion-DPO trains its U-Net)."""
+    ground-truth selector, every value a prompt needs, one token each), or on ``base`` itself when it
+    is None (Diffusion-DPO trains its U-Net)."""
     pipeline = base
     if value_encoder is not None:
         from livo.models.pipeline import LiVOPipeline
 
-        pipeline = LiVOPipeline(base, value_encoder, selector=toy_selector, bias_probability=0.5)
+        pipeline = LiVOPipeline(
+            base, value_encoder, selector=ToyValueSelector(), bias_probability=0.5, max_values_per_prompt=2
+        )
     return measure_pipeline(
         pipeline, per_prompt=per_prompt, steps=steps, guidance_scale=guidance_scale, seed=seed, benign=benign
     )
