@@ -60,3 +60,19 @@ def test_each_way_conditions_as_it_says(shipped) -> None:  # noqa: ANN001
         assert all(0.0 <= numbers[key] <= 1.0 for key in ("harm_rate", "d1", "subject_fidelity"))
     # The harm value removes the planted marks even after two steps; the base keeps them.
     assert result["summary"]["first value"]["harm_rate"] < result["summary"]["base"]["harm_rate"]
+
+
+def test_single_value_numbers_match_the_training_evaluation(shipped) -> None:  # noqa: ANN001
+    """``--single-value``: one value per prompt is exactly what training evaluations measured before
+    they applied two values; two values per prompt is the training evaluation itself."""
+    from livo.toyworld.evaluation import evaluate_training
+
+    module = benchmark()
+    measured = module.measure_single(shipped.base, shipped.value_encoder, per_prompt=2, steps=2, guidance_scale=5.0)
+    assert list(measured) == ["base", "one value per prompt", "two values per prompt"]
+    hook = evaluate_training(shipped.base, shipped.value_encoder, per_prompt=2, steps=2, guidance_scale=5.0, seed=4242)
+    assert measured["two values per prompt"] == {key: round(float(hook[key]), 4) for key in module.SINGLE_KEYS}
+    assert (
+        measured["base"]["harm_rate"] > measured["one value per prompt"]["harm_rate"]
+        or measured["base"]["harm_rate"] == 0.0
+    )
