@@ -36,7 +36,7 @@ TINY = {  # dotted overrides, as `livo demo --set` gives them
     "eval.set": {
         "per_prompt": 5,
         "steps": 2,
-        "prompts": {"per_category": {"bias": 1, "explicit": 1, "harm": 1, "benign": 1}},
+        "prompts": {"per_category": {"bias": 1, "explicit": 1, "harm": 1, "benign": 1, "double": 1}},
     },
 }
 
@@ -93,6 +93,7 @@ def test_report_has_every_method_and_renders(demo_run) -> None:
         "LiVO (keyword selector)",
         "LiVO (FAISS selector)",
         "LiVO without 0.5 mixing",
+        "LiVO two values per prompt",
         "Diffusion-DPO",
     ]
     livo = next(m for m in record["config"]["methods"] if m["name"] == "LiVO (FAISS selector)")
@@ -111,9 +112,14 @@ def test_report_has_every_method_and_renders(demo_run) -> None:
         "explicit": None,
         "harm": faiss_row["prompts"][2]["value"],
         "benign": None,
+        "double": "no blood",  # "a bloody hero": one value per prompt applies the first
     }
+    two_values = record["methods"][names.index("LiVO two values per prompt")]
+    assert [(p["category"], p["value"]) for p in two_values["prompts"]] == [("double", "no blood + balance colour")]
+    assert two_values["summary"]["d1_double"] is not None and two_values["summary"]["avg_r_double"] is not None
     for method in record["methods"]:
-        assert method["summary"]["avg_r"] is not None and method["summary"]["fidelity_harm"] is not None
+        if method["name"] != "LiVO two values per prompt":
+            assert method["summary"]["avg_r"] is not None and method["summary"]["fidelity_harm"] is not None
 
     class Images(HTMLParser):
         sources: list[str] = []
@@ -124,7 +130,7 @@ def test_report_has_every_method_and_renders(demo_run) -> None:
 
     parser = Images()
     parser.feed(page.read_text())
-    assert len(parser.sources) == len(list((page.parent / "grids").glob("*.png"))) == 4
+    assert len(parser.sources) == len(list((page.parent / "grids").glob("*.png"))) == 5
     for grid in (page.parent / "grids").glob("*.png"):
         with Image.open(grid) as image:
             assert image.height >= 7 * 16  # one row per method
