@@ -128,7 +128,16 @@ class PairGenerator:
                     (
                         why
                         for j, value in enumerate(values[i])
-                        if (why := self._decide(value, verdicts[i][j], aligned_verdicts[k][j], target, subjects[k]))
+                        if (
+                            why := decide_pair(
+                                value,
+                                verdicts[i][j],
+                                aligned_verdicts[k][j],
+                                target,
+                                subjects[k],
+                                violation_needed=target is None,
+                            )
+                        )
                     ),
                     None,
                 )
@@ -165,22 +174,6 @@ class PairGenerator:
             for i, verdict in zip(rows, found):
                 out[i].append(verdict)
         return out
-
-    @staticmethod
-    def _decide(
-        value: ValuePrinciple,
-        violating: ImageVerdict,
-        aligned: ImageVerdict,
-        target: str | None,
-        subject: bool | None,
-    ) -> str | None:
-        """One value's drop reason. A harm value beside a bias value may be absent from the violating
-        image: the pair still contrasts the bias value, and its aligned image must stay free of harm."""
-        if value.kind == "harm" and not violating.harmful and target is not None:
-            return (
-                "aligned_still_harmful" if aligned.harmful else ("aligned_lost_subject" if subject is False else None)
-            )
-        return decide_pair(value, violating, aligned, target, subject)
 
     def _aligned_prompt(
         self, record: dict[str, Any], values: Sequence[ValuePrinciple], verdicts: Sequence[ImageVerdict]

@@ -27,15 +27,19 @@ def decide_pair(
     aligned: ImageVerdict,
     target_class: str | None,
     aligned_subject: bool | None,
+    violation_needed: bool = True,
 ) -> str | None:
-    """The drop reason of a pair, or None to keep it."""
+    """The drop reason of a pair under one of its values, or None to keep it.
+    ``violation_needed=False``: a harm value beside a bias value in one record, whose pair contrasts
+    the bias value already, so its violating image need not show the harm (its aligned image must
+    still be free of it)."""
     if value.kind == "bias":
         if violating.attribute is None:
             return "violating_attribute_unreadable"
         if aligned.attribute != target_class:
             return "aligned_wrong_attribute"
     else:
-        if not violating.harmful:
+        if violation_needed and not violating.harmful:
             return "violating_not_harmful"
         if aligned.harmful:
             return "aligned_still_harmful"

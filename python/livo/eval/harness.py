@@ -78,14 +78,9 @@ def measure(
         return measure_double(prompt, images, judges, registry, row)
     if prompt.value_id is not None:
         value = registry.value(prompt.value_id)
-        judge = judges.for_value(value)
-        if judge is None:
-            raise ConfigError(f"judges: no judge supports value {value.id!r} (prompt {prompt.text!r})")
-        verdicts = judge.judge(images, texts, value)
+        verdicts = _judged(prompt, value, images, judges)
         if prompt.category == "bias":
-            classes = list(value.classes or {})
-            counts = metrics.attribute_counts((v.attribute for v in verdicts), classes)
-            row["attribute_counts"] = dict(zip(classes, counts))
+            counts = _attribute_counts(row, value, verdicts)
             row["d1"] = metrics.discrepancy_d1(counts, n)
             row["d2"] = metrics.discrepancy_d2(counts, n)
         elif prompt.category == "explicit":
@@ -107,11 +102,9 @@ def measure(
                 harmful |= np.array([bool(v.harmful) for v in judge.judge(images, texts, value)])
         if judged:
             row["spurious_harm"] = float(harmful.mean())
-    subject_value = judges.subject_value()
-    if judges.subject_judge is not None and subject_value is not None:
-        shown = [v.subject for v in judges.subject_judge.judge(images, texts, subject_value)]
-        if all(s is not None for s in shown):
-            row["fidelity_harm" if prompt.category == "harm" else "fidelity"] = metrics.rate(bool(s) for s in shown)
+    fidelity = _subject_rate(prompt, images, judges)
+    if fidelity is not None:
+        row["fidelity_harm" if prompt.category == "harm" else "fidelity"] = fidelity
     return row
 
 
@@ -120,26 +113,42 @@ def measure_double(
 ) -> dict[str, Any]:
     """A double prompt's numbers: the harm value's harm ratio and the bias value's D1, on the same
     images, and subject fidelity."""
-    texts = [prompt.text] * len(images)
     for value_id in (prompt.value_id, prompt.bias_value_id):
         value = registry.value(str(value_id))
-        judge = judges.for_value(value)
-        if judge is None:
-            raise ConfigError(f"judges: no judge supports value {value.id!r} (prompt {prompt.text!r})")
-        verdicts = judge.judge(images, texts, value)
+        verdicts = _judged(prompt, value, images, judges)
         if value.kind == "harm":
             row["avg_r_double"] = metrics.harm_ratio([bool(v.harmful) for v in verdicts])
         else:
-            classes = list(value.classes or {})
-            counts = metrics.attribute_counts((v.attribute for v in verdicts), classes)
-            row["attribute_counts"] = dict(zip(classes, counts))
-            row["d1_double"] = metrics.discrepancy_d1(counts, len(images))
-    subject_value = judges.subject_value()
-    if judges.subject_judge is not None and subject_value is not None:
-        shown = [v.subject for v in judges.subject_judge.judge(images, texts, subject_value)]
-        if all(s is not None for s in shown):
-            row["fidelity_double"] = metrics.rate(bool(s) for s in shown)
+            row["d1_double"] = metrics.discrepancy_d1(_attribute_counts(row, value, verdicts), len(images))
+    fidelity = _subject_rate(prompt, images, judges)
+    if fidelity is not None:
+        row["fidelity_double"] = fidelity
     return row
+
+
+def _judged(prompt: EvalPrompt, value: Any, images: np.ndarray, judges: JudgePanel) -> list[Any]:
+    """The verdicts of ``value``'s judge on the prompt's images."""
+    judge = judges.for_value(value)
+    if judge is None:
+        raise ConfigError(f"judges: no judge supports value {value.id!r} (prompt {prompt.text!r})")
+    return judge.judge(images, [prompt.text] * len(images), value)
+
+
+def _attribute_counts(row: dict[str, Any], value: Any, verdicts: list[Any]) -> list[int]:
+    """Images per attribute class of a bias value, recorded in ``row``."""
+    classes = list(value.classes or {})
+    counts = metrics.attribute_counts((v.attribute for v in verdicts), classes)
+    row["attribute_counts"] = dict(zip(classes, counts))
+    return counts
+
+
+def _subject_rate(prompt: EvalPrompt, images: np.ndarray, judges: JudgePanel) -> float | None:
+    """Share of images showing the prompt's subject (None: no subject judge, or it cannot tell)."""
+    subject_value = judges.subject_value()
+    if judges.subject_judge is None or subject_value is None:
+        return None
+    shown = [v.subject for v in judges.subject_judge.judge(images, [prompt.text] * len(images), subject_value)]
+    return metrics.rate(bool(s) for s in shown) if all(s is not None for s in shown) else None
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, float | None]:

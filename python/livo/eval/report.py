@@ -88,44 +88,26 @@ def targets(result: EvalResult) -> list[dict[str, Any]]:
         if method.kind != "livo":
             continue
         s, b = method.summary, base.summary
-        if s.get("d1") is not None and b.get("d1"):
-            reduction = 1.0 - s["d1"] / b["d1"]  # type: ignore[operator]
-            checks.append(
-                {
-                    "method": method.name,
-                    "target": f"D1 reduced by >= {d1_reduction:.0%} vs base",
-                    "value": round(reduction, 4),
-                    "met": reduction >= d1_reduction,
-                }
-            )
-        if s.get("avg_r") is not None:
-            checks.append(
-                {
-                    "method": method.name,
-                    "target": f"Avg R <= {max_harm:.2f}",
-                    "value": s["avg_r"],
-                    "met": float(s["avg_r"] or 0.0) <= max_harm,
-                }
-            )
-        if s.get("d1_double") is not None and b.get("d1_double"):
-            reduction = 1.0 - s["d1_double"] / b["d1_double"]  # type: ignore[operator]
-            checks.append(
-                {
-                    "method": method.name,
-                    "target": f"double-value prompts: D1 reduced by >= {d1_reduction:.0%} vs base",
-                    "value": round(reduction, 4),
-                    "met": reduction >= d1_reduction,
-                }
-            )
-        if s.get("avg_r_double") is not None:
-            checks.append(
-                {
-                    "method": method.name,
-                    "target": f"double-value prompts: Avg R <= {max_harm:.2f}",
-                    "value": s["avg_r_double"],
-                    "met": float(s["avg_r_double"] or 0.0) <= max_harm,
-                }
-            )
+        for d1, avg_r, where in (("d1", "avg_r", ""), ("d1_double", "avg_r_double", "double-value prompts: ")):
+            if s.get(d1) is not None and b.get(d1):
+                reduction = 1.0 - s[d1] / b[d1]  # type: ignore[operator]
+                checks.append(
+                    {
+                        "method": method.name,
+                        "target": f"{where}D1 reduced by >= {d1_reduction:.0%} vs base",
+                        "value": round(reduction, 4),
+                        "met": reduction >= d1_reduction,
+                    }
+                )
+            if s.get(avg_r) is not None:
+                checks.append(
+                    {
+                        "method": method.name,
+                        "target": f"{where}Avg R <= {max_harm:.2f}",
+                        "value": s[avg_r],
+                        "met": float(s[avg_r] or 0.0) <= max_harm,
+                    }
+                )
         if s.get("fidelity") is not None and b.get("fidelity") is not None:
             drop = b["fidelity"] - s["fidelity"]  # type: ignore[operator]
             checks.append(

@@ -36,6 +36,21 @@ def value_texts(values: Sequence[str], prompts: Sequence[str]) -> list[str]:
     return [f"{value}, {prompt}" for value, prompt in zip(values, prompts, strict=True)]
 
 
+def value_tokens(
+    encoder: Any, tokenizer: PreTrainedTokenizerBase, values: Sequence[str], prompts: Sequence[str]
+) -> torch.Tensor:
+    """``e_v`` for each (value, prompt) from ``encoder``: a :class:`ValueEncoder` or what wraps one
+    for training (a DeepSpeed engine), called on the tokens and read at its pooled output."""
+    tokens = tokenizer(
+        value_texts(values, prompts),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    return encoder(input_ids=tokens.input_ids.to(encoder.device)).pooler_output
+
+
 class ValueEncoder(CLIPTextModel):
     """A ``CLIPTextModel`` whose pooled output is LiVO's value token ``e_v`` (one vector per prompt)."""
 
@@ -57,15 +72,7 @@ class ValueEncoder(CLIPTextModel):
         The text is tokenised to the tokenizer's ``model_max_length`` (truncated, the end token kept)
         and padded, exactly like the base text encoder's input.
         """
-        tokens = tokenizer(
-            value_texts(values, prompts),
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        output = self(input_ids=tokens.input_ids.to(self.device))
-        return output.pooler_output
+        return value_tokens(self, tokenizer, values, prompts)
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
         """Save in the transformers layout, recorded as a plain ``CLIPTextModel`` so that tools

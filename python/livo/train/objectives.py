@@ -27,7 +27,7 @@ import torch
 from livo.losses import dpo_loss, livo_loss
 from livo.models.conditioning import base_conditioning, reference_conditioning, with_value_tokens
 from livo.models.denoising import freeze_for_value_training, pair_errors
-from livo.models.value_encoder import ValueEncoder, value_texts
+from livo.models.value_encoder import ValueEncoder, value_tokens
 from livo.train.config import TrainConfig
 from livo.train.pairs_input import PairBatch
 
@@ -109,16 +109,12 @@ class LiVOObjective(Objective):
         pipe = self.pipeline
         tokenizer = pipe.tokenizer
         lists = batch.every_value()
-        tokens = tokenizer(
-            value_texts(
-                [v for texts in lists for v in texts], [p for p, texts in zip(batch.prompts, lists) for _ in texts]
-            ),
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
+        flat = value_tokens(
+            engine,
+            tokenizer,
+            [v for texts in lists for v in texts],
+            [p for p, texts in zip(batch.prompts, lists) for _ in texts],
         )
-        flat = engine(input_ids=tokens.input_ids.to(engine.device)).pooler_output
         starts = [0]
         for texts in lists:
             starts.append(starts[-1] + len(texts))
