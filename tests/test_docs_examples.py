@@ -27,6 +27,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import textwrap
 import time
@@ -104,20 +105,26 @@ def evaluate_shell(example: Example) -> None:
         ]
     )
     started = time.monotonic()
+    # Its own process group, so that a block which times out is ended with everything it started
+    # (a benchmark, a server), not only the shell.
+    block = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=folder,
+        env=_reader_environment(folder),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        done = subprocess.run(
-            ["bash", "-c", script],
-            cwd=folder,
-            env=_reader_environment(folder),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=SHELL_BLOCK_TIMEOUT_S,
-        )
+        output, _ = block.communicate(timeout=SHELL_BLOCK_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
+        os.killpg(block.pid, signal.SIGKILL)
+        block.communicate()
         _record(example, "FAILED", f"timed out after {SHELL_BLOCK_TIMEOUT_S} s")
         raise AssertionError(f"block timed out after {SHELL_BLOCK_TIMEOUT_S} s:\n{source}") from exc
+    done = subprocess.CompletedProcess(block.args, block.returncode, output)
     seconds = time.monotonic() - started
     if done.returncode != 0:
         _record(example, "FAILED", f"exit {done.returncode}")
