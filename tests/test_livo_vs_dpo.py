@@ -4,16 +4,18 @@ test, the report renders, and a second invocation redoes nothing."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
+
+from benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "livo_vs_dpo.py"
@@ -34,11 +36,8 @@ TINY = [
 ]
 
 
-def protocol():
-    spec = importlib.util.spec_from_file_location("livo_vs_dpo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def protocol() -> ModuleType:
+    return load_benchmark("livo_vs_dpo")
 
 
 def run(out: Path) -> subprocess.CompletedProcess[str]:

@@ -6,31 +6,22 @@ instead of leaving a hole in the report."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from benchmark_scripts import load_benchmark
+
 MODULE_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "livo_vs_dpo_report.py"
 STEPS = [0, 250, 500, 1000, 2000]
 
 
-def load_report() -> ModuleType:
-    """benchmarks/ is not a package: load the module from its file."""
-    spec = importlib.util.spec_from_file_location("livo_vs_dpo_report", MODULE_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-report = load_report()
+report = load_benchmark("livo_vs_dpo_report")
 
 
 def interval(value: float, spread: float = 0.04) -> dict[str, float]:

@@ -3,24 +3,19 @@ model: every way conditions as it says, on the same seeds and coins."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from benchmark_scripts import load_benchmark
 from livo.models import LiVOPipeline
 from livo.toyworld.evaluation import ToyValueSelector, toy_selector, toy_values
-
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def benchmark():  # noqa: ANN201
-    spec = importlib.util.spec_from_file_location("multi_value", ROOT / "benchmarks" / "multi_value.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def benchmark() -> ModuleType:
+    return load_benchmark("multi_value")
 
 
 @pytest.fixture(scope="module")
