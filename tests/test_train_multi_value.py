@@ -11,6 +11,7 @@ import torch
 
 from livo.data.schema import PAIR_SCHEMA_VERSION_1
 from livo.data.shards import ShardConfig, ShardWriter
+from livo.errors import InputError
 from livo.toyworld.pairs import PairsConfig, pair_records, write_pairs
 from livo.train import Trainer, config_from_dict, train
 from livo.train.pairs_input import PairBatch
@@ -62,6 +63,16 @@ def test_rows_with_two_values_get_the_pipelines_two_token_conditioning_and_train
             at_inference = value_conditioning(encoder, pipe.text_encoder, pipe.tokenizer, [list(values)], [prompt])
             torch.testing.assert_close(trained[row], at_inference.c_theta[0], rtol=0, atol=1e-6)
     assert trained.shape[1] == pipe.tokenizer.model_max_length
+    # A record with more values than the prompt has room for (L - 2 = 10 here) is named.
+    many = tuple(
+        f"no harm {word}"
+        for word in ("blood", "gore", "horror", "zombie", "a", "an", "safe", "fair", "equal", "people", "person")
+    )
+    crowded = PairBatch(["a nurse"], [many[0]], pixels[:1], pixels[:1], value_lists=[many])
+    with pytest.raises(
+        InputError, match=r"the pair for 'a nurse' has 11 values \(no harm blood; .*room for 10 value tokens"
+    ):
+        trainer.objective.value_conditioning(trainer.engine, crowded, c_ref[:1])
 
     result = trainer.run()  # batches of the double-value dataset, read from its shards
     assert len(result.history) == 2 and all(r["loss"] == r["loss"] for r in result.history)

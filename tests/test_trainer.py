@@ -92,6 +92,44 @@ def test_one_deepspeed_step_changes_the_value_encoder_and_nothing_else(pairs: st
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_frozen_token_embeddings_stay_the_base_text_encoder_s_while_the_layers_train(
+    pairs: str, tmp_path: Path
+) -> None:
+    trainer = Trainer(
+        config_from_dict(
+            settings(pairs, tmp_path / "run", max_steps=2, checkpoint_every=0, freeze_token_embeddings=True)
+        )
+    )
+    encoder_before = snapshot(trainer.engine.module)
+    embedding = trainer.engine.module.get_input_embeddings().weight
+    # ZeRO flattens what it optimises: the flat partition holds every trainable value and no more.
+    optimized = sum(p.numel() for group in trainer.optimizer.param_groups for p in group["params"])
+    assert optimized == sum(p.numel() for p in trainer.objective.trainable_parameters())
+    assert (
+        not embedding.requires_grad
+        and optimized == sum(p.numel() for p in trainer.engine.module.parameters()) - embedding.numel()
+    )
+
+    result = trainer.run()
+
+    moved = changed(encoder_before, trainer.engine.module)
+    assert "embeddings.token_embedding.weight" not in moved
+    assert {"embeddings.position_embedding.weight", "final_layer_norm.weight"} <= moved
+    assert torch.equal(embedding, trainer.pipeline.text_encoder.get_input_embeddings().weight)
+    summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
+    vocabulary, width = embedding.shape
+    assert (
+        summary["trainable_parameters"]
+        == sum(p.numel() for p in trainer.engine.module.parameters()) - vocabulary * width
+    )
+    assert len(result.history) == 2
+
+
+def test_frozen_token_embeddings_are_refused_for_dpo(pairs: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="freeze_token_embeddings applies to the LiVO value encoder only"):
+        config_from_dict(settings(pairs, tmp_path, loss="dpo", freeze_token_embeddings=True))
+
+
 def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_path: Path) -> None:
     whole = train(config_from_dict(settings(pairs, tmp_path / "whole", max_steps=5)))
     first = train(config_from_dict(settings(pairs, tmp_path / "parts", max_steps=3, checkpoint_every=2)))

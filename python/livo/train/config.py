@@ -93,6 +93,9 @@ class TrainConfig(StrictModel):
     alpha: float = Field(500.0, gt=0)
     gamma1: float = 1.0
     gamma2: float = 0.5
+    # Keep the value encoder's token embeddings at the base text encoder's: a word absent from the
+    # pairs then reads as the base model reads it, and only the layers above learn the value.
+    freeze_token_embeddings: bool = False
     # Diffusion-DPO baseline
     beta_dpo: float = Field(5000.0, gt=0)  # the published convention: L = −log σ(−½ β_D Δ)
     dpo_target: Literal["lora", "full"] = "lora"
@@ -144,6 +147,12 @@ class TrainConfig(StrictModel):
         if len(set(steps)) != len(steps):
             raise ValueError(f"a step is given twice: {steps}")
         return sorted(steps)
+
+    @model_validator(mode="after")
+    def _livo_only_settings(self) -> TrainConfig:
+        if self.freeze_token_embeddings and self.loss != "livo":
+            raise ValueError("freeze_token_embeddings applies to the LiVO value encoder only, not loss: dpo")
+        return self
 
     @field_validator("adam_betas")
     @classmethod

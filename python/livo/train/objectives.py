@@ -24,8 +24,14 @@ from typing import Any
 
 import torch
 
+from livo.errors import InputError
 from livo.losses import dpo_loss, livo_loss
-from livo.models.conditioning import base_conditioning, reference_conditioning, with_value_tokens
+from livo.models.conditioning import (
+    base_conditioning,
+    max_value_tokens,
+    reference_conditioning,
+    with_value_tokens,
+)
 from livo.models.denoising import freeze_for_value_training, pair_errors
 from livo.models.value_encoder import ValueEncoder, value_tokens
 from livo.train.config import TrainConfig
@@ -69,8 +75,11 @@ class LiVOObjective(Objective):
 
     def __init__(self, pipeline: Any, scheduler: Any, config: TrainConfig) -> None:
         super().__init__(pipeline, scheduler, config)
-        self.module = ValueEncoder.from_text_encoder(pipeline.text_encoder).float()
-        freeze_for_value_training(pipeline.unet, pipeline.vae, pipeline.text_encoder, value_encoder=self.module)
+        encoder = ValueEncoder.from_text_encoder(pipeline.text_encoder).float()
+        self.module = encoder
+        freeze_for_value_training(pipeline.unet, pipeline.vae, pipeline.text_encoder, value_encoder=encoder)
+        if config.freeze_token_embeddings:
+            encoder.get_input_embeddings().requires_grad_(False)
         if config.gradient_checkpointing:
             pipeline.unet.enable_gradient_checkpointing()
             # transformers 5 renamed it (the old name warns); 4.x has only the old one
@@ -109,6 +118,13 @@ class LiVOObjective(Objective):
         pipe = self.pipeline
         tokenizer = pipe.tokenizer
         lists = batch.every_value()
+        limit = max_value_tokens(tokenizer)
+        for prompt, texts in zip(batch.prompts, lists):
+            if len(texts) > limit:
+                raise InputError(
+                    f"dataset {self.config.dataset}: the pair for {prompt!r} has {len(texts)} values "
+                    f"({'; '.join(texts)}); this model's tokenizer leaves room for {limit} value tokens a prompt"
+                )
         flat = value_tokens(
             engine,
             tokenizer,
