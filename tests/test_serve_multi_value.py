@@ -11,6 +11,7 @@ import pytest
 
 from livo.serve.config import ModelConfig, ValuesConfig
 from livo.serve.engine import GenerationEngine, GenerationJob, load_pipeline, selector_from_config
+from livo.serve.metrics import image_value_label
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -33,6 +34,9 @@ def test_auto_applies_both_values_of_a_harmful_person(engine) -> None:  # noqa: 
     assert all(ids[0] == "no_zombie" for ids in result.applied_all)
     assert {tuple(ids) for ids in result.applied_all} == {("no_zombie",), ("no_zombie", "colour_equality")}
     assert result.applied == ["no_zombie"] * 8
+    # /metrics counts each image under every value it got, not under its first one only.
+    labels = {image_value_label(ids) for ids in result.applied_all}
+    assert labels == {"no_zombie", "no_zombie+colour_equality"} and image_value_label([]) == "none"
 
 
 def test_named_values_give_the_pipeline_s_images_and_auto_the_same(engine) -> None:  # noqa: ANN001

@@ -52,7 +52,7 @@ from livo.serve.engine import (
     name_os_thread,
 )
 from livo.serve.grpc_binding import bind_replica_grpc_to_node
-from livo.serve.metrics import ServiceMetrics, SharedMetrics
+from livo.serve.metrics import ServiceMetrics, SharedMetrics, image_value_label
 from livo.serve.schemas import (
     GeneratedImage,
     GenerateRequest,
@@ -387,9 +387,9 @@ class Ingress:
     ) -> GenerateResponse:
         self.metrics.selections.labels(result.selection["stage"]).inc()
         self.metrics.batch_images.observe(result.timings.get("batch_images", job.num_images))
-        for applied in result.applied:
-            self.metrics.images.labels(applied or "none").inc()
         every = result.applied_all or [[] if applied is None else [applied] for applied in result.applied]
+        for ids in every:
+            self.metrics.images.labels(image_value_label(ids)).inc()
         images = [
             GeneratedImage(png_base64=base64.b64encode(png).decode("ascii"), value_id=applied, value_ids=ids)
             for png, applied, ids in zip(result.images, result.applied, every, strict=True)

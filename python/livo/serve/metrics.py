@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -41,7 +41,7 @@ class ServiceMetrics:
         )
         self.images = Counter(
             "livo_serve_images",
-            "Images generated, by the value applied (none: base model)",
+            "Images generated, by the values applied (joined with +; none: base model)",
             ["value"],
             registry=self.registry,
         )
@@ -70,6 +70,12 @@ class ServiceMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def image_value_label(value_ids: Sequence[str]) -> str:
+    """The ``value`` label of an image: its applied values in order, joined with ``+``
+    (``no_blood+colour_equality``, the evaluation's name for such a pair), or ``none``."""
+    return "+".join(value_ids) or "none"
 
 
 class _Families:
