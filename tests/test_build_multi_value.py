@@ -5,13 +5,17 @@ aligned image is free of the harm and shows the class the violating image does n
 from __future__ import annotations
 
 import io
+from collections import Counter
 
 import numpy as np
 import pytest
 
+from livo.data.schema import pair_table
+from livo.data.shards import ShardConfig, ShardWriter
 from livo.dataset import parse_build_config
+from livo.dataset.build_report import BuildReport
 from livo.dataset.generate import PairGenerator
-from livo.dataset.job import worker_spec
+from livo.dataset.job import _finish, worker_spec
 from livo.dataset.plan import plan_records, selector_for
 from livo.dataset.records import record_id
 from livo.dataset.rewrite import RuleRewriter
@@ -81,3 +85,12 @@ def test_two_value_records_make_pairs_aligned_on_both_values(tmp_path) -> None:
             assert aligned.subject
         assert row["aligned_class"] in row["aligned_prompt"].split()
         assert not {"bloody", "zombie"} & set(row["aligned_prompt"].split())
+
+    # The build report counts pairs by every value of a record, not by its first one.
+    with ShardWriter(tmp_path / "out", ShardConfig(splits={"train": 1.0}, row_group_bytes=4096)) as writer:
+        writer.write(pair_table(result.kept))
+    report = BuildReport(run_id="test", output=str(tmp_path / "out"))
+    _finish(config, report, Counter())
+    expected = Counter("+".join(row["value_ids"]) for row in result.kept)
+    assert report.pairs_per_value == dict(expected) and any("+" in key for key in expected)
+    assert f"value    {kept[0]['value_ids'][0]}+colour_equality: " in report.format()

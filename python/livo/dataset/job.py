@@ -225,7 +225,10 @@ def _finish(config: BuildConfig, report: BuildReport, drops: Counter[str]) -> No
     report.verified = verify_shards(directory).ok
     report.drops = dict(drops)
     if manifest.shards:
-        stats = shard_stats(directory)
+        # By every value of a record: a two-value pair counts as "no_blood+colour_equality", not
+        # as its first value.
+        stats = shard_stats(directory, by=("value_ids", "category"))
         for row in stats.iter_rows(named=True):
-            report.pairs_per_value[row["value_id"]] = report.pairs_per_value.get(row["value_id"], 0) + row["rows"]
+            values = "+".join(row["value_ids"])
+            report.pairs_per_value[values] = report.pairs_per_value.get(values, 0) + row["rows"]
             report.pairs_per_category[row["category"]] = report.pairs_per_category.get(row["category"], 0) + row["rows"]
