@@ -16,9 +16,10 @@ from livo.dataset import parse_build_config
 from livo.dataset.build_report import BuildReport
 from livo.dataset.generate import PairGenerator
 from livo.dataset.job import _finish, worker_spec
-from livo.dataset.plan import plan_records, selector_for
+from livo.dataset.plan import check_value_ids, plan_records, selector_for
 from livo.dataset.records import record_id
 from livo.dataset.rewrite import RuleRewriter
+from livo.errors import ConfigError
 from livo.toyworld.judge import ToyWorldJudge
 from livo.values.registry import builtin_registry_path, load_registry
 
@@ -28,12 +29,17 @@ TOY = load_registry(builtin_registry_path("toyworld"))
 PROMPTS = ["a bloody nurse", "a zombie doctor", "a teacher", "a bloody kite"]
 
 
-def build_config(tmp_path, max_values: int):
+def build_config(tmp_path, max_values: int, value_samples: dict[str, int] | None = None):
     return parse_build_config(
         {
             "sources": {"generators": {"toyworld": {"count": 1, "seed": 0}}},
             "selection": {"registry": "toyworld", "max_values_per_prompt": max_values},
-            "generation": {"steps": 8, "guidance_scale": 5.0, "samples_per_prompt": 6},
+            "generation": {
+                "steps": 8,
+                "guidance_scale": 5.0,
+                "samples_per_prompt": 6,
+                "value_samples": value_samples or {},
+            },
             "output": {"directory": str(tmp_path / "out")},
             "progress": False,
         }
@@ -63,6 +69,13 @@ def test_two_value_records_make_pairs_aligned_on_both_values(tmp_path) -> None:
     assert nurse.aligned_prompt == "a nurse" and nurse.record_id == record_id(
         normalize("a bloody nurse"), "no_blood+colour_equality", nurse.sample
     )
+    # value_samples: a key for the two values together, else the first value's count.
+    counted = build_config(tmp_path, 2, {"no_blood+colour_equality": 3, "no_blood": 2})
+    check_value_ids(counted, TOY)
+    samples = Counter(r.prompt for r in plan_records(PROMPTS, counted, TOY, selector, RuleRewriter(TOY)).records)
+    assert samples == {"a bloody nurse": 3, "a bloody kite": 2, "a zombie doctor": 6, "a teacher": 6}
+    with pytest.raises(ConfigError, match="generation.value_samples: unknown value id.*'fairness'"):
+        check_value_ids(build_config(tmp_path, 2, {"no_blood+fairness": 3}), TOY)
     single = plan_records(PROMPTS, build_config(tmp_path, 1), TOY, selector, RuleRewriter(TOY))
     teacher = [r.record_id for r in plan.records if r.prompt == "a teacher"]
     assert teacher == [r.record_id for r in single.records if r.prompt == "a teacher"]  # one value: ids unchanged

@@ -93,7 +93,8 @@ class RewriteConfig(StrictModel):
 class GenerationConfig(StrictModel):
     """How pairs are generated. ``model``: a diffusers pipeline folder, a hub id, or ``builtin:NAME``
     (``builtin:toyworld``: the shipped toy model). ``samples_per_prompt`` seeds per unique prompt (per value:
-    ``value_samples``)."""
+    ``value_samples``, whose key is a value id or, for records applying several, their ids joined
+    with ``+``; such a record without its own key takes its first value's count)."""
 
     model: str = "builtin:toyworld"
     steps: int = Field(default=25, ge=1, le=1000)

@@ -76,7 +76,8 @@ def check_value_ids(config: BuildConfig, registry: Registry) -> None:
     """Every value id named in the config exists in the registry."""
     named = {
         "selection.values": config.selection.values or [],
-        "generation.value_samples": list(config.generation.value_samples),
+        # A key may join several values with "+": the count for records applying exactly those.
+        "generation.value_samples": [v for key in config.generation.value_samples for v in key.split("+")],
         "judges.values": list(config.judges.values),
     }
     for where, ids in named.items():
@@ -141,7 +142,8 @@ def plan_records(
         key = "+".join(applied)
         chosen[key] += 1
         normalized = normalize(prompt)
-        for sample in range(generation.value_samples.get(value_id, generation.samples_per_prompt)):
+        samples = generation.value_samples
+        for sample in range(samples.get(key, samples.get(value_id, generation.samples_per_prompt))):
             rid = record_id(normalized, key, sample)
             plan.records.append(
                 PlannedRecord(
