@@ -260,7 +260,10 @@ def train(method: str, learning_rate: float, max_steps: int, settings: dict[str,
         *(["--resume"] if (run / "checkpoints" / "latest").is_file() else []),
     ]
     started = time.perf_counter()
-    subprocess.run(command, check=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    from livo.train.distributed import new_world_environment
+
+    # A world of its own: this process's caller may have trained in-process (its port still held).
+    subprocess.run(command, check=True, env={**new_world_environment(os.environ), "OMP_WAIT_POLICY": "PASSIVE"})
     print(f"{run.name}: trained to step {max_steps} in {time.perf_counter() - started:.0f} s", flush=True)
     return run
 

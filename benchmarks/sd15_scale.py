@@ -169,7 +169,9 @@ class Stages:
 
 
 def stage_env() -> dict[str, str]:
-    env = dict(os.environ)
+    from livo.train.distributed import new_world_environment
+
+    env = new_world_environment(os.environ)  # each stage's training starts a process group of its own
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("DS_ACCELERATOR", "cpu")
     return env

@@ -76,6 +76,8 @@ def run_method(
 ) -> dict:
     """One training run of ``name`` by ``livo train`` (torchrun for several ranks); ``settings`` are more
     ``--set`` values. Peak memory is the trainer's (peak RSS on CPU, max allocated on a GPU)."""
+    from livo.train.distributed import new_world_environment
+
     launcher = [sys.executable, "-m", "livo.train"]
     if ranks > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks), "-m", "livo.train"]
@@ -107,7 +109,8 @@ def run_method(
     ]
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+        env = new_world_environment(os.environ)  # a process group of its own, whatever the caller ran
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"method": name, "ran": False, "why": f"timed out after {timeout} s"}
     wall = time.perf_counter() - started
