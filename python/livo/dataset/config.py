@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -112,6 +113,12 @@ class GenerationConfig(StrictModel):
     max_restarts: int = Field(default=3, ge=-1)
     max_task_retries: int = Field(default=3, ge=-1)
     batch_retries: int = Field(default=2, ge=0)
+
+    def samples_for(self, value_ids: Sequence[str]) -> int:
+        """Seeds for a record applying ``value_ids``: their joined key, else the first value's, else
+        ``samples_per_prompt``."""
+        joined = "+".join(value_ids)
+        return self.value_samples.get(joined, self.value_samples.get(value_ids[0], self.samples_per_prompt))
 
     @model_validator(mode="after")
     def _positive_samples(self) -> GenerationConfig:

@@ -142,8 +142,7 @@ def plan_records(
         key = "+".join(applied)
         chosen[key] += 1
         normalized = normalize(prompt)
-        samples = generation.value_samples
-        for sample in range(samples.get(key, samples.get(value_id, generation.samples_per_prompt))):
+        for sample in range(generation.samples_for(applied)):
             rid = record_id(normalized, key, sample)
             plan.records.append(
                 PlannedRecord(
