@@ -20,6 +20,7 @@ from livo.runtime import QUIET_DEFAULTS, free_port
 from livo.toyworld.pairs import PairsConfig, write_pairs
 from livo.train import Trainer, config_from_dict, train
 from livo.train.config import DEFAULT_DEEPSPEED, load_config
+from livo.train.distributed import PROCESS_GROUP_VARIABLES
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -131,6 +132,11 @@ def test_frozen_token_embeddings_are_refused_for_dpo(pairs: str, tmp_path: Path)
 
 
 def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_path: Path) -> None:
+    # Start with no process-group variables, as a fresh notebook would (a Trainer made directly, as in
+    # the tests before, leaves them set).
+    for name in PROCESS_GROUP_VARIABLES:
+        os.environ.pop(name, None)
+
     whole = train(config_from_dict(settings(pairs, tmp_path / "whole", max_steps=5)))
     first = train(config_from_dict(settings(pairs, tmp_path / "parts", max_steps=3, checkpoint_every=2)))
     second = train(config_from_dict(settings(pairs, tmp_path / "parts", max_steps=5, checkpoint_every=2)), resume=True)
@@ -141,6 +147,9 @@ def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_pat
     assert len(set(resumed)) > 1
     logged = [json.loads(line)["step"] for line in (tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()]
     assert logged == [1, 2, 3, 4, 5]
+    # Each in-process run removed its one-process world's variables again: a launcher the caller starts
+    # next does not inherit a port this process holds.
+    assert not [name for name in PROCESS_GROUP_VARIABLES if name in os.environ]
 
 
 def test_exported_value_encoder_loads_in_livo_pipeline(pairs: str, tmp_path: Path) -> None:

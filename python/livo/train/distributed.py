@@ -10,10 +10,11 @@ ships next to the interpreter, so that folder is put on ``PATH`` when ``ninja`` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from livo.runtime import free_port
@@ -38,6 +39,29 @@ def single_process_defaults() -> bool:
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", str(free_port()))
     return True
+
+
+@contextlib.contextmanager
+def one_process_world() -> Iterator[bool]:
+    """A one-process world's variables for the block, unless a launcher set them; yields whether it
+    set them.
+
+    Variables set here are put back as they were on the way out. Left behind, ``MASTER_PORT`` (held
+    by this process's group) and ``RANK``/``WORLD_SIZE`` would pass to every process the caller starts
+    afterwards: a launcher started from a notebook that had trained in-process would try to bind a
+    port already in use. The process group itself stays up: DeepSpeed keeps its groups for the life of
+    the process, and the next run in this process reuses it."""
+    saved = {name: os.environ.get(name) for name in PROCESS_GROUP_VARIABLES}
+    made = single_process_defaults()
+    try:
+        yield made
+    finally:
+        if made:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def ensure_build_tools() -> None:

@@ -33,7 +33,13 @@ from livo.permissions import replace_folder
 from livo.runtime import apply_process_defaults, is_verbose
 from livo.train import checkpoints
 from livo.train.config import DEFAULT_DEEPSPEED, TrainConfig
-from livo.train.distributed import barrier, ensure_build_tools, rank_and_world, single_process_defaults
+from livo.train.distributed import (
+    barrier,
+    ensure_build_tools,
+    one_process_world,
+    rank_and_world,
+    single_process_defaults,
+)
 
 EXPORTS = "exports"  # OUTPUT/exports/step<N>/: the weights at each of export_steps
 
@@ -330,8 +336,13 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
 
 
 def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
-    """Run (or, with ``resume``, continue) a training job; see the module docstring."""
-    return Trainer(config, resume=resume).run()
+    """Run (or, with ``resume``, continue) a training job; see the module docstring.
+
+    Called without a launcher, the one-process world's variables are removed again when it returns,
+    so processes the caller starts afterwards do not inherit them (a :class:`Trainer` made directly
+    leaves them set)."""
+    with one_process_world():
+        return Trainer(config, resume=resume).run()
 
 
 def _evaluate(
