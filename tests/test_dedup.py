@@ -94,6 +94,39 @@ def test_result_is_identical_for_one_and_two_threads():
     assert np.array_equal(one.keep, two.keep)
 
 
+def test_a_forked_child_deduplicates_and_writes_and_verifies_shards(tmp_path):
+    """The parent's rayon pool has no threads in a forked child (multiprocessing's default start on
+    Linux): the child's engine calls must finish, with the parent's results."""
+    code = f"""
+import os
+import numpy as np
+import pyarrow as pa
+from livo import _native
+from livo.data import dedup
+from livo.data.shards import Manifest, verify_shards, write_shards
+from livo.data.synthetic import labelled_corpus
+
+texts = labelled_corpus(5_000, seed=6).texts
+column = pa.array(texts)
+parent = dedup(texts).cluster_id
+table = pa.table({{"record_id": [str(i) for i in range(len(texts))], "prompt": texts, "cluster_id": parent}})
+parent_bands = _native.dedup_block_features(column)["bands"]
+write_shards({str(tmp_path / "parent")!r}, table)
+pid = os.fork()
+if pid == 0:
+    same = np.array_equal(dedup(texts).cluster_id, parent)
+    same &= np.array_equal(_native.dedup_block_features(column)["bands"], parent_bands)
+    write_shards({str(tmp_path / "child")!r}, table)
+    report = verify_shards({str(tmp_path / "child")!r})
+    same &= report.ok and report.rows == len(texts)
+    os._exit(0 if same else 3)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
+    done = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_recovers_known_clusters_of_a_labelled_corpus():
     corpus = labelled_corpus(5_000, seed=5)
     result = dedup(corpus.texts)

@@ -11,6 +11,7 @@ use pyo3::types::{PyDict, PyList};
 use pyo3_arrow::PyArray;
 
 use crate::errors::to_py;
+use crate::parallel;
 use crate::progress::{run_interruptible, Bar};
 
 /// Arrow string arrays read in place (no copy of the text).
@@ -127,7 +128,7 @@ fn on_threads<T: Send>(
             .build()
             .map(|pool| pool.install(work))
             .map_err(|e| PyValueError::new_err(format!("threads: {e}"))),
-        None => Ok(work()),
+        None => parallel::in_working_pool(work),
     })
 }
 

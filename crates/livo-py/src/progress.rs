@@ -7,6 +7,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use livo_data::Progress;
 use pyo3::prelude::*;
 
+use crate::parallel;
+
 /// A bar that engine stages drive, plus the cancellation flag Ctrl-C sets.
 pub struct Bar {
     bar: ProgressBar,
@@ -65,7 +67,7 @@ pub fn run_interruptible<T: Send>(
 ) -> PyResult<T> {
     py.detach(|| {
         std::thread::scope(|scope| {
-            let handle = scope.spawn(|| work(bar));
+            let handle = scope.spawn(|| parallel::in_working_pool(|| work(bar)));
             let mut interrupt = None;
             while !handle.is_finished() {
                 std::thread::sleep(Duration::from_millis(50));
@@ -79,7 +81,7 @@ pub fn run_interruptible<T: Send>(
             let result = handle.join().expect("engine thread panicked");
             match interrupt {
                 Some(e) => Err(e),
-                None => Ok(result),
+                None => result,
             }
         })
     })

@@ -12,6 +12,7 @@ use pyo3::types::{PyDict, PyList};
 use pyo3_arrow::input::AnyRecordBatch;
 
 use crate::errors::to_py;
+use crate::parallel;
 use crate::progress::{run_interruptible, Bar};
 
 /// The engine's shard writer. Private: `livo.data.shards.ShardWriter` is the typed API.
@@ -114,7 +115,10 @@ impl PyShardWriter {
             .expect("writer lock poisoned")
             .take()
             .ok_or_else(|| PyRuntimeError::new_err("the writer is closed"))?;
-        let manifest = py.detach(|| writer.finish()).map_err(to_py)?;
+        // Finishing encodes the last row group on rayon's pool.
+        let manifest = py
+            .detach(|| parallel::in_working_pool(|| writer.finish()))?
+            .map_err(to_py)?;
         Ok(serde_json::to_string(&manifest).expect("a manifest always serialises"))
     }
 
