@@ -256,6 +256,44 @@ def test_two_processes_train_on_disjoint_data_with_gloo(pairs: str, tmp_path: Pa
         assert noise not in output, output[-3000:]
 
 
+def test_a_rank_that_stops_answering_fails_the_others_after_the_collective_timeout(pairs: str, tmp_path: Path) -> None:
+    """A peer frozen mid-run (SIGSTOP: its connections stay open, as with a node cut off the network)
+    must not hold the other rank for torch's 30 minutes: rank 0 stops after collective_timeout_s."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    config = tmp_path / "frozen.yaml"
+    config.write_text(
+        json.dumps(settings(pairs, run, max_steps=10_000, collective_timeout_s=3, tensorboard=False, threads=1))
+    )
+    port = str(free_port())
+    ranks = []
+    for rank in (0, 1):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2")
+        log = (tmp_path / f"rank{rank}.log").open("w")
+        command = [sys.executable, "-m", "livo.train", str(config)]
+        ranks.append(subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        deadline = time.monotonic() + 180
+        while not (run / "checkpoints" / "latest").exists():  # both ranks are training
+            assert time.monotonic() < deadline and ranks[0].poll() is None, (tmp_path / "rank0.log").read_text()
+            time.sleep(0.05)
+        ranks[1].send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        assert ranks[0].wait(timeout=120) == 2
+        waited = time.monotonic() - frozen
+    finally:
+        for process in ranks:
+            process.kill()
+            process.wait()
+    assert 3 <= waited < 30, waited
+    log = (tmp_path / "rank0.log").read_text()
+    assert "livo train: error: rank 0 waited more than collective_timeout_s=3 s for the other ranks" in log, log[-3000:]
+    assert "--resume" in log
+
+
 def test_unknown_loss_is_refused_naming_the_field(pairs: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="field loss: Input should be 'livo' or 'dpo'"):
         config_from_dict(settings(pairs, tmp_path, loss="kto"))

@@ -28,6 +28,11 @@ class ConfigError(LivoError, ValueError):
     """A configuration is invalid; the message names the field."""
 
 
+class PeerTimeoutError(LivoError, TimeoutError):
+    """A training rank waited longer than ``collective_timeout_s`` for the others; the message says
+    what to do."""
+
+
 # Raised by the Rust engine (crates/livo-py/src/errors.rs maps each engine error to one of these).
 
 
@@ -59,6 +64,7 @@ __all__ = [
     "LivoError",
     "InputError",
     "ConfigError",
+    "PeerTimeoutError",
     "InvalidParameterError",
     "InvalidUtf8Error",
     "ManifestError",

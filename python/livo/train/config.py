@@ -129,6 +129,10 @@ class TrainConfig(StrictModel):
     tensorboard: bool = True
     progress: bool = True
     threads: int | None = Field(None, ge=1)
+    # a rank that waits longer than this for the others at a collective fails the run (a peer lost
+    # without a reset never answers); torch's default, 30 min. Must exceed the longest evaluation
+    # and checkpoint save, which the other ranks wait out at a barrier.
+    collective_timeout_s: float = Field(1800.0, gt=0)
     # fail before training when a rank's measured need exceeds the memory available to it
     memory_check: bool = True
     memory_budget_gib: float | None = Field(None, gt=0)  # None: what the host (or GPU) reports free

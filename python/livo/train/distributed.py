@@ -80,6 +80,26 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def set_collective_timeout(seconds: float) -> None:
+    """Give every process group of this process, DeepSpeed's own included, a collective timeout of
+    ``seconds``.
+
+    ``init_distributed(timeout=...)`` sets it on the default group only; the groups DeepSpeed
+    creates afterwards (ZeRO's data-parallel all-reduce runs on one) get torch's 30-minute default,
+    so a peer that stops answering without closing its connection held every other rank for
+    30 minutes whatever the config said."""
+    import datetime
+
+    import torch.distributed as dist
+    from torch.distributed import distributed_c10d
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    timeout = datetime.timedelta(seconds=seconds)
+    for group in list(distributed_c10d._world.pg_map):
+        dist.set_timeout(timeout, group)
+
+
 def barrier() -> None:
     import torch.distributed as dist
 

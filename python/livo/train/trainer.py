@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from livo.errors import ConfigError
+from livo.errors import ConfigError, PeerTimeoutError
 from livo.lr_schedule import lr_factor
 from livo.permissions import replace_folder
 from livo.runtime import apply_process_defaults, is_verbose
@@ -38,6 +38,7 @@ from livo.train.distributed import (
     ensure_build_tools,
     one_process_world,
     rank_and_world,
+    set_collective_timeout,
     single_process_defaults,
 )
 
@@ -197,6 +198,7 @@ class Trainer:
             lr_scheduler=self.lr_schedule,
             config=deepspeed_config(config, dtype),
         )
+        set_collective_timeout(config.collective_timeout_s)
 
         self.output = Path(config.output)
         self.checkpoints = self.output / "checkpoints"
@@ -302,6 +304,16 @@ class Trainer:
                 _write_json(self.output / "run_summary.json", summary)
                 log.finish(json.dumps(summary))
             barrier()
+        except RuntimeError as error:
+            if "Timed out waiting" not in str(error):  # gloo's words for a collective past its timeout
+                raise
+            raise PeerTimeoutError(
+                f"rank {rank} waited more than collective_timeout_s={config.collective_timeout_s:g} s for the other "
+                f"ranks after step {result.steps}: a peer stopped answering without closing its connection (a node "
+                "lost from the network, a paused or stuck rank). Once every node is back, start the same launchers "
+                "with --resume; raise collective_timeout_s if a rank legitimately takes longer (rank 0's evaluation "
+                "or checkpoint save)"
+            ) from error
         finally:
             log.close()
         return result
