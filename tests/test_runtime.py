@@ -1,6 +1,7 @@
 """How the project starts or joins Ray: the address rules and token files, checked without a cluster;
 and a local Ray started with authentication refuses a client without its token."""
 
+import json
 import os
 import stat
 import subprocess
@@ -159,3 +160,68 @@ def test_a_local_ray_started_with_authentication_refuses_a_wrong_token(tmp_path)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "NODE 127.0.0.1 WITH 0 WRONG 1" in done.stdout, done.stdout + done.stderr[-3000:]
+
+
+JOINED = """
+import json, os, sys
+from livo.runtime import start_ray
+# What `ray job submit` hands a job's driver: the job's runtime environment, which sets one default.
+job = {"runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "job"}}}
+os.environ["RAY_JOB_CONFIG_JSON_ENV_VAR"] = json.dumps(job)
+start_ray(sys.argv[1], log_to_driver=False, runtime_env={"env_vars": {"OMP_WAIT_POLICY": "ACTIVE"}})
+import ray
+names = ["OMP_WAIT_POLICY", "TOKENIZERS_PARALLELISM", "TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"]
+seen = ray.get(ray.remote(num_cpus=0)(lambda: {name: os.environ.get(name) for name in names}).remote())
+print("WORKER", json.dumps(seen, sort_keys=True))
+ray.shutdown()
+del os.environ["RAY_JOB_CONFIG_JSON_ENV_VAR"]
+# A local start while that cluster runs (its address is in RAY_TMPDIR's ray_current_cluster): Ray's
+# own ray.init() would join it; livo starts a Ray of its own.
+start_ray(None, num_cpus=1, log_to_driver=False)
+print("LOCAL", ray.get_runtime_context().gcs_address)
+ray.shutdown()
+"""
+
+
+@pytest.mark.timeout(240)
+def test_workers_of_a_joined_cluster_get_the_livo_defaults_and_a_local_start_stays_local(tmp_path):
+    """A worker starts from its raylet's environment, not the driver's: the driver that joins a cluster
+    passes its defaults on, under the caller's runtime_env and a submitted job's. And a local start
+    never joins a cluster that `ray start` left running on the machine."""
+    import shutil
+    import tempfile
+
+    from livo.runtime import PROCESS_DEFAULTS, QUIET_DEFAULTS, free_port
+
+    ray_tmp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's socket paths go under it
+    bare = {k: v for k, v in os.environ.items() if k not in {*PROCESS_DEFAULTS, *QUIET_DEFAULTS, "RAY_ADDRESS"}}
+    bare |= {SINGLE_MACHINE_VARIABLE: "0", "RAY_TMPDIR": ray_tmp}  # a one-machine cluster, on loopback
+    port = free_port()
+    ray = os.path.join(os.path.dirname(sys.executable), "ray")
+    head = subprocess.Popen(
+        [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1"]
+        + ["--include-dashboard", "false", "--disable-usage-stats"],
+        env=bare,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", JOINED, f"127.0.0.1:{port}"], env=bare, capture_output=True, text=True, timeout=180
+        )
+    finally:
+        os.killpg(head.pid, 9)  # at once: a terminated `ray start --block` takes 30 s to stop its processes
+        head.wait(timeout=60)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    worker = json.loads(done.stdout.split("WORKER ", 1)[1].splitlines()[0])
+    assert worker == {
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "OMP_WAIT_POLICY": "ACTIVE",
+        "TOKENIZERS_PARALLELISM": "job",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
+    local = done.stdout.split("LOCAL ", 1)[1].split()[0]
+    assert local.startswith("127.0.0.1:") and local != f"127.0.0.1:{port}"

@@ -21,12 +21,13 @@ when it is first imported.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import secrets
 import socket
 import stat
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,6 +83,29 @@ def apply_process_defaults(environ: MutableMapping[str, str] = os.environ) -> No
     defaults = PROCESS_DEFAULTS if is_verbose(environ) else PROCESS_DEFAULTS | QUIET_DEFAULTS
     for name, value in defaults.items():
         environ.setdefault(name, value)
+
+
+# Set by ``ray job submit`` in a job's driver: the job's runtime environment, as JSON.
+JOB_CONFIG_VARIABLE = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def cluster_runtime_env(runtime_env: dict[str, Any] | None, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """``runtime_env`` with this process's livo defaults (:data:`PROCESS_DEFAULTS`,
+    :data:`QUIET_DEFAULTS`, ``LIVO_VERBOSE``, as they are set here) added to its ``env_vars``, for a
+    driver that joins a cluster.
+
+    Workers on the cluster's nodes start from their own raylet's environment, not from the driver's,
+    so without this the actors and Serve replicas there ran with spinning OpenMP threads and the
+    third-party noise. A name that ``runtime_env`` sets keeps its value there, and names a submitted
+    job's runtime environment sets are left out (Ray refuses a driver's variable that repeats the
+    job's)."""
+    names = [*PROCESS_DEFAULTS, *QUIET_DEFAULTS, VERBOSE_VARIABLE]
+    job = json.loads(environ.get(JOB_CONFIG_VARIABLE) or "{}").get("runtime_env") or {}
+    taken = set(job.get("env_vars") or {})
+    merged = dict(runtime_env or {})
+    own = dict(merged.get("env_vars") or {})
+    merged["env_vars"] = {name: environ[name] for name in names if name in environ and name not in taken} | own
+    return merged
 
 
 def is_loopback(host: str) -> bool:
@@ -275,12 +299,16 @@ def start_ray(
         token = configure_ray_join(str(address), token_file)
     if "ray" in sys.modules:
         _apply_import_time_settings(local)
+    if not local:
+        runtime_env = cluster_runtime_env(runtime_env)
     import ray
 
     for attempt in range(1, attempts + 1):
         try:
             ray.init(
-                address=None if local else address,
+                # "local", not None: ray.init() without an address joins the cluster a `ray start`
+                # on this machine left in ray_current_cluster, whoever started it.
+                address="local" if local else address,
                 num_cpus=num_cpus if local else None,
                 include_dashboard=False,
                 log_to_driver=log_to_driver,
