@@ -14,7 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from livo import _native
-from livo.data.corpus import Piece, count_rows, expand_inputs, read_piece, split_pieces, with_offsets
+from livo.data.corpus import (
+    Piece,
+    count_rows,
+    expand_inputs,
+    read_piece,
+    split_pieces,
+    survey_piece,
+    with_file_schemas,
+    with_offsets,
+)
 from livo.data.io import read_prompt_table
 from livo.errors import InputError
 
@@ -22,9 +31,12 @@ TARGETS = [1, 2, 7, 100, 1 << 20]
 
 
 def plan(files: list[Path], target_bytes: int) -> list[Piece]:
-    """What a distributed job does: split in the driver, count in the workers, offsets in the driver."""
+    """What a distributed job does: split in the driver, survey in the workers, offsets and each
+    file's column types in the driver."""
     pieces = split_pieces(files, target_bytes)
-    return with_offsets(pieces, [count_rows(piece) for piece in pieces])
+    surveys = [survey_piece(piece) for piece in pieces]
+    counted = with_offsets(pieces, [rows for rows, _ in surveys])
+    return with_file_schemas(counted, [schema for _, schema in surveys])
 
 
 def read_all(pieces: list[Piece], column: str | None = None) -> tuple[list[dict[str, object]], list[str | None]]:
@@ -133,6 +145,27 @@ def test_jsonl_piece_of_null_prompts_is_a_string_column(tmp_path: Path) -> None:
     pieces = plan([path], 1)
     _, prompt = read_piece(pieces[0])
     assert prompt.type == pa.large_string() and prompt.to_pylist() == [None]
+
+
+@pytest.mark.parametrize("target", [200, 1000, 1 << 20])
+def test_jsonl_pieces_have_the_whole_file_s_column_types(tmp_path: Path, target: int) -> None:
+    """Column types that only the whole file settles: null early then float, integers then strings, a
+    key first seen late. Every piece is read with the file's types, so the pieces agree with each
+    other and with the file read whole."""
+    path = tmp_path / "mixed.jsonl"
+    rows = [
+        {"prompt": f"prompt {i}", "score": None if i < 20 else i / 2, "tag": i if i < 30 else f"t{i}"}
+        | ({"late": True} if i >= 35 else {})
+        for i in range(40)
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    pieces = plan([path], target)
+    assert_consistent(pieces)
+    schemas = {read_piece(piece)[0].schema for piece in pieces}
+    whole, _ = read_prompt_table(path)
+    assert schemas == {whole.schema}
+    assert whole.schema.field("score").type == pa.float64() and whole.schema.field("tag").type == pa.large_string()
+    assert read_all(pieces) == read_whole([path])
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def write_corpus(folder: Path, texts: list[str | None]) -> list[Path]:
     """The texts as three files in three formats, in corpus order: .txt, .parquet (4 row groups,
-    one null), .jsonl."""
+    one null), .jsonl (a column null in its first two thirds and float after: only the whole file says)."""
     third = len(texts) // 3
     txt, parquet, jsonl = folder / "a.txt", folder / "b.parquet", folder / "c.jsonl"
     txt.write_text("".join(f"{t}\n" for t in texts[:third]), encoding="utf-8")
@@ -37,7 +37,9 @@ def write_corpus(folder: Path, texts: list[str | None]) -> list[Path]:
         parquet,
         row_group_size=max(1, len(middle) // 4),
     )
-    jsonl.write_text("".join(json.dumps({"prompt": t, "n": i}) + "\n" for i, t in enumerate(texts[2 * third :])))
+    last = texts[2 * third :]
+    rows = ({"prompt": t, "n": i, "score": None if i < 2 * len(last) // 3 else i / 4} for i, t in enumerate(last))
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return [txt, parquet, jsonl]
 
 
@@ -102,6 +104,9 @@ def test_a_worker_lost_in_the_shuffle_is_retried_and_changes_nothing(ray_local, 
     np.testing.assert_array_equal(table.column("keep").to_numpy(), reference.keep)
     assert table.column("prompt").to_pylist()[:3000] == texts[:3000]
     assert table.column("source").to_pylist()[3000:3002] == ["b0", "b1"]
+    # The .jsonl file's parts have its types, as read whole (each piece once inferred its own).
+    jsonl_parts = [pq.read_schema(part) for part in result.parts if "score" in pq.read_schema(part).names]
+    assert len(jsonl_parts) >= 2 and {part.field("score").type for part in jsonl_parts} == {pa.float64()}
     counts = (result.rows, result.exact_duplicates, result.near_duplicates, result.clusters)
     assert counts == (reference.rows, reference.exact_duplicates, reference.near_duplicates, reference.clusters)
     assert (result.candidate_pairs, result.verified_pairs) == (reference.candidate_pairs, reference.verified_pairs)

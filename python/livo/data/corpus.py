@@ -3,9 +3,11 @@
 A distributed job cannot hand whole files to its workers: one file may be larger than a worker's
 memory, and the rows' global order (file after file, in the order the user named them) must not
 depend on how the work was split. So the driver cuts the corpus into pieces (:class:`Piece`)
-cheaply (:func:`split_pieces`: file sizes and Parquet footers only), the workers count each piece
-(:func:`count_rows`), the driver turns the counts into global row offsets (:func:`with_offsets`), and
-each worker then reads its pieces (:func:`read_piece`) with memory bounded by the piece.
+cheaply (:func:`split_pieces`: file sizes and Parquet footers only), the workers survey each piece
+(:func:`survey_piece`: its rows, and a ``.jsonl`` piece's column types), the driver turns the counts
+into global row offsets (:func:`with_offsets`) and gives the pieces of a ``.jsonl`` file the types
+of the whole file (:func:`with_file_schemas`), and each worker then reads its pieces
+(:func:`read_piece`) with memory bounded by the piece.
 
 Each piece's rows are exactly the rows :func:`livo.data.io.read_prompt_table` gives for that part of
 its file: the same line rules for ``.txt`` (``\\n`` or ``\\r\\n``, a leading UTF-8 BOM dropped, no row
@@ -28,7 +30,17 @@ import pyarrow.parquet as pq
 from livo.data.io import FORMATS, TEXT_COLUMN, _is_blank, file_format, read_table, text_column
 from livo.errors import InputError
 
-__all__ = ["FORMATS", "Piece", "count_rows", "expand_inputs", "read_piece", "split_pieces", "with_offsets"]
+__all__ = [
+    "FORMATS",
+    "Piece",
+    "count_rows",
+    "expand_inputs",
+    "read_piece",
+    "split_pieces",
+    "survey_piece",
+    "with_file_schemas",
+    "with_offsets",
+]
 
 _BOM = b"\xef\xbb\xbf"
 _JSON_WHITESPACE = b" \t\r\n"  # a .jsonl line of these only is no row (polars skips it)
@@ -46,7 +58,8 @@ class Piece:
     ``first_row`` (global index of the piece's first row in the corpus), ``rows`` and ``file_row``
     (index of that row within its file) are -1 until :func:`with_offsets` fills them. ``file_bytes``
     is the file's size when it was split: a file that grew or shrank since then no longer fits the
-    plan (a byte range would miss appended lines), so reading it is an error.
+    plan (a byte range would miss appended lines), so reading it is an error. ``schema`` (``.jsonl``,
+    set by :func:`with_file_schemas`) is the whole file's column types, which the piece is read with.
     """
 
     path: str
@@ -59,6 +72,7 @@ class Piece:
     rows: int = -1
     file_row: int = -1
     file_bytes: int = -1
+    schema: pa.Schema | None = None
 
     def describe(self) -> str:
         """Where the piece is, for error messages: ``FILE rows A–B`` (global, 1-based) once counted."""
@@ -198,6 +212,41 @@ def count_rows(piece: Piece) -> int:
         raise InputError(f"{piece.describe()}: cannot be read: {error}") from error
 
 
+def survey_piece(piece: Piece) -> tuple[int, pa.Schema | None]:
+    """The number of rows of ``piece`` (:func:`count_rows`) and, for ``.jsonl``, the column types its
+    rows alone give; meant for a worker. A ``.jsonl`` piece is parsed for them (JSON has no types
+    without it). One that does not parse has none here: reading it fails later, naming its rows."""
+    rows = count_rows(piece)
+    if piece.format != "jsonl" or rows == 0:
+        return rows, None
+    try:
+        table = _parse_jsonl(piece, None)
+    except InputError:
+        return rows, None
+    return rows, None if table is None else table.schema
+
+
+def with_file_schemas(pieces: Sequence[Piece], schemas: Sequence[pa.Schema | None]) -> list[Piece]:
+    """The pieces, each ``.jsonl`` one with the column types of its whole file: those of its pieces
+    (:func:`survey_piece`) merged as one read of the file infers them (a column null in one piece and
+    float in another is float; integers and strings are strings; a key first seen in a later piece is a
+    column of every piece). Without it each piece had its own types, and one file's output parts
+    disagreed with each other and with the file read whole."""
+    import polars as pl
+
+    if len(pieces) != len(schemas):
+        raise ValueError(f"{len(pieces)} pieces but {len(schemas)} schemas")
+    seen: dict[str, list[pa.Schema]] = {}
+    for piece, schema in zip(pieces, schemas):
+        if piece.format == "jsonl" and schema is not None:
+            seen.setdefault(piece.path, []).append(schema)
+    merged = {
+        path: pl.concat([pl.DataFrame(s.empty_table()) for s in found], how="diagonal_relaxed").to_arrow().schema
+        for path, found in seen.items()
+    }
+    return [replace(piece, schema=merged.get(piece.path)) for piece in pieces]
+
+
 def with_offsets(pieces: Sequence[Piece], counts: Sequence[int]) -> list[Piece]:
     """The pieces with ``rows`` set from ``counts`` and ``first_row``/``file_row`` set cumulatively,
     in the order given (the corpus's order, as :func:`split_pieces` returns it)."""
@@ -297,20 +346,35 @@ def _read_text(piece: Piece) -> list[str]:
 
 
 def _read_jsonl(piece: Piece, column: str | None) -> pa.Table:
+    table = _parse_jsonl(piece, piece.schema)
+    if table is None:
+        return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
+    return _prompts_typed(table, column)
+
+
+def _parse_jsonl(piece: Piece, schema: pa.Schema | None) -> pa.Table | None:
+    """The piece's rows, with ``schema``'s types, or (None) those every row of the piece gives, as
+    read_table infers them for a whole file; None for a piece of blank lines."""
     data = b"".join(_owned_lines(piece))
     if not data.strip(_JSON_WHITESPACE):
-        return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
+        return None
     try:
         import polars as pl
 
-        # The options of read_table: every row of the piece informs its schema.
-        table = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None).to_arrow()
+        if schema is None:
+            frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+        else:
+            frame = pl.read_ndjson(io.BytesIO(data), schema=pl.DataFrame(schema.empty_table()).schema)
+        return frame.to_arrow()
     except (OSError, ValueError, pa.ArrowException) as error:
         raise InputError(f"{piece.describe()}: cannot be read as jsonl: {error}") from error
     except Exception as error:  # polars raises its own exception hierarchy
         if type(error).__module__.startswith("polars"):
             raise InputError(f"{piece.describe()}: cannot be read as jsonl: {error}") from error
         raise
+
+
+def _prompts_typed(table: pa.Table, column: str | None) -> pa.Table:
     # A piece whose prompts are all null has a null-typed column where the whole file has strings.
     # (text_column picks `column`, else 'prompt', else the only column.)
     if column is not None:

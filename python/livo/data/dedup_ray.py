@@ -37,7 +37,15 @@ import numpy as np
 import pyarrow as pa
 
 from livo import _native
-from livo.data.corpus import Piece, count_rows, expand_inputs, read_piece, split_pieces, with_offsets
+from livo.data.corpus import (
+    Piece,
+    expand_inputs,
+    read_piece,
+    split_pieces,
+    survey_piece,
+    with_file_schemas,
+    with_offsets,
+)
 from livo.data.dedup import DedupConfig
 from livo.data.io import write_table
 from livo.errors import InputError
@@ -189,8 +197,9 @@ def _run(
     try:
         clock = time.perf_counter()
         pieces = split_pieces(expand_inputs(inputs), options.piece_bytes)
-        count = ray.remote(count_rows).options(max_retries=TASK_RETRIES, **remote)
-        pieces = with_offsets(pieces, ray.get([count.remote(piece) for piece in pieces]))
+        survey = ray.remote(survey_piece).options(max_retries=TASK_RETRIES, **remote)
+        counts, schemas = zip(*ray.get([survey.remote(piece) for piece in pieces])) if pieces else ((), ())
+        pieces = with_file_schemas(with_offsets(pieces, counts), schemas)
         total_rows = sum(piece.rows for piece in pieces)
         partitions = options.partitions or max(_cluster_cpus(), math.ceil(total_rows / ROWS_PER_PARTITION))
         stage_seconds["count"] = time.perf_counter() - clock
