@@ -266,6 +266,22 @@ def test_non_string_column_is_rejected(tmp_path):
         dedup_file(tmp_path / "p.parquet", tmp_path / "o.parquet", column="id")
 
 
+def test_a_categorical_prompt_column_is_read_as_its_strings(tmp_path):
+    """pandas' category and polars' Categorical reach Parquet as dictionary-encoded columns."""
+    prompts = ["a red fox", "a red fox", None, "a blue car"]
+    pl.DataFrame({"prompt": prompts}, schema={"prompt": pl.Categorical}).write_parquet(tmp_path / "cat.parquet")
+    pq.write_table(pa.table({"prompt": pa.array(prompts).dictionary_encode()}), tmp_path / "dict.parquet")
+    for name in ("cat.parquet", "dict.parquet"):
+        dedup_file(tmp_path / name, tmp_path / f"{name}.jsonl")
+        out = pl.read_ndjson(tmp_path / f"{name}.jsonl")
+        assert out["prompt"].to_list() == prompts
+        assert out["cluster_id"].to_list() == [0, 0, 2, 3] and out["keep"].to_list() == [True, False, True, True]
+    codes = pa.table({"prompt": pa.DictionaryArray.from_arrays(pa.array([0, 1]), pa.array([1, 2]))})
+    pq.write_table(codes, tmp_path / "codes.parquet")
+    with pytest.raises(InputError, match="column 'prompt' has type int64, expected strings"):
+        dedup_file(tmp_path / "codes.parquet", tmp_path / "o.parquet")
+
+
 def test_missing_file_and_unknown_extension(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         dedup_file(tmp_path / "nope.txt", tmp_path / "o.parquet")

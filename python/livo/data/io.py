@@ -89,11 +89,16 @@ def text_column(table: pa.Table, column: str | None, path: str | os.PathLike[str
     if column not in table.column_names:
         raise InputError(f"{path}: no column {column!r}; columns are {table.column_names}")
     values = table.column(column)
-    if not (
-        pa.types.is_string(values.type) or pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type)
-    ):
+    if pa.types.is_dictionary(values.type) and _is_text(values.type.value_type):
+        # A categorical column (pandas' category, polars' Categorical, as Parquet keeps them): decoded.
+        values = values.cast(values.type.value_type)
+    if not _is_text(values.type):
         raise InputError(f"{path}: column {column!r} has type {values.type}, expected strings")
     return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
 
 
 def read_prompt_table(path: str | os.PathLike[str], column: str | None = None) -> tuple[pa.Table, pa.Array]:
