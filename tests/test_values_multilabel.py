@@ -4,6 +4,7 @@ stated attributes, and the reports of `livo values evaluate`."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,8 +120,6 @@ def test_fit_logistic_reaches_the_penalised_optimum():
 
 
 def test_classifier_round_trips_and_damage_is_a_clear_error(tmp_path, classified_index, minilm):
-    import shutil
-
     folder = tmp_path / "copy"
     shutil.copytree(classified_index, folder)
     selector = ValueSelector.load(folder, embedder=minilm)
@@ -234,6 +233,12 @@ def test_cli_select_writes_the_value_list_and_evaluate_reports_errors(tmp_path, 
 
     assert main(["values", "evaluate", "--index", str(classified_index), "--errors", "0"]) == 0
     assert "note: the value classifier was fitted on 648 of these 648 prompts" in capsys.readouterr().out
+
+    # Calibrating retrieval thresholds on an index that decides with its classifier says so.
+    copy = tmp_path / "calibrated"
+    shutil.copytree(classified_index, copy)
+    assert main(["values", "calibrate", str(copy)]) == 0
+    assert "note: this index decides with its value classifier" in capsys.readouterr().out
 
 
 def test_obfuscated_and_misspelt_harm_words_are_read_and_real_words_are_not(classified_index, minilm):

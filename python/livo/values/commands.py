@@ -166,6 +166,12 @@ def _calibrate_into(directory: str, labelled: str | None, split: str, max_benign
     print(f"thresholds: {thresholds}")
     if nouns:
         print(f"person-noun thresholds: {nouns}; person-noun margin {result.noun_margin:.2f}")
+    if selector.classifier is not None:
+        print(
+            "note: this index decides with its value classifier, which has thresholds of its own; the "
+            "retrieval thresholds above (and the figures, which are theirs) apply to an index without one "
+            "(build-index --no-classifier)"
+        )
 
 
 def _fit_classifier_into(directory: str, training: list[str] | None, max_benign_fpr: float) -> bool:
