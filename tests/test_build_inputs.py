@@ -53,6 +53,20 @@ def test_a_missing_column_fails_naming_the_column(tmp_path):
     assert_nothing_generated(tmp_path)
 
 
+def test_null_and_blank_rows_of_a_prompt_file_are_skipped_and_counted(tmp_path):
+    from livo.dataset.config import SourcesConfig
+    from livo.dataset.plan import read_sources
+
+    rows = ["a doctor", None, "  ", "a kite", ""]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps({"prompt": r}) + "\n" for r in rows))
+    (tmp_path / "q.txt").write_text("a nurse\n")
+    sources = SourcesConfig(files=[{"path": str(tmp_path / "p.jsonl")}, {"path": str(tmp_path / "q.txt")}])
+    prompts, counts = read_sources(sources)
+    assert prompts == ["a doctor", "a kite", "a nurse"]
+    assert counts == {str(tmp_path / "p.jsonl"): 2, str(tmp_path / "q.txt"): 1, "skipped_empty": 3}
+    assert "skipped_empty" not in read_sources(SourcesConfig(files=[{"path": str(tmp_path / "q.txt")}]))[1]
+
+
 def test_a_missing_file_and_an_unknown_value_id_are_named(tmp_path):
     with pytest.raises(InputError, match="nowhere.csv: no such file"):
         build_dataset(file_config(tmp_path, {"path": str(tmp_path / "nowhere.csv")}))

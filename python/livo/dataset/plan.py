@@ -30,12 +30,14 @@ class Plan:
 
 
 def read_sources(config: SourcesConfig) -> tuple[list[str], dict[str, int]]:
-    """All prompts of all sources in order, and the number each source gave. Raises InputError
-    for a missing, unreadable or empty file or a missing column, naming the file."""
+    """All prompts of all sources in order, and the number each source gave (with ``skipped_empty``,
+    the rows of the files that were null or blank, when there were any). Raises InputError for a
+    missing, unreadable or empty file or a missing column, naming the file."""
     from livo.data.io import read_prompt_table
 
     prompts: list[str] = []
     counts: dict[str, int] = {}
+    skipped = 0
     for source in config.files:
         path = Path(source.path)
         if not path.is_file():
@@ -50,7 +52,10 @@ def read_sources(config: SourcesConfig) -> tuple[list[str], dict[str, int]]:
         if not texts:
             raise InputError(f"sources.files: {path}: no non-empty prompts in column {source.column or 'prompt'!r}")
         counts[str(path)] = len(texts)
+        skipped += len(column) - len(texts)
         prompts += texts
+    if skipped:
+        counts["skipped_empty"] = skipped
     for name, generator in config.generators.items():
         generated = [str(text) for text in load_plugin(PROMPT_GENERATORS, name)(generator.count, generator.seed)]
         counts[name] = len(generated)
