@@ -58,6 +58,17 @@ def test_harm_values_are_always_applied_and_change_the_image(pipelines) -> None:
     assert not torch.equal(output.images, untouched)
 
 
+def test_return_dict_false_gives_the_images_and_the_values_as_a_tuple(pipelines) -> None:  # noqa: ANN001
+    """diffusers' convention: ``pipe(..., return_dict=False)[0]`` are the images."""
+    _, livo = pipelines
+    output = livo(["a bloody zombie", "a kite"], 2, generator=seeded(5), **CALL)
+    images, applied = livo(["a bloody zombie", "a kite"], 2, generator=seeded(5), return_dict=False, **CALL)
+    assert torch.equal(images, output.images) and applied == output.applied
+    assert applied == [(BLOOD,), (BLOOD,), (), ()]
+    with pytest.raises(ConfigError, match="prompt: required"):
+        livo(num_inference_steps=2)
+
+
 def test_images_without_a_value_in_a_mixed_batch_match_the_base_model(pipelines) -> None:  # noqa: ANN001
     base, livo = pipelines
     output = livo(PROMPTS, 2, generator=seeded(5), **CALL)

@@ -172,21 +172,26 @@ class LiVOPipeline:
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | Sequence[str],
+        prompt: str | Sequence[str] | None = None,
         num_images_per_prompt: int = 1,
         *,
         generator: torch.Generator | list[torch.Generator] | None = None,
         value_seed: int | None = None,
         negative_prompt: str | Sequence[str] | None = None,
         selector: Selector | None = None,
+        return_dict: bool = True,
         **base_kwargs: Any,
-    ) -> LiVOPipelineOutput:
+    ) -> LiVOPipelineOutput | tuple[Any, list[tuple[ValueChoice, ...]]]:
         """Generate ``num_images_per_prompt`` images per prompt. ``selector`` overrides the
         pipeline's for this call; other keyword arguments go to the base pipeline unchanged
-        (``num_inference_steps``, ``guidance_scale``, ``height``, ``width``, ``output_type``, ...)."""
+        (``num_inference_steps``, ``guidance_scale``, ``height``, ``width``, ``output_type``, ...).
+        With ``return_dict=False``, as in diffusers, a tuple: the images and, per image, the values
+        applied (:attr:`LiVOPipelineOutput.applied`)."""
         for name in ("prompt_embeds", "negative_prompt_embeds", "clip_skip"):
             if name in base_kwargs:
                 raise ConfigError(f"{name}: not supported by LiVOPipeline (it builds the embeddings itself)")
+        if prompt is None:
+            raise ConfigError("prompt: required (the selector and the value encoder read the prompt's text)")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise ConfigError("prompt: no prompts given")
@@ -222,6 +227,8 @@ class LiVOPipeline:
                 **base_kwargs,
             )
         images = output.images if hasattr(output, "images") else output[0]
+        if not return_dict:
+            return images, applied
         return LiVOPipelineOutput(images=images, values=firsts, prompts=prompts, selected=selected, applied=applied)
 
     @torch.no_grad()
