@@ -151,6 +151,11 @@ def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_pat
     # next does not inherit a port this process holds.
     assert not [name for name in PROCESS_GROUP_VARIABLES if name in os.environ]
 
+    # A resume that would train another module is refused before DeepSpeed reads the checkpoint.
+    other = config_from_dict(settings(pairs, tmp_path / "parts", max_steps=6, freeze_token_embeddings=True))
+    with pytest.raises(ConfigError, match=r"step4 was written with freeze_token_embeddings=False \(this run: True\)"):
+        train(other, resume=True)
+
 
 def test_exported_value_encoder_loads_in_livo_pipeline(pairs: str, tmp_path: Path) -> None:
     from safetensors.torch import load_file

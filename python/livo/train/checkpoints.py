@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from livo.errors import InputError
+from livo.errors import ConfigError, InputError
 from livo.permissions import write_atomic
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ def save(
         "data": data_state,
         "generator": _encode_state(generator.get_state()),
         "torch_rng": _encode_state(torch.get_rng_state()),
+        "config": config,
     }
     write_atomic(folder / tag / f"trainer_state_rank{rank}.json", (json.dumps(state, indent=1) + "\n").encode())
     barrier()  # every rank's part is on disk
@@ -86,23 +87,40 @@ def latest_tag(folder: Path) -> str | None:
     return latest.read_text().strip() if latest.is_file() else None
 
 
-def load(engine: Any, folder: Path, rank: int, generator: torch.Generator) -> tuple[int, dict[str, Any]] | None:
+# Settings that decide which module is trained and how its weights are stored: a checkpoint holds
+# that module's state, so a run resumed with another value cannot load it.
+MODULE_SETTINGS = ("loss", "dpo_target", "lora_rank", "lora_alpha", "freeze_token_embeddings", "precision")
+
+
+def load(
+    engine: Any, folder: Path, rank: int, generator: torch.Generator, config: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]] | None:
     """Load the latest checkpoint into ``engine`` and ``generator``; returns (step, data position),
-    or ``None`` when ``folder`` holds no checkpoint."""
+    or ``None`` when ``folder`` holds no checkpoint. With ``config`` (this run's), a checkpoint written
+    with other :data:`MODULE_SETTINGS` is refused naming them, before DeepSpeed tries to load it."""
     import torch
 
     tag = latest_tag(folder)
     if tag is None:
         return None
+    state_file = folder / tag / f"trainer_state_rank{rank}.json"
+    if not state_file.is_file():
+        raise InputError(f"checkpoint {folder / tag}: no {state_file.name}; was it written by a run with fewer ranks?")
+    state = json.loads(state_file.read_text())
+    saved = state.get("config")
+    if config is not None and saved is not None:
+        changed = [name for name in MODULE_SETTINGS if name in saved and saved[name] != config.get(name)]
+        if changed:
+            differences = ", ".join(f"{name}={saved[name]!r} (this run: {config.get(name)!r})" for name in changed)
+            raise ConfigError(
+                f"checkpoint {folder / tag} was written with {differences}; these decide what is trained, so "
+                "resume with the checkpoint's settings or start a new --output"
+            )
     path, client_state = engine.load_checkpoint(
         str(folder), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
     )
     if path is None:
         raise InputError(f"checkpoint {folder / tag}: DeepSpeed could not load it")
-    state_file = folder / tag / f"trainer_state_rank{rank}.json"
-    if not state_file.is_file():
-        raise InputError(f"checkpoint {folder / tag}: no {state_file.name}; was it written by a run with fewer ranks?")
-    state = json.loads(state_file.read_text())
     generator.set_state(_decode_state(state["generator"]))
     torch.set_rng_state(_decode_state(state["torch_rng"]))
     return int(client_state.get("livo_step", state["step"])), state["data"]

@@ -215,7 +215,7 @@ class Trainer:
         )
         self.start, self.resumed_from = 0, None
         if resume:
-            loaded = checkpoints.load(self.engine, self.checkpoints, rank, self.generator)
+            loaded = checkpoints.load(self.engine, self.checkpoints, rank, self.generator, config.to_dict())
             if loaded is not None:
                 self.start, data_state = loaded
                 self.resumed_from = self.start
