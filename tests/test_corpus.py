@@ -16,8 +16,10 @@ import pytest
 from livo import _native
 from livo.data.corpus import (
     Piece,
+    conform,
     count_rows,
     expand_inputs,
+    merged_schema,
     read_piece,
     split_pieces,
     survey_piece,
@@ -166,6 +168,27 @@ def test_jsonl_pieces_have_the_whole_file_s_column_types(tmp_path: Path, target:
     assert schemas == {whole.schema}
     assert whole.schema.field("score").type == pa.float64() and whole.schema.field("tag").type == pa.large_string()
     assert read_all(pieces) == read_whole([path])
+
+
+def test_files_with_other_columns_merge_into_one_table_s_columns(tmp_path: Path) -> None:
+    """What a distributed job writes for a corpus of mixed files: every piece with all their columns."""
+    (tmp_path / "a.txt").write_text("a cat\n")
+    pq.write_table(pa.table({"prompt": ["a dog"], "source": ["web"], "n": [1]}), tmp_path / "b.parquet")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"prompt": "a fox", "n": "seven"}) + "\n")
+    pieces = split_pieces([tmp_path / "a.txt", tmp_path / "b.parquet", tmp_path / "c.jsonl"], 1 << 20)
+    schema = merged_schema([survey_piece(piece)[1] for piece in pieces], "the inputs")
+    assert schema is not None and schema.names == ["prompt", "source", "n"]
+    assert schema.field("n").type == pa.large_string()  # integers in one file, strings in another
+    tables = [conform(read_piece(piece)[0], schema) for piece in with_offsets(pieces, [1, 1, 1])]
+    assert {table.schema for table in tables} == {schema}
+    assert pa.concat_tables(tables).to_pylist() == [
+        {"prompt": "a cat", "source": None, "n": None},
+        {"prompt": "a dog", "source": "web", "n": "1"},
+        {"prompt": "a fox", "source": None, "n": "seven"},
+    ]
+    lists = [pa.schema([("x", pa.list_(pa.int64()))]), pa.schema([("x", pa.int64())])]
+    with pytest.raises(InputError, match="the inputs: their columns cannot be merged into one table"):
+        merged_schema(lists, "the inputs")
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -104,9 +104,14 @@ def test_a_worker_lost_in_the_shuffle_is_retried_and_changes_nothing(ray_local, 
     np.testing.assert_array_equal(table.column("keep").to_numpy(), reference.keep)
     assert table.column("prompt").to_pylist()[:3000] == texts[:3000]
     assert table.column("source").to_pylist()[3000:3002] == ["b0", "b1"]
-    # The .jsonl file's parts have its types, as read whole (each piece once inferred its own).
-    jsonl_parts = [pq.read_schema(part) for part in result.parts if "score" in pq.read_schema(part).names]
-    assert len(jsonl_parts) >= 2 and {part.field("score").type for part in jsonl_parts} == {pa.float64()}
+    # Every part has the corpus's columns, the .jsonl file's with the types a read of the whole file
+    # gives (its pieces are null in "score" at first), so the folder reads as one table.
+    schemas = {pq.read_schema(part) for part in result.parts}
+    assert len(schemas) == 1 and len(result.parts) > 3
+    (schema,) = schemas
+    assert schema.names == ["prompt", "source", "n", "score", "cluster_id", "keep"]
+    assert schema.field("score").type == pa.float64() and schema.field("n").type == pa.int64()
+    assert table.column("source").to_pylist()[:2] == [None, None]  # the .txt file has no such column
     counts = (result.rows, result.exact_duplicates, result.near_duplicates, result.clusters)
     assert counts == (reference.rows, reference.exact_duplicates, reference.near_duplicates, reference.clusters)
     assert (result.candidate_pairs, result.verified_pairs) == (reference.candidate_pairs, reference.verified_pairs)

@@ -33,8 +33,10 @@ from livo.errors import InputError
 __all__ = [
     "FORMATS",
     "Piece",
+    "conform",
     "count_rows",
     "expand_inputs",
+    "merged_schema",
     "read_piece",
     "split_pieces",
     "survey_piece",
@@ -213,17 +215,52 @@ def count_rows(piece: Piece) -> int:
 
 
 def survey_piece(piece: Piece) -> tuple[int, pa.Schema | None]:
-    """The number of rows of ``piece`` (:func:`count_rows`) and, for ``.jsonl``, the column types its
-    rows alone give; meant for a worker. A ``.jsonl`` piece is parsed for them (JSON has no types
-    without it). One that does not parse has none here: reading it fails later, naming its rows."""
+    """The number of rows of ``piece`` (:func:`count_rows`) and the columns it holds, with the types
+    its rows alone give; meant for a worker. A ``.jsonl`` piece is parsed for them (JSON has no types
+    without it); one that does not parse has none here, and reading it fails later, naming its rows.
+    A piece without rows has none either."""
+    if piece.format == "csv":  # a piece of its own, read whole: count and columns from one read
+        _check_size(piece)
+        table = _read_csv(piece)
+        return table.num_rows, table.schema if table.num_rows else None
     rows = count_rows(piece)
-    if piece.format != "jsonl" or rows == 0:
+    if rows == 0:
         return rows, None
+    if piece.format == "txt":
+        return rows, pa.schema([(TEXT_COLUMN, pa.large_string())])
+    if piece.format == "parquet":
+        return rows, pq.read_schema(piece.path)
     try:
         table = _parse_jsonl(piece, None)
     except InputError:
         return rows, None
     return rows, None if table is None else table.schema
+
+
+def merged_schema(schemas: Sequence[pa.Schema | None], what: str) -> pa.Schema | None:
+    """One table's columns for tables of ``schemas``: every column of any of them, in order of first
+    appearance, each with the type one read of them all would give (null and float: float; integers
+    and strings: strings), as polars merges them. ``what`` names the tables in the error raised when
+    two types have no common one."""
+    import polars as pl
+
+    found = [schema for schema in schemas if schema is not None]
+    if not found:
+        return None
+    try:
+        return pl.concat([pl.DataFrame(s.empty_table()) for s in found], how="diagonal_relaxed").to_arrow().schema
+    except Exception as error:  # polars raises its own exception hierarchy
+        if type(error).__module__.startswith("polars"):
+            raise InputError(f"{what}: their columns cannot be merged into one table: {error}") from None
+        raise
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns, in its order and types: a column the table lacks is null."""
+    import polars as pl
+
+    frame = pl.concat([pl.DataFrame(schema.empty_table()), pl.DataFrame(table)], how="diagonal_relaxed")
+    return frame.select(schema.names).to_arrow().cast(schema)
 
 
 def with_file_schemas(pieces: Sequence[Piece], schemas: Sequence[pa.Schema | None]) -> list[Piece]:
@@ -232,18 +269,13 @@ def with_file_schemas(pieces: Sequence[Piece], schemas: Sequence[pa.Schema | Non
     float in another is float; integers and strings are strings; a key first seen in a later piece is a
     column of every piece). Without it each piece had its own types, and one file's output parts
     disagreed with each other and with the file read whole."""
-    import polars as pl
-
     if len(pieces) != len(schemas):
         raise ValueError(f"{len(pieces)} pieces but {len(schemas)} schemas")
-    seen: dict[str, list[pa.Schema]] = {}
+    seen: dict[str, list[pa.Schema | None]] = {}
     for piece, schema in zip(pieces, schemas):
-        if piece.format == "jsonl" and schema is not None:
+        if piece.format == "jsonl":
             seen.setdefault(piece.path, []).append(schema)
-    merged = {
-        path: pl.concat([pl.DataFrame(s.empty_table()) for s in found], how="diagonal_relaxed").to_arrow().schema
-        for path, found in seen.items()
-    }
+    merged = {path: merged_schema(found, path) for path, found in seen.items()}
     return [replace(piece, schema=merged.get(piece.path)) for piece in pieces]
 
 

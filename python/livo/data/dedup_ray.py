@@ -39,7 +39,9 @@ import pyarrow as pa
 from livo import _native
 from livo.data.corpus import (
     Piece,
+    conform,
     expand_inputs,
+    merged_schema,
     read_piece,
     split_pieces,
     survey_piece,
@@ -59,6 +61,8 @@ if TYPE_CHECKING:
 ROWS_PER_PARTITION = 500_000
 # Task retries when a worker is lost; every task is a pure function of its inputs.
 TASK_RETRIES = 3
+# The columns the output adds; an input's own columns of these names are replaced.
+LABEL_COLUMNS = ("cluster_id", "keep")
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,11 @@ def _run(
         survey = ray.remote(survey_piece).options(max_retries=TASK_RETRIES, **remote)
         counts, schemas = zip(*ray.get([survey.remote(piece) for piece in pieces])) if pieces else ((), ())
         pieces = with_file_schemas(with_offsets(pieces, counts), schemas)
+        # Where the files' columns differ, every part gets all of them, so the parts read as one table
+        # (a .jsonl piece is read with its file's types); otherwise the parts keep the files' own.
+        read_as = [piece.schema if piece.format == "jsonl" else schema for piece, schema in zip(pieces, schemas)]
+        distinct = list(dict.fromkeys(s for s in map(_without_labels, read_as) if s is not None))
+        columns = merged_schema(distinct, "the input files") if len(distinct) > 1 else None
         total_rows = sum(piece.rows for piece in pieces)
         partitions = options.partitions or max(_cluster_cpus(), math.ceil(total_rows / ROWS_PER_PARTITION))
         stage_seconds["count"] = time.perf_counter() - clock
@@ -291,7 +300,13 @@ def _run(
                 .map_groups(
                     _write_piece,
                     batch_format="pyarrow",
-                    fn_kwargs={"pieces": pieces, "column": column, "folder": str(staging), "keep_only": keep_only},
+                    fn_kwargs={
+                        "pieces": pieces,
+                        "column": column,
+                        "columns": columns,
+                        "folder": str(staging),
+                        "keep_only": keep_only,
+                    },
                     **remote,
                 )
                 .take_all()
@@ -596,23 +611,35 @@ def _with_piece(block: pa.Table, starts: np.ndarray) -> pa.Table:
     )
 
 
+def _without_labels(schema: pa.Schema | None) -> pa.Schema | None:
+    """An input's columns less the two the output replaces."""
+    if schema is None:
+        return None
+    return pa.schema([field for field in schema if field.name not in LABEL_COLUMNS])
+
+
 def _write_piece(
-    group: pa.Table, pieces: Sequence[Piece], column: str | None, folder: str, keep_only: bool
+    group: pa.Table,
+    pieces: Sequence[Piece],
+    column: str | None,
+    columns: pa.Schema | None,
+    folder: str,
+    keep_only: bool,
 ) -> pa.Table:
-    """Reads the piece again and writes it with ``cluster_id`` and ``keep``."""
+    """Reads the piece again and writes it with the corpus's ``columns``, ``cluster_id`` and ``keep``."""
     index = int(group.column("piece")[0].as_py())
     piece = pieces[index]
     table, _ = read_piece(piece, column)
     if table.num_rows != piece.rows:
         raise InputError(f"{piece.describe()}: the file changed while being read")
+    table = table.drop_columns([name for name in LABEL_COLUMNS if name in table.column_names])
+    if columns is not None:
+        table = conform(table, columns)
     cluster = np.arange(piece.first_row, piece.first_row + piece.rows, dtype=np.int64)
     rows = group.column("row").to_numpy()
     labelled = rows >= 0
     cluster[rows[labelled] - piece.first_row] = group.column("cluster").to_numpy()[labelled]
     keep = cluster == np.arange(piece.first_row, piece.first_row + piece.rows)
-    for name in ("cluster_id", "keep"):
-        if name in table.column_names:
-            table = table.drop_columns([name])
     table = table.append_column("cluster_id", pa.array(cluster)).append_column("keep", pa.array(keep))
     if keep_only:
         table = table.filter(table.column("keep"))
