@@ -4,10 +4,11 @@ A distributed job cannot hand whole files to its workers: one file may be larger
 memory, and the rows' global order (file after file, in the order the user named them) must not
 depend on how the work was split. So the driver cuts the corpus into pieces (:class:`Piece`)
 cheaply (:func:`split_pieces`: file sizes and Parquet footers only), the workers survey each piece
-(:func:`survey_piece`: its rows, and a ``.jsonl`` piece's column types), the driver turns the counts
-into global row offsets (:func:`with_offsets`) and gives the pieces of a ``.jsonl`` file the types
-of the whole file (:func:`with_file_schemas`), and each worker then reads its pieces
-(:func:`read_piece`) with memory bounded by the piece.
+(:func:`survey_piece`: its rows and columns), the driver turns the counts into global row offsets
+(:func:`with_offsets`) and gives the pieces of a ``.jsonl`` file the types of the whole file
+(:func:`with_file_schemas`), and each worker then reads its pieces (:func:`read_piece`) with memory
+bounded by the piece. Where the files' columns differ, :func:`merged_schema` and :func:`conform`
+give every piece the columns of them all, as one table of the corpus would have them.
 
 Each piece's rows are exactly the rows :func:`livo.data.io.read_prompt_table` gives for that part of
 its file: the same line rules for ``.txt`` (``\\n`` or ``\\r\\n``, a leading UTF-8 BOM dropped, no row
@@ -275,7 +276,7 @@ def with_file_schemas(pieces: Sequence[Piece], schemas: Sequence[pa.Schema | Non
     for piece, schema in zip(pieces, schemas):
         if piece.format == "jsonl":
             seen.setdefault(piece.path, []).append(schema)
-    merged = {path: merged_schema(found, path) for path, found in seen.items()}
+    merged = {path: merged_schema(found, f"{path} (its pieces)") for path, found in seen.items()}
     return [replace(piece, schema=merged.get(piece.path)) for piece in pieces]
 
 

@@ -96,7 +96,9 @@ def set_collective_timeout(seconds: float) -> None:
     if not (dist.is_available() and dist.is_initialized()):
         return
     timeout = datetime.timedelta(seconds=seconds)
-    for group in list(distributed_c10d._world.pg_map):
+    # Every group is listed only in torch's private registry; without it, the default group at least.
+    groups = getattr(getattr(distributed_c10d, "_world", None), "pg_map", None)
+    for group in list(groups) if groups else [None]:
         dist.set_timeout(timeout, group)
 
 
