@@ -293,7 +293,7 @@ def test_a_rank_that_stops_answering_fails_the_others_after_the_collective_timeo
         for process in ranks:
             process.kill()
             process.wait()
-    assert 3 <= waited < 30, waited
+    assert waited < 30, waited  # (rank 0 may have been waiting already when rank 1 was frozen)
     log = (tmp_path / "rank0.log").read_text()
     assert "livo train: error: rank 0 waited more than collective_timeout_s=3 s for the other ranks" in log, log[-3000:]
     assert "--resume" in log
