@@ -199,12 +199,7 @@ def count_rows(piece: Piece) -> int:
     (``.txt``/``.jsonl``), the footer (``.parquet``) or the file (``.csv``, a piece of its own)."""
     _check_size(piece)
     if piece.format == "parquet":
-        try:
-            with pq.ParquetFile(piece.path) as parquet:
-                metadata = parquet.metadata
-                return sum(metadata.row_group(group).num_rows for group in piece.row_groups)
-        except (OSError, ValueError, IndexError, pa.ArrowException) as error:
-            raise InputError(f"{piece.describe()}: cannot be read as parquet: {error}") from error
+        return _parquet_footer(piece)[0]
     if piece.format == "csv":
         return _read_csv(piece).num_rows
     try:
@@ -215,22 +210,34 @@ def count_rows(piece: Piece) -> int:
         raise InputError(f"{piece.describe()}: cannot be read: {error}") from error
 
 
+def _parquet_footer(piece: Piece) -> tuple[int, pa.Schema]:
+    """The rows of the piece's row groups and the file's columns, from the footer alone."""
+    try:
+        with pq.ParquetFile(piece.path) as parquet:
+            metadata = parquet.metadata
+            return sum(metadata.row_group(group).num_rows for group in piece.row_groups), parquet.schema_arrow
+    except (OSError, ValueError, IndexError, pa.ArrowException) as error:
+        raise InputError(f"{piece.describe()}: cannot be read as parquet: {error}") from error
+
+
 def survey_piece(piece: Piece) -> tuple[int, pa.Schema | None]:
     """The number of rows of ``piece`` (:func:`count_rows`) and the columns it holds, with the types
     its rows alone give; meant for a worker. A ``.jsonl`` piece is parsed for them (JSON has no types
     without it); one that does not parse has none here, and reading it fails later, naming its rows.
     A piece without rows has none either."""
-    if piece.format == "csv":  # a piece of its own, read whole: count and columns from one read
+    if piece.format in ("csv", "parquet"):  # count and columns from one read (csv: the whole file)
         _check_size(piece)
-        table = _read_csv(piece)
-        return table.num_rows, table.schema if table.num_rows else None
+        if piece.format == "csv":
+            table = _read_csv(piece)
+            rows, schema = table.num_rows, table.schema
+        else:
+            rows, schema = _parquet_footer(piece)
+        return rows, schema if rows else None
     rows = count_rows(piece)
     if rows == 0:
         return rows, None
     if piece.format == "txt":
         return rows, pa.schema([(TEXT_COLUMN, pa.large_string())])
-    if piece.format == "parquet":
-        return rows, pq.read_schema(piece.path)
     try:
         table = _parse_jsonl(piece, None)
     except InputError:
