@@ -27,7 +27,7 @@ from livo.data.corpus import (
     with_offsets,
 )
 from livo.data.io import read_prompt_table
-from livo.errors import InputError
+from livo.errors import InputError, InvalidUtf8Error
 
 TARGETS = [1, 2, 7, 100, 1 << 20]
 
@@ -189,6 +189,70 @@ def test_files_with_other_columns_merge_into_one_table_s_columns(tmp_path: Path)
     lists = [pa.schema([("x", pa.list_(pa.int64()))]), pa.schema([("x", pa.int64())])]
     with pytest.raises(InputError, match="the inputs: their columns cannot be merged into one table"):
         merged_schema(lists, "the inputs")
+
+
+CODECS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+
+
+def compress(path: Path, extension: str) -> Path:
+    packed = path.with_name(path.name + extension)
+    with pa.output_stream(packed, compression=CODECS[extension]) as stream:
+        stream.write(path.read_bytes())
+    return packed
+
+
+@pytest.mark.parametrize("extension", sorted(CODECS))
+@pytest.mark.parametrize("name", sorted(TEXT_FILES))
+def test_a_compressed_txt_file_reads_as_its_uncompressed_twin(tmp_path: Path, name: str, extension: str) -> None:
+    path = tmp_path / f"{name}.txt"
+    path.write_bytes(TEXT_FILES[name])
+    packed = compress(path, extension)
+    lines = _native.read_text_lines(str(path))
+    assert read_prompt_table(packed)[1].to_pylist() == lines
+    pieces = plan([packed], 1)
+    assert len(pieces) == 1 and pieces[0].rows == len(lines)  # no byte offset to cut compressed data at
+    assert read_all(pieces) == read_whole([path])
+
+
+@pytest.mark.parametrize("extension", sorted(CODECS))
+def test_compressed_jsonl_and_csv_read_as_their_uncompressed_twins(tmp_path: Path, extension: str) -> None:
+    jsonl, csv = tmp_path / "p.jsonl", tmp_path / "p.csv"
+    rows = [{"prompt": "a, comma", "score": None}, {"prompt": 'multi\nline "quoted"', "score": 1.5}]
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    pl.DataFrame(rows).write_csv(csv)
+    for path in (jsonl, csv):
+        packed = compress(path, extension)
+        assert read_prompt_table(packed)[0].equals(read_prompt_table(path)[0])
+        assert read_all(plan([packed], 1)) == read_whole([path])
+    # A folder's compressed files are prompt files too, in name order.
+    names = [p.name for p in expand_inputs([tmp_path])]
+    assert names == ["p.csv", f"p.csv{extension}", "p.jsonl", f"p.jsonl{extension}"]
+    blank = tmp_path / "blank.jsonl"
+    blank.write_text("\n")
+    assert read_prompt_table(compress(blank, extension))[0].num_rows == 0  # as the uncompressed file
+
+
+def test_compressed_input_mistakes_are_named(tmp_path: Path) -> None:
+    import gzip
+
+    truncated = tmp_path / "cut.jsonl.gz"
+    truncated.write_bytes(gzip.compress(b'{"prompt": "x"}\n' * 100)[:-12])
+    with pytest.raises(InputError, match=f"^{re.escape(str(truncated))}: cannot be read as jsonl \\(gzip\\)"):
+        read_prompt_table(truncated)
+    with pytest.raises(InputError, match=re.escape(str(truncated))):
+        read_all(plan([truncated], 1 << 20))
+    broken = tmp_path / "broken.txt.gz"
+    broken.write_bytes(gzip.compress(b"fine\nbroken \xc3\x28 text\n"))
+    with pytest.raises(InvalidUtf8Error, match=f"^{re.escape(str(broken))}: line 2 is not valid UTF-8"):
+        read_prompt_table(broken)
+    parquet = tmp_path / "p.parquet.gz"
+    parquet.write_bytes(b"")
+    with pytest.raises(InputError, match="a compressed Parquet file cannot be read by row group"):
+        expand_inputs([parquet])
+    archive = tmp_path / "prompts.tar.gz"
+    archive.write_bytes(b"")
+    with pytest.raises(InputError, match=f"^{re.escape(str(archive))}: unsupported file extension '.tar.gz'"):
+        expand_inputs([archive])
 
 
 @pytest.mark.parametrize("target", TARGETS)

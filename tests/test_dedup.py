@@ -208,9 +208,13 @@ def write_inputs(tmp_path):
     (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     pl.DataFrame(rows).write_csv(tmp_path / "p.csv")
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "p.parquet")
+    for name, codec in (("p.jsonl", "gzip"), ("p.txt", "zstd"), ("p.csv", "bz2")):
+        extension = {"gzip": ".gz", "zstd": ".zst", "bz2": ".bz2"}[codec]
+        with pa.output_stream(tmp_path / (name + extension), compression=codec) as stream:
+            stream.write((tmp_path / name).read_bytes())
 
 
-@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet"])
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv", "parquet", "jsonl.gz", "txt.zst", "csv.bz2"])
 def test_cli_on_every_input_format_keeps_columns_and_adds_clusters(tmp_path, fmt):
     write_inputs(tmp_path)
     out = tmp_path / f"out.{'parquet' if fmt != 'parquet' else 'jsonl'}"
@@ -225,7 +229,7 @@ def test_cli_on_every_input_format_keeps_columns_and_adds_clusters(tmp_path, fmt
     assert "empty after normalisation" in proc.stderr and "rows 6" in proc.stderr
     frame = pl.read_parquet(out) if out.suffix == ".parquet" else pl.read_ndjson(out)
     assert frame["prompt"].to_list() == PROMPTS
-    if fmt != "txt":
+    if not fmt.startswith("txt"):
         assert frame["id"].to_list() == list(range(len(PROMPTS)))
     assert frame["cluster_id"].to_list() == [0, 0, 0, 0, 4, 5, 4]
     assert frame["keep"].to_list() == [True, False, False, False, True, True, False]

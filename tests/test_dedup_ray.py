@@ -26,10 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_corpus(folder: Path, texts: list[str | None]) -> list[Path]:
-    """The texts as three files in three formats, in corpus order: .txt, .parquet (4 row groups,
-    one null), .jsonl (a column null in its first two thirds and float after: only the whole file says)."""
+    """The texts as four files in four formats, in corpus order: .txt, .parquet (4 row groups,
+    one null), .jsonl (a column null in its first two thirds and float after: only the whole file says)
+    and, for the last 300, .txt.gz (compressed: a piece of its own)."""
+    import gzip
+
     third = len(texts) // 3
     txt, parquet, jsonl = folder / "a.txt", folder / "b.parquet", folder / "c.jsonl"
+    compressed, texts = folder / "d.txt.gz", list(texts)
+    compressed.write_bytes(gzip.compress("".join(f"{t}\n" for t in texts[-300:]).encode()))
+    texts[-300:] = []
     txt.write_text("".join(f"{t}\n" for t in texts[:third]), encoding="utf-8")
     middle = texts[third : 2 * third]
     pq.write_table(
@@ -40,7 +46,7 @@ def write_corpus(folder: Path, texts: list[str | None]) -> list[Path]:
     last = texts[2 * third :]
     rows = ({"prompt": t, "n": i, "score": None if i < 2 * len(last) // 3 else i / 4} for i, t in enumerate(last))
     jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return [txt, parquet, jsonl]
+    return [txt, parquet, jsonl, compressed]
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +118,7 @@ def test_a_worker_lost_in_the_shuffle_is_retried_and_changes_nothing(ray_local, 
     assert schema.names == ["prompt", "source", "n", "score", "cluster_id", "keep"]
     assert schema.field("score").type == pa.float64() and schema.field("n").type == pa.int64()
     assert table.column("source").to_pylist()[:2] == [None, None]  # the .txt file has no such column
+    assert table.column("prompt").to_pylist()[-300:] == texts[-300:]  # the .txt.gz file, decompressed
     counts = (result.rows, result.exact_duplicates, result.near_duplicates, result.clusters)
     assert counts == (reference.rows, reference.exact_duplicates, reference.near_duplicates, reference.clusters)
     assert (result.candidate_pairs, result.verified_pairs) == (reference.candidate_pairs, reference.verified_pairs)

@@ -40,6 +40,11 @@ MISTAKES = {
     "dedup: output is a folder": (["dedup", "prompts.txt", "-o", "full"], "--output full: is a folder"),
     "dedup: input is a folder": (["dedup", "full", "-o", "o.jsonl"], "input full: is a folder"),
     "dedup: input missing": (["dedup", "nope.txt", "-o", "o.jsonl"], "input nope.txt: no such file"),
+    "dedup: input format": (
+        ["dedup", "afile", "-o", "o.jsonl"],
+        "input afile: unsupported file extension '' (supported: .csv, .jsonl, .ndjson, .parquet, .txt; "
+        "also .bz2, .gz, .zst after .csv, .jsonl, .ndjson, .txt)",
+    ),
     "dedup: output format": (["dedup", "prompts.txt", "-o", "o.txt"], "unsupported file extension '.txt'"),
     "dedup: output under a file": (["dedup", "prompts.txt", "-o", "afile/o.jsonl"], "afile is a file"),
     "shards write: output is a file": (["shards", "write", "prompts.txt", "-o", "afile"], "--output afile: is a file"),
@@ -190,7 +195,7 @@ def test_stats_refuses_a_column_the_dataset_lacks_and_prints_a_markdown_table(
     assert all(line.count("|") == 5 for line in table)
 
 
-@pytest.mark.parametrize("suffix", [".txt", ".csv", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".txt", ".csv", ".jsonl", ".jsonl.gz"])
 def test_an_empty_prompt_file_is_an_empty_input_in_every_format(
     suffix: str, workspace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -89,10 +89,23 @@ def _check_suffix(path: Path, flag: str, suffixes: Iterable[str] | None) -> None
     if suffixes is None:
         return
     allowed = sorted(suffixes)
-    if path.suffix.lower() not in allowed:
-        raise InputError(
-            f"{_named(flag, path)}: unsupported file extension {path.suffix!r} (supported: {', '.join(allowed)})"
-        )
+    # Compound extensions count whole: ".jsonl.gz" is allowed only where it is listed.
+    if path.name.lower().endswith(tuple(allowed)):
+        return
+    shown = "".join(path.suffixes[-2:]) if path.suffix.lower() in (".gz", ".bz2", ".zst") else path.suffix
+    raise InputError(f"{_named(flag, path)}: unsupported file extension {shown!r} (supported: {_listed(allowed)})")
+
+
+def _listed(suffixes: list[str]) -> str:
+    """``.a, .b`` for plain extensions; compound ones (``.b.gz``) summed up by their last part."""
+    plain = [suffix for suffix in suffixes if suffix.count(".") == 1]
+    compound = [suffix for suffix in suffixes if suffix.count(".") > 1]
+    text = ", ".join(plain)
+    if compound:
+        outer = sorted({"." + suffix.rsplit(".", 1)[1] for suffix in compound})
+        inner = sorted({suffix.rsplit(".", 1)[0] for suffix in compound})
+        text += f"; also {', '.join(outer)} after {', '.join(inner)}"
+    return text
 
 
 def _check_writable_parent(path: Path, flag: str) -> None:

@@ -28,7 +28,17 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from livo.data.io import FORMATS, TEXT_COLUMN, _is_blank, file_format, read_table, text_column
+from livo.data.io import (
+    FORMATS,
+    INPUT_SUFFIXES,
+    TEXT_COLUMN,
+    _is_blank,
+    file_compression,
+    file_format,
+    named_read_errors,
+    read_table,
+    text_column,
+)
 from livo.errors import InputError
 
 __all__ = [
@@ -56,7 +66,8 @@ class Piece:
     ``.txt``/``.jsonl``: the piece owns the lines that *start* in ``[byte_start, byte_end)``, so
     arbitrary byte ranges that tile a file give every line to exactly one piece. ``.parquet``: the
     piece is the row groups ``row_groups``. ``.csv``: the piece is the whole file (a quoted field may
-    hold newlines, so a byte offset cannot tell where a row starts).
+    hold newlines, so a byte offset cannot tell where a row starts), as is a compressed file (a byte
+    offset into compressed data is no place to start reading).
 
     ``first_row`` (global index of the piece's first row in the corpus), ``rows`` and ``file_row``
     (index of that row within its file) are -1 until :func:`with_offsets` fills them. ``file_bytes``
@@ -77,6 +88,11 @@ class Piece:
     file_bytes: int = -1
     schema: pa.Schema | None = None
 
+    @property
+    def whole_file(self) -> bool:
+        """True for a piece that is its whole file, read as :func:`livo.data.io.read_table` reads it."""
+        return self.format == "csv" or file_compression(self.path) is not None
+
     def describe(self) -> str:
         """Where the piece is, for error messages: ``FILE rows A–B`` (global, 1-based) once counted."""
         if self.rows > 0 and self.first_row >= 0:
@@ -85,7 +101,7 @@ class Piece:
             return f"{self.path} (piece {self.index}, no rows)"
         if self.format == "parquet":
             return f"{self.path} row groups {list(self.row_groups)}"
-        if self.format == "csv":
+        if self.whole_file:
             return self.path
         return f"{self.path} bytes {self.byte_start:,}–{self.byte_end:,}"
 
@@ -135,9 +151,9 @@ def _directory_files(directory: Path) -> list[Path]:
         (entry for entry in directory.iterdir() if not entry.name.startswith(".") and entry.is_file()),
         key=lambda entry: entry.name,
     )
-    files = [entry for entry in files if entry.suffix.lower() in FORMATS]
+    files = [entry for entry in files if entry.name.lower().endswith(INPUT_SUFFIXES)]
     if not files:
-        known = ", ".join(sorted(FORMATS))
+        known = ", ".join(sorted(FORMATS)) + ", compressed .gz/.bz2/.zst"
         raise InputError(f"{directory}: the folder holds no prompt files ({known})")
     return files
 
@@ -148,7 +164,7 @@ def split_pieces(files: Sequence[str | os.PathLike[str]], target_bytes: int = 64
     Cheap enough for the driver: it reads file sizes and Parquet footers, nothing else. ``.txt`` and
     ``.jsonl`` are cut at plain byte offsets (the readers find the line starts); Parquet row groups
     are packed up to ``target_bytes`` of uncompressed data, at least one group a piece; a ``.csv``
-    file is one piece. An empty file is one piece of no rows, so every file shows in the plan.
+    file and a compressed one are one piece each. An empty file is one piece of no rows, so every file shows in the plan.
     """
     if target_bytes < 1:
         raise ValueError(f"target_bytes must be at least 1, got {target_bytes}")
@@ -163,7 +179,7 @@ def split_pieces(files: Sequence[str | os.PathLike[str]], target_bytes: int = 64
         ranges: list[tuple[int, int, tuple[int, ...]]]
         if fmt == "parquet":
             ranges = [(0, size, groups) for groups in _pack_row_groups(path, target_bytes)]
-        elif fmt == "csv":
+        elif fmt == "csv" or file_compression(path) is not None:
             ranges = [(0, size, ())]
         elif size == 0 or (fmt == "jsonl" and _is_blank(Path(path))):
             ranges = [(0, 0, ())]  # read_table reads a blank .jsonl as no rows, not as a parse error
@@ -196,12 +212,13 @@ def _pack_row_groups(path: str, target_bytes: int) -> list[tuple[int, ...]]:
 
 def count_rows(piece: Piece) -> int:
     """The number of rows of ``piece``; meant for a worker. Reads the piece's lines one at a time
-    (``.txt``/``.jsonl``), the footer (``.parquet``) or the file (``.csv``, a piece of its own)."""
+    (``.txt``/``.jsonl``), the footer (``.parquet``) or the file (``.csv`` or compressed, a piece of
+    its own)."""
     _check_size(piece)
     if piece.format == "parquet":
         return _parquet_footer(piece)[0]
-    if piece.format == "csv":
-        return _read_csv(piece).num_rows
+    if piece.whole_file:
+        return _read_whole(piece).num_rows
     try:
         if piece.format == "txt":
             return sum(1 for _ in _owned_lines(piece))
@@ -225,10 +242,10 @@ def survey_piece(piece: Piece) -> tuple[int, pa.Schema | None]:
     its rows alone give; meant for a worker. A ``.jsonl`` piece is parsed for them (JSON has no types
     without it); one that does not parse has none here, and reading it fails later, naming its rows.
     A piece without rows has none either."""
-    if piece.format in ("csv", "parquet"):  # count and columns from one read (csv: the whole file)
+    if piece.whole_file or piece.format == "parquet":  # count and columns from one read
         _check_size(piece)
-        if piece.format == "csv":
-            table = _read_csv(piece)
+        if piece.whole_file:
+            table = _read_whole(piece)
             rows, schema = table.num_rows, table.schema
         else:
             rows, schema = _parquet_footer(piece)
@@ -316,8 +333,8 @@ def read_piece(piece: Piece, column: str | None = None) -> tuple[pa.Table, pa.Ar
     try:
         if piece.format == "parquet":
             table = _read_parquet(piece)
-        elif piece.format == "csv":
-            table = _read_csv(piece)
+        elif piece.whole_file:
+            table = _read_whole(piece)
         elif piece.format == "txt":
             table = pa.table({TEXT_COLUMN: pa.array(_read_text(piece), pa.large_string())})
         else:
@@ -398,7 +415,7 @@ def _parse_jsonl(piece: Piece, schema: pa.Schema | None) -> pa.Table | None:
     data = b"".join(_owned_lines(piece))
     if not data.strip(_JSON_WHITESPACE):
         return None
-    try:
+    with named_read_errors(piece.describe(), "jsonl"):
         import polars as pl
 
         if schema is None:
@@ -406,12 +423,6 @@ def _parse_jsonl(piece: Piece, schema: pa.Schema | None) -> pa.Table | None:
         else:
             frame = pl.read_ndjson(io.BytesIO(data), schema=pl.DataFrame(schema.empty_table()).schema)
         return frame.to_arrow()
-    except (OSError, ValueError, pa.ArrowException) as error:
-        raise InputError(f"{piece.describe()}: cannot be read as jsonl: {error}") from error
-    except Exception as error:  # polars raises its own exception hierarchy
-        if type(error).__module__.startswith("polars"):
-            raise InputError(f"{piece.describe()}: cannot be read as jsonl: {error}") from error
-        raise
 
 
 def _prompts_typed(table: pa.Table, column: str | None) -> pa.Table:
@@ -437,7 +448,7 @@ def _read_parquet(piece: Piece) -> pa.Table:
         raise InputError(f"{piece.describe()}: cannot be read as parquet: {error}") from error
 
 
-def _read_csv(piece: Piece) -> pa.Table:
+def _read_whole(piece: Piece) -> pa.Table:
     try:
         return read_table(piece.path)
     except (InputError, OSError) as error:

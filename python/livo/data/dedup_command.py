@@ -65,13 +65,13 @@ def run_dedup(args: argparse.Namespace) -> int:
     if args.ray:
         return _run_on_ray(args, config)
     from livo.data.dedup import dedup_file
-    from livo.data.io import FORMATS, OUTPUT_FORMATS
+    from livo.data.io import INPUT_SUFFIXES, OUTPUT_FORMATS
     from livo.errors import InputError
     from livo.user_paths import input_file, output_file
 
     if len(args.input) > 1:
         raise InputError(f"{len(args.input)} inputs given: without --ray, livo dedup reads one file")
-    input_file(args.input[0], flag="input", suffixes=FORMATS)
+    input_file(args.input[0], flag="input", suffixes=INPUT_SUFFIXES)
     output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=OUTPUT_FORMATS)
     result = dedup_file(
         args.input[0],

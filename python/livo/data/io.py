@@ -1,5 +1,6 @@
 """Reading and writing prompt tables in the formats users have: ``.txt`` (one prompt a line),
-``.jsonl``, ``.csv`` and ``.parquet``.
+``.jsonl``, ``.csv`` and ``.parquet``; the text formats may also come compressed (``.gz``, ``.bz2``,
+``.zst``: ``prompts.jsonl.gz``), as prompt collections are often published.
 
 Every stage reads its input through :func:`read_prompt_table` and writes through
 :func:`write_table`, so formats, error messages and atomic writes are the same everywhere.
@@ -7,30 +8,70 @@ Every stage reads its input through :func:`read_prompt_table` and writes through
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from livo.errors import InputError
+from livo.errors import InputError, InvalidUtf8Error, LivoError
 from livo.permissions import make_shareable
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 # Outputs that add columns (dedup, value selection) need a format with columns.
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+# Whole-file compression of the text formats, by the extension after the format's (Arrow's codecs).
+# Parquet is left out: it compresses its own pages, and a compressed Parquet file cannot be read by
+# row group.
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
+INPUT_SUFFIXES = (*FORMATS, *(f + c for f in FORMATS if FORMATS[f] != "parquet" for c in COMPRESSIONS))
 TEXT_COLUMN = "prompt"
+_BOM = b"\xef\xbb\xbf"
 
 
 def file_format(path: str | os.PathLike[str]) -> str:
-    """The table format of ``path``, from its extension."""
-    suffix = Path(path).suffix.lower()
+    """The table format of ``path``, from its extension (``prompts.jsonl.gz`` is ``jsonl``)."""
+    return _format_and_compression(path)[0]
+
+
+def file_compression(path: str | os.PathLike[str]) -> str | None:
+    """The codec that compresses ``path`` as a whole (``gzip``, ``bz2``, ``zstd``), or None."""
+    return _format_and_compression(path)[1]
+
+
+def _format_and_compression(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+    name = Path(path)
+    suffix = name.suffix.lower()
+    compression = COMPRESSIONS.get(suffix)
+    if compression is not None:
+        inner = name.with_suffix("").suffix.lower()
+        if FORMATS.get(inner) == "parquet":
+            raise InputError(
+                f"{path}: a compressed Parquet file cannot be read by row group; decompress it "
+                "(Parquet compresses its own pages)"
+            )
+        if inner in FORMATS:
+            return FORMATS[inner], compression
+        suffix = inner + suffix
     try:
-        return FORMATS[suffix]
+        return FORMATS[suffix], None
     except KeyError:
-        known = ", ".join(sorted(FORMATS))
+        known = ", ".join(sorted(FORMATS)) + "; " + ", ".join(sorted(COMPRESSIONS)) + " after a text format"
         raise InputError(f"{path}: unsupported file extension {suffix!r} (supported: {known})") from None
+
+
+def open_input(path: str | os.PathLike[str]) -> BinaryIO:
+    """``path`` opened for reading bytes, decompressed as it is read when its name says it is
+    compressed; a line-iterable, buffered file either way."""
+    compression = file_compression(path)
+    if compression is None:
+        return open(path, "rb")
+    return io.BufferedReader(pa.input_stream(os.fspath(path), compression=compression), 1 << 20)
 
 
 def read_table(path: str | os.PathLike[str]) -> pa.Table:
@@ -38,34 +79,79 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
     from livo import _native
 
     path = Path(path)
-    fmt = file_format(path)
+    fmt, compression = _format_and_compression(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a folder; a prompt file is needed")
+    if compression is not None:
+        return _read_compressed(path, fmt, compression)
     if fmt in ("csv", "jsonl") and _is_blank(path):
         # An empty file holds no prompts whatever its format: the same empty table as an empty .txt.
         return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
     if fmt == "txt":
         return pa.table({TEXT_COLUMN: pa.array(_native.read_text_lines(str(path)), pa.large_string())})
-    try:
-        if fmt == "parquet":
-            return pq.read_table(path)
-        import polars as pl
+    with named_read_errors(path, fmt):
+        return pq.read_table(path) if fmt == "parquet" else _parse_columns(path, fmt)
 
-        if fmt == "jsonl":
-            # Every row informs the schema: a list column whose first rows are all empty ("values":
-            # []) would otherwise be typed as a list of nulls and read its later strings as nulls.
-            frame = pl.read_ndjson(path, infer_schema_length=None)
-        else:
-            frame = pl.read_csv(path, infer_schema_length=10_000)
-        return frame.to_arrow()
-    except (OSError, ValueError, pa.ArrowException) as error:
-        raise InputError(f"{path}: cannot be read as {fmt}: {error}") from error
-    except Exception as error:  # polars raises its own exception hierarchy
-        if type(error).__module__.startswith("polars"):
-            raise InputError(f"{path}: cannot be read as {fmt}: {error}") from error
+
+def _parse_columns(source: Path | io.BytesIO, fmt: str) -> pa.Table:
+    import polars as pl
+
+    if fmt == "jsonl":
+        # Every row informs the schema: a list column whose first rows are all empty ("values": [])
+        # would otherwise be typed as a list of nulls and read its later strings as nulls.
+        return pl.read_ndjson(source, infer_schema_length=None).to_arrow()
+    return pl.read_csv(source, infer_schema_length=10_000).to_arrow()
+
+
+@contextmanager
+def named_read_errors(where: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """The readers' errors (I/O, Arrow's, polars' own hierarchy) as an InputError naming the input
+    and the format it was read as: the user sees which file failed, not a parser's traceback."""
+    try:
+        yield
+    except LivoError:  # already says what is wrong with which input
         raise
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise InputError(f"{where}: cannot be read as {what}: {error}") from error
+    except Exception as error:
+        if type(error).__module__.startswith("polars"):
+            raise InputError(f"{where}: cannot be read as {what}: {error}") from error
+        raise
+
+
+def _read_compressed(path: Path, fmt: str, compression: str) -> pa.Table:
+    """A compressed text-format file, read as its uncompressed twin would be: the same line rules
+    for ``.txt`` (:func:`text_lines`) and the same parsers for ``.jsonl`` and ``.csv``."""
+    with named_read_errors(path, f"{fmt} ({compression})"):  # a truncated or corrupt stream included
+        with open_input(path) as handle:
+            if fmt == "txt":
+                return pa.table({TEXT_COLUMN: pa.array(text_lines(handle, path), pa.large_string())})
+            data = handle.read()
+        if not data.strip():
+            return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
+        return _parse_columns(io.BytesIO(data), fmt)
+
+
+def text_lines(handle: BinaryIO, where: str | os.PathLike[str], first_line: int = 1) -> list[str]:
+    """The lines of a ``.txt`` stream by the rules of :func:`livo._native.read_text_lines`: ``\\n``
+    or ``\\r\\n`` ends a line, a leading UTF-8 BOM is dropped, no row follows a final newline, and
+    a line that is not UTF-8 is an error naming it (``first_line`` numbers the stream's first line)."""
+    lines: list[str] = []
+    for number, raw in enumerate(handle, start=first_line):
+        if number == 1:
+            raw = raw.removeprefix(_BOM)
+            if not raw:  # the file was a BOM alone: no row, as an empty file
+                continue
+        raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            raise InvalidUtf8Error(
+                f"{where}: line {number} is not valid UTF-8 (byte offset {error.start} in the line)"
+            ) from None
+    return lines
 
 
 def _is_blank(path: Path) -> bool:

@@ -98,13 +98,13 @@ def _batches(path: str) -> Iterator[Any]:
 def run_write(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from livo.data.io import FORMATS
+    from livo.data.io import INPUT_SUFFIXES
     from livo.data.schema import PAIR_SCHEMA, conform_pairs, validate_pairs
     from livo.data.shards import ShardConfig, ShardWriter, check_dataset_output
     from livo.user_paths import input_file
 
     for path in args.inputs:
-        input_file(path, flag="input", suffixes=FORMATS)
+        input_file(path, flag="input", suffixes=INPUT_SUFFIXES)
     before = check_dataset_output(args.output, flag="--output", append=args.append)
     metadata = {}
     for item in args.metadata or []:

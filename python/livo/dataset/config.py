@@ -27,8 +27,8 @@ MIB = 1 << 20
 
 
 class FileSource(StrictModel):
-    """A prompt file (.txt, .jsonl, .csv, .parquet) and its prompt column (default ``prompt``, or
-    the only column)."""
+    """A prompt file (.txt, .jsonl, .csv, .parquet; the text formats also .gz, .bz2 or .zst) and its
+    prompt column (default ``prompt``, or the only column)."""
 
     path: str
     column: str | None = None

@@ -293,14 +293,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
 def run_select(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from livo.data.io import FORMATS, OUTPUT_FORMATS, read_prompt_table, write_table
+    from livo.data.io import INPUT_SUFFIXES, OUTPUT_FORMATS, read_prompt_table, write_table
     from livo.user_paths import input_file, input_folder, output_file
     from livo.values.registry import load_registry
     from livo.values.selector import ValueSelector
 
     # Every path and the prompt column first: a mistake costs no model load.
     input_folder(args.index, flag="--index")
-    input_file(args.input, flag="--input", suffixes=FORMATS)
+    input_file(args.input, flag="--input", suffixes=INPUT_SUFFIXES)
     output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=OUTPUT_FORMATS)
     table, prompts = read_prompt_table(args.input, args.column)
     registry = load_registry(args.registry) if args.registry else None
