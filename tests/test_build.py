@@ -89,7 +89,14 @@ def test_toy_build_writes_verified_pairs_that_pass_the_judges_and_resumes(tmp_pa
     assert_pairs_pass_the_judges(rows)
     saved = json.loads((tmp_path / "pairs" / "build" / "report.json").read_text())
     assert saved["kept"] == report.kept and saved["drops"] == report.drops
-    assert "images/s" in report.format()
+    text = report.format()
+    assert "images/s" in text
+    # Prompts the plan dropped are on the plan's line; the judge's lines count generated pairs only.
+    plan_line = next(line for line in text.splitlines() if line.startswith("  plan "))
+    assert f"no_value {report.drops['no_value']}" in plan_line and "duplicate_prompt" in plan_line
+    assert f"kept {report.kept} of {report.generated} pairs" in text
+    judged = [line.split()[1].rstrip(":") for line in text.splitlines() if line.startswith("    dropped  ")]
+    assert all(reason.startswith(("violating", "aligned")) for reason in judged), judged
 
     again = build_dataset(config)
     assert again.generated == 0 and again.skipped_stored == len(rows)

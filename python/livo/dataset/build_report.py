@@ -11,6 +11,12 @@ from typing import Any
 
 from livo.permissions import write_atomic
 
+# Reasons the plan drops a prompt before anything is generated. ``drops`` counts them in prompts,
+# beside the judges' reasons, which count generated pairs; the text report keeps the two apart.
+PROMPT_DROP_REASONS = frozenset(
+    {"duplicate_prompt", "empty_prompt", "no_value", "value_not_built", "rewrite_unchanged"}
+)
+
 
 @dataclass
 class BuildReport:
@@ -68,8 +74,13 @@ class BuildReport:
     def format(self) -> str:
         """The report as a few lines of text for the terminal or a job log."""
         lines = [f"build {self.run_id} -> {self.output}"]
+        prompt_drops = {k: v for k, v in self.drops.items() if k in PROMPT_DROP_REASONS}
+        pair_drops = {k: v for k, v in self.drops.items() if k not in PROMPT_DROP_REASONS}
         for stage, counts in self.stages.items():
-            lines.append(f"  {stage:<10} " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            line = f"  {stage:<10} " + ", ".join(f"{k} {v}" for k, v in counts.items())
+            if stage == "plan" and prompt_drops:
+                line += "; prompts dropped: " + ", ".join(f"{k} {v}" for k, v in _largest_first(prompt_drops))
+            lines.append(line)
         lines.append(f"  resume     already stored {self.skipped_stored}, already dropped {self.skipped_dropped}")
         lines.append(
             f"  generate   {self.generated} pairs, {self.images} images in {self.generation_seconds:.1f} s "
@@ -83,8 +94,8 @@ class BuildReport:
                 else f"; at the end {', '.join(self.actor_nodes_at_end)}"
             )
             lines.append(f"  actors     on nodes {', '.join(self.actor_nodes)}{moved}")
-        lines.append(f"  judge      kept {self.kept} ({100 * self.keep_rate:.1f}%)")
-        for reason, count in sorted(self.drops.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  judge      kept {self.kept} of {self.generated} pairs ({100 * self.keep_rate:.1f}%)")
+        for reason, count in _largest_first(pair_drops):
             lines.append(f"    dropped  {reason}: {count}")
         for value_id, sides in self.balance.items():
             shown = ", ".join(f"{k} {v}" for k, v in sorted(sides.get("violating", {}).items()))
@@ -100,3 +111,7 @@ class BuildReport:
             lines.append(f"    category {category}: {count}")
         lines.append(f"  wall time  {self.wall_seconds:.1f} s")
         return "\n".join(lines)
+
+
+def _largest_first(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
