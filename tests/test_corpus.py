@@ -26,7 +26,7 @@ from livo.data.corpus import (
     with_file_schemas,
     with_offsets,
 )
-from livo.data.io import read_prompt_table
+from livo.data.io import read_prompt_table, read_table, write_table
 from livo.errors import InputError, InvalidUtf8Error
 
 TARGETS = [1, 2, 7, 100, 1 << 20]
@@ -230,6 +230,35 @@ def test_compressed_jsonl_and_csv_read_as_their_uncompressed_twins(tmp_path: Pat
     blank = tmp_path / "blank.jsonl"
     blank.write_text("\n")
     assert read_prompt_table(compress(blank, extension))[0].num_rows == 0  # as the uncompressed file
+
+
+@pytest.mark.parametrize("name", ["out.jsonl.gz", "out.csv.zst", "out.txt.bz2", "out.ndjson"])
+def test_written_tables_read_back_compressed_or_not(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    if ".txt" in name:
+        table = pa.table({"prompt": pa.array(["a doctor", "", "ünï ☕"], pa.large_string())})
+    else:
+        table = pa.table({"prompt": ["a doctor", "a kite"], "n": [1, 2]})
+    write_table(table, path)
+    assert read_table(path).to_pylist() == table.to_pylist()
+
+
+def test_csv_output_writes_nested_columns_as_json_text(tmp_path: Path) -> None:
+    path = tmp_path / "selected.csv"
+    table = pa.table(
+        {
+            "prompt": ["a bloody nurse", "a kite"],
+            "value_ids": [["no-blood", "gender-equality"], []],
+            "value_scores": [[0.9, 0.5], None],
+            "reasons": [[{"stage": "keyword", "term": 'say "bloody"'}], []],
+        }
+    )
+    write_table(table, path)
+    written = pl.read_csv(path)
+    assert written["prompt"].to_list() == ["a bloody nurse", "a kite"]
+    for column in ("value_ids", "value_scores", "reasons"):
+        cells = written[column].to_list()
+        assert [None if cell is None else json.loads(cell) for cell in cells] == table.column(column).to_pylist()
 
 
 def test_compressed_input_mistakes_are_named(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
@@ -208,6 +209,15 @@ def test_cli_select_writes_the_value_list_and_evaluate_reports_errors(tmp_path, 
         len(r) == len(v) for r, v in zip(table.column("reasons").to_pylist(), table.column("value_ids").to_pylist())
     )
     assert "1 prompts with several values" in capsys.readouterr().out
+    # CSV has no lists: the list columns are JSON text, read back to the same values.
+    csv = tmp_path / "out.csv"
+    assert (
+        main(["values", "select", "--index", str(classified_index), "--input", str(prompts), "--output", str(csv)]) == 0
+    )
+    written = pl.read_csv(csv)
+    assert [json.loads(cell) for cell in written["value_ids"]] == table.column("value_ids").to_pylist()
+    assert [json.loads(cell) for cell in written["reasons"]] == table.column("reasons").to_pylist()
+    capsys.readouterr()
 
     labelled = tmp_path / "labelled.jsonl"
     labelled.write_text(

@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from livo import _native
-from livo.data.io import read_prompt_table, write_table
+from livo.data.io import file_format, read_prompt_table, write_table
 from livo.errors import InputError
 
 # Inputs at least this long get a progress bar (when stderr is a terminal).
@@ -122,7 +121,7 @@ def dedup_file(
     table = table.append_column("keep", pa.array(result.keep, pa.bool_()))
     if keep_only:
         table = table.filter(table.column("keep"))
-    if Path(output_path).suffix.lower() == ".txt":
+    if file_format(output_path) == "txt":
         raise InputError(f"{output_path}: a .txt output cannot hold cluster_id and keep; use .jsonl, .csv or .parquet")
     write_table(table, output_path)
     return result

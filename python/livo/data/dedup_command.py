@@ -65,14 +65,14 @@ def run_dedup(args: argparse.Namespace) -> int:
     if args.ray:
         return _run_on_ray(args, config)
     from livo.data.dedup import dedup_file
-    from livo.data.io import INPUT_SUFFIXES, OUTPUT_FORMATS
+    from livo.data.io import INPUT_SUFFIXES, OUTPUT_SUFFIXES
     from livo.errors import InputError
     from livo.user_paths import input_file, output_file
 
     if len(args.input) > 1:
         raise InputError(f"{len(args.input)} inputs given: without --ray, livo dedup reads one file")
     input_file(args.input[0], flag="input", suffixes=INPUT_SUFFIXES)
-    output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=OUTPUT_FORMATS)
+    output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=OUTPUT_SUFFIXES)
     result = dedup_file(
         args.input[0],
         args.output,
@@ -92,6 +92,7 @@ def _run_on_ray(args: argparse.Namespace, config: object) -> int:
 
     from livo.data.corpus import expand_inputs
     from livo.data.dedup import DedupConfig
+    from livo.data.io import INPUT_SUFFIXES
     from livo.errors import InputError
     from livo.extras import require_extra
     from livo.runtime import check_ray_settings, start_ray
@@ -99,7 +100,7 @@ def _run_on_ray(args: argparse.Namespace, config: object) -> int:
     require_extra("ray", command="livo dedup --ray")
     assert isinstance(config, DedupConfig)
     expand_inputs(args.input)  # bad inputs are reported before Ray starts
-    if args.output.lower().endswith((".jsonl", ".ndjson", ".csv", ".parquet", ".txt")):
+    if args.output.lower().endswith(INPUT_SUFFIXES):
         raise InputError(f"--output {args.output}: with --ray the output is a folder of Parquet parts, not a file")
     check_ray_settings(args.ray_address, args.ray_token_file)
     start_ray(args.ray_address, args.num_cpus, token_file=args.ray_token_file, log_to_driver=False)

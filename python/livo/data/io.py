@@ -9,6 +9,7 @@ Every stage reads its input through :func:`read_prompt_table` and writes through
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +31,10 @@ OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parque
 # row group.
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 INPUT_SUFFIXES = (*FORMATS, *(f + c for f in FORMATS if FORMATS[f] != "parquet" for c in COMPRESSIONS))
+OUTPUT_SUFFIXES = (
+    *OUTPUT_FORMATS,
+    *(f + c for f in OUTPUT_FORMATS if OUTPUT_FORMATS[f] != "parquet" for c in COMPRESSIONS),
+)
 TEXT_COLUMN = "prompt"
 _BOM = b"\xef\xbb\xbf"
 
@@ -154,6 +159,31 @@ def text_lines(handle: BinaryIO, where: str | os.PathLike[str], first_line: int 
     return lines
 
 
+def _text_format_bytes(table: pa.Table, fmt: str, path: Path) -> bytes:
+    """``table`` as the bytes of a ``.txt``, ``.jsonl`` or ``.csv`` file. CSV has no lists or
+    records, so a nested column (``value_ids``, ``value_scores``, ``reasons``) is written as JSON
+    text in its cells, which any JSON parser reads back."""
+    if fmt == "txt":
+        if table.num_columns != 1:
+            raise InputError(f"{path}: a .txt output holds one column, the table has {table.column_names}")
+        lines = table.column(0).to_pylist()
+        if any(line is not None and "\n" in line for line in lines):
+            raise InputError(f"{path}: some values contain newlines; use .jsonl, .csv or .parquet")
+        return "".join(f"{line or ''}\n" for line in lines).encode("utf-8")
+    import polars as pl
+
+    buffer = io.BytesIO()
+    if fmt == "jsonl":
+        pl.DataFrame(pl.from_arrow(table)).write_ndjson(buffer)
+        return buffer.getvalue()
+    for index, column in enumerate(table.schema):
+        if pa.types.is_nested(column.type):
+            cells = [None if v is None else json.dumps(v, ensure_ascii=False) for v in table.column(index).to_pylist()]
+            table = table.set_column(index, column.name, pa.array(cells, pa.large_string()))
+    pl.DataFrame(pl.from_arrow(table)).write_csv(buffer)
+    return buffer.getvalue()
+
+
 def _is_blank(path: Path) -> bool:
     """True for an empty file, or one of whitespace only (read in small blocks, never whole)."""
     with path.open("rb") as handle:
@@ -197,7 +227,7 @@ def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
     """Writes ``table`` in the format of ``path``'s extension, atomically (temp file + rename), so a
     crash never leaves a half-written file under the final name."""
     path = Path(path)
-    fmt = file_format(path)
+    fmt, compression = _format_and_compression(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -205,21 +235,9 @@ def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
     try:
         if fmt == "parquet":
             pq.write_table(table, tmp, compression="zstd")
-        elif fmt == "txt":
-            if table.num_columns != 1:
-                raise InputError(f"{path}: a .txt output holds one column, the table has {table.column_names}")
-            lines = table.column(0).to_pylist()
-            if any(line is not None and "\n" in line for line in lines):
-                raise InputError(f"{path}: some values contain newlines; use .jsonl, .csv or .parquet")
-            tmp.write_text("".join(f"{line or ''}\n" for line in lines), encoding="utf-8")
         else:
-            import polars as pl
-
-            frame = pl.DataFrame(pl.from_arrow(table))
-            if fmt == "jsonl":
-                frame.write_ndjson(tmp)
-            else:
-                frame.write_csv(tmp)
+            with pa.output_stream(str(tmp), compression=compression) as stream:
+                stream.write(_text_format_bytes(table, fmt, path))
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         make_shareable(tmp)
