@@ -108,6 +108,10 @@ MISTAKES = {
         "--output full: holds an earlier run; pass --resume",
     ),
     "train: --max-steps 0": (["train", TRAIN_CONFIG, "--max-steps", "0"], "argument --max-steps"),
+    "train: dataset is a file": (
+        ["train", TRAIN_CONFIG, "--output", "r", "--dataset", "afile"],
+        "dataset afile: a file; a pair dataset is a folder of shards with a manifest.json",
+    ),
     "eval: output is a file": (["eval", EVAL_CONFIG, "--output", "afile"], "--output afile: is a file"),
     "eval: output not empty": (["eval", EVAL_CONFIG, "--output", "full"], "--output full: exists and is not empty"),
     # --set applies though --per-prompt is not given (a flag left out used to mask it)

@@ -181,6 +181,11 @@ def check_dataset(directory: str, split: str) -> None:
     from livo.data.shards import Manifest
 
     path = Path(directory)
+    if path.is_file():
+        raise InputError(
+            f"dataset {directory}: a file; a pair dataset is a folder of shards with a manifest.json "
+            "(`livo shards write` makes one from a table of pairs)"
+        )
     if not path.is_dir():
         raise InputError(
             f"dataset {directory}: no such folder (build one with `livo toyworld pairs` or the dataset builder)"
