@@ -127,6 +127,71 @@ def test_a_worker_lost_in_the_shuffle_is_retried_and_changes_nothing(ray_local, 
     assert reference.near_duplicates > 500 and reference.exact_duplicates > 1000  # the corpus exercises both
 
 
+def test_a_run_whose_driver_is_lost_resumes_after_its_finished_stages(ray_local, corpus, tmp_path) -> None:
+    """A driver (another process on the same Ray) is killed once its first part is written; the
+    rerun reads the pairs and clusters it had checkpointed, writes only the missing parts, and gives
+    the single-process result."""
+    import psutil
+
+    from livo.data.dedup_ray import RayDedupOptions, dedup_ray
+
+    files, texts, reference = corpus
+    out, work = tmp_path / "out", tmp_path / ".out.work"
+    options = RayDedupOptions(piece_bytes=sum(f.stat().st_size for f in files) // 16 + 1)
+    driver_code = (
+        "import ray; from livo.data.dedup_ray import RayDedupOptions, dedup_ray; "
+        f"ray.init(address={ray_local.get_runtime_context().gcs_address!r}, log_to_driver=False); "
+        f"dedup_ray({[str(f) for f in files]!r}, {str(out)!r}, options=RayDedupOptions(piece_bytes={options.piece_bytes}))"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", driver_code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while not any((work / "parts").glob("part-*.parquet")):
+        assert driver.poll() is None, driver.communicate()[0].decode()[-3000:]
+        assert time.monotonic() < deadline, "no part was written within 180 s"
+        time.sleep(0.01)
+    driver.kill()
+    driver.wait()
+    # The lost driver's tasks end with it (Ray kills a dead job's workers); wait until they have.
+    busy = lambda: [p for p in psutil.process_iter(["cmdline"]) if "_write_piece" in " ".join(p.info["cmdline"] or [])]  # noqa: E731
+    while busy() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not out.exists() and (work / "pairs.json").exists() and (work / "components.json").exists()
+
+    result = dedup_ray(files, out, options=options)
+    assert result.resumed[:2] == ["pairs", "components"], result.resumed
+    done, total = map(int, result.resumed[2].removeprefix("parts ").split("/"))
+    assert 1 <= done < total == result.pieces, result.resumed
+    table = read_output(result)
+    np.testing.assert_array_equal(table.column("cluster_id").to_numpy(), reference.cluster_id)
+    np.testing.assert_array_equal(table.column("keep").to_numpy(), reference.keep)
+    assert table.column("prompt").to_pylist()[:3000] == texts[:3000]
+    counts = (result.rows, result.exact_duplicates, result.near_duplicates, result.clusters)
+    assert counts == (reference.rows, reference.exact_duplicates, reference.near_duplicates, reference.clusters)
+    assert sorted(p.name for p in out.iterdir()) == [f"part-{i:05d}.parquet" for i in range(total)]
+    assert not work.exists()
+
+
+def test_the_work_folder_of_another_job_is_discarded_and_a_stranger_is_refused(tmp_path) -> None:
+    from livo.data.stage_checkpoints import StageCheckpoints, work_folder
+
+    folder = work_folder(tmp_path / "out")
+    assert folder == tmp_path / ".out.work"
+    first = StageCheckpoints(folder, {"inputs": [["a.txt", 3, 1]]}, discard_other=False)
+    (folder / "pairs.json").write_text("{}")
+    assert StageCheckpoints(folder, {"inputs": [["a.txt", 3, 1]]}, discard_other=False).facts("pairs") == {}
+    # An input changed since: the stages are another job's and go.
+    assert StageCheckpoints(folder, {"inputs": [["a.txt", 4, 2]]}, discard_other=False).facts("pairs") is None
+    assert first.facts("pairs") is None
+    stranger = tmp_path / ".other.work"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=f"^{re.escape(str(stranger))}: exists but is not a work folder"):
+        StageCheckpoints(stranger, {}, discard_other=False)
+    assert (stranger / "notes.txt").exists()
+    StageCheckpoints(stranger, {}, discard_other=True)
+    assert not (stranger / "notes.txt").exists()
+
+
 def test_a_corrupt_file_is_named_with_its_rows(ray_local, tmp_path) -> None:
     from livo.data.dedup_ray import RayDedupOptions, dedup_ray
 
@@ -148,6 +213,7 @@ def test_a_corrupt_file_is_named_with_its_rows(ray_local, tmp_path) -> None:
     assert first <= 50 + 34 <= last < first + 20  # the broken line is corpus row 84, in a piece of a few rows
     assert "Traceback" not in str(error.value)
     assert not (tmp_path / "out2").exists()  # nothing half-written under the output's name
+    assert not (tmp_path / ".out2.work").exists()  # no stage finished: no work folder stays
 
 
 def test_each_worker_capped_below_the_single_process_need_completes(tmp_path) -> None:

@@ -128,6 +128,8 @@ def _run_on_ray(args: argparse.Namespace, config: object) -> int:
     )
     _report(result, result.first_empty_rows, result.empty)
     print(f"pieces {result.pieces}  partitions {result.partitions}  component rounds {result.component_rounds}")
+    if result.resumed:
+        print(f"resumed an interrupted run: {', '.join(result.resumed)} read back, not computed")
     print(f"wrote {len(result.parts)} part(s) to {args.output}")
     return 0
 

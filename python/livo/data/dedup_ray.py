@@ -17,6 +17,10 @@ memory is bounded by a block, not by the corpus:
 6. **write**: each piece is read again and written with ``cluster_id`` and ``keep`` as one Parquet
    part of the output folder.
 
+The pairs (after step 4), the clusters (step 5) and each part are kept in a work folder beside the
+output (:mod:`livo.data.stage_checkpoints`) until the output is complete, so rerunning a job whose
+driver was lost resumes after the last of them.
+
 Every step repeats the single-process computation on the same inputs in the same order, so the
 result equals :func:`~livo.data.dedup.dedup`'s, cluster ids included, whatever the number of
 pieces, partitions or nodes. Tasks are pure functions of their inputs, so a task lost with its
@@ -50,8 +54,8 @@ from livo.data.corpus import (
 )
 from livo.data.dedup import DedupConfig
 from livo.data.io import write_table
+from livo.data.stage_checkpoints import StageCheckpoints, file_fingerprint, work_folder
 from livo.errors import InputError
-from livo.permissions import replace_folder
 
 if TYPE_CHECKING:
     import ray.data
@@ -63,6 +67,12 @@ ROWS_PER_PARTITION = 500_000
 TASK_RETRIES = 3
 # The columns the output adds; an input's own columns of these names are replaced.
 LABEL_COLUMNS = ("cluster_id", "keep")
+# What the checkpointed stages hold: exact duplicates (row → its text's first row), verified pairs
+# and cluster stars (a < b).
+EXACT_LINKS = pa.schema([("row", pa.int64()), ("first", pa.int64())])
+PAIRS = pa.schema([("a", pa.int64()), ("b", pa.int64())])
+# Bumped when a checkpointed stage changes meaning, so an older work folder is not read as this one.
+CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,9 @@ class RayDedupResult:
     shuffle_bytes: int
     stage_seconds: dict[str, float] = field(default_factory=dict)
     parts: list[str] = field(default_factory=list)
+    # Stages an interrupted run of the same job had finished, read back instead of computed:
+    # "pairs", "components", "parts N/M".
+    resumed: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The run's counts, without the list of part files."""
@@ -128,7 +141,9 @@ def dedup_ray(
     patterns (:func:`livo.data.corpus.expand_inputs`); their rows form one corpus in the order given.
 
     The output folder must be on storage every node can write (the same path everywhere). It appears
-    complete or not at all: parts are written in a sibling folder renamed at the end.
+    complete or not at all: parts are written in a hidden sibling work folder, renamed at the end.
+    Rerunning a job whose driver was lost (the same inputs, unchanged, and settings) resumes after
+    the stages that work folder holds.
     """
     try:
         return _run(
@@ -183,6 +198,16 @@ def _run(
     started = time.perf_counter()
     stage_seconds: dict[str, float] = {}
     remote = _remote_args(options)
+    files = expand_inputs(inputs)
+    fingerprint = {
+        "version": CHECKPOINT_VERSION,
+        "inputs": file_fingerprint(files),
+        "column": column,
+        "config": asdict(config),
+        "keep_only": keep_only,
+    }
+    work = StageCheckpoints(work_folder(output_dir), fingerprint, discard_other=overwrite)
+    resumed: list[str] = []
 
     context = DataContext.get_current()
     # Shuffle aggregators are actors that would each hold half a CPU for the whole stage: on nodes of
@@ -200,7 +225,7 @@ def _run(
     context.hash_shuffle_operator_actor_num_cpus_override = 0
     try:
         clock = time.perf_counter()
-        pieces = split_pieces(expand_inputs(inputs), options.piece_bytes)
+        pieces = split_pieces(files, options.piece_bytes)
         survey = ray.remote(survey_piece).options(max_retries=TASK_RETRIES, **remote)
         counts, schemas = zip(*ray.get([survey.remote(piece) for piece in pieces])) if pieces else ((), ())
         pieces = with_file_schemas(with_offsets(pieces, counts), schemas)
@@ -216,87 +241,55 @@ def _run(
         # fewer aggregators than partitions would each hold a larger share of the corpus.
         context.max_hash_shuffle_aggregators = partitions
 
-        settings = {"config": config, "threads": options.task_threads}
-        clock = time.perf_counter()
-        firsts = (
-            ray.data.from_items([{"piece": i} for i in range(len(pieces))], override_num_blocks=max(1, len(pieces)))
-            .map_batches(
-                _featurise_pieces,
-                batch_size=1,
-                batch_format="pyarrow",
-                fn_kwargs={"pieces": pieces, "column": column, **settings},
-                **remote,
-            )
-            .repartition(partitions, keys=["hash_high"], sort=True)
-            .map_batches(_first_of_each_text, batch_size=None, batch_format="pyarrow", **remote)
-            .materialize()
-        )
-        counts = firsts.map_batches(_exact_counts, batch_size=None, batch_format="pyarrow").take_all()
-        exact_duplicates = sum(int(c["duplicates"]) for c in counts)
-        empty = sum(int(c["empty"]) for c in counts)
-        first_empty = sorted(int(r) for c in counts for r in c["first_empty"])[:10]
-        distinct_text_bytes = sum(int(c["first_text_bytes"]) for c in counts)
-        exact_links = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "duplicate"})
-        distinct = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "first"})
-        stage_seconds["featurise_and_exact"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        candidates = (
-            distinct.map_batches(_band_records, batch_format="pyarrow", fn_kwargs={"bands": lsh_bands}, **remote)
-            .repartition(partitions, keys=["band", "band_hash"], sort=True)
-            .map_batches(
-                _bucket_pairs, batch_size=None, batch_format="pyarrow", fn_kwargs={"chain": config.verify}, **remote
-            )
-            .repartition(partitions, keys=["a"], sort=True)
-            .map_batches(_unique_pairs, batch_size=None, batch_format="pyarrow", **remote)
-            .materialize()
-        )
-        candidate_pairs = candidates.count()
-        distinct_rows = total_rows - exact_duplicates - empty
-        # rows, first rows' texts, bands: the exact shuffle; (band, key, row) a band of each first row;
-        # pairs before and after deduplication (the latter joined twice, with one text each time).
-        shuffle_bytes = firsts.size_bytes() + distinct_rows * lsh_bands * 20 + candidate_pairs * 16 * 3
-        if config.verify:
-            shuffle_bytes += 2 * (distinct_text_bytes + 8 * distinct_rows)
-        stage_seconds["candidates"] = time.perf_counter() - clock
-
-        clock = time.perf_counter()
-        if config.verify and candidate_pairs:
-            texts = distinct.select_columns(["row", "text"])
-            pairs = _join_text(candidates, texts, "a", partitions)
-            pairs = _join_text(pairs, texts, "b", partitions)
-            edges = pairs.map_batches(
-                _verified,
-                batch_format="pyarrow",
-                fn_kwargs={"config": config, "threads": options.task_threads},
-                **remote,
-            ).materialize()
+        pairs = work.facts("pairs")
+        if pairs is None:
+            pairs = _pairs_stage(pieces, column, config, options, partitions, lsh_bands, remote, stage_seconds)
+            work.save("pairs", {"exact_links": pairs.pop("exact_links"), "edges": pairs.pop("edges")}, pairs)
         else:
-            edges = candidates
-        verified_pairs = edges.count()
-        stage_seconds["verify"] = time.perf_counter() - clock
+            resumed.append("pairs")
+        exact_links = work.load("pairs", "exact_links", EXACT_LINKS)
+        edges = work.load("pairs", "edges", PAIRS)
+        verified_pairs = pairs["verified_pairs"]
 
         clock = time.perf_counter()
-        if not verified_pairs:
-            stars, rounds = None, 0
-        elif verified_pairs <= options.local_component_edges:
-            gather = ray.remote(_components_in_one_task).options(max_retries=TASK_RETRIES, **remote)
-            stars, rounds = ray.data.from_arrow_refs([gather.remote(*edges.to_arrow_refs())]), 0
+        components = work.facts("components")
+        if components is None:
+            if not verified_pairs:
+                stars, rounds = None, 0
+            elif verified_pairs <= options.local_component_edges:
+                gather = ray.remote(_components_in_one_task).options(max_retries=TASK_RETRIES, **remote)
+                stars, rounds = ray.data.from_arrow_refs([gather.remote(*edges.to_arrow_refs())]), 0
+            else:
+                stars, rounds = _connected_components(edges, partitions, remote)
+            components = {"rounds": rounds, "stars": stars is not None}
+            work.save("components", {} if stars is None else {"stars": stars}, components)
         else:
-            stars, rounds = _connected_components(edges, partitions, remote)
+            resumed.append("components")
+        stars = work.load("components", "stars", PAIRS) if components["stars"] else None
+        rounds = components["rounds"]
         stage_seconds["components"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
-        labels = _row_labels(exact_links, stars, partitions, remote)
-        starts = np.array([piece.first_row for piece in pieces], dtype=np.int64)
-        every_piece = ray.data.from_items(
-            [{"row": -1, "cluster": -1, "piece": i} for i in range(len(pieces))], override_num_blocks=1
-        )
-        with replace_folder(output_dir) as staging:
-            written = (
-                labels.map_batches(_with_piece, batch_format="pyarrow", fn_kwargs={"starts": starts}, **remote)
+        parts = work.parts()
+        done = {i: parts / _part_name(i) for i in range(len(pieces)) if (parts / _part_name(i)).exists()}
+        written: list[dict[str, Any]] = [
+            {"piece": i, "file": path.name, "clusters": _clusters_in(path, keep_only)} for i, path in done.items()
+        ]
+        if done:
+            resumed.append(f"parts {len(done)}/{len(pieces)}")
+        if len(done) < len(pieces):
+            labels = _row_labels(exact_links, stars, partitions, remote)
+            starts = np.array([piece.first_row for piece in pieces], dtype=np.int64)
+            to_write = [i for i in range(len(pieces)) if i not in done]
+            every_piece = ray.data.from_items(
+                [{"row": -1, "cluster": -1, "piece": i} for i in to_write], override_num_blocks=1
+            )
+            written += (
+                labels.map_batches(
+                    _with_piece, batch_format="pyarrow", fn_kwargs={"starts": starts, "skip": sorted(done)}, **remote
+                )
                 .union(every_piece)
-                .groupby("piece", num_partitions=min(partitions, max(1, len(pieces))))
+                .groupby("piece", num_partitions=min(partitions, max(1, len(to_write))))
                 .map_groups(
                     _write_piece,
                     batch_format="pyarrow",
@@ -304,17 +297,21 @@ def _run(
                         "pieces": pieces,
                         "column": column,
                         "columns": columns,
-                        "folder": str(staging),
+                        "folder": str(parts),
                         "keep_only": keep_only,
                     },
                     **remote,
                 )
                 .take_all()
             )
-            if len(written) != len(pieces):
-                raise RuntimeError(f"{len(written)} of {len(pieces)} pieces were written")
+        if len(written) != len(pieces):
+            raise RuntimeError(f"{len(written)} of {len(pieces)} pieces were written")
+        work.publish(output_dir)
         written.sort(key=lambda r: int(r["piece"]))
         stage_seconds["write"] = time.perf_counter() - clock
+    except BaseException:
+        work.discard_if_nothing_finished()
+        raise
     finally:
         for name, value in saved.items():
             setattr(context, name, value)
@@ -322,23 +319,108 @@ def _run(
     clusters = sum(int(r["clusters"]) for r in written)
     return RayDedupResult(
         rows=total_rows,
-        exact_duplicates=exact_duplicates,
-        near_duplicates=total_rows - clusters - exact_duplicates,
+        exact_duplicates=pairs["exact_duplicates"],
+        near_duplicates=total_rows - clusters - pairs["exact_duplicates"],
         clusters=clusters,
-        empty=empty,
-        first_empty_rows=first_empty,
-        candidate_pairs=candidate_pairs,
+        empty=pairs["empty"],
+        first_empty_rows=pairs["first_empty"],
+        candidate_pairs=pairs["candidate_pairs"],
         verified_pairs=verified_pairs,
         bands=lsh_bands,
         rows_per_band=rows_per_band,
         pieces=len(pieces),
         partitions=partitions,
         component_rounds=rounds,
-        shuffle_bytes=shuffle_bytes,
+        shuffle_bytes=pairs["shuffle_bytes"],
         seconds=time.perf_counter() - started,
         stage_seconds=stage_seconds,
         parts=[str(output_dir / str(r["file"])) for r in written],
+        resumed=resumed,
     )
+
+
+def _pairs_stage(
+    pieces: list[Piece],
+    column: str | None,
+    config: DedupConfig,
+    options: RayDedupOptions,
+    partitions: int,
+    lsh_bands: int,
+    remote: dict[str, Any],
+    stage_seconds: dict[str, float],
+) -> dict[str, Any]:
+    """Stages 1 to 4: the exact links and verified pairs (datasets), and the counts met on the way."""
+    import ray
+
+    settings = {"config": config, "threads": options.task_threads}
+    clock = time.perf_counter()
+    firsts = (
+        ray.data.from_items([{"piece": i} for i in range(len(pieces))], override_num_blocks=max(1, len(pieces)))
+        .map_batches(
+            _featurise_pieces,
+            batch_size=1,
+            batch_format="pyarrow",
+            fn_kwargs={"pieces": pieces, "column": column, **settings},
+            **remote,
+        )
+        .repartition(partitions, keys=["hash_high"], sort=True)
+        .map_batches(_first_of_each_text, batch_size=None, batch_format="pyarrow", **remote)
+        .materialize()
+    )
+    counts = firsts.map_batches(_exact_counts, batch_size=None, batch_format="pyarrow").take_all()
+    exact_duplicates = sum(int(c["duplicates"]) for c in counts)
+    empty = sum(int(c["empty"]) for c in counts)
+    first_empty = sorted(int(r) for c in counts for r in c["first_empty"])[:10]
+    distinct_text_bytes = sum(int(c["first_text_bytes"]) for c in counts)
+    exact_links = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "duplicate"})
+    distinct = firsts.map_batches(_rows_where, batch_format="pyarrow", fn_kwargs={"test": "first"})
+    stage_seconds["featurise_and_exact"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    candidates = (
+        distinct.map_batches(_band_records, batch_format="pyarrow", fn_kwargs={"bands": lsh_bands}, **remote)
+        .repartition(partitions, keys=["band", "band_hash"], sort=True)
+        .map_batches(
+            _bucket_pairs, batch_size=None, batch_format="pyarrow", fn_kwargs={"chain": config.verify}, **remote
+        )
+        .repartition(partitions, keys=["a"], sort=True)
+        .map_batches(_unique_pairs, batch_size=None, batch_format="pyarrow", **remote)
+        .materialize()
+    )
+    candidate_pairs = candidates.count()
+    distinct_rows = sum(piece.rows for piece in pieces) - exact_duplicates - empty
+    # rows, first rows' texts, bands: the exact shuffle; (band, key, row) a band of each first row;
+    # pairs before and after deduplication (the latter joined twice, with one text each time).
+    shuffle_bytes = firsts.size_bytes() + distinct_rows * lsh_bands * 20 + candidate_pairs * 16 * 3
+    if config.verify:
+        shuffle_bytes += 2 * (distinct_text_bytes + 8 * distinct_rows)
+    stage_seconds["candidates"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    if config.verify and candidate_pairs:
+        texts = distinct.select_columns(["row", "text"])
+        pairs = _join_text(candidates, texts, "a", partitions)
+        pairs = _join_text(pairs, texts, "b", partitions)
+        edges = pairs.map_batches(
+            _verified,
+            batch_format="pyarrow",
+            fn_kwargs={"config": config, "threads": options.task_threads},
+            **remote,
+        ).materialize()
+    else:
+        edges = candidates
+    verified_pairs = edges.count()
+    stage_seconds["verify"] = time.perf_counter() - clock
+    return {
+        "exact_links": exact_links,
+        "edges": edges,
+        "exact_duplicates": exact_duplicates,
+        "empty": empty,
+        "first_empty": first_empty,
+        "candidate_pairs": candidate_pairs,
+        "verified_pairs": verified_pairs,
+        "shuffle_bytes": shuffle_bytes,
+    }
 
 
 def _remote_args(options: RayDedupOptions) -> dict[str, Any]:
@@ -603,12 +685,31 @@ def _exact_label(block: pa.Table) -> pa.Table:
     return pa.table({"row": block.column("row"), "cluster": cluster.cast(pa.int64())})
 
 
-def _with_piece(block: pa.Table, starts: np.ndarray) -> pa.Table:
+def _with_piece(block: pa.Table, starts: np.ndarray, skip: list[int]) -> pa.Table:
+    """Each label with the piece its row is in; the labels of pieces in ``skip`` (written) dropped."""
     rows = block.column("row").to_numpy()
     piece = np.searchsorted(starts, rows, side="right") - 1
+    wanted = ~np.isin(piece, skip)
     return pa.table(
-        {"row": pa.array(rows, pa.int64()), "cluster": block.column("cluster").cast(pa.int64()), "piece": piece}
+        {
+            "row": pa.array(rows[wanted], pa.int64()),
+            "cluster": block.column("cluster").cast(pa.int64()).filter(pa.array(wanted)),
+            "piece": piece[wanted],
+        }
     )
+
+
+def _part_name(piece: int) -> str:
+    return f"part-{piece:05d}.parquet"
+
+
+def _clusters_in(part: Path, keep_only: bool) -> int:
+    """The clusters a written part holds: its kept rows (all of its rows with ``keep_only``)."""
+    import pyarrow.parquet as pq
+
+    if keep_only:
+        return int(pq.read_metadata(part).num_rows)
+    return int(np.count_nonzero(pq.read_table(part, columns=["keep"]).column("keep").to_numpy(zero_copy_only=False)))
 
 
 def _without_labels(schema: pa.Schema | None) -> pa.Schema | None:
@@ -643,6 +744,6 @@ def _write_piece(
     table = table.append_column("cluster_id", pa.array(cluster)).append_column("keep", pa.array(keep))
     if keep_only:
         table = table.filter(table.column("keep"))
-    name = f"part-{index:05d}.parquet"
+    name = _part_name(index)
     write_table(table, Path(folder) / name)
     return pa.table({"piece": [index], "file": [name], "clusters": [int(keep.sum())]})
