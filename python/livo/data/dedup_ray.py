@@ -198,6 +198,7 @@ def _run(
     started = time.perf_counter()
     stage_seconds: dict[str, float] = {}
     remote = _remote_args(options)
+    task_options = {"max_retries": TASK_RETRIES, **remote}
     files = expand_inputs(inputs)
     fingerprint = {
         "version": CHECKPOINT_VERSION,
@@ -244,11 +245,12 @@ def _run(
         pairs = work.facts("pairs")
         if pairs is None:
             pairs = _pairs_stage(pieces, column, config, options, partitions, lsh_bands, remote, stage_seconds)
-            work.save("pairs", {"exact_links": pairs.pop("exact_links"), "edges": pairs.pop("edges")}, pairs)
+            saved_pairs = {"exact_links": pairs.pop("exact_links"), "edges": pairs.pop("edges")}
+            work.save("pairs", saved_pairs, pairs, task_options)
         else:
             resumed.append("pairs")
-        exact_links = work.load("pairs", "exact_links", EXACT_LINKS)
-        edges = work.load("pairs", "edges", PAIRS)
+        exact_links = work.load("pairs", "exact_links", EXACT_LINKS, task_options)
+        edges = work.load("pairs", "edges", PAIRS, task_options)
         verified_pairs = pairs["verified_pairs"]
 
         clock = time.perf_counter()
@@ -262,10 +264,10 @@ def _run(
             else:
                 stars, rounds = _connected_components(edges, partitions, remote)
             components = {"rounds": rounds, "stars": stars is not None}
-            work.save("components", {} if stars is None else {"stars": stars}, components)
+            work.save("components", {} if stars is None else {"stars": stars}, components, task_options)
         else:
             resumed.append("components")
-        stars = work.load("components", "stars", PAIRS) if components["stars"] else None
+        stars = work.load("components", "stars", PAIRS, task_options) if components["stars"] else None
         rounds = components["rounds"]
         stage_seconds["components"] = time.perf_counter() - clock
 

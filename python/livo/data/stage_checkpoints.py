@@ -80,23 +80,35 @@ class StageCheckpoints:
             return None
         return loaded
 
-    def save(self, stage: str, datasets: dict[str, ray.data.Dataset], facts: dict[str, Any]) -> None:
-        """Writes ``stage``'s datasets, then its facts: the marker that it finished."""
+    def save(
+        self, stage: str, datasets: dict[str, ray.data.Dataset], facts: dict[str, Any], task_options: dict[str, Any]
+    ) -> None:
+        """Writes ``stage``'s datasets, a Parquet file per block (one task each, with
+        ``task_options``), then its facts: the marker that it finished."""
+        import ray
+
+        write = ray.remote(_write_block)
         for name, dataset in datasets.items():
             target = self.folder / stage / name
             shutil.rmtree(target, ignore_errors=True)  # what a cut-off attempt left
-            dataset.write_parquet(str(target))
+            target.mkdir(parents=True)
+            blocks = dataset.to_arrow_refs()
+            ray.get(
+                [write.options(**task_options).remote(b, str(target / _block_name(i))) for i, b in enumerate(blocks)]
+            )
         write_atomic(self.folder / f"{stage}.json", (json.dumps(facts, indent=2) + "\n").encode())
 
-    def load(self, stage: str, name: str, schema: pa.Schema) -> ray.data.Dataset:
-        """A dataset ``stage`` saved; an empty one of ``schema`` when it had no rows (Ray writes no
-        file for those)."""
+    def load(self, stage: str, name: str, schema: pa.Schema, task_options: dict[str, Any]) -> ray.data.Dataset:
+        """A dataset ``stage`` saved, a block per file read by a task with ``task_options``; an
+        empty one of ``schema`` when it had no blocks."""
+        import ray
         import ray.data
 
-        folder = self.folder / stage / name
-        if not folder.is_dir() or not any(folder.glob("*.parquet")):
+        files = sorted((self.folder / stage / name).glob("block-*.parquet"))
+        if not files:
             return ray.data.from_arrow(schema.empty_table())
-        return ray.data.read_parquet(str(folder), schema=schema)
+        read = ray.remote(_read_block)
+        return ray.data.from_arrow_refs([read.options(**task_options).remote(str(f), schema) for f in files])
 
     def discard_if_nothing_finished(self) -> None:
         """Removes the work folder when no stage finished (a job that failed at its start leaves no
@@ -122,3 +134,22 @@ class StageCheckpoints:
             os.replace(output, self.folder / "replaced")  # removed with the work folder below
         os.replace(parts, output)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _block_name(index: int) -> str:
+    return f"block-{index:05d}.parquet"
+
+
+def _write_block(block: pa.Table, path: str) -> None:
+    """One block as a Parquet file, atomically (a task cut off leaves no file under the name)."""
+    import pyarrow.parquet as pq
+
+    temp = Path(path).with_name(f".{Path(path).name}.tmp")
+    pq.write_table(block, temp)
+    os.replace(temp, path)
+
+
+def _read_block(path: str, schema: pa.Schema) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, schema=schema)
