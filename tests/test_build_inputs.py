@@ -67,6 +67,20 @@ def test_null_and_blank_rows_of_a_prompt_file_are_skipped_and_counted(tmp_path):
     assert "skipped_empty" not in read_sources(SourcesConfig(files=[{"path": str(tmp_path / "q.txt")}]))[1]
 
 
+def test_a_prompt_file_that_is_not_utf8_is_named_as_a_source(tmp_path):
+    import gzip
+
+    from livo.dataset.config import SourcesConfig
+    from livo.dataset.plan import read_sources
+
+    broken = b"a doctor\nbroken \xc3\x28\n"
+    (tmp_path / "plain.txt").write_bytes(broken)
+    (tmp_path / "packed.txt.gz").write_bytes(gzip.compress(broken))
+    for path in (tmp_path / "plain.txt", tmp_path / "packed.txt.gz"):
+        with pytest.raises(InputError, match=f"^sources.files: {path}: line 2 is not valid UTF-8"):
+            read_sources(SourcesConfig(files=[{"path": str(path)}]))
+
+
 def test_a_missing_file_and_an_unknown_value_id_are_named(tmp_path):
     with pytest.raises(InputError, match="nowhere.csv: no such file"):
         build_dataset(file_config(tmp_path, {"path": str(tmp_path / "nowhere.csv")}))

@@ -60,7 +60,7 @@ def test_invalid_utf8_file_raises_invalid_utf8_error(tmp_path):
     path.write_bytes(b"a doctor\nbroken \xc3\x28 text\n")
     with pytest.raises(errors.InvalidUtf8Error, match=r"bad\.txt: line 2") as raised:
         native.read_text_lines(path)
-    assert isinstance(raised.value, errors.LivoError) and isinstance(raised.value, ValueError)
+    assert isinstance(raised.value, errors.InputError) and isinstance(raised.value, ValueError)
 
 
 def test_engine_io_errors_on_user_paths_stay_builtin(tmp_path):

@@ -40,8 +40,9 @@ class InvalidParameterError(LivoError, ValueError):
     """A parameter is outside its valid range; the message names it."""
 
 
-class InvalidUtf8Error(LivoError, ValueError):
-    """A text input is not valid UTF-8; the message names the file and line."""
+class InvalidUtf8Error(InputError):
+    """A text input is not valid UTF-8; the message names the file and line. An input error, so
+    whatever reports a bad input (naming the source it came from) reports this one too."""
 
 
 class ManifestError(LivoError, ValueError):
