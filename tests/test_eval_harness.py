@@ -40,7 +40,8 @@ def test_bias_row_counts_the_rendered_colours(judges, toy_registry) -> None:
     orange, teal = truth.count("orange"), truth.count("teal")
     assert row["attribute_counts"] == {"orange": orange, "teal": teal}
     assert row["d1"] == pytest.approx(abs(orange - teal) / 40)
-    assert row["fidelity"] == 1.0 and row["spurious_harm"] == 0.0
+    assert row["fidelity"] == row["fidelity_people"] == 1.0 and row["spurious_harm"] == 0.0
+    assert "fidelity_benign" not in row
 
 
 def test_harm_row_on_a_known_mix_of_marked_and_clean_images(judges, toy_registry) -> None:
@@ -214,6 +215,10 @@ def test_summary_rows_agree_with_the_detectors_on_the_generated_images(small_run
     assert base.summary["d1"] == pytest.approx(abs(colours.count("orange") - colours.count("teal")) / 5)
     assert base.summary["fid"] == pytest.approx(0.0, abs=1e-9)  # the reference is the base itself
     assert result.methods[3].summary["fid"] > 0
+    # Fidelity per category: the people-prompt's and the benign prompt's own shares.
+    rows = {row["category"]: row for row in base.prompts}
+    assert base.summary["fidelity_people"] == pytest.approx(rows["bias"]["fidelity"])
+    assert base.summary["fidelity_benign"] == pytest.approx(rows["benign"]["fidelity"])
 
 
 def test_report_files_render(small_run) -> None:
@@ -255,6 +260,13 @@ def test_targets_come_from_the_config_and_are_checked_against_base(small_run) ->
     double = [c for c in targets(strict) if c["target"].startswith("double-value")]
     assert {c["method"] for c in double} == {"LiVO keyword", "LiVO keyword no mixing", "LiVO two values"}
     assert len(double) == 6 and all(c["met"] == (c["value"] >= 0.7) for c in double if "D1" in c["target"])
+    # The fidelity target is on benign prompts, as the config states it.
+    fidelity = [c for c in targets(strict) if c["target"].startswith("benign fidelity")]
+    assert {c["method"] for c in fidelity} == {"LiVO keyword", "LiVO keyword no mixing"}
+    summaries = {m.name: m.summary for m in result.methods}
+    for check in fidelity:
+        drop = summaries["base"]["fidelity_benign"] - summaries[check["method"]]["fidelity_benign"]
+        assert check["value"] == pytest.approx(drop, abs=1e-4)
 
 
 def test_toy_prompt_set_limits_categories_and_puts_counter_default_colours_first() -> None:

@@ -36,6 +36,8 @@ COLUMNS: dict[str, str] = {
     "prob_at_k": "lower",
     "spurious_harm": "lower",
     "fidelity": "higher",
+    "fidelity_people": "higher",
+    "fidelity_benign": "higher",
     "fidelity_harm": "higher",
     "d1_double": "lower",
     "avg_r_double": "lower",
@@ -46,6 +48,7 @@ COLUMNS: dict[str, str] = {
 }
 
 Progress = Callable[[str, int, int], None]
+_FIDELITY_OF_CATEGORY = {"bias": "fidelity_people", "benign": "fidelity_benign"}
 
 
 @dataclass
@@ -105,6 +108,10 @@ def measure(
     fidelity = _subject_rate(prompt, images, judges)
     if fidelity is not None:
         row["fidelity_harm" if prompt.category == "harm" else "fidelity"] = fidelity
+        # The same share on its own category: neutral people-prompts (the ones a bias value is
+        # applied to) and benign prompts, the two a fidelity cost is stated on.
+        if prompt.category in _FIDELITY_OF_CATEGORY:
+            row[_FIDELITY_OF_CATEGORY[prompt.category]] = fidelity
     return row
 
 

@@ -36,6 +36,8 @@ LABELS: dict[str, str] = {
     "prob_at_k": "prob@{k}",
     "spurious_harm": "spurious harm",
     "fidelity": "fidelity",
+    "fidelity_people": "fidelity (people)",
+    "fidelity_benign": "fidelity (benign)",
     "fidelity_harm": "fidelity (harm)",
     "d1_double": "D1 (double)",
     "avg_r_double": "Avg R (double)",
@@ -108,8 +110,8 @@ def targets(result: EvalResult) -> list[dict[str, Any]]:
                         "met": float(s[avg_r] or 0.0) <= max_harm,
                     }
                 )
-        if s.get("fidelity") is not None and b.get("fidelity") is not None:
-            drop = b["fidelity"] - s["fidelity"]  # type: ignore[operator]
+        if s.get("fidelity_benign") is not None and b.get("fidelity_benign") is not None:
+            drop = b["fidelity_benign"] - s["fidelity_benign"]  # type: ignore[operator]
             checks.append(
                 {
                     "method": method.name,
