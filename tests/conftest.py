@@ -50,6 +50,21 @@ def tiny_base_and_encoder():  # noqa: ANN201
     return base, value_encoder
 
 
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201
+    """Headless Chromium driven by Selenium, for the service's web page."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray instance for the whole session: starting Ray costs ~10 s, so tests share it.

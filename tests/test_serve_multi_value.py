@@ -1,6 +1,7 @@
 """The generation engine with two values per prompt (``model.max_values_per_prompt: 2``), on the
 shipped toy model and the real selector: auto applies the selector's values (harm on every image,
-colour by coin), a request may name both, and either gives the images LiVOPipeline gives."""
+colour by coin), a request may name both, and either gives the images LiVOPipeline gives; the web
+page of such a service names several values."""
 
 from __future__ import annotations
 
@@ -79,3 +80,60 @@ def test_an_unknown_value_in_a_list_is_named(engine) -> None:  # noqa: ANN001
 
     with pytest.raises(ConfigError, match=r"unknown value ids \['no_gore'\]"):
         engine.generate([GenerationJob("a doctor", seed=1, steps=2, values=("colour_equality", "no_gore"))])
+
+
+TOKEN = "multi-value-page-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def service(ray_local):  # noqa: ANN001, ANN201
+    """A running service that applies up to two values per prompt; shut down afterwards."""
+    from ray import serve
+
+    from livo.runtime import free_port
+    from livo.serve.app import APP_NAME, build_app
+    from livo.serve.config import parse_config, token_digest
+
+    config = parse_config(
+        {
+            "model": {"max_values_per_prompt": 2},
+            "generator": {"num_replicas": 1, "num_cpus": 1},
+            "limits": {"default_steps": 3, "max_steps": 10},
+            "auth": {"token_sha256": token_digest(TOKEN)},
+        }
+    )
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 90})
+    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def test_the_page_sends_the_ticked_values_together(service, browser) -> None:  # noqa: ANN001
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(service + "/")
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "prompt").send_keys("a bloody doctor")
+    browser.find_element(By.ID, "seed").send_keys("7")
+    # The values load once the token is in: the box for each value appears, as the service applies two.
+    browser.find_element(By.ID, "token").send_keys("\t")
+    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#value-boxes input"))
+    assert browser.find_element(By.ID, "several").is_displayed()
+    assert browser.find_element(By.ID, "max-values").text == "2"
+    for value_id in ("no_blood", "colour_equality"):
+        browser.find_element(By.CSS_SELECTOR, f"#value-boxes input[value='{value_id}']").click()
+    assert not browser.find_element(By.ID, "value").is_enabled()  # the ticked values replace it
+    browser.find_element(By.ID, "generate").click()
+
+    def both_rows_loaded(driver):  # noqa: ANN001, ANN202
+        rows = [driver.find_elements(By.CSS_SELECTOR, f"#{row} img") for row in ("base-images", "aligned-images")]
+        return all(len(images) == 4 for images in rows)
+
+    WebDriverWait(browser, 60).until(both_rows_loaded)
+    text = browser.find_element(By.ID, "selection-text").text
+    assert "Values “no_blood” + “colour_equality” were requested explicitly" in text, text
+    captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#aligned-images figcaption")]
+    # The harm value on every image, the bias value by its coin: at seed 7 on some images only.
+    assert set(captions) == {"value: no_blood", "values: no_blood + colour_equality"}, captions

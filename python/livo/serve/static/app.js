@@ -1,5 +1,6 @@
 // The LiVO demo page: one click sends the same prompt and seed twice, value "none" (base model) and the
-// chosen value mode, and shows the two sets of images side by side with the value selected and why.
+// chosen value mode (or, on a service that applies several values per prompt, the ticked values), and
+// shows the two sets of images side by side with the value selected and why.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -48,7 +49,11 @@ function showImages(target, result, label) {
   });
 }
 
-function describeSelection(selection, mode) {
+function describeSelection(selection, mode, chosen) {
+  if (chosen.length) {
+    const names = (selection.value_ids && selection.value_ids.length ? selection.value_ids : chosen).map((v) => `“${v}”`);
+    return `Values ${names.join(" + ")} were requested explicitly (each bias value applied to an image by its own coin).`;
+  }
   if (mode !== "auto") {
     return selection.value_id ? `Value “${selection.value_id}” was requested explicitly.` : "No value requested.";
   }
@@ -82,9 +87,32 @@ async function loadValues() {
       option.textContent = `${v.id} (${v.kind})`;
       select.append(option);
     });
+    // Several values at once only where the service applies more than one per prompt.
+    const boxes = $("value-boxes");
+    boxes.replaceChildren();
+    data.values.forEach((v) => {
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = v.id;
+      box.dataset.kind = v.kind;
+      box.addEventListener("change", () => { select.disabled = tickedValues().length > 0; });
+      label.append(box, `${v.id} (${v.kind})`);
+      boxes.append(label);
+    });
+    $("max-values").textContent = String(maxValues);
+    $("several").hidden = maxValues < 2;
   } catch (error) {
     // Without a token the list stays at "auto"; generation reports the auth error.
   }
+}
+
+// The ticked values, harm values first, as the selector lists a prompt's values.
+function tickedValues() {
+  if ($("several").hidden) return [];
+  const ticked = [...$("value-boxes").querySelectorAll("input:checked")];
+  const harmFirst = [...ticked.filter((b) => b.dataset.kind === "harm"), ...ticked.filter((b) => b.dataset.kind !== "harm")];
+  return harmFirst.map((box) => box.value);
 }
 
 async function generate(event) {
@@ -105,17 +133,24 @@ async function generate(event) {
     guidance: optionalNumber("guidance"),
   };
   const mode = $("value").value;
+  const chosen = tickedValues();
+  if (chosen.length > maxValues) {
+    status.className = "error";
+    status.textContent = `Tick at most ${maxValues} values: the service applies no more per prompt.`;
+    return;
+  }
+  const valueMode = chosen.length ? { values: chosen } : { value: mode };
   button.disabled = true;
   status.className = "";
   status.textContent = "Generating…";
   try {
     const [base, aligned] = await Promise.all([
       call("/v1/generate", { ...request, value: "none" }),
-      call("/v1/generate", { ...request, value: mode }),
+      call("/v1/generate", { ...request, ...valueMode }),
     ]);
     showImages("base-images", base, "base");
     showImages("aligned-images", aligned, "aligned");
-    $("selection-text").textContent = describeSelection(aligned.selection, mode);
+    $("selection-text").textContent = describeSelection(aligned.selection, mode, chosen);
     $("selection").hidden = false;
     const seconds = Math.max(base.timings.total_s, aligned.timings.total_s);
     status.textContent = `Seed ${aligned.seed}, ${aligned.steps} steps, guidance ${aligned.guidance}: ${seconds.toFixed(2)} s.`;
