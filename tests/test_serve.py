@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from serve_running import running_service
+
 TOKEN = "serve-test-token-0123456789"
 STEPS = 3
 MAX_STEPS = 10
@@ -20,10 +22,6 @@ MAX_PROMPT_CHARS = 120
 @pytest.fixture(scope="module")
 def service(ray_local):
     """Base URL of a running service; Serve is shut down afterwards so later tests get the CPUs back."""
-    from ray import serve
-
-    from livo.runtime import free_port
-    from livo.serve.app import APP_NAME, build_app
     from livo.serve.config import parse_config, token_digest
 
     config = parse_config(
@@ -44,11 +42,8 @@ def service(ray_local):
             "auth": {"token_sha256": token_digest(TOKEN)},
         }
     )
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 90})
-    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_service(config) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import pytest
 from livo.serve.config import ModelConfig, ValuesConfig
 from livo.serve.engine import GenerationEngine, GenerationJob, load_pipeline, selector_from_config
 from livo.serve.metrics import image_value_label
+from serve_running import running_service
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -88,10 +89,6 @@ TOKEN = "multi-value-page-token-0123456789"
 @pytest.fixture(scope="module")
 def service(ray_local):  # noqa: ANN001, ANN201
     """A running service that applies up to two values per prompt; shut down afterwards."""
-    from ray import serve
-
-    from livo.runtime import free_port
-    from livo.serve.app import APP_NAME, build_app
     from livo.serve.config import parse_config, token_digest
 
     config = parse_config(
@@ -102,11 +99,8 @@ def service(ray_local):  # noqa: ANN001, ANN201
             "auth": {"token_sha256": token_digest(TOKEN)},
         }
     )
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 90})
-    serve.run(build_app(config), name=APP_NAME, route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_service(config) as url:
+        yield url
 
 
 def test_the_page_sends_the_ticked_values_together(service, browser) -> None:  # noqa: ANN001
