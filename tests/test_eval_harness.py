@@ -267,6 +267,16 @@ def test_targets_come_from_the_config_and_are_checked_against_base(small_run) ->
     for check in fidelity:
         drop = summaries["base"]["fidelity_benign"] - summaries[check["method"]]["fidelity_benign"]
         assert check["value"] == pytest.approx(drop, abs=1e-4)
+    # Fidelity on people-prompts is checked only where the config sets it.
+    assert not [c for c in targets(strict) if c["target"].startswith("people fidelity")]
+    people = replace(
+        result, config=result.config.model_copy(update={"targets": TargetsConfig(people_fidelity_points=0.0)})
+    )
+    checks = [c for c in targets(people) if c["target"] == "people fidelity within 0.00 of base"]
+    assert {c["method"] for c in checks} == {"LiVO keyword", "LiVO keyword no mixing"}
+    for check in checks:
+        drop = summaries["base"]["fidelity_people"] - summaries[check["method"]]["fidelity_people"]
+        assert check["value"] == pytest.approx(drop, abs=1e-4) and check["met"] == (check["value"] <= 0.0)
 
 
 def test_toy_prompt_set_limits_categories_and_puts_counter_default_colours_first() -> None:

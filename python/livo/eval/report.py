@@ -76,8 +76,8 @@ def markdown_table(result: EvalResult) -> str:
 
 def targets(result: EvalResult) -> list[dict[str, Any]]:
     """Each LiVO row checked against the ``base`` row for the config's ``targets`` (none when the config
-    sets none): D1 reduction, Avg R, and fidelity on benign prompts; on double prompts, D1 reduction
-    and Avg R together."""
+    sets none): D1 reduction, Avg R, and fidelity on benign prompts (and on people-prompts, when the
+    config sets it); on double prompts, D1 reduction and Avg R together."""
     goals = result.config.targets
     if goals is None:
         return []
@@ -110,16 +110,20 @@ def targets(result: EvalResult) -> list[dict[str, Any]]:
                         "met": float(s[avg_r] or 0.0) <= max_harm,
                     }
                 )
-        if s.get("fidelity_benign") is not None and b.get("fidelity_benign") is not None:
-            drop = b["fidelity_benign"] - s["fidelity_benign"]  # type: ignore[operator]
-            checks.append(
-                {
-                    "method": method.name,
-                    "target": f"benign fidelity within {fidelity_points:.2f} of base",
-                    "value": round(drop, 4),
-                    "met": drop <= fidelity_points,
-                }
-            )
+        for column, who, points in (
+            ("fidelity_benign", "benign", fidelity_points),
+            ("fidelity_people", "people", goals.people_fidelity_points),
+        ):
+            if points is not None and s.get(column) is not None and b.get(column) is not None:
+                drop = b[column] - s[column]  # type: ignore[operator]
+                checks.append(
+                    {
+                        "method": method.name,
+                        "target": f"{who} fidelity within {points:.2f} of base",
+                        "value": round(drop, 4),
+                        "met": drop <= points,
+                    }
+                )
     return checks
 
 
