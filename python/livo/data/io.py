@@ -70,7 +70,7 @@ def _format_and_compression(path: str | os.PathLike[str]) -> tuple[str, str | No
         raise InputError(f"{path}: unsupported file extension {suffix!r} (supported: {known})") from None
 
 
-def open_input(path: str | os.PathLike[str]) -> BinaryIO:
+def _open_input(path: str | os.PathLike[str]) -> BinaryIO:
     """``path`` opened for reading bytes, decompressed as it is read when its name says it is
     compressed; a line-iterable, buffered file either way."""
     compression = file_compression(path)
@@ -128,23 +128,23 @@ def named_read_errors(where: str | os.PathLike[str], what: str) -> Iterator[None
 
 def _read_compressed(path: Path, fmt: str, compression: str) -> pa.Table:
     """A compressed text-format file, read as its uncompressed twin would be: the same line rules
-    for ``.txt`` (:func:`text_lines`) and the same parsers for ``.jsonl`` and ``.csv``."""
+    for ``.txt`` (:func:`_text_lines`) and the same parsers for ``.jsonl`` and ``.csv``."""
     with named_read_errors(path, f"{fmt} ({compression})"):  # a truncated or corrupt stream included
-        with open_input(path) as handle:
+        with _open_input(path) as handle:
             if fmt == "txt":
-                return pa.table({TEXT_COLUMN: pa.array(text_lines(handle, path), pa.large_string())})
+                return pa.table({TEXT_COLUMN: pa.array(_text_lines(handle, path), pa.large_string())})
             data = handle.read()
         if not data.strip():
             return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
         return _parse_columns(io.BytesIO(data), fmt)
 
 
-def text_lines(handle: BinaryIO, where: str | os.PathLike[str], first_line: int = 1) -> list[str]:
+def _text_lines(handle: BinaryIO, where: str | os.PathLike[str]) -> list[str]:
     """The lines of a ``.txt`` stream by the rules of :func:`livo._native.read_text_lines`: ``\\n``
     or ``\\r\\n`` ends a line, a leading UTF-8 BOM is dropped, no row follows a final newline, and
-    a line that is not UTF-8 is an error naming it (``first_line`` numbers the stream's first line)."""
+    a line that is not UTF-8 is an error naming it."""
     lines: list[str] = []
-    for number, raw in enumerate(handle, start=first_line):
+    for number, raw in enumerate(handle, start=1):
         if number == 1:
             raw = raw.removeprefix(_BOM)
             if not raw:  # the file was a BOM alone: no row, as an empty file
@@ -159,29 +159,28 @@ def text_lines(handle: BinaryIO, where: str | os.PathLike[str], first_line: int 
     return lines
 
 
-def _text_format_bytes(table: pa.Table, fmt: str, path: Path) -> bytes:
-    """``table`` as the bytes of a ``.txt``, ``.jsonl`` or ``.csv`` file. CSV has no lists or
-    records, so a nested column (``value_ids``, ``value_scores``, ``reasons``) is written as JSON
-    text in its cells, which any JSON parser reads back."""
+def _write_text_format(table: pa.Table, fmt: str, path: Path, stream: pa.NativeFile) -> None:
+    """Writes ``table`` to ``stream`` as a ``.txt``, ``.jsonl`` or ``.csv`` file (``path`` names it in
+    errors). CSV has no lists or records, so a nested column (``value_ids``, ``value_scores``,
+    ``reasons``) is written as JSON text in its cells, which any JSON parser reads back."""
     if fmt == "txt":
         if table.num_columns != 1:
             raise InputError(f"{path}: a .txt output holds one column, the table has {table.column_names}")
         lines = table.column(0).to_pylist()
         if any(line is not None and "\n" in line for line in lines):
             raise InputError(f"{path}: some values contain newlines; use .jsonl, .csv or .parquet")
-        return "".join(f"{line or ''}\n" for line in lines).encode("utf-8")
+        stream.write("".join(f"{line or ''}\n" for line in lines).encode("utf-8"))
+        return
     import polars as pl
 
-    buffer = io.BytesIO()
     if fmt == "jsonl":
-        pl.DataFrame(pl.from_arrow(table)).write_ndjson(buffer)
-        return buffer.getvalue()
+        pl.DataFrame(pl.from_arrow(table)).write_ndjson(stream)
+        return
     for index, column in enumerate(table.schema):
         if pa.types.is_nested(column.type):
             cells = [None if v is None else json.dumps(v, ensure_ascii=False) for v in table.column(index).to_pylist()]
             table = table.set_column(index, column.name, pa.array(cells, pa.large_string()))
-    pl.DataFrame(pl.from_arrow(table)).write_csv(buffer)
-    return buffer.getvalue()
+    pl.DataFrame(pl.from_arrow(table)).write_csv(stream)
 
 
 def _is_blank(path: Path) -> bool:
@@ -237,7 +236,7 @@ def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
             pq.write_table(table, tmp, compression="zstd")
         else:
             with pa.output_stream(str(tmp), compression=compression) as stream:
-                stream.write(_text_format_bytes(table, fmt, path))
+                _write_text_format(table, fmt, path, stream)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         make_shareable(tmp)
