@@ -151,9 +151,12 @@ def test_a_run_whose_driver_is_lost_resumes_after_its_finished_stages(ray_local,
         time.sleep(0.01)
     driver.kill()
     driver.wait()
+
     # The lost driver's tasks end with it (Ray kills a dead job's workers); wait until they have.
-    busy = lambda: [p for p in psutil.process_iter(["cmdline"]) if "_write_piece" in " ".join(p.info["cmdline"] or [])]  # noqa: E731
-    while busy() and time.monotonic() < deadline:
+    def writing() -> bool:
+        return any("_write_piece" in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+
+    while writing() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not out.exists() and (work / "pairs.json").exists() and (work / "components.json").exists()
 

@@ -92,7 +92,9 @@ def _check_suffix(path: Path, flag: str, suffixes: Iterable[str] | None) -> None
     # Compound extensions count whole: ".jsonl.gz" is allowed only where it is listed.
     if path.name.lower().endswith(tuple(allowed)):
         return
-    shown = "".join(path.suffixes[-2:]) if path.suffix.lower() in (".gz", ".bz2", ".zst") else path.suffix
+    # A compound extension is shown whole when its last part is one the allowed compounds end with.
+    compound_ends = {"." + suffix.rsplit(".", 1)[1] for suffix in allowed if suffix.count(".") > 1}
+    shown = "".join(path.suffixes[-2:]) if path.suffix.lower() in compound_ends else path.suffix
     raise InputError(f"{_named(flag, path)}: unsupported file extension {shown!r} (supported: {_listed(allowed)})")
 
 
