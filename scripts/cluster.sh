@@ -6,6 +6,7 @@
 #   scripts/cluster.sh status              each node's address and `ray status` (its "Active:" nodes)
 #   scripts/cluster.sh exec NODE -- CMD... runs a command on a node (in its namespace), e.g. a launcher
 #   scripts/cluster.sh kill-node worker-1  ends one node: its raylet and every process on it
+#   scripts/cluster.sh start-node worker-1 starts a killed worker node again; it rejoins the cluster
 #   scripts/cluster.sh down                stops every process and removes the namespaces and links
 #
 # Every node is a separate `ray start` in a network namespace of its own, joined to the others by a
@@ -165,6 +166,7 @@ up() {
     echo "RAY_ADDRESS=$head:$PORT"
     echo "JOB_ADDRESS=http://$head:$DASHBOARD_PORT"
     echo "TOKEN=$STATE_DIR/token"
+    echo "CPUS=$cpus"
     echo "NODES=\"$(for k in $(seq 0 "$workers"); do printf '%s@%s ' "$(node_name "$k")" "$(node_address "$k")"; done)\""
   } > "$STATE"
   trap 'echo "cluster: up failed; removing what it made" >&2; down >/dev/null; exit 1' ERR
@@ -238,6 +240,30 @@ kill_node() {
   echo "killed node $name ($(echo $pids | wc -w) processes)"
 }
 
+# A killed worker node back in the cluster: a new raylet on the same namespace and address, with the
+# node's CPUs and resource. The head must first have marked the old raylet dead (Ray's health checks,
+# about 15 s after a kill): until then a new one at the same address would be counted beside it.
+start_worker_node() {
+  local id name="${1:-}"; id="$(state_value CLUSTER_ID)"
+  [ -n "$id" ] || die "no cluster is up (no $STATE); run: scripts/cluster.sh up"
+  [ -n "$name" ] || die "start-node: name a worker node (e.g. worker-1)"
+  [ "$name" != head ] || die "start-node: the head cannot be restarted alone; use down and up"
+  state_value NODES | tr ' ' '\n' | grep -q "^$name@" || die "start-node: no node $name in this cluster ($(state_value NODES))"
+  [ -z "$(marked_pids "$id" "$name")" ] || die "start-node: $name is running; kill-node $name first"
+  local k="${name#worker-}" nodes _
+  nodes=$(state_value NODES | wc -w)
+  ID="$id"
+  for _ in $(seq 1 60); do
+    [ "$(active_nodes)" -lt "$nodes" ] && break
+    sleep 1
+  done
+  [ "$(active_nodes)" -lt "$nodes" ] || die "start-node: the head still lists $nodes active nodes 60 s after $name ended"
+  start_node "$k" --address "$(state_value RAY_ADDRESS)" --num-cpus "$(state_value CPUS)" \
+    --resources "{\"livo_worker_$k\": 1}" || exit 1
+  wait_active "$nodes" || exit 1
+  echo "started node $name ($(node_address "$k")); $nodes nodes active"
+}
+
 down() {
   local id; id="$(state_value CLUSTER_ID)"
   if [ -n "$id" ]; then
@@ -254,6 +280,7 @@ case "${1:-}" in
   status) status ;;
   exec) shift; exec_on_node "$@" ;;
   kill-node) kill_node "${2:-}" ;;
+  start-node) start_worker_node "${2:-}" ;;
   down) down ;;
-  *) echo "usage: scripts/cluster.sh up [--workers N] [--cpus C] [--head-cpus H] | env | status | exec NODE -- CMD... | kill-node NAME | down" >&2; exit 2 ;;
+  *) echo "usage: scripts/cluster.sh up [--workers N] [--cpus C] [--head-cpus H] | env | status | exec NODE -- CMD... | kill-node NAME | start-node NAME | down" >&2; exit 2 ;;
 esac

@@ -2,8 +2,12 @@
 own network namespace, a dataset build submitted through the job API, a worker node killed mid-build,
 DeepSpeed training across one launcher per node (a node lost, the run resumed bit for bit, a
 rendezvous that never completes), the service losing a node (503s for the requests it held, the rest
-answered, replicas replaced, /metrics showing the loss), and nothing left behind by `down`, even after
-a failed `up`."""
+answered, replicas replaced, /metrics showing the loss), a lost node started again, and nothing left
+behind by `down`, even after a failed `up`.
+
+The scenarios share one cluster (bringing one up and down costs about 25 s): each loses worker-1, and
+the next one that needs Ray there starts it again (`start-node`), as a node that comes back after a
+failure would."""
 
 from __future__ import annotations
 
@@ -83,8 +87,9 @@ def left_behind(cluster_id: str | None = None) -> list[str]:
     return found
 
 
-def cluster_processes(cluster_id: str, command_part: bytes = b"") -> list[str]:
-    """PIDs of the processes that carry the cluster's marker (and ``command_part`` in their command line)."""
+def cluster_processes(cluster_id: str, command_part: bytes = b"", node: str | None = None) -> list[str]:
+    """PIDs of the processes that carry the cluster's marker (and ``command_part`` in their command
+    line; of one ``node`` when given)."""
     found = []
     for pid in os.listdir("/proc"):
         try:
@@ -93,7 +98,8 @@ def cluster_processes(cluster_id: str, command_part: bytes = b"") -> list[str]:
         except OSError:
             continue
         if f"LIVO_CLUSTER={cluster_id}".encode() in environ and command_part in command:
-            found.append(pid)
+            if node is None or f"LIVO_CLUSTER_NODE={node}".encode() in environ:
+                found.append(pid)
     return found
 
 
@@ -101,15 +107,48 @@ def cluster_id_of(state: Path) -> str:
     return (state / "cluster.env").read_text().split("CLUSTER_ID=")[1].split()[0]
 
 
-@pytest.fixture
-def state():
+def state_folder() -> Path:
     import tempfile
 
     # Short: Ray's socket paths under it must stay within AF_UNIX's 107 bytes.
-    folder = Path(tempfile.mkdtemp(prefix="lc", dir="/tmp")) / "c"
+    return Path(tempfile.mkdtemp(prefix="lc", dir="/tmp")) / "c"
+
+
+@pytest.fixture
+def fresh_state():
+    folder = state_folder()
     yield folder
     cluster("down", state=folder, check=False)
     shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+# A generator busy on a shared core answers Serve's queue-length probe later than its 0.1 s deadline,
+# and the ingress then holds requests for the other one; the nodes' processes get a wider deadline.
+SERVE_DEADLINES = {
+    "RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "2",
+    "RAY_SERVE_MAX_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A head with 2 CPUs and one worker with 1, for every scenario of this module."""
+    folder = state_folder()
+    try:
+        cluster("up", "--workers", "1", "--head-cpus", "2", state=folder, **SERVE_DEADLINES)
+        yield folder
+    finally:
+        cluster("down", state=folder, check=False)
+        shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def state(two_nodes):
+    """The shared cluster with both nodes running: a worker an earlier scenario killed is started again."""
+    if not cluster_processes(cluster_id_of(two_nodes), b"", node="worker-1"):
+        started = cluster("start-node", "worker-1", state=two_nodes, **SERVE_DEADLINES)
+        assert "2 nodes active" in started.stdout, started.stdout
+    return two_nodes
 
 
 def test_a_job_submitted_where_no_cluster_runs_is_a_clear_error_within_10_s():
@@ -131,19 +170,18 @@ def test_a_job_submitted_where_no_cluster_runs_is_a_clear_error_within_10_s():
 
 
 @needs_namespaces
-def test_a_failed_up_leaves_nothing_behind(state):
-    failed = cluster("up", state=state, check=False, LIVO_CLUSTER_RAY="/bin/false")
+def test_a_failed_up_leaves_nothing_behind(fresh_state):
+    # (Runs before the shared cluster is up: it checks that no cluster's namespace or link is left.)
+    failed = cluster("up", state=fresh_state, check=False, LIVO_CLUSTER_RAY="/bin/false")
     assert failed.returncode != 0
     assert "head (10.247.0.10) did not start" in failed.stderr and "up failed; removing what it made" in failed.stderr
-    assert left_behind() == [] and not state.exists()
-    bad = cluster("up", "--workers", "0", state=state, check=False)
+    assert left_behind() == [] and not fresh_state.exists()
+    bad = cluster("up", "--workers", "0", state=fresh_state, check=False)
     assert bad.returncode != 0 and "--workers must be 1..200, got 0" in bad.stderr
 
 
 @needs_namespaces
 def test_a_build_job_survives_a_lost_worker_node(state, tmp_path):
-    cluster("up", "--workers", "1", "--head-cpus", "2", state=state)
-    cluster_id = cluster_id_of(state)
     status = cluster("status", state=state).stdout
     assert "node head: address 10.247.0.10" in status and "node worker-1: address 10.247.0.11" in status
     assert status.split("Active:")[1].split("Pending:")[0].count("node_") == 2
@@ -223,9 +261,6 @@ def test_a_build_job_survives_a_lost_worker_node(state, tmp_path):
     assert not set(rows) & set(dropped), "a record both stored and dropped"
     assert len(rows) + len(dropped) == planned, f"{planned - len(rows) - len(dropped)} planned records lost"
 
-    cluster("down", state=state)
-    assert left_behind(cluster_id) == []
-
 
 # Two nodes, one rank each, meeting at a static rendezvous on the head's address (torchrun's flags
 # as a user types them on a real cluster; `scripts/cluster.sh exec` runs each launcher on its node).
@@ -260,13 +295,16 @@ def metrics(output: Path) -> list[dict]:
 
 
 @needs_namespaces
-def test_training_across_two_nodes_resumes_bit_identically_after_a_node_is_lost(state, tmp_path):
+def test_training_across_two_nodes_resumes_bit_identically_after_a_node_is_lost(two_nodes, tmp_path):
     import torch
     from safetensors.torch import load_file
 
     from livo.toyworld.pairs import PairsConfig, write_pairs
 
-    cluster("up", "--workers", "1", state=state)
+    # The launchers need the nodes' namespaces, not Ray: a worker node an earlier scenario killed is
+    # not started again for this one.
+    state = two_nodes
+
     cluster_id = cluster_id_of(state)
     pairs = tmp_path / "pairs"
     write_pairs(PairsConfig(output=str(pairs), bias_per_subject=3, harm_per_prompt=1, seed=1, row_group_bytes=4096))
@@ -333,13 +371,6 @@ def test_the_service_on_two_nodes_keeps_answering_when_a_node_is_lost(state, tmp
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    # A generator busy on a shared core answers Serve's queue-length probe later than its 0.1 s deadline,
-    # and the ingress then holds requests for the other one; the nodes' processes get a wider deadline.
-    deadline = {
-        "RAY_SERVE_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "2",
-        "RAY_SERVE_MAX_QUEUE_LENGTH_RESPONSE_DEADLINE_S": "2",
-    }
-    cluster("up", "--workers", "1", "--head-cpus", "2", state=state, **deadline)
     token = tmp_path / "service-token"
     token.write_text(secrets.token_urlsafe(24))
     token.chmod(0o600)
@@ -452,4 +483,20 @@ def test_the_service_on_two_nodes_keeps_answering_when_a_node_is_lost(state, tmp
     finally:
         service.terminate()
         service.wait(timeout=60)
+
+
+@needs_namespaces
+def test_a_lost_node_started_again_rejoins_and_down_leaves_nothing_behind(state):
+    """Run after the scenarios above, each of which lost worker-1: the ``state`` fixture started it
+    again (``start-node``) before each of them and before this test."""
+    cluster_id = cluster_id_of(state)
+    refused = cluster("start-node", "worker-1", state=state, check=False)
+    assert refused.returncode != 0 and "start-node: worker-1 is running; kill-node worker-1 first" in refused.stderr
+    assert "no node worker-2 in this cluster" in cluster("start-node", "worker-2", state=state, check=False).stderr
+    # The node is back as Ray sees it: one node per address, with the worker's CPU and resource.
+    status = cluster("status", state=state).stdout
+    assert status.split("Active:")[1].split("Pending:")[0].count("node_") == 2
+    assert "/3.0 CPU" in status and "/1.0 livo_worker_1" in status, status
+
     cluster("down", state=state)
+    assert left_behind(cluster_id) == [] and not state.exists()
