@@ -58,8 +58,15 @@ def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str
     return {name for name, tensor in module.state_dict().items() if not torch.equal(tensor, before[name])}
 
 
-def test_one_deepspeed_step_changes_the_value_encoder_and_nothing_else(pairs: str, tmp_path: Path) -> None:
+def test_one_deepspeed_step_changes_the_value_encoder_and_nothing_else(
+    pairs: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from livo.train.distributed import PROCESS_GROUP_VARIABLES
+
+    for name in PROCESS_GROUP_VARIABLES:  # no launcher: the trainer makes a one-process world
+        monkeypatch.delenv(name, raising=False)
     trainer = Trainer(config_from_dict(settings(pairs, tmp_path / "run", max_steps=1, checkpoint_every=0)))
+    assert (os.environ["RANK"], os.environ["WORLD_SIZE"]) == ("0", "1") and "MASTER_PORT" in os.environ
     frozen = {name: getattr(trainer.pipeline, name) for name in ("unet", "vae", "text_encoder")}
     before = {name: snapshot(module) for name, module in frozen.items()}
     encoder_before = snapshot(trainer.engine.module)
@@ -67,6 +74,8 @@ def test_one_deepspeed_step_changes_the_value_encoder_and_nothing_else(pairs: st
 
     result = trainer.run()
 
+    # The run's world variables are gone with the run: a process started now does not inherit the port.
+    assert not set(PROCESS_GROUP_VARIABLES) & set(os.environ)
     assert type(trainer.engine).__name__ == "DeepSpeedEngine"
     assert all(not changed(before[name], module) for name, module in frozen.items())
     assert changed(encoder_before, trainer.engine.module) >= {n for n, _ in trainer.engine.module.named_parameters()}

@@ -39,7 +39,6 @@ from livo.train.distributed import (
     one_process_world,
     rank_and_world,
     set_collective_timeout,
-    single_process_defaults,
 )
 
 EXPORTS = "exports"  # OUTPUT/exports/step<N>/: the weights at each of export_steps
@@ -140,13 +139,22 @@ def _scalar_record(
 
 class Trainer:
     """One run: ``Trainer(config, resume=...)`` sets everything up (process group, frozen model,
-    objective, DeepSpeed engine, data, checkpoint); :meth:`run` trains to ``config.max_steps``."""
+    objective, DeepSpeed engine, data, checkpoint); :meth:`run` trains to ``config.max_steps``.
+
+    Without a launcher, the one-process world's variables (``RANK``, ``MASTER_PORT``, ...) are set
+    for the run and removed again when :meth:`run` returns or fails, so processes started afterwards
+    do not inherit a port this process's group still holds (:func:`one_process_world`)."""
 
     def __init__(self, config: TrainConfig, *, resume: bool = False) -> None:
+        with contextlib.ExitStack() as world:
+            world.enter_context(one_process_world())
+            self._set_up(config, resume)
+            self._world = world.pop_all()
+
+    def _set_up(self, config: TrainConfig, resume: bool) -> None:
         import torch
 
         config.validate_inputs()
-        single_process_defaults()
         ensure_build_tools()
         apply_process_defaults()
         if config.threads:
@@ -224,6 +232,12 @@ class Trainer:
 
     def run(self) -> TrainResult:
         """Train from the current step to ``max_steps``; log, evaluate, checkpoint, export."""
+        try:
+            return self._train()
+        finally:
+            self._world.close()
+
+    def _train(self) -> TrainResult:
         from livo.train.pairs_input import endless
         from livo.train.step_log import StepLog
 
@@ -351,10 +365,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Run (or, with ``resume``, continue) a training job; see the module docstring.
 
     Called without a launcher, the one-process world's variables are removed again when it returns,
-    so processes the caller starts afterwards do not inherit them (a :class:`Trainer` made directly
-    leaves them set)."""
-    with one_process_world():
-        return Trainer(config, resume=resume).run()
+    so processes the caller starts afterwards do not inherit them."""
+    return Trainer(config, resume=resume).run()
 
 
 def _evaluate(
