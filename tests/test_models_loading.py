@@ -101,3 +101,50 @@ def test_a_damaged_model_folder_is_named_with_the_field(tmp_path, damage: str, m
     with pytest.raises(InputError) as raised:
         load_base(folder)
     assert message in str(raised.value) and str(folder) in str(raised.value)
+
+
+def _fp16_only_folder(folder, original) -> None:  # noqa: ANN001
+    """``original`` saved as a download restricted to ``*.fp16.safetensors`` leaves it: half-precision
+    weight files only, named with the variant."""
+    original.to(torch.float16).save_pretrained(folder, variant="fp16")
+    original.to(torch.float32)
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors"))
+    assert names == [
+        "text_encoder/model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "vae/diffusion_pytorch_model.fp16.safetensors",
+    ]
+
+
+def test_a_folder_of_fp16_weight_files_only_loads_with_that_variant(tmp_path) -> None:  # noqa: ANN001
+    from diffusers import StableDiffusionPipeline
+
+    original = StableDiffusionPipeline(**tiny_components(seed=0))
+    _fp16_only_folder(tmp_path / "fp16", original)
+    loaded = load_base(tmp_path / "fp16")
+    assert loaded.unet.dtype == torch.float32  # the requested dtype, whatever the files hold
+    for name, weight in original.unet.state_dict().items():
+        assert torch.equal(loaded.unet.state_dict()[name], weight.to(torch.float16).to(torch.float32))
+
+    # A component without any weight file is named; so are variants that leave the choice open.
+    (tmp_path / "fp16" / "vae" / "diffusion_pytorch_model.fp16.safetensors").rename(tmp_path / "vae.safetensors")
+    with pytest.raises(InputError, match=r"fp16: vae/ has no weights \(expected diffusion_pytorch_model"):
+        load_base(tmp_path / "fp16")
+    (tmp_path / "vae.safetensors").rename(tmp_path / "fp16" / "vae" / "diffusion_pytorch_model.bf16.safetensors")
+    with pytest.raises(InputError, match=r"no single weights variant \(unet/: fp16; vae/: bf16; text_encoder/: fp16\)"):
+        load_base(tmp_path / "fp16")
+
+
+def test_a_cached_hub_model_of_fp16_weight_files_only_loads_offline(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from diffusers import StableDiffusionPipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    original = StableDiffusionPipeline(**tiny_components(seed=0))
+    # The hub cache's layout: refs/main names the snapshot folder that holds the files.
+    repo = tmp_path / "cache" / "models--someone--tiny-sd"
+    _fp16_only_folder(repo / "snapshots" / ("0" * 40), original)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    loaded = load_base("someone/tiny-sd", cache_dir=tmp_path / "cache")
+    name, weight = next(iter(original.text_encoder.state_dict().items()))
+    assert torch.equal(loaded.text_encoder.state_dict()[name], weight.to(torch.float16).to(torch.float32))

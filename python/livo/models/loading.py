@@ -4,6 +4,8 @@ when it is absent.
 ``load_base("stable-diffusion-v1-5/stable-diffusion-v1-5", torch.float16, "cuda")`` returns a
 diffusers ``StableDiffusionPipeline`` (or ``pipeline_class``) in that dtype on that device. A local
 folder (``save_pretrained`` layout: ``model_index.json`` + component subfolders) is loaded as is.
+A folder holding only one weights variant (``*.fp16.safetensors``, as a download restricted to
+half-precision files leaves it) is loaded with that variant (:mod:`livo.models.weights_variant`).
 ``builtin:NAME`` (or a bare ``NAME``) is a pipeline folder that an installed package ships and
 declares as a ``livo.pretrained`` plug-in (``livo.plugins``): ``builtin:toyworld`` is the toy world's.
 :func:`load_frozen_base` is what every stage uses: the same resolution, then every component frozen.
@@ -116,6 +118,7 @@ def load_base(
         if not (path / "model_index.json").is_file():
             raise InputError(f"base model folder {model}: no model_index.json (not a diffusers pipeline folder)")
         _check_folder(path)
+        _add_folder_variant(path, kwargs)
         try:
             pipeline = _pipeline_class(pipeline_class).from_pretrained(os.fspath(path), **kwargs)
         except (OSError, ValueError) as error:  # weights that do not fit their config, unreadable files
@@ -126,7 +129,10 @@ def load_base(
         raise InputError(f"base model folder {model}: does not exist")
     else:
         offline = hub_constants.is_offline_mode() or _truthy(os.environ.get("HF_HUB_OFFLINE", ""))
-        if offline and not _cached(model, cache_dir, kwargs.get("revision")):
+        snapshot = _cached_snapshot(model, cache_dir, kwargs.get("revision"))
+        if offline and snapshot is not None:  # offline, the cache holds all there is
+            _add_folder_variant(snapshot, kwargs)
+        elif offline:
             # Decided before importing diffusers, which alone takes seconds on a busy machine.
             raise ConfigError(
                 missing_model_message(model, "not in the local cache and HF_HUB_OFFLINE=1 forbids downloads")
@@ -233,8 +239,19 @@ def _pipeline_class(pipeline_class: Any) -> Any:
     return StableDiffusionPipeline
 
 
-def _cached(model_id: str, cache_dir: str | os.PathLike[str] | None, revision: str | None) -> bool:
-    """Whether the hub cache holds this model's ``model_index.json`` (no network access)."""
+def _add_folder_variant(folder: Path, kwargs: dict[str, Any]) -> None:
+    """The weights variant ``folder`` holds, unless the caller named one."""
+    from livo.models.weights_variant import folder_weights_variant
+
+    if "variant" not in kwargs:
+        variant = folder_weights_variant(folder)
+        if variant is not None:
+            kwargs["variant"] = variant
+
+
+def _cached_snapshot(model_id: str, cache_dir: str | os.PathLike[str] | None, revision: str | None) -> Path | None:
+    """The hub cache's folder of this model (where its ``model_index.json`` is), or None when it is not
+    cached (no network access)."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
@@ -245,8 +262,8 @@ def _cached(model_id: str, cache_dir: str | os.PathLike[str] | None, revision: s
             revision=revision,
         )
     except ValueError:  # not a valid repo id
-        return False
-    return isinstance(found, str)
+        return None
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def _load_from_hub(pipeline_class: Any, model_id: str, kwargs: dict[str, Any], offline: bool) -> Any:
