@@ -148,3 +148,39 @@ def test_a_cached_hub_model_of_fp16_weight_files_only_loads_offline(tmp_path, mo
     loaded = load_base("someone/tiny-sd", cache_dir=tmp_path / "cache")
     name, weight = next(iter(original.text_encoder.state_dict().items()))
     assert torch.equal(loaded.text_encoder.state_dict()[name], weight.to(torch.float16).to(torch.float32))
+
+
+def test_optional_components_a_download_left_out_load_as_none(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from diffusers import StableDiffusionPipeline
+
+    from livo.models.loading import load_frozen_base
+
+    StableDiffusionPipeline(**tiny_components(seed=0)).save_pretrained(tmp_path / "base")
+    # SD 1.5's model_index.json names a safety checker and its feature extractor; the folders are absent.
+    index = json.loads((tmp_path / "base" / "model_index.json").read_text())
+    index |= {
+        "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+        "feature_extractor": ["transformers", "CLIPImageProcessor"],
+        "requires_safety_checker": True,
+    }
+    (tmp_path / "base" / "model_index.json").write_text(json.dumps(index))
+    for load in (load_base, load_frozen_base):
+        pipeline = load(tmp_path / "base")
+        assert pipeline.safety_checker is None and pipeline.feature_extractor is None
+
+
+def test_a_missing_value_encoder_is_named_before_the_base_loads(tmp_path) -> None:  # noqa: ANN001
+    from diffusers import StableDiffusionPipeline
+
+    from livo.models import LiVOPipeline
+
+    StableDiffusionPipeline(**tiny_components(seed=0)).save_pretrained(tmp_path / "base")
+    with pytest.raises(InputError, match=r"base: has no value_encoder/ folder; pass value_encoder_path"):
+        LiVOPipeline.from_pretrained(tmp_path / "base")
+    with pytest.raises(InputError, match=r"value encoder folder .*missing: does not exist"):
+        LiVOPipeline.from_pretrained(tmp_path / "base", value_encoder_path=tmp_path / "missing")
+    (tmp_path / "encoder.safetensors").write_bytes(b"")
+    with pytest.raises(InputError, match=r"value encoder folder .*encoder.safetensors: not a folder"):
+        LiVOPipeline.from_pretrained(tmp_path / "base", value_encoder_path=tmp_path / "encoder.safetensors")

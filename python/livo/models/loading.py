@@ -119,6 +119,7 @@ def load_base(
             raise InputError(f"base model folder {model}: no model_index.json (not a diffusers pipeline folder)")
         _check_folder(path)
         _add_folder_variant(path, kwargs)
+        _skip_absent_optional_components(path, kwargs)
         try:
             pipeline = _pipeline_class(pipeline_class).from_pretrained(os.fspath(path), **kwargs)
         except (OSError, ValueError) as error:  # weights that do not fit their config, unreadable files
@@ -132,6 +133,7 @@ def load_base(
         snapshot = _cached_snapshot(model, cache_dir, kwargs.get("revision"))
         if offline and snapshot is not None:  # offline, the cache holds all there is
             _add_folder_variant(snapshot, kwargs)
+            _skip_absent_optional_components(snapshot, kwargs)
         elif offline:
             # Decided before importing diffusers, which alone takes seconds on a busy machine.
             raise ConfigError(
@@ -237,6 +239,26 @@ def _pipeline_class(pipeline_class: Any) -> Any:
     from diffusers import StableDiffusionPipeline
 
     return StableDiffusionPipeline
+
+
+# Components a text-to-image pipeline runs without; downloads often leave them out (the safety
+# checker is 1.2 GB of SD 1.5's files).
+OPTIONAL_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
+
+
+def _skip_absent_optional_components(folder: Path, kwargs: dict[str, Any]) -> None:
+    """An optional component that ``model_index.json`` names but the folder lacks is loaded as None
+    (unless the caller passed one), instead of failing the whole pipeline."""
+    import json
+
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return  # named by the folder checks, or left to diffusers
+    for name in OPTIONAL_COMPONENTS:
+        entry = index.get(name) if isinstance(index, dict) else None
+        if isinstance(entry, list) and entry[0] is not None and not (folder / name).is_dir():
+            kwargs.setdefault(name, None)
 
 
 def _add_folder_variant(folder: Path, kwargs: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from livo.errors import ConfigError
+from livo.errors import ConfigError, InputError
 from livo.models.conditioning import (
     base_conditioning,
     max_value_tokens,
@@ -42,6 +42,25 @@ from livo.models.values import Selector, ValueChoice, apply_value_coins, no_valu
 from livo.permissions import replace_folder
 
 VALUE_ENCODER_FOLDER = "value_encoder"
+
+
+def _missing_value_encoder(base: str, value_encoder_path: str | os.PathLike[str] | None) -> str | None:
+    """Why no value encoder can be loaded from a local folder, or None (hub ids are left to transformers)."""
+    if value_encoder_path is None:
+        if os.path.isdir(base) and not os.path.isdir(os.path.join(base, VALUE_ENCODER_FOLDER)):
+            return (
+                f"base model folder {base}: has no {VALUE_ENCODER_FOLDER}/ folder; pass value_encoder_path "
+                "(the value_encoder/ folder a training run exports)"
+            )
+        return None
+    encoder = os.fspath(value_encoder_path)
+    if os.path.isdir(encoder):
+        return None
+    if os.path.exists(encoder):
+        return f"value encoder folder {encoder}: not a folder"
+    if encoder.startswith((".", "/", "~")):
+        return f"value encoder folder {encoder}: does not exist"
+    return None
 
 
 @dataclass
@@ -146,6 +165,11 @@ class LiVOPipeline:
         from livo.models.loading import load_base, resolve_model
 
         path = resolve_model(path)
+        # Named before the base loads (seconds at SD 1.5's size): transformers' own message names the
+        # base folder as missing a model file.
+        missing = _missing_value_encoder(path, value_encoder_path)
+        if missing is not None:
+            raise InputError(missing)
         dtype = torch.float32 if torch_dtype is None else torch_dtype
         base = load_base(path, dtype, device, **base_kwargs)
         if value_encoder_path is None:
