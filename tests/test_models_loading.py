@@ -43,6 +43,9 @@ def test_a_folder_that_is_not_a_pipeline_is_refused(tmp_path) -> None:  # noqa: 
     (tmp_path / "weights.bin").write_bytes(b"")
     with pytest.raises(InputError, match="not a folder"):
         load_base(tmp_path / "weights.bin")
+    (tmp_path / "v1-5-pruned-emaonly.safetensors").write_bytes(b"")
+    with pytest.raises(InputError, match=r"a single-file checkpoint; .*from_single_file\("):
+        load_base(tmp_path / "v1-5-pruned-emaonly.safetensors")
     with pytest.raises(InputError, match="does not exist"):
         load_base(tmp_path / "missing")
 

@@ -125,6 +125,12 @@ def load_base(
         except (OSError, ValueError) as error:  # weights that do not fit their config, unreadable files
             raise InputError(f"base model folder {model}: cannot be loaded: {error}") from None
     elif path.exists():
+        if path.suffix in (".safetensors", ".ckpt"):
+            raise InputError(
+                f"base model {model}: a single-file checkpoint; a diffusers pipeline folder is needed. Convert it "
+                f"once: StableDiffusionPipeline.from_single_file({str(path)!r}).save_pretrained('/path/to/folder') "
+                "(diffusers reads the model's config from the hub, or from config= naming a local pipeline folder)"
+            )
         raise InputError(f"base model {model}: not a folder (expected a diffusers pipeline folder or a hub id)")
     elif model.startswith((".", "/", "~")):
         raise InputError(f"base model folder {model}: does not exist")
