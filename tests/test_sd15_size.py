@@ -125,6 +125,14 @@ def test_models_init_writes_a_folder_every_stage_loads(tmp_path: Path) -> None:
     for name in ("unet", "vae", "text_encoder"):
         assert digest(getattr(loaded, name)) == digest(getattr(again, name)), name
 
+    # --overwrite replaces a model folder, and never a folder of other files named by mistake.
+    assert main(["models", "init", "tiny", str(tmp_path / "tiny"), "--seed", "4", "--overwrite"]) == 0
+    assert digest(load_base(tmp_path / "tiny").unet) != digest(again.unet)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "notes.txt").write_text("precious")
+    assert main(["models", "init", "tiny", str(tmp_path / "notes"), "--overwrite"]) == 2
+    assert (tmp_path / "notes" / "notes.txt").read_text() == "precious"
+
 
 def test_a_float16_folder_loads_whole_in_float32_and_generates(tmp_path: Path) -> None:
     """transformers keeps a folder's float16 text encoder unless told; next to diffusers' float32 U-Net

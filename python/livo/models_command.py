@@ -64,7 +64,10 @@ def run_init(args: argparse.Namespace) -> int:
 
     if args.architecture not in PIPELINE_ARCHITECTURES and args.image_size is not None:
         raise InputError(f"--image-size: {args.architecture} has a fixed input size; the flag is for sd15 and tiny")
-    output_folder(args.output, flag="output", overwrite=args.overwrite)
+    # The folder is replaced whole: only a model folder (a pipeline's or a text encoder's) may be.
+    output_folder(
+        args.output, flag="output", overwrite=args.overwrite, replaced_whole=("model_index.json", "config.json")
+    )
     started = time.perf_counter()
     if args.architecture in PIPELINE_ARCHITECTURES:
         summary = write_random_pipeline(

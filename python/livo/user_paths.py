@@ -68,18 +68,35 @@ def output_file(
     return path
 
 
-def output_folder(path: str | os.PathLike[str], *, flag: str, overwrite: bool, resumable: bool = False) -> Path:
+def output_folder(
+    path: str | os.PathLike[str],
+    *,
+    flag: str,
+    overwrite: bool,
+    resumable: bool = False,
+    replaced_whole: tuple[str, ...] = (),
+) -> Path:
     """A folder the command may write into: not a file, creatable or writable, and, if it holds
     anything, written over only with ``overwrite`` (or left to the command when ``resumable``: it
-    continues or refuses the folder by its own rules)."""
+    continues or refuses the folder by its own rules).
+
+    A command that replaces the folder whole names in ``replaced_whole`` the files its own output
+    holds (one is enough): ``overwrite`` then replaces only a folder holding one of them, never one
+    of the user's other folders named by mistake, which would be deleted with everything in it."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{_named(flag, path)}: is a file; a folder is needed here")
     if path.is_dir():
         if not os.access(path, os.W_OK | os.X_OK):
             raise InputError(f"{_named(flag, path)}: not writable (permission denied)")
-        if not resumable and not overwrite and any(path.iterdir()):
-            raise InputError(f"{_named(flag, path)}: exists and is not empty; pass --overwrite to write over it")
+        if not resumable and any(path.iterdir()):
+            if not overwrite:
+                raise InputError(f"{_named(flag, path)}: exists and is not empty; pass --overwrite to write over it")
+            if replaced_whole and not any((path / name).is_file() for name in replaced_whole):
+                raise InputError(
+                    f"{_named(flag, path)}: holds files this command did not write (no {' or '.join(replaced_whole)}); "
+                    "--overwrite replaces the whole folder, so choose an empty or new folder"
+                )
         return path
     _check_writable_parent(path, flag)
     return path
