@@ -125,6 +125,35 @@ MISTAKES = {
     "demo: output is a file": (["demo", "--output", "afile"], "--output afile: is a file"),
     "demo: no such config": (["demo", "--config", "nope.yaml"], "--config nope.yaml: no such file"),
     "serve: --replicas 0": (["serve", "--replicas", "0"], "replicas"),
+    # Numbers out of range are named before they reach the native code, numpy or an allocation.
+    "dedup: --num-perm beyond 64 bits": (
+        ["dedup", "prompts.txt", "-o", "o.jsonl", "--num-perm", "99999999999999999999"],
+        "argument --num-perm: must be at most 4096",
+    ),
+    "dedup: --threads 5000": (["dedup", "prompts.txt", "-o", "o.jsonl", "--threads", "5000"], "at most 1024"),
+    "toyworld render: --seed -1": (
+        ["toyworld", "render", "a doctor", "--output", "r.png", "--seed", "-1"],
+        "argument --seed: must be an integer from 0 to 4294967295, got '-1'",
+    ),
+    "toyworld render: --scale 100000": (
+        ["toyworld", "render", "a doctor", "--output", "r.png", "--scale", "100000"],
+        "argument --scale: must be at most 64",
+    ),
+    "toyworld pairs: --seed -1": (["toyworld", "pairs", "--output", "p", "--seed", "-1"], "argument --seed"),
+    "models init: --seed beyond 32 bits": (
+        ["models", "init", "tiny", "m", "--seed", "99999999999999999999"],
+        "argument --seed: must be at most 4294967295",
+    ),
+    "serve: --port 99999": (["serve", "--port", "99999"], "argument --port: must be at most 65535"),
+    # --overwrite replaces a model folder whole: never a folder of other files.
+    "toyworld train: --overwrite on a folder that is no model": (
+        ["toyworld", "train", "--output", "full", "--overwrite"],
+        "--output full: holds files this command did not write (no model_index.json)",
+    ),
+    "models init: --overwrite on a folder that is no model": (
+        ["models", "init", "tiny", "full", "--overwrite"],
+        "output full: holds files this command did not write",
+    ),
 }
 
 

@@ -8,17 +8,24 @@ from collections.abc import Callable
 
 from livo.errors import ConfigError
 
+# The largest integer a flag takes unless it says otherwise: what the native code and numpy hold
+# (a larger one failed deep in the work with an OverflowError).
+INT64_MAX = 2**63 - 1
 
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """An ``int`` flag type that refuses values below ``minimum``."""
+
+def int_at_least(minimum: int, maximum: int = INT64_MAX) -> Callable[[str], int]:
+    """An ``int`` flag type that refuses values below ``minimum`` or above ``maximum``."""
+    expected = f"an integer >= {minimum}" if maximum == INT64_MAX else f"an integer from {minimum} to {maximum}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
         if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text!r}")
         return value
 
     parse.__name__ = f"int>={minimum}"
@@ -27,6 +34,11 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+# Seeds as numpy's legacy generator and most tools take them.
+seed_int = int_at_least(0, 2**32 - 1)
+# Threads of one process: more than any machine's cores only slows the work down.
+thread_count = int_at_least(1, 1024)
+port_number = int_at_least(1, 65535)
 
 
 def fraction(text: str) -> float:

@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from livo.arg_types import positive_int
+from livo.arg_types import thread_count
 from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError
 from livo.lifetime import launcher_environment
@@ -60,7 +60,7 @@ def register(subparsers: Any) -> None:
         "--config", default=None, help=f"demo config YAML (default: {DEMO_CONFIG.name} shipped with livo)"
     )
     demo.add_argument("--quick", action="store_true", help="small sizes from the config's 'quick' section")
-    demo.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: the config's)")
+    demo.add_argument("--threads", type=thread_count, default=None, help="torch threads (default: the config's)")
     demo.add_argument("--fresh", action="store_true", help="rerun every stage even if its outputs are up to date")
     demo.add_argument(
         "--set",

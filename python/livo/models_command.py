@@ -15,7 +15,7 @@ import argparse
 import time
 from typing import Any
 
-from livo.arg_types import positive_int
+from livo.arg_types import positive_int, seed_int
 
 # livo.models.architectures.ARCHITECTURES, repeated: importing livo.models loads torch and diffusers,
 # and every `livo` command registers this one.
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     )
     init.add_argument("architecture", choices=ARCHITECTURES, help="sd15, tiny or clip-vit-l14")
     init.add_argument("output", help="pipeline folder to write")
-    init.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    init.add_argument("--seed", type=seed_int, default=0, help="seed of the random weights")
     init.add_argument("--dtype", choices=DTYPES, default="float32", help="weights' dtype on disk")
     init.add_argument(
         "--image-size",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from livo.arg_types import byte_size, fraction, positive_int
+from livo.arg_types import byte_size, fraction, int_at_least, thread_count
 
 if TYPE_CHECKING:
     from livo.data.dedup import DedupResult
@@ -30,11 +30,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("-o", "--output", required=True, help="output file (.jsonl, .csv or .parquet); a folder with --ray")
     p.add_argument("--column", help="prompt column (default: 'prompt', or the only column)")
     p.add_argument("--threshold", type=fraction, default=0.8, help="Jaccard threshold in (0, 1]")
-    p.add_argument("--num-perm", type=positive_int, default=128, help="MinHash permutations")
-    p.add_argument("--ngram", type=positive_int, default=5, help="character n-gram size")
-    p.add_argument("--bands", type=positive_int, help="LSH bands (default: derived from threshold and num-perm)")
+    p.add_argument("--num-perm", type=int_at_least(1, 4096), default=128, help="MinHash permutations")
+    p.add_argument("--ngram", type=int_at_least(1, 64), default=5, help="character n-gram size")
+    p.add_argument(
+        "--bands", type=int_at_least(1, 4096), help="LSH bands (default: derived from threshold and num-perm)"
+    )
     p.add_argument("--no-verify", action="store_true", help="skip exact-Jaccard verification of LSH candidates")
-    p.add_argument("--threads", type=positive_int, help="worker threads (default: all cores; 1 per task with --ray)")
+    p.add_argument("--threads", type=thread_count, help="worker threads (default: all cores; 1 per task with --ray)")
     p.add_argument("--overwrite", action="store_true", help="replace the output if it exists")
     p.add_argument("--keep-only", action="store_true", help="write only the kept rows")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
@@ -42,9 +44,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ray.add_argument("--ray", action="store_true", help="run on Ray Data (a local Ray, or --ray-address)")
     ray.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else start a local Ray)")
     ray.add_argument("--ray-token-file", help="auth token file for a cluster off loopback")
-    ray.add_argument("--num-cpus", type=positive_int, help="CPUs of a local Ray (default: all)")
+    ray.add_argument("--num-cpus", type=int_at_least(1, 65536), help="CPUs of a local Ray (default: all)")
     ray.add_argument("--piece-size", type=byte_size, default="64M", help="input bytes per read task (default 64M)")
-    ray.add_argument("--partitions", type=positive_int, help="blocks per shuffle (default: from the corpus size)")
+    ray.add_argument(
+        "--partitions", type=int_at_least(1, 65536), help="blocks per shuffle (default: from the corpus size)"
+    )
     ray.add_argument(
         "--task-memory", type=byte_size, help="memory each task reserves on its node (Ray's memory resource)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from livo.arg_types import port_number
 from livo.serve.ray_env import apply_serve_environment
 
 
@@ -18,7 +19,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", help="Ray Serve config file (services/serve/*.yaml) or a bare service config")
     parser.add_argument("--host", help="address to listen on (default: the file's http_options, else 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default: the file's http_options, else 8000)")
+    parser.add_argument("--port", type=port_number, help="port (default: the file's http_options, else 8000)")
     parser.add_argument("--token-file", help="file whose first line is the bearer token (else $LIVO_SERVE_TOKEN)")
     parser.add_argument(
         "--insecure",

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from livo.arg_types import non_negative_int, positive_int
+from livo.arg_types import int_at_least, non_negative_int, positive_int, seed_int, thread_count
 
 
 def register(subparsers: Any) -> None:
@@ -18,9 +18,11 @@ def register(subparsers: Any) -> None:
 
     render = commands.add_parser("render", help="render ground-truth images of prompts to a PNG grid")
     render.add_argument("prompts", nargs="+", help='toy-world prompts, e.g. "a doctor" "a bloody teal nurse"')
-    render.add_argument("--per-prompt", type=positive_int, default=8, help="images per prompt (one grid row each)")
-    render.add_argument("--seed", type=int, default=0, help="seed of the first image")
-    render.add_argument("--scale", type=positive_int, default=4, help="pixel upscaling of the PNG")
+    render.add_argument(
+        "--per-prompt", type=int_at_least(1, 256), default=8, help="images per prompt (one grid row each)"
+    )
+    render.add_argument("--seed", type=seed_int, default=0, help="seed of the first image")
+    render.add_argument("--scale", type=int_at_least(1, 64), default=4, help="pixel upscaling of the PNG")
     render.add_argument("--output", required=True, help="PNG file to write")
     render.add_argument("--overwrite", action="store_true", help="replace the PNG file if it exists")
     render.set_defaults(run=run_render, extras=("models",))
@@ -35,11 +37,11 @@ def register(subparsers: Any) -> None:
         "--batch-size", type=positive_int, default=recipe["batch_size"], help="global batch over all processes"
     )
     train.add_argument("--learning-rate", type=float, default=recipe["learning_rate"], help="peak learning rate")
-    train.add_argument("--seed", type=int, default=0, help="seed of weights, data order and noise")
+    train.add_argument("--seed", type=seed_int, default=0, help="seed of weights, data order and noise")
     train.add_argument(
         "--processes", type=positive_int, default=recipe["processes"], help="data-parallel processes (gloo)"
     )
-    train.add_argument("--threads", type=positive_int, default=recipe["threads"], help="intra-op threads per process")
+    train.add_argument("--threads", type=thread_count, default=recipe["threads"], help="intra-op threads per process")
     train.add_argument(
         "--checkpoint-every", type=non_negative_int, default=0, help="also save EMA weights every N steps (0: never)"
     )
@@ -62,9 +64,9 @@ def register(subparsers: Any) -> None:
     report.add_argument("--per-prompt", type=positive_int, default=50, help="images per prompt (N)")
     report.add_argument("--steps", type=positive_int, default=25, help="DDIM sampling steps")
     report.add_argument("--guidance-scale", type=float, default=None, help="default: the shipped recommendation")
-    report.add_argument("--seed", type=int, default=0, help="seed of the first image")
+    report.add_argument("--seed", type=seed_int, default=0, help="seed of the first image")
     report.add_argument("--batch-size", type=positive_int, default=256, help="images per pipeline call")
-    report.add_argument("--threads", type=positive_int, default=2, help="torch threads")
+    report.add_argument("--threads", type=thread_count, default=2, help="torch threads")
     report.add_argument("--output", required=True, help="folder for report.json, report.md and PNG grids")
     report.add_argument("--overwrite", action="store_true", help="write over a folder that is not empty")
     report.set_defaults(run=run_report, extras=("models",))
@@ -108,7 +110,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="only this subject in any pair, bias or harm (repeat; default: every subject)",
     )
-    pairs.add_argument("--seed", type=int, default=0, help="seed of the rendered pairs")
+    pairs.add_argument("--seed", type=seed_int, default=0, help="seed of the rendered pairs")
     pairs.add_argument(
         "--split",
         action="append",
@@ -144,7 +146,8 @@ def run_render(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     from livo.user_paths import output_folder
 
-    output_folder(args.output, flag="--output", overwrite=args.overwrite)
+    # The trained model replaces the folder whole: only a model folder may be written over.
+    output_folder(args.output, flag="--output", overwrite=args.overwrite, replaced_whole=("model_index.json",))
     _quiet_threads(args.threads)
     from livo.config import parse_model
     from livo.toyworld.train import ToyModelRecipe, train

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from livo.arg_parser import LivoArgumentParser
-from livo.arg_types import positive_int
+from livo.arg_types import positive_int, thread_count
 
 
 def register(subparsers: Any) -> None:
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="base model folder or hub id (overrides the config's model)")
     parser.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (overrides max_steps)")
     parser.add_argument("--loss", choices=("livo", "dpo"), default=None, help="overrides the config's loss")
-    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads per process")
+    parser.add_argument("--threads", type=thread_count, default=None, help="torch threads per process")
     parser.add_argument(
         "--set",
         action="append",
