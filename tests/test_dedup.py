@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -255,6 +256,35 @@ def test_invalid_utf8_in_a_text_file_names_the_line(tmp_path):
     )
     assert proc.returncode == 2
     assert "line 3" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.parametrize("compression", ["", ".gz"])
+def test_text_formats_written_by_other_tools_read_or_fail_naming_the_file(tmp_path, compression):
+    """UTF-16 (Windows' "Unicode text") is named instead of a polars panic; a JSON Lines file with a
+    UTF-8 BOM reads like one without; a broken JSON line is named by its number."""
+    import gzip
+
+    def write(name: str, data: bytes) -> Path:
+        path = tmp_path / (name + compression)
+        path.write_bytes(gzip.compress(data) if compression else data)
+        return path
+
+    for name in ("u16.csv", "u16.jsonl"):
+        body = "prompt\na doctor\n" if name.endswith("csv") else '{"prompt": "a doctor"}\n'
+        with pytest.raises(InputError, match=r"u16\.(csv|jsonl)(\.gz)?: not UTF-8 text \(it starts with a UTF-16 byte"):
+            dedup_file(write(name, body.encode("utf-16")), tmp_path / "o.parquet")
+    with pytest.raises(InputError, match=r"nul\.csv(\.gz)?: not UTF-8 text \(it holds NUL bytes"):
+        dedup_file(write("nul.csv", b"prompt\na\x00doctor\n"), tmp_path / "o.parquet")
+    result = dedup_file(
+        write("bom.jsonl", b'\xef\xbb\xbf{"prompt": "a doctor"}\n{"prompt": "a kite"}\n'), tmp_path / "b.parquet"
+    )
+    assert result.rows == 2 and pq.read_table(tmp_path / "b.parquet")["prompt"].to_pylist() == ["a doctor", "a kite"]
+    lines = [f'{{"prompt": "p{i}"}}' for i in range(1000)]
+    lines[500] = '{"prompt": "broken'
+    broken = write("broken.jsonl", ("\n".join(lines) + "\n").encode())
+    with pytest.raises(InputError, match=r"broken\.jsonl(\.gz)?: cannot be read as jsonl: line 501 is not valid JSON"):
+        dedup_file(broken, tmp_path / "o.parquet")
     assert not (tmp_path / "o.parquet").exists()
 
 

@@ -96,8 +96,18 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
     if fmt == "txt":
         return pa.table({TEXT_COLUMN: pa.array(_native.read_text_lines(str(path)), pa.large_string())})
-    with named_read_errors(path, fmt):
-        return pq.read_table(path) if fmt == "parquet" else _parse_columns(path, fmt)
+    if fmt == "parquet":
+        with named_read_errors(path, fmt):
+            return pq.read_table(path)
+    with path.open("rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+    _check_utf8_text(head, path)
+    # A BOM before JSON Lines is refused by polars' parser; CSV's is handled by polars itself.
+    source: Path | io.BytesIO = path
+    if fmt == "jsonl" and head.startswith(_BOM):
+        source = io.BytesIO(path.read_bytes()[len(_BOM) :])
+    with named_read_errors(path, fmt), _first_bad_json_line(path, fmt):
+        return _parse_columns(source, fmt)
 
 
 def _parse_columns(source: Path | io.BytesIO, fmt: str) -> pa.Table:
@@ -136,7 +146,58 @@ def _read_compressed(path: Path, fmt: str, compression: str) -> pa.Table:
             data = handle.read()
         if not data.strip():
             return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
-        return _parse_columns(io.BytesIO(data), fmt)
+        _check_utf8_text(data[:_HEAD_BYTES], path)
+        with _first_bad_json_line(path, fmt):
+            return _parse_columns(io.BytesIO(data.removeprefix(_BOM) if fmt == "jsonl" else data), fmt)
+
+
+_HEAD_BYTES = 1 << 16
+_UTF16_32_BOMS = {
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
+}
+
+
+def _check_utf8_text(head: bytes, where: str | os.PathLike[str]) -> None:
+    """CSV and JSON Lines must be UTF-8: a UTF-16 file (as Windows tools save "Unicode text") made
+    polars panic on the NUL bytes in its header. Checked on the file's first bytes."""
+    for bom, encoding in _UTF16_32_BOMS.items():
+        if head.startswith(bom):
+            raise InputError(f"{where}: not UTF-8 text (it starts with a {encoding} byte-order mark); save it as UTF-8")
+    if b"\x00" in head:
+        raise InputError(f"{where}: not UTF-8 text (it holds NUL bytes: UTF-16 or a binary file); save it as UTF-8")
+
+
+@contextmanager
+def _first_bad_json_line(where: str | os.PathLike[str], fmt: str) -> Iterator[None]:
+    """When polars cannot parse a JSON Lines file, the error names the first line that is not a
+    JSON value (polars' own says "at character 0" of a line it does not name)."""
+    try:
+        yield
+    except Exception as error:
+        if fmt != "jsonl" or not type(error).__module__.startswith("polars"):
+            raise
+        found = _find_bad_json_line(Path(where))
+        if found is None:
+            raise
+        raise InputError(f"{where}: cannot be read as jsonl: {found}") from error
+
+
+def _find_bad_json_line(path: Path) -> str | None:
+    with _open_input(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = (raw.removeprefix(_BOM) if number == 1 else raw).rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as error:
+                return f"line {number} is not valid JSON ({error.msg}, column {error.colno})"
+            except ValueError as error:  # not UTF-8
+                return f"line {number} is not valid JSON ({error})"
+    return None
 
 
 def _text_lines(handle: BinaryIO, where: str | os.PathLike[str]) -> list[str]:
