@@ -28,6 +28,14 @@ MANIFEST_NAME = "manifest.json"
 # The writer's lock file (flock), the name the engine uses.
 LOCK_NAME = ".livo-shards.lock"
 MIB = 1 << 20
+MANIFEST_FORMAT = "livo-shards"
+MANIFEST_FORMAT_VERSION = 1
+# Bucket numbers are three digits in shard names ({split}-{bucket:03}-{sequence:05}.parquet).
+MAX_BUCKETS = 1000
+# Far beyond any useful shard; a larger number only overflowed in the engine.
+MAX_TARGET_SHARD_BYTES = 64 << 30
+# A row group is buffered in memory for every open shard until it is full.
+MAX_ROW_GROUP_BYTES = 4 << 30
 
 ManifestError = _native.ManifestError
 SchemaMismatchError = _native.SchemaMismatchError
@@ -57,10 +65,17 @@ class ShardConfig:
         total = sum(self.splits.values())
         if any(r <= 0 for r in self.splits.values()) or abs(total - 1.0) > 1e-6:
             raise ConfigError(f"splits: ratios must be positive and sum to 1, got {dict(self.splits)}")
-        if self.buckets < 1:
-            raise ConfigError(f"buckets: must be at least 1, got {self.buckets}")
-        if self.target_shard_bytes <= 0 or self.row_group_bytes <= 0:
-            raise ConfigError("target_shard_bytes and row_group_bytes must be positive")
+        if not 1 <= self.buckets <= MAX_BUCKETS:
+            raise ConfigError(f"buckets: must be 1-{MAX_BUCKETS}, got {self.buckets}")
+        if not 0 < self.target_shard_bytes <= MAX_TARGET_SHARD_BYTES:
+            raise ConfigError(
+                f"target_shard_bytes: must be positive and at most {MAX_TARGET_SHARD_BYTES}, "
+                f"got {self.target_shard_bytes}"
+            )
+        if not 0 < self.row_group_bytes <= MAX_ROW_GROUP_BYTES:
+            raise ConfigError(
+                f"row_group_bytes: must be positive and at most {MAX_ROW_GROUP_BYTES}, got {self.row_group_bytes}"
+            )
         if not 1 <= self.zstd_level <= 22:
             raise ConfigError(f"zstd_level: must be 1-22, got {self.zstd_level}")
 
@@ -99,25 +114,18 @@ class Manifest:
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Manifest:
+        """Reads and checks ``DIR/manifest.json``: every field a reader relies on is validated here,
+        so a damaged manifest is one error naming the file and the field, in every command, rather
+        than a ``TypeError`` wherever the field is first used."""
         directory = Path(directory)
         path = directory / MANIFEST_NAME
         if not path.exists():
             raise FileNotFoundError(f"{path}: no manifest; is {directory} a shard dataset?")
         try:
-            raw = json.loads(path.read_text())
-            shards = tuple(ShardInfo(**{**s, "row_groups": tuple(s["row_groups"])}) for s in raw["shards"])
-            return cls(
-                directory=directory,
-                schema_version=raw["schema_version"],
-                record_id=raw["record_id_column"],
-                group_key=raw["group_key_column"],
-                splits={s["name"]: s["ratio"] for s in raw["splits"]},
-                metadata=raw["metadata"],
-                schemas=raw["schemas"],
-                shards=shards,
-            )
-        except (ValueError, KeyError, TypeError) as error:
-            raise InputError(f"{path}: not a valid shard manifest: {error!r}") from error
+            raw = json.loads(path.read_bytes())
+        except ValueError as error:
+            raise InputError(f"{path}: not a valid shard manifest: {error}") from error
+        return _parse_manifest(directory, _ManifestFields(path, raw, ""))
 
     def shards_of(self, split: str | None = None) -> list[ShardInfo]:
         if split is not None and split not in self.splits:
@@ -135,6 +143,133 @@ class Manifest:
 
     def rows(self, split: str | None = None) -> int:
         return sum(s.rows for s in self.shards_of(split))
+
+
+class _ManifestFields:
+    """One JSON object of a manifest, read field by field; a missing or mistyped field is an
+    InputError naming the manifest file and the field's path (``shards[3].rows``)."""
+
+    def __init__(self, path: Path, raw: Any, where: str) -> None:
+        if not isinstance(raw, dict):
+            raise InputError(f"{path}: not a valid shard manifest: {where or 'the top level'} is not a JSON object")
+        self.path, self.raw, self.where = path, raw, where
+
+    def _get(self, name: str) -> Any:
+        if name not in self.raw:
+            raise InputError(f"{self.path}: not a valid shard manifest: no field {self._name(name)!r}")
+        return self.raw[name]
+
+    def _name(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def _wrong(self, name: str, expected: str, value: Any) -> InputError:
+        return InputError(f"{self.path}: field {self._name(name)!r} must be {expected}, got {value!r}")
+
+    def text(self, name: str) -> str:
+        value = self._get(name)
+        if not isinstance(value, str):
+            raise self._wrong(name, "a string", value)
+        return value
+
+    def count(self, name: str, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self._get(name)
+        if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise self._wrong(name, f"an integer {bound}", value)
+        return int(value)
+
+    def ratio(self, name: str) -> float:
+        value = self._get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            raise self._wrong(name, "a number in (0, 1]", value)
+        return float(value)
+
+    def object(self, name: str) -> dict[str, Any]:
+        value = self._get(name)
+        if not isinstance(value, dict):
+            raise self._wrong(name, "a JSON object", value)
+        return value
+
+    def items(self, name: str) -> list[Any]:
+        value = self._get(name)
+        if not isinstance(value, list):
+            raise self._wrong(name, "a list", value)
+        return value
+
+    def each(self, name: str) -> list[_ManifestFields]:
+        """The objects of the list field ``name``."""
+        return [_ManifestFields(self.path, item, f"{self._name(name)}[{i}]") for i, item in enumerate(self.items(name))]
+
+    def counts(self, name: str) -> tuple[int, ...]:
+        values = self.items(name)
+        if not all(_is_int(v) and v >= 0 for v in values):
+            raise self._wrong(name, "a list of integers >= 0", values)
+        return tuple(values)
+
+    def fail(self, name: str, problem: str) -> InputError:
+        return InputError(f"{self.path}: field {self._name(name)!r} {problem}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_manifest(directory: Path, top: _ManifestFields) -> Manifest:
+    if top.text("format") != MANIFEST_FORMAT:
+        raise top.fail("format", f"must be {MANIFEST_FORMAT!r}, got {top.raw['format']!r}")
+    version = top.count("format_version", 1)
+    if version > MANIFEST_FORMAT_VERSION:
+        raise top.fail(
+            "format_version", f"is {version}; this LiVO reads version {MANIFEST_FORMAT_VERSION} (upgrade it)"
+        )
+    for name in ("split_hash", "compression", "content_hash"):
+        top.text(name)
+    top.count("buckets", 1)
+    splits: dict[str, float] = {}
+    for split in top.each("splits"):
+        splits[split.text("name")] = split.ratio("ratio")
+    if not splits:
+        raise top.fail("splits", "lists no split")
+    schemas = _ManifestFields(top.path, top.object("schemas"), "schemas")
+    for fingerprint in schemas.raw:
+        for column in schemas.each(fingerprint):
+            column.text("name")
+            column.text("type")
+    return Manifest(
+        directory=directory,
+        schema_version=top.text("schema_version"),
+        record_id=top.text("record_id_column"),
+        group_key=top.text("group_key_column"),
+        splits=splits,
+        metadata=top.object("metadata"),
+        schemas=schemas.raw,
+        shards=tuple(_parse_shard(entry, splits, schemas.raw) for entry in top.each("shards")),
+    )
+
+
+def _parse_shard(entry: _ManifestFields, splits: Mapping[str, float], schemas: Mapping[str, Any]) -> ShardInfo:
+    name = entry.text("name")
+    if Path(name).name != name or not name.endswith(".parquet"):
+        raise entry.fail("name", f"must be a .parquet file name inside the dataset folder, got {name!r}")
+    split = entry.text("split")
+    if split not in splits:
+        raise entry.fail("split", f"names {split!r}, which is not one of the splits {list(splits)}")
+    schema = entry.text("schema")
+    if schema not in schemas:
+        raise entry.fail("schema", f"names {schema!r}, which is not in 'schemas'")
+    rows, row_groups = entry.count("rows"), entry.counts("row_groups")
+    if sum(row_groups) != rows:
+        raise entry.fail("row_groups", f"adds up to {sum(row_groups)} rows, but 'rows' is {rows}")
+    return ShardInfo(
+        name=name,
+        split=split,
+        bucket=entry.count("bucket"),
+        rows=rows,
+        bytes=entry.count("bytes"),
+        blake3=entry.text("blake3"),
+        schema=schema,
+        row_groups=row_groups,
+    )
 
 
 def check_dataset_output(directory: str | os.PathLike[str], *, flag: str, append: bool) -> int:
@@ -190,13 +325,13 @@ class ShardWriter:
             self._metadata_json = json.dumps(dict(config.metadata), sort_keys=True)
         except TypeError as error:
             raise ConfigError(f"metadata: must be JSON-serialisable: {error}") from error
-        # A new dataset whose first write fails loses its folder, lock and manifest again, so that
-        # nothing is left that would make a corrected retry refuse the folder (other splits, another
-        # schema); the engine also lets a writer with other settings take over a dataset that holds
-        # no shard (one left by a crash before its first commit).
+        # A new dataset whose writing fails before a shard is committed loses its folder, lock and
+        # manifest again: an empty manifest left behind would look like a valid empty dataset, and
+        # nothing may make a corrected retry refuse the folder (other splits, another schema); the
+        # engine also lets a writer with other settings take over a dataset that holds no shard (one
+        # left by a crash before its first commit).
         self._fresh = not (self.directory / MANIFEST_NAME).exists()
         self._created_directory = not self.directory.exists()
-        self._first_write_done = False
         self._discarded = False
         self._native: Any = self._open()
 
@@ -216,15 +351,15 @@ class ShardWriter:
         )
 
     def write(self, data: Any) -> WriteStats:
-        """Writes the rows whose record ids the dataset does not hold yet."""
-        first_of_new_dataset = self._fresh and not self._first_write_done
+        """Writes the rows whose record ids the dataset does not hold yet. A failed write ends the
+        writer (the engine refuses further writes); a new dataset is then discarded unless a shard
+        was committed."""
         try:
             rows, written, skipped = self._native.write(self._arrow(data))
         except BaseException:
-            if first_of_new_dataset:
+            if self._fresh:
                 self._discard_new_dataset()
             raise
-        self._first_write_done = True
         return WriteStats(rows=rows, written=written, skipped=skipped)
 
     def contains(self, record_ids: Iterable[str]) -> list[bool]:
@@ -234,7 +369,7 @@ class ShardWriter:
     def close(self) -> Manifest:
         """Commits the open shards and the manifest (an empty dataset when nothing was written)."""
         if self._discarded:
-            raise InputError(f"{self.directory}: the writer was discarded after its first write failed")
+            raise InputError(f"{self.directory}: the writer was discarded after a write into the new dataset failed")
         self._native.finish()
         return Manifest.load(self.directory)
 
@@ -248,7 +383,8 @@ class ShardWriter:
         return self._discarded or bool(self._native.closed)
 
     def _discard_new_dataset(self) -> None:
-        """Removes what opening a new dataset created, once its first write has failed."""
+        """Removes what opening a new dataset created, once writing into it has failed; a dataset
+        with a committed shard is kept, since a rerun with the same input resumes it."""
         self._native.abort()
         self._discarded = True
         try:
@@ -272,8 +408,8 @@ class ShardWriter:
             return
         if kind is None:
             self.close()
-        elif self._fresh and not self._first_write_done:
-            self._discard_new_dataset()  # failed before anything was written: leave no dataset behind
+        elif self._fresh:
+            self._discard_new_dataset()  # leave no dataset behind unless a shard was committed
         else:
             self.abort()
 
@@ -341,9 +477,7 @@ class VerifyReport:
 def verify_shards(directory: str | os.PathLike[str], *, progress: bool = False) -> VerifyReport:
     """Recomputes every shard's BLAKE3 hash, size and row count and compares them with the
     manifest; also reports unlisted ``.parquet`` files and leftover partial files."""
-    directory = Path(directory)
-    if not (directory / MANIFEST_NAME).exists():
-        raise FileNotFoundError(f"{directory / MANIFEST_NAME}: no manifest; is {directory} a shard dataset?")
+    Manifest.load(directory)  # a damaged manifest is reported as by every other command
     raw = _native.verify_shards(str(directory), progress=progress)
     problems = tuple(ShardProblem(*p) for p in raw["problems"])
     return VerifyReport(shards=raw["shards"], rows=raw["rows"], bytes=raw["bytes"], problems=problems)
@@ -371,8 +505,33 @@ def shard_stats(directory: str | os.PathLike[str], by: Iterable[str] | None = No
     if not keys:
         splits = list(manifest.splits)
         return pl.DataFrame({"split": splits, "rows": [manifest.rows(s) for s in splits]})
-    frames = [
-        pl.scan_parquet(str(manifest.directory / s.name)).select(keys).with_columns(pl.lit(s.split).alias("split"))
-        for s in manifest.shards
-    ]
-    return pl.concat(frames).group_by(["split", *keys]).agg(pl.len().alias("rows")).sort(["split", *keys]).collect()
+    counts = [_count_shard(manifest, shard, keys) for shard in manifest.shards]
+    return (
+        pl.concat(counts, how="vertical_relaxed")
+        .group_by(["split", *keys])
+        .agg(pl.col("rows").sum())
+        .sort(["split", *keys])
+    )
+
+
+def _count_shard(manifest: Manifest, shard: ShardInfo, keys: list[str]) -> Any:
+    """Rows per value of ``keys`` in one shard. Each shard is read on its own, after a check of its
+    size against the manifest, so a damaged one is named rather than failing the whole scan with a
+    reader's error that names no file."""
+    import polars as pl
+
+    from livo.data.io import named_read_errors
+
+    path = manifest.directory / shard.name
+    verify = f"`livo shards verify {manifest.directory}` lists every damaged shard"
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputError(f"{path}: listed in {MANIFEST_NAME} but missing; {verify}") from None
+    if size != shard.bytes:
+        raise InputError(
+            f"{path}: {size:,} bytes, {MANIFEST_NAME} records {shard.bytes:,} (truncated or altered); {verify}"
+        )
+    with named_read_errors(path, f"a Parquet shard ({verify})"):
+        frame = pl.read_parquet(path, columns=keys)
+    return frame.group_by(keys).agg(pl.len().cast(pl.UInt32).alias("rows")).with_columns(split=pl.lit(shard.split))

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
-from livo.arg_types import parse_size, positive_int
+from livo.arg_types import parse_size
 from livo.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from livo.data.shards import ShardWriter, WriteStats
+
+# Repeated record ids shown in an error; the message gives the total count.
+SHOWN_IDS = 3
 
 
 def parse_splits(items: list[str] | None) -> dict[str, float]:
@@ -23,6 +29,62 @@ def parse_splits(items: list[str] | None) -> dict[str, float]:
         except ValueError:
             raise ConfigError(f"--split {item!r}: expected NAME=RATIO, e.g. train=0.98") from None
     return splits
+
+
+def _int_from_to(minimum: int, maximum: Callable[[], int]) -> Callable[[str], int]:
+    """An ``int`` flag type for a bounded setting, so a value outside it is argparse's one-line error
+    naming the flag (a huge one used to overflow in the engine). ``maximum`` is read when the flag
+    is parsed, keeping the shard module's import out of the CLI's start."""
+
+    def parse(text: str) -> int:
+        top = maximum()
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not minimum <= value <= top:
+            raise argparse.ArgumentTypeError(f"must be an integer from {minimum} to {top}, got {text!r}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _size_up_to(maximum: Callable[[], int]) -> Callable[[str], int]:
+    """A byte-size flag type (``48KiB``, ``256MiB``, a byte count) from 1 byte to ``maximum()``."""
+
+    def parse(text: str) -> int:
+        top = maximum()
+        try:
+            value = parse_size(text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        except OverflowError:  # "1e400" is a float, but no size
+            raise argparse.ArgumentTypeError(f"size {text!r}: not a finite number") from None
+        if not 1 <= value <= top:
+            raise argparse.ArgumentTypeError(f"size {text!r}: must be from 1 byte to {top / (1 << 30):g} GiB")
+        return value
+
+    parse.__name__ = "size"
+    return parse
+
+
+def _max_buckets() -> int:
+    from livo.data.shards import MAX_BUCKETS
+
+    return MAX_BUCKETS
+
+
+def _max_target_shard_bytes() -> int:
+    from livo.data.shards import MAX_TARGET_SHARD_BYTES
+
+    return MAX_TARGET_SHARD_BYTES
+
+
+def _max_row_group_bytes() -> int:
+    from livo.data.shards import MAX_ROW_GROUP_BYTES
+
+    return MAX_ROW_GROUP_BYTES
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,10 +118,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     w.add_argument("--group-key", default="cluster_id", help="column that decides the split (default cluster_id)")
     w.add_argument("--record-id", default="record_id", help="string column identifying a record (default record_id)")
-    w.add_argument("--buckets", type=positive_int, default=1, help="hash buckets per split")
-    w.add_argument("--target-size", default="256MiB", help="shard size to roll at (default 256MiB)")
-    w.add_argument("--row-group-size", default="32MiB", help="row group size (default 32MiB)")
-    w.add_argument("--zstd-level", type=positive_int, default=3, help="zstd level 1-22")
+    w.add_argument("--buckets", type=_int_from_to(1, _max_buckets), default=1, help="hash buckets per split")
+    w.add_argument(
+        "--target-size",
+        type=_size_up_to(_max_target_shard_bytes),
+        default="256MiB",
+        help="shard size to roll at (default 256MiB)",
+    )
+    w.add_argument(
+        "--row-group-size",
+        type=_size_up_to(_max_row_group_bytes),
+        default="32MiB",
+        help="row group size (default 32MiB)",
+    )
+    w.add_argument("--zstd-level", type=_int_from_to(1, lambda: 22), default=3, help="zstd level 1-22")
     w.add_argument(
         "--pair-schema",
         action="store_true",
@@ -87,12 +159,83 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _batches(path: str) -> Iterator[Any]:
     import pyarrow.parquet as pq
 
-    from livo.data.io import file_format, read_table
+    from livo.data.io import file_format, named_read_errors, read_table
 
     if file_format(path) == "parquet":
-        yield from pq.ParquetFile(path).iter_batches(batch_size=4096)
+        with named_read_errors(path, "parquet"):
+            yield from pq.ParquetFile(path).iter_batches(batch_size=4096)
     else:
         yield read_table(path)
+
+
+def _key_columns(path: str, group_key: str, record_id: str) -> Any:
+    """The record-id column of one input (a pyarrow ChunkedArray), after checking that the input can
+    be read and has both key columns. Parquet inputs are read for that column only."""
+    import pyarrow.parquet as pq
+
+    from livo.data.io import file_format, named_read_errors, read_table
+
+    if file_format(path) == "parquet":
+        with named_read_errors(path, "parquet"):
+            parquet = pq.ParquetFile(path)
+            columns = parquet.schema_arrow.names
+            _check_key_columns(path, columns, group_key, record_id)
+            return parquet.read(columns=[record_id]).column(0)
+    table = read_table(path)
+    _check_key_columns(path, table.column_names, group_key, record_id)
+    return table.column(record_id)
+
+
+def _check_key_columns(path: str, columns: list[str], group_key: str, record_id: str) -> None:
+    for flag, column in (("--group-key", group_key), ("--record-id", record_id)):
+        if column not in columns:
+            raise InputError(f"{path}: no column {column!r} ({flag}); its columns are {columns}")
+
+
+def check_inputs(paths: list[str], *, group_key: str, record_id: str) -> None:
+    """Checks every input before the dataset is opened: each can be read, has the key columns, and
+    no record id appears twice, within an input or across them. The writer skips a row whose id it
+    holds (that is how a rerun resumes), so a repeated id in the input would silently drop rows and
+    report them as already present. Text inputs are parsed here and again when written, which keeps
+    only one of them in memory at a time."""
+    import polars as pl
+
+    earlier = pl.DataFrame(schema={"id": pl.String, "input": pl.UInt32})
+    for index, path in enumerate(paths):
+        ids = _comparable_ids(_key_columns(path, group_key, record_id))
+        if ids is None:
+            continue  # not text: the writer refuses the column's type, naming it
+        repeated = (
+            ids.value_counts(name="rows").filter(pl.col("rows") > 1).sort(["rows", "id"], descending=[True, False])
+        )
+        if repeated.height:
+            shown = ", ".join(f"{i!r} ({n} rows)" for i, n in repeated.head(SHOWN_IDS).iter_rows())
+            raise InputError(
+                f"{path}: {repeated.height:,} record id(s) (column {record_id!r}, --record-id) repeat within "
+                f"this input: {shown}; every row needs its own id (rows with an id already written are skipped)"
+            )
+        clash = earlier.join(ids.to_frame(), on="id", how="semi").sort("input", "id")
+        if clash.height:
+            shown = ", ".join(repr(i) for i in clash["id"].head(SHOWN_IDS))
+            raise InputError(
+                f"{path}: {clash.height:,} record id(s) (column {record_id!r}, --record-id) are also in "
+                f"{paths[clash['input'][0]]}: {shown}; every row needs its own id (rows with an id already "
+                "written are skipped)"
+            )
+        earlier = pl.concat([earlier, ids.to_frame().with_columns(input=pl.lit(index, pl.UInt32))])
+
+
+def _comparable_ids(column: Any) -> Any:
+    """The non-null ids of a record-id column as a polars String Series named ``id``, or None for
+    a column that is not text (the writer refuses it; nulls are refused there too)."""
+    import polars as pl
+    import pyarrow as pa
+
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)):
+        return None
+    series = pl.Series("id", column.cast(pa.large_string()) if kind != column.type else column)
+    return series.cast(pl.String).drop_nulls()
 
 
 def run_write(args: argparse.Namespace) -> int:
@@ -106,6 +249,7 @@ def run_write(args: argparse.Namespace) -> int:
     for path in args.inputs:
         input_file(path, flag="input", suffixes=INPUT_SUFFIXES)
     before = check_dataset_output(args.output, flag="--output", append=args.append)
+    check_inputs(args.inputs, group_key=args.group_key, record_id=args.record_id)
     metadata = {}
     for item in args.metadata or []:
         key, sep, value = item.partition("=")
@@ -117,8 +261,8 @@ def run_write(args: argparse.Namespace) -> int:
         group_key=args.group_key,
         record_id=args.record_id,
         buckets=args.buckets,
-        target_shard_bytes=parse_size(args.target_size),
-        row_group_bytes=parse_size(args.row_group_size),
+        target_shard_bytes=args.target_size,
+        row_group_bytes=args.row_group_size,
         zstd_level=args.zstd_level,
         metadata=metadata,
     )
@@ -126,14 +270,11 @@ def run_write(args: argparse.Namespace) -> int:
     with ShardWriter(args.output, config) as writer:
         for path in args.inputs:
             for part in _batches(path):
-                for flag, column in (("--group-key", args.group_key), ("--record-id", args.record_id)):
-                    if column not in part.schema.names:
-                        raise InputError(f"{path}: no column {column!r} ({flag}); its columns are {part.schema.names}")
                 if args.pair_schema:
                     table = conform_pairs(pa.table(part))
                     validate_pairs(table)
                     part = table.cast(PAIR_SCHEMA)
-                stats = writer.write(part)
+                stats = _write_part(writer, part, path)
                 rows, written, skipped = rows + stats.rows, written + stats.written, skipped + stats.skipped
         manifest = writer.close()
     per_split = "  ".join(f"{s} {manifest.rows(s):,}" for s in manifest.splits)
@@ -141,6 +282,17 @@ def run_write(args: argparse.Namespace) -> int:
     print(f"read {rows:,} rows: wrote {written:,} new{already} (total {manifest.rows():,}; {before:,} before)")
     print(f"{args.output}: {len(manifest.shards)} shards, {manifest.rows():,} rows ({per_split})")
     return 0
+
+
+def _write_part(writer: ShardWriter, part: Any, path: str) -> WriteStats:
+    """Writes one part of the input ``path``; rows that do not fit the dataset's columns are an
+    error naming the input they came from."""
+    from livo.data.shards import SchemaMismatchError
+
+    try:
+        return writer.write(part)
+    except SchemaMismatchError as error:
+        raise InputError(f"{path}: {error}") from error
 
 
 def markdown_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
@@ -180,12 +332,4 @@ def run_stats(args: argparse.Namespace) -> int:
     for row in totals.iter_rows(named=True):
         print(f"split {row['split']}: {row['rows']:,} rows")
     print(markdown_table(frame.columns, frame.rows()))
-    return 0
-    import polars as pl
-
-    totals = frame.group_by("split").agg(pl.col("rows").sum()).sort("split")
-    for row in totals.iter_rows(named=True):
-        print(f"split {row['split']}: {row['rows']:,} rows")
-    with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_formatting="ASCII_MARKDOWN"):
-        print(frame)
     return 0
