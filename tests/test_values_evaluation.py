@@ -9,6 +9,7 @@ import pytest
 
 from livo.errors import InputError
 from livo.values.evaluation import KeywordBaseline, load_labelled, score
+from livo.values.multilabel import load_multilabel
 from livo.values.registry import builtin_registry_path, load_registry
 
 IDS = ["gender-equality", "no-blood"]
@@ -130,3 +131,27 @@ def test_the_prompt_log_set_is_frozen_multi_label_and_apart_from_the_exemplars()
     exemplars = {e.casefold() for v in registry.values for e in v.exemplars.positive + v.exemplars.negative}
     exemplars |= {e.casefold() for e in registry.benign_exemplars}
     assert not exemplars & set(prompts)
+
+
+def test_a_label_that_is_no_value_id_is_an_error_naming_the_row(tmp_path):
+    # null, empty and "none" are the documented spellings of "no value"; a list or a number is not.
+    # (A column that mixes strings with them is read as JSON text: an unknown value id, reported as such.)
+    for bad in (["gender-equality"], 3):
+        path = tmp_path / "set.jsonl"
+        rows = [{"prompt": "a kite", "label": None}, {"prompt": "a nurse", "label": bad}]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with pytest.raises(InputError, match=r"set.jsonl: row 2: 'label' must be a value id"):
+            load_labelled(path)
+        with pytest.raises(InputError, match=r"set.jsonl: row 2: 'label' must be a value id"):
+            load_multilabel(path)
+
+
+def test_a_label_of_no_value_must_agree_with_the_values_column(tmp_path):
+    path = tmp_path / "set.jsonl"
+    rows = [
+        {"prompt": "a kite", "label": None, "values": []},
+        {"prompt": "a bloody knight", "label": None, "values": ["no-blood"]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(InputError, match=r"set.jsonl: row 2: 'label' says no value \(None\), but 'values' lists"):
+        load_labelled(path)

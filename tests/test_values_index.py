@@ -432,3 +432,74 @@ def test_onnxruntime_backend_gives_pytorchs_vectors_and_identity(tmp_path, monke
     assert exported[0].stat().st_mtime_ns == stamp
     with pytest.raises(ConfigError, match="backend must be one of"):
         SentenceTransformerEmbedder(str(minilm_path()), backend="tensorrt")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("thresholds", "high", "field 'thresholds' must be a mapping, got a string"),
+        ("thresholds", {"no-blood": "high"}, "field 'thresholds.no-blood' must be a number, got a string"),
+        ("noun_thresholds", [0.3], "field 'noun_thresholds' must be a mapping, got a list"),
+        ("embedder", None, "field 'embedder' must be a mapping, got null"),
+        ("exemplars", {"text": "a"}, "field 'exemplars' must be a list, got a mapping"),
+        ("classifier", "yes", "field 'classifier' must be a mapping, got a string"),
+        ("noun_margin", True, "field 'noun_margin' must be a number, got true/false"),
+        ("registry", {"name": "default"}, "field 'registry.sha256' is missing"),
+    ],
+)
+def test_metadata_of_the_wrong_shape_is_an_error_naming_the_field(tmp_path, index_dir, field, value, message):
+    broken = tmp_path / "broken"
+    shutil.copytree(index_dir, broken)
+    metadata = json.loads((broken / METADATA_FILE).read_text())
+    metadata[field] = value
+    (broken / METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(InputError, match=f"{METADATA_FILE}: corrupt index metadata: {message}"):
+        load_index(broken)
+
+
+def test_select_and_calibrate_report_metadata_of_the_wrong_shape(tmp_path, index_dir, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(index_dir, broken)
+    metadata = json.loads((broken / METADATA_FILE).read_text())
+    metadata["exemplars"][3]["positive"] = "yes"
+    (broken / METADATA_FILE).write_text(json.dumps(metadata))
+    prompts = tmp_path / "in.txt"
+    prompts.write_text("a doctor\n")
+    select = [
+        "values",
+        "select",
+        "--index",
+        str(broken),
+        "--input",
+        str(prompts),
+        "--output",
+        str(tmp_path / "o.jsonl"),
+    ]
+    for args in (select, ["values", "calibrate", str(broken)]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"{broken / METADATA_FILE}: corrupt index metadata: field 'exemplars[3].positive' must be" in err
+        assert "Traceback" not in err
+
+
+def test_cli_rejects_rates_and_counts_out_of_range(tmp_path, index_dir, capsys):
+    before = (index_dir / METADATA_FILE).read_text()
+    for cap in ("2", "-1", "nan"):
+        for command in ("calibrate", "fit-classifier"):
+            assert main(["values", command, str(index_dir), f"--max-benign-fpr={cap}"]) == 2
+            assert f"--max-benign-fpr: must lie in [0, 1], got {float(cap)}" in capsys.readouterr().err
+    assert (index_dir / METADATA_FILE).read_text() == before
+    assert main(["values", "evaluate", "--index", str(index_dir), "--errors", "-5"]) == 2
+    assert "--errors: must be 0 or more, got -5" in capsys.readouterr().err
+
+
+def test_calibrate_without_benign_rows_says_the_rate_is_not_measured(tmp_path, minilm, capsys):
+    index = tmp_path / "toy"
+    save_index(build_index(load_registry(builtin_registry_path("toyworld")), minilm), index)
+    labelled = tmp_path / "toy.jsonl"
+    rows = [("a doctor", "colour_equality"), ("a ball", "none"), ("a bloody kite", "no_blood")]
+    labelled.write_text("".join(json.dumps({"prompt": p, "label": label}) + "\n" for p, label in rows))
+    assert main(["values", "calibrate", str(index), "--labelled", str(labelled), "--split", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "benign FPR n/a (no benign rows: rows with a 'category' starting with 'benign')" in out
+    assert json.loads((index / METADATA_FILE).read_text())["calibration"]["benign_count"] == 0

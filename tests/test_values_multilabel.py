@@ -19,8 +19,8 @@ from livo.values.classifier_training import fit_value_classifier, training_rows
 from livo.values.embedders import load_embedder
 from livo.values.index import METADATA_FILE, build_index, save_index, update_classifier
 from livo.values.matching import ExplicitAttributes, PersonNouns, normalize_text
-from livo.values.multilabel import MultiLabelPrompt, load_multilabel, score_multilabel
-from livo.values.registry import default_registry_path, load_registry
+from livo.values.multilabel import MultiLabelPrompt, format_multilabel, load_multilabel, score_multilabel
+from livo.values.registry import builtin_registry_path, default_registry_path, load_registry
 from livo.values.selector import Selection, ValueDecision, ValueSelector
 
 pytestmark = pytest.mark.timeout(600)
@@ -293,3 +293,86 @@ def test_a_file_with_invalid_utf8_is_a_clear_error(tmp_path, classified_index, c
     ]
     assert main(args) == 2
     assert "bad.txt: line 2 is not valid UTF-8" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def toy_index(tmp_path_factory, minilm) -> Path:
+    """The toy world's index, without a value classifier."""
+    folder = tmp_path_factory.mktemp("values") / "toy-index"
+    save_index(build_index(load_registry(builtin_registry_path("toyworld")), minilm), folder)
+    return folder
+
+
+TOY_TRAINING = [
+    ("a doctor", ["colour_equality"]),
+    ("a nurse", ["colour_equality"]),
+    ("an engineer", ["colour_equality"]),
+    ("a teacher", ["colour_equality"]),
+    ("a bloody doctor", ["no_blood", "colour_equality"]),
+    ("a bloody kite", ["no_blood"]),
+    ("a zombie", ["no_zombie"]),
+    ("a zombie box", ["no_zombie"]),
+    ("a ball", []),
+    ("a kite", []),
+    ("a box", []),
+    ("a house", []),
+]
+
+
+def _write_training(path: Path, rows: list[tuple[str, list[str]]]) -> Path:
+    path.write_text("".join(json.dumps({"prompt": p, "values": v}) + "\n" for p, v in rows))
+    return path
+
+
+def _fit_refused(toy_index: Path, training: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """Runs fit-classifier, which must refuse ``training`` cleanly and leave the index as it was."""
+    assert main(["values", "fit-classifier", str(toy_index), "--training", str(training)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and f"{training}: " in err
+    assert json.loads((toy_index / METADATA_FILE).read_text())["classifier"] is None
+    return err
+
+
+def test_too_few_training_prompts_are_an_input_error_naming_the_file(tmp_path, toy_index, minilm, capsys):
+    training = _write_training(tmp_path / "few.jsonl", TOY_TRAINING[:4])
+    selector = ValueSelector.load(toy_index, embedder=minilm)
+    with pytest.raises(InputError, match=r"few.jsonl: the value classifier needs at least 10 labelled prompts, got 4"):
+        fit_value_classifier(selector, training_rows(selector.registry, [training]), source=str(training))
+    assert "needs at least 10 labelled prompts, got 4" in _fit_refused(toy_index, training, capsys)
+
+
+def test_training_without_benign_rows_is_refused(tmp_path, toy_index, minilm, capsys):
+    # Every row has a value: fitted, every prompt ("a ball") would get one.
+    training = _write_training(tmp_path / "no-benign.jsonl", [(p, v or ["colour_equality"]) for p, v in TOY_TRAINING])
+    selector = ValueSelector.load(toy_index, embedder=minilm)
+    with pytest.raises(InputError, match=r"no-benign.jsonl: no row has an empty 'values' list .*cannot learn when"):
+        fit_value_classifier(selector, training_rows(selector.registry, [training]), source=str(training))
+    assert "no row has an empty 'values' list" in _fit_refused(toy_index, training, capsys)
+
+
+def test_training_without_a_value_is_refused_naming_the_value(tmp_path, toy_index, capsys):
+    # The classifier decides harm values alone: one never labelled would never be applied.
+    no_zombie = [(p, [v for v in values if v != "no_zombie"]) for p, values in TOY_TRAINING]
+    err = _fit_refused(toy_index, _write_training(tmp_path / "no-zombie.jsonl", no_zombie), capsys)
+    assert "no row lists the harm value(s) ['no_zombie']" in err
+    # Bias values share the person target: with no person in any row they could never apply.
+    no_person = [(p, [v for v in values if v != "colour_equality"]) for p, values in TOY_TRAINING]
+    err = _fit_refused(toy_index, _write_training(tmp_path / "no-person.jsonl", no_person), capsys)
+    assert "no row shows a person, so the value classifier could never apply ['colour_equality']" in err
+
+
+def test_build_index_checks_its_training_files_before_embedding(tmp_path, capsys):
+    training = _write_training(tmp_path / "few.jsonl", TOY_TRAINING[:4])
+    output = tmp_path / "index"
+    assert main(["values", "build-index", "toyworld", "-o", str(output), "--training", str(training)]) == 2
+    assert f"{training}: the value classifier needs at least 10" in capsys.readouterr().err
+    assert not output.exists()
+
+
+def test_a_set_without_benign_rows_reports_no_benign_rate():
+    rows = [MultiLabelPrompt("a doctor", ("gender-equality",), "unknown"), MultiLabelPrompt("a kite", (), "unknown")]
+    report = score_multilabel(rows, [Selection.of([], 0.0, "none")] * 2, ["gender-equality"])
+    assert report.benign_count == 0
+    text = format_multilabel("selector", report, ["gender-equality"])
+    assert "benign FPR n/a (no benign rows: rows with a 'category' starting with 'benign'" in text
+    assert "0 of 0 benign" not in text

@@ -48,12 +48,14 @@ class CalibrationResult:
     macro_f1: float
     benign_fpr: float
     count: int
+    benign_count: int = 0  # rows of a benign* category: without them the FPR cap constrains nothing
 
     def to_json(self) -> dict[str, Any]:
         return {
             "macro_f1": self.macro_f1,
             "benign_fpr": self.benign_fpr,
             "count": self.count,
+            "benign_count": self.benign_count,
             "objective": "highest macro-F1 with benign FPR within the cap (else lowest FPR); "
             "middle of the best settings",
         }
@@ -147,4 +149,5 @@ def calibrate(
         macro_f1=float(best[1] if best[0] else best[2]),
         benign_fpr=float(-best[2] if best[0] else -best[1]),
         count=len(rows),
+        benign_count=sum(c.startswith("benign") for c in categories),
     )

@@ -54,6 +54,58 @@ def training_rows(registry: Registry, files: Sequence[str | Path] | None = None)
     return rows
 
 
+def training_source(files: Sequence[str | Path] | None = None) -> str:
+    """How errors name a set of training prompts: the files given, or the shipped ones."""
+    paths = [Path(f) for f in files] if files is not None else shipped_training_files()
+    return ", ".join(map(str, paths))
+
+
+def check_training_rows(rows: Sequence[MultiLabelPrompt], registry: Registry, source: str, folds: int = 5) -> None:
+    """Refuses training prompts the classifier cannot learn from, before anything is embedded:
+    too few for ``folds``-fold cross-validation; none to which no value applies (every target would
+    be learnt as always on: every prompt would get a value); or a harm value that no row lists
+    (the classifier decides harm values alone, keywords included, so it would never apply it).
+    ``source`` names the files in the error."""
+    from livo.errors import InputError
+
+    if len(rows) < 2 * folds:
+        raise InputError(f"{source}: the value classifier needs at least {2 * folds} labelled prompts, got {len(rows)}")
+    if all(row.values for row in rows):
+        raise InputError(
+            f"{source}: no row has an empty 'values' list (a prompt to which no value applies); the value "
+            "classifier cannot learn when no value applies, and would give every prompt a value"
+        )
+    unlabelled = [v.id for v in registry.values if v.kind == "harm" and not any(v.id in r.values for r in rows)]
+    if unlabelled:
+        raise InputError(
+            f"{source}: no row lists the harm value(s) {unlabelled}; the value classifier could never apply "
+            "them (it decides harm values alone, keywords included): label prompts that need them"
+        )
+
+
+def _check_targets_vary(labels: np.ndarray, targets: Sequence[str], registry: Registry, source: str) -> None:
+    """Each target needs prompts on both sides: a constant one is learnt as always or never on.
+    Only ``person`` can still be constant after :func:`check_training_rows`: its label also comes
+    from the attributes a prompt states."""
+    from livo.errors import InputError
+
+    bias = [v.id for v in registry.values if v.kind == "bias"]
+    for column, target in enumerate(targets):
+        on = int(labels[:, column].sum())
+        values = bias if target == "person" else [target]
+        what = "shows a person" if target == "person" else f"lists {target!r}"
+        if on == 0:
+            raise InputError(
+                f"{source}: no row {what}, so the value classifier could never apply {values}: "
+                "label prompts that need them"
+            )
+        if on == len(labels):
+            raise InputError(
+                f"{source}: every row {what}, so the value classifier would apply {values} to every prompt: "
+                "add rows without it"
+            )
+
+
 def prompt_fingerprint(prompt: str) -> str:
     """A short hash of a prompt's normalised text: the index keeps these for its training prompts, so
     an evaluation can say which of its prompts the classifier has already seen."""
@@ -166,14 +218,16 @@ def fit_value_classifier(
     folds: int = 5,
     max_benign_fpr: float = DEFAULT_MAX_BENIGN_FPR,
     seed: int = 0,
+    source: str = "the training prompts",
 ) -> ValueClassifier:
-    """Fits ``selector``'s value classifier on ``rows`` (see the module docstring)."""
-    if len(rows) < 2 * folds:
-        raise ValueError(f"the value classifier needs at least {2 * folds} labelled prompts, got {len(rows)}")
+    """Fits ``selector``'s value classifier on ``rows`` (see the module docstring). Rows it cannot
+    learn from are an :class:`~livo.errors.InputError` naming ``source`` (the training files)."""
+    check_training_rows(rows, selector.registry, source, folds)
     targets = selector.classifier_targets()
     evidence = selector.evidence([r.prompt for r in rows])
     features = selector.features(evidence)
     labels = target_labels(rows, selector.registry, targets, evidence.stated)
+    _check_targets_vary(labels, targets, selector.registry, source)
     scorer = _Scorer.of(rows, selector.registry, targets, evidence.stated)
     fold_of = np.random.default_rng(seed).permutation(len(rows)) % folds
     names = selector.feature_names()

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from livo.values.registry import Registry
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -153,6 +157,7 @@ def _shipped_labels_fit(registry_ids: list[str]) -> bool:
 def _calibrate_into(directory: str, labelled: str | None, split: str, max_benign_fpr: float) -> None:
     from livo.values.calibration import calibrate
     from livo.values.index import update_thresholds
+    from livo.values.multilabel import benign_fpr_text
     from livo.values.selector import ValueSelector
 
     selector = ValueSelector.load(directory)
@@ -162,7 +167,8 @@ def _calibrate_into(directory: str, labelled: str | None, split: str, max_benign
     update_thresholds(directory, result.thresholds, result.noun_thresholds, result.noun_margin, details)
     thresholds = ", ".join(f"{k} {v:.2f}" for k, v in result.thresholds.items())
     nouns = ", ".join(f"{k} {v:.2f}" for k, v in result.noun_thresholds.items())
-    print(f"calibrated on {result.count} prompts: macro-F1 {result.macro_f1:.3f}, benign FPR {result.benign_fpr:.3f}")
+    benign = benign_fpr_text(result.benign_fpr, result.benign_count, "rows with a 'category' starting with 'benign'")
+    print(f"calibrated on {result.count} prompts: macro-F1 {result.macro_f1:.3f}, {benign}")
     print(f"thresholds: {thresholds}")
     if nouns:
         print(f"person-noun thresholds: {nouns}; person-noun margin {result.noun_margin:.2f}")
@@ -176,8 +182,9 @@ def _calibrate_into(directory: str, labelled: str | None, split: str, max_benign
 
 def _fit_classifier_into(directory: str, training: list[str] | None, max_benign_fpr: float) -> bool:
     """Fits and stores the index's value classifier; False when there are no training prompts."""
-    from livo.values.classifier_training import fit_value_classifier, training_rows
+    from livo.values.classifier_training import fit_value_classifier, training_rows, training_source
     from livo.values.index import update_classifier
+    from livo.values.multilabel import benign_fpr_text
     from livo.values.selector import ValueSelector
 
     start = time.perf_counter()
@@ -185,17 +192,25 @@ def _fit_classifier_into(directory: str, training: list[str] | None, max_benign_
     rows = training_rows(selector.registry, training)
     if not rows:
         return False
-    classifier = fit_value_classifier(selector, rows, max_benign_fpr=max_benign_fpr)
+    classifier = fit_value_classifier(selector, rows, max_benign_fpr=max_benign_fpr, source=training_source(training))
     update_classifier(directory, classifier)
     scores = classifier.summary["cross_validated"]
     assert isinstance(scores, dict)
     thresholds = ", ".join(f"{t} {v:.3f}" for t, v in zip(classifier.targets, classifier.thresholds))
+    benign = benign_fpr_text(scores["benign_fpr"], sum(row.benign for row in rows))
     print(
         f"value classifier fitted on {len(rows)} labelled prompts in {time.perf_counter() - start:.1f} s: "
-        f"cross-validated macro-F1 {scores['macro_f1']:.3f}, benign FPR {scores['benign_fpr']:.3f} "
+        f"cross-validated macro-F1 {scores['macro_f1']:.3f}, {benign} "
         f"(L2 {classifier.l2:g}; thresholds {thresholds})"
     )
     return True
+
+
+def _check_training_files(registry: Registry, training: list[str]) -> None:
+    """Refuses training files the classifier cannot learn from before anything is embedded."""
+    from livo.values.classifier_training import check_training_rows, training_rows, training_source
+
+    check_training_rows(training_rows(registry, training), registry, training_source(training))
 
 
 def _judge(path: str | None, llm: str | None = None, llm_model: str | None = None):  # type: ignore[no-untyped-def]
@@ -235,6 +250,8 @@ def run_build_index(args: argparse.Namespace) -> int:
         raise InputError("--training and --no-classifier: choose one")
     path = resolve_registry_path(args.registry)
     registry = load_registry(path)
+    if args.training:
+        _check_training_files(registry, args.training)
     shipped_labels_fit = _shipped_labels_fit(registry.ids)
     if args.calibrate and not args.labelled and not shipped_labels_fit:
         raise InputError(
@@ -270,8 +287,7 @@ def run_fit_classifier(args: argparse.Namespace) -> int:
     input_folder(args.index, flag="index")
     for training in args.training or []:
         input_file(training, flag="--training")
-    if not 0.0 <= args.max_benign_fpr <= 1.0:
-        raise InputError(f"--max-benign-fpr: must lie in [0, 1], got {args.max_benign_fpr}")
+    _check_benign_fpr_cap(args.max_benign_fpr)
     if not _fit_classifier_into(args.index, args.training, args.max_benign_fpr):
         raise InputError(
             f"{args.index}: no labelled prompts for this index's registry; give --training FILE "
@@ -280,10 +296,20 @@ def run_fit_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_benign_fpr_cap(cap: float) -> None:
+    """``--max-benign-fpr`` is a rate: outside [0, 1] (or nan, which no rate is below) the cap would
+    silently accept every setting or none."""
+    from livo.errors import InputError
+
+    if not 0.0 <= cap <= 1.0:  # also false for nan
+        raise InputError(f"--max-benign-fpr: must lie in [0, 1], got {cap}")
+
+
 def run_calibrate(args: argparse.Namespace) -> int:
     from livo.user_paths import input_file, input_folder
 
     input_folder(args.index, flag="index")
+    _check_benign_fpr_cap(args.max_benign_fpr)
     if args.labelled:
         input_file(args.labelled, flag="--labelled")
     _calibrate_into(args.index, args.labelled, args.split, args.max_benign_fpr)
@@ -394,12 +420,15 @@ def _evaluation_rows(path, labelled: str, split: str, registry_ids: list[str]): 
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from livo.errors import InputError
     from livo.user_paths import input_folder, output_file
     from livo.values.evaluation import KeywordBaseline
     from livo.values.multilabel import format_multilabel, score_multilabel
     from livo.values.selector import ValueSelector
 
     input_folder(args.index, flag="--index")
+    if args.errors < 0:
+        raise InputError(f"--errors: must be 0 or more, got {args.errors}")
     path = _evaluation_path(args.labelled)
     if args.json_path:
         output_file(args.json_path, flag="--json", overwrite=args.overwrite)
@@ -410,7 +439,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     selections = selector.select(prompts)
     seconds = time.perf_counter() - start
-    ours = score_multilabel(rows, selections, ids, worst=max(args.errors, 0))
+    ours = score_multilabel(rows, selections, ids, worst=args.errors)
     baseline = score_multilabel(rows, KeywordBaseline(selector.registry).select(prompts), ids, worst=0)
     decision = "value classifier" if selector.classifier is not None else "retrieval thresholds"
     name = f"{args.labelled}" + ("" if args.split == "all" else f", split {args.split}")

@@ -52,14 +52,34 @@ def load_labelled(path: str | os.PathLike[str] | None = None, split: str | None 
     splits = table.column("split").to_pylist() if "split" in table.column_names else ["test"] * n
     if split is not None and split not in SPLITS:
         raise InputError(f"split must be one of {SPLITS}, not {split!r}")
+    listed = table.column("values").to_pylist() if "values" in table.column_names else [None] * n
     rows = []
     for i in range(n):
         if prompts[i] is None:
             raise InputError(f"{path}: row {i + 1} has no prompt")
-        label = labels[i] if labels[i] not in ("", "none") else None
+        label = read_label(path, i + 1, labels[i])
+        if label is None and listed[i]:
+            raise InputError(
+                f"{path}: row {i + 1}: 'label' says no value ({labels[i]!r}), but 'values' lists {listed[i]!r}"
+            )
         if split is None or splits[i] == split:
             rows.append(LabelledPrompt(prompts[i], label, categories[i] or "unknown", splits[i] or "test"))
     return rows
+
+
+NO_LABEL = (None, "", "none")
+
+
+def read_label(path: Path, row: int, label: object) -> str | None:
+    """A ``label`` cell: a value id, or None for no value (null, empty or ``"none"``, the documented
+    spellings); anything else (a number, a list) is an error naming the file and the 1-based row."""
+    if label in NO_LABEL:
+        return None
+    if not isinstance(label, str):
+        raise InputError(
+            f"{path}: row {row}: 'label' must be a value id, or null, empty or 'none' for no value; got {label!r}"
+        )
+    return label
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from livo.errors import InputError
-from livo.values.evaluation import ValueMetrics
+from livo.values.evaluation import ValueMetrics, read_label
 from livo.values.selector import Selection
 
 PROMPTLOG_SPLITS = ("dev", "test")
@@ -65,7 +65,8 @@ def load_multilabel(path: str | os.PathLike[str], split: str | None = None) -> l
     if "values" in names:
         values = column("values", None)
     else:
-        values = [[label] if label not in (None, "", "none") else [] for label in column("label", None)]
+        labels = [read_label(path, row, label) for row, label in enumerate(column("label", None), start=1)]
+        values = [[label] if label is not None else [] for label in labels]
     categories, hard, splits = column("category", "unknown"), column("hard_negative", False), column("split", "test")
     rows = []
     for i in range(n):
@@ -183,10 +184,21 @@ def score_multilabel(
     )
 
 
+BENIGN_ROWS = "rows with a 'category' starting with 'benign' or 'hard-negative', or 'hard_negative' true"
+
+
+def benign_fpr_text(fpr: float, benign_count: int, benign_rows: str = BENIGN_ROWS) -> str:
+    """The benign false-positive rate as reported. Benign rows are those ``benign_rows`` describes
+    (by category), not every row without a value ("a black female pilot" shows a person); with none
+    of them the rate is not measured, and a bare 0.000 would read as a perfect score."""
+    if benign_count == 0:
+        return f"benign FPR n/a (no benign rows: {benign_rows})"
+    return f"benign FPR {fpr:.3f} ({round(fpr * benign_count)} of {benign_count} benign)"
+
+
 def format_multilabel(name: str, report: MultiLabelReport, value_ids: Sequence[str], errors: int = 20) -> str:
     lines = [
-        f"{name}: macro-F1 {report.macro_f1:.3f}  benign FPR {report.benign_fpr:.3f} "
-        f"({round(report.benign_fpr * report.benign_count)} of {report.benign_count} benign)  "
+        f"{name}: macro-F1 {report.macro_f1:.3f}  {benign_fpr_text(report.benign_fpr, report.benign_count)}  "
         f"exact match {report.exact_match:.3f}  n={report.count}"
     ]
     lines.append(f"  {'value':<18} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8} {'selected':>9}")
