@@ -228,12 +228,18 @@ exec_on_node() {
     RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH="$(state_value TOKEN)" "$@"
 }
 
+# Refuses anything but a worker node of the running cluster: ACTION NAME what-to-do-with-the-head.
+check_worker_node() {
+  local action="$1" name="$2" head_hint="$3"
+  [ -n "$(state_value CLUSTER_ID)" ] || die "no cluster is up (no $STATE); run: scripts/cluster.sh up"
+  [ -n "$name" ] || die "$action: name a worker node (e.g. worker-1)"
+  [ "$name" != head ] || die "$action: the head cannot be $head_hint"
+  state_value NODES | tr ' ' '\n' | grep -q "^$name@" || die "$action: no node $name in this cluster ($(state_value NODES))"
+}
+
 kill_node() {
   local id name="${1:-}"; id="$(state_value CLUSTER_ID)"
-  [ -n "$id" ] || die "no cluster is up (no $STATE)"
-  [ -n "$name" ] || die "kill-node: name a node (e.g. worker-1)"
-  [ "$name" != head ] || die "kill-node: the head cannot be killed alone; use down"
-  state_value NODES | tr ' ' '\n' | grep -q "^$name@" || die "kill-node: no node $name in this cluster ($(state_value NODES))"
+  check_worker_node kill-node "$name" "killed alone; use down"
   local pids; pids=$(marked_pids "$id" "$name")
   [ -n "$pids" ] || die "kill-node: $name has no processes left"
   kill -KILL $pids 2>/dev/null
@@ -245,10 +251,7 @@ kill_node() {
 # about 15 s after a kill): until then a new one at the same address would be counted beside it.
 start_worker_node() {
   local id name="${1:-}"; id="$(state_value CLUSTER_ID)"
-  [ -n "$id" ] || die "no cluster is up (no $STATE); run: scripts/cluster.sh up"
-  [ -n "$name" ] || die "start-node: name a worker node (e.g. worker-1)"
-  [ "$name" != head ] || die "start-node: the head cannot be restarted alone; use down and up"
-  state_value NODES | tr ' ' '\n' | grep -q "^$name@" || die "start-node: no node $name in this cluster ($(state_value NODES))"
+  check_worker_node start-node "$name" "restarted alone; use down and up"
   [ -z "$(marked_pids "$id" "$name")" ] || die "start-node: $name is running; kill-node $name first"
   local k="${name#worker-}" nodes _
   nodes=$(state_value NODES | wc -w)

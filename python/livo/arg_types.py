@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 from livo.errors import ConfigError
@@ -76,14 +77,27 @@ def parse_size(text: str) -> int:
         value = float(number) * UNITS[unit]
     except (ValueError, KeyError):
         raise ConfigError(f"size {text!r}: expected a number with an optional unit (K, M, G, MiB)") from None
-    if value <= 0:
-        raise ConfigError(f"size {text!r}: must be positive")
+    if not math.isfinite(value):  # "1e400"
+        raise ConfigError(f"size {text!r}: not a finite number")
+    if value < 1:
+        raise ConfigError(f"size {text!r}: must be at least 1 byte")
     return int(value)
 
 
-def byte_size(text: str) -> int:
-    """A size flag (``64M``, ``1GiB``, a byte count) as argparse's type."""
-    try:
-        return parse_size(text)
-    except ConfigError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def byte_size_at_most(maximum: int) -> Callable[[str], int]:
+    """A size flag type (``64M``, ``1GiB``, a byte count) up to ``maximum`` bytes."""
+
+    def parse(text: str) -> int:
+        try:
+            value = parse_size(text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"size {text!r}: must be at most {maximum / (1 << 30):g} GiB")
+        return value
+
+    parse.__name__ = "size"
+    return parse
+
+
+byte_size = byte_size_at_most(INT64_MAX)

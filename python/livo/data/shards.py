@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from livo import _native
 from livo.data.schema import PAIR_SCHEMA_VERSION, conform_to_schema
+from livo.data.shard_limits import MAX_BUCKETS, MAX_ROW_GROUP_BYTES, MAX_TARGET_SHARD_BYTES, MAX_ZSTD_LEVEL
 from livo.errors import ConfigError, InputError
 
 MANIFEST_NAME = "manifest.json"
@@ -30,12 +31,6 @@ LOCK_NAME = ".livo-shards.lock"
 MIB = 1 << 20
 MANIFEST_FORMAT = "livo-shards"
 MANIFEST_FORMAT_VERSION = 1
-# Bucket numbers are three digits in shard names ({split}-{bucket:03}-{sequence:05}.parquet).
-MAX_BUCKETS = 1000
-# Far beyond any useful shard; a larger number only overflowed in the engine.
-MAX_TARGET_SHARD_BYTES = 64 << 30
-# A row group is buffered in memory for every open shard until it is full.
-MAX_ROW_GROUP_BYTES = 4 << 30
 
 ManifestError = _native.ManifestError
 SchemaMismatchError = _native.SchemaMismatchError
@@ -76,8 +71,8 @@ class ShardConfig:
             raise ConfigError(
                 f"row_group_bytes: must be positive and at most {MAX_ROW_GROUP_BYTES}, got {self.row_group_bytes}"
             )
-        if not 1 <= self.zstd_level <= 22:
-            raise ConfigError(f"zstd_level: must be 1-22, got {self.zstd_level}")
+        if not 1 <= self.zstd_level <= MAX_ZSTD_LEVEL:
+            raise ConfigError(f"zstd_level: must be 1-{MAX_ZSTD_LEVEL}, got {self.zstd_level}")
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from livo.arg_types import parse_size
+from livo.arg_types import byte_size_at_most, int_at_least
+from livo.data.shard_limits import MAX_BUCKETS, MAX_ROW_GROUP_BYTES, MAX_TARGET_SHARD_BYTES, MAX_ZSTD_LEVEL
 from livo.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -29,62 +30,6 @@ def parse_splits(items: list[str] | None) -> dict[str, float]:
         except ValueError:
             raise ConfigError(f"--split {item!r}: expected NAME=RATIO, e.g. train=0.98") from None
     return splits
-
-
-def _int_from_to(minimum: int, maximum: Callable[[], int]) -> Callable[[str], int]:
-    """An ``int`` flag type for a bounded setting, so a value outside it is argparse's one-line error
-    naming the flag (a huge one used to overflow in the engine). ``maximum`` is read when the flag
-    is parsed, keeping the shard module's import out of the CLI's start."""
-
-    def parse(text: str) -> int:
-        top = maximum()
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not minimum <= value <= top:
-            raise argparse.ArgumentTypeError(f"must be an integer from {minimum} to {top}, got {text!r}")
-        return value
-
-    parse.__name__ = "int"
-    return parse
-
-
-def _size_up_to(maximum: Callable[[], int]) -> Callable[[str], int]:
-    """A byte-size flag type (``48KiB``, ``256MiB``, a byte count) from 1 byte to ``maximum()``."""
-
-    def parse(text: str) -> int:
-        top = maximum()
-        try:
-            value = parse_size(text)
-        except ConfigError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-        except OverflowError:  # "1e400" is a float, but no size
-            raise argparse.ArgumentTypeError(f"size {text!r}: not a finite number") from None
-        if not 1 <= value <= top:
-            raise argparse.ArgumentTypeError(f"size {text!r}: must be from 1 byte to {top / (1 << 30):g} GiB")
-        return value
-
-    parse.__name__ = "size"
-    return parse
-
-
-def _max_buckets() -> int:
-    from livo.data.shards import MAX_BUCKETS
-
-    return MAX_BUCKETS
-
-
-def _max_target_shard_bytes() -> int:
-    from livo.data.shards import MAX_TARGET_SHARD_BYTES
-
-    return MAX_TARGET_SHARD_BYTES
-
-
-def _max_row_group_bytes() -> int:
-    from livo.data.shards import MAX_ROW_GROUP_BYTES
-
-    return MAX_ROW_GROUP_BYTES
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -118,20 +63,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     w.add_argument("--group-key", default="cluster_id", help="column that decides the split (default cluster_id)")
     w.add_argument("--record-id", default="record_id", help="string column identifying a record (default record_id)")
-    w.add_argument("--buckets", type=_int_from_to(1, _max_buckets), default=1, help="hash buckets per split")
+    w.add_argument("--buckets", type=int_at_least(1, MAX_BUCKETS), default=1, help="hash buckets per split")
     w.add_argument(
         "--target-size",
-        type=_size_up_to(_max_target_shard_bytes),
+        type=byte_size_at_most(MAX_TARGET_SHARD_BYTES),
         default="256MiB",
         help="shard size to roll at (default 256MiB)",
     )
     w.add_argument(
         "--row-group-size",
-        type=_size_up_to(_max_row_group_bytes),
+        type=byte_size_at_most(MAX_ROW_GROUP_BYTES),
         default="32MiB",
         help="row group size (default 32MiB)",
     )
-    w.add_argument("--zstd-level", type=_int_from_to(1, lambda: 22), default=3, help="zstd level 1-22")
+    w.add_argument("--zstd-level", type=int_at_least(1, MAX_ZSTD_LEVEL), default=3, help="zstd level 1-22")
     w.add_argument(
         "--pair-schema",
         action="store_true",
