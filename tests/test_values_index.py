@@ -386,6 +386,20 @@ def test_int8_embedder_is_a_different_identity_close_to_fp32(minilm, index_dir):
         ValueSelector.load(index_dir, embedder=int8)
 
 
+def test_a_prompts_int8_vector_does_not_depend_on_the_prompts_beside_it():
+    """Dynamic int8 quantisation scales activations per call: in a padded batch, a prompt's vector
+    moved with its neighbours (0.019 per component for "a doctor"), so a file and a one-prompt
+    request could select differently. Each prompt is embedded alone, on several threads at once."""
+    int8 = load_embedder("minilm-int8", reuse=False)
+    prompts = [f"a photo of a doctor number {i} standing in a long hospital corridor at night" for i in range(70)]
+    alone = int8.embed(["a doctor"])[0]
+    with_neighbours = int8.embed(prompts + ["a doctor"] + prompts)
+    np.testing.assert_array_equal(with_neighbours[70], alone)
+    np.testing.assert_array_equal(with_neighbours[:70], with_neighbours[71:])
+    np.testing.assert_array_equal(int8.embed(prompts[::-1]), with_neighbours[:70][::-1])
+    assert int8.embed([]).shape == (0, 384)
+
+
 def test_transformers_judge_over_a_tiny_local_causal_lm(tmp_path, index_dir, minilm):
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel

