@@ -120,6 +120,28 @@ MISTAKES = {
         "per_prompt (3) must be >= group_size (5)",
     ),
     "train: --set max_steps=0": (["train", TRAIN_CONFIG, "--set", "max_steps=0"], "max_steps"),
+    # A misspelled --set key is named as the override, not blamed on the file.
+    "train: --set a misspelled field": (
+        ["train", TRAIN_CONFIG, "--set", "lernrate=1"],
+        "toyworld_livo.yaml: field lernrate: Extra inputs are not permitted (set by --set lernrate)",
+    ),
+    "eval: --set a misspelled section": (
+        ["eval", EVAL_CONFIG, "--output", "report", "--set", "generaton.steps=3"],
+        "field generaton: Extra inputs are not permitted (set by --set generaton.steps)",
+    ),
+    "build-dataset: --set a misspelled field": (
+        ["build-dataset", "toyworld", "-o", "pairs", "--set", "judges.subjct=null"],
+        "field judges.subjct: Extra inputs are not permitted (set by --set judges.subjct)",
+    ),
+    # The demo checks its training and evaluation settings before its first stage (the dataset build).
+    "demo: --set a misspelled training field": (
+        ["demo", "--output", "demo-out", "--set", "train.livo.sed=3"],
+        "demo config train.livo: field sed: Extra inputs are not permitted",
+    ),
+    "demo: --set a misspelled evaluation field": (
+        ["demo", "--output", "demo-out", "--set", "eval.set.generaton.steps=3"],
+        "with the demo config's eval.set: field generaton: Extra inputs are not permitted",
+    ),
     "eval: no output": (["eval", EVAL_CONFIG], "give --output on the command line"),
     "eval: no such config": (["eval", "nope.yaml", "--output", "r"], "config nope.yaml: no such file"),
     "demo: output is a file": (["demo", "--output", "afile"], "--output afile: is a file"),

@@ -25,16 +25,32 @@ from livo.overrides import set_dotted
 Model = TypeVar("Model", bound=BaseModel)
 
 
-def format_validation_error(source: str, error: ValidationError, flags: Mapping[str, str] | None = None) -> str:
+def format_validation_error(
+    source: str, error: ValidationError, flags: Mapping[str, str] | None = None, overridden: Collection[str] = ()
+) -> str:
     """One line per problem: ``SOURCE: field a.b: what is wrong``; a field that a command-line flag
-    also sets names the flag (``flags`` maps dotted fields to flags), since the user may have used it."""
+    also sets names the flag (``flags`` maps dotted fields to flags), since the user may have used it,
+    and a field that a ``--set`` override wrote (``overridden``: the dotted keys) names the override,
+    since the file itself may not hold it."""
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         flag = (flags or {}).get(where)
-        hint = f" (give {flag} on the command line, or set {where} in the config)" if flag else ""
+        override = next((key for key in overridden if _same_field(key, where)), None)
+        if flag:
+            hint = f" (give {flag} on the command line, or set {where} in the config)"
+        elif override is not None:
+            hint = f" (set by --set {override})"
+        else:
+            hint = ""
         lines.append(f"{source}: field {where}: {item['msg']}{hint}")
     return "\n".join(lines)
+
+
+def _same_field(key: str, where: str) -> bool:
+    """Whether the override ``key`` wrote the field ``where``: the same field, one inside it, or the
+    new section it created (``--set trian.steps=5`` fails as the unknown field ``trian``)."""
+    return key == where or key.startswith(f"{where}.") or where.startswith(f"{key}.")
 
 
 class StrictModel(BaseModel):
@@ -97,15 +113,22 @@ def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any] | None, s
     return data
 
 
-def parse_model(model: type[Model], data: Any, source: str, flags: Mapping[str, str] | None = None) -> Model:
+def parse_model(
+    model: type[Model],
+    data: Any,
+    source: str,
+    flags: Mapping[str, str] | None = None,
+    *,
+    overridden: Collection[str] = (),
+) -> Model:
     """``data`` validated into ``model``; errors name ``source`` and each field (and the flag that
-    sets it, from ``flags``: dotted field → flag)."""
+    sets it, from ``flags``: dotted field → flag; or the ``--set`` key in ``overridden`` that wrote it)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of fields to values, got {type(data).__name__}")
     try:
         return model.model_validate(dict(data))
     except ValidationError as error:
-        raise ConfigError(format_validation_error(source, error, flags)) from None
+        raise ConfigError(format_validation_error(source, error, flags, overridden)) from None
 
 
 def load_yaml(
@@ -121,4 +144,5 @@ def load_yaml(
     """A YAML file validated into ``model``: its relative paths resolved against its folder
     (:func:`resolve_paths`), then the dotted ``overrides`` applied."""
     data = resolve_paths(read_yaml(path, what), Path(path).parent, path_keys, path_keys_if_present)
-    return parse_model(model, apply_overrides(data, overrides, str(path)), str(path), flags)
+    data = apply_overrides(data, overrides, str(path))
+    return parse_model(model, data, str(path), flags, overridden=list(overrides or {}))

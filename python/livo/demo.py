@@ -156,7 +156,7 @@ def load_demo_config(
     if quick:
         data = merge(data, quick_section)
     data = apply_overrides(data, overrides, str(file))
-    return parse_model(DemoConfig, data, f"demo config {file}").model_dump()
+    return parse_model(DemoConfig, data, f"demo config {file}", overridden=list(overrides or {})).model_dump()
 
 
 class Stages:
@@ -274,12 +274,25 @@ def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, ec
     )
 
 
+def _training_values(settings: dict[str, Any], dataset: Path, run: Path, threads: int) -> dict[str, Any]:
+    return {**settings, "dataset": str(dataset), "output": str(run), "threads": threads}
+
+
+def _check_training_settings(train: dict[str, Any], dataset: Path, runs: dict[str, Path], threads: int) -> None:
+    """Each training run's settings validated before the first stage: a mistyped field fails at once,
+    not after the dataset is built (the run validates them again, with its dataset)."""
+    from livo.train.config import TrainConfig
+
+    for name, run in runs.items():
+        parse_model(TrainConfig, _training_values(train[name], dataset, run, threads), f"demo config train.{name}")
+
+
 def _train(settings: dict[str, Any], dataset: Path, run: Path, threads: int) -> None:
     import yaml
 
     from livo.train.distributed import new_world_environment
 
-    values = {**settings, "dataset": str(dataset), "output": str(run), "threads": threads}
+    values = _training_values(settings, dataset, run, threads)
     run.mkdir(parents=True, exist_ok=True)
     config_file = run.parent / f"{run.name}.yaml"
     config_file.write_text(yaml.safe_dump(values, sort_keys=False))
@@ -301,7 +314,8 @@ def eval_config_for(config: dict[str, Any], folder: Path, index: Path, runs: dic
 
     source = Path(config["eval"].get("config") or DEMO_CONFIG.parent / "toyworld.yaml")
     data = yaml.safe_load(source.read_text())
-    data = merge(data, config["eval"].get("set") or {})
+    changes = config["eval"].get("set") or {}
+    data = merge(data, changes)
     data["output"] = str(folder / "report")
     # The demo's thread budget is shared by the generating processes (one thread each at least).
     budget = int(config.get("threads", 2))
@@ -323,7 +337,7 @@ def eval_config_for(config: dict[str, Any], folder: Path, index: Path, runs: dic
     held = config["prompts"].get("holdout_subjects") or []
     if held:
         data["prompts"] = {**data.get("prompts", {}), "set": None, "file": str(_held_out_prompts(held, folder))}
-    return parse_eval_config(data, str(source))
+    return parse_eval_config(data, f"{source} with the demo config's eval.set" if changes else str(source))
 
 
 def _held_out_prompts(subjects: list[str], folder: Path) -> Path:
@@ -350,6 +364,9 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
     runs = {"livo": folder / "runs" / "livo"}
     if dpo:
         runs["dpo"] = folder / "runs" / "dpo"
+    # The later stages' settings are checked before the first stage runs.
+    _check_training_settings(train, dataset, runs, threads)
+    eval_config = eval_config_for(config, folder, index, runs)
 
     stages.run(
         "dedup",
@@ -384,7 +401,6 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
             lambda: _train(dpo, dataset, runs["dpo"], threads),
             (runs["dpo"],),
         )
-    eval_config = eval_config_for(config, folder, index, runs)
     outcome: dict[str, Any] = {}
 
     def evaluate() -> None:

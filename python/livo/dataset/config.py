@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -184,11 +184,12 @@ class BuildConfig(StrictModel):
         return self.run_id or f"build-{self.generation_fingerprint()}"
 
 
-def parse_build_config(data: Any, source: str = "<config>") -> BuildConfig:
-    """Validates parsed YAML/JSON (or a dict built in Python)."""
+def parse_build_config(data: Any, source: str = "<config>", *, overridden: Collection[str] = ()) -> BuildConfig:
+    """Validates parsed YAML/JSON (or a dict built in Python); errors in the fields that ``--set``
+    wrote (``overridden``, dotted) name the override."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a build config is a mapping with 'sources' and 'output'")
-    return parse_model(BuildConfig, data, source, FLAGS)
+    return parse_model(BuildConfig, data, source, FLAGS, overridden=overridden)
 
 
 # Fields that `livo build-dataset` also takes as flags: their errors name the flag.
@@ -204,7 +205,8 @@ def load_build_config(path: str | os.PathLike[str], overrides: dict[str, Any] | 
     ``overrides`` (dotted field names, ``{"output.directory": "out"}``, as ``-o`` and ``--set`` give
     them) are relative to the working directory."""
     data = resolve_paths(read_yaml(path, "build config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
-    return parse_build_config(apply_overrides(data, overrides, str(path)), str(path))
+    data = apply_overrides(data, overrides, str(path))
+    return parse_build_config(data, str(path), overridden=list(overrides or {}))
 
 
 def builtin_config_path(name: str = "toyworld") -> Path:

@@ -186,4 +186,5 @@ def load_eval_config(path: str | os.PathLike[str], overrides: dict[str, Any] | N
     """Read and validate an evaluation YAML file; ``overrides`` (dotted, as ``--set`` gives them) win
     over the file."""
     resolved = resolve_paths(read_yaml(path, "evaluation config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
-    return parse_model(EvalConfig, apply_overrides(resolved, overrides, str(path)), str(path), FLAGS)
+    data = apply_overrides(resolved, overrides, str(path))
+    return parse_model(EvalConfig, data, str(path), FLAGS, overridden=list(overrides or {}))

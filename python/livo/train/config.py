@@ -12,6 +12,7 @@ dot) as a string; float fields take such strings, so learning rates can be writt
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -215,9 +216,10 @@ FLAGS = {
 }
 
 
-def config_from_dict(values: dict[str, Any], where: str = "config") -> TrainConfig:
-    """A validated :class:`TrainConfig` from plain values (paths as given)."""
-    config = parse_model(TrainConfig, values, where, FLAGS)
+def config_from_dict(values: dict[str, Any], where: str = "config", *, overridden: Collection[str] = ()) -> TrainConfig:
+    """A validated :class:`TrainConfig` from plain values (paths as given); errors in the fields that
+    ``--set`` wrote (``overridden``, dotted) name the override."""
+    config = parse_model(TrainConfig, values, where, FLAGS, overridden=overridden)
     config.validate_inputs()
     return config
 
@@ -226,4 +228,5 @@ def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None =
     """Read a YAML training config. Relative paths in it are relative to the file's folder;
     ``overrides`` (e.g. from the command line, dotted; paths relative to the working directory) win."""
     values = resolve_paths(read_yaml(path, "training config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
-    return config_from_dict(apply_overrides(values, overrides, str(path)), where=str(path))
+    values = apply_overrides(values, overrides, str(path))
+    return config_from_dict(values, where=str(path), overridden=list(overrides or {}))
