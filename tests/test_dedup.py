@@ -288,6 +288,36 @@ def test_text_formats_written_by_other_tools_read_or_fail_naming_the_file(tmp_pa
     assert not (tmp_path / "o.parquet").exists()
 
 
+@pytest.mark.parametrize("compression", ["", ".gz"])
+def test_a_json_prompt_that_is_not_a_string_is_named_by_its_line(tmp_path, compression):
+    """polars reads a JSON column of strings and numbers as text: {"prompt": 42} became the prompt
+    "42", a list its JSON text. The prompt column must hold strings (or null); other columns may mix."""
+    import gzip
+
+    def write(name: str, rows: list[object]) -> Path:
+        data = ("\n".join(json.dumps(row) for row in rows) + "\n").encode()
+        path = tmp_path / (name + compression)
+        path.write_bytes(gzip.compress(data) if compression else data)
+        return path
+
+    good = [{"prompt": "a doctor", "n": 1}, {"prompt": None, "n": "two"}, {"prompt": "a kite", "n": [3]}]
+    assert dedup_file(write("good.jsonl", good), tmp_path / "o.parquet").rows == 3
+    for value, described in [
+        (42, "a number (42)"),
+        (["a doctor", "a nurse"], 'a list (["a doctor", "a nurse"])'),
+        ({"text": "a doctor"}, 'an object ({"text": "a doctor"})'),
+        (True, "a boolean (true)"),
+    ]:
+        rows = [{"prompt": "a doctor"}, {"prompt": "a kite"}, {"prompt": value}, {"prompt": "a box"}]
+        stray = write("stray.jsonl", rows)
+        with pytest.raises(InputError) as error:
+            dedup_file(stray, tmp_path / "o.parquet")
+        assert str(error.value) == f"{stray}: line 3: 'prompt' is {described}, not a string"
+    stray = write("column.jsonl", [{"text": "a doctor"}, {"text": 7}])
+    with pytest.raises(InputError, match=r"column\.jsonl(\.gz)?: line 2: 'text' is a number \(7\), not a string"):
+        dedup_file(stray, tmp_path / "o.parquet", column="text")
+
+
 def test_missing_column_names_the_file_and_the_columns(tmp_path):
     write_inputs(tmp_path)
     with pytest.raises(InputError, match=r"p\.csv: no column 'text'; columns are \['id', 'prompt'\]"):

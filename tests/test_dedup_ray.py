@@ -216,6 +216,11 @@ def test_a_corrupt_file_is_named_with_its_rows(ray_local, tmp_path) -> None:
     assert first <= 50 + 34 <= last < first + 20  # the broken line is corpus row 84, in a piece of a few rows
     assert "Traceback" not in str(error.value)
     assert not (tmp_path / "out2").exists()  # nothing half-written under the output's name
+    stray = tmp_path / "stray.jsonl"
+    lines[33] = json.dumps({"prompt": 42})  # a number, which polars would read as the text "42"
+    stray.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"stray\.jsonl row 84: 'prompt' is a number \(42\), not a string"):
+        dedup_ray([good, stray], tmp_path / "out3", options=RayDedupOptions(piece_bytes=200))
     assert not (tmp_path / ".out2.work").exists()  # no stage finished: no work folder stays
 
 

@@ -35,7 +35,9 @@ from livo.data.io import (
     _is_blank,
     file_compression,
     file_format,
+    first_non_string,
     named_read_errors,
+    prompt_column_name,
     read_table,
     text_column,
 )
@@ -335,6 +337,8 @@ def read_piece(piece: Piece, column: str | None = None) -> tuple[pa.Table, pa.Ar
             table = _read_parquet(piece)
         elif piece.whole_file:
             table = _read_whole(piece)
+            if piece.format == "jsonl" and table.num_rows:
+                _check_whole_jsonl(piece, table, column)
         elif piece.format == "txt":
             table = pa.table({TEXT_COLUMN: pa.array(_read_text(piece), pa.large_string())})
         else:
@@ -403,16 +407,22 @@ def _read_text(piece: Piece) -> list[str]:
 
 
 def _read_jsonl(piece: Piece, column: str | None) -> pa.Table:
-    table = _parse_jsonl(piece, piece.schema)
+    data = b"".join(_owned_lines(piece))
+    table = _parse_jsonl(piece, piece.schema, data)
     if table is None:
         return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
+    found = first_non_string(data, prompt_column_name(table, column))
+    if found is not None:
+        raise InputError(f"{piece.path} row {piece.first_row + found.row + 1:,}: {found.problem}")
     return _prompts_typed(table, column)
 
 
-def _parse_jsonl(piece: Piece, schema: pa.Schema | None) -> pa.Table | None:
-    """The piece's rows, with ``schema``'s types, or (None) those every row of the piece gives, as
-    read_table infers them for a whole file; None for a piece of blank lines."""
-    data = b"".join(_owned_lines(piece))
+def _parse_jsonl(piece: Piece, schema: pa.Schema | None, data: bytes | None = None) -> pa.Table | None:
+    """The piece's rows (``data``: its lines, when already read), with ``schema``'s types, or (None)
+    those every row of the piece gives, as read_table infers them for a whole file; None for a piece
+    of blank lines."""
+    if data is None:
+        data = b"".join(_owned_lines(piece))
     if not data.strip(_JSON_WHITESPACE):
         return None
     with named_read_errors(piece.describe(), "jsonl"):
@@ -427,13 +437,7 @@ def _parse_jsonl(piece: Piece, schema: pa.Schema | None) -> pa.Table | None:
 
 def _prompts_typed(table: pa.Table, column: str | None) -> pa.Table:
     # A piece whose prompts are all null has a null-typed column where the whole file has strings.
-    # (text_column picks `column`, else 'prompt', else the only column.)
-    if column is not None:
-        name = column
-    elif TEXT_COLUMN in table.column_names or table.num_columns != 1:
-        name = TEXT_COLUMN
-    else:
-        name = table.column_names[0]
+    name = prompt_column_name(table, column)
     if name in table.column_names and pa.types.is_null(table.schema.field(name).type):
         index = table.column_names.index(name)
         table = table.set_column(index, name, table.column(name).cast(pa.large_string()))
@@ -454,3 +458,9 @@ def _read_whole(piece: Piece) -> pa.Table:
     except (InputError, OSError) as error:
         message = str(error).removeprefix(f"{piece.path}: ")
         raise InputError(f"{piece.describe()}: {message}") from error
+
+
+def _check_whole_jsonl(piece: Piece, table: pa.Table, column: str | None) -> None:
+    found = first_non_string(piece.path, prompt_column_name(table, column))
+    if found is not None:
+        raise InputError(f"{piece.path}: line {found.line}: {found.problem}")

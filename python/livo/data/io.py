@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -70,7 +70,7 @@ def _format_and_compression(path: str | os.PathLike[str]) -> tuple[str, str | No
         raise InputError(f"{path}: unsupported file extension {suffix!r} (supported: {known})") from None
 
 
-def _open_input(path: str | os.PathLike[str]) -> BinaryIO:
+def _open_input(path: str | os.PathLike[str]) -> io.BufferedReader:
     """``path`` opened for reading bytes, decompressed as it is read when its name says it is
     compressed; a line-iterable, buffered file either way."""
     compression = file_compression(path)
@@ -280,7 +280,78 @@ def _is_text(kind: pa.DataType) -> bool:
 def read_prompt_table(path: str | os.PathLike[str], column: str | None = None) -> tuple[pa.Table, pa.Array]:
     """Reads ``path`` and returns the whole table plus its prompt column (see :func:`text_column`)."""
     table = read_table(path)
-    return table, text_column(table, column, path)
+    prompts = text_column(table, column, path)
+    if file_format(path) == "jsonl" and len(prompts):
+        found = first_non_string(path, prompt_column_name(table, column))
+        if found is not None:
+            raise InputError(f"{path}: line {found.line}: {found.problem}")
+    return table, prompts
+
+
+def prompt_column_name(table: pa.Table, column: str | None) -> str:
+    """The column :func:`text_column` reads: ``column``, else ``prompt``, else the only column."""
+    if column is not None:
+        return column
+    if TEXT_COLUMN in table.column_names or table.num_columns != 1:
+        return TEXT_COLUMN
+    return table.column_names[0]
+
+
+class NonString(NamedTuple):
+    """Where a JSON Lines file holds something other than a string in its prompt column."""
+
+    line: int  # 1-based, every line counted
+    row: int  # 0-based, blank lines not counted (as the readers count rows)
+    problem: str  # "'prompt' is a number (42), not a string"
+
+
+def first_non_string(jsonl: bytes | str | os.PathLike[str], column: str) -> NonString | None:
+    """The first row of a JSON Lines file (or its bytes) whose ``column`` is neither a string nor
+    null, or None. polars reads a
+    column of strings and numbers as text ("42"), and a list as its JSON ('["a", "b"]'), so a prompt
+    file with a stray number or list would be used as if those were prompts. Checked by Arrow's JSON
+    reader, which refuses such a column in one fast pass; only then are the lines parsed one by one
+    to name the row."""
+    import pyarrow.json as pa_json
+
+    options = pa_json.ParseOptions(
+        explicit_schema=pa.schema([(column, pa.large_string())]), unexpected_field_behavior="ignore"
+    )
+    try:
+        with _json_lines(jsonl) as handle:
+            pa_json.read_json(handle, parse_options=options)
+        return None
+    except pa.ArrowInvalid:
+        pass
+    kinds = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    row_index = -1
+    with _json_lines(jsonl) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            row_index += 1
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                return None  # not JSON: the reader's own error names it
+            value = record.get(column) if isinstance(record, dict) else None
+            if value is not None and not isinstance(value, str):
+                shown = json.dumps(value, ensure_ascii=False)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                return NonString(number, row_index, f"{column!r} is {kinds[type(value)]} ({shown}), not a string")
+    return None  # another limit of the fast reader (a line over its block size): nothing to report
+
+
+@contextmanager
+def _json_lines(source: bytes | str | os.PathLike[str]) -> Iterator[io.BufferedReader[Any]]:
+    """JSON Lines bytes or file (decompressed as its name says), past a UTF-8 byte-order mark."""
+    opened: io.BufferedReader[Any] = (
+        io.BufferedReader(io.BytesIO(source)) if isinstance(source, bytes) else _open_input(source)
+    )
+    with opened as handle:
+        if handle.peek(len(_BOM)).startswith(_BOM):
+            handle.read(len(_BOM))
+        yield handle
 
 
 def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
