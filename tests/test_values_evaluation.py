@@ -155,3 +155,19 @@ def test_a_label_of_no_value_must_agree_with_the_values_column(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(InputError, match=r"set.jsonl: row 2: 'label' says no value \(None\), but 'values' lists"):
         load_labelled(path)
+
+
+def test_a_labelled_prompt_that_is_not_a_json_string_is_named_by_its_line(tmp_path) -> None:
+    """Labelled sets and evaluation prompt files are read like prompt files: {"prompt": 5} is an error
+    naming its line, not the prompt "5"."""
+    from livo.eval.prompts import read_prompt_file
+
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text('{"prompt": "a doctor", "label": null}\n{"prompt": 5, "label": "no-blood"}\n')
+    for load in (load_labelled, load_multilabel):
+        with pytest.raises(InputError, match=r"labelled\.jsonl: line 2: 'prompt' is a number \(5\), not a string"):
+            load(labelled)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "a doctor", "category": "benign"}\n{"prompt": ["x"], "category": "benign"}\n')
+    with pytest.raises(InputError, match=r"prompts\.jsonl: line 2: 'prompt' is a list \(\[\"x\"\]\), not a string"):
+        read_prompt_file(str(prompts), load_registry(builtin_registry_path()))

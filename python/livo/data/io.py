@@ -281,11 +281,17 @@ def read_prompt_table(path: str | os.PathLike[str], column: str | None = None) -
     """Reads ``path`` and returns the whole table plus its prompt column (see :func:`text_column`)."""
     table = read_table(path)
     prompts = text_column(table, column, path)
-    if file_format(path) == "jsonl" and len(prompts):
-        found = first_non_string(path, prompt_column_name(table, column))
+    check_json_prompts(path, table, prompt_column_name(table, column))
+    return table, prompts
+
+
+def check_json_prompts(path: str | os.PathLike[str], table: pa.Table, column: str) -> None:
+    """For a JSON Lines ``path`` read into ``table``: an error naming the first line whose ``column``
+    is not a string or null (:func:`first_non_string`). Other formats hold text or typed columns."""
+    if table.num_rows and file_format(path) == "jsonl":
+        found = first_non_string(path, column)
         if found is not None:
             raise InputError(f"{path}: line {found.line}: {found.problem}")
-    return table, prompts
 
 
 def prompt_column_name(table: pa.Table, column: str | None) -> str:

@@ -62,12 +62,13 @@ def prompt_set(name: str) -> list[EvalPrompt]:
 def read_prompt_file(path: str, registry: Registry) -> list[EvalPrompt]:
     """Rows of a prompt table (.jsonl/.csv/.parquet) with ``prompt``, ``category`` and, where the
     category needs them, ``value`` and ``attribute``; every reference is checked against ``registry``."""
-    from livo.data.io import read_table
+    from livo.data.io import check_json_prompts, read_table
 
     table = read_table(path)
     missing = [c for c in ("prompt", "category") if c not in table.column_names]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}; need prompt, category[, value, attribute]")
+    check_json_prompts(path, table, "prompt")
     columns = {name: table.column(name).to_pylist() for name in table.column_names}
     prompts = []
     for row in range(table.num_rows):

@@ -38,13 +38,14 @@ def default_labelled_path() -> Path:
 
 def load_labelled(path: str | os.PathLike[str] | None = None, split: str | None = None) -> list[LabelledPrompt]:
     """Rows of a labelled prompt file (any format ``livo.data.io`` reads), optionally one split."""
-    from livo.data.io import read_table
+    from livo.data.io import check_json_prompts, read_table
 
     path = Path(path) if path is not None else default_labelled_path()
     table = read_table(path)
     missing = [c for c in ("prompt", "label") if c not in table.column_names]
     if missing:
         raise InputError(f"{path}: labelled prompts need columns 'prompt' and 'label'; missing {missing}")
+    check_json_prompts(path, table, "prompt")
     n = table.num_rows
     prompts = table.column("prompt").to_pylist()
     labels = table.column("label").to_pylist()

@@ -49,13 +49,14 @@ def promptlog_path(split: str) -> Path:
 def load_multilabel(path: str | os.PathLike[str], split: str | None = None) -> list[MultiLabelPrompt]:
     """Rows of a labelled prompt file with a list column ``values`` (or, for single-label files, a
     ``label`` column: one value or none), optionally only the rows of one ``split``."""
-    from livo.data.io import read_table
+    from livo.data.io import check_json_prompts, read_table
 
     path = Path(path)
     table = read_table(path)
     names = table.column_names
     if "prompt" not in names or ("values" not in names and "label" not in names):
         raise InputError(f"{path}: labelled prompts need a 'prompt' column and a 'values' (or 'label') column")
+    check_json_prompts(path, table, "prompt")
     n = table.num_rows
 
     def column(name: str, default: Any) -> list[Any]:
