@@ -187,3 +187,67 @@ def test_a_missing_value_encoder_is_named_before_the_base_loads(tmp_path) -> Non
     (tmp_path / "encoder.safetensors").write_bytes(b"")
     with pytest.raises(InputError, match=r"value encoder folder .*encoder.safetensors: not a folder"):
         LiVOPipeline.from_pretrained(tmp_path / "base", value_encoder_path=tmp_path / "encoder.safetensors")
+
+
+def _tiny_sdxl(folder) -> None:  # noqa: ANN001
+    """A real, tiny StableDiffusionXLPipeline folder: two text encoders, a U-Net with SDXL's added
+    text-time embedding."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    parts = tiny_components(seed=0)
+    text = CLIPTextConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=1, vocab_size=1000,
+        max_position_embeddings=77, projection_dim=32,
+    )  # fmt: skip
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=80, cross_attention_dim=64,
+        norm_num_groups=8,
+    )  # fmt: skip
+    StableDiffusionXLPipeline(
+        vae=AutoencoderKL(**parts["vae"].config),
+        text_encoder=CLIPTextModel(text),
+        text_encoder_2=CLIPTextModelWithProjection(text),
+        tokenizer=parts["tokenizer"],
+        tokenizer_2=parts["tokenizer"],
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(),
+    ).save_pretrained(folder)
+
+
+def test_a_pipeline_of_another_family_is_named_as_such(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """An SDXL folder failed as "text_encoder hidden_size 768 does not match unet cross_attention_dim
+    2048", which reads like a damaged download; it is named as a family LiVO does not work with, as a
+    folder and offline from the hub cache. So is a pipeline whose denoiser is a transformer."""
+    import json
+    import shutil
+
+    from diffusers import StableDiffusionPipeline
+
+    _tiny_sdxl(tmp_path / "sdxl")
+    sdxl = r"StableDiffusionXLPipeline has two text encoders \(text_encoder, text_encoder_2\), as SDXL does"
+    with pytest.raises(InputError, match=rf"base model folder {tmp_path}/sdxl: {sdxl}"):
+        load_base(tmp_path / "sdxl")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = tmp_path / "cache" / "models--someone--tiny-sdxl"
+    shutil.copytree(tmp_path / "sdxl", repo / "snapshots" / ("0" * 40))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    with pytest.raises(InputError, match=rf"base model someone/tiny-sdxl: {sdxl}"):
+        load_base("someone/tiny-sdxl", cache_dir=tmp_path / "cache")
+
+    # A transformer denoiser (SD3, Flux, PixArt): the layout of model_index.json is enough to tell.
+    folder = tmp_path / "dit"
+    StableDiffusionPipeline(**tiny_components(seed=0)).save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["_class_name"] = "StableDiffusion3Pipeline"
+    index["transformer"] = ["diffusers", "SD3Transformer2DModel"]
+    del index["unet"]
+    (folder / "unet").rename(folder / "transformer")
+    (folder / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match=r"StableDiffusion3Pipeline denoises with a transformer \(transformer/\)"):
+        load_base(folder)

@@ -117,9 +117,10 @@ def load_base(
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise InputError(f"base model folder {model}: no model_index.json (not a diffusers pipeline folder)")
-        _check_folder(path)
+        index = _model_index(path)
+        _check_folder(path, index)
         _add_folder_variant(path, kwargs)
-        _skip_absent_optional_components(path, kwargs)
+        _skip_absent_optional_components(path, index, kwargs)
         try:
             pipeline = _pipeline_class(pipeline_class).from_pretrained(os.fspath(path), **kwargs)
         except (OSError, ValueError) as error:  # weights that do not fit their config, unreadable files
@@ -138,8 +139,10 @@ def load_base(
         offline = hub_constants.is_offline_mode() or _truthy(os.environ.get("HF_HUB_OFFLINE", ""))
         snapshot = _cached_snapshot(model, cache_dir, kwargs.get("revision"))
         if offline and snapshot is not None:  # offline, the cache holds all there is
+            index = _model_index(snapshot)
+            _check_pipeline_kind(index, f"base model {model}")
             _add_folder_variant(snapshot, kwargs)
-            _skip_absent_optional_components(snapshot, kwargs)
+            _skip_absent_optional_components(snapshot, index, kwargs)
         elif offline:
             # Decided before importing diffusers, which alone takes seconds on a busy machine.
             raise ConfigError(
@@ -157,31 +160,61 @@ def load_base(
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
-def _check_folder(path: Path) -> None:
-    """Before loading: each component ``model_index.json`` names has its folder (diffusers' own error
-    does not say which is missing), and the components' configs fit each other (see
-    :func:`check_components`), so a mismatch is named instead of failing as a weight-shape error."""
+def _model_index(folder: Path) -> dict[str, Any]:
+    """The pipeline folder's ``model_index.json`` (an empty mapping when it is not one)."""
+    return _read_json(folder, "model_index.json")
+
+
+def _read_json(folder: Path, relative: str) -> dict[str, Any]:
     import json
 
-    def read(relative: str) -> dict[str, Any]:
-        file = path / relative
-        if not file.is_file():
-            return {}
-        try:
-            data = json.loads(file.read_text())
-        except (OSError, ValueError) as error:
-            raise InputError(f"base model folder {path}: {relative} cannot be read: {error}") from None
-        return data if isinstance(data, dict) else {}
+    file = folder / relative
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"base model folder {folder}: {relative} cannot be read: {error}") from None
+    return data if isinstance(data, dict) else {}
 
-    index = read("model_index.json")
+
+def _check_pipeline_kind(index: dict[str, Any], source: str) -> None:
+    """LiVO's value encoder stands in for a pipeline's single CLIP text encoder in front of a U-Net,
+    as in Stable Diffusion 1.x and 2.x. Another family is named as such, instead of failing on a size
+    mismatch that reads like a damaged download (SDXL's first text encoder is 768 wide, its U-Net's
+    cross-attention 2,048)."""
+    kind = index.get("_class_name") or "the pipeline"
+    supported = "as in Stable Diffusion 1.x and 2.x (StableDiffusionPipeline folders)"
+    if _names_component(index, "text_encoder_2"):
+        raise InputError(
+            f"{source}: {kind} has two text encoders (text_encoder, text_encoder_2), as SDXL does; LiVO's "
+            f"value encoder replaces a pipeline's single CLIP text encoder, {supported}"
+        )
+    if _names_component(index, "transformer") and not _names_component(index, "unet"):
+        raise InputError(
+            f"{source}: {kind} denoises with a transformer (transformer/), as SD3, Flux and PixArt do; LiVO "
+            f"trains against a U-Net conditioned on a single CLIP text encoder, {supported}"
+        )
+
+
+def _names_component(index: dict[str, Any], name: str) -> bool:
+    entry = index.get(name)
+    return isinstance(entry, list) and bool(entry) and entry[0] is not None
+
+
+def _check_folder(path: Path, index: dict[str, Any]) -> None:
+    """Before loading: the pipeline is of a family LiVO works with (:func:`_check_pipeline_kind`),
+    each component ``model_index.json`` names has its folder (diffusers' own error does not say which
+    is missing), and the components' configs fit each other (see :func:`check_components`), so a
+    mismatch is named instead of failing as a weight-shape error."""
+    _check_pipeline_kind(index, f"base model folder {path}")
     for name in REQUIRED_COMPONENTS:
-        entry = index.get(name)
-        if not isinstance(entry, list) or entry[0] is None:
+        if not _names_component(index, name):
             raise InputError(f"base model folder {path}: model_index.json has no {name!r} component")
         if not (path / name).is_dir():
             raise InputError(f"base model folder {path}: missing the {name}/ folder that model_index.json names")
-    unet, vae, text = read("unet/config.json"), read("vae/config.json"), read("text_encoder/config.json")
-    tokenizer = read("tokenizer/tokenizer_config.json")
+    unet, vae = _read_json(path, "unet/config.json"), _read_json(path, "vae/config.json")
+    text, tokenizer = _read_json(path, "text_encoder/config.json"), _read_json(path, "tokenizer/tokenizer_config.json")
     _check_fit(
         str(path),
         width=text.get("hidden_size"),
@@ -252,18 +285,11 @@ def _pipeline_class(pipeline_class: Any) -> Any:
 OPTIONAL_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
 
 
-def _skip_absent_optional_components(folder: Path, kwargs: dict[str, Any]) -> None:
-    """An optional component that ``model_index.json`` names but the folder lacks is loaded as None
-    (unless the caller passed one), instead of failing the whole pipeline."""
-    import json
-
-    try:
-        index = json.loads((folder / "model_index.json").read_text())
-    except (OSError, ValueError):
-        return  # named by the folder checks, or left to diffusers
+def _skip_absent_optional_components(folder: Path, index: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """An optional component that ``model_index.json`` (``index``) names but the folder lacks is loaded
+    as None (unless the caller passed one), instead of failing the whole pipeline."""
     for name in OPTIONAL_COMPONENTS:
-        entry = index.get(name) if isinstance(index, dict) else None
-        if isinstance(entry, list) and entry[0] is not None and not (folder / name).is_dir():
+        if _names_component(index, name) and not (folder / name).is_dir():
             kwargs.setdefault(name, None)
 
 
