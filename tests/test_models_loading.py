@@ -251,3 +251,34 @@ def test_a_pipeline_of_another_family_is_named_as_such(tmp_path, monkeypatch) ->
     (folder / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(InputError, match=r"StableDiffusion3Pipeline denoises with a transformer \(transformer/\)"):
         load_base(folder)
+
+
+def test_a_published_unet_loads_from_the_cache_or_a_folder_in_its_variant(tmp_path) -> None:  # noqa: ANN001
+    """Fine-tunes such as Diffusion-DPO's SD 1.5 U-Net are published as U-Net repositories (its
+    weights under unet/); an evaluation's `unet:` takes one from the local cache by id, or a folder,
+    in whatever single weights variant it holds. Nothing is downloaded."""
+    from diffusers import StableDiffusionPipeline
+
+    from livo.models import load_unet
+
+    original = StableDiffusionPipeline(**tiny_components(seed=3)).unet
+    repo = tmp_path / "cache" / "models--someone--dpo-unet"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    original.to(torch.float16).save_pretrained(snapshot / "unet", variant="fp16")
+    original.to(torch.float32)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    assert [p.name for p in (snapshot / "unet").glob("*.safetensors")] == ["diffusion_pytorch_model.fp16.safetensors"]
+    loaded = load_unet("someone/dpo-unet", cache_dir=tmp_path / "cache")
+    assert loaded.dtype == torch.float32
+    for name, weight in original.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], weight.to(torch.float16).to(torch.float32))
+
+    original.save_pretrained(tmp_path / "plain")  # a folder with config.json at its top
+    assert torch.equal(next(iter(load_unet(tmp_path / "plain").parameters())), next(iter(original.parameters())))
+    with pytest.raises(
+        ConfigError, match=r"(?s)U-Net .someone/other.: not a folder and not in the local .* hf download someone/other"
+    ):
+        load_unet("someone/other", cache_dir=tmp_path / "cache")
+    with pytest.raises(InputError, match=r"holds no config.json \(nor unet/config.json\)"):
+        load_unet(tmp_path / "cache")

@@ -65,8 +65,9 @@ class MethodConfig(StrictModel):
     - ``sld``: diffusers' ``StableDiffusionPipelineSafe`` over the base model's components, with
       ``safety_concept`` (default: diffusers' own) and ``sld`` keyword arguments;
     - ``pipeline``: another diffusers pipeline folder (``path``), the base with its U-Net replaced
-      from ``unet``, or the base with LoRA weights from ``lora`` (Diffusion-DPO's trainer exports
-      ``unet/`` or ``unet_lora/``; its run folder may be given);
+      from ``unet`` (a folder or a hub id in the local cache, such as a published Diffusion-DPO
+      U-Net), or the base with LoRA weights from ``lora`` (Diffusion-DPO's trainer exports ``unet/``
+      or ``unet_lora/``; its run folder may be given);
     - ``livo``: ``LiVOPipeline`` with the value encoder at ``value_encoder`` (a folder holding the
       encoder, or holding ``value_encoder/``; default: the model folder's ``value_encoder/``),
       ``selector`` ``faiss`` (FAISS index built from the registry, or loaded from ``index``) or
@@ -165,8 +166,9 @@ class EvalConfig(StrictModel):
 
 
 # Fields that hold paths: relative ones are relative to the YAML file's folder (``livo.config``).
-PATH_KEYS = ("path", "unet", "lora", "value_encoder", "index", "file", "output")
-PATH_KEYS_IF_PRESENT = ("model", "registry")  # also a hub id, builtin:NAME or a built-in registry name
+PATH_KEYS = ("lora", "value_encoder", "index", "file", "output")
+# Also a hub id (a base model, a pipeline, a published U-Net), builtin:NAME or a built-in registry name.
+PATH_KEYS_IF_PRESENT = ("model", "registry", "path", "unet")
 
 
 def parse_eval_config(data: dict[str, Any], source: str = "config", base: Path | None = None) -> EvalConfig:

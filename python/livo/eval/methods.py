@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from livo.errors import ConfigError
+from livo.errors import ConfigError, LivoError
 from livo.eval.config import EvalConfig, MethodConfig
 from livo.eval.prompts import EvalPrompt
 from livo.value_types import Selector, ValueChoice
@@ -230,10 +230,12 @@ class OtherPipeline(Method):
             if self.config.path is not None:
                 pipe = load_model(self.config.path, models.dtype, models.config.device)
             elif self.config.unet is not None:
-                from diffusers import UNet2DConditionModel
+                from livo.models import load_unet
 
-                folder = self._folder(self.config.unet, "unet", "config.json")
-                unet = UNet2DConditionModel.from_pretrained(os.fspath(folder), torch_dtype=models.dtype)
+                try:
+                    unet = load_unet(self.config.unet, models.dtype)
+                except LivoError as error:
+                    raise type(error)(f"method {self.name!r}: {error}") from None
                 base = models.base
                 pipe = type(base)(**{**base.components, "unet": unet.to(base.device)})
             else:

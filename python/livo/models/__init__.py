@@ -33,7 +33,7 @@ from livo.models.denoising import (
     prediction_target,
     sample_noise_and_timesteps,
 )
-from livo.models.loading import load_base, load_frozen_base, missing_model_message, resolve_model
+from livo.models.loading import load_base, load_frozen_base, load_unet, missing_model_message, resolve_model
 from livo.models.pipeline import GenerationRequest, LiVOPipeline, LiVOPipelineOutput
 from livo.models.tokenizer import build_word_tokenizer, check_vocabulary
 from livo.models.value_encoder import ValueEncoder, value_texts
@@ -65,6 +65,7 @@ __all__ = [
     "freeze_for_value_training",
     "load_base",
     "load_frozen_base",
+    "load_unet",
     "max_value_tokens",
     "missing_model_message",
     "pair_errors",

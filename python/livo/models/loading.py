@@ -157,6 +157,53 @@ def load_base(
     return pipeline
 
 
+def load_unet(
+    source: str | os.PathLike[str], dtype: Any = None, *, cache_dir: str | os.PathLike[str] | None = None
+) -> Any:
+    """A U-Net to use in place of a base pipeline's: a folder holding its ``config.json``, a folder
+    with a ``unet/`` in it (a pipeline, or a Diffusion-DPO run), or a hub id in the local cache
+    (published fine-tunes, Diffusion-DPO's among them, are U-Net repositories). Nothing is downloaded:
+    an id that is not cached is an error saying how to get it. A folder holding one weights variant's
+    files only (``diffusion_pytorch_model.fp16.safetensors``) loads with that variant, as
+    :func:`load_base` loads a pipeline."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from livo.models.weights_variant import component_weights_variant
+
+    folder = _unet_folder(str(source), cache_dir)
+    try:
+        return UNet2DConditionModel.from_pretrained(
+            os.fspath(folder),
+            torch_dtype=torch.float32 if dtype is None else dtype,
+            variant=component_weights_variant(folder),
+        )
+    except (OSError, ValueError) as error:  # weights that do not fit their config, unreadable files
+        raise InputError(f"U-Net {folder}: cannot be loaded: {error}") from None
+
+
+def _unet_folder(source: str, cache_dir: str | os.PathLike[str] | None) -> Path:
+    path = Path(source).expanduser()
+    if not path.exists():
+        if source.startswith((".", "/", "~")):
+            raise InputError(f"U-Net folder {source}: does not exist")
+        cached = _cached_snapshot(source, cache_dir, None, marker="config.json") or _cached_snapshot(
+            source, cache_dir, None, marker="unet/config.json"
+        )
+        if cached is None:
+            raise ConfigError(
+                f"U-Net {source!r}: not a folder and not in the local Hugging Face cache (nothing is downloaded "
+                f"here). Download it on a machine with network access:\n    hf download {source} --local-dir "
+                "/path/to/unet\nthen give that folder instead of the hub id"
+            )
+        path = cached
+    if (path / "unet" / "config.json").is_file():
+        return path / "unet"
+    if (path / "config.json").is_file():
+        return path
+    raise InputError(f"U-Net {source}: holds no config.json (nor unet/config.json)")
+
+
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
@@ -303,21 +350,32 @@ def _add_folder_variant(folder: Path, kwargs: dict[str, Any]) -> None:
             kwargs["variant"] = variant
 
 
-def _cached_snapshot(model_id: str, cache_dir: str | os.PathLike[str] | None, revision: str | None) -> Path | None:
-    """The hub cache's folder of this model (where its ``model_index.json`` is), or None when it is not
-    cached (no network access)."""
+def _cached_snapshot(
+    model_id: str,
+    cache_dir: str | os.PathLike[str] | None,
+    revision: str | None,
+    *,
+    marker: str = "model_index.json",
+) -> Path | None:
+    """The hub cache's snapshot folder of this model (the one holding ``marker``, a path in the
+    repository), or None when it is not cached (no network access)."""
     from huggingface_hub import try_to_load_from_cache
 
     try:
         found = try_to_load_from_cache(
             model_id,
-            "model_index.json",
+            marker,
             cache_dir=None if cache_dir is None else os.fspath(cache_dir),
             revision=revision,
         )
     except ValueError:  # not a valid repo id
         return None
-    return Path(found).parent if isinstance(found, str) else None
+    if not isinstance(found, str):
+        return None
+    snapshot = Path(found)
+    for _ in Path(marker).parts:
+        snapshot = snapshot.parent
+    return snapshot
 
 
 def _load_from_hub(pipeline_class: Any, model_id: str, kwargs: dict[str, Any], offline: bool) -> Any:

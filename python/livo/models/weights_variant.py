@@ -38,11 +38,9 @@ def folder_weights_variant(folder: Path) -> str | None:
         component = folder / name
         if not component.is_dir():
             continue  # a missing component is named by the folder checks
-        files = [entry.name for entry in component.iterdir() if entry.is_file()]
-        if any(PLAIN_WEIGHTS.match(file) for file in files):
-            continue
-        found = (VARIANT_WEIGHTS.match(file) for file in files)
-        variants[name] = {match["variant"] or match["index_variant"] for match in found if match}
+        found = _variants_without_plain_weights(component)
+        if found is not None:
+            variants[name] = found
     if not variants:
         return None
     empty = [f"{name}/" for name, found in variants.items() if not found]
@@ -60,3 +58,28 @@ def folder_weights_variant(folder: Path) -> str | None:
         f"base model folder {folder}: no plain weights and no single weights variant ({listed}); "
         "load it with variant= naming the one to use"
     )
+
+
+def component_weights_variant(folder: Path) -> str | None:
+    """The same for one component's folder (a U-Net alone, as fine-tunes are published): ``None``
+    with plain weights, else the one variant its files carry; an error naming the folder otherwise."""
+    found = _variants_without_plain_weights(folder)
+    if found is None:
+        return None
+    if len(found) == 1:
+        return found.pop()
+    if not found:
+        raise InputError(
+            f"{folder}: no weights (expected diffusion_pytorch_model.safetensors, or a variant such as "
+            "diffusion_pytorch_model.fp16.safetensors)"
+        )
+    raise InputError(f"{folder}: no plain weights and several variants ({', '.join(sorted(found))})")
+
+
+def _variants_without_plain_weights(component: Path) -> set[str] | None:
+    """None when ``component`` holds plain weight files, else the variants its weight files carry."""
+    files = [entry.name for entry in component.iterdir() if entry.is_file()]
+    if any(PLAIN_WEIGHTS.match(file) for file in files):
+        return None
+    found = (VARIANT_WEIGHTS.match(file) for file in files)
+    return {match["variant"] or match["index_variant"] for match in found if match}
