@@ -105,6 +105,7 @@ def main() -> int:
     parser.add_argument("--guidance-scale", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", default=None, help="the base model the encoders were trained on (default: shipped)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -120,7 +121,7 @@ def main() -> int:
     if unknown:
         raise InputError(f"--held-out: {', '.join(unknown)} not toy-world people ({', '.join(PEOPLE)})")
     torch.set_num_threads(args.threads)
-    base = load_toy_model()
+    base = load_toy_model(args.model)
     base.set_progress_bar_config(disable=True)
     settings = (args.per_person, args.steps, args.guidance_scale, args.seed)
     measured = {"base (no value)": colour_and_fidelity(base, *settings)}

@@ -115,3 +115,28 @@ def test_drawn_timesteps_and_fused_adamw_train_and_are_recorded(tmp_path) -> Non
     assert recipe["timestep_sampling"] == "draw" and recipe["fused_optimizer"] is True
     with pytest.raises(ValidationError, match=r"timestep_sampling\n  Input should be 'draw' or 'weight'"):
         train(ToyModelRecipe(output="unused", timestep_sampling="uniform"))
+
+
+def test_the_default_direction_loss_reads_only_neutral_people_prompts() -> None:
+    """The optional loss pulls the pooled text feature of a people-prompt without a colour word to +1
+    (an orange-default person) or -1 (teal) along one direction; explicit colours, objects and prompts
+    dropped for guidance are left out."""
+    import torch
+
+    from livo.toyworld.grammar import PromptSpec
+    from livo.toyworld.train import default_direction_loss
+
+    direction = torch.tensor([1.0, 0.0])
+    specs = [
+        PromptSpec("doctor"),
+        PromptSpec("nurse"),
+        PromptSpec("nurse", "orange"),
+        PromptSpec("kite"),
+        PromptSpec("hero"),
+    ]
+    prompts = ["a doctor", "a nurse", "an orange nurse", "a kite", ""]
+    pooled = torch.tensor([[1.0, 5.0], [-1.0, -3.0], [9.0, 9.0], [9.0, 9.0], [9.0, 9.0]])
+    assert default_direction_loss(pooled, specs, prompts, direction).item() == 0.0
+    pooled[0, 0], pooled[1, 0] = 0.0, 1.0  # doctor (orange) off by 1, nurse (teal) off by 2
+    assert default_direction_loss(pooled, specs, prompts, direction).item() == 2.5
+    assert default_direction_loss(pooled[3:], specs[3:], prompts[3:], direction).item() == 0.0

@@ -57,6 +57,13 @@ def register(subparsers: Any) -> None:
         default=recipe["fused_optimizer"],
         help="fused AdamW (shipped; --no-fused-optimizer: the for-loop kernel)",
     )
+    train.add_argument(
+        "--default-direction-weight",
+        type=float,
+        default=recipe["default_direction_weight"],
+        help="weight of a loss laying each person's default colour along one shared direction of the text "
+        "features, as a pretrained text encoder carries a bias (shipped: 0, none)",
+    )
     train.set_defaults(run=run_train, extras=("models",))
 
     report = commands.add_parser("report", help="measure bias, harm and fidelity of a model on the toy world")
@@ -163,6 +170,7 @@ def run_train(args: argparse.Namespace) -> int:
         "checkpoint_every": args.checkpoint_every,
         "timestep_sampling": args.timestep_sampling,
         "fused_optimizer": args.fused_optimizer,
+        "default_direction_weight": args.default_direction_weight,
     }
     config = parse_model(ToyModelRecipe, settings, "livo toyworld train")
     train(config, log=lambda line: print(line, flush=True))

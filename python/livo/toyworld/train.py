@@ -52,6 +52,11 @@ class ToyModelRecipe(StrictModel):
     processes: int = Field(2, ge=1)  # data-parallel worker processes (gloo); 1 trains in the calling process
     threads: int = Field(1, ge=1)  # intra-op threads per process
     checkpoint_every: int = 0  # 0: only the final model; else also save EMA weights every N steps
+    # Weight of an auxiliary loss that lays each person's default colour along one shared direction
+    # of the text encoder's pooled output (+1 for the first attribute, -1 for the second), as a
+    # pretrained text encoder carries a bias such as gender along a shared direction. 0 (shipped):
+    # the denoising loss alone, so nothing ties one person's default to another's.
+    default_direction_weight: float = Field(0.0, ge=0)
     log_every: int = 50
 
     @model_validator(mode="after")
@@ -109,6 +114,20 @@ def train(config: ToyModelRecipe, log: Callable[[str], None] = print) -> Path:
     return Path(config.output)
 
 
+def default_direction_loss(pooled: Any, specs: list[Any], prompts: list[str], direction: Any) -> Any:
+    """Mean squared distance of ``pooled · direction`` from +1 (a person whose default is the first
+    attribute) or -1 (the second), over the batch's people-prompts without a colour word (and not
+    dropped to the empty prompt); 0 when the batch has none."""
+    from livo.toyworld.grammar import ATTRIBUTES, DEFAULT_ATTRIBUTE
+
+    rows = [i for i, (s, p) in enumerate(zip(specs, prompts, strict=True)) if p and s.is_person and s.attribute is None]
+    if not rows:
+        return pooled.sum() * 0.0
+    targets = [1.0 if DEFAULT_ATTRIBUTE[specs[i].subject] == ATTRIBUTES[0] else -1.0 for i in rows]
+    projection = pooled[rows] @ direction
+    return ((projection - projection.new_tensor(targets)) ** 2).mean()
+
+
 def _no_buffer_sync() -> dict[str, Any]:
     """DDP's keyword for "do not sync buffers before every forward" (renamed in recent PyTorch)."""
     import inspect
@@ -129,9 +148,12 @@ def _joint_module(text_encoder: Any, unet: Any) -> Any:
             self.text_encoder = text_encoder
             self.unet = unet
 
-        def forward(self, ids: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
-            hidden = self.text_encoder(ids)[0]
-            return self.unet(noisy, timesteps, encoder_hidden_states=hidden).sample
+        def forward(
+            self, ids: torch.Tensor, noisy: torch.Tensor, timesteps: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            """The noise prediction, and the text encoder's pooled output (for the default-colour loss)."""
+            encoded = self.text_encoder(ids)
+            return self.unet(noisy, timesteps, encoder_hidden_states=encoded[0]).sample, encoded[1]
 
     return Denoiser()
 
@@ -192,6 +214,10 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) 
         local_batch = config.batch_size // world
 
         token_cache: dict[str, torch.Tensor] = {}
+        direction = torch.randn(
+            text_encoder.config.hidden_size, generator=torch.Generator().manual_seed(config.seed + 99)
+        )
+        direction = direction / direction.norm()
 
         def tokens(prompt: str) -> torch.Tensor:
             if prompt not in token_cache:
@@ -230,9 +256,13 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) 
             )
             noisy = scheduler.add_noise(latents, noise, timesteps)
             ids = torch.stack([tokens(p) for p in prompts])
-            prediction = step_model(ids, noisy, timesteps)
+            prediction, pooled = step_model(ids, noisy, timesteps)
             per_sample = ((prediction - noise) ** 2).mean(dim=(1, 2, 3))
             loss = (per_sample * sample_weight).mean()
+            if config.default_direction_weight > 0:
+                loss = loss + config.default_direction_weight * default_direction_loss(
+                    pooled, specs, prompts, direction
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # DDP averages the gradients over ranks here
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
