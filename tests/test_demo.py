@@ -143,3 +143,16 @@ def test_a_second_run_skips_every_stage(demo_run) -> None:
     assert sum("up to date" in line for line in lines) == 6
     assert again["report"] == summary["report"]
     assert "| LiVO (FAISS selector) |" in lines[-1]
+
+
+def test_a_nested_build_setting_keeps_the_other_fields_of_its_section(tmp_path) -> None:
+    """`--set build.set.generation.model=X` arrives as {"generation": {"model": X}}; it replaced the
+    whole generation section (the demo's 16 samples a prompt and 96 colour samples fell back to the
+    config's 36 and 180). It sets the one field now; a dotted key's mapping is still a whole value."""
+    from livo.demo import build_config_for, load_demo_config
+
+    config = load_demo_config(None, False, {"build.set.generation.model": "builtin:toyworld", "output": str(tmp_path)})
+    build = build_config_for(config, tmp_path / "p.parquet", tmp_path / "index", tmp_path / "dataset")
+    assert build.generation.model == "builtin:toyworld"
+    assert (build.generation.samples_per_prompt, build.generation.value_samples) == (16, {"colour_equality": 96})
+    assert (build.generation.steps, build.selection.max_values_per_prompt) == (8, 2)

@@ -138,6 +138,10 @@ MISTAKES = {
         ["demo", "--output", "demo-out", "--set", "train.livo.sed=3"],
         "demo config train.livo: field sed: Extra inputs are not permitted",
     ),
+    "demo: --set a misspelled build field": (
+        ["demo", "--output", "demo-out", "--set", "build.set.generaton.steps=3"],
+        "toyworld.yaml: field generaton: Extra inputs are not permitted",
+    ),
     "demo: --set a misspelled evaluation field": (
         ["demo", "--output", "demo-out", "--set", "eval.set.generaton.steps=3"],
         "with the demo config's eval.set: field generaton: Extra inputs are not permitted",

@@ -245,10 +245,12 @@ def _start_local_ray(num_cpus: int) -> bool:
     return True
 
 
-def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, echo: Callable[[str], None]) -> None:
-    import ray
-
-    from livo.dataset import build_dataset, builtin_config_path, load_build_config
+def build_config_for(config: dict[str, Any], prompts: Path, index: Path, dataset: Path) -> Any:
+    """The dataset build's config: ``build.config`` (a built-in name or a YAML file) with the demo's
+    prompts, index and output, then ``build.set``. Its keys are dotted fields; a nested mapping (what
+    ``--set build.set.generation.model=X`` makes) sets the fields inside it and keeps the section's
+    others, as ``eval.set`` merges."""
+    from livo.dataset import builtin_config_path, load_build_config
 
     build = config["build"]
     source = build.get("config", "toyworld")
@@ -259,9 +261,29 @@ def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, ec
         "selection.registry": config["index"]["registry"],
         "output.directory": str(dataset),
         "ray.num_cpus": int(config.get("threads", 2)),
-        **(build.get("set") or {}),
+        **_dotted(build.get("set") or {}),
     }
-    build_config = load_build_config(path, overrides)
+    return load_build_config(path, overrides)
+
+
+def _dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"generation": {"model": X}}`` as ``{"generation.model": X}``; a value under a dotted key
+    (``"generation.value_samples": {...}``) is a whole value and stays as it is."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and "." not in key:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, echo: Callable[[str], None]) -> None:
+    import ray
+
+    from livo.dataset import build_dataset
+
+    build_config = build_config_for(config, prompts, index, dataset)
     started = _start_local_ray(int(config.get("threads", 2)))
     try:
         report = build_dataset(build_config)
@@ -365,6 +387,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
     if dpo:
         runs["dpo"] = folder / "runs" / "dpo"
     # The later stages' settings are checked before the first stage runs.
+    build_config_for(config, prompts, index, dataset)
     _check_training_settings(train, dataset, runs, threads)
     eval_config = eval_config_for(config, folder, index, runs)
 
