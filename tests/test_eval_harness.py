@@ -317,3 +317,63 @@ def test_guidance_texts_with_words_the_model_cannot_read_are_refused(tmp_path) -
         NegativePrompt(config.methods[1], models)
     SafeLatentDiffusion(config.methods[2], models)
     assert unknown_words(models.base.tokenizer, "bloody, zombie") == []
+
+
+def _cached_repo(cache, repo_id: str):  # noqa: ANN001, ANN202
+    """An empty snapshot folder of ``repo_id`` in a hub cache laid out as `hf download` leaves it."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    return repo / "snapshots" / ("0" * 40)
+
+
+def test_published_unet_and_lora_weights_are_read_from_the_hub_cache_by_id(tmp_path) -> None:
+    """`unet:` and `lora:` name published weights by hub id, as `hf download` caches them (a
+    Diffusion-DPO U-Net under unet/, in fp16 files only; a LoRA file at the top); nothing is fetched.
+    The U-Net is the base's own, so its images are the base's up to fp16 rounding; the LoRA's
+    weights are random, so its images differ."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from livo.toyworld.model import load_toy_model
+
+    cache = tmp_path / "hub"
+    unet = load_toy_model().unet
+    unet.to(torch.float16).save_pretrained(_cached_repo(cache, "someone/dpo-unet") / "unet", variant="fp16")
+    unet.to(torch.float32)
+    unet.add_adapter(LoraConfig(r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_q", "to_v"]))
+    torch.manual_seed(0)
+    for name, weight in unet.named_parameters():
+        if "lora_B" in name:  # zero at initialisation: the adapter would change nothing
+            weight.data.normal_(0.0, 0.5)
+    StableDiffusionPipeline.save_lora_weights(
+        str(_cached_repo(cache, "someone/dpo-lora")),
+        unet_lora_layers=convert_state_dict_to_diffusers(get_peft_model_state_dict(unet)),
+    )
+    (tmp_path / "prompts.jsonl").write_text('{"prompt": "a kite", "category": "benign"}\n')
+    (tmp_path / "eval.yaml").write_text(
+        "output: report\nmodel: toyworld\nprompts: {file: prompts.jsonl, registry: toyworld}\n"
+        "per_prompt: 8\nsteps: 3\nthreads: 1\nquality: {features: pixels}\nmethods:\n"
+        "  - {name: base, kind: base}\n"
+        "  - {name: published U-Net, kind: pipeline, unet: someone/dpo-unet}\n"
+        "  - {name: published LoRA, kind: pipeline, lora: someone/dpo-lora}\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    done = subprocess.run(
+        [sys.executable, "-m", "livo.cli", "eval", "eval.yaml"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    # FID against the base's images of the same seeds (pooled pixels).
+    fid = {
+        m["name"]: m["summary"]["fid"]
+        for m in json.loads((tmp_path / "report" / "results.json").read_text())["methods"]
+    }
+    assert fid["published U-Net"] < 0.05 < fid["published LoRA"], fid

@@ -66,8 +66,8 @@ class MethodConfig(StrictModel):
       ``safety_concept`` (default: diffusers' own) and ``sld`` keyword arguments;
     - ``pipeline``: another diffusers pipeline folder (``path``), the base with its U-Net replaced
       from ``unet`` (a folder or a hub id in the local cache, such as a published Diffusion-DPO
-      U-Net), or the base with LoRA weights from ``lora`` (Diffusion-DPO's trainer exports ``unet/``
-      or ``unet_lora/``; its run folder may be given);
+      U-Net), or the base with LoRA weights from ``lora`` (a folder or a cached hub id; Diffusion-DPO's
+      trainer exports ``unet/`` or ``unet_lora/``; its run folder may be given);
     - ``livo``: ``LiVOPipeline`` with the value encoder at ``value_encoder`` (a folder holding the
       encoder, or holding ``value_encoder/``; default: the model folder's ``value_encoder/``),
       ``selector`` ``faiss`` (FAISS index built from the registry, or loaded from ``index``) or
@@ -166,9 +166,10 @@ class EvalConfig(StrictModel):
 
 
 # Fields that hold paths: relative ones are relative to the YAML file's folder (``livo.config``).
-PATH_KEYS = ("lora", "value_encoder", "index", "file", "output")
-# Also a hub id (a base model, a pipeline, a published U-Net), builtin:NAME or a built-in registry name.
-PATH_KEYS_IF_PRESENT = ("model", "registry", "path", "unet")
+PATH_KEYS = ("value_encoder", "index", "file", "output")
+# Also a hub id (a base model, a pipeline, a published U-Net or LoRA), builtin:NAME or a built-in
+# registry name.
+PATH_KEYS_IF_PRESENT = ("model", "registry", "path", "unet", "lora")
 
 
 def parse_eval_config(data: dict[str, Any], source: str = "config", base: Path | None = None) -> EvalConfig:

@@ -239,7 +239,14 @@ class OtherPipeline(Method):
                 base = models.base
                 pipe = type(base)(**{**base.components, "unet": unet.to(base.device)})
             else:
-                folder = self._folder(str(self.config.lora), "unet_lora", "pytorch_lora_weights.safetensors")
+                from livo.models.loading import local_or_cached_folder
+
+                weights = "pytorch_lora_weights.safetensors"
+                try:
+                    given = local_or_cached_folder(str(self.config.lora), (weights, f"unet_lora/{weights}"), "LoRA")
+                except LivoError as error:
+                    raise type(error)(f"method {self.name!r}: {error}") from None
+                folder = self._folder(str(given), "unet_lora", weights)
                 # A fresh copy of the base, so the LoRA never touches the U-Net other methods share.
                 pipe = load_model(models.config.model, models.dtype, models.config.device)
                 pipe.load_lora_weights(os.fspath(folder))

@@ -183,25 +183,34 @@ def load_unet(
 
 
 def _unet_folder(source: str, cache_dir: str | os.PathLike[str] | None) -> Path:
-    path = Path(source).expanduser()
-    if not path.exists():
-        if source.startswith((".", "/", "~")):
-            raise InputError(f"U-Net folder {source}: does not exist")
-        cached = _cached_snapshot(source, cache_dir, None, marker="config.json") or _cached_snapshot(
-            source, cache_dir, None, marker="unet/config.json"
-        )
-        if cached is None:
-            raise ConfigError(
-                f"U-Net {source!r}: not a folder and not in the local Hugging Face cache (nothing is downloaded "
-                f"here). Download it on a machine with network access:\n    hf download {source} --local-dir "
-                "/path/to/unet\nthen give that folder instead of the hub id"
-            )
-        path = cached
+    path = local_or_cached_folder(source, ("config.json", "unet/config.json"), "U-Net", cache_dir)
     if (path / "unet" / "config.json").is_file():
         return path / "unet"
     if (path / "config.json").is_file():
         return path
     raise InputError(f"U-Net {source}: holds no config.json (nor unet/config.json)")
+
+
+def local_or_cached_folder(
+    source: str, markers: tuple[str, ...], what: str, cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """``source`` as a folder, or, for a hub id, its snapshot in the local cache that holds one of
+    ``markers`` (files in the repository). Nothing is downloaded: an id that is not cached is a
+    :class:`ConfigError` naming ``what`` and the download command."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    if source.startswith((".", "/", "~")):
+        raise InputError(f"{what} folder {source}: does not exist")
+    for marker in markers:
+        cached = _cached_snapshot(source, cache_dir, None, marker=marker)
+        if cached is not None:
+            return cached
+    raise ConfigError(
+        f"{what} {source!r}: not a folder and not in the local Hugging Face cache (nothing is downloaded "
+        f"here). Download it on a machine with network access:\n    hf download {source} --local-dir "
+        "/path/to/folder\nthen give that folder instead of the hub id"
+    )
 
 
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
