@@ -33,6 +33,7 @@ from livo.data.io import (
     INPUT_SUFFIXES,
     TEXT_COLUMN,
     _is_blank,
+    check_json_prompts,
     file_compression,
     file_format,
     first_non_string,
@@ -337,8 +338,8 @@ def read_piece(piece: Piece, column: str | None = None) -> tuple[pa.Table, pa.Ar
             table = _read_parquet(piece)
         elif piece.whole_file:
             table = _read_whole(piece)
-            if piece.format == "jsonl" and table.num_rows:
-                _check_whole_jsonl(piece, table, column)
+            if piece.format == "jsonl":
+                check_json_prompts(piece.path, table, prompt_column_name(table, column))
         elif piece.format == "txt":
             table = pa.table({TEXT_COLUMN: pa.array(_read_text(piece), pa.large_string())})
         else:
@@ -458,9 +459,3 @@ def _read_whole(piece: Piece) -> pa.Table:
     except (InputError, OSError) as error:
         message = str(error).removeprefix(f"{piece.path}: ")
         raise InputError(f"{piece.describe()}: {message}") from error
-
-
-def _check_whole_jsonl(piece: Piece, table: pa.Table, column: str | None) -> None:
-    found = first_non_string(piece.path, prompt_column_name(table, column))
-    if found is not None:
-        raise InputError(f"{piece.path}: line {found.line}: {found.problem}")

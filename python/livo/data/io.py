@@ -255,13 +255,9 @@ def _is_blank(path: Path) -> bool:
 
 def text_column(table: pa.Table, column: str | None, path: str | os.PathLike[str]) -> pa.Array:
     """The string column ``column`` (default: ``prompt``, or the only column) as one Arrow array."""
-    if column is None:
-        if TEXT_COLUMN in table.column_names:
-            column = TEXT_COLUMN
-        elif table.num_columns == 1:
-            column = table.column_names[0]
-        else:
-            raise InputError(f"{path}: no 'prompt' column; choose one with --column from {table.column_names}")
+    if column is None and TEXT_COLUMN not in table.column_names and table.num_columns != 1:
+        raise InputError(f"{path}: no 'prompt' column; choose one with --column from {table.column_names}")
+    column = prompt_column_name(table, column)
     if column not in table.column_names:
         raise InputError(f"{path}: no column {column!r}; columns are {table.column_names}")
     values = table.column(column)
