@@ -140,7 +140,7 @@ MISTAKES = {
     ),
     "demo: --set a misspelled build field": (
         ["demo", "--output", "demo-out", "--set", "build.set.generaton.steps=3"],
-        "toyworld.yaml: field generaton: Extra inputs are not permitted",
+        "toyworld.yaml: field generaton: Extra inputs are not permitted (set by the demo's build.set.generaton.steps)",
     ),
     "demo: --set a misspelled evaluation field": (
         ["demo", "--output", "demo-out", "--set", "eval.set.generaton.steps=3"],

@@ -26,18 +26,25 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 def format_validation_error(
-    source: str, error: ValidationError, flags: Mapping[str, str] | None = None, overridden: Collection[str] = ()
+    source: str,
+    error: ValidationError,
+    flags: Mapping[str, str] | None = None,
+    overridden: Collection[str] | Mapping[str, str] = (),
 ) -> str:
     """One line per problem: ``SOURCE: field a.b: what is wrong``; a field that a command-line flag
     also sets names the flag (``flags`` maps dotted fields to flags), since the user may have used it,
-    and a field that a ``--set`` override wrote (``overridden``: the dotted keys) names the override,
-    since the file itself may not hold it."""
+    and a field that an override wrote names the override, since the file itself may not hold it.
+    ``overridden`` is the dotted keys of ``--set`` overrides, or a mapping of each dotted key to what
+    the user wrote to set it (a command that sets fields of another config for the user, as the demo
+    does, names its own setting; such a name is used before a flag's, as the caller knows it)."""
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
         flag = (flags or {}).get(where)
         override = next((key for key in overridden if _same_field(key, where)), None)
-        if flag:
+        if override is not None and isinstance(overridden, Mapping):
+            hint = f" (set by {overridden[override]})"
+        elif flag:
             hint = f" (give {flag} on the command line, or set {where} in the config)"
         elif override is not None:
             hint = f" (set by --set {override})"
@@ -119,7 +126,7 @@ def parse_model(
     source: str,
     flags: Mapping[str, str] | None = None,
     *,
-    overridden: Collection[str] = (),
+    overridden: Collection[str] | Mapping[str, str] = (),
 ) -> Model:
     """``data`` validated into ``model``; errors name ``source`` and each field (and the flag that
     sets it, from ``flags``: dotted field → flag; or the ``--set`` key in ``overridden`` that wrote it)."""

@@ -255,15 +255,25 @@ def build_config_for(config: dict[str, Any], prompts: Path, index: Path, dataset
     build = config["build"]
     source = build.get("config", "toyworld")
     path = builtin_config_path(source) if not str(source).endswith((".yaml", ".yml")) else Path(source)
+    settings = _dotted(build.get("set") or {})
     overrides = {
         "sources": {"files": [{"path": str(prompts)}]},
         "selection.index": str(index),
         "selection.registry": config["index"]["registry"],
         "output.directory": str(dataset),
         "ray.num_cpus": int(config.get("threads", 2)),
-        **_dotted(build.get("set") or {}),
+        **settings,
     }
-    return load_build_config(path, overrides)
+    # An error in a field names the demo setting the user wrote, not a --set they never gave.
+    origins = {
+        "sources": "the demo: its deduplicated prompts",
+        "selection.index": "the demo: its index",
+        "selection.registry": "the demo's index.registry",
+        "output.directory": "the demo: its output folder",
+        "ray.num_cpus": "the demo's threads",
+        **{key: f"the demo's build.set.{key}" for key in settings},
+    }
+    return load_build_config(path, overrides, origins=origins)
 
 
 def _dotted(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

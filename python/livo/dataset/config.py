@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -184,9 +184,11 @@ class BuildConfig(StrictModel):
         return self.run_id or f"build-{self.generation_fingerprint()}"
 
 
-def parse_build_config(data: Any, source: str = "<config>", *, overridden: Collection[str] = ()) -> BuildConfig:
+def parse_build_config(
+    data: Any, source: str = "<config>", *, overridden: Collection[str] | Mapping[str, str] = ()
+) -> BuildConfig:
     """Validates parsed YAML/JSON (or a dict built in Python); errors in the fields that ``--set``
-    wrote (``overridden``, dotted) name the override."""
+    wrote (``overridden``: the dotted keys, or each key with what set it) name the override."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a build config is a mapping with 'sources' and 'output'")
     return parse_model(BuildConfig, data, source, FLAGS, overridden=overridden)
@@ -200,13 +202,22 @@ PATH_KEYS = ("path", "directory", "index", "token_file")
 PATH_KEYS_IF_PRESENT = ("model", "registry")  # also a hub id, builtin:NAME or a built-in registry name
 
 
-def load_build_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> BuildConfig:
+def load_build_config(
+    path: str | os.PathLike[str],
+    overrides: dict[str, Any] | None = None,
+    *,
+    origins: Mapping[str, str] | None = None,
+) -> BuildConfig:
     """Reads a YAML build config. Relative paths in it are relative to the file's folder; paths in
     ``overrides`` (dotted field names, ``{"output.directory": "out"}``, as ``-o`` and ``--set`` give
-    them) are relative to the working directory."""
+    them) are relative to the working directory. An error in an overridden field names it as
+    ``--set KEY``, or as ``origins[KEY]`` says when another command set it for the user."""
     data = resolve_paths(read_yaml(path, "build config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
     data = apply_overrides(data, overrides, str(path))
-    return parse_build_config(data, str(path), overridden=list(overrides or {}))
+    if origins is None:
+        return parse_build_config(data, str(path), overridden=list(overrides or {}))
+    named = {key: origins.get(key, f"--set {key}") for key in overrides or {}}
+    return parse_build_config(data, str(path), overridden=named)
 
 
 def builtin_config_path(name: str = "toyworld") -> Path:
