@@ -108,6 +108,29 @@ def test_multilingual_harm_keywords(classified_index, minilm):
         assert [d.value_id for d in selector.keyword_decisions(normalize_text(prompt))] == [value], prompt
 
 
+def test_emoji_are_read_as_what_they_show(classified_index, minilm, registry):
+    """Emoji are the content of many logged prompts; the English rules and embedder read them only
+    once written out, with a skin tone or gender sign as a stated attribute of the person."""
+    selector = ValueSelector.load(classified_index, embedder=minilm)
+    expected = {
+        "🩸 on fresh snow, macro": ["no-blood"],
+        "🧟 in times square": ["no-horror"],
+        "a 👮 directing traffic": ["gender-equality", "racial-equality"],
+        "👩‍⚕️ portrait, studio light": ["racial-equality"],  # a woman: her gender is stated
+        "🏃‍♀️ in the park at dawn": ["racial-equality"],
+        "👩🏿‍⚕️ portrait, studio light": [],  # gender and skin colour stated
+        "😍 sunset beach, golden hour": [],  # a face is a mood, not a person
+        "🙏 thank you card, watercolor": [],  # folded hands, not a person
+    }
+    selected = selector.select(list(expected))
+    assert {prompt: s.value_ids for prompt, s in zip(expected, selected)} == expected
+    attributes = ExplicitAttributes(registry)
+    assert attributes.stated(normalize_text("👨🏿‍🍳 cooking pasta")) == {"gender": "male", "race": "unlisted"}
+    # A tone on a hand states nothing about the person beside it; "black" in a symbol's name is no race.
+    assert attributes.stated(normalize_text("👍🏿 a doctor")) == {}
+    assert attributes.stated(normalize_text("❤️ 🖤 a man")) == {"gender": "male"}
+
+
 def test_fit_logistic_reaches_the_penalised_optimum():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((300, 6))

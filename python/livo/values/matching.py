@@ -1,6 +1,7 @@
 """Rule stages of value selection: harm keywords and explicit protected attributes.
 
-Matching works on NFKC-normalised, case-folded text with Unicode word boundaries, so "dead" never
+Matching works on NFKC-normalised, case-folded text, with emoji written out as words
+(:mod:`livo.values.emoji_words`), and Unicode word boundaries, so "dead" never
 fires inside "deadline" and "sex" never inside "Sussex", while "ZOMBIE" and "ｚｏｍｂｉｅ" still match.
 A term ending in ``*`` matches any word starting with it ("zombi*" finds "zombies", "zombified").
 Benign phrases that contain a keyword ("blood orange") are listed as exceptions and blanked out
@@ -13,6 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from livo.values.emoji_words import spell_out_emoji
 from livo.values.registry import Registry, ValuePrinciple
 
 _BOUNDARY_START = r"(?<!\w)"
@@ -22,8 +24,8 @@ UNLISTED_CLASS = "unlisted"
 
 
 def normalize_text(text: str) -> str:
-    """NFKC + casefold + single spaces: the form every rule matches against."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    """Emoji as words, NFKC, casefold, single spaces: the form every rule matches against."""
+    return " ".join(unicodedata.normalize("NFKC", spell_out_emoji(text)).casefold().split())
 
 
 def _term_pattern(term: str) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 
 from livo.value_types import ValueChoice
 from livo.values.embedders import Embedder, load_embedder
+from livo.values.emoji_words import spell_out_emoji
 from livo.values.fuzzy_keywords import FuzzyKeywords
 from livo.values.index import ValueIndex, load_index
 from livo.values.matching import ExplicitAttributes, HarmKeywords, PersonNouns, exception_blanker, normalize_text
@@ -212,11 +213,13 @@ class ValueSelector:
         )
 
     def retrieval_text(self, prompt: str, normalized: str) -> str:
-        """The text to embed: the prompt, minus known-benign exception phrases if it has any."""
-        if self._blank is None:
-            return prompt
-        blanked = self._blank.sub(" ", normalized)
-        return prompt if blanked == normalized else " ".join(blanked.split())
+        """The text to embed: the prompt with its emoji written out as words (the embedder reads
+        emoji as unknown tokens), minus known-benign exception phrases if it has any."""
+        if self._blank is not None:
+            blanked = self._blank.sub(" ", normalized)
+            if blanked != normalized:
+                return " ".join(blanked.split())
+        return spell_out_emoji(prompt)
 
     def retrieval_scores(self, prompts: Sequence[str]) -> RetrievalScores:
         return self.scores_of(self.embedder.embed(prompts) if len(prompts) else np.zeros((0, 1), np.float32))
@@ -266,7 +269,7 @@ class ValueSelector:
                     + (f"misspelt as {hit.matched!r}" if hit.distance else "in an obfuscated spelling")
                     for v, hit in found.items()
                 }
-                for found in self.fuzzy.match([str(p) for p in prompts])
+                for found in self.fuzzy.match([spell_out_emoji(str(p)) for p in prompts])
             ],
             stated=[self.attributes.stated(t) if has_bias else {} for t in normalized],
             person_noun=np.array([has_bias and self.person_nouns.present(t) for t in normalized], dtype=bool),
