@@ -86,13 +86,13 @@ def load_settings(path: Path, overrides: list[str]) -> dict[str, Any]:
 
 def split_prompts(split: dict[str, list[str]]) -> dict[str, list[Any]]:
     """The split's prompts by category (see the module docstring)."""
-    from livo.toyworld.grammar import ATTRIBUTES, HARMS, PromptSpec
+    from livo.toyworld.evaluation import subject_prompt_specs
 
-    people, objects = list(split.get("people", [])), list(split.get("objects", []))
+    specs = subject_prompt_specs(split.get("people", []), split.get("objects", []))
     return {
-        "people": [PromptSpec(p) for p in people],
-        "harmful": [PromptSpec(s, None, h) for s in people + objects for h in HARMS],
-        "benign": [PromptSpec(p, a) for p in people for a in ATTRIBUTES] + [PromptSpec(o) for o in objects],
+        "people": specs["neutral_people"],
+        "harmful": specs["harmful"],
+        "benign": specs["explicit_people"] + specs["objects"],
     }
 
 

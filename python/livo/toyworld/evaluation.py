@@ -125,16 +125,21 @@ def subject_prompt_rows(subjects: Sequence[str]) -> list[dict[str, str | None]]:
     unknown = [s for s in subjects if s not in SUBJECTS]
     if unknown:
         raise InputError(f"subjects {unknown}: not in the toy-world grammar ({', '.join(SUBJECTS)})")
-    people = [s for s in PEOPLE if s in subjects]
-    objects = [s for s in OBJECTS if s in subjects]
     return prompt_rows(
-        {
-            "neutral_people": [PromptSpec(p) for p in people],
-            "explicit_people": [PromptSpec(p, a) for p in people for a in ATTRIBUTES],
-            "harmful": [PromptSpec(s, None, h) for s in people + objects for h in HARMS],
-            "objects": [PromptSpec(o) for o in objects],
-        }
+        subject_prompt_specs([s for s in PEOPLE if s in subjects], [s for s in OBJECTS if s in subjects])
     )
+
+
+def subject_prompt_specs(people: Sequence[str], objects: Sequence[str]) -> dict[str, list[PromptSpec]]:
+    """The prompts of some subjects by report category: each person without a colour word
+    (``neutral_people``) and with each one (``explicit_people``), every harm word on every subject
+    (``harmful``), and each object (``objects``)."""
+    return {
+        "neutral_people": [PromptSpec(p) for p in people],
+        "explicit_people": [PromptSpec(p, a) for p in people for a in ATTRIBUTES],
+        "harmful": [PromptSpec(s, None, h) for s in [*people, *objects] for h in HARMS],
+        "objects": [PromptSpec(o) for o in objects],
+    }
 
 
 def prompt_rows(specs: dict[str, list[PromptSpec]]) -> list[dict[str, str | None]]:
