@@ -158,13 +158,13 @@ def test_a_writer_left_by_an_error_after_a_good_write_leaves_no_new_dataset(tmp_
 MANIFEST_DAMAGE = {
     "rows not a number": (lambda m: m["shards"][0].update(rows="many"), "'shards[0].rows' must be an integer"),
     "newer format": (lambda m: m.update(format_version=99), "'format_version' is 99"),
-    "no splits field": (lambda m: m.pop("splits"), "no field 'splits'"),
+    "no splits field": (lambda m: m.pop("splits"), "field 'splits' is missing"),
     "shard outside the folder": (
         lambda m: m["shards"][0].update(name="../elsewhere.parquet"),
         "'shards[0].name' must be a .parquet file name",
     ),
     "row groups disagree": (lambda m: m["shards"][0].update(rows=10**6), "'shards[0].row_groups' adds up to"),
-    "not an object": (lambda m: m["shards"].__setitem__(0, "x"), "shards[0] is not a JSON object"),
+    "not an object": (lambda m: m["shards"].__setitem__(0, "x"), "field 'shards[0]' must be a JSON object"),
 }
 
 

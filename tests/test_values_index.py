@@ -451,12 +451,12 @@ def test_onnxruntime_backend_gives_pytorchs_vectors_and_identity(tmp_path, monke
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("thresholds", "high", "field 'thresholds' must be a mapping, got a string"),
+        ("thresholds", "high", "field 'thresholds' must be a JSON object, got a string"),
         ("thresholds", {"no-blood": "high"}, "field 'thresholds.no-blood' must be a number, got a string"),
-        ("noun_thresholds", [0.3], "field 'noun_thresholds' must be a mapping, got a list"),
-        ("embedder", None, "field 'embedder' must be a mapping, got null"),
-        ("exemplars", {"text": "a"}, "field 'exemplars' must be a list, got a mapping"),
-        ("classifier", "yes", "field 'classifier' must be a mapping, got a string"),
+        ("noun_thresholds", [0.3], "field 'noun_thresholds' must be a JSON object, got a list"),
+        ("embedder", None, "field 'embedder' must be a JSON object, got null"),
+        ("exemplars", {"text": "a"}, "field 'exemplars' must be a list, got a JSON object"),
+        ("classifier", "yes", "field 'classifier' must be a JSON object, got a string"),
         ("noun_margin", True, "field 'noun_margin' must be a number, got true/false"),
         ("registry", {"name": "default"}, "field 'registry.sha256' is missing"),
     ],

@@ -24,6 +24,7 @@ from livo import _native
 from livo.data.schema import PAIR_SCHEMA_VERSION, conform_to_schema
 from livo.data.shard_limits import MAX_BUCKETS, MAX_ROW_GROUP_BYTES, MAX_TARGET_SHARD_BYTES, MAX_ZSTD_LEVEL
 from livo.errors import ConfigError, InputError
+from livo.json_fields import JsonFields
 
 MANIFEST_NAME = "manifest.json"
 # The writer's lock file (flock), the name the engine uses.
@@ -120,7 +121,7 @@ class Manifest:
             raw = json.loads(path.read_bytes())
         except ValueError as error:
             raise InputError(f"{path}: not a valid shard manifest: {error}") from error
-        return _parse_manifest(directory, _ManifestFields(path, raw, ""))
+        return _parse_manifest(directory, JsonFields(path, raw, what="not a valid shard manifest"))
 
     def shards_of(self, split: str | None = None) -> list[ShardInfo]:
         if split is not None and split not in self.splits:
@@ -140,76 +141,7 @@ class Manifest:
         return sum(s.rows for s in self.shards_of(split))
 
 
-class _ManifestFields:
-    """One JSON object of a manifest, read field by field; a missing or mistyped field is an
-    InputError naming the manifest file and the field's path (``shards[3].rows``)."""
-
-    def __init__(self, path: Path, raw: Any, where: str) -> None:
-        if not isinstance(raw, dict):
-            raise InputError(f"{path}: not a valid shard manifest: {where or 'the top level'} is not a JSON object")
-        self.path, self.raw, self.where = path, raw, where
-
-    def _get(self, name: str) -> Any:
-        if name not in self.raw:
-            raise InputError(f"{self.path}: not a valid shard manifest: no field {self._name(name)!r}")
-        return self.raw[name]
-
-    def _name(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
-    def _wrong(self, name: str, expected: str, value: Any) -> InputError:
-        return InputError(f"{self.path}: field {self._name(name)!r} must be {expected}, got {value!r}")
-
-    def text(self, name: str) -> str:
-        value = self._get(name)
-        if not isinstance(value, str):
-            raise self._wrong(name, "a string", value)
-        return value
-
-    def count(self, name: str, minimum: int = 0, maximum: int | None = None) -> int:
-        value = self._get(name)
-        if not _is_int(value) or value < minimum or (maximum is not None and value > maximum):
-            bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-            raise self._wrong(name, f"an integer {bound}", value)
-        return int(value)
-
-    def ratio(self, name: str) -> float:
-        value = self._get(name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-            raise self._wrong(name, "a number in (0, 1]", value)
-        return float(value)
-
-    def object(self, name: str) -> dict[str, Any]:
-        value = self._get(name)
-        if not isinstance(value, dict):
-            raise self._wrong(name, "a JSON object", value)
-        return value
-
-    def items(self, name: str) -> list[Any]:
-        value = self._get(name)
-        if not isinstance(value, list):
-            raise self._wrong(name, "a list", value)
-        return value
-
-    def each(self, name: str) -> list[_ManifestFields]:
-        """The objects of the list field ``name``."""
-        return [_ManifestFields(self.path, item, f"{self._name(name)}[{i}]") for i, item in enumerate(self.items(name))]
-
-    def counts(self, name: str) -> tuple[int, ...]:
-        values = self.items(name)
-        if not all(_is_int(v) and v >= 0 for v in values):
-            raise self._wrong(name, "a list of integers >= 0", values)
-        return tuple(values)
-
-    def fail(self, name: str, problem: str) -> InputError:
-        return InputError(f"{self.path}: field {self._name(name)!r} {problem}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _parse_manifest(directory: Path, top: _ManifestFields) -> Manifest:
+def _parse_manifest(directory: Path, top: JsonFields) -> Manifest:
     if top.text("format") != MANIFEST_FORMAT:
         raise top.fail("format", f"must be {MANIFEST_FORMAT!r}, got {top.raw['format']!r}")
     version = top.count("format_version", 1)
@@ -225,7 +157,7 @@ def _parse_manifest(directory: Path, top: _ManifestFields) -> Manifest:
         splits[split.text("name")] = split.ratio("ratio")
     if not splits:
         raise top.fail("splits", "lists no split")
-    schemas = _ManifestFields(top.path, top.object("schemas"), "schemas")
+    schemas = top.object("schemas")
     for fingerprint in schemas.raw:
         for column in schemas.each(fingerprint):
             column.text("name")
@@ -236,13 +168,13 @@ def _parse_manifest(directory: Path, top: _ManifestFields) -> Manifest:
         record_id=top.text("record_id_column"),
         group_key=top.text("group_key_column"),
         splits=splits,
-        metadata=top.object("metadata"),
+        metadata=top.mapping("metadata"),
         schemas=schemas.raw,
         shards=tuple(_parse_shard(entry, splits, schemas.raw) for entry in top.each("shards")),
     )
 
 
-def _parse_shard(entry: _ManifestFields, splits: Mapping[str, float], schemas: Mapping[str, Any]) -> ShardInfo:
+def _parse_shard(entry: JsonFields, splits: Mapping[str, float], schemas: Mapping[str, Any]) -> ShardInfo:
     name = entry.text("name")
     if Path(name).name != name or not name.endswith(".parquet"):
         raise entry.fail("name", f"must be a .parquet file name inside the dataset folder, got {name!r}")

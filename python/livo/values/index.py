@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from livo.errors import ConfigError, InputError
+from livo.json_fields import JsonFields
 from livo.permissions import replace_folder, write_atomic
 from livo.values.classifier import CLASSIFIER_FILE, ValueClassifier
 from livo.values.embedders import Embedder, EmbedderIdentity
@@ -259,103 +260,40 @@ def _read_metadata(directory: Path) -> dict[str, Any]:
     return metadata
 
 
-@dataclass(frozen=True)
-class _Kind:
-    """A JSON type a metadata field must have, with the words that name it in an error."""
-
-    words: str
-    types: tuple[type, ...]
-
-    def admits(self, value: object) -> bool:
-        # JSON true/false are Python bools, which are ints: they are no number here.
-        return isinstance(value, self.types) and (bool in self.types or not isinstance(value, bool))
-
-
-_MAPPING = _Kind("a mapping", (dict,))
-_LIST = _Kind("a list", (list,))
-_TEXT = _Kind("a string", (str,))
-_NUMBER = _Kind("a number", (int, float))
-_INTEGER = _Kind("an integer", (int,))
-_FLAG = _Kind("true or false", (bool,))
-
-
-def _json_type(value: object) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
-    return names.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
-
-
-def _field(
-    container: dict[str, Any], key: str, kind: _Kind, path: Path, where: str = "", optional: bool = False
-) -> Any:
-    """``container[key]`` when it has the JSON type ``kind``; otherwise an :class:`InputError` naming
-    the file and the field (``where`` is the path to ``container``: ``"registry."``). An optional
-    field may be missing or null."""
-    name = f"{where}{key}"
-    if key not in container and not optional:
-        raise InputError(f"{path}: corrupt index metadata: field {name!r} is missing; rebuild the index")
-    value = container.get(key)
-    if value is None and optional:
-        return None
-    if not kind.admits(value):
-        shown = "" if value is None else f" ({json.dumps(value)[:40]})"
-        raise InputError(
-            f"{path}: corrupt index metadata: field {name!r} must be {kind.words}, got {_json_type(value)}{shown}; "
-            "rebuild the index"
-        )
-    return value
-
-
-def _number_mapping(container: dict[str, Any], key: str, path: Path, optional: bool = False) -> None:
-    """A mapping of value ids to numbers (the thresholds)."""
-    mapping = _field(container, key, _MAPPING, path, optional=optional) or {}
-    for name in mapping:
-        _field(mapping, name, _NUMBER, path, where=f"{key}.")
-
-
 def _check_metadata_fields(metadata: dict[str, Any], path: Path) -> None:
     """Checks the type of every field the loader reads, so a damaged or hand-edited metadata file is
     reported by file and field instead of failing deep inside the loader (or loading wrong numbers)."""
-    registry = _field(metadata, "registry", _MAPPING, path)
-    _field(registry, "sha256", _TEXT, path, where="registry.")
-    _field(registry, "source", _TEXT, path, where="registry.", optional=True)
-    embedder = _field(metadata, "embedder", _MAPPING, path)
+    top = JsonFields(path, metadata, what="corrupt index metadata", advice="; rebuild the index")
+    registry = top.object("registry")
+    registry.text("sha256")
+    registry.text("source", optional=True)
+    embedder = top.object("embedder")
     for key in ("spec", "name", "weights_sha256"):
-        _field(embedder, key, _TEXT, path, where="embedder.")
-    _field(embedder, "dimension", _INTEGER, path, where="embedder.")
-    index = _field(metadata, "index", _MAPPING, path)
-    _field(index, "sha256", _TEXT, path, where="index.")
-    _field(index, "type", _TEXT, path, where="index.", optional=True)
-    params = _field(index, "params", _MAPPING, path, where="index.", optional=True) or {}
-    _field(params, "nprobe", _INTEGER, path, where="index.params.", optional=True)
-    for number, exemplar in enumerate(_field(metadata, "exemplars", _LIST, path)):
-        where = f"exemplars[{number}]"
-        if not _MAPPING.admits(exemplar):
-            raise InputError(f"{path}: corrupt index metadata: field {where!r} must be a mapping; rebuild the index")
-        _field(exemplar, "text", _TEXT, path, where=f"{where}.")
-        _field(exemplar, "value_id", _TEXT, path, where=f"{where}.", optional=True)
-        _field(exemplar, "positive", _FLAG, path, where=f"{where}.")
-    _number_mapping(metadata, "thresholds", path)
-    _number_mapping(metadata, "noun_thresholds", path, optional=True)
-    _field(metadata, "noun_margin", _NUMBER, path, optional=True)
-    _field(metadata, "calibration", _MAPPING, path, optional=True)
-    _check_classifier_entry(_field(metadata, "classifier", _MAPPING, path, optional=True), path)
-
-
-def _check_classifier_entry(entry: dict[str, Any] | None, path: Path) -> None:
-    """The classifier's entry (null: the index has none): its file, checksum, names and penalty."""
-    if not entry:
-        return
-    _field(entry, "file", _TEXT, path, where="classifier.", optional=True)
-    _field(entry, "sha256", _TEXT, path, where="classifier.")
-    for key in ("targets", "feature_names"):
-        for number, name in enumerate(_field(entry, key, _LIST, path, where="classifier.")):
-            if not _TEXT.admits(name):
-                raise InputError(
-                    f"{path}: corrupt index metadata: field 'classifier.{key}[{number}]' must be a string; "
-                    "rebuild the index"
-                )
-    _field(entry, "l2", _NUMBER, path, where="classifier.")
-    _field(entry, "summary", _MAPPING, path, where="classifier.", optional=True)
+        embedder.text(key)
+    embedder.integer("dimension")
+    index = top.object("index")
+    index.text("sha256")
+    index.text("type", optional=True)
+    params = index.optional_object("params")
+    if params is not None:
+        params.integer("nprobe", optional=True)
+    for exemplar in top.each("exemplars"):
+        exemplar.text("text")
+        exemplar.text("value_id", optional=True)
+        exemplar.flag("positive")
+    top.numbers("thresholds")
+    top.numbers("noun_thresholds", optional=True)
+    top.number("noun_margin", optional=True)
+    top.mapping("calibration", optional=True)
+    classifier = top.optional_object("classifier")
+    if classifier is not None and classifier.raw:
+        # Its file, checksum, names and penalty (null: the index has none).
+        classifier.text("file", optional=True)
+        classifier.text("sha256")
+        classifier.texts("targets")
+        classifier.texts("feature_names")
+        classifier.number("l2")
+        classifier.mapping("summary", optional=True)
 
 
 def load_index(
