@@ -166,6 +166,14 @@ def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_pat
         train(other, resume=True)
 
 
+def test_a_final_evaluation_runs_without_periodic_ones(pairs: str, tmp_path: Path) -> None:
+    evaluation = {"hook": "toyworld", "every": 0, "final": True, "per_prompt": 1, "steps": 2}
+    result = train(config_from_dict(settings(pairs, tmp_path / "run", max_steps=2, eval=evaluation)))
+    assert [e["step"] for e in result.evaluations] == [2]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in logged] == [2] and "d1_people" in logged[0]
+
+
 def test_exported_value_encoder_loads_in_livo_pipeline(pairs: str, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 

@@ -283,8 +283,9 @@ class Trainer:
                     train_memory = record["peak_memory_mb"]
                 if step % config.log_every == 0 or step == config.max_steps:
                     log.step(record)
-                if config.eval.every and (
-                    step % config.eval.every == 0 or (config.eval.final and step == config.max_steps)
+                # ``final`` evaluates after the last step whether or not ``every`` asks for others.
+                if (config.eval.every and step % config.eval.every == 0) or (
+                    config.eval.final and step == config.max_steps
                 ):
                     _evaluate(self.objective, self.pipeline, config, step, rank, log, result)
                 if step in config.export_steps and rank == 0:
