@@ -37,8 +37,8 @@ METHOD_KINDS = ("base", "negative_prompt", "sld", "pipeline", "livo")
 class PromptsConfig(StrictModel):
     """``set``: a named prompt set (a ``livo.prompt_sets`` plug-in; ``toyworld``: the toy world's report
     prompts), or a
-    ``file`` with columns ``prompt``, ``category`` (bias, explicit, harm, benign), ``value`` (value
-    id; for bias/explicit/harm rows) and ``attribute`` (the class an explicit prompt asks for),
+    ``file`` with columns ``prompt``, ``category`` (bias, explicit, harm, benign, double), ``value``
+    (value id; for bias/explicit/harm rows; ``HARM+BIAS`` for a double row) and ``attribute`` (the class an explicit prompt asks for),
     judged against the value ``registry`` (a file or built-in name). ``categories`` keeps only
     those categories; ``per_category`` keeps the first N prompts of a category."""
 

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument(
         "--embedder",
         default="minilm-int8",
-        help="minilm-int8 (default: MiniLM quantised to int8, 1.5x the speed of minilm at the same cross-validated "
+        help="minilm-int8 (default: MiniLM quantised to int8, about 2x the speed of minilm at the same cross-validated "
         "quality), minilm, st:NAME_OR_PATH, or clip:PIPELINE_DIR[:mean]",
     )
     build.add_argument(
