@@ -164,6 +164,10 @@ def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_pat
     other = config_from_dict(settings(pairs, tmp_path / "parts", max_steps=6, freeze_token_embeddings=True))
     with pytest.raises(ConfigError, match=r"step4 was written with freeze_token_embeddings=False \(this run: True\)"):
         train(other, resume=True)
+    # So is one with another learning rate: DeepSpeed would restore the checkpoint's and train with it.
+    slower = config_from_dict(settings(pairs, tmp_path / "parts", max_steps=6, learning_rate=5e-4))
+    with pytest.raises(ConfigError, match=r"learning_rate=0.001 \(this run: 0.0005\); the optimizer"):
+        train(slower, resume=True)
 
 
 def test_a_final_evaluation_runs_without_periodic_ones(pairs: str, tmp_path: Path) -> None:

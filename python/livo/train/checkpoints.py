@@ -90,6 +90,10 @@ def latest_tag(folder: Path) -> str | None:
 # Settings that decide which module is trained and how its weights are stored: a checkpoint holds
 # that module's state, so a run resumed with another value cannot load it.
 MODULE_SETTINGS = ("loss", "dpo_target", "lora_rank", "lora_alpha", "freeze_token_embeddings", "precision")
+# Settings the checkpoint's optimizer state carries: DeepSpeed restores the optimizer's parameter
+# groups (rate, betas, epsilon, weight decay), the learning-rate schedule's base rate and the
+# gradient clipping, so a run resumed with other values would silently keep the checkpoint's.
+OPTIMIZER_SETTINGS = ("learning_rate", "adam_betas", "weight_decay", "adam_eps", "grad_clip")
 
 
 def load(
@@ -97,7 +101,8 @@ def load(
 ) -> tuple[int, dict[str, Any]] | None:
     """Load the latest checkpoint into ``engine`` and ``generator``; returns (step, data position),
     or ``None`` when ``folder`` holds no checkpoint. With ``config`` (this run's), a checkpoint written
-    with other :data:`MODULE_SETTINGS` is refused naming them, before DeepSpeed tries to load it."""
+    with other :data:`MODULE_SETTINGS` or :data:`OPTIMIZER_SETTINGS` is refused naming them, before
+    DeepSpeed tries to load it."""
     import torch
 
     tag = latest_tag(folder)
@@ -109,13 +114,17 @@ def load(
     state = json.loads(state_file.read_text())
     saved = state.get("config")
     if config is not None and saved is not None:
-        changed = [name for name in MODULE_SETTINGS if name in saved and saved[name] != config.get(name)]
-        if changed:
-            differences = ", ".join(f"{name}={saved[name]!r} (this run: {config.get(name)!r})" for name in changed)
-            raise ConfigError(
-                f"checkpoint {folder / tag} was written with {differences}; these decide what is trained, so "
-                "resume with the checkpoint's settings or start a new --output"
-            )
+        for names, why in (
+            (MODULE_SETTINGS, "these decide what is trained"),
+            (OPTIMIZER_SETTINGS, "the optimizer and its learning-rate schedule resume with the checkpoint's values"),
+        ):
+            changed = [name for name in names if name in saved and saved[name] != config.get(name)]
+            if changed:
+                differences = ", ".join(f"{name}={saved[name]!r} (this run: {config.get(name)!r})" for name in changed)
+                raise ConfigError(
+                    f"checkpoint {folder / tag} was written with {differences}; {why}, so resume with the "
+                    "checkpoint's settings or start a new --output"
+                )
     path, client_state = engine.load_checkpoint(
         str(folder), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
     )
