@@ -145,6 +145,39 @@ def test_a_second_run_skips_every_stage(demo_run) -> None:
     assert "| LiVO (FAISS selector) |" in lines[-1]
 
 
+def test_a_stage_continues_an_interrupted_run_and_starts_again_when_its_settings_change(tmp_path) -> None:
+    """A changed LiVO setting used to rerun the training stage with --resume into the old run folder:
+    the trainer found its checkpoint at max_steps, trained nothing and exported the old weights (a
+    changed build likewise kept the old records). Only an interrupted run with the same settings may
+    continue what it wrote."""
+    from livo.demo import Stages
+
+    output, work = tmp_path / "out", tmp_path / "out" / "work"
+    found: list[list[str] | None] = []
+    lines: list[str] = []
+
+    def stage(settings: dict, fresh: bool = False, interrupt: bool = False) -> None:
+        def action() -> None:
+            found.append(sorted(p.name for p in work.iterdir()) if work.exists() else None)
+            work.mkdir(parents=True, exist_ok=True)
+            (work / f"part{len(found)}").write_text("written")
+            if interrupt:
+                raise RuntimeError("interrupted")
+
+        Stages(output, 1, fresh, lines.append).run("train", "training", settings, action, (work,), clean=(work,))
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        stage({"learning_rate": 1}, interrupt=True)
+    stage({"learning_rate": 1})
+    assert found[-1] == ["part1"] and "continuing the interrupted run" in lines[-2]
+    stage({"learning_rate": 1})
+    assert len(found) == 2 and "up to date" in lines[-1]
+    stage({"learning_rate": 2})
+    assert found[-1] is None and "settings changed" in lines[-2]
+    stage({"learning_rate": 2}, fresh=True)
+    assert found[-1] is None and len(found) == 4
+
+
 def test_a_nested_build_setting_keeps_the_other_fields_of_its_section(tmp_path) -> None:
     """`--set build.set.generation.model=X` arrives as {"generation": {"model": X}}; it replaced the
     whole generation section (the demo's 16 samples a prompt and 96 colour samples fell back to the

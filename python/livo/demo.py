@@ -28,6 +28,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -160,7 +161,12 @@ def load_demo_config(
 
 
 class Stages:
-    """Runs numbered stages with a header, timing, and skip-if-done by a digest of their settings."""
+    """Runs numbered stages with a header, timing, and skip-if-done by a digest of their settings.
+
+    A stage interrupted part-way is continued with the same settings (the build and the trainings
+    resume from what they wrote). A stage whose settings changed, or every stage with ``fresh``,
+    starts again from nothing: its ``clean`` paths are removed first, since a build or a training
+    would otherwise resume the old run and keep its records or weights."""
 
     def __init__(self, output: Path, total: int, fresh: bool, echo: Callable[[str], None] = print) -> None:
         self.output = output
@@ -172,25 +178,49 @@ class Stages:
         (output / STAGE_STATE).mkdir(parents=True, exist_ok=True)
 
     def run(
-        self, name: str, title: str, settings: Any, action: Callable[[], Any], outputs: tuple[Path, ...] = ()
+        self,
+        name: str,
+        title: str,
+        settings: Any,
+        action: Callable[[], Any],
+        outputs: tuple[Path, ...] = (),
+        clean: tuple[Path, ...] = (),
     ) -> None:
-        """Run ``action`` unless the last completed run had the same settings and ``outputs`` exist."""
+        """Run ``action`` unless the last completed run had the same settings and ``outputs`` exist;
+        remove ``clean`` first unless an interrupted run with the same settings is continued."""
         self.number += 1
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
         marker = self.output / STAGE_STATE / f"{name}.json"
         self.echo(f"\n[{self.number}/{self.total}] {title}")
-        done = marker.is_file() and json.loads(marker.read_text()).get("digest") == digest
-        if not self.fresh and done and all(path.exists() for path in outputs):
+        last = json.loads(marker.read_text()) if marker.is_file() else None
+        same = last is not None and last.get("digest") == digest
+        complete = same and last is not None and last.get("complete", True)  # markers before "complete": done
+        if not self.fresh and complete and all(path.exists() for path in outputs):
             self.echo("    up to date (same settings as the last completed run), skipped")
             self.seconds[name] = 0.0
             return
-        marker.unlink(missing_ok=True)
+        if not self.fresh and same and not complete:
+            self.echo("    continuing the interrupted run (same settings)")
+        else:
+            if last is not None and not self.fresh and any(path.exists() for path in clean):
+                self.echo("    settings changed since the last run: starting this stage again")
+            for path in clean:
+                _remove(path)
+        write_atomic(marker, (json.dumps({"digest": digest, "complete": False}) + "\n").encode())
         started = time.perf_counter()
         action()
         seconds = time.perf_counter() - started
         self.seconds[name] = round(seconds, 1)
-        marker.write_text(json.dumps({"digest": digest, "seconds": round(seconds, 1)}) + "\n")
+        record = {"digest": digest, "complete": True, "seconds": round(seconds, 1)}
+        write_atomic(marker, (json.dumps(record) + "\n").encode())
         self.echo(f"    done in {seconds:.0f} s")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _prompts_and_dedup(config: dict[str, Any], folder: Path, echo: Callable[[str], None]) -> Path:
@@ -256,6 +286,12 @@ def build_config_for(config: dict[str, Any], prompts: Path, index: Path, dataset
     source = build.get("config", "toyworld")
     path = builtin_config_path(source) if not str(source).endswith((".yaml", ".yml")) else Path(source)
     settings = _dotted(build.get("set") or {})
+    ray_settings = sorted(key for key in settings if key == "ray" or key.startswith("ray."))
+    if ray_settings:
+        raise ConfigError(
+            f"demo config build.set: {', '.join('build.set.' + key for key in ray_settings)}: the demo builds on a "
+            "local Ray with its own `threads` CPUs; run `livo build-dataset` to build on a cluster"
+        )
     overrides = {
         "sources": {"files": [{"path": str(prompts)}]},
         "selection.index": str(index),
@@ -418,6 +454,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
         build_settings,
         lambda: _build(config, prompts, index, dataset, echo),
         (dataset / "manifest.json",),
+        clean=(dataset,),
     )
     stages.run(
         "train-livo",
@@ -425,6 +462,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
         [build_settings, train["livo"]],
         lambda: _train(train["livo"], dataset, runs["livo"], threads),
         (runs["livo"] / "value_encoder",),
+        clean=(runs["livo"], runs["livo"].parent / f"{runs['livo'].name}.yaml"),
     )
     if dpo:
         stages.run(
@@ -433,6 +471,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
             [build_settings, dpo],
             lambda: _train(dpo, dataset, runs["dpo"], threads),
             (runs["dpo"],),
+            clean=(runs["dpo"], runs["dpo"].parent / f"{runs['dpo'].name}.yaml"),
         )
     outcome: dict[str, Any] = {}
 
@@ -446,6 +485,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
         [build_settings, train, eval_config.model_dump(mode="json")],
         evaluate,
         (folder / "report" / "index.html",),
+        clean=(folder / "report",),
     )
     page = Path(outcome.get("page") or folder / "report" / "index.html")
     table = outcome.get("table")
