@@ -97,6 +97,17 @@ def test_config_errors_name_the_field(tmp_path) -> None:
         parse_eval_config({"output": "x", "methods": [{"name": "m", "kind": "magic"}]})
     with pytest.raises(ConfigError, match="exactly one of 'path', 'unet' and 'lora'"):
         parse_eval_config({"output": "x", "methods": [{"name": "dpo", "kind": "pipeline"}]})
+    # A field of another kind is refused, not ignored.
+    with pytest.raises(
+        ConfigError, match=r"method 'm': kind livo does not read negative_prompt \(a field of kind negative"
+    ):
+        parse_eval_config({"output": "x", "methods": [{"name": "m", "kind": "livo", "negative_prompt": "blood"}]})
+    with pytest.raises(ConfigError, match=r"kind sld does not read bias_probability \(a field of kind livo\)"):
+        parse_eval_config({"output": "x", "methods": [{"name": "s", "kind": "sld", "bias_probability": 1.0}]})
+    with pytest.raises(ConfigError, match="index and embedder are for selector faiss, not keyword"):
+        parse_eval_config(
+            {"output": "x", "methods": [{"name": "k", "kind": "livo", "selector": "keyword", "index": "i"}]}
+        )
     with pytest.raises(ConfigError, match="unique"):
         parse_eval_config({"output": "x", "methods": [{"name": "a", "kind": "base"}, {"name": "a", "kind": "base"}]})
     config = tmp_path / "eval.yaml"

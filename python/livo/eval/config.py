@@ -97,13 +97,38 @@ class MethodConfig(StrictModel):
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> MethodConfig:
+        # A field of another kind would be accepted and ignored: "kind: livo" with a negative_prompt
+        # would be reported as LiVO with a negative prompt that was never used. (A field at its
+        # default says nothing, so a whole dumped config validates again.)
+        foreign = sorted(
+            name
+            for name in self.model_fields_set - _COMMON_FIELDS - _KIND_FIELDS[self.kind]
+            if getattr(self, name) != MethodConfig.model_fields[name].get_default(call_default_factory=True)
+        )
+        if foreign:
+            fields = ", ".join(
+                f"{field} (a field of kind {' or '.join(k for k, fs in _KIND_FIELDS.items() if field in fs)})"
+                for field in foreign
+            )
+            raise ValueError(f"method {self.name!r}: kind {self.kind} does not read {fields}")
+        if self.kind == "livo" and self.selector == "keyword" and (self.index is not None or self.embedder != "minilm"):
+            raise ValueError(f"method {self.name!r}: index and embedder are for selector faiss, not keyword")
         if self.kind == "negative_prompt" and not self.negative_prompt:
             raise ValueError(f"method {self.name!r}: kind negative_prompt needs 'negative_prompt'")
-        if self.kind != "livo" and self.max_values_per_prompt != 1:
-            raise ValueError(f"method {self.name!r}: max_values_per_prompt is for kind livo, not {self.kind}")
         if self.kind == "pipeline" and sum(x is not None for x in (self.path, self.unet, self.lora)) != 1:
             raise ValueError(f"method {self.name!r}: kind pipeline needs exactly one of 'path', 'unet' and 'lora'")
         return self
+
+
+_COMMON_FIELDS = {"name", "kind", "categories"}
+# The fields each kind of method reads (MethodConfig's docstring).
+_KIND_FIELDS: dict[str, set[str]] = {
+    "base": set(),
+    "negative_prompt": {"negative_prompt"},
+    "sld": {"safety_concept", "sld"},
+    "pipeline": {"path", "unet", "lora"},
+    "livo": {"value_encoder", "selector", "index", "embedder", "bias_probability", "max_values_per_prompt"},
+}
 
 
 class QualityConfig(StrictModel):

@@ -209,7 +209,6 @@ class OtherPipeline(Method):
 
     def __init__(self, config: MethodConfig, models: BaseModels) -> None:
         super().__init__(config, models)
-        check_guidance_text(config.name, "safety_concept", config.safety_concept, models.base.tokenizer)
         self._pipeline: Any = None
 
     def key(self, prompt: EvalPrompt) -> tuple:
