@@ -33,6 +33,25 @@ def test_a_missing_or_broken_file_is_one_clear_error(tmp_path):
         read_yaml(tmp_path / "list.yaml")
 
 
+def test_a_key_given_twice_is_refused_and_yaml_errors_are_one_line(tmp_path):
+    """PyYAML keeps the last of two equal keys silently: a run would train with the second max_steps."""
+    (tmp_path / "twice.yaml").write_text("output: out\nmax_steps: 10\nseed: 1\nmax_steps: 20\n")
+    with pytest.raises(
+        ConfigError, match=r"^\S*twice.yaml: not valid YAML: line 4, column 1: key 'max_steps' is given twice"
+    ):
+        read_yaml(tmp_path / "twice.yaml")
+    (tmp_path / "nested.yaml").write_text("output: out\ninputs:\n  - {path: a, path: b}\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 15: key 'path' is given twice"):
+        read_yaml(tmp_path / "nested.yaml")
+    # A merge key's fields may be overridden by the mapping's own: that is what the merge is for.
+    (tmp_path / "merge.yaml").write_text("base: &b {path: a, count: 2}\nother: {<<: *b, count: 3}\n")
+    assert read_yaml(tmp_path / "merge.yaml")["other"] == {"path": "a", "count": 3}
+    (tmp_path / "tab.yaml").write_text("output: out\ninputs:\n\t- path: a\n")
+    with pytest.raises(ConfigError) as caught:
+        read_yaml(tmp_path / "tab.yaml")
+    assert "\n" not in str(caught.value) and "line 3, column 1" in str(caught.value)
+
+
 def test_errors_name_the_file_and_each_field(tmp_path):
     file = tmp_path / "run.yaml"
     file.write_text("output: out\ninputs: [{path: a, count: lots}]\ncolour: red\n")

@@ -47,6 +47,11 @@ MISTAKES = {
     ),
     "dedup: output format": (["dedup", "prompts.txt", "-o", "o.txt"], "unsupported file extension '.txt'"),
     "dedup: output under a file": (["dedup", "prompts.txt", "-o", "afile/o.jsonl"], "afile is a file"),
+    # A flag of the distributed run without --ray was ignored.
+    "dedup: a Ray flag without --ray": (
+        ["dedup", "prompts.txt", "-o", "o.jsonl", "--num-cpus", "2", "--piece-size", "1M"],
+        "--num-cpus, --piece-size: only used with --ray; add --ray, or leave them out",
+    ),
     "shards write: output is a file": (["shards", "write", "prompts.txt", "-o", "afile"], "--output afile: is a file"),
     "shards write: output is not a dataset": (
         ["shards", "write", "prompts.txt", "-o", "full"],
@@ -64,6 +69,10 @@ MISTAKES = {
     "values build-index: output not empty": (
         ["values", "build-index", "default", "-o", "full"],
         "--output full: exists and is not empty; pass --overwrite",
+    ),
+    "values build-index: --labelled without --calibrate": (
+        ["values", "build-index", "default", "-o", "idx", "--labelled", "prompts.txt"],
+        "--labelled is read by --calibrate only",
     ),
     "values build-index: calibrate a registry without its labels": (
         ["values", "build-index", "toyworld", "-o", "idx", "--calibrate"],
@@ -120,6 +129,14 @@ MISTAKES = {
         "per_prompt (3) must be >= group_size (5)",
     ),
     "train: --set max_steps=0": (["train", TRAIN_CONFIG, "--set", "max_steps=0"], "max_steps"),
+    "train: --set a value that is not YAML": (
+        ["train", TRAIN_CONFIG, "--set", "max_steps=["],
+        "--set max_steps=[: not valid YAML: line 1, column 2",
+    ),
+    "eval: --set an empty part of a dotted key": (
+        ["eval", EVAL_CONFIG, "--output", "report", "--set", "generation..steps=3"],
+        "--set 'generation..steps=3': expected FIELD=VALUE",
+    ),
     # A misspelled --set key is named as the override, not blamed on the file.
     "train: --set a misspelled field": (
         ["train", TRAIN_CONFIG, "--set", "lernrate=1"],
@@ -141,6 +158,10 @@ MISTAKES = {
     "demo: --set a misspelled build field": (
         ["demo", "--output", "demo-out", "--set", "build.set.generaton.steps=3"],
         "toyworld.yaml: field generaton: Extra inputs are not permitted (set by the demo's build.set.generaton.steps)",
+    ),
+    "demo: --set a Ray setting of the build": (
+        ["demo", "--output", "demo-out", "--set", "build.set.ray.address=10.0.0.1:6379"],
+        "build.set.ray.address: the demo builds on a local Ray",
     ),
     "demo: --set a misspelled evaluation field": (
         ["demo", "--output", "demo-out", "--set", "eval.set.generaton.steps=3"],

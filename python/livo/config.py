@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from livo.errors import ConfigError, InputError
 from livo.overrides import set_dotted
+from livo.yaml_text import parse_yaml
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -70,20 +71,18 @@ class StrictModel(BaseModel):
 
 
 def read_yaml(path: str | os.PathLike[str], what: str = "config") -> dict[str, Any]:
-    """The mapping in a YAML file; ``what`` names the kind of file in errors."""
-    import yaml
-
+    """The mapping in a YAML file (:func:`livo.yaml_text.parse_yaml`: a repeated key is an error);
+    ``what`` names the kind of file in errors."""
     file = Path(path)
     if not file.exists():
         raise InputError(f"{file}: {what} not found")
     if not file.is_file():
         raise InputError(f"{file}: {what} is not a file")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise InputError(f"{file}: {what} is not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{file}: not valid YAML: {error}") from None
+    data = parse_yaml(text, str(file))
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from livo.errors import ConfigError
+from livo.yaml_text import parse_yaml
 
 
 def set_dotted(values: dict[str, Any], key: str, value: Any, where: str) -> None:
@@ -26,9 +25,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
-        if not sep or not name:
+        name = name.strip()
+        if not sep or not name or "" in name.split("."):
             raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. generation.steps=10")
-        overrides[name.strip()] = yaml.safe_load(text)
+        overrides[name] = parse_yaml(text, f"--set {item}")
     return overrides
 
 

@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ray.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS, else start a local Ray)")
     ray.add_argument("--ray-token-file", help="auth token file for a cluster off loopback")
     ray.add_argument("--num-cpus", type=int_at_least(1, 65536), help="CPUs of a local Ray (default: all)")
-    ray.add_argument("--piece-size", type=byte_size, default="64M", help="input bytes per read task (default 64M)")
+    ray.add_argument("--piece-size", type=byte_size, help="input bytes per read task (default 64M)")
     ray.add_argument(
         "--partitions", type=int_at_least(1, 65536), help="blocks per shuffle (default: from the corpus size)"
     )
@@ -73,6 +73,13 @@ def run_dedup(args: argparse.Namespace) -> int:
     from livo.errors import InputError
     from livo.user_paths import input_file, output_file
 
+    # Without --ray these would be ignored: the user meant a distributed run, or gave a stray flag.
+    given = [flag for flag, value in RAY_ONLY_FLAGS.items() if getattr(args, value) is not None]
+    if given:
+        raise InputError(
+            f"{', '.join(given)}: only used with --ray; add --ray, or leave {'them' if len(given) > 1 else 'it'} out"
+        )
+
     if len(args.input) > 1:
         raise InputError(f"{len(args.input)} inputs given: without --ray, livo dedup reads one file")
     input_file(args.input[0], flag="input", suffixes=INPUT_SUFFIXES)
@@ -88,6 +95,17 @@ def run_dedup(args: argparse.Namespace) -> int:
     _report(result, [int(r) for r in result.empty_rows[:10]], len(result.empty_rows))
     print(f"wrote {args.output}")
     return 0
+
+
+# The flags of the distributed run, and their argparse names.
+RAY_ONLY_FLAGS = {
+    "--ray-address": "ray_address",
+    "--ray-token-file": "ray_token_file",
+    "--num-cpus": "num_cpus",
+    "--piece-size": "piece_size",
+    "--partitions": "partitions",
+    "--task-memory": "task_memory",
+}
 
 
 def _run_on_ray(args: argparse.Namespace, config: object) -> int:
@@ -116,7 +134,7 @@ def _run_on_ray(args: argparse.Namespace, config: object) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
 
     options = RayDedupOptions(
-        piece_bytes=args.piece_size,
+        **({"piece_bytes": args.piece_size} if args.piece_size is not None else {}),
         partitions=args.partitions,
         task_memory=args.task_memory,
         task_threads=args.threads or 1,

@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     build.add_argument("--labelled", help="labelled prompt file for --calibrate")
     build.add_argument(
+        "--split",
+        default="calibration",
+        help="with --calibrate: rows of this split only (default calibration; 'all' for every row)",
+    )
+    build.add_argument(
         "--training",
         action="append",
         metavar="FILE",
@@ -253,11 +258,15 @@ def run_build_index(args: argparse.Namespace) -> int:
     if args.training:
         _check_training_files(registry, args.training)
     shipped_labels_fit = _shipped_labels_fit(registry.ids)
+    if args.labelled and not args.calibrate:
+        raise InputError("--labelled is read by --calibrate only; add --calibrate, or leave --labelled out")
     if args.calibrate and not args.labelled and not shipped_labels_fit:
         raise InputError(
             f"--calibrate: the shipped labelled prompts are for the default registry, not {path}; "
             "give --labelled FILE (columns prompt, label: one of this registry's value ids, or empty for none)"
         )
+    if args.calibrate:
+        _labelled_rows(args.labelled, args.split, registry.ids)  # refused now, not after the index is built
     embedder = load_embedder(args.embedder)
     index = build_index(registry, embedder, index_type=args.index_type, registry_source=str(path.resolve()))
     save_index(index, args.output)
@@ -269,7 +278,7 @@ def run_build_index(args: argparse.Namespace) -> int:
     if not args.no_classifier and not _fit_classifier_into(args.output, args.training, 0.02):
         print("no value classifier: no labelled prompts for this registry (give --training FILE)")
     if args.calibrate:
-        _calibrate_into(args.output, args.labelled, "calibration", 0.05)
+        _calibrate_into(args.output, args.labelled, args.split, 0.05)
     elif shipped_labels_fit:
         print(f"thresholds are defaults; calibrate with: livo values calibrate {args.output}")
     else:
