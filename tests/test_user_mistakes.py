@@ -159,6 +159,10 @@ MISTAKES = {
         ["demo", "--output", "demo-out", "--set", "build.set.generaton.steps=3"],
         "toyworld.yaml: field generaton: Extra inputs are not permitted (set by the demo's build.set.generaton.steps)",
     ),
+    "demo: --set eval.config to a file that is no config": (
+        ["demo", "--output", "demo-out", "--set", "eval.config=afile"],
+        "afile: an evaluation config is a mapping of fields to values, got str",
+    ),
     "demo: --set a Ray setting of the build": (
         ["demo", "--output", "demo-out", "--set", "build.set.ray.address=10.0.0.1:6379"],
         "build.set.ray.address: the demo builds on a local Ray",
@@ -230,6 +234,7 @@ def test_a_mistake_is_one_line_and_exit_2_before_any_work(
     assert lines[0].startswith(f"livo {args[0]}"), lines[0]
     assert expected in lines[0], lines[0]
     assert "Traceback" not in err
+    assert not (workspace / "demo-out").exists(), "the demo made its output folder before the error"
     # Before any heavy work: no model was loaded, no image generated (in-process imports are warm).
     assert seconds < 10, f"{seconds:.1f} s"
 

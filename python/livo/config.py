@@ -86,7 +86,8 @@ def read_yaml(path: str | os.PathLike[str], what: str = "config") -> dict[str, A
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{file}: a {what} is a mapping of fields to values, got {type(data).__name__}")
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise ConfigError(f"{file}: {article} {what} is a mapping of fields to values, got {type(data).__name__}")
     return data
 
 

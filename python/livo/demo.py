@@ -46,6 +46,7 @@ from livo.permissions import write_atomic
 
 DEMO_CONFIG = Path(__file__).resolve().parent / "eval" / "configs" / "demo.yaml"
 STAGE_STATE = ".stages"
+HELD_OUT_PROMPTS = "heldout-prompts.jsonl"
 
 
 def register(subparsers: Any) -> None:
@@ -376,12 +377,12 @@ def _train(settings: dict[str, Any], dataset: Path, run: Path, threads: int) -> 
 def eval_config_for(config: dict[str, Any], folder: Path, index: Path, runs: dict[str, Path]) -> Any:
     """The evaluation config: the shipped toy-world one (or ``eval.config``) with the demo's own
     value encoder, index and (when trained) the Diffusion-DPO baseline."""
-    import yaml
-
-    from livo.eval.config import parse_eval_config
+    from livo.eval.config import PATH_KEYS, PATH_KEYS_IF_PRESENT, parse_eval_config
+    from livo.toyworld.evaluation import subject_prompt_rows
 
     source = Path(config["eval"].get("config") or DEMO_CONFIG.parent / "toyworld.yaml")
-    data = yaml.safe_load(source.read_text())
+    # Read as `livo eval` reads its config: checked, and its relative paths against its own folder.
+    data = resolve_paths(read_yaml(source, "evaluation config"), source.parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
     changes = config["eval"].get("set") or {}
     data = merge(data, changes)
     data["output"] = str(folder / "report")
@@ -404,17 +405,20 @@ def eval_config_for(config: dict[str, Any], folder: Path, index: Path, runs: dic
     data["methods"] = methods
     held = config["prompts"].get("holdout_subjects") or []
     if held:
-        data["prompts"] = {**data.get("prompts", {}), "set": None, "file": str(_held_out_prompts(held, folder))}
+        subject_prompt_rows(held)  # unknown subjects are named now; the file is written by the eval stage
+        data["prompts"] = {**data.get("prompts", {}), "set": None, "file": str(folder / HELD_OUT_PROMPTS)}
     return parse_eval_config(data, f"{source} with the demo config's eval.set" if changes else str(source))
 
 
-def _held_out_prompts(subjects: list[str], folder: Path) -> Path:
-    """The evaluation's prompt file: the toy world's evaluation prompts for the held-out subjects."""
+def _write_held_out_prompts(config: dict[str, Any], folder: Path) -> None:
+    """The evaluation's prompt file (when subjects are held out): the toy world's evaluation prompts
+    for the held-out subjects."""
     from livo.toyworld.evaluation import subject_prompt_rows
 
-    path = folder / "heldout-prompts.jsonl"
-    write_atomic(path, "".join(json.dumps(row) + "\n" for row in subject_prompt_rows(subjects)).encode())
-    return path
+    held = config["prompts"].get("holdout_subjects") or []
+    if held:
+        rows = subject_prompt_rows(held)
+        write_atomic(folder / HELD_OUT_PROMPTS, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 
 def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[str], None] = print) -> dict[str, Any]:
@@ -423,19 +427,20 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
 
     started = time.perf_counter()
     folder = Path(config["output"]).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
     threads = int(config.get("threads", 2))
     train = config["train"]
     dpo = train.get("dpo")
-    stages = Stages(folder, 6 if dpo else 5, fresh, echo)
     prompts, index, dataset = folder / "prompts.dedup.parquet", folder / "index", folder / "dataset"
     runs = {"livo": folder / "runs" / "livo"}
     if dpo:
         runs["dpo"] = folder / "runs" / "dpo"
-    # The later stages' settings are checked before the first stage runs.
+    # The later stages' settings are checked before the first stage runs (and before the output
+    # folder is made: a mistyped setting leaves nothing behind).
     build_config_for(config, prompts, index, dataset)
     _check_training_settings(train, dataset, runs, threads)
     eval_config = eval_config_for(config, folder, index, runs)
+    folder.mkdir(parents=True, exist_ok=True)
+    stages = Stages(folder, 6 if dpo else 5, fresh, echo)
 
     stages.run(
         "dedup",
@@ -476,6 +481,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
     outcome: dict[str, Any] = {}
 
     def evaluate() -> None:
+        _write_held_out_prompts(config, folder)
         table, page = run_evaluation(eval_config, "eval")
         outcome.update(table=table, page=page)
 
