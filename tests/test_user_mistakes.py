@@ -19,13 +19,15 @@ TRAIN_CONFIG = str(REPO / "services" / "train" / "toyworld_livo.yaml")
 
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A working folder with a file, a folder with something in it, and a prompt file."""
+    """A working folder with a file, a folder with something in it, a prompt file and links to nothing."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("x\n")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "something.txt").write_text("x\n")
     (tmp_path / "prompts.txt").write_text("a doctor\na kite\n")
     (tmp_path / "out.jsonl").write_text("{}\n")
+    (tmp_path / "dangling.jsonl").symlink_to("nowhere")
+    (tmp_path / "dangling").symlink_to("nowhere")
     return tmp_path
 
 
@@ -47,6 +49,14 @@ MISTAKES = {
     ),
     "dedup: output format": (["dedup", "prompts.txt", "-o", "o.txt"], "unsupported file extension '.txt'"),
     "dedup: output under a file": (["dedup", "prompts.txt", "-o", "afile/o.jsonl"], "afile is a file"),
+    "dedup: an empty output path": (["dedup", "prompts.txt", "-o", ""], "--output: empty; give a file or folder name"),
+    # A link to nothing failed after the work (or was replaced by a file).
+    "dedup: output is a broken link": (["dedup", "prompts.txt", "-o", "dangling.jsonl"], "a symbolic link to nowhere"),
+    "values build-index: output is a broken link": (
+        ["values", "build-index", "toyworld", "-o", "dangling"],
+        "--output dangling: a symbolic link to nowhere, which does not exist",
+    ),
+    "shards write: output is a broken link": (["shards", "write", "prompts.txt", "-o", "dangling"], "a symbolic link"),
     # A flag of the distributed run without --ray was ignored.
     "dedup: a Ray flag without --ray": (
         ["dedup", "prompts.txt", "-o", "o.jsonl", "--num-cpus", "2", "--piece-size", "1M"],
@@ -172,6 +182,19 @@ MISTAKES = {
         "with the demo config's eval.set: field generaton: Extra inputs are not permitted",
     ),
     "eval: no output": (["eval", EVAL_CONFIG], "give --output on the command line"),
+    # A MemoryError after the models loaded, or minutes of work and a broken process pool.
+    "eval: --per-prompt beyond any run": (
+        ["eval", EVAL_CONFIG, "--output", "report", "--per-prompt", "99999999999999"],
+        "argument --per-prompt: must be at most 10000",
+    ),
+    "toyworld report: --guidance-scale nan": (
+        ["toyworld", "report", "--output", "r", "--guidance-scale", "nan"],
+        "argument --guidance-scale: must be a number >= 0, got 'nan'",
+    ),
+    "toyworld pairs: --bias-per-subject beyond any recipe": (
+        ["toyworld", "pairs", "--output", "p", "--bias-per-subject", "100000000000"],
+        "argument --bias-per-subject: must be at most 1000000",
+    ),
     "eval: no such config": (["eval", "nope.yaml", "--output", "r"], "config nope.yaml: no such file"),
     "demo: output is a file": (["demo", "--output", "afile"], "--output afile: is a file"),
     "demo: no such config": (["demo", "--config", "nope.yaml"], "--config nope.yaml: no such file"),

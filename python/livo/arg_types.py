@@ -53,6 +53,26 @@ def fraction(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """A finite float >= 0 (a guidance scale): ``nan`` and ``inf`` parse as floats and would run."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+# Images per prompt of an evaluation or report: the largest a run could hold and finish; more was a
+# MemoryError after the models loaded.
+MAX_IMAGES_PER_PROMPT = 10_000
+images_per_prompt = int_at_least(1, MAX_IMAGES_PER_PROMPT)
+# Training pairs per subject or prompt of the toy world: far past any recipe (hundreds), and short of
+# a dataset that would fill the disk before its first shard.
+pair_count = int_at_least(0, 1_000_000)
+
+
 UNITS = {
     "": 1,
     "b": 1,

@@ -24,9 +24,27 @@ def _named(flag: str, path: str | os.PathLike[str]) -> str:
     return f"{flag} {path}" if flag else str(path)
 
 
+def _given(path: str | os.PathLike[str], flag: str) -> Path:
+    """``path`` as a Path, refusing an empty one (``Path("")`` is the working directory, so ``-o ''``
+    was reported as "--output .: is a folder")."""
+    if os.fspath(path) == "":
+        raise InputError(f"{flag or 'path'}: empty; give a file or folder name")
+    return Path(path)
+
+
+def _refuse_broken_link(path: Path, flag: str) -> None:
+    """An output path that is a symbolic link to nothing: writing through it fails deep in the work
+    (or replaces the link with a file), so it is named first."""
+    if path.is_symlink() and not path.exists():
+        raise InputError(
+            f"{_named(flag, path)}: a symbolic link to {os.readlink(path)}, which does not exist; "
+            "remove the link or give another path"
+        )
+
+
 def input_file(path: str | os.PathLike[str], *, flag: str, suffixes: Iterable[str] | None = None) -> Path:
     """An existing, readable file (of one of ``suffixes`` when given)."""
-    path = Path(path)
+    path = _given(path, flag)
     if not path.exists():
         raise InputError(f"{_named(flag, path)}: no such file")
     if path.is_dir():
@@ -39,7 +57,7 @@ def input_file(path: str | os.PathLike[str], *, flag: str, suffixes: Iterable[st
 
 def input_folder(path: str | os.PathLike[str], *, flag: str) -> Path:
     """An existing, readable folder."""
-    path = Path(path)
+    path = _given(path, flag)
     if not path.exists():
         raise InputError(f"{_named(flag, path)}: no such folder")
     if not path.is_dir():
@@ -58,7 +76,8 @@ def output_file(
 ) -> Path:
     """A file the command may write: not a folder, in a folder it can create or write to, and, if it
     exists, replaced only with ``overwrite``."""
-    path = Path(path)
+    path = _given(path, flag)
+    _refuse_broken_link(path, flag)
     if path.is_dir():
         raise InputError(f"{_named(flag, path)}: is a folder; a file is needed here")
     _check_suffix(path, flag, suffixes)
@@ -83,7 +102,8 @@ def output_folder(
     A command that replaces the folder whole names in ``replaced_whole`` the files its own output
     holds (one is enough): ``overwrite`` then replaces only a folder holding one of them, never one
     of the user's other folders named by mistake, which would be deleted with everything in it."""
-    path = Path(path)
+    path = _given(path, flag)
+    _refuse_broken_link(path, flag)
     if path.exists() and not path.is_dir():
         raise InputError(f"{_named(flag, path)}: is a file; a folder is needed here")
     if path.is_dir():

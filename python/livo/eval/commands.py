@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from livo.arg_types import positive_int, thread_count
+from livo.arg_types import images_per_prompt, positive_int, thread_count
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
     evaluate.add_argument("config", help="evaluation config (YAML)")
     evaluate.add_argument("--output", help="report folder (default: the config's 'output')")
     evaluate.add_argument("--overwrite", action="store_true", help="write over a report folder that is not empty")
-    evaluate.add_argument("--per-prompt", type=positive_int, help="images per prompt (default: the config's)")
+    evaluate.add_argument("--per-prompt", type=images_per_prompt, help="images per prompt (default: the config's)")
     evaluate.add_argument(
         "--threads", type=thread_count, help="torch threads per generating process (default: the config's)"
     )

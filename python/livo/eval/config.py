@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from livo.arg_types import MAX_IMAGES_PER_PROMPT
 from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
 from livo.errors import ConfigError
 from livo.eval.prompts import Category
@@ -160,7 +161,7 @@ class EvalConfig(StrictModel):
     methods: list[MethodConfig] = Field(min_length=1)
     judges: JudgesConfig = Field(default_factory=JudgesConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
-    per_prompt: int = Field(default=40, ge=1)
+    per_prompt: int = Field(default=40, ge=1, le=MAX_IMAGES_PER_PROMPT)
     steps: int = Field(default=25, ge=1)
     guidance_scale: float = Field(default=5.0, ge=0.0)
     seed: int = 0

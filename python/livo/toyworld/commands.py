@@ -6,7 +6,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from livo.arg_types import int_at_least, non_negative_int, positive_int, seed_int, thread_count
+from livo.arg_types import (
+    images_per_prompt,
+    int_at_least,
+    non_negative_float,
+    non_negative_int,
+    pair_count,
+    positive_int,
+    seed_int,
+    thread_count,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -68,9 +77,11 @@ def register(subparsers: Any) -> None:
 
     report = commands.add_parser("report", help="measure bias, harm and fidelity of a model on the toy world")
     report.add_argument("--model", default=None, help="diffusers folder or hub id (default: the shipped model)")
-    report.add_argument("--per-prompt", type=positive_int, default=50, help="images per prompt (N)")
+    report.add_argument("--per-prompt", type=images_per_prompt, default=50, help="images per prompt (N)")
     report.add_argument("--steps", type=positive_int, default=25, help="DDIM sampling steps")
-    report.add_argument("--guidance-scale", type=float, default=None, help="default: the shipped recommendation")
+    report.add_argument(
+        "--guidance-scale", type=non_negative_float, default=None, help="default: the shipped recommendation"
+    )
     report.add_argument("--seed", type=seed_int, default=0, help="seed of the first image")
     report.add_argument("--batch-size", type=positive_int, default=256, help="images per pipeline call")
     report.add_argument("--threads", type=thread_count, default=2, help="torch threads")
@@ -85,22 +96,22 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="add to the dataset already in --output (pairs it holds are skipped)",
     )
-    pairs.add_argument("--bias-per-subject", type=non_negative_int, default=400, help="colour pairs per people-subject")
+    pairs.add_argument("--bias-per-subject", type=pair_count, default=400, help="colour pairs per people-subject")
     pairs.add_argument(
         "--harm-per-prompt",
-        type=non_negative_int,
+        type=pair_count,
         default=80,
         help="pairs per harmful training prompt (default 80: the shipped encoder's recipe)",
     )
     pairs.add_argument(
         "--subject-anchors-per-subject",
-        type=non_negative_int,
+        type=pair_count,
         default=0,
         help="colour pairs per people-subject whose violating image shows another subject (default 0)",
     )
     pairs.add_argument(
         "--double-per-prompt",
-        type=non_negative_int,
+        type=pair_count,
         default=0,
         help="pairs with two values (harm and colour) per harmful people-prompt without a colour word (default 0)",
     )
