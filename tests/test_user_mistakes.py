@@ -72,6 +72,16 @@ MISTAKES = {
         "prompts.txt: no column 'cluster_id' (--group-key)",
     ),
     "shards stats: not a dataset": (["shards", "stats", "full"], "no manifest"),
+    "shards stats: a file": (["shards", "stats", "afile"], "afile: a file; a shard dataset is a folder"),
+    "shards verify: no such folder": (["shards", "verify", "nope"], "nope: no such folder"),
+    "shards write: a split twice": (
+        ["shards", "write", "prompts.txt", "-o", "ds", "--split", "train=0.5", "--split", "train=0.5"],
+        "split 'train' is given twice",
+    ),
+    "shards write: metadata without a key": (
+        ["shards", "write", "prompts.txt", "-o", "ds", "--metadata", "=x"],
+        "--metadata '=x': expected KEY=VALUE",
+    ),
     "values build-index: output is a file": (
         ["values", "build-index", "default", "-o", "afile"],
         "--output afile: is a file",

@@ -131,6 +131,13 @@ def test_emoji_are_read_as_what_they_show(classified_index, minilm, registry):
     assert attributes.stated(normalize_text("❤️ 🖤 a man")) == {"gender": "male"}
 
 
+def test_an_empty_prompt_gets_no_value_and_no_score(classified_index, minilm):
+    selector = ValueSelector.load(classified_index, embedder=minilm)
+    selections = selector.select(["", "   ", "a doctor"])
+    assert [(s.value_ids, s.score, s.stage) for s in selections[:2]] == [([], 0.0, "none")] * 2
+    assert selections[2].value_ids == ["gender-equality", "racial-equality"]
+
+
 def test_fit_logistic_reaches_the_penalised_optimum():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((300, 6))

@@ -115,6 +115,10 @@ class Manifest:
         than a ``TypeError`` wherever the field is first used."""
         directory = Path(directory)
         path = directory / MANIFEST_NAME
+        if not directory.exists():
+            raise FileNotFoundError(f"{directory}: no such folder; a shard dataset is a folder with a {MANIFEST_NAME}")
+        if not directory.is_dir():
+            raise NotADirectoryError(f"{directory}: a file; a shard dataset is a folder with a {MANIFEST_NAME}")
         if not path.exists():
             raise FileNotFoundError(f"{path}: no manifest; is {directory} a shard dataset?")
         try:

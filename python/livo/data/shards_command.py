@@ -25,6 +25,8 @@ def parse_splits(items: list[str] | None) -> dict[str, float]:
     splits: dict[str, float] = {}
     for item in items:
         name, _, ratio = item.partition("=")
+        if name in splits:
+            raise ConfigError(f"--split {item!r}: split {name!r} is given twice")
         try:
             splits[name] = float(ratio)
         except ValueError:
@@ -191,18 +193,22 @@ def run_write(args: argparse.Namespace) -> int:
     from livo.data.shards import ShardConfig, ShardWriter, check_dataset_output
     from livo.user_paths import input_file
 
+    # The flags first, then the paths, then the inputs' contents: the cheapest mistake is found first.
+    metadata = {}
+    for item in args.metadata or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--metadata {item!r}: expected KEY=VALUE")
+        if key in metadata:
+            raise ConfigError(f"--metadata {item!r}: key {key!r} is given twice")
+        metadata[key] = value
+    splits = parse_splits(args.split)
     for path in args.inputs:
         input_file(path, flag="input", suffixes=INPUT_SUFFIXES)
     before = check_dataset_output(args.output, flag="--output", append=args.append)
     check_inputs(args.inputs, group_key=args.group_key, record_id=args.record_id)
-    metadata = {}
-    for item in args.metadata or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--metadata {item!r}: expected KEY=VALUE")
-        metadata[key] = value
     config = ShardConfig(
-        splits=parse_splits(args.split),
+        splits=splits,
         group_key=args.group_key,
         record_id=args.record_id,
         buckets=args.buckets,

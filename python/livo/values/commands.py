@@ -139,7 +139,10 @@ def _labelled_rows(path: str | None, split: str, registry_ids: list[str]):  # ty
 
     rows = load_labelled(path, None if split == "all" else split)
     if not rows:
-        raise InputError(f"{path or default_labelled_path()}: no rows in split {split!r}")
+        raise InputError(
+            f"{path or default_labelled_path()}: no rows in split {split!r} (--split; a file without a "
+            "'split' column is all 'test': give --split all to use every row)"
+        )
     unknown = sorted({r.label for r in rows if r.label is not None and r.label not in registry_ids})
     if unknown:
         hint = "" if path else " (the shipped set is for the default registry); give --labelled FILE"
@@ -365,9 +368,10 @@ def run_select(args: argparse.Namespace) -> int:
     several = sum(1 for s in selections if len(s.value_ids) > 1)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     rate = len(texts) / seconds if seconds > 0 else float("inf")
+    empty = sum(1 for text in texts if not text.strip())
     print(
         f"selected values for {len(texts):,} prompts in {seconds:.2f} s ({rate:,.0f}/s): {summary}; "
-        f"{several:,} prompts with several values"
+        f"{several:,} prompts with several values" + (f"; {empty:,} empty or missing prompts got none" if empty else "")
     )
     return 0
 

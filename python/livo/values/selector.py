@@ -470,12 +470,17 @@ class ValueSelector:
         ]
 
     def select(self, prompts: Sequence[str], batch_size: int = 1024) -> list[Selection]:
-        """One :class:`Selection` per prompt, in order, listing every value that applies."""
-        results: list[Selection] = []
-        for start in range(0, len(prompts), batch_size):
-            chunk = [str(p) for p in prompts[start : start + batch_size]]
-            evidence = self.evidence(chunk)
-            results += self.decide_all(chunk, evidence)
+        """One :class:`Selection` per prompt, in order, listing every value that applies. An empty
+        (or blank) prompt gets none without being embedded: its vector says nothing about a value,
+        and a classifier still gave it a score."""
+        texts = [str(p) for p in prompts]
+        filled = [i for i, text in enumerate(texts) if text.strip()]
+        results: list[Selection] = [Selection.of([], 0.0, "none")] * len(texts)
+        for start in range(0, len(filled), batch_size):
+            rows = filled[start : start + batch_size]
+            chunk = [texts[i] for i in rows]
+            for row, selection in zip(rows, self.decide_all(chunk, self.evidence(chunk))):
+                results[row] = selection
         return results
 
     def _per_value(self, target_scores: np.ndarray) -> np.ndarray:
