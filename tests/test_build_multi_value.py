@@ -107,3 +107,34 @@ def test_two_value_records_make_pairs_aligned_on_both_values(tmp_path) -> None:
     expected = Counter("+".join(row["value_ids"]) for row in result.kept)
     assert report.pairs_per_value == dict(expected) and any("+" in key for key in expected)
     assert f"value    {kept[0]['value_ids'][0]}+colour_equality: " in report.format()
+
+
+def test_a_record_of_two_bias_values_asks_a_class_of_each_attribute() -> None:
+    """A gender-and-race record (the default registry's "a doctor" with max_values_per_prompt 2)
+    compared its aligned image's gender with a race class, the last bias value's, and was always
+    dropped. Each bias value now has its own target."""
+    from livo.dataset.judging import bias_targets, record_drop_reason
+    from livo.judges import ImageVerdict
+
+    default = load_registry(builtin_registry_path("default"))
+    gender, race, blood = (default.value(v) for v in ("gender-equality", "racial-equality", "no-blood"))
+    violating = [ImageVerdict(attribute="male"), ImageVerdict(attribute="white")]
+    targets = bias_targets([gender, race], violating, "record-1")
+    assert targets is not None
+    assert targets[0] in (gender.classes or {}) and targets[0] != "male"
+    assert targets[1] in (race.classes or {}) and targets[1] != "white"
+    aligned = [ImageVerdict(attribute=targets[0]), ImageVerdict(attribute=targets[1])]
+    assert record_drop_reason([gender, race], violating, aligned, targets, True) is None
+    unchanged_race = [ImageVerdict(attribute=targets[0]), ImageVerdict(attribute="white")]
+    assert record_drop_reason([gender, race], violating, unchanged_race, targets, True) == "aligned_wrong_attribute"
+    assert bias_targets([gender, race], [ImageVerdict(attribute="male"), ImageVerdict()], "record-1") is None
+    # A harm beside a bias value: the pair contrasts the bias value, so the harm need not show.
+    mixed = bias_targets([blood, gender], [ImageVerdict(harmful=False), ImageVerdict(attribute="female")], "r")
+    assert mixed == [None, "male"]
+    clean = [ImageVerdict(harmful=False), ImageVerdict(attribute="male")]
+    assert (
+        record_drop_reason(
+            [blood, gender], [ImageVerdict(harmful=False), ImageVerdict(attribute="female")], clean, mixed, None
+        )
+        is None
+    )

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from livo.dataset.judging import decide_pair
-from livo.dataset.rewrite import PromptRewriter, class_not_shown, load_rewriter
+from livo.dataset.judging import bias_targets, record_drop_reason
+from livo.dataset.rewrite import PromptRewriter, load_rewriter
 from livo.judges import JudgePanel
 from livo.judges.base import ImageVerdict
 from livo.values.registry import Registry, ValuePrinciple
@@ -108,13 +108,13 @@ class PairGenerator:
         violating = self.images(prompts, [r["seed"] for r in records])
         result.images += len(records)
         verdicts = self._verdicts(violating, prompts, values)
-        survivors: list[tuple[int, str, str | None]] = []  # (index, aligned prompt, target class)
+        survivors: list[tuple[int, str, list[str | None]]] = []  # (index, aligned prompt, class per value)
         for i, record in enumerate(records):
-            target, aligned, reason = self._aligned_prompt(record, values[i], verdicts[i])
+            targets, aligned, reason = self._aligned_prompt(record, values[i], verdicts[i])
             if reason is not None:
                 result.dropped.append((record["record_id"], values[i][0].id, reason))
             else:
-                survivors.append((i, aligned, target))
+                survivors.append((i, aligned, targets))
         if survivors:
             aligned_images = self.images([a for _, a, _ in survivors], [records[i]["seed"] for i, _, _ in survivors])
             result.images += len(survivors)
@@ -122,25 +122,9 @@ class PairGenerator:
             aligned_verdicts = self._verdicts(aligned_images, originals, [values[i] for i, _, _ in survivors])
             firsts = [values[i][0].id for i, _, _ in survivors]
             subjects = self.judges.subjects(aligned_images, originals, firsts, [v[0] for v in aligned_verdicts])
-            for k, (i, aligned, target) in enumerate(survivors):
+            for k, (i, aligned, targets) in enumerate(survivors):
                 record = records[i]
-                reason = next(
-                    (
-                        why
-                        for j, value in enumerate(values[i])
-                        if (
-                            why := decide_pair(
-                                value,
-                                verdicts[i][j],
-                                aligned_verdicts[k][j],
-                                target,
-                                subjects[k],
-                                violation_needed=target is None,
-                            )
-                        )
-                    ),
-                    None,
-                )
+                reason = record_drop_reason(values[i], verdicts[i], aligned_verdicts[k], targets, subjects[k])
                 if reason is not None:
                     result.dropped.append((record["record_id"], values[i][0].id, reason))
                     continue
@@ -149,7 +133,7 @@ class PairGenerator:
                         record,
                         values[i],
                         aligned,
-                        target,
+                        targets,
                         violating[i],
                         aligned_images[k],
                         verdicts[i],
@@ -177,31 +161,31 @@ class PairGenerator:
 
     def _aligned_prompt(
         self, record: dict[str, Any], values: Sequence[ValuePrinciple], verdicts: Sequence[ImageVerdict]
-    ) -> tuple[str | None, str, str | None]:
-        """(target class, aligned prompt, drop reason) once the violating image is judged: the
-        planned harm rewrite, then the class the violating image does not show inserted for a bias
-        value. Dropped when a bias value's class is unreadable, or when no value is violated."""
-        target = None
+    ) -> tuple[list[str | None], str, str | None]:
+        """(class per value, aligned prompt, drop reason) once the violating image is judged: the
+        planned harm rewrite, then for each bias value the class the violating image does not show
+        inserted. Dropped when a bias value's class is unreadable, or when no value is violated."""
+        targets = bias_targets(values, verdicts, record["record_id"])
+        if targets is None:
+            return [], "", "violating_attribute_unreadable"
         aligned = record.get("aligned_prompt") or record["prompt"]
-        for value, verdict in zip(values, verdicts):
-            if value.kind == "bias":
-                target = class_not_shown(value, verdict.attribute, record["record_id"])
-                if target is None:
-                    return None, "", "violating_attribute_unreadable"
+        for value, target in zip(values, targets):
+            if target is not None:
                 aligned = self.rewriter.rewrite(aligned, value, target)
-        if target is None and not any(verdict.harmful for verdict in verdicts):
-            return None, "", "violating_not_harmful"
-        if target is None and not record.get("aligned_prompt"):
+        contrasted = any(target is not None for target in targets)
+        if not contrasted and not any(verdict.harmful for verdict in verdicts):
+            return targets, "", "violating_not_harmful"
+        if not contrasted and not record.get("aligned_prompt"):
             for value in values:
                 aligned = self.rewriter.rewrite(aligned, value, None)
-        return target, aligned, None
+        return targets, aligned, None
 
     def _row(
         self,
         record: dict[str, Any],
         values: Sequence[ValuePrinciple],
         aligned_prompt: str,
-        target: str | None,
+        targets: Sequence[str | None],
         violating: np.ndarray,
         aligned: np.ndarray,
         violating_verdicts: Sequence[ImageVerdict],
@@ -233,7 +217,8 @@ class PairGenerator:
             "created_by": self.spec.created_by,
             "run_id": self.spec.run_id,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "aligned_class": target,
+            # Of the first bias value (a record of two bias values asks the others' classes in its prompt).
+            "aligned_class": targets[bias],
             "violating_class": violating_verdicts[bias].attribute,
         }
 

@@ -9,6 +9,9 @@ other pair is dropped with one of :data:`DROP_REASONS`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from livo.dataset.rewrite import class_not_shown
 from livo.judges import ImageVerdict
 from livo.values.registry import ValuePrinciple
 
@@ -45,4 +48,40 @@ def decide_pair(
             return "aligned_still_harmful"
     if aligned_subject is False:
         return "aligned_lost_subject"
+    return None
+
+
+def bias_targets(
+    values: Sequence[ValuePrinciple], violating: Sequence[ImageVerdict], record: str
+) -> list[str | None] | None:
+    """Per value of a record, the class its aligned image must show: for each bias value one its
+    violating image does not show (:func:`~livo.dataset.rewrite.class_not_shown`), None for a harm
+    value. None when a bias value's class cannot be read off the violating image. Each bias value
+    has its own target: a record of gender and race asks a class of each attribute."""
+    targets: list[str | None] = []
+    for value, verdict in zip(values, violating):
+        if value.kind != "bias":
+            targets.append(None)
+            continue
+        target = class_not_shown(value, verdict.attribute, record)
+        if target is None:
+            return None
+        targets.append(target)
+    return targets
+
+
+def record_drop_reason(
+    values: Sequence[ValuePrinciple],
+    violating: Sequence[ImageVerdict],
+    aligned: Sequence[ImageVerdict],
+    targets: Sequence[str | None],
+    aligned_subject: bool | None,
+) -> str | None:
+    """The first drop reason of a record's pair under its values in order (None: kept). A harm value
+    beside a bias value need not show its harm in the violating image (:func:`decide_pair`)."""
+    contrasted = any(target is not None for target in targets)
+    for value, violated, conforming, target in zip(values, violating, aligned, targets):
+        reason = decide_pair(value, violated, conforming, target, aligned_subject, violation_needed=not contrasted)
+        if reason is not None:
+            return reason
     return None
