@@ -36,6 +36,26 @@ def assert_nothing_generated(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_build_resumes_only_with_the_settings_and_registry_it_was_made_with(tmp_path):
+    """Editing the registry (its rewrite words, value texts or classes) keeps every record id, so a
+    resumed build mixed records of both versions; it is refused like other generation settings."""
+    from livo.dataset.job import check_output_state, write_state
+
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(builtin_registry_path("toyworld").read_text())
+    source = {"path": str(tmp_path / "prompts.txt")}
+    first = file_config(tmp_path, source, selection={"registry": str(registry)})
+    write_state(first)
+    check_output_state(file_config(tmp_path, source, selection={"registry": str(registry)}))
+    with pytest.raises(ConfigError, match="was built with other generation settings"):
+        check_output_state(
+            file_config(tmp_path, source, selection={"registry": str(registry)}, generation={"steps": 3})
+        )
+    registry.write_text(registry.read_text().replace("balance colour", "balance the colours"))
+    with pytest.raises(ConfigError, match="was built with other generation settings"):
+        check_output_state(file_config(tmp_path, source, selection={"registry": str(registry)}))
+
+
 def test_an_empty_prompt_file_fails_before_generation(tmp_path):
     (tmp_path / "prompts.txt").write_text("")
     with pytest.raises(InputError, match=r"prompts.txt: the file is empty"):

@@ -165,9 +165,15 @@ class BuildConfig(StrictModel):
     progress: bool = True
 
     def generation_fingerprint(self) -> str:
-        """Hash of everything that changes the images of a record: a resumed build must match it."""
+        """Hash of everything that changes the images of a record: a resumed build must match it.
+        The registry's file counts whole: its rewrite rules make the aligned prompts, its texts the
+        value texts, and its classes and words the judges' questions."""
+        from livo.values.registry import resolve_registry_path
+
         g = self.generation
+        registry = resolve_registry_path(self.selection.registry)
         fields = {
+            "registry_sha256": hashlib.sha256(registry.read_bytes()).hexdigest() if registry.is_file() else None,
             "model": g.model,
             "steps": g.steps,
             "guidance_scale": g.guidance_scale,
