@@ -73,6 +73,14 @@ def test_only_the_token_digest_is_deployed(tmp_path, monkeypatch):
     assert config.auth.token_sha256 == token_digest(TOKEN)
     assert TOKEN not in config.model_dump_json()
     assert http["host"] == "127.0.0.1"
+    # What the replicas receive validates again: the digest alone, the file it came from left out.
+    assert config.auth.token_file is None and parse_config(config.model_dump(), "replica").auth == config.auth
+
+
+def test_a_token_file_beside_a_digest_is_refused(tmp_path):
+    """The digest won and the file was never read: a token rotated in the file was not the one served."""
+    with pytest.raises(ConfigError, match="give token_file .--token-file. or token_sha256, not both"):
+        parse_config({"auth": {"token_file": str(tmp_path / "token"), "token_sha256": token_digest(TOKEN)}}, "test")
 
 
 def test_insecure_is_refused_off_loopback():
@@ -127,6 +135,45 @@ def test_bearer_auth_accepts_only_the_configured_token():
         with pytest.raises(HTTPException) as refused:
             auth.check(header, "127.0.0.1")
         assert refused.value.status_code == 401
+
+
+def test_the_token_is_checked_before_the_body_is_read(monkeypatch):
+    """FastAPI reads and parses a route's JSON body before the route's dependencies run, so an
+    anonymous client could make a replica read up to the body limit; the middleware answers first."""
+    import asyncio
+
+    from livo.serve.app import web
+    from livo.serve.auth import BearerAuth
+    from livo.serve.config import AuthConfig
+
+    monkeypatch.setattr(web.state, "auth", BearerAuth(AuthConfig(token_sha256=token_digest(TOKEN))), raising=False)
+    read: list[bytes] = []
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        read.append(b'{"prompt": ')
+        return {"type": "http.request", "body": b'{"prompt": ', "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    for headers in ([], [(b"authorization", b"Bearer not-the-token-at-all")]):
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/generate",
+            "raw_path": b"/v1/generate",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json"), *headers],
+            "client": ("10.1.2.3", 40000),
+            "server": ("127.0.0.1", 8000),
+            "scheme": "http",
+            "http_version": "1.1",
+            "root_path": "",
+        }
+        sent.clear()
+        asyncio.run(web(scope, receive, send))
+        assert sent[0]["status"] == 401 and not read
 
 
 def test_the_serve_command_is_registered():

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from ray import serve
 from ray.exceptions import RayActorError
@@ -101,7 +101,7 @@ async def _guard(request: Request, call_next: Any) -> Response:
     started = time.perf_counter()
     observe = getattr(request.app.state, "observe", None)
     try:
-        response: Response = await call_next(request)
+        response: Response = await _authorised(request) or await call_next(request)
     except Exception:
         if observe is not None:
             observe(endpoint_label(request.url.path), 500, started)
@@ -115,8 +115,27 @@ async def _guard(request: Request, call_next: Any) -> Response:
 
 
 async def require_token(request: Request) -> None:
-    """Dependency of every API route: runs before the body is validated, so no token means 401."""
+    """Dependency of every API route (and what the OpenAPI schema shows); :func:`_authorised` has
+    already checked the token in the middleware."""
     request.app.state.auth.check(request.headers, request.client.host if request.client else None)
+
+
+def _protected(path: str) -> bool:
+    return path.startswith("/v1/") or path == "/metrics"
+
+
+async def _authorised(request: Request) -> Response | None:
+    """The 401/403 answer to a request for the API without a valid token, or None. Checked here,
+    before the route runs: FastAPI reads and parses a route's JSON body before its dependencies, so
+    malformed JSON from anyone was answered 422 after reading up to the body limit."""
+    auth = getattr(request.app.state, "auth", None)
+    if auth is None or not _protected(request.url.path):
+        return None
+    try:
+        auth.check(request.headers, request.client.host if request.client else None)
+    except HTTPException as refused:
+        return JSONResponse({"detail": refused.detail}, refused.status_code, headers=refused.headers)
+    return None
 
 
 async def bounded_call(call: Any, endpoint: str, timeout_s: float, retry_after_s: int, metrics: ServiceMetrics) -> Any:

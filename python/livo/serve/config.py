@@ -111,6 +111,15 @@ class AuthConfig(StrictModel):
     token_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     insecure: bool = False
 
+    @model_validator(mode="after")
+    def _one_token_source(self) -> AuthConfig:
+        # With a digest the file was never read: a token changed in the file would not be the one served.
+        if self.token_file and self.token_sha256:
+            raise ValueError(
+                "give token_file (--token-file) or token_sha256, not both: with a digest the file is not read"
+            )
+        return self
+
 
 class ServiceConfig(StrictModel):
     """A whole deployment; see the module docstring.
@@ -146,7 +155,7 @@ class ServiceConfig(StrictModel):
         if self.auth.insecure or self.auth.token_sha256:
             return self
         token = read_token(self.auth.token_file)
-        auth = self.auth.model_copy(update={"token_sha256": token_digest(token)})
+        auth = self.auth.model_copy(update={"token_sha256": token_digest(token), "token_file": None})
         return self.model_copy(update={"auth": auth})
 
 
