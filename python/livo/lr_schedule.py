@@ -2,7 +2,10 @@
 and the toy world's base-model recipe).
 
 Linear warm-up, then one of diffusers' schedule names: ``constant`` holds the peak, ``linear`` and
-``cosine`` decay it to ``final_fraction`` of the peak (0 by default) at ``max_steps``. A pure
+``cosine`` decay it to ``final_fraction`` of the peak (0 by default) at ``max_steps``. The warm-up is
+one step ahead of diffusers': step ``s`` of ``W`` trains at ``(s + 1) / W`` of the peak, where
+diffusers' ``get_scheduler`` gives ``s / W``, whose first step trains at rate 0 and so changes
+nothing; the peak is reached at step ``W - 1`` instead of ``W``. After the warm-up the two agree. A pure
 function of the step, so a resumed run (whose LambdaLR restarts from the saved step count) follows
 the same curve as an uninterrupted one.
 """
