@@ -197,6 +197,18 @@ MISTAKES = {
         ["eval", EVAL_CONFIG, "--output", "report", "--per-prompt", "99999999999999"],
         "argument --per-prompt: must be at most 10000",
     ),
+    "toyworld train: --learning-rate nan": (
+        ["toyworld", "train", "--output", "m", "--learning-rate", "nan"],
+        "argument --learning-rate: must be a number in (0, 1), got 'nan'",
+    ),
+    "models init: --image-size beyond any model": (
+        ["models", "init", "tiny", "m", "--image-size", "99999999992"],
+        "argument --image-size: must be at most 4096",
+    ),
+    "values build-index: one training file twice": (
+        ["values", "build-index", "default", "-o", "idx", "--training", "prompts.txt", "--training", "./prompts.txt"],
+        "--training ./prompts.txt: the same file as --training prompts.txt",
+    ),
     "toyworld report: --guidance-scale nan": (
         ["toyworld", "report", "--output", "r", "--guidance-scale", "nan"],
         "argument --guidance-scale: must be a number >= 0, got 'nan'",

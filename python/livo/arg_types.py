@@ -64,6 +64,17 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def learning_rate(text: str) -> float:
+    """A finite float in (0, 1): ``nan`` parses as a float and failed later as the recipe's field."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}") from None
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
+    return value
+
+
 # Images per prompt of an evaluation or report: the largest a run could hold and finish; more was a
 # MemoryError after the models loaded.
 MAX_IMAGES_PER_PROMPT = 10_000

@@ -15,7 +15,7 @@ import argparse
 import time
 from typing import Any
 
-from livo.arg_types import positive_int, seed_int
+from livo.arg_types import int_at_least, seed_int
 
 # livo.models.architectures.ARCHITECTURES, repeated: importing livo.models loads torch and diffusers,
 # and every `livo` command registers this one.
@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     init.add_argument("--dtype", choices=DTYPES, default="float32", help="weights' dtype on disk")
     init.add_argument(
         "--image-size",
-        type=positive_int,
+        type=int_at_least(1, 4096),  # SD 1.x/2.x draw at 512-768; a size past this is a typo
         default=None,
         help="native image size recorded in a pipeline's configs (default: 512 for sd15, 16 for tiny); "
         "weights do not change",

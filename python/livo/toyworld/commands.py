@@ -9,6 +9,7 @@ from typing import Any
 from livo.arg_types import (
     images_per_prompt,
     int_at_least,
+    learning_rate,
     non_negative_float,
     non_negative_int,
     pair_count,
@@ -45,7 +46,9 @@ def register(subparsers: Any) -> None:
     train.add_argument(
         "--batch-size", type=positive_int, default=recipe["batch_size"], help="global batch over all processes"
     )
-    train.add_argument("--learning-rate", type=float, default=recipe["learning_rate"], help="peak learning rate")
+    train.add_argument(
+        "--learning-rate", type=learning_rate, default=recipe["learning_rate"], help="peak learning rate"
+    )
     train.add_argument("--seed", type=seed_int, default=0, help="seed of weights, data order and noise")
     train.add_argument(
         "--processes", type=positive_int, default=recipe["processes"], help="data-parallel processes (gloo)"

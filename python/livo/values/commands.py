@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -214,6 +215,19 @@ def _fit_classifier_into(directory: str, training: list[str] | None, max_benign_
     return True
 
 
+def _distinct_training_files(training: list[str]) -> None:
+    """Each --training file exists and is given once (a file given twice counted its rows twice)."""
+    from livo.errors import InputError
+    from livo.user_paths import input_file
+
+    seen: dict[Path, str] = {}
+    for given in training:
+        path = input_file(given, flag="--training").resolve()
+        if path in seen:
+            raise InputError(f"--training {given}: the same file as --training {seen[path]}; give each file once")
+        seen[path] = given
+
+
 def _check_training_files(registry: Registry, training: list[str]) -> None:
     """Refuses training files the classifier cannot learn from before anything is embedded."""
     from livo.values.classifier_training import check_training_rows, training_rows, training_source
@@ -252,8 +266,7 @@ def run_build_index(args: argparse.Namespace) -> int:
     output_folder(args.output, flag="--output", overwrite=args.overwrite)
     if args.labelled:
         input_file(args.labelled, flag="--labelled")
-    for training in args.training or []:
-        input_file(training, flag="--training")
+    _distinct_training_files(args.training or [])
     if args.training and args.no_classifier:
         raise InputError("--training and --no-classifier: choose one")
     path = resolve_registry_path(args.registry)
@@ -294,11 +307,10 @@ def run_build_index(args: argparse.Namespace) -> int:
 
 def run_fit_classifier(args: argparse.Namespace) -> int:
     from livo.errors import InputError
-    from livo.user_paths import input_file, input_folder
+    from livo.user_paths import input_folder
 
     input_folder(args.index, flag="index")
-    for training in args.training or []:
-        input_file(training, flag="--training")
+    _distinct_training_files(args.training or [])
     _check_benign_fpr_cap(args.max_benign_fpr)
     if not _fit_classifier_into(args.index, args.training, args.max_benign_fpr):
         raise InputError(
