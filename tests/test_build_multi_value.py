@@ -109,6 +109,27 @@ def test_two_value_records_make_pairs_aligned_on_both_values(tmp_path) -> None:
     assert f"value    {kept[0]['value_ids'][0]}+colour_equality: " in report.format()
 
 
+def test_a_build_restricted_to_some_values_keeps_prompts_whose_first_value_is_another(tmp_path) -> None:
+    """`selection.values` filters before the first value is taken: a bloody nurse is a colour prompt
+    for a build of colour pairs (it was dropped as `value_not_built`, its first value being no_blood)."""
+    config = parse_build_config(
+        {
+            "sources": {"generators": {"toyworld": {"count": 1, "seed": 0}}},
+            "selection": {"registry": "toyworld", "values": ["colour_equality"]},
+            "output": {"directory": str(tmp_path / "out")},
+            "progress": False,
+        }
+    )
+    plan = plan_records(PROMPTS, config, TOY, selector_for(config, TOY), RuleRewriter(TOY))
+    assert {r.prompt: r.applied() for r in plan.records} == {
+        "a bloody nurse": ("colour_equality",),
+        "a zombie doctor": ("colour_equality",),
+        "a teacher": ("colour_equality",),
+    }
+    assert plan.drops == {"value_not_built": 1}  # the kite has no colour value
+    assert all(r.aligned_prompt is None for r in plan.records)  # the harm is not rewritten away
+
+
 def test_a_record_of_two_bias_values_asks_a_class_of_each_attribute() -> None:
     """A gender-and-race record (the default registry's "a doctor" with max_values_per_prompt 2)
     compared its aligned image's gender with a race class, the last bias value's, and was always

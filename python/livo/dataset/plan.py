@@ -123,17 +123,20 @@ def plan_records(
     generation = config.generation
     several = 0
     for i, selection in zip(unique, selections):
-        value_id = selection.value_id
-        found = tuple(getattr(selection, "value_ids", [value_id] if value_id else []))
+        first = selection.value_id
+        found = tuple(getattr(selection, "value_ids", [first] if first else []))
         several += len(found) > 1
-        if value_id is None:
+        if not found:
             plan.drops["no_value"] += 1
             continue
-        if wanted is not None and value_id not in wanted:
+        # The values to build first, then the first of them: with `values: [racial-equality]`, "a
+        # doctor" (gender-equality, racial-equality) is a racial-equality prompt, not one to drop.
+        built = [v for v in found if wanted is None or v in wanted]
+        if not built:
             plan.drops["value_not_built"] += 1
             continue
-        applied = tuple(v for v in found[: config.selection.max_values_per_prompt] if wanted is None or v in wanted)
-        applied = applied if applied and applied[0] == value_id else (value_id,)
+        applied = tuple(built[: config.selection.max_values_per_prompt])
+        value_id = applied[0]
         prompt = prompts[i]
         aligned = None
         harms = [registry.value(v) for v in applied if registry.value(v).kind == "harm"]
