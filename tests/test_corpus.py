@@ -127,6 +127,7 @@ JSONL_FILES = {
     "no_trailing_newline": jsonl_bytes("\n", " ", False),
     "blank": b"\n  \n\r\n",
     "empty": b"",
+    "bom": b"\xef\xbb\xbf" + jsonl_bytes("\r\n", "", True),  # the whole-file reader drops it
 }
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from livo.data.dedup import dedup
 from livo.data.synthetic import labelled_corpus
-from livo.errors import InputError
+from livo.errors import InputError, InvalidParameterError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,6 +172,26 @@ def test_a_run_whose_driver_is_lost_resumes_after_its_finished_stages(ray_local,
     assert counts == (reference.rows, reference.exact_duplicates, reference.near_duplicates, reference.clusters)
     assert sorted(p.name for p in out.iterdir()) == [f"part-{i:05d}.parquet" for i in range(total)]
     assert not work.exists()
+
+
+def test_a_resume_needs_the_same_piece_size_and_rejects_bad_bands_before_ray(tmp_path) -> None:
+    """Parts are numbered by piece: a rerun with another --piece-size read the old parts back as its
+    own and published a mix of two plans (rows lost). And --bands that do not divide --num-perm
+    failed in a task, after Ray started, with a traceback."""
+    from livo.data.dedup import DedupConfig
+    from livo.data.dedup_ray import RayDedupOptions, dedup_ray, job_fingerprint
+
+    corpus = tmp_path / "a.txt"
+    corpus.write_text("a doctor\na nurse\n")
+    files, config = [corpus], DedupConfig()
+
+    def fingerprint(**options: int) -> dict:
+        return job_fingerprint(files, None, config, RayDedupOptions(**options), False)
+
+    assert fingerprint(piece_bytes=200) != fingerprint(piece_bytes=4000)
+    assert fingerprint(partitions=3, task_memory=1 << 30) == fingerprint()
+    with pytest.raises(InvalidParameterError, match="num_perm=128: is not a multiple of the number of bands \\(3\\)"):
+        dedup_ray(files, tmp_path / "out", config=DedupConfig(bands=3))
 
 
 def test_the_work_folder_of_another_job_is_discarded_and_a_stranger_is_refused(tmp_path) -> None:

@@ -381,10 +381,10 @@ def _owned_lines(piece: Piece) -> Iterator[bytes]:
 
 
 def _first_line_start(handle: BinaryIO, piece: Piece) -> int:
-    # The text reader drops a leading BOM, so the file's first line starts after it. (Polars does
-    # not drop it from .jsonl: there it stays in the first line, which then fails as it does whole.)
+    # The whole-file readers drop a leading BOM (.txt by its line rules, .jsonl before polars, which
+    # refuses one), so the file's first line starts after it.
     start = 0
-    if piece.format == "txt" and handle.read(len(_BOM)) == _BOM:
+    if piece.format in ("txt", "jsonl") and handle.read(len(_BOM)) == _BOM:
         start = len(_BOM)
     if piece.byte_start <= start:
         return start

@@ -55,7 +55,7 @@ from livo.data.corpus import (
 from livo.data.dedup import DedupConfig
 from livo.data.io import write_table
 from livo.data.stage_checkpoints import StageCheckpoints, file_fingerprint, work_folder
-from livo.errors import InputError
+from livo.errors import InputError, InvalidParameterError
 
 if TYPE_CHECKING:
     import ray.data
@@ -187,6 +187,17 @@ def _run(
 
     lsh_bands, rows_per_band = _native.lsh_params(config.threshold, config.num_perm, config.verify)
     if config.bands is not None:
+        # Checked here as the single-process engine checks them: a featurise task would fail later,
+        # after Ray started and the corpus was surveyed.
+        if not 1 <= config.bands <= config.num_perm:
+            raise InvalidParameterError(
+                f"invalid parameter bands={config.bands}: must be between 1 and num_perm ({config.num_perm})"
+            )
+        if config.num_perm % config.bands:
+            raise InvalidParameterError(
+                f"invalid parameter num_perm={config.num_perm}: is not a multiple of the number of bands "
+                f"({config.bands})"
+            )
         lsh_bands, rows_per_band = config.bands, config.num_perm // config.bands
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
@@ -200,13 +211,7 @@ def _run(
     remote = _remote_args(options)
     task_options = {"max_retries": TASK_RETRIES, **remote}
     files = expand_inputs(inputs)
-    fingerprint = {
-        "version": CHECKPOINT_VERSION,
-        "inputs": file_fingerprint(files),
-        "column": column,
-        "config": asdict(config),
-        "keep_only": keep_only,
-    }
+    fingerprint = job_fingerprint(files, column, config, options, keep_only)
     work = StageCheckpoints(work_folder(output_dir), fingerprint, discard_other=overwrite)
     resumed: list[str] = []
 
@@ -699,6 +704,23 @@ def _with_piece(block: pa.Table, starts: np.ndarray, skip: list[int]) -> pa.Tabl
             "piece": piece[wanted],
         }
     )
+
+
+def job_fingerprint(
+    files: list[Path], column: str | None, config: DedupConfig, options: RayDedupOptions, keep_only: bool
+) -> dict[str, Any]:
+    """What a resumed run must share with the run whose stages it reads back: the inputs (names,
+    sizes, times), the column, the settings that change the result, and the piece size, since the
+    parts are numbered by piece (another size would publish parts of two plans). The other options
+    (partitions, task memory and threads) change how the work is spread, not what it makes."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "inputs": file_fingerprint(files),
+        "column": column,
+        "config": asdict(config),
+        "keep_only": keep_only,
+        "piece_bytes": options.piece_bytes,
+    }
 
 
 def _part_name(piece: int) -> str:
