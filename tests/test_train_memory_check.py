@@ -72,3 +72,17 @@ def test_zero2_splits_the_optimizer_state_over_ranks_and_mixed_precision_adds_ma
     assert bucket_elements({"zero_optimization": {"reduce_bucket_size": 3, "allgather_bucket_size": 4}}) == 7
     assert bucket_elements({}) == 1_000_000_000  # DeepSpeed's own defaults
     assert GIB == 2**30
+
+
+def test_the_ranks_sharing_a_host_are_read_from_torchrun_or_the_deepspeed_launcher(monkeypatch) -> None:
+    """The deepspeed launcher sets LOCAL_SIZE, not LOCAL_WORLD_SIZE: each of its ranks took the whole
+    host's free memory as its own."""
+    from livo.train.memory_check import ranks_on_this_host
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_SIZE", raising=False)
+    assert ranks_on_this_host() == 1
+    monkeypatch.setenv("LOCAL_SIZE", "4")
+    assert ranks_on_this_host() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert ranks_on_this_host() == 2

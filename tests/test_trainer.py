@@ -170,6 +170,16 @@ def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_pat
         train(slower, resume=True)
 
 
+def test_a_resumed_run_follows_its_own_schedule_from_its_first_step(pairs: str, tmp_path: Path) -> None:
+    """A run of 4 steps with linear decay, continued to 6: the checkpoint held the old schedule's
+    rate (0 at its end), which the first resumed step used before the new schedule took over."""
+    run = tmp_path / "run"
+    train(config_from_dict(settings(pairs, run, max_steps=4, lr_scheduler="linear")))
+    resumed = train(config_from_dict(settings(pairs, run, max_steps=6, lr_scheduler="linear")), resume=True)
+    assert resumed.resumed_from == 4
+    assert [r["lr"] for r in resumed.history] == pytest.approx([1e-3 * (1 - 4 / 6), 1e-3 * (1 - 5 / 6)])
+
+
 def test_a_final_evaluation_runs_without_periodic_ones(pairs: str, tmp_path: Path) -> None:
     evaluation = {"hook": "toyworld", "every": 0, "final": True, "per_prompt": 1, "steps": 2}
     result = train(config_from_dict(settings(pairs, tmp_path / "run", max_steps=2, eval=evaluation)))

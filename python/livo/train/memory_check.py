@@ -135,9 +135,17 @@ def _modules(objective: Any) -> list[Any]:
 
 
 def measure_need(
-    objective: Any, config: Any, device: Any, image_size: tuple[int, int], world: int, buckets: int = 0
+    objective: Any,
+    config: Any,
+    device: Any,
+    image_size: tuple[int, int],
+    world: int,
+    buckets: int = 0,
+    *,
+    mixed_precision: bool,
 ) -> MemoryNeed:
-    """A rank's need: resident weights, optimizer bytes, and activations measured on one synthetic pair."""
+    """A rank's need: resident weights, optimizer bytes, and activations measured on one synthetic
+    pair. ``mixed_precision``: the run computes in bf16/fp16 (``precision`` resolved for the device)."""
     import torch
 
     from livo.train.pairs_input import PairBatch
@@ -163,8 +171,7 @@ def measure_need(
     for parameter in trainable:
         parameter.grad = None
     parts = {"resident weights": resident}
-    mixed = config.precision in ("bf16", "fp16")
-    parts |= optimizer_bytes(count_of(trainable), world, mixed_precision=mixed, bucket_elements=buckets)
+    parts |= optimizer_bytes(count_of(trainable), world, mixed_precision=mixed_precision, bucket_elements=buckets)
     parts["activations"] = max(0, activations) * config.micro_batch_size
     need = MemoryNeed(parts=parts)
     if config.memory_budget_gib is not None:
@@ -173,10 +180,19 @@ def measure_need(
         free, _ = torch.cuda.mem_get_info(device)
         need.available, need.where = free + resident, f"on {torch.cuda.get_device_name(device)}"
     else:
-        ranks_on_host = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        ranks_on_host = ranks_on_this_host()
         headroom, need.where = host_available_bytes(ranks_on_host)
         need.available = headroom + resident
     return need
+
+
+def ranks_on_this_host() -> int:
+    """The ranks sharing this host's memory: torchrun sets ``LOCAL_WORLD_SIZE``, DeepSpeed's launcher
+    ``LOCAL_SIZE`` (without either, each rank took the whole host's free memory as its own)."""
+    for name in ("LOCAL_WORLD_SIZE", "LOCAL_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            return max(1, int(os.environ[name]))
+    return 1
 
 
 def count_of(parameters: list[Any]) -> int:

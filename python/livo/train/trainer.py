@@ -228,7 +228,19 @@ class Trainer:
                 self.start, data_state = loaded
                 self.resumed_from = self.start
                 self.loader.load_state_dict(data_state)
+                self._follow_this_runs_schedule(config)
         self.resume = resume
+
+    def _follow_this_runs_schedule(self, config: TrainConfig) -> None:
+        """The rates of the step a resumed run continues at, by this run's schedule. The checkpoint
+        restores the optimizer's rates and the scheduler's last rate as the old schedule left them
+        (another max_steps, warmup_steps or lr_scheduler may be given on resume), and the new one
+        would only take over after the first step."""
+        factor = lr_factor(config.lr_scheduler, config.warmup_steps, config.max_steps, self.lr_schedule.last_epoch)
+        rates = [base * factor for base in self.lr_schedule.base_lrs]
+        for group, rate in zip(self.lr_schedule.optimizer.param_groups, rates):
+            group["lr"] = rate
+        self.lr_schedule._last_lr = rates  # what get_last_lr() reports, as LambdaLR.step() sets it
 
     def run(self) -> TrainResult:
         """Train from the current step to ``max_steps``; log, evaluate, checkpoint, export."""
@@ -344,9 +356,12 @@ def check_memory(objective: Any, config: TrainConfig, device: Any, world: int) -
     from livo.train.pairs_input import dataset_image_size
 
     barrier()  # every rank has loaded its model: the host's free memory is what is left after all of them
-    buckets = bucket_elements(deepspeed_config(config, compute_dtype(config.precision, device)))
+    dtype = compute_dtype(config.precision, device)
+    buckets = bucket_elements(deepspeed_config(config, dtype))
     size = dataset_image_size(config.dataset, config.split)
-    need = measure_need(objective, config, device, size, world, buckets)
+    # "auto" is mixed precision on a GPU: the optimizer then keeps fp32 master weights beside them.
+    mixed = dtype in (torch.bfloat16, torch.float16)
+    need = measure_need(objective, config, device, size, world, buckets, mixed_precision=mixed)
     if dist.is_available() and dist.is_initialized() and world > 1:
         over = torch.tensor([float(need.total > need.available)], device=device)
         dist.all_reduce(over, op=dist.ReduceOp.MAX)
