@@ -225,3 +225,21 @@ def test_the_library_refuses_bucket_and_size_settings_beyond_their_bounds() -> N
         ShardConfig(target_shard_bytes=10**23)
     with pytest.raises(ConfigError, match="row_group_bytes"):
         ShardConfig(row_group_bytes=0)
+
+
+def test_text_columns_append_whatever_arrow_layout_their_reader_gives(tmp_path: Path, capsys) -> None:
+    """pyarrow writes text as `string`, polars reads JSON Lines and CSV as `large_string`: an append of
+    the same columns from another format was refused as a schema mismatch."""
+    first = tmp_path / "first.parquet"
+    pq.write_table(pa.table({"record_id": ["a", "b"], "cluster_id": [0, 1], "prompt": ["x", "y"]}), first)
+    more = tmp_path / "more.jsonl"
+    more.write_text(
+        "".join(json.dumps({"record_id": r, "cluster_id": c, "prompt": p}) + "\n" for r, c, p in [("c", 2, "z")])
+    )
+    dataset = tmp_path / "ds"
+    assert run(["shards", "write", str(first), "-o", str(dataset)], capsys)[0] == 0
+    code, err = run(["shards", "write", str(more), "-o", str(dataset), "--append"], capsys)
+    assert code == 0, err
+    table = pq.ParquetDataset([str(p) for p in sorted(dataset.rglob("*.parquet"))]).read()
+    assert sorted(table.column("record_id").to_pylist()) == ["a", "b", "c"]
+    assert table.schema.field("record_id").type == pa.string()  # the dataset's layout is kept

@@ -318,11 +318,10 @@ impl ShardWriter {
             None => self.fix_schema(Arc::new(Schema::new(batch.schema().fields().clone())))?,
         };
         let given = batch.schema();
-        let same_columns =
-            given.fields().len() == schema.fields().len()
-                && given.fields().iter().zip(schema.fields()).all(|(g, e)| {
-                    g.name() == e.name() && g.data_type().equals_datatype(e.data_type())
-                });
+        let same_columns = given.fields().len() == schema.fields().len()
+            && given.fields().iter().zip(schema.fields()).all(|(g, e)| {
+                g.name() == e.name() && same_logical_type(g.data_type(), e.data_type())
+            });
         if !same_columns {
             return Err(DataError::Schema(schema_difference(&schema, &given)));
         }
@@ -803,5 +802,21 @@ fn parquet_error(dir: &Path, name: &str, source: parquet::errors::ParquetError) 
     DataError::Parquet {
         path: dir.join(name),
         source,
+    }
+}
+
+/// Whether a column of type `given` holds what the dataset's `expected` column holds, in another
+/// Arrow layout: text as `Utf8`, `LargeUtf8` or `Utf8View` (Parquet files written by pyarrow hold
+/// the first, JSON Lines and CSV read through polars the second), bytes likewise, and lists of
+/// such items. The batch is then cast to the dataset's layout; other differences are refused.
+fn same_logical_type(given: &DataType, expected: &DataType) -> bool {
+    use DataType::{Binary, BinaryView, LargeBinary, LargeList, LargeUtf8, List, Utf8, Utf8View};
+    match (given, expected) {
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
+        (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => true,
+        (List(a) | LargeList(a), List(b) | LargeList(b)) => {
+            same_logical_type(a.data_type(), b.data_type())
+        }
+        _ => given.equals_datatype(expected),
     }
 }
