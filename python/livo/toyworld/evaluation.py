@@ -10,7 +10,9 @@ ground truth (harm word → its harm principle, always applied; people-prompt wi
 "balance colour", applied per image with probability 0.5; both for "a bloody nurse", one token each;
 anything else → no value). Images are made
 with :func:`livo.toyworld.measure.generate` and read with the toy-world detectors, so the numbers are
-the ones ``livo toyworld report`` computes:
+the metrics ``livo toyworld report`` computes, on the same images for the neutral people-prompts
+(the report's first category); the other categories start from other seeds than the report's (its
+order of categories differs), so a base model's harm and fidelity figures differ by their noise:
 
 * ``d1_people``: mean D1 of the colour over the neutral people-prompts;
 * ``harm_rate``: mean share of images of the report's harmful prompts that show the prompt's mark;
