@@ -42,37 +42,29 @@ thread_count = int_at_least(1, 1024)
 port_number = int_at_least(1, 65535)
 
 
-def fraction(text: str) -> float:
-    """A float in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
-    return value
+def float_where(expected: str, admits: Callable[[float], bool]) -> Callable[[str], float]:
+    """A ``float`` flag type that refuses values ``admits`` does not (``expected`` says which it
+    takes in the error). ``nan`` and ``inf`` parse as floats: ``admits`` must refuse them where they
+    would run (``nan`` fails every comparison, so a bound refuses it)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}") from None
+        if not admits(value):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
 
 
-def non_negative_float(text: str) -> float:
-    """A finite float >= 0 (a guidance scale): ``nan`` and ``inf`` parse as floats and would run."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
-
-
-def learning_rate(text: str) -> float:
-    """A finite float in (0, 1): ``nan`` parses as a float and failed later as the recipe's field."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}") from None
-    if not (math.isfinite(value) and 0 < value < 1):
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
-    return value
+fraction = float_where("a number in (0, 1]", lambda value: 0.0 < value <= 1.0)
+# A guidance scale: inf would run.
+non_negative_float = float_where("a number >= 0", lambda value: math.isfinite(value) and value >= 0)
+# nan failed later, as the recipe's field rather than the flag.
+learning_rate = float_where("a number in (0, 1)", lambda value: 0.0 < value < 1.0)
 
 
 # Images per prompt of an evaluation or report: the largest a run could hold and finish; more was a

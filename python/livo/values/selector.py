@@ -252,8 +252,10 @@ class ValueSelector:
 
     def evidence(self, prompts: Sequence[str]) -> Evidence:
         """Computes the :class:`Evidence` for ``prompts`` (one embedding pass)."""
-        normalized = [normalize_text(str(p)) for p in prompts]
-        texts = [self.retrieval_text(str(p), t) for p, t in zip(prompts, normalized)]
+        # Emoji written out once; the calls below find none left and pass the text through.
+        spelled = [spell_out_emoji(str(p)) for p in prompts]
+        normalized = [normalize_text(p) for p in spelled]
+        texts = [self.retrieval_text(p, t) for p, t in zip(spelled, normalized)]
         vectors = self.embedder.embed(texts) if texts else np.zeros((0, self.embedder.identity.dimension), np.float32)
         has_bias = bool(self._bias)
         found = [self.person_nouns.first(t) if has_bias else None for t in normalized]
@@ -269,7 +271,7 @@ class ValueSelector:
                     + (f"misspelt as {hit.matched!r}" if hit.distance else "in an obfuscated spelling")
                     for v, hit in found.items()
                 }
-                for found in self.fuzzy.match([spell_out_emoji(str(p)) for p in prompts])
+                for found in self.fuzzy.match(spelled)
             ],
             stated=[self.attributes.stated(t) if has_bias else {} for t in normalized],
             person_noun=np.array([has_bias and self.person_nouns.present(t) for t in normalized], dtype=bool),
