@@ -56,6 +56,40 @@ def test_a_build_resumes_only_with_the_settings_and_registry_it_was_made_with(tm
         check_output_state(file_config(tmp_path, source, selection={"registry": str(registry)}))
 
 
+def test_a_build_resumes_only_from_the_same_sources_in_the_same_order(tmp_path):
+    """A record's cluster_id (its split key) is its representative's row in the sources: other or
+    reordered sources gave the same record another cluster and split on resume, unchecked."""
+    from livo.dataset.job import check_output_state, write_state
+
+    config = file_config(tmp_path, {"path": str(tmp_path / "prompts.txt")})
+    write_state(config, ["a doctor", "a nurse"])
+    check_output_state(config, ["a doctor", "a nurse"])
+    for other in (["a nurse", "a doctor"], ["a doctor", "a nurse", "a thief"]):
+        with pytest.raises(ConfigError, match="was built from other sources"):
+            check_output_state(config, other)
+
+
+def test_a_build_resumes_only_making_images_the_way_it_began(tmp_path):
+    """dtype auto is float16 on a GPU and float32 on a CPU: a build moved between them resumed with
+    images of both kinds. Where images are made is recorded with the first batch and checked."""
+    from livo.dataset.job import check_image_kind, check_output_state, write_state
+
+    config = file_config(tmp_path, {"path": str(tmp_path / "prompts.txt")})
+    write_state(config, ["a doctor"])
+    assert check_image_kind(config, "cpu") == {"device": "cpu", "dtype": "float32"}
+    write_state(config, ["a doctor"])  # a rerun writes the state again: the image kind stays
+    assert check_image_kind(config, "cpu") == {"device": "cpu", "dtype": "float32"}
+    with pytest.raises(ConfigError, match="made on cpu in float32; this run would make them on cuda in float16"):
+        check_image_kind(config, "cuda")
+    pinned = file_config(tmp_path, {"path": str(tmp_path / "prompts.txt")}, generation={"dtype": "float32"})
+    with pytest.raises(ConfigError, match="made on cpu in float32; this run would make them on cuda in float32"):
+        check_image_kind(pinned, "cuda")
+    state = tmp_path / "out" / "build" / "config.json"
+    state.write_text(state.read_text()[:40])
+    with pytest.raises(ConfigError, match="config.json is not readable JSON"):
+        check_output_state(config, ["a doctor"])
+
+
 def test_an_empty_prompt_file_fails_before_generation(tmp_path):
     (tmp_path / "prompts.txt").write_text("")
     with pytest.raises(InputError, match=r"prompts.txt: the file is empty"):

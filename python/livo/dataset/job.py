@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter
@@ -37,30 +38,89 @@ STATE_CONFIG = "config.json"
 REPORT_NAME = "report.json"
 
 
-def check_output_state(config: BuildConfig) -> None:
-    """Refuses to resume an output folder built with other generation settings: its record ids
-    would name images made differently."""
+def _read_state(config: BuildConfig) -> dict[str, Any] | None:
+    """The output folder's earlier build state, or None for a new folder; a damaged one is an error
+    (resuming over it unchecked could mix records made with other settings)."""
     state = Path(config.output.directory) / STATE_FOLDER / STATE_CONFIG
     if not state.exists():
-        return
+        return None
     try:
         previous = json.loads(state.read_text())
-    except ValueError:
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"output.directory {config.output.directory}: {state} is not readable JSON ({error})"
+        ) from None
+    if not isinstance(previous, dict):
+        raise ConfigError(f"output.directory {config.output.directory}: {state} is not a build state (not a mapping)")
+    return previous
+
+
+def sources_digest(prompts: list[str]) -> str:
+    """SHA-256 of the sources' prompts in order. A record's ``cluster_id`` (its split key) is its
+    cluster representative's row in these prompts, so other or reordered sources give the same
+    record another cluster and split."""
+    digest = hashlib.sha256()
+    for prompt in prompts:
+        digest.update(prompt.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def check_output_state(config: BuildConfig, prompts: list[str] | None = None) -> None:
+    """Refuses to resume an output folder built with other generation settings (its record ids
+    would name images made differently) or, given ``prompts``, from other sources (its records'
+    clusters and splits would be counted against other rows)."""
+    previous = _read_state(config)
+    if previous is None:
         return
+    state = Path(config.output.directory) / STATE_FOLDER / STATE_CONFIG
     if previous.get("fingerprint") != config.generation_fingerprint():
         raise ConfigError(
             f"output.directory {config.output.directory}: was built with other generation settings "
             f"(model/steps/guidance/size/judges/rewrite; see {state}); use another output directory or the same settings"
         )
+    earlier = previous.get("sources_sha256")
+    if prompts is not None and earlier is not None and earlier != sources_digest(prompts):
+        raise ConfigError(
+            f"output.directory {config.output.directory}: was built from other sources (other files, "
+            f"prompts or order; see {state}): a record's cluster and split are rows of its sources; "
+            "use another output directory or the same sources"
+        )
 
 
-def write_state(config: BuildConfig) -> None:
+def check_image_kind(config: BuildConfig, device: str) -> dict[str, str]:
+    """Records where this run makes images (``device`` and the dtype it resolves ``auto`` to) and
+    refuses a resume that would make them another way: float16 images on a GPU beside float32
+    images from a CPU are records of two models."""
+    dtype = config.generation.dtype
+    if dtype == "auto":
+        dtype = "float16" if device == "cuda" else "float32"
+    kind = {"device": device, "dtype": dtype}
+    previous = _read_state(config) or {}
+    earlier = previous.get("images")
+    if earlier is not None and earlier != kind:
+        raise ConfigError(
+            f"output.directory {config.output.directory}: its images were made on {earlier.get('device')} in "
+            f"{earlier.get('dtype')}; this run would make them on {device} in {dtype}. Set generation.dtype "
+            "and generation.gpus_per_actor to continue as before, or use another output directory"
+        )
     state = Path(config.output.directory) / STATE_FOLDER / STATE_CONFIG
+    write_atomic(state, json.dumps({**previous, "images": kind}, indent=2, sort_keys=True).encode())
+    return kind
+
+
+def write_state(config: BuildConfig, prompts: list[str] | None = None) -> None:
+    state = Path(config.output.directory) / STATE_FOLDER / STATE_CONFIG
+    previous = _read_state(config) or {}
     data = {
         "fingerprint": config.generation_fingerprint(),
         "run_id": config.effective_run_id(),
         "config": config.model_dump(mode="json"),
     }
+    if prompts is not None:
+        data["sources_sha256"] = sources_digest(prompts)
+    if "images" in previous:
+        data["images"] = previous["images"]
     write_atomic(state, json.dumps(data, indent=2, sort_keys=True).encode())
 
 
@@ -78,11 +138,11 @@ def validate(config: BuildConfig) -> tuple[Registry, list[str], dict[str, int], 
     load_pipeline(
         config.generation.model, "float32" if config.generation.dtype == "auto" else config.generation.dtype, "cpu"
     )
-    check_output_state(config)
+    check_output_state(config, prompts)
     return registry, prompts, per_source, rewriter
 
 
-def worker_spec(config: BuildConfig, registry: Registry) -> WorkerSpec:
+def worker_spec(config: BuildConfig, registry: Registry, device: str | None = None) -> WorkerSpec:
     from livo import __version__
 
     g = config.generation
@@ -97,6 +157,7 @@ def worker_spec(config: BuildConfig, registry: Registry) -> WorkerSpec:
         width=g.width,
         dtype=g.dtype,
         torch_threads=g.torch_threads,
+        device=device,
         created_by=f"livo {__version__} build-dataset",
         run_id=config.effective_run_id(),
     )
@@ -131,7 +192,7 @@ def build_dataset(
     report = BuildReport(run_id=config.effective_run_id(), output=config.output.directory)
     report.stages = {"sources": per_source, **plan.stages}
     drops = Counter(plan.drops)
-    write_state(config)
+    write_state(config, prompts)
     output = config.output
     shard_config = ShardConfig(
         splits=output.splits,
@@ -172,11 +233,14 @@ def _generate(
     try:
         g = config.generation
         batches = batches_of(todo, g.batch_size)
+        gpus = _gpus_per_actor(config)
+        device = "cuda" if gpus > 0 else "cpu"
+        check_image_kind(config, device)
         actors = start_actors(
-            worker_spec(config, registry),
+            worker_spec(config, registry, device),
             min(g.actors, len(batches)),
             g.cpus_per_actor,
-            _gpus_per_actor(config),
+            gpus,
             g.max_restarts,
             g.max_task_retries,
         )
