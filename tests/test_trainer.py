@@ -169,6 +169,14 @@ def test_resumed_run_repeats_the_uninterrupted_loss_sequence(pairs: str, tmp_pat
     with pytest.raises(ConfigError, match=r"learning_rate=0.001 \(this run: 0.0005\); the optimizer"):
         train(slower, resume=True)
 
+    # The resumed run's clock goes on from the checkpoint's (it restarted at 0).
+    assert second.history[0]["elapsed_s"] > first.history[1]["elapsed_s"]
+    # A damaged trainer state is named, not a JSON traceback.
+    state = tmp_path / "parts" / "checkpoints" / "step4" / "trainer_state_rank0.json"
+    state.write_text(state.read_text()[:50])
+    with pytest.raises(InputError, match=r"step4: trainer_state_rank0.json is damaged"):
+        train(config_from_dict(settings(pairs, tmp_path / "parts", max_steps=6)), resume=True)
+
 
 def test_a_resumed_run_follows_its_own_schedule_from_its_first_step(pairs: str, tmp_path: Path) -> None:
     """A run of 4 steps with linear decay, continued to 6: the checkpoint held the old schedule's
@@ -290,6 +298,40 @@ def test_two_processes_train_on_disjoint_data_with_gloo(pairs: str, tmp_path: Pa
         "Loading pipeline components",
     ):
         assert noise not in output, output[-3000:]
+
+
+RANK_RECORD = """
+import json, sys, torch, torch.distributed as dist
+from livo.train.trainer import _scalar_record
+
+def main(rank, init):
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    parts = [{"loss": torch.tensor(rank + 1.0)}, {"loss": torch.tensor(3.0 * (rank + 1))}]
+    record = _scalar_record(1, parts, 1e-3, 1.0, 8, 1.0, torch.device("cpu"))
+    if rank == 0:
+        print(json.dumps(record))
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    torch.multiprocessing.spawn(main, args=(sys.argv[1],), nprocs=2)
+"""
+
+
+def test_a_multi_rank_step_logs_the_loss_over_all_ranks(tmp_path: Path) -> None:
+    """Each rank's micro-batches differ; the logged loss was rank 0's alone (2.0 here), beside a
+    pairs_per_s over all ranks. Two real gloo ranks: (1 + 3) / 2 and (2 + 6) / 2, averaged: 3.0."""
+    script = tmp_path / "ranks.py"
+    script.write_text(RANK_RECORD)
+    done = subprocess.run(
+        [sys.executable, str(script), f"file://{tmp_path / 'store'}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["loss"] == pytest.approx(3.0)
 
 
 def test_a_rank_that_stops_answering_fails_the_others_after_the_collective_timeout(pairs: str, tmp_path: Path) -> None:

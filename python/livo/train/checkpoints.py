@@ -49,8 +49,11 @@ def save(
     generator: torch.Generator,
     keep: int,
     config: dict[str, Any],
+    elapsed_s: float = 0.0,
 ) -> None:
-    """Save a checkpoint of ``step`` (every rank must call this: ZeRO shards live on each rank)."""
+    """Save a checkpoint of ``step`` (every rank must call this: ZeRO shards live on each rank).
+    ``elapsed_s``, the run's training seconds so far, lets a resumed run's ``elapsed_s`` go on
+    counting rather than restart at 0."""
     import torch
 
     from livo.train.distributed import barrier
@@ -66,6 +69,7 @@ def save(
         "generator": _encode_state(generator.get_state()),
         "torch_rng": _encode_state(torch.get_rng_state()),
         "config": config,
+        "elapsed_s": elapsed_s,
     }
     write_atomic(folder / tag / f"trainer_state_rank{rank}.json", (json.dumps(state, indent=1) + "\n").encode())
     barrier()  # every rank's part is on disk
@@ -98,9 +102,9 @@ OPTIMIZER_SETTINGS = ("learning_rate", "adam_betas", "weight_decay", "adam_eps",
 
 def load(
     engine: Any, folder: Path, rank: int, generator: torch.Generator, config: dict[str, Any] | None = None
-) -> tuple[int, dict[str, Any]] | None:
-    """Load the latest checkpoint into ``engine`` and ``generator``; returns (step, data position),
-    or ``None`` when ``folder`` holds no checkpoint. With ``config`` (this run's), a checkpoint written
+) -> tuple[int, dict[str, Any], float] | None:
+    """Load the latest checkpoint into ``engine`` and ``generator``; returns (step, data position,
+    training seconds so far), or ``None`` when ``folder`` holds no checkpoint. With ``config`` (this run's), a checkpoint written
     with other :data:`MODULE_SETTINGS` or :data:`OPTIMIZER_SETTINGS` is refused naming them, before
     DeepSpeed tries to load it."""
     import torch
@@ -111,7 +115,12 @@ def load(
     state_file = folder / tag / f"trainer_state_rank{rank}.json"
     if not state_file.is_file():
         raise InputError(f"checkpoint {folder / tag}: no {state_file.name}; was it written by a run with fewer ranks?")
-    state = json.loads(state_file.read_text())
+    try:
+        state = json.loads(state_file.read_text())
+        if not isinstance(state, dict) or not {"step", "data", "generator", "torch_rng"} <= state.keys():
+            raise ValueError("not a trainer state: step, data, generator or torch_rng missing")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"checkpoint {folder / tag}: {state_file.name} is damaged ({error})") from None
     saved = state.get("config")
     if config is not None and saved is not None:
         for names, why in (
@@ -132,4 +141,4 @@ def load(
         raise InputError(f"checkpoint {folder / tag}: DeepSpeed could not load it")
     generator.set_state(_decode_state(state["generator"]))
     torch.set_rng_state(_decode_state(state["torch_rng"]))
-    return int(client_state.get("livo_step", state["step"])), state["data"]
+    return int(client_state.get("livo_step", state["step"])), state["data"], float(state.get("elapsed_s", 0.0))

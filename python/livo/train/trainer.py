@@ -123,10 +123,21 @@ def load_frozen_model(model: str, dtype: Any, device: Any) -> Any:
 def _scalar_record(
     step: int, parts: list[dict[str, Any]], lr: float, seconds: float, pairs: int, elapsed: float, device: Any
 ) -> dict[str, Any]:
-    keys = parts[0].keys()
+    """One step's log record. The loss and diagnostics are means over the step's micro-batches and
+    over all ranks (one all-reduce), so a multi-rank run logs the loss of every pair it trained on,
+    not rank 0's share."""
+    import torch
+    import torch.distributed as dist
+
+    keys = list(parts[0].keys())
+    means = torch.stack(
+        [torch.stack([torch.as_tensor(p[key], dtype=torch.float32, device=device) for key in keys]) for p in parts]
+    ).mean(dim=0)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(means, op=dist.ReduceOp.SUM)
+        means /= dist.get_world_size()
     record: dict[str, Any] = {"step": step}
-    for key in keys:
-        record[key] = sum(float(p[key]) for p in parts) / len(parts)
+    record.update(zip(keys, means.tolist()))
     record.update(
         lr=lr,
         pairs_per_s=pairs / seconds if seconds > 0 else 0.0,
@@ -222,10 +233,11 @@ class Trainer:
             world_size=world,
         )
         self.start, self.resumed_from = 0, None
+        self.elapsed_before = 0.0  # training seconds of the run this one resumes
         if resume:
             loaded = checkpoints.load(self.engine, self.checkpoints, rank, self.generator, config.to_dict())
             if loaded is not None:
-                self.start, data_state = loaded
+                self.start, data_state, self.elapsed_before = loaded
                 self.resumed_from = self.start
                 self.loader.load_state_dict(data_state)
                 self._follow_this_runs_schedule(config)
@@ -286,9 +298,8 @@ class Trainer:
                     parts.append({"loss": loss.detach(), **diagnostics})
                 seconds = time.perf_counter() - step_started
                 pairs = config.micro_batch_size * config.gradient_accumulation_steps * self.world
-                record = _scalar_record(
-                    step, parts, float(applied_lr), seconds, pairs, time.perf_counter() - started, self.device
-                )
+                elapsed = self.elapsed_before + time.perf_counter() - started
+                record = _scalar_record(step, parts, float(applied_lr), seconds, pairs, elapsed, self.device)
                 result.history.append(record)
                 result.steps = step
                 if not result.evaluations:
@@ -312,6 +323,7 @@ class Trainer:
                         self.generator,
                         config.keep_checkpoints,
                         config.to_dict(),
+                        elapsed_s=self.elapsed_before + time.perf_counter() - started,
                     )
             result.train_seconds = time.perf_counter() - started
             if rank == 0:
