@@ -92,6 +92,23 @@ def test_bias_mixing_is_reproducible_for_a_seed(pipelines) -> None:  # noqa: ANN
     assert other.values != first.values
 
 
+def test_with_one_generator_per_image_an_image_does_not_depend_on_the_others_of_its_call(pipelines) -> None:  # noqa: ANN001
+    """As a diffusers pipeline's noise, an image's bias coins come from its own generator: the coins
+    were seeded from all the call's generators, so an image changed with its batch."""
+    _, livo = pipelines
+    seeds = range(10, 26)
+    whole = livo(["a photo of a doctor"] * 16, generator=[seeded(s) for s in seeds], **CALL)
+    assert set(whole.values) == {GENDER, None}
+    for part in (slice(0, 1), slice(3, 9)):
+        alone = livo(["a photo of a doctor"] * len(seeds[part]), generator=[seeded(s) for s in seeds[part]], **CALL)
+        assert alone.values == whole.values[part]
+        assert torch.allclose(alone.images, whole.images[part], atol=1e-5)
+    # One generator per image of a single image: the same coins as the generator given alone.
+    assert livo(["a photo of a doctor"], generator=seeded(12), **CALL).values == whole.values[2:3]
+    with pytest.raises(ConfigError, match="generator: 2 given for 3 images"):
+        livo(["a photo of a doctor"] * 3, generator=[seeded(1), seeded(2)], **CALL)
+
+
 def test_bias_values_are_applied_to_about_half_the_images() -> None:
     applied = values_per_image(["a photo of a doctor"], select, 400, np.random.default_rng(11))
     share = sum(value is not None for value in applied) / 400

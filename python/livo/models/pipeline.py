@@ -16,8 +16,9 @@ relatives). Saving writes the base pipeline's folder plus ``value_encoder/`` (tr
 safetensors), which ``CLIPTextModel.from_pretrained(folder, subfolder="value_encoder")`` reads.
 
 Coin flips for bias values come from ``value_seed`` if given, else from the seeds of the torch
-``generator`` (so one seeded generator reproduces both the noise and the choices), else from fresh
-entropy (not reproducible).
+``generator`` (so one seeded generator reproduces both the noise and the choices; with one
+generator per image, each image's coins come from its own, so an image is the same whichever other
+images share its call), else from fresh entropy (not reproducible).
 """
 
 from __future__ import annotations
@@ -100,11 +101,16 @@ class GenerationRequest:
         return list(self.values) if self.values else [] if self.value is None else [self.value]
 
 
-def value_rng(value_seed: int | None, generator: Any) -> np.random.Generator:
-    """The generator of bias coin flips: ``value_seed``, else the torch generator(s)' seeds."""
+def value_rng(value_seed: int | None, generator: Any, images: int | None = None) -> Any:
+    """The generator(s) of bias coin flips: ``value_seed``; else, given one torch generator per
+    image (``images`` of them), one numpy generator per image seeded from it, so an image's coins,
+    like its noise, do not depend on the other images of the call; else the torch generator(s)'
+    seeds; else fresh entropy."""
     if value_seed is not None:
         return np.random.default_rng(value_seed)
     generators = generator if isinstance(generator, (list, tuple)) else [generator] if generator is not None else []
+    if isinstance(generator, (list, tuple)) and images is not None and len(generators) == images:
+        return [np.random.default_rng([int(g.initial_seed())]) for g in generators]
     if generators:
         return np.random.default_rng([int(g.initial_seed()) for g in generators])
     return np.random.default_rng()
@@ -224,11 +230,14 @@ class LiVOPipeline:
             raise ConfigError(f"num_images_per_prompt: must be at least 1, got {num_images_per_prompt}")
         if not 0.0 <= self.bias_probability <= 1.0:
             raise ConfigError(f"bias_probability: must be in [0, 1], got {self.bias_probability}")
+        images = len(prompts) * num_images_per_prompt
+        if isinstance(generator, (list, tuple)) and len(generator) != images:
+            raise ConfigError(f"generator: {len(generator)} given for {images} images; give one, or one per image")
         selected = selections_for(prompts, selector or self.selector)
         applied = apply_value_coins(
             [values[: self.max_values_per_prompt] for values in selected],
             num_images_per_prompt,
-            value_rng(value_seed, generator),
+            value_rng(value_seed, generator, images),
             self.bias_probability,
         )
         firsts = [values[0] if values else None for values in applied]

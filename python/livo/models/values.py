@@ -110,17 +110,31 @@ def apply_coins(
 def apply_value_coins(
     selections: Sequence[Sequence[ValueChoice]],
     num_images_per_prompt: int,
-    rng: np.random.Generator,
+    rng: np.random.Generator | Sequence[np.random.Generator],
     bias_probability: float,
 ) -> list[tuple[ValueChoice, ...]]:
     """Per image (prompt-major), the values applied to it, in each prompt's order: every harm
-    value, and each bias value where that image's coin for it says so (empty: the base model)."""
+    value, and each bias value where that image's coin for it says so (empty: the base model).
+
+    ``rng`` is one generator for the whole call (each bias value draws its images' coins at once),
+    or one per image: then an image's coins (one per bias value, in order) come from its own
+    generator only, as its noise does when a diffusers pipeline is given one ``torch.Generator``
+    per image, so the image does not depend on the others of the call."""
+    rngs = None if isinstance(rng, np.random.Generator) else list(rng)
+    images = len(selections) * num_images_per_prompt
+    if rngs is not None and len(rngs) != images:
+        raise ConfigError(f"generator: {len(rngs)} given for {images} images; give one, or one per image")
     applied: list[tuple[ValueChoice, ...]] = []
-    for values in selections:
-        kept = [np.ones(num_images_per_prompt, dtype=bool)] * len(values)
-        for position, value in enumerate(values):
-            if value.kind != "harm":
-                kept[position] = rng.random(num_images_per_prompt) < bias_probability
+    for index, values in enumerate(selections):
+        bias = [position for position, value in enumerate(values) if value.kind != "harm"]
+        kept = np.ones((len(values), num_images_per_prompt), dtype=bool)
+        if rngs is None:
+            for position in bias:
+                kept[position] = rng.random(num_images_per_prompt) < bias_probability  # type: ignore[union-attr]
+        elif bias:
+            first = index * num_images_per_prompt
+            own = rngs[first : first + num_images_per_prompt]
+            kept[bias] = np.array([image_rng.random(len(bias)) for image_rng in own]).T < bias_probability
         applied.extend(
             tuple(value for value, coins in zip(values, kept) if coins[image]) for image in range(num_images_per_prompt)
         )

@@ -63,8 +63,8 @@ def generate(
     """``(len(prompts), per_prompt, H, W, 3)`` uint8 images.
 
     Image ``k`` of prompt ``p`` always starts from the noise of seed ``seed + p * per_prompt + k``,
-    so a plain pipeline's images do not depend on ``batch_size``. A ``LiVOPipeline``'s bias coin
-    flips do: without a ``value_seed`` they are seeded from all the seeds of one call.
+    so the images, and a ``LiVOPipeline``'s bias coins (drawn per image from its own generator), do
+    not depend on ``batch_size``.
     """
     import torch
 
