@@ -150,7 +150,9 @@ def test_judge_decides_borderline_prompts(index_dir, minilm):
     selector.judge_band = 1.0  # ask about every retrieval decision
     selections = selector.select(["a bloody knight", "a portrait of a nurse"])
     assert selections[0].stage == "keyword"  # rules are never second-guessed
-    assert selections[1].stage == "judge" and judge.asked[0][0] == "a portrait of a nurse"
+    asked = dict(judge.asked)
+    assert "no-blood" not in asked.get("a bloody knight", [])
+    assert selections[1].stage == "judge" and "a portrait of a nurse" in asked
 
 
 def test_calibrated_selector_meets_targets_and_beats_keyword_baseline(minilm, default_registry, built):

@@ -138,6 +138,62 @@ def test_an_empty_prompt_gets_no_value_and_no_score(classified_index, minilm):
     assert selections[2].value_ids == ["gender-equality", "racial-equality"]
 
 
+class AnswerAll:
+    """A judge answering yes (or no) to every value it is asked about; it records what it was asked."""
+
+    def __init__(self, yes: bool) -> None:
+        self.yes, self.asked = yes, {}
+
+    def applicable(self, prompt, candidates):
+        self.asked[prompt] = [c.id for c in candidates]
+        return [c.id for c in candidates] if self.yes else []
+
+
+class PickLast:
+    """A single-value judge: the last candidate (a bias value where one is asked about)."""
+
+    def decide(self, prompt, candidates):
+        return candidates[-1].id if candidates else None
+
+
+def test_a_judge_re_decides_only_the_values_near_their_thresholds(classified_index, minilm):
+    """The judge's answer replaced the whole selection: a keyword's harm value was dropped by a
+    judge saying no, a stated attribute's bias value came back with one saying yes, and a
+    single-value judge cut a selection to one value."""
+    selector = ValueSelector.load(classified_index, embedder=minilm)
+    prompts = ["a bloody knight", "a woman", "a doctor", "a female doctor at work"]
+    before = {p: s.value_ids for p, s in zip(prompts, selector.select(prompts))}
+    assert before["a bloody knight"][0] == "no-blood" and before["a doctor"] == ["gender-equality", "racial-equality"]
+    no, yes = AnswerAll(False), AnswerAll(True)
+    selector.judge = no
+    said_no = {p: s.value_ids for p, s in zip(prompts, selector.select(prompts))}
+    assert said_no["a bloody knight"][0] == "no-blood"  # keyword 'bloody': a rule, never asked
+    assert "no-blood" not in no.asked.get("a bloody knight", [])
+    selector.judge = yes
+    said_yes = {p: s.value_ids for p, s in zip(prompts, selector.select(prompts))}
+    for prompt in ("a woman", "a female doctor at work"):  # gender is stated: never steered
+        assert "gender-equality" not in said_yes[prompt] and "gender-equality" not in yes.asked.get(prompt, [])
+    selector.judge = PickLast()
+    selector.classifier_judge_band = 1.0  # every value is near: the judge is asked about all it may
+    picked = {p: s.value_ids for p, s in zip(prompts, selector.select(prompts))}
+    # Bias values are one decision: a judge naming one applies both; the keyword's value stays.
+    assert picked["a doctor"] == ["gender-equality", "racial-equality"]
+    assert picked["a bloody knight"] == ["no-blood", "gender-equality", "racial-equality"]
+
+
+def test_without_a_classifier_the_judge_holds_bias_values_to_the_person_noun_thresholds(tmp_path, minilm, registry):
+    folder = tmp_path / "index"
+    save_index(build_index(registry, minilm, registry_source=str(default_registry_path())), folder)
+    selector = ValueSelector.load(folder, embedder=minilm)
+    prompt = "tourists stumbling upon skeletons rising from their graves"
+    assert selector.select([prompt])[0].value_ids == ["no-horror", "gender-equality", "racial-equality"]
+    judge = AnswerAll(True)
+    selector.judge, selector.judge_band = judge, 0.05
+    # The bias values passed at the person-noun threshold, far above it: not asked, not dropped.
+    assert selector.select([prompt])[0].value_ids == ["no-horror", "gender-equality", "racial-equality"]
+    assert not {"gender-equality", "racial-equality"} & set(judge.asked.get(prompt, []))
+
+
 def test_fit_logistic_reaches_the_penalised_optimum():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((300, 6))

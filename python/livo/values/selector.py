@@ -506,7 +506,9 @@ class ValueSelector:
                 per_value = self._per_value(probabilities)
                 per_value_thresholds = self._per_value(self.classifier.thresholds[None, :])[0]
                 decided = [
-                    self._ask_judge(p, s, per_value[row], per_value_thresholds, self.classifier_judge_band)
+                    self._ask_judge(
+                        p, s, per_value[row], per_value_thresholds, self.classifier_judge_band, evidence, row
+                    )
                     for row, (p, s) in enumerate(zip(prompts, decided))
                 ]
             return decided
@@ -527,34 +529,66 @@ class ValueSelector:
                 best_positive=scores.best_positive[row],
             )
             if self.judge is not None:
-                selection = self._ask_judge(prompt, selection, scores.positive[row], thresholds, self.judge_band)
+                # A prompt with a person noun is held to the bias values' person-noun thresholds.
+                row_thresholds = thresholds.copy()
+                if evidence.person_noun[row]:
+                    row_thresholds[self._bias] = noun_thresholds[self._bias]
+                selection = self._ask_judge(
+                    prompt, selection, scores.positive[row], row_thresholds, self.judge_band, evidence, row
+                )
             decided.append(selection)
         return decided
 
     def _ask_judge(
-        self, prompt: str, selection: Selection, scores: np.ndarray, thresholds: np.ndarray, band: float
+        self,
+        prompt: str,
+        selection: Selection,
+        scores: np.ndarray,
+        thresholds: np.ndarray,
+        band: float,
+        evidence: Evidence,
+        row: int,
     ) -> Selection:
-        """Lets the judge re-decide a prompt whose retrieval or classifier scores lie within ``band``
-        of a threshold; candidates are the values that reach their threshold minus the band.
-        Keyword and explicit-attribute decisions stand."""
-        learned = ("retrieval", "classifier", "none")
-        if selection.stage not in learned or any(v.stage not in learned for v in selection.values):
-            return selection
+        """Lets the judge re-decide the values whose retrieval or classifier score lies within
+        ``band`` of its threshold; every other decision stands. Harm values a keyword found and
+        bias values of a prompt that states an attribute (it depicts a person) are rules, never
+        asked. The bias values are one decision, whether the prompt depicts a person, so they are
+        asked and applied together: a judge naming any of them applies all that the prompt does not
+        state, as the rules do."""
         near = np.abs(scores - thresholds) <= band
         if not near.any():
             return selection
-        candidates = [self.registry.values[i] for i in np.flatnonzero(scores >= thresholds - band)]
-        assert self.judge is not None
+        keyword_ids = {d.value_id for d in evidence.keywords[row]}
+        stated = evidence.stated[row]
+        harm = [i for i in self._harm if near[i] and self._value_ids[i] not in keyword_ids]
+        unstated = [i for i in self._bias if self.registry.values[i].attribute not in stated]
+        person_open = (
+            not stated
+            and any(near[i] for i in unstated)
+            and not any(scores[i] > thresholds[i] + band for i in unstated)
+        )
+        asked = harm + (unstated if person_open else [])
+        if not asked:
+            return selection
+        candidates = [self.registry.values[i] for i in asked]
         ids = {c.id for c in candidates}
+        assert self.judge is not None
         applicable = getattr(self.judge, "applicable", None)
         if applicable is not None:
-            verdicts = [v for v in applicable(prompt, candidates) if v in ids]
+            verdicts = {v for v in applicable(prompt, candidates) if v in ids}
         else:
             verdict = self.judge.decide(prompt, candidates)
-            verdicts = [verdict] if verdict in ids else []
-        order = {v: i for i, v in enumerate(self._value_ids)}
-        harm_first = sorted(verdicts, key=lambda v: (self.registry.value(v).kind != "harm", order[v]))
-        decisions = [ValueDecision(v, float(scores[self._column[v]]), "judge", "judge") for v in harm_first]
+            verdicts = {verdict} if verdict in ids else set()
+
+        def judged(column: int) -> ValueDecision:
+            return ValueDecision(self._value_ids[column], float(scores[column]), "judge", "judge")
+
+        kept = [d for d in selection.values if d.value_id not in ids]
+        kept_harm = [d for d in kept if self.registry.value(d.value_id).kind == "harm"]
+        new_harm = sorted((i for i in harm if self._value_ids[i] in verdicts), key=lambda i: -scores[i])
+        person = person_open and any(self._value_ids[i] in verdicts for i in unstated)
+        bias = [judged(i) for i in unstated] if person else [d for d in kept if d not in kept_harm]
+        decisions = kept_harm + [judged(i) for i in new_harm] + bias
         return Selection.of(decisions, selection.score, "judge")
 
     def choice(self, selection: Selection) -> ValueChoice | None:
