@@ -92,6 +92,17 @@ def test_bias_mixing_is_reproducible_for_a_seed(pipelines) -> None:  # noqa: ANN
     assert other.values != first.values
 
 
+def test_a_generator_reused_over_calls_gives_each_call_new_coins(pipelines) -> None:  # noqa: ANN001
+    """The coins were seeded from the generator's initial seed, which a reused generator keeps: a
+    loop of calls with one generator got new noise but the same coin every time."""
+    _, livo = pipelines
+    generator = seeded(0)
+    looped = [livo(["a photo of a doctor"], generator=generator, **CALL).values[0] for _ in range(12)]
+    assert set(looped) == {GENDER, None}
+    again = seeded(0)
+    assert [livo(["a photo of a doctor"], generator=again, **CALL).values[0] for _ in range(12)] == looped
+
+
 def test_with_one_generator_per_image_an_image_does_not_depend_on_the_others_of_its_call(pipelines) -> None:  # noqa: ANN001
     """As a diffusers pipeline's noise, an image's bias coins come from its own generator: the coins
     were seeded from all the call's generators, so an image changed with its batch."""

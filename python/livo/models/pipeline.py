@@ -15,8 +15,9 @@ accepts ``prompt_embeds`` / ``negative_prompt_embeds`` (``StableDiffusionPipelin
 relatives). Saving writes the base pipeline's folder plus ``value_encoder/`` (transformers layout,
 safetensors), which ``CLIPTextModel.from_pretrained(folder, subfolder="value_encoder")`` reads.
 
-Coin flips for bias values come from ``value_seed`` if given, else from the seeds of the torch
-``generator`` (so one seeded generator reproduces both the noise and the choices; with one
+Coin flips for bias values come from ``value_seed`` if given, else from the state of the torch
+``generator`` before the call (so one seeded generator reproduces both the noise and the choices,
+and a generator reused over calls gives each call new ones; with one
 generator per image, each image's coins come from its own, so an image is the same whichever other
 images share its call), else from fresh entropy (not reproducible).
 """
@@ -101,18 +102,28 @@ class GenerationRequest:
         return list(self.values) if self.values else [] if self.value is None else [self.value]
 
 
+def generator_state_seed(generator: torch.Generator) -> int:
+    """A seed for the bias coins from a torch generator's current state, not its initial seed: a
+    generator reused over calls (the diffusers pattern for a loop) gives each call new coins, as it
+    gives new noise, and a freshly seeded one gives the same coins every time."""
+    import hashlib
+
+    state = generator.get_state().cpu().numpy().tobytes()
+    return int.from_bytes(hashlib.sha256(state).digest()[:8], "little")
+
+
 def value_rng(value_seed: int | None, generator: Any, images: int | None = None) -> Any:
     """The generator(s) of bias coin flips: ``value_seed``; else, given one torch generator per
     image (``images`` of them), one numpy generator per image seeded from it, so an image's coins,
     like its noise, do not depend on the other images of the call; else the torch generator(s)'
-    seeds; else fresh entropy."""
+    states (:func:`generator_state_seed`); else fresh entropy."""
     if value_seed is not None:
         return np.random.default_rng(value_seed)
     generators = generator if isinstance(generator, (list, tuple)) else [generator] if generator is not None else []
     if isinstance(generator, (list, tuple)) and images is not None and len(generators) == images:
-        return [np.random.default_rng([int(g.initial_seed())]) for g in generators]
+        return [np.random.default_rng([generator_state_seed(g)]) for g in generators]
     if generators:
-        return np.random.default_rng([int(g.initial_seed()) for g in generators])
+        return np.random.default_rng([generator_state_seed(g) for g in generators])
     return np.random.default_rng()
 
 
