@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from livo.errors import ConfigError
+from livo.errors import ConfigError, InputError
 from livo.models import (
     LiVOPipeline,
     ValueChoice,
@@ -203,6 +203,25 @@ def test_save_and_load_give_identical_images(pipelines, tmp_path) -> None:  # no
     plain = CLIPTextModel.from_pretrained(tmp_path / "livo", subfolder="value_encoder")
     for name, tensor in livo.value_encoder.state_dict().items():
         assert torch.equal(plain.state_dict()[name], tensor), name
+
+
+def test_saving_keeps_the_pipeline_settings_and_refuses_a_folder_with_other_files(pipelines, tmp_path) -> None:  # noqa: ANN001
+    """bias_probability and max_values_per_prompt were lost in a round trip (0.0 came back as 0.5),
+    and saving into a folder replaced it whole, deleting a README or checkpoints beside it."""
+    base, _ = pipelines
+    _, encoder = base, pipelines[1].value_encoder
+    never = LiVOPipeline(base, encoder, selector=select, bias_probability=0.0, max_values_per_prompt=2)
+    never.save_pretrained(tmp_path / "never")
+    never.save_pretrained(tmp_path / "never")  # saving again over its own folder is fine
+    loaded = LiVOPipeline.from_pretrained(tmp_path / "never", selector=select)
+    assert (loaded.bias_probability, loaded.max_values_per_prompt) == (0.0, 2)
+    assert LiVOPipeline.from_pretrained(tmp_path / "never", bias_probability=0.25).bias_probability == 0.25
+    kept = tmp_path / "kept"
+    (kept / "checkpoints").mkdir(parents=True)
+    (kept / "README.md").write_text("notes")
+    with pytest.raises(InputError, match=r"kept holds README.md, checkpoints, not part of a saved pipeline"):
+        never.save_pretrained(kept)
+    assert (kept / "README.md").read_text() == "notes" and (kept / "checkpoints").is_dir()
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -24,9 +24,11 @@ images share its call), else from fresh entropy (not reproducible).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,27 @@ from livo.models.values import Selector, ValueChoice, apply_value_coins, no_valu
 from livo.permissions import replace_folder
 
 VALUE_ENCODER_FOLDER = "value_encoder"
+# The pipeline's own settings, beside diffusers' model_index.json.
+SETTINGS_FILE = "livo_pipeline.json"
+SAVED_SETTINGS = ("bias_probability", "max_values_per_prompt")
+
+
+def _saved_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings a saved pipeline folder holds (none for a hub id or an older folder); a damaged
+    file is an error naming it."""
+    file = Path(path) / SETTINGS_FILE
+    if not file.is_file():
+        return {}
+    try:
+        data = json.loads(file.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputError(f"{file}: not readable pipeline settings ({error})") from None
+    unknown = sorted(set(data) - set(SAVED_SETTINGS))
+    if unknown:
+        raise InputError(f"{file}: unknown settings {unknown}; known: {list(SAVED_SETTINGS)}")
+    return data
 
 
 def _missing_value_encoder(base: str, value_encoder_path: str | os.PathLike[str] | None) -> str | None:
@@ -172,13 +195,14 @@ class LiVOPipeline:
         torch_dtype: torch.dtype | None = None,
         device: Any = None,
         value_encoder_path: str | os.PathLike[str] | None = None,
-        bias_probability: float = 0.5,
-        max_values_per_prompt: int = 1,
+        bias_probability: float | None = None,
+        max_values_per_prompt: int | None = None,
         **base_kwargs: Any,
     ) -> LiVOPipeline:
         """Load the base from ``path`` (folder, hub id or ``builtin:NAME``, via ``load_base``) and the value
         encoder from ``value_encoder_path`` or ``path/value_encoder``, all in ``torch_dtype`` (None: float32,
-        whatever dtype the folders were saved in)."""
+        whatever dtype the folders were saved in). ``bias_probability`` and ``max_values_per_prompt``
+        default to those :meth:`save_pretrained` wrote, else 0.5 and 1."""
         from livo.models.loading import load_base, resolve_model
 
         path = resolve_model(path)
@@ -195,20 +219,40 @@ class LiVOPipeline:
             value_encoder = ValueEncoder.from_pretrained(os.fspath(value_encoder_path), dtype=dtype)
         if device is not None:
             value_encoder.to(device)
+        saved = _saved_settings(path)
         return cls(
             base,
             value_encoder,
             selector=selector,
-            bias_probability=bias_probability,
-            max_values_per_prompt=max_values_per_prompt,
+            bias_probability=saved.get("bias_probability", 0.5) if bias_probability is None else bias_probability,
+            max_values_per_prompt=(
+                saved.get("max_values_per_prompt", 1) if max_values_per_prompt is None else max_values_per_prompt
+            ),
         )
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> None:
-        """Write the base pipeline and ``value_encoder/`` into ``path``, atomically: everything is
-        written to a sibling temporary folder that replaces ``path`` only when complete."""
-        with replace_folder(path) as staging:
+        """Write the base pipeline, ``value_encoder/`` and the pipeline's settings
+        (``livo_pipeline.json``: ``bias_probability``, ``max_values_per_prompt``) into ``path``,
+        atomically: everything is written to a sibling temporary folder that replaces ``path`` only
+        when complete. A folder that holds anything else (a README, checkpoints) is refused rather
+        than replaced with what it held."""
+        target = Path(path)
+        if target.exists() and not target.is_dir():
+            raise InputError(f"save_pretrained: {target} is a file, not a folder")
+        if target.is_dir():
+            ours = {"model_index.json", VALUE_ENCODER_FOLDER, SETTINGS_FILE, *self.base.components}
+            others = sorted(entry.name for entry in target.iterdir() if entry.name not in ours)
+            if others:
+                raise InputError(
+                    f"save_pretrained: {target} holds {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}, "
+                    "not part of a saved pipeline; saving replaces the whole folder, so save to a new or empty "
+                    "folder, or move them"
+                )
+        with replace_folder(target) as staging:
             self.base.save_pretrained(staging)
             self.value_encoder.save_pretrained(staging / VALUE_ENCODER_FOLDER)
+            settings = {name: getattr(self, name) for name in SAVED_SETTINGS}
+            (staging / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
     @torch.no_grad()
     def __call__(
