@@ -236,6 +236,23 @@ def test_cli_on_every_input_format_keeps_columns_and_adds_clusters(tmp_path, fmt
     assert frame["keep"].to_list() == [True, False, False, False, True, True, False]
 
 
+def test_csv_columns_keep_their_text_unless_it_reads_back_as_numbers(tmp_path):
+    """A type guess turned an id "007" into 7 and a zip "01234" into 1234 in the output, and failed
+    on an integer wider than 64 bits."""
+    path = tmp_path / "p.csv"
+    path.write_text(
+        "id,zip,big,score,prompt\n007,01234,123456789012345678901234567890,0.5,a doctor\n8,98765,1,1.25,a nurse\n"
+    )
+    dedup_file(path, tmp_path / "out.csv")
+    dedup_file(path, tmp_path / "out.parquet")
+    assert (
+        (tmp_path / "out.csv").read_text().splitlines()[1].startswith("007,01234,123456789012345678901234567890,0.5,")
+    )
+    frame = pl.read_parquet(tmp_path / "out.parquet")
+    assert frame["id"].to_list() == ["007", "8"] and frame["zip"].to_list() == ["01234", "98765"]
+    assert frame["score"].to_list() == [0.5, 1.25]  # numbers that read back as written stay numbers
+
+
 def test_keep_only_writes_representatives(tmp_path):
     write_inputs(tmp_path)
     out = tmp_path / "kept.csv"

@@ -117,7 +117,26 @@ def _parse_columns(source: Path | io.BytesIO, fmt: str) -> pa.Table:
         # Every row informs the schema: a list column whose first rows are all empty ("values": [])
         # would otherwise be typed as a list of nulls and read its later strings as nulls.
         return pl.read_ndjson(source, infer_schema_length=None).to_arrow()
-    return pl.read_csv(source, infer_schema_length=10_000).to_arrow()
+    return _lossless_types(pl.read_csv(source, infer_schema=False)).to_arrow()
+
+
+def _lossless_types(frame: Any) -> Any:
+    """A CSV's text columns, each typed as integers (or floats) only where every value reads back
+    as the same text: a reader's type guess turns an id "007" into 7, a zip code "01234" into 1234,
+    and fails on an integer wider than 64 bits; those columns stay text."""
+    import polars as pl
+
+    columns = []
+    for column in frame.get_columns():
+        for dtype in (pl.Int64, pl.Float64):
+            typed = column.cast(dtype, strict=False)
+            same = typed.is_null() == column.is_null()
+            filled = column.null_count() < len(column)
+            if filled and same.all() and (typed.cast(pl.String) == column).fill_null(True).all():
+                column = typed
+                break
+        columns.append(column)
+    return pl.DataFrame(columns)
 
 
 @contextmanager
