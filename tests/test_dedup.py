@@ -70,6 +70,48 @@ def test_non_latin_prompts_do_not_collapse_to_empty():
     assert normalize("Улыбающийся ВРАЧ!") == "улыбающийся врач"
 
 
+def test_near_duplicates_sharing_a_bucket_end_in_one_cluster_on_templated_prompts():
+    """Within an LSH bucket each member was paired with the first and its predecessor only: one
+    unrelated member between two duplicates hid them from each other (templated prompts: 344
+    clusters where the verified pairs make 221). Every verified pair that shares a bucket must be
+    joined now."""
+    import random
+
+    from livo import _native
+
+    rng = random.Random(1)
+    words = [
+        "tired happy young old smiling serious tall short busy calm".split(),
+        "doctor nurse teacher pilot chef farmer lawyer artist baker judge".split(),
+        ["waiting for a bus", "reading a book", "drinking coffee", "walking a dog", "looking at the sky"],
+        ["city park", "train station", "old library", "quiet street", "busy market"],
+    ]
+    texts = list(
+        dict.fromkeys(
+            "a photo of a {} {} {} in the {} at dawn, high detail".format(*(rng.choice(w) for w in words))
+            for _ in range(700)
+        )
+    )
+    clusters = np.asarray(dedup(texts).cluster_id)
+    i, j = np.triu_indices(len(texts), 1)
+    column = pa.array(texts)
+    verified = np.asarray(_native.dedup_verify_pairs(column.take(pa.array(i)), column.take(pa.array(j))))
+    features = _native.dedup_block_features(column)
+    bands = np.asarray(features["band_hashes"]).reshape(len(texts), features["bands"])
+    i, j = i[verified], j[verified]
+    shared = (bands[i] == bands[j]).any(axis=1)
+    assert shared.sum() > 100
+    assert (clusters[i[shared]] == clusters[j[shared]]).all()
+
+
+def test_emoji_variation_selectors_and_keycaps_are_invisible():
+    """U+FE0F survived normalisation: "❤️" and "❤" differed, while "❤️" and "☀️" both became the
+    selector alone and were merged."""
+    assert normalize("a red heart \u2764\ufe0f") == normalize("a red heart \u2764") == "a red heart"
+    result = dedup(["a red heart \u2764\ufe0f", "a red heart \u2764", "\u2764\ufe0f", "\u2600\ufe0f", "#\ufe0f\u20e3"])
+    assert list(result.cluster_id) == [0, 0, 2, 3, 4]
+
+
 def test_arrow_input_gives_the_same_clusters_as_a_list():
     corpus = labelled_corpus(2_000, seed=3)
     from_list = dedup(corpus.texts)

@@ -6,6 +6,7 @@ from typing import Any, final
 __version__: str
 __all__ = [
     "__version__",
+    "DEDUP_ALL_PAIRS_BUCKET",
     "DatasetLockedError",
     "InvalidParameterError",
     "InvalidUtf8Error",
@@ -33,6 +34,8 @@ from livo.errors import InvalidUtf8Error as InvalidUtf8Error
 from livo.errors import ManifestError as ManifestError
 from livo.errors import ParquetFileError as ParquetFileError
 from livo.errors import SchemaMismatchError as SchemaMismatchError
+
+DEDUP_ALL_PAIRS_BUCKET: int
 
 def dedup(
     texts: list[str] | Any,

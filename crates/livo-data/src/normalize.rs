@@ -30,6 +30,12 @@ pub(crate) fn role(c: char) -> CharRole {
     if c.is_whitespace() {
         return CharRole::Separator;
     }
+    if is_default_ignorable(c) {
+        // Variation selectors (the emoji form "❤\u{fe0f}"), the combining grapheme joiner,
+        // Hangul fillers: invisible, so "❤\u{fe0f}" and "❤" are one text, and two emoji that are
+        // dropped as symbols do not leave the same selector behind as their text.
+        return CharRole::Drop;
+    }
     match get_general_category(c) {
         // Punctuation and symbols separate words ("red-haired" ~ "red haired").
         Gc::ConnectorPunctuation
@@ -47,11 +53,34 @@ pub(crate) fn role(c: char) -> CharRole {
         | Gc::ParagraphSeparator
         | Gc::SpaceSeparator => CharRole::Separator,
         // Zero-width spaces, joiners, BOMs, controls: invisible, so they must not split or change text.
-        Gc::Format | Gc::Control | Gc::Surrogate | Gc::PrivateUse | Gc::Unassigned => {
-            CharRole::Drop
-        }
+        // An enclosing mark (the keycap of "#\u{fe0f}\u{20e3}") only decorates the symbol it encloses.
+        Gc::Format
+        | Gc::Control
+        | Gc::Surrogate
+        | Gc::PrivateUse
+        | Gc::Unassigned
+        | Gc::EnclosingMark => CharRole::Drop,
         _ => CharRole::Keep,
     }
+}
+
+/// Unicode's Default_Ignorable_Code_Point characters that are not already format characters
+/// (those are dropped by category): rendered as nothing when a font lacks them.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        c,
+        '\u{034F}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 /// Normalise one prompt for deduplication (NFKC, case folding, punctuation/symbols removed by
@@ -160,6 +189,18 @@ mod tests {
     fn drops_invisible_format_characters() {
         assert_eq!(normalize("doc\u{200b}tor"), "doctor");
         assert_eq!(normalize("\u{feff}nurse"), "nurse");
+    }
+
+    #[test]
+    fn drops_variation_selectors_and_enclosing_marks() {
+        assert_eq!(
+            normalize("a red heart \u{2764}\u{fe0f}"),
+            normalize("a red heart \u{2764}")
+        );
+        assert_eq!(normalize("\u{2764}\u{fe0f}"), "");
+        assert_eq!(normalize("#\u{fe0f}\u{20e3}"), "");
+        assert_eq!(normalize("doc\u{34f}tor\u{e0101}"), "doctor");
+        assert_eq!(normalize("\u{3164}nurse"), "nurse");
     }
 
     #[test]

@@ -265,6 +265,8 @@ fn lsh_params(threshold: f64, num_perm: usize, verify: bool) -> PyResult<(usize,
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The cluster stage of `dedup --ray` proposes the same candidate pairs as the engine.
+    m.add("DEDUP_ALL_PAIRS_BUCKET", livo_data::dedup::ALL_PAIRS_BUCKET)?;
     m.add_function(wrap_pyfunction!(dedup, m)?)?;
     m.add_function(wrap_pyfunction!(read_text_lines, m)?)?;
     m.add_function(wrap_pyfunction!(normalize, m)?)?;

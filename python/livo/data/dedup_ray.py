@@ -74,6 +74,9 @@ PAIRS = pa.schema([("a", pa.int64()), ("b", pa.int64())])
 # Bumped when a checkpointed stage changes meaning, so an older work folder is not read as this one.
 CHECKPOINT_VERSION = 1
 
+# Buckets up to this size propose every pair of their members (see the engine's candidate pairs).
+ALL_PAIRS_BUCKET: int = _native.DEDUP_ALL_PAIRS_BUCKET
+
 
 @dataclass(frozen=True)
 class RayDedupOptions:
@@ -545,8 +548,10 @@ def _band_records(block: pa.Table, bands: int) -> pa.Table:
 
 
 def _bucket_pairs(block: pa.Table, chain: bool) -> pa.Table:
-    """Candidate pairs of each bucket: every member with the bucket's first member and, with
-    ``chain``, with its predecessor (so a false first member cannot hide true pairs when verified)."""
+    """Candidate pairs of each bucket, as the one-machine engine proposes them: with ``chain``
+    (pairs are verified), every pair of a bucket of up to ``ALL_PAIRS_BUCKET`` members, and in a
+    larger bucket each member with the first and with its predecessor; without, each member with
+    the first."""
     band = block.column("band").to_numpy()
     key = block.column("band_hash").to_numpy()
     rows = block.column("row").to_numpy()
@@ -557,13 +562,22 @@ def _bucket_pairs(block: pa.Table, chain: bool) -> pa.Table:
     starts[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1])
     position = np.arange(n)
     group_start = np.maximum.accumulate(np.where(starts, position, 0))
-    member = ~starts
+    sizes = np.diff(np.append(np.flatnonzero(starts), n))
+    size = np.repeat(sizes, sizes)  # each member's bucket size
+    small = size <= ALL_PAIRS_BUCKET if chain else np.zeros(n, dtype=bool)
+    member = ~starts & ~small
     a = [rows[group_start[member]]]
     b = [rows[member]]
     if chain:
-        later = position - group_start >= 2
+        later = (position - group_start >= 2) & ~small
         a.append(rows[position[later] - 1])
         b.append(rows[later])
+        bucket_starts_all = np.flatnonzero(starts)
+        for m in np.unique(sizes[(sizes >= 2) & (sizes <= ALL_PAIRS_BUCKET)]):
+            bucket_starts = bucket_starts_all[sizes == m]
+            i, j = np.triu_indices(m, 1)
+            a.append(rows[(bucket_starts[:, None] + i[None, :]).reshape(-1)])
+            b.append(rows[(bucket_starts[:, None] + j[None, :]).reshape(-1)])
     return pa.table({"a": pa.array(np.concatenate(a), pa.int64()), "b": pa.array(np.concatenate(b), pa.int64())})
 
 

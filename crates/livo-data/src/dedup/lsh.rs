@@ -93,15 +93,22 @@ pub fn band_hashes(signature: &[u32], params: LshParams, out: &mut [u64]) {
     }
 }
 
+/// Buckets up to this size propose every pair of their members when pairs are verified: one
+/// member that is not a duplicate of the others must not keep true duplicates from being proposed.
+/// Larger buckets (a template repeated thousands of times) propose a star and a chain, which stays
+/// linear in the bucket's size.
+pub const ALL_PAIRS_BUCKET: usize = 256;
+
 /// Candidate pairs `(i, j)` with `i < j` (indices into the documents) that share a bucket in any
-/// band. Within a bucket each member is paired with the bucket's first member and, when
-/// `chain` is set, also with its predecessor — so that when pairs are later verified a false
-/// first member cannot hide true duplicates from each other. The result is sorted and unique.
+/// band. Without `verify` each member is paired with the bucket's first member (every proposed pair
+/// is kept, so the star joins the bucket). With `verify`, a bucket of up to [`ALL_PAIRS_BUCKET`]
+/// members proposes all its pairs; a larger one pairs each member with the first and with its
+/// predecessor. The result is sorted and unique.
 pub fn candidate_pairs(
     hashes: &[u64],
     n_docs: usize,
     bands: usize,
-    chain: bool,
+    verify: bool,
 ) -> Vec<(u32, u32)> {
     let mut pairs: Vec<(u32, u32)> = (0..bands)
         .into_par_iter()
@@ -117,11 +124,18 @@ pub fn candidate_pairs(
                 while end < keyed.len() && keyed[end].0 == keyed[start].0 {
                     end += 1;
                 }
-                let first = keyed[start].1;
-                for k in start + 1..end {
-                    local.push((first, keyed[k].1));
-                    if chain && k > start + 1 {
-                        local.push((keyed[k - 1].1, keyed[k].1));
+                let members = &keyed[start..end];
+                if verify && members.len() <= ALL_PAIRS_BUCKET {
+                    for (k, &(_, a)) in members.iter().enumerate() {
+                        local.extend(members[k + 1..].iter().map(|&(_, b)| (a, b)));
+                    }
+                } else {
+                    let first = members[0].1;
+                    for k in 1..members.len() {
+                        local.push((first, members[k].1));
+                        if verify && k > 1 {
+                            local.push((members[k - 1].1, members[k].1));
+                        }
                     }
                 }
                 start = end;
@@ -181,13 +195,28 @@ mod tests {
     }
 
     #[test]
-    fn buckets_yield_star_and_chain_pairs() {
-        // 4 docs, 1 band: docs 0, 2, 3 share a bucket.
-        let hashes = [7u64, 9, 7, 7];
-        assert_eq!(candidate_pairs(&hashes, 4, 1, false), vec![(0, 2), (0, 3)]);
+    fn small_buckets_yield_every_pair_when_verified() {
+        // 5 docs, 1 band: docs 0, 2, 3, 4 share a bucket.
+        let hashes = [7u64, 9, 7, 7, 7];
         assert_eq!(
-            candidate_pairs(&hashes, 4, 1, true),
-            vec![(0, 2), (0, 3), (2, 3)]
+            candidate_pairs(&hashes, 5, 1, false),
+            vec![(0, 2), (0, 3), (0, 4)]
+        );
+        // (2, 4) matters: with 0 and 3 not duplicates of the others, a star and chain missed it.
+        assert_eq!(
+            candidate_pairs(&hashes, 5, 1, true),
+            vec![(0, 2), (0, 3), (0, 4), (2, 3), (2, 4), (3, 4)]
+        );
+    }
+
+    #[test]
+    fn large_buckets_yield_star_and_chain_pairs() {
+        let n = ALL_PAIRS_BUCKET + 2;
+        let hashes = vec![7u64; n];
+        let pairs = candidate_pairs(&hashes, n, 1, true);
+        assert_eq!(pairs.len(), (n - 1) + (n - 2));
+        assert!(
+            pairs.contains(&(0, n as u32 - 1)) && pairs.contains(&(n as u32 - 2, n as u32 - 1))
         );
     }
 }

@@ -20,7 +20,9 @@ use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_128;
 
 pub use blocks::{block_features, components, verify_pairs, BlockFeatures};
-pub use lsh::{error_areas, optimal_params, weighted_params, LshParams, VERIFIED_WEIGHTS};
+pub use lsh::{
+    error_areas, optimal_params, weighted_params, LshParams, ALL_PAIRS_BUCKET, VERIFIED_WEIGHTS,
+};
 pub use minhash::{jaccard, shingle_set, Permutations};
 
 use crate::error::{DataError, Result};
