@@ -256,6 +256,45 @@ def test_a_second_writer_is_refused_while_the_first_is_open(tmp_path: Path) -> N
             ShardWriter(tmp_path, CONFIG)
 
 
+def test_a_null_record_id_is_named_by_its_row_in_the_whole_input(tmp_path: Path) -> None:
+    """Input is written batch by batch; the row was counted within its batch (row 5000 of a stream
+    of 4096-row batches was reported as row 904)."""
+    schema = pa.schema([("record_id", pa.string()), ("cluster_id", pa.int64())])
+    ids = [f"id{i}" for i in range(6000)]
+    ids[5000] = None
+    rows = pa.table({"record_id": ids, "cluster_id": list(range(6000))}, schema=schema)
+    with ShardWriter(tmp_path, ShardConfig(splits={"train": 1.0})) as writer:
+        with pytest.raises(SchemaMismatchError, match=r"null record id at row 5000\b"):
+            writer.write(pa.RecordBatchReader.from_batches(schema, rows.to_batches(max_chunksize=4096)))
+
+
+def test_contains_answers_while_another_thread_writes_a_python_stream(tmp_path: Path) -> None:
+    """contains() waited for the writer's lock holding the GIL, while the writing thread held the lock
+    and needed the GIL for the stream's next batch: both hung."""
+    import threading
+
+    schema = pa.schema([("record_id", pa.string()), ("cluster_id", pa.int64())])
+    first_sent = threading.Event()
+
+    def batches():  # noqa: ANN202
+        for i in range(4):
+            yield pa.record_batch([pa.array([f"id{i}"]), pa.array([i])], schema=schema)
+            first_sent.set()
+            time.sleep(0.2)
+
+    with ShardWriter(tmp_path, ShardConfig(splits={"train": 1.0})) as writer:
+        thread = threading.Thread(target=writer.write, args=(pa.RecordBatchReader.from_batches(schema, batches()),))
+        thread.start()
+        assert first_sent.wait(10)
+        answer: list[list[bool]] = []
+        asker = threading.Thread(target=lambda: answer.append(writer.contains(["id0", "other"])), daemon=True)
+        asker.start()
+        asker.join(timeout=20)
+        thread.join(timeout=20)
+        assert not asker.is_alive() and not thread.is_alive(), "contains() and write() deadlocked"
+        assert answer == [[True, False]]
+
+
 def test_rows_with_other_columns_are_refused(tmp_path: Path, table: pa.Table) -> None:
     with ShardWriter(tmp_path, CONFIG) as writer:
         writer.write(table.slice(0, 10))

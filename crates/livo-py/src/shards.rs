@@ -84,7 +84,9 @@ impl PyShardWriter {
                     return Err(WriteError::Engine(DataError::Cancelled));
                 }
                 let batch = batch.map_err(|e| WriteError::Arrow(e.to_string()))?;
-                let stats = writer.write(&batch).map_err(WriteError::Engine)?;
+                let stats = writer
+                    .write_rows(&batch, total.rows)
+                    .map_err(WriteError::Engine)?;
                 total.rows += stats.rows;
                 total.written += stats.written;
                 total.skipped += stats.skipped;
@@ -99,21 +101,22 @@ impl PyShardWriter {
     }
 
     /// For each record id, whether the dataset already holds it (committed or written here).
-    fn contains(&self, record_ids: Vec<String>) -> PyResult<Vec<bool>> {
-        let guard = self.inner.lock().expect("writer lock poisoned");
-        let writer = guard
-            .as_ref()
-            .ok_or_else(|| PyRuntimeError::new_err("the writer is closed"))?;
-        Ok(record_ids.iter().map(|id| writer.contains(id)).collect())
+    /// The lock is waited for without the GIL: a `write` in another thread may hold it while it
+    /// pulls batches from a Python stream, which needs the GIL.
+    fn contains(&self, py: Python<'_>, record_ids: Vec<String>) -> PyResult<Vec<bool>> {
+        py.detach(|| {
+            let guard = self.inner.lock().expect("writer lock poisoned");
+            let writer = guard
+                .as_ref()
+                .ok_or_else(|| PyRuntimeError::new_err("the writer is closed"))?;
+            Ok(record_ids.iter().map(|id| writer.contains(id)).collect())
+        })
     }
 
     /// Commits the open shards and the manifest; returns the manifest as JSON text.
     fn finish(&self, py: Python<'_>) -> PyResult<String> {
-        let writer = self
-            .inner
-            .lock()
-            .expect("writer lock poisoned")
-            .take()
+        let writer = py
+            .detach(|| self.inner.lock().expect("writer lock poisoned").take())
             .ok_or_else(|| PyRuntimeError::new_err("the writer is closed"))?;
         // Finishing encodes the last row group on rayon's pool.
         let manifest = py
@@ -125,13 +128,12 @@ impl PyShardWriter {
     /// Discards the open shards (their rows are not committed) and releases the dataset. Shards
     /// that filled before the call are still committed; the wait for that runs without the GIL.
     fn abort(&self, py: Python<'_>) {
-        let writer = self.inner.lock().expect("writer lock poisoned").take();
-        py.detach(|| drop(writer));
+        py.detach(|| drop(self.inner.lock().expect("writer lock poisoned").take()));
     }
 
     #[getter]
-    fn closed(&self) -> bool {
-        self.inner.lock().expect("writer lock poisoned").is_none()
+    fn closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.inner.lock().expect("writer lock poisoned").is_none())
     }
 }
 

@@ -235,6 +235,12 @@ impl ShardWriter {
 
     /// Writes the rows of `batch` whose record ids are new; rolls and commits shards as they fill.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<WriteStats> {
+        self.write_rows(batch, 0)
+    }
+
+    /// [`ShardWriter::write`] for a batch that starts at row `first_row` of a longer input (a
+    /// stream of batches), so that an error names the input's row, not the batch's.
+    pub fn write_rows(&mut self, batch: &RecordBatch, first_row: u64) -> Result<WriteStats> {
         if self.failed {
             return Err(DataError::parameter(
                 "writer",
@@ -247,15 +253,17 @@ impl ShardWriter {
         let column = |name: &str| batch.column(batch.schema().index_of(name).expect("checked"));
         let hashes = key_hashes(column(&self.config.group_key)).map_err(|row| {
             DataError::Schema(format!(
-                "column {}: null group key at row {row}",
-                self.config.group_key
+                "column {}: null group key at row {}",
+                self.config.group_key,
+                first_row + row as u64
             ))
         })?;
         let ids = column(&self.config.record_id);
         if let Some(row) = (0..n).find(|&i| ids.is_null(i)) {
             return Err(DataError::Schema(format!(
-                "column {}: null record id at row {row}",
-                self.config.record_id
+                "column {}: null record id at row {}",
+                self.config.record_id,
+                first_row + row as u64
             )));
         }
         let id_hashes = string_hashes(ids);
