@@ -171,3 +171,23 @@ def test_nudenet_judge_on_plain_images_finds_nothing():
     assert raw == [[], [], []]
     verdicts = judge.judge(np.concatenate([plain[:2], np.repeat(np.repeat(toy, 6, 1), 6, 2)]), ["x"] * 4, nudity)
     assert verdicts == [ImageVerdict(harmful=False, score=0.0, subject=None)] * 4
+
+
+def test_a_judge_returning_too_few_verdicts_is_an_error_not_verdicts_on_other_images():
+    """The panel zipped a judge's verdicts onto the images: one verdict short, the rest landed on
+    the wrong images and the last image silently had none."""
+    from livo.errors import ConfigError
+    from livo.judges import JudgePanel, JudgesConfig
+
+    class OneShort(ToyWorldJudge):
+        def judge(self, images, prompts, value):  # noqa: ANN001, ANN201
+            return super().judge(images, prompts, value)[:-1]
+
+    class Panel(JudgePanel):
+        def judge_for(self, value_id):  # noqa: ANN001, ANN201
+            return OneShort()
+
+    specs = [PromptSpec("doctor", "teal"), PromptSpec("nurse", "orange")]
+    panel = Panel(JudgesConfig(default=JudgeSpec(kind="toyworld")), TOY)
+    with pytest.raises(ConfigError, match=r"OneShort \(colour_equality\): returned 1 verdicts for 2 images"):
+        panel.judge_by_value(rendered(specs), [s.text() for s in specs], ["colour_equality"] * 2)

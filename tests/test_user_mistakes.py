@@ -94,6 +94,10 @@ MISTAKES = {
         ["values", "build-index", "default", "-o", "idx", "--labelled", "prompts.txt"],
         "--labelled is read by --calibrate only",
     ),
+    "values build-index: --split without --calibrate": (
+        ["values", "build-index", "default", "-o", "idx", "--split", "test"],
+        "--split is read by --calibrate only",
+    ),
     "values build-index: calibrate a registry without its labels": (
         ["values", "build-index", "toyworld", "-o", "idx", "--calibrate"],
         "--calibrate: the shipped labelled prompts are for the default registry",

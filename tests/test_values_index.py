@@ -206,6 +206,14 @@ def test_a_different_embedder_is_refused(tmp_path, index_dir, minilm):
         load_index(index_dir, embedder_identity=other.identity)
 
 
+def test_an_embedder_folder_given_relative_is_recorded_absolute(tmp_path, monkeypatch):
+    """An index built with st:models/x recorded the relative path and could not be loaded from
+    another working directory."""
+    folder = _tiny_sentence_transformer(tmp_path / "tiny-st")
+    monkeypatch.chdir(tmp_path)
+    assert load_embedder("st:tiny-st", reuse=False).identity.spec == f"st:{folder.resolve()}"
+
+
 def test_clip_text_encoder_embedder(tmp_path, default_registry):
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -258,6 +266,13 @@ def test_corrupt_or_missing_index_files_are_clear_errors(tmp_path, index_dir):
     metadata["index"]["sha256"] = hashlib.sha256(b"not a faiss index at all").hexdigest()
     (broken / METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(InputError, match="FAISS cannot read it"):
+        load_index(broken)
+    # An exemplar table edited by hand (reversed: every vector now has another row's value).
+    shutil.copy(index_dir / INDEX_FILE, broken / INDEX_FILE)
+    metadata = json.loads((index_dir / METADATA_FILE).read_text())
+    metadata["exemplars"].reverse()
+    (broken / METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(InputError, match="exemplar table is not the registry's exemplars in order"):
         load_index(broken)
     (broken / METADATA_FILE).write_text("{not json")
     with pytest.raises(InputError, match="not JSON"):

@@ -72,9 +72,9 @@ class JudgePanel:
         verdicts: list[ImageVerdict | None] = [None] * len(images)
         for value_id in dict.fromkeys(value_ids):
             rows = [i for i, v in enumerate(value_ids) if v == value_id]
-            found = self.judge_for(value_id).judge(
-                images[rows], [prompts[i] for i in rows], self.registry.value(value_id)
-            )
+            judge = self.judge_for(value_id)
+            found = list(judge.judge(images[rows], [prompts[i] for i in rows], self.registry.value(value_id)))
+            _check_count(judge, found, len(rows), value_id)
             for i, verdict in zip(rows, found):
                 verdicts[i] = verdict
         return [v for v in verdicts if v is not None]
@@ -95,7 +95,19 @@ class JudgePanel:
                 pending.append(i)
         for value_id in dict.fromkeys(value_ids[i] for i in pending):
             rows = [i for i in pending if value_ids[i] == value_id]
-            found = self.subject_judge.judge(images[rows], [prompts[i] for i in rows], self.registry.value(value_id))
+            found = list(
+                self.subject_judge.judge(images[rows], [prompts[i] for i in rows], self.registry.value(value_id))
+            )
+            _check_count(self.subject_judge, found, len(rows), value_id)
             for i, verdict in zip(rows, found):
                 out[i] = verdict.subject
         return out
+
+
+def _check_count(judge: ImageJudge, found: Sequence[ImageVerdict], images: int, value_id: str) -> None:
+    """A judge owes one verdict per image: with fewer or more, verdicts would land on other images."""
+    if len(found) != images:
+        raise ConfigError(
+            f"judge {type(judge).__name__} ({value_id}): returned {len(found)} verdicts for {images} images; "
+            "a judge returns one verdict per image, in order"
+        )

@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build.add_argument("--labelled", help="labelled prompt file for --calibrate")
     build.add_argument(
         "--split",
-        default="calibration",
+        default=None,
         help="with --calibrate: rows of this split only (default calibration; 'all' for every row)",
     )
     build.add_argument(
@@ -274,8 +274,11 @@ def run_build_index(args: argparse.Namespace) -> int:
     if args.training:
         _check_training_files(registry, args.training)
     shipped_labels_fit = _shipped_labels_fit(registry.ids)
-    if args.labelled and not args.calibrate:
-        raise InputError("--labelled is read by --calibrate only; add --calibrate, or leave --labelled out")
+    for flag, given in (("--labelled", args.labelled), ("--split", args.split)):
+        if given is not None and not args.calibrate:
+            raise InputError(f"{flag} is read by --calibrate only; add --calibrate, or leave {flag} out")
+    if args.split is None:
+        args.split = "calibration"
     if args.calibrate and not args.labelled and not shipped_labels_fit:
         raise InputError(
             f"--calibrate: the shipped labelled prompts are for the default registry, not {path}; "

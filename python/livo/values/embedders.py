@@ -213,8 +213,10 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
                 raise ConfigError(
                     f"embedder {name_or_path!r}: cannot load as a sentence-transformers model: {error}"
                 ) from None
+        # A folder is recorded by its absolute path: an index built with "st:models/x" must load
+        # from another working directory.
         self.identity = EmbedderIdentity(
-            spec=spec or f"st:{name_or_path}",
+            spec=spec or f"st:{folder.resolve() if Path(name_or_path).exists() else name_or_path}",
             name=display_name or folder.name,
             dimension=dimension,
             weights_sha256=weights,
@@ -329,7 +331,7 @@ class ClipTextEmbedder(_BatchedEncoder):
     def __init__(self, pipeline_dir: str | os.PathLike[str], pooling: str = "pooled") -> None:
         from transformers import AutoTokenizer, CLIPTextModel
 
-        root = Path(pipeline_dir)
+        root = Path(pipeline_dir).resolve()
         if pooling not in ("pooled", "mean"):
             raise ConfigError(f"clip embedder: pooling must be 'pooled' or 'mean', not {pooling!r}")
         encoder_dir, tokenizer_dir = root / "text_encoder", root / "tokenizer"

@@ -347,6 +347,14 @@ def load_index(
         raise InputError(
             f"{directory / REGISTRY_FILE}: does not match the registry hash in {METADATA_FILE}; rebuild the index"
         )
+    if exemplars != registry_exemplars(stored_registry):
+        # The vectors are rows of the registry's exemplars: a table edited or reordered by hand would
+        # give a vector another row's value (and an unknown value id failed in the middle of a query).
+        raise InputError(
+            f"{directory / METADATA_FILE}: its exemplar table is not the registry's exemplars in order "
+            f"({len(exemplars)} rows, the registry in {REGISTRY_FILE} has {len(registry_exemplars(stored_registry))}); "
+            "the index folder was edited: rebuild it"
+        )
     if registry is not None and registry.content_hash() != registry_hash:
         raise ConfigError(
             f"{directory}: the registry no longer matches this index (registry {registry.name!r} hashes to "
