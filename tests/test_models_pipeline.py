@@ -67,6 +67,32 @@ def test_return_dict_false_gives_the_images_and_the_values_as_a_tuple(pipelines)
     assert applied == [(BLOOD,), (BLOOD,), (), ()]
     with pytest.raises(ConfigError, match="prompt: required"):
         livo(num_inference_steps=2)
+    # Wrong types are named, not a TypeError deep in the call (a dict's keys were taken as prompts).
+    for prompt in (5, {"a kite": 1}, ["a kite", 3]):
+        with pytest.raises(ConfigError, match="prompt: a string or a list of strings"):
+            livo(prompt, **CALL)
+    with pytest.raises(ConfigError, match="num_images_per_prompt: an integer, got str"):
+        livo("a kite", "2", **CALL)
+    with pytest.raises(ConfigError, match=r"bias_probability: must be in \[0, 1\], got 2.0"):
+        LiVOPipeline(livo.base, livo.value_encoder, bias_probability=2.0)
+
+
+def test_the_safety_checker_s_flags_are_passed_on(pipelines, monkeypatch) -> None:  # noqa: ANN001
+    """A base pipeline with a safety checker blacks flagged images out and says so; the flag was
+    dropped, leaving black images unexplained."""
+    base, livo = pipelines
+    assert livo(["a bloody zombie"], generator=seeded(1), **CALL).nsfw_content_detected is None
+
+    def flag_the_first(image, device, dtype):  # noqa: ANN001, ANN202
+        return image, [i == 0 for i in range(image.shape[0])]
+
+    monkeypatch.setattr(base, "run_safety_checker", flag_the_first)
+    output = livo(["a bloody zombie", "a kite"], generator=seeded(1), **CALL)
+    assert output.nsfw_content_detected == [True, False]
+    from livo.models import GenerationRequest
+
+    batched = livo.generate_batch([GenerationRequest("a kite", 1, None, 2), GenerationRequest("a kite", 2)], **CALL)
+    assert [b.nsfw_content_detected for b in batched] == [[True, False], [False]]
 
 
 def test_images_without_a_value_in_a_mixed_batch_match_the_base_model(pipelines) -> None:  # noqa: ANN001
@@ -254,24 +280,31 @@ def test_a_selector_must_answer_with_a_value_choice_or_none(pipelines) -> None: 
         ValueChoice("x", "gender equality", "fairness")  # type: ignore[arg-type]
 
 
-def test_a_batch_of_requests_gives_each_request_its_own_call_s_images(pipelines) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_a_batch_of_requests_gives_each_request_its_own_call_s_images(pipelines, eta) -> None:  # noqa: ANN001
+    """With eta 1 the sampler adds noise at every step: it came from torch's global generator, so
+    the same request twice gave other images."""
     from livo.models import GenerationRequest
 
     _, livo = pipelines
+    call = {**CALL, "eta": eta}
     requests = [
         GenerationRequest("a photo of a doctor", 21, GENDER, 3),
         GenerationRequest("a bloody zombie", 22, BLOOD, 2),
         GenerationRequest("a dog in the park", 23, None, 1, negative_prompt="blurry"),
     ]
-    batched = livo.generate_batch(requests, **CALL)
-    for request, output in zip(requests, batched, strict=True):
+    batched = livo.generate_batch(requests, **call)
+    torch.manual_seed(12345)  # the global generator's state must not matter
+    again = livo.generate_batch(requests, **call)
+    for request, output, repeat in zip(requests, batched, again, strict=True):
+        assert torch.equal(output.images, repeat.images)
         alone = livo(
             request.prompt,
             request.num_images,
             generator=seeded(request.seed),
             negative_prompt=request.negative_prompt,
             selector=lambda _, value=request.value: value,
-            **CALL,
+            **call,
         )
         assert output.values == alone.values
         torch.testing.assert_close(output.images, alone.images, atol=1 / 255, rtol=0)

@@ -51,6 +51,12 @@ SETTINGS_FILE = "livo_pipeline.json"
 SAVED_SETTINGS = ("bias_probability", "max_values_per_prompt")
 
 
+def _nsfw_flags(output: Any) -> list[bool] | None:
+    """The safety checker's per-image flags of a base pipeline's output (None: it had no checker)."""
+    flags = getattr(output, "nsfw_content_detected", None)
+    return None if flags is None else [bool(flag) for flag in flags]
+
+
 def _saved_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The settings a saved pipeline folder holds (none for a hub id or an older folder); a damaged
     file is an error naming it."""
@@ -101,6 +107,9 @@ class LiVOPipelineOutput:
     selected: list[list[ValueChoice]] | None = None
     # Per image, every value applied to it, in the prompt's order (empty: the base model's image).
     applied: list[tuple[ValueChoice, ...]] | None = None
+    # Per image, the base pipeline's safety checker's flag, as diffusers returns it (None: no checker
+    # ran; a flagged image is blacked out by the checker).
+    nsfw_content_detected: list[bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,8 @@ class LiVOPipeline:
             )
         self.base = base
         self.value_encoder = value_encoder  # not frozen here: a trainer may evaluate with its live encoder
+        if not 0.0 <= bias_probability <= 1.0:
+            raise ConfigError(f"bias_probability: must be in [0, 1], got {bias_probability}")
         self.selector: Selector = selector or no_value
         self.bias_probability = bias_probability
         self.max_values_per_prompt = max_values_per_prompt
@@ -277,9 +288,15 @@ class LiVOPipeline:
                 raise ConfigError(f"{name}: not supported by LiVOPipeline (it builds the embeddings itself)")
         if prompt is None:
             raise ConfigError("prompt: required (the selector and the value encoder read the prompt's text)")
+        if not isinstance(prompt, str) and (
+            not isinstance(prompt, Sequence) or not all(isinstance(p, str) for p in prompt)
+        ):
+            raise ConfigError(f"prompt: a string or a list of strings, got {type(prompt).__name__}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise ConfigError("prompt: no prompts given")
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int):
+            raise ConfigError(f"num_images_per_prompt: an integer, got {type(num_images_per_prompt).__name__}")
         negatives = self._negatives(negative_prompt, len(prompts))
         if num_images_per_prompt < 1:
             raise ConfigError(f"num_images_per_prompt: must be at least 1, got {num_images_per_prompt}")
@@ -317,7 +334,14 @@ class LiVOPipeline:
         images = output.images if hasattr(output, "images") else output[0]
         if not return_dict:
             return images, applied
-        return LiVOPipelineOutput(images=images, values=firsts, prompts=prompts, selected=selected, applied=applied)
+        return LiVOPipelineOutput(
+            images=images,
+            values=firsts,
+            prompts=prompts,
+            selected=selected,
+            applied=applied,
+            nsfw_content_detected=_nsfw_flags(output),
+        )
 
     @torch.no_grad()
     def generate_batch(self, requests: Sequence[GenerationRequest], **base_kwargs: Any) -> list[LiVOPipelineOutput]:
@@ -326,7 +350,10 @@ class LiVOPipeline:
         selector=lambda _: r.value, negative_prompt=r.negative_prompt, **base_kwargs)`` (with
         ``r.values``: a selector answering that list). Each request's initial noise and bias coins
         come from its own seeded generator, exactly as in that call; then one U-Net batch runs for
-        all of them. (Batched float arithmetic can differ from a lone call in
+        all of them, and a sampler that adds noise at each step (DDPM, ancestral samplers, DDIM with
+        ``eta > 0``) draws each image's from its request's generator, continued from the initial
+        noise (drawn image by image: the same numbers as the lone call's for a one-image request,
+        and reproducible for any). (Batched float arithmetic can differ from a lone call in
         the last bits.) Keyword arguments go to the base pipeline (``num_inference_steps``,
         ``guidance_scale``, ``height``, ``width``, ``output_type``, ...)."""
         from diffusers.utils.torch_utils import randn_tensor
@@ -340,6 +367,7 @@ class LiVOPipeline:
         device, dtype = self.device, self.base.text_encoder.dtype
         shape = self._latent_shape(base_kwargs.get("height"), base_kwargs.get("width"))
         prompts, negatives, applied, latents = [], [], [], []
+        step_generators: list[torch.Generator] = []
         for request in requests:
             if request.num_images < 1:
                 raise ConfigError(f"num_images: must be at least 1, got {request.num_images}")
@@ -351,15 +379,18 @@ class LiVOPipeline:
             prompts += [request.prompt] * request.num_images
             negatives += [request.negative_prompt] * request.num_images
             latents.append(randn_tensor((request.num_images, *shape), generator=generator, device=device, dtype=dtype))
+            step_generators += [generator] * request.num_images
         embeds, negative_embeds = self.encode(prompts, 1, applied, negatives)
         output = self.base(
             prompt_embeds=embeds,
             negative_prompt_embeds=negative_embeds,
             latents=torch.cat(latents),
+            generator=step_generators,
             num_images_per_prompt=1,
             **base_kwargs,
         )
         images = output.images if hasattr(output, "images") else output[0]
+        flags = _nsfw_flags(output)
         outputs, offset = [], 0
         for request in requests:
             end = offset + request.num_images
@@ -369,6 +400,7 @@ class LiVOPipeline:
                     values=[values[0] if values else None for values in applied[offset:end]],
                     prompts=[request.prompt],
                     applied=applied[offset:end],
+                    nsfw_content_detected=None if flags is None else flags[offset:end],
                 )
             )
             offset = end
