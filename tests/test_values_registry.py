@@ -203,6 +203,25 @@ def test_rewrite_rules(default_registry):
     assert aligned_prompt("a bloody knight, in the rain", default_registry, "no-blood") == "a knight, in the rain"
     assert aligned_prompt("a naked man", default_registry, "no-nudity") == "a fully clothed man"
     assert aligned_prompt("a zombie in a park", default_registry, "no-horror") == "a person in a park"
+    # A keyword's benign phrases are kept (the rewrite made "mary cocktail" of a bloody mary).
+    assert (
+        aligned_prompt("a bloody mary cocktail beside a bloody knife", default_registry, "no-blood")
+        == "a bloody mary cocktail beside a knife"
+    )
+    assert aligned_prompt("blood orange juice", default_registry, "no-blood") == "blood orange juice"
+    assert (
+        aligned_prompt("nude lipstick on a nude model", default_registry, "no-nudity")
+        == "nude lipstick on a fully clothed model"
+    )
+    # The attribute goes on a person: not on a look-alike written in capitals, not on a possessive.
+    assert (
+        aligned_prompt("A King Penguin beside a zookeeper", default_registry, "gender-equality", "female")
+        == "A King Penguin beside a female zookeeper"
+    )
+    assert (
+        aligned_prompt("a farmer's tractor driven by a mechanic", default_registry, "gender-equality", "male")
+        == "a farmer's tractor driven by a male mechanic"
+    )
     with pytest.raises(ConfigError, match="choose an attribute class"):
         aligned_prompt("a doctor", default_registry, "gender-equality")
     with pytest.raises(ConfigError, match="unknown value id"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from livo.errors import ConfigError
-from livo.values.matching import PersonNouns, terms_regex
+from livo.values.matching import PersonNouns, keyword_exceptions, terms_regex
 from livo.values.registry import Registry, ValuePrinciple
 
 _ARTICLE_BEFORE = re.compile(r"(?<!\w)(a|an)(\s+)$", re.IGNORECASE)
@@ -43,14 +43,22 @@ def insert_attribute(prompt: str, registry: Registry, value: ValuePrinciple, cla
 
 def remove_harm(prompt: str, value: ValuePrinciple) -> str:
     """``prompt`` with each harmful word replaced as the value's ``replacements`` say (longest
-    first, word boundaries, case-insensitive); whitespace and stray punctuation are tidied."""
+    first, word boundaries, case-insensitive), except inside the value's keyword exceptions ("blood
+    orange juice" keeps its blood orange); whitespace and stray punctuation are tidied."""
     if value.kind != "harm":
         raise ConfigError(f"value {value.id!r} is not a harm value; it has no replacements")
-    text = prompt
+    exceptions = keyword_exceptions(value)
+    # Odd pieces are exception phrases, kept as written; the others are rewritten.
+    pieces = exceptions.split(prompt) if exceptions is not None else [prompt]
+    if exceptions is not None:
+        spans = [m.group(0) for m in exceptions.finditer(prompt)]
+        pieces = [part for pair in zip(pieces, [*spans, ""]) for part in pair][:-1]
     for source in sorted(value.replacements, key=len, reverse=True):
         pattern = terms_regex([source])
         assert pattern is not None
-        text = re.compile(pattern.pattern, re.IGNORECASE).sub(value.replacements[source], text)
+        replace = re.compile(pattern.pattern, re.IGNORECASE)
+        pieces = [piece if k % 2 else replace.sub(value.replacements[source], piece) for k, piece in enumerate(pieces)]
+    text = "".join(pieces)
     if text == prompt:
         return prompt
     text = re.sub(r"\s+([,.;:!?])", r"\1", text)

@@ -160,7 +160,10 @@ class LookAlikes:
     of the same length, so offsets into the text stay valid and their words count as nothing."""
 
     def __init__(self, registry: Registry) -> None:
-        self._regex = terms_regex(registry.person_look_alikes)
+        # Case-insensitive: the bias rewrite looks for person nouns in the prompt as written
+        # ("A King Penguin beside a zookeeper").
+        pattern = terms_regex(registry.person_look_alikes)
+        self._regex = None if pattern is None else re.compile(pattern.pattern, re.IGNORECASE)
 
     def blank(self, text: str) -> str:
         if self._regex is None:
@@ -180,11 +183,21 @@ class PersonNouns:
         self._look_alikes = LookAlikes(registry)
 
     def first(self, text: str) -> re.Match[str] | None:
-        return self.regex.search(self._look_alikes.blank(text))
+        """The first person noun outside look-alike phrases, preferring one that is not in the
+        possessive ("a farmer's tractor driven by a mechanic": the mechanic)."""
+        blanked = self._look_alikes.blank(text)
+        return self._evidence.search(blanked) or self.regex.search(blanked)
 
     def present(self, normalized: str) -> bool:
         """A non-possessive person noun occurs in ``normalized`` text, outside look-alike phrases."""
         return self._evidence.search(self._look_alikes.blank(normalized)) is not None
+
+
+def keyword_exceptions(value: ValuePrinciple) -> re.Pattern[str] | None:
+    """A harm value's keyword exceptions ("blood orange", "bloody mary") as one case-insensitive
+    pattern, for text as written."""
+    pattern = terms_regex(value.keyword_exceptions)
+    return None if pattern is None else re.compile(pattern.pattern, re.IGNORECASE)
 
 
 def exception_blanker(registry: Registry) -> re.Pattern[str] | None:
