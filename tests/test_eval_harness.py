@@ -255,6 +255,53 @@ def test_report_files_render(small_run) -> None:
         assert f"({grid.relative_to(folder).as_posix()})" in markdown
 
 
+def test_the_html_table_holds_every_method_whatever_its_name(small_run) -> None:
+    """The page's table was parsed back out of the markdown: a method named "LiVO --- v2" vanished
+    from it and one named "a|b" shifted every cell of its row."""
+    import dataclasses
+
+    from livo.eval.report import html_page, markdown_table, table_rows
+
+    result, _, _ = small_run
+    names = ["LiVO --- v2", "a|b"]
+    methods = [dataclasses.replace(m, name=n) for m, n in zip(result.methods, names)]
+    renamed = dataclasses.replace(result, methods=methods)
+    rows = table_rows(renamed)
+    page = _Cells()
+    page.feed(html_page(renamed, rows, [], []))
+    assert [row[0] for row in page.rows[1:]] == names
+    assert page.rows[2] == rows[2] and len(page.rows[2]) == len(rows[0])
+    assert "| a\\|b |" in markdown_table(renamed)
+    # A row over some categories only says so, in the table and in a note.
+    assert [row[0] for row in table_rows(result)[2:4]] == [
+        "negative prompt (harm, benign prompts only)",
+        "SLD (harm prompts only)",
+    ]
+    assert any("negative prompt, SLD, LiVO two values: run on some prompt categories only" in n for n in result.notes)
+
+
+class _Cells(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
 def test_targets_come_from_the_config_and_are_checked_against_base(small_run) -> None:
     from livo.eval.config import TargetsConfig
     from livo.eval.report import targets
@@ -288,6 +335,23 @@ def test_targets_come_from_the_config_and_are_checked_against_base(small_run) ->
     for check in checks:
         drop = summaries["base"]["fidelity_people"] - summaries[check["method"]]["fidelity_people"]
         assert check["value"] == pytest.approx(drop, abs=1e-4) and check["met"] == (check["value"] <= 0.0)
+
+
+def test_a_method_whose_categories_have_no_prompts_is_refused_before_generation(tmp_path) -> None:
+    """It ran every other method, then failed at the quality metrics ("need at least one array to
+    concatenate") without writing a report."""
+    from livo.eval.harness import evaluate
+
+    (tmp_path / "prompts.jsonl").write_text(json.dumps({"prompt": "a kite", "category": "benign"}) + "\n")
+    (tmp_path / "eval.yaml").write_text(
+        f"output: {tmp_path / 'report'}\nmodel: toyworld\n"
+        f"prompts: {{file: {tmp_path / 'prompts.jsonl'}, registry: toyworld}}\n"
+        "per_prompt: 5\nsteps: 2\nthreads: 1\nquality: {features: pixels}\nmethods:\n"
+        "  - {name: base, kind: base}\n"
+        "  - {name: SLD, kind: sld, safety_concept: bloody, categories: [harm]}\n"
+    )
+    with pytest.raises(ConfigError, match=r"'SLD' runs on categories \['harm'\], and the prompts have none"):
+        evaluate(load_eval_config(tmp_path / "eval.yaml"))
 
 
 def test_toy_prompt_set_limits_categories_and_puts_counter_default_colours_first() -> None:

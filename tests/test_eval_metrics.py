@@ -100,6 +100,19 @@ def test_kid_by_hand_on_two_points_per_set() -> None:
     assert kernel_inception_distance(x, y, subsets=3, subset_size=2) == pytest.approx(9.5)
 
 
+def test_paired_kid_leaves_each_pair_s_own_cross_term_out() -> None:
+    """Seed-matched sets are not independent: the independent-sample estimator scored a set against
+    itself below 0; the paired one gives exactly 0, and agrees with the hand computation."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(50, 48))
+    assert kernel_inception_distance(a, a, subsets=5, subset_size=50) < -0.1
+    assert kernel_inception_distance(a, a, subsets=5, subset_size=50, paired=True) == pytest.approx(0.0, abs=1e-9)
+    # d = 1, X = {0, 1}, Y = {1, 2}, pairs (0, 1) and (1, 2): within 1 + 27; cross over i != j:
+    # k(0, 2) = 1 and k(1, 1) = 8, mean 4.5: 28 - 9 = 19.
+    x, y = np.array([[0.0], [1.0]]), np.array([[1.0], [2.0]])
+    assert kernel_inception_distance(x, y, subsets=3, subset_size=2, paired=True) == pytest.approx(19.0)
+
+
 def test_pixel_features_pool_blocks() -> None:
     image = np.zeros((1, 4, 4, 3), dtype=np.uint8)
     image[0, :2, :2] = 255  # top-left block white

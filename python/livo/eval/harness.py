@@ -179,6 +179,13 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         config.prompts.categories,
         config.prompts.per_category,
     )
+    for method_config in config.methods:
+        if method_config.categories is not None and not any(p.category in method_config.categories for p in prompts):
+            present = sorted({p.category for p in prompts})
+            raise ConfigError(
+                f"methods: {method_config.name!r} runs on categories {method_config.categories}, and the "
+                f"prompts have none of them (they have {present}): it would have no images to measure"
+            )
     models = BaseModels(config)
     methods = build_methods(config, models, registry)
     judges = JudgePanel(config.judges, registry)
@@ -216,6 +223,13 @@ def evaluate(config: EvalConfig, progress: Progress | None = None) -> EvalResult
         results.append(MethodResult(method.name, method.config.kind, summarise(rows), rows, made, round(seconds, 2)))
         images_by_method[method.name] = images_list
     notes = _quality(config, prompts, methods, results, images_by_method, cache, base_method)
+    limited = [m.config.name for m in methods if m.config.categories is not None]
+    if limited:
+        notes.append(
+            f"{', '.join(limited)}: run on some prompt categories only, so their averages over all their "
+            "prompts (fidelity, spurious harm, FID/KID, CLIP score) are over other prompts than the "
+            "other rows' and do not compare with them; the per-category columns do."
+        )
     return EvalResult(config, prompts, results, images_by_method, notes)
 
 
@@ -289,7 +303,9 @@ def _quality(
             parts = images_by_method[result.name]
             ran = [i for i, part in enumerate(parts) if part is not None]
             method_reference = np.concatenate([reference_parts[i] for i in ran])
-            scores = fid_kid(extractor, np.concatenate([parts[i] for i in ran]), method_reference, config.seed)
+            # Image k of a prompt has the same seed in both: the sets are paired.
+            images = np.concatenate([parts[i] for i in ran])
+            scores = fid_kid(extractor, images, method_reference, config.seed, paired=True)
             result.summary.update({k: round(v, 4) for k, v in scores.items()})
         notes.append(
             f"FID/KID: features {config.quality.features!r}, reference = base-model images of the same "

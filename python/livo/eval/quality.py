@@ -60,13 +60,26 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
 
 
 def kernel_inception_distance(
-    features_a: np.ndarray, features_b: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+    features_a: np.ndarray,
+    features_b: np.ndarray,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+    paired: bool = False,
 ) -> float:
     """KID: unbiased MMD² with the cubic polynomial kernel ``(x·y/d + 1)³``, averaged over random
-    subsets of ``min(subset_size, |a|, |b|)`` images each (seeded, so the number is reproducible)."""
+    subsets of ``min(subset_size, |a|, |b|)`` images each (seeded, so the number is reproducible).
+
+    ``paired``: row ``i`` of ``a`` and of ``b`` were made from the same seed (and prompt), so they
+    are not independent, and the cross term of the independent-sample estimator, which includes
+    each such pair, makes KID negative (a method that leaves most images as the base's scored
+    below 0). Paired sets draw one subset of rows for both and leave the pairs' own cross terms
+    out: the U-statistic over pairs ``i ≠ j``, exactly 0 for identical sets."""
     a, b = _as_features(features_a, "features_a"), _as_features(features_b, "features_b")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"feature sizes differ: {a.shape[1]} vs {b.shape[1]}")
+    if paired and len(a) != len(b):
+        raise ValueError(f"paired KID needs as many rows in both sets, got {len(a)} and {len(b)}")
     m = min(subset_size, len(a), len(b))
     if m < 2:
         raise InputError(f"KID needs at least 2 images per set, got {len(a)} and {len(b)}")
@@ -74,13 +87,15 @@ def kernel_inception_distance(
     rng = np.random.default_rng(seed)
     total = 0.0
     for _ in range(subsets):
-        x = a[rng.choice(len(a), m, replace=False)]
-        y = b[rng.choice(len(b), m, replace=False)]
+        rows = rng.choice(len(a), m, replace=False)
+        x = a[rows]
+        y = b[rows if paired else rng.choice(len(b), m, replace=False)]
         kxx = (x @ x.T / d + 1.0) ** 3
         kyy = (y @ y.T / d + 1.0) ** 3
         kxy = (x @ y.T / d + 1.0) ** 3
         within = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-        total += within - 2.0 * kxy.mean()
+        cross = (kxy.sum() - np.trace(kxy)) / (m * (m - 1)) if paired else kxy.mean()
+        total += within - 2.0 * cross
     return float(total / subsets)
 
 
@@ -208,8 +223,13 @@ def _embedding(output: Any) -> Any:
     return output
 
 
-def fid_kid(features: FeatureExtractor, images: np.ndarray, reference: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """FID and KID of ``images`` against ``reference`` (same number of images is not required)."""
+def fid_kid(
+    features: FeatureExtractor, images: np.ndarray, reference: np.ndarray, seed: int = 0, paired: bool = False
+) -> dict[str, float]:
+    """FID and KID of ``images`` against ``reference`` (same number of images is not required;
+    ``paired``: image ``i`` of both was made from the same prompt and seed, see
+    :func:`kernel_inception_distance`)."""
     a, b = features(images), features(reference)
     subset = min(1000, len(a), len(b))
-    return {"fid": frechet_distance(a, b), "kid": kernel_inception_distance(a, b, subset_size=subset, seed=seed)}
+    kid = kernel_inception_distance(a, b, subset_size=subset, seed=seed, paired=paired)
+    return {"fid": frechet_distance(a, b), "kid": kid}

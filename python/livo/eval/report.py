@@ -57,20 +57,31 @@ def present_columns(result: EvalResult) -> list[str]:
     return [c for c in COLUMNS if any(m.summary.get(c) is not None for m in result.methods)]
 
 
-def markdown_table(result: EvalResult) -> str:
-    """The results table (one row per method); ``images`` counts the images a method generated
-    itself (shared images, e.g. LiVO's base-model images for benign prompts, count once)."""
+def table_rows(result: EvalResult) -> list[list[str]]:
+    """The results table as text cells, header first (one row per method); ``images`` counts the
+    images a method generated itself (shared images, e.g. LiVO's base-model images for benign
+    prompts, count once). The markdown table and the HTML page are both made from these."""
     k = result.config.group_size
     columns = present_columns(result)
-    header = ["method", *(label(c, k) for c in columns), "images", "seconds"]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    rows = [["method", *(label(c, k) for c in columns), "images", "seconds"]]
+    limited = {m.name: m.categories for m in result.config.methods if m.categories is not None}
     for method in result.methods:
-        cells = [method.name]
+        # A row over some categories only is named so: its averages are over other prompts.
+        only = limited.get(method.name)
+        cells = [method.name if only is None else f"{method.name} ({', '.join(only)} prompts only)"]
         for column in columns:
             value = method.summary.get(column)
             cells.append("" if value is None else f"{value:.3f}" if column != "fid" else f"{value:.2f}")
         cells += [str(method.images_generated), f"{method.seconds:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    return rows
+
+
+def markdown_table(result: EvalResult) -> str:
+    """The results table in markdown; a ``|`` in a method's name is escaped (it would split the row)."""
+    header, *rows = [[cell.replace("|", "\\|") for cell in row] for row in table_rows(result)]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines)
 
 
@@ -186,10 +197,10 @@ def to_json(result: EvalResult, checks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def html_page(
-    result: EvalResult, table_rows: list[list[str]], checks: list[dict[str, Any]], grids: list[tuple[str, str, Path]]
+    result: EvalResult, rows: list[list[str]], checks: list[dict[str, Any]], grids: list[tuple[str, str, Path]]
 ) -> str:
     esc = html.escape
-    head = table_rows[0]
+    head = rows[0]
     body = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -206,7 +217,7 @@ def html_page(
         "<table>",
         "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>",
     ]
-    for row in table_rows[1:]:
+    for row in rows[1:]:
         body.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
     body.append("</table>")
     body.append(
@@ -251,7 +262,7 @@ def write_report(result: EvalResult, output: str | os.PathLike[str]) -> Path:
     lines += [f"- {note}" for note in result.notes] + [""]
     lines += [f"![{prompt}]({path.relative_to(folder).as_posix()})" for _, prompt, path in grids]
     write_atomic(folder / "results.md", ("\n".join(lines) + "\n").encode())
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines() if "---" not in line]
+    rows = table_rows(result)
     page = folder / "index.html"
     write_atomic(page, html_page(result, rows, checks, grids).encode())
     return page
