@@ -96,6 +96,13 @@ def test_a_position_saved_with_other_workers_is_refused(dataset: Path) -> None:
         ShardStream(dataset).loader(num_workers=1).load_state_dict(saved)
 
 
+def test_persistent_workers_are_refused(dataset: Path) -> None:
+    """They keep the stream as it was when they started: every epoch repeated the first one's
+    order, and after a resume each later epoch lost the rows skipped in the resumed one."""
+    with pytest.raises(ConfigError, match="persistent_workers: not supported by ShardLoader"):
+        ShardStream(dataset).loader(num_workers=2, persistent_workers=True)
+
+
 def test_batches_hold_batch_size_rows_and_drop_last_drops_the_short_one(dataset: Path) -> None:
     kept = list(ShardStream(dataset, batch_size=64, shuffle=False))
     dropped = list(ShardStream(dataset, batch_size=64, shuffle=False, drop_last=True))

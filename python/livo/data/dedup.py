@@ -90,6 +90,8 @@ def dedup(
     """
     config = config or DedupConfig()
     if isinstance(texts, pa.ChunkedArray):
+        if texts.num_chunks > 1 and pa.types.is_string(texts.type):
+            texts = texts.cast(pa.large_string())  # 32-bit offsets cannot join 2 GiB of text or more
         texts = texts.combine_chunks()
     elif not isinstance(texts, (list, pa.Array)):
         texts = list(texts)

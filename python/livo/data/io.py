@@ -285,7 +285,12 @@ def text_column(table: pa.Table, column: str | None, path: str | os.PathLike[str
         values = values.cast(values.type.value_type)
     if not _is_text(values.type):
         raise InputError(f"{path}: column {column!r} has type {values.type}, expected strings")
-    return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if values.num_chunks == 1:
+        return values.chunk(0)
+    if pa.types.is_string(values.type):
+        # 32-bit offsets: chunks holding 2 GiB of text or more cannot be joined as they are.
+        values = values.cast(pa.large_string())
+    return values.combine_chunks()
 
 
 def _is_text(kind: pa.DataType) -> bool:

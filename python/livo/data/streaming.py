@@ -233,6 +233,13 @@ class ShardLoader:
         collate_fn: Callable[[Any], Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("persistent_workers"):
+            # Persistent workers keep the copy of the stream they were started with: every later
+            # epoch would repeat the first one's order, and a resumed one would keep skipping rows.
+            raise ConfigError(
+                "persistent_workers: not supported by ShardLoader (each epoch's workers must see the "
+                "stream's epoch and position); leave it False"
+            )
         self.stream = stream
         stream.num_workers = num_workers
         identity: Callable[[Any], Any] = _identity
