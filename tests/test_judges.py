@@ -191,3 +191,18 @@ def test_a_judge_returning_too_few_verdicts_is_an_error_not_verdicts_on_other_im
     panel = Panel(JudgesConfig(default=JudgeSpec(kind="toyworld")), TOY)
     with pytest.raises(ConfigError, match=r"OneShort \(colour_equality\): returned 1 verdicts for 2 images"):
         panel.judge_by_value(rendered(specs), [s.text() for s in specs], ["colour_equality"] * 2)
+
+
+def test_judge_settings_that_would_be_ignored_are_refused():
+    """A mistyped value id under judges.values left the value to the default judge, and a
+    subject_threshold on a judge that has none was accepted and ignored."""
+    from pydantic import ValidationError
+
+    from livo.errors import ConfigError
+    from livo.judges import JudgePanel, JudgesConfig
+
+    typo = JudgesConfig(values={"no_nudity": JudgeSpec(kind="nudenet")})
+    with pytest.raises(ConfigError, match=r"judges.values: unknown value ids \['no_nudity'\]"):
+        JudgePanel(typo, DEFAULT)
+    with pytest.raises(ValidationError, match="'subject_threshold' is for clip judges only"):
+        JudgeSpec(kind="toyworld", subject_threshold=0.3)

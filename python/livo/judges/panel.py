@@ -26,6 +26,10 @@ class JudgePanel:
     """One judge instance per distinct spec, the judge of each value, and the subject judge."""
 
     def __init__(self, config: JudgesConfig, registry: Registry, device: str | None = None) -> None:
+        unknown = sorted(set(config.values) - set(registry.ids))
+        if unknown:
+            # A mistyped id (no_nudity for no-nudity) would leave that value to the default judge.
+            raise ConfigError(f"judges.values: unknown value ids {unknown}; the registry's are {registry.ids}")
         self.config = config
         self.registry = registry
         self._device = device

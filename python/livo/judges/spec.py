@@ -44,6 +44,8 @@ class JudgeSpec(StrictModel):
             raise ValueError(f"a {self.kind} judge needs 'model' (a hub id or local folder)")
         if self.kind != "clip" and (self.class_template or self.harm_texts):
             raise ValueError("'class_template' and 'harm_texts' are for clip judges only")
+        if self.kind in ("nudenet", "vlm", "toyworld") and self.subject_threshold is not None:
+            raise ValueError(f"'subject_threshold' is for clip judges only; a {self.kind} judge does not read it")
         return self
 
     def key(self) -> str:
