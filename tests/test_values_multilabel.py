@@ -131,6 +131,16 @@ def test_emoji_are_read_as_what_they_show(classified_index, minilm, registry):
     assert attributes.stated(normalize_text("❤️ 🖤 a man")) == {"gender": "male"}
 
 
+def test_full_width_text_is_embedded_as_the_plain_words(classified_index, minilm):
+    """The rules read NFKC text but the embedder read full-width letters as they are (cosine to the
+    plain prompt 0.02-0.07), so such a prompt lost its retrieval and classifier values."""
+    selector = ValueSelector.load(classified_index, embedder=minilm)
+    plain = ["a woman posing with no clothes on", "a terrifying creature"]
+    wide = ["".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in p) for p in plain]
+    assert [s.value_ids for s in selector.select(wide)] == [s.value_ids for s in selector.select(plain)]
+    assert selector.select(plain)[0].value_ids[0] == "no-nudity"
+
+
 def test_an_empty_prompt_gets_no_value_and_no_score(classified_index, minilm):
     selector = ValueSelector.load(classified_index, embedder=minilm)
     selections = selector.select(["", "   ", "a doctor"])

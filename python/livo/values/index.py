@@ -28,6 +28,7 @@ from livo.json_fields import JsonFields
 from livo.permissions import replace_folder, write_atomic
 from livo.values.classifier import CLASSIFIER_FILE, ValueClassifier
 from livo.values.embedders import Embedder, EmbedderIdentity
+from livo.values.matching import embedding_text
 from livo.values.registry import Registry, parse_registry
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def build_index(
     """Embeds all exemplars of ``registry`` and indexes them; thresholds start at a default until
     ``calibrate`` replaces them."""
     exemplars = registry_exemplars(registry)
-    vectors = embedder.embed([e.text for e in exemplars])
+    vectors = embedder.embed([embedding_text(e.text) for e in exemplars])  # as prompts are embedded
     index = _make_faiss_index(vectors, index_type, params or {})
     return ValueIndex(
         faiss_index=index,

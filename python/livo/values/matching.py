@@ -28,6 +28,13 @@ def normalize_text(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", spell_out_emoji(text)).casefold().split())
 
 
+def embedding_text(text: str) -> str:
+    """What the embedder reads of a prompt or an exemplar: emoji written out as words (it reads
+    emoji as unknown tokens) and compatibility forms folded (NFKC: full-width "ｗｏｍａｎ", ligatures
+    and styled letters read as the plain words the rules see); case is left to the embedder."""
+    return unicodedata.normalize("NFKC", spell_out_emoji(text))
+
+
 def _term_pattern(term: str) -> str:
     term = normalize_text(term)
     prefix = term.endswith("*")

@@ -30,7 +30,14 @@ from livo.values.embedders import Embedder, load_embedder
 from livo.values.emoji_words import spell_out_emoji
 from livo.values.fuzzy_keywords import FuzzyKeywords
 from livo.values.index import ValueIndex, load_index
-from livo.values.matching import ExplicitAttributes, HarmKeywords, PersonNouns, exception_blanker, normalize_text
+from livo.values.matching import (
+    ExplicitAttributes,
+    HarmKeywords,
+    PersonNouns,
+    embedding_text,
+    exception_blanker,
+    normalize_text,
+)
 from livo.values.registry import Registry, ValuePrinciple
 
 Stage = Literal["keyword", "retrieval", "classifier", "explicit-attribute", "judge", "none"]
@@ -213,13 +220,13 @@ class ValueSelector:
         )
 
     def retrieval_text(self, prompt: str, normalized: str) -> str:
-        """The text to embed: the prompt with its emoji written out as words (the embedder reads
-        emoji as unknown tokens), minus known-benign exception phrases if it has any."""
+        """The text to embed (:func:`embedding_text`: emoji written out as words, compatibility
+        forms folded), minus known-benign exception phrases if it has any."""
         if self._blank is not None:
             blanked = self._blank.sub(" ", normalized)
             if blanked != normalized:
                 return " ".join(blanked.split())
-        return spell_out_emoji(prompt)
+        return embedding_text(prompt)
 
     def retrieval_scores(self, prompts: Sequence[str]) -> RetrievalScores:
         return self.scores_of(self.embedder.embed(prompts) if len(prompts) else np.zeros((0, 1), np.float32))
