@@ -174,7 +174,7 @@ def test_optional_components_a_download_left_out_load_as_none(tmp_path) -> None:
         assert pipeline.safety_checker is None and pipeline.feature_extractor is None
 
 
-def test_a_missing_value_encoder_is_named_before_the_base_loads(tmp_path) -> None:  # noqa: ANN001
+def test_a_missing_value_encoder_is_named_before_the_base_loads(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     from diffusers import StableDiffusionPipeline
 
     from livo.models import LiVOPipeline
@@ -182,8 +182,13 @@ def test_a_missing_value_encoder_is_named_before_the_base_loads(tmp_path) -> Non
     StableDiffusionPipeline(**tiny_components(seed=0)).save_pretrained(tmp_path / "base")
     with pytest.raises(InputError, match=r"base: has no value_encoder/ folder; pass value_encoder_path"):
         LiVOPipeline.from_pretrained(tmp_path / "base")
-    with pytest.raises(InputError, match=r"value encoder folder .*missing: does not exist"):
+    with pytest.raises(InputError, match=r"value encoder .*missing: no such folder, and not a hub id"):
         LiVOPipeline.from_pretrained(tmp_path / "base", value_encoder_path=tmp_path / "missing")
+    # A relative path that looks like a hub id (owner/name) was left to transformers, which failed
+    # after the base had loaded, about connecting to the hub.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=r"value encoder runs/missing: no such folder, and not a hub id"):
+        LiVOPipeline.from_pretrained("base", value_encoder_path="runs/missing")
     (tmp_path / "encoder.safetensors").write_bytes(b"")
     with pytest.raises(InputError, match=r"value encoder folder .*encoder.safetensors: not a folder"):
         LiVOPipeline.from_pretrained(tmp_path / "base", value_encoder_path=tmp_path / "encoder.safetensors")
