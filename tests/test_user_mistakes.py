@@ -28,6 +28,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "out.jsonl").write_text("{}\n")
     (tmp_path / "dangling.jsonl").symlink_to("nowhere")
     (tmp_path / "dangling").symlink_to("nowhere")
+    (tmp_path / "twice.csv").write_text("prompt,prompt\na doctor,a kite\n")
+    (tmp_path / "blank.jsonl").write_text("")
     return tmp_path
 
 
@@ -57,6 +59,14 @@ MISTAKES = {
         "--output dangling: a symbolic link to nowhere, which does not exist",
     ),
     "shards write: output is a broken link": (["shards", "write", "prompts.txt", "-o", "dangling"], "a symbolic link"),
+    "dedup: a CSV header names a column twice": (
+        ["dedup", "twice.csv", "-o", "o.jsonl"],
+        "twice.csv: cannot be read as csv: the header names column 'prompt' more than once",
+    ),
+    "shards write: an empty .jsonl": (
+        ["shards", "write", "blank.jsonl", "-o", "ds"],
+        "blank.jsonl: the file is empty (no rows to write)",
+    ),
     # A flag of the distributed run without --ray was ignored.
     "dedup: a Ray flag without --ray": (
         ["dedup", "prompts.txt", "-o", "o.jsonl", "--num-cpus", "2", "--piece-size", "1M"],
@@ -127,6 +137,10 @@ MISTAKES = {
     "toyworld report: no such model folder": (
         ["toyworld", "report", "--output", "r", "--model", "./nomodel"],
         "--model nomodel: no such folder",
+    ),
+    "toyworld report: model is a broken link": (
+        ["toyworld", "report", "--output", "r", "--model", "dangling"],
+        "base model dangling: a symbolic link to nowhere, which does not exist",
     ),
     "toyworld pairs: output is a file": (["toyworld", "pairs", "--output", "afile"], "--output afile: is a file"),
     "build-dataset: output is a file": (["build-dataset", "toyworld", "-o", "afile"], "--output afile: is a file"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,7 +118,15 @@ def _parse_columns(source: Path | io.BytesIO, fmt: str) -> pa.Table:
         # Every row informs the schema: a list column whose first rows are all empty ("values": [])
         # would otherwise be typed as a list of nulls and read its later strings as nulls.
         return pl.read_ndjson(source, infer_schema_length=None).to_arrow()
-    return _lossless_types(pl.read_csv(source, infer_schema=False)).to_arrow()
+    frame = pl.read_csv(source, infer_schema=False)
+    # polars renames a repeated header name ("prompt", "prompt_duplicated_0"): two columns of one
+    # name, one of them silently renamed, are refused instead.
+    repeated = sorted(
+        {m.group(1) for c in frame.columns if (m := re.fullmatch(r"(.+)_duplicated_\d+", c))} & set(frame.columns)
+    )
+    if repeated:
+        raise ValueError(f"the header names column {repeated[0]!r} more than once")
+    return _lossless_types(frame).to_arrow()
 
 
 def _lossless_types(frame: Any) -> Any:

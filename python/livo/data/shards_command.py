@@ -129,6 +129,9 @@ def _key_columns(path: str, group_key: str, record_id: str) -> Any:
             _check_key_columns(path, columns, group_key, record_id)
             return parquet.read(columns=[record_id]).column(0)
     table = read_table(path)
+    if file_format(path) != "txt" and table.num_rows == 0:
+        # An empty text-format file reads as an empty prompt table, whose columns it does not have.
+        raise InputError(f"{path}: the file is empty (no rows to write)")
     _check_key_columns(path, table.column_names, group_key, record_id)
     return table.column(record_id)
 

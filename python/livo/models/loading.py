@@ -125,6 +125,8 @@ def load_base(
             pipeline = _pipeline_class(pipeline_class).from_pretrained(os.fspath(path), **kwargs)
         except (OSError, ValueError) as error:  # weights that do not fit their config, unreadable files
             raise InputError(f"base model folder {model}: cannot be loaded: {error}") from None
+    elif path.is_symlink():
+        raise InputError(f"base model {model}: a symbolic link to {os.readlink(path)}, which does not exist")
     elif path.exists():
         if path.suffix in (".safetensors", ".ckpt"):
             raise InputError(
