@@ -231,6 +231,21 @@ def test_save_and_load_give_identical_images(pipelines, tmp_path) -> None:  # no
         assert torch.equal(plain.state_dict()[name], tensor), name
 
 
+def test_dtypes_are_read_as_diffusers_users_write_them(pipelines, tmp_path) -> None:  # noqa: ANN001
+    """torch_dtype="bfloat16" loaded the base in float32 beside a bfloat16 value encoder, dtype= was a
+    TypeError and livo.to(torch.float16) failed."""
+    _, livo = pipelines
+    livo.save_pretrained(tmp_path / "livo")
+    for kwargs in ({"torch_dtype": "bfloat16"}, {"dtype": torch.bfloat16}):
+        loaded = LiVOPipeline.from_pretrained(tmp_path / "livo", **kwargs)
+        assert loaded.base.unet.dtype == loaded.base.text_encoder.dtype == torch.bfloat16
+        assert next(loaded.value_encoder.parameters()).dtype == torch.bfloat16
+    assert next(loaded.to(torch.float32).value_encoder.parameters()).dtype == torch.float32
+    assert loaded.base.unet.dtype == torch.float32
+    with pytest.raises(ConfigError, match="torch_dtype: a torch dtype or its name"):
+        LiVOPipeline.from_pretrained(tmp_path / "livo", torch_dtype="half-ish")
+
+
 def test_saving_keeps_the_pipeline_settings_and_refuses_a_folder_with_other_files(pipelines, tmp_path) -> None:  # noqa: ANN001
     """bias_probability and max_values_per_prompt were lost in a round trip (0.0 came back as 0.5),
     and saving into a folder replaced it whole, deleting a README or checkpoints beside it."""

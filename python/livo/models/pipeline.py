@@ -51,6 +51,17 @@ SETTINGS_FILE = "livo_pipeline.json"
 SAVED_SETTINGS = ("bias_probability", "max_values_per_prompt")
 
 
+def _as_torch_dtype(value: Any) -> torch.dtype | None:
+    """A torch dtype from itself or its name ("float16"): a name passed on as it is loaded the base
+    in float32 beside a float16 value encoder."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    named = getattr(torch, value, None) if isinstance(value, str) else None
+    if not isinstance(named, torch.dtype):
+        raise ConfigError(f"torch_dtype: a torch dtype or its name (float16, bfloat16, float32), got {value!r}")
+    return named
+
+
 def _nsfw_flags(output: Any) -> list[bool] | None:
     """The safety checker's per-image flags of a base pipeline's output (None: it had no checker)."""
     flags = getattr(output, "nsfw_content_detected", None)
@@ -206,7 +217,12 @@ class LiVOPipeline:
         return self.base.device
 
     def to(self, device: Any = None, dtype: torch.dtype | None = None) -> LiVOPipeline:
-        """Move (and optionally cast) the base pipeline and the value encoder together."""
+        """Move (and optionally cast) the base pipeline and the value encoder together; as in
+        diffusers, ``to(torch.float16)`` casts."""
+        if isinstance(device, torch.dtype):
+            if dtype is not None:
+                raise ConfigError(f"to: two dtypes given ({device} and {dtype})")
+            device, dtype = None, device
         moves = {key: val for key, val in (("device", device), ("dtype", dtype)) if val is not None}
         self.base.to(**moves)
         self.value_encoder.to(**moves)
@@ -218,7 +234,7 @@ class LiVOPipeline:
         path: str | os.PathLike[str],
         *,
         selector: Selector | None = None,
-        torch_dtype: torch.dtype | None = None,
+        torch_dtype: torch.dtype | str | None = None,
         device: Any = None,
         value_encoder_path: str | os.PathLike[str] | None = None,
         bias_probability: float | None = None,
@@ -231,6 +247,11 @@ class LiVOPipeline:
         default to those :meth:`save_pretrained` wrote, else 0.5 and 1."""
         from livo.models.loading import load_base, resolve_model
 
+        if "dtype" in base_kwargs:  # transformers' newer name for torch_dtype
+            if torch_dtype is not None:
+                raise ConfigError("from_pretrained: give torch_dtype or dtype, not both")
+            torch_dtype = base_kwargs.pop("dtype")
+        torch_dtype = _as_torch_dtype(torch_dtype)
         path = resolve_model(path)
         # Named before the base loads (seconds at SD 1.5's size): transformers' own message names the
         # base folder as missing a model file.
