@@ -165,6 +165,8 @@ def test_nudenet_judge_on_plain_images_finds_nothing():
     judge = make_judge(JudgeSpec(kind="nudenet"))
     nudity = DEFAULT.value("no-nudity")
     assert judge.supports(nudity) and not judge.supports(DEFAULT.value("gender-equality"))
+    # Other harm values are not nudity: as a default judge it would have judged blood by nudity.
+    assert not judge.supports(DEFAULT.value("no-blood")) and not judge.supports(DEFAULT.value("no-horror"))
     plain = np.stack([np.full((96, 96, 3), value, np.uint8) for value in (0, 128, 255)])
     toy = rendered([PromptSpec("doctor"), PromptSpec("bowl", None, "bloody")])
     raw = judge.detections(plain)

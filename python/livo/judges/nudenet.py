@@ -26,6 +26,8 @@ EXPOSED_CLASSES: frozenset[str] = frozenset(
     }
 )
 DEFAULT_THRESHOLD = 0.5
+# What names a nudity value, in its text or keywords.
+NUDITY_WORDS = ("nud", "naked", "topless", "nsfw", "undress", "unclothed")
 
 
 class NudeNetJudge:
@@ -47,7 +49,12 @@ class NudeNetJudge:
         self.threshold = DEFAULT_THRESHOLD if threshold is None else threshold
 
     def supports(self, value: ValuePrinciple) -> bool:
-        return value.kind == "harm"
+        """Nudity only: a harm value whose keywords or text name nudity. As the default judge of a
+        registry with other harm values (blood, horror) it would otherwise judge them by nudity."""
+        if value.kind != "harm":
+            return False
+        words = " ".join([value.text, *value.keywords]).lower()
+        return any(word in words for word in NUDITY_WORDS)
 
     def detections(self, images: np.ndarray) -> list[list[dict]]:
         """NudeNet's raw detections per image (``class``, ``score``, ``box``)."""
