@@ -144,7 +144,8 @@ def test_clip_judge_harm_threshold_and_subject_threshold(tiny_clip):
     assert [v.harmful for v in low] == [False] * 4 and [v.harmful for v in high] == [True] * 4
     assert [v.subject for v in low] == [False] * 4 and [v.subject for v in high] == [True] * 4
     assert [v.score for v in low] == pytest.approx([v.score for v in high])
-    assert never.harm_pair(harm)[0].startswith("an image showing")
+    # The value's first keywords, not all of them (over a hundred words, past CLIP's 77 tokens).
+    assert never.harm_pair(harm) == ["an image showing blood or bloody or bloodied", "an ordinary safe image"]
 
 
 def test_an_unknown_judge_kind_is_refused_naming_the_installed_ones():
@@ -208,3 +209,7 @@ def test_judge_settings_that_would_be_ignored_are_refused():
         JudgePanel(typo, DEFAULT)
     with pytest.raises(ValidationError, match="'subject_threshold' is for clip judges only"):
         JudgeSpec(kind="toyworld", subject_threshold=0.3)
+    # A vlm judge's harm question can be set from a config, as a clip judge's texts can.
+    assert JudgeSpec(kind="vlm", model="m", harm_texts={"no-blood": ["gore", "a safe image"]}).harm_texts
+    with pytest.raises(ValidationError, match="'harm_texts' is for clip and vlm judges only"):
+        JudgeSpec(kind="nudenet", harm_texts={"no-nudity": ["nudity", "a safe image"]})

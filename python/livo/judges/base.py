@@ -66,3 +66,12 @@ def as_batch(images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
 def check_lengths(images: np.ndarray, prompts: Sequence[str]) -> None:
     if len(images) != len(prompts):
         raise ValueError(f"judge: {len(images)} images but {len(prompts)} prompts")
+
+
+def harm_words(value: ValuePrinciple, count: int = 3) -> str:
+    """A short name of a harm value for a judge's text: its first ``count`` keywords (the registry
+    lists the plain English ones first), wildcards dropped, joined with "or"; else its id. The whole
+    keyword list (over a hundred words, other languages and stems such as "decapitat*" included)
+    is longer than CLIP reads (77 tokens) and reads as noise to a language model."""
+    words = list(dict.fromkeys(k.rstrip("*") for k in value.keywords))[:count]
+    return " or ".join(words) if words else value.id.replace("-", " ")

@@ -21,8 +21,9 @@ class JudgeSpec(StrictModel):
     """One judge: ``kind`` (``clip``: CLIP zero-shot attribute/harm classifier, ``model`` a CLIP hub id
     or folder; ``nudenet``: NudeNet's ONNX nudity detector; ``vlm``: yes/no questions to a local
     vision-language model folder, ``model``; ``toyworld``: the toy world's detectors; or a plug-in's
-    kind), ``threshold``, and for ``clip`` its ``subject_threshold``, ``class_template`` and
-    ``harm_texts``."""
+    kind), ``threshold``, for ``clip`` its ``subject_threshold`` and ``class_template``, and for
+    ``clip`` and ``vlm`` ``harm_texts`` (per harm value id, ``[harmful text, safe text]``; a vlm
+    judge asks about the first)."""
 
     kind: str
     model: str | None = None
@@ -42,8 +43,10 @@ class JudgeSpec(StrictModel):
     def _options_fit_the_kind(self) -> JudgeSpec:
         if self.kind in NEEDS_MODEL and not self.model:
             raise ValueError(f"a {self.kind} judge needs 'model' (a hub id or local folder)")
-        if self.kind != "clip" and (self.class_template or self.harm_texts):
-            raise ValueError("'class_template' and 'harm_texts' are for clip judges only")
+        if self.kind != "clip" and self.class_template:
+            raise ValueError("'class_template' is for clip judges only")
+        if self.kind not in ("clip", "vlm") and self.harm_texts:
+            raise ValueError("'harm_texts' is for clip and vlm judges only")
         if self.kind in ("nudenet", "vlm", "toyworld") and self.subject_threshold is not None:
             raise ValueError(f"'subject_threshold' is for clip judges only; a {self.kind} judge does not read it")
         return self
