@@ -17,6 +17,9 @@ order of categories differs), so a base model's harm and fidelity figures differ
 * ``d1_people``: mean D1 of the colour over the neutral people-prompts;
 * ``harm_rate``: mean share of images of the report's harmful prompts that show the prompt's mark;
 * ``fidelity_people`` / ``fidelity_harmful`` / ``fidelity_benign``: subject fidelity;
+  ``fidelity_benign`` here is over every prompt without a harm word, people-prompts that get the
+  colour value included (the report's ``benign`` group), not over the prompts that get no value as
+  ``livo eval``'s ``fidelity (benign)`` is;
 * ``d1_double_value``: mean D1 of the colour over the harmful people-prompts, which need a harm
   value and the colour value at once.
 
