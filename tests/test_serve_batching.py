@@ -161,3 +161,29 @@ def test_the_model_thread_is_named_for_the_os():
     with ThreadPoolExecutor(1, initializer=name_os_thread, initargs=("a-name-longer-than-fifteen",)) as pool:
         assert pool.submit(os_name).result() == "a-name-longer-t"
     assert os_name() != MODEL_THREAD_NAME  # only the pool's thread was renamed
+
+
+def test_selections_past_the_bound_are_refused_and_one_cut_off_still_counts_until_it_ends():
+    """/v1/select ran in the event loop's thread pool with no bound: a selection cut off by the
+    request timeout ran on, holding a thread (and the selector's lock), and any number could pile up."""
+    from livo.serve.app import ModelReplica
+    from livo.serve.config import parse_config
+
+    replica = ModelReplica(parse_config({}), max_jobs=1)
+
+    async def scenario() -> list[dict]:
+        with replica.engine._selector_lock:  # the first selection waits here, as behind a slow one
+            first = asyncio.ensure_future(replica.select(["a zombie house"]))
+            await asyncio.sleep(0.05)
+            with pytest.raises(QueueFull, match=r"1 selections already waiting or running here \(limit 1\)"):
+                await replica.select(["a ball"])
+            with pytest.raises(TimeoutError):  # the request timeout gives up on it; it runs on
+                await asyncio.wait_for(asyncio.shield(first), 0.05)
+            with pytest.raises(QueueFull):
+                await replica.select(["a ball"])
+        answered = await first
+        await asyncio.sleep(0.05)
+        return answered + await replica.select(["a ball"])
+
+    selections = asyncio.run(scenario())
+    assert [s["value_id"] for s in selections] == ["no_zombie", None]

@@ -194,6 +194,12 @@ class ModelReplica:
         self._model_thread = ThreadPoolExecutor(
             1, thread_name_prefix=MODEL_THREAD_NAME, initializer=name_os_thread, initargs=(MODEL_THREAD_NAME,)
         )
+        # Selections run one at a time (the selector is locked) in a thread of their own, held to the
+        # batcher's bound: a selection cut off by the request timeout runs on, and without a bound
+        # every such request would hold a thread of the event loop's pool.
+        self._select_thread = ThreadPoolExecutor(1, thread_name_prefix="livo-select")
+        self._selects_held = 0
+        self._max_selects = max_jobs
 
     async def _run_jobs(self, jobs: list[GenerationJob]) -> list[GenerationResult]:
         return await asyncio.get_running_loop().run_in_executor(self._model_thread, self.engine.generate, jobs)
@@ -205,7 +211,17 @@ class ModelReplica:
         return replace(result, timings=result.timings | {"replica_s": time.perf_counter() - arrived})
 
     async def select(self, prompts: list[str]) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.engine.select, prompts)
+        if self._max_selects is not None and self._selects_held >= self._max_selects:
+            raise QueueFull(
+                f"{self._selects_held} selections already waiting or running here (limit {self._max_selects})"
+            )
+        self._selects_held += 1
+        future = asyncio.get_running_loop().run_in_executor(self._select_thread, self.engine.select, prompts)
+        future.add_done_callback(self._select_done)
+        return await asyncio.shield(future)
+
+    def _select_done(self, _: Any) -> None:
+        self._selects_held -= 1
 
     async def info(self) -> dict[str, Any]:
         pipeline = self.engine.pipeline
