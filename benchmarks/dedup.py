@@ -196,6 +196,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1 or args.repeats % 2 == 0:
+        parser.error(
+            "--repeats: an odd number, so that the median is one of the runs (its memory and quality are reported)"
+        )
     if args.child:
         child(args)
         return
