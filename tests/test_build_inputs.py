@@ -56,6 +56,17 @@ def test_a_build_resumes_only_with_the_settings_and_registry_it_was_made_with(tm
         check_output_state(file_config(tmp_path, source, selection={"registry": str(registry)}))
 
 
+def test_a_build_writes_only_into_an_empty_folder_or_one_it_began(tmp_path):
+    """A folder holding a user's files (or a pair dataset another command wrote) was taken for a new
+    build: shards, a lock and the state were written among them."""
+    from livo.dataset.job import check_output_state
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "readme.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"out: exists, is not empty and holds no build \(no build/config.json\)"):
+        check_output_state(file_config(tmp_path, {"path": str(tmp_path / "prompts.txt")}), ["a doctor"])
+
+
 def test_a_build_resumes_only_from_the_same_sources_in_the_same_order(tmp_path):
     """A record's cluster_id (its split key) is its representative's row in the sources: other or
     reordered sources gave the same record another cluster and split on resume, unchecked."""

@@ -71,9 +71,17 @@ def check_output_state(config: BuildConfig, prompts: list[str] | None = None) ->
     would name images made differently) or, given ``prompts``, from other sources (its records'
     clusters and splits would be counted against other rows)."""
     previous = _read_state(config)
+    folder = Path(config.output.directory)
     if previous is None:
+        if folder.is_dir() and any(folder.iterdir()):
+            # Not a build's folder (a user's files, or a pair dataset written by another command):
+            # the build would write its shards and state among them, or append to that dataset.
+            raise ConfigError(
+                f"output.directory {folder}: exists, is not empty and holds no build (no "
+                f"{STATE_FOLDER}/{STATE_CONFIG}); a build continues only a folder it began: choose an empty or new one"
+            )
         return
-    state = Path(config.output.directory) / STATE_FOLDER / STATE_CONFIG
+    state = folder / STATE_FOLDER / STATE_CONFIG
     if previous.get("fingerprint") != config.generation_fingerprint():
         raise ConfigError(
             f"output.directory {config.output.directory}: was built with other generation settings "
