@@ -18,7 +18,10 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if not action.option_strings or default in (None, False, argparse.SUPPRESS) or default == []:
+        # By identity: 0 == False, and a default of 0 (a seed) is worth showing.
+        if not action.option_strings or default is None or default is False or default == argparse.SUPPRESS:
+            return text
+        if isinstance(default, list) and not default:
             return text
         if "default" in text.lower() or "%(default)" in text:
             return text
