@@ -322,6 +322,13 @@ class Protocol:
         self.data: dict[str, Any] = json.loads(self.results_file.read_text()) if self.results_file.is_file() else {}
         if self.data and _reused(self.data["settings"]) != _reused(settings):
             raise SystemExit(f"{out}: holds a run with other settings; give a new --out")
+        if self.data.get("test_points") and self.data["settings"] != settings:
+            # The grids are chosen on dev subjects; once the test split has been measured, a changed
+            # grid would be chosen by someone who has seen the test results.
+            raise SystemExit(
+                f"{out}: its test split has been measured; the learning-rate grids cannot change now "
+                "(give a new --out to choose again, on dev subjects only)"
+            )
         self.prompts = {name: split_prompts(split) for name, split in settings["splits"].items()}
         self.targets = settings["targets"]
 

@@ -6,7 +6,8 @@
 Throughput: the same in-memory pair table (two incompressible "PNG" payloads per row plus text
 columns) is written once as a single Parquet file by pyarrow and once as a sharded dataset by
 ``livo.data.shards.write_shards`` (hashing, split assignment, shard rolling, BLAKE3, fsync, manifest
-included), both with zstd at the same level; best of ``--repeat`` runs. Memory: a child process
+included), both with zstd at the same level; the median of ``--repeat`` interleaved runs (an odd
+number, so the median is a run, whose CPU time is reported with it). Memory: a child process
 streams generated batches (the dataset never exists in memory) into the writer and reports its peak
 RSS, for several dataset sizes.
 """
@@ -57,14 +58,11 @@ def pair_batch(start: int, rows: int, image_bytes: int) -> pa.RecordBatch:
     )
 
 
-def best_of(repeat: int, run) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of all threads) of the fastest run."""
-    best = (float("inf"), float("inf"))
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        run()
-        best = min(best, (time.perf_counter() - wall, time.process_time() - cpu))
-    return best
+def timed(run) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of all threads) of one run."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def throughput(args: argparse.Namespace, work: Path) -> dict[str, tuple[float, float]]:
@@ -121,9 +119,12 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, tuple[float, f
     ]
     for _name, run in writers:
         run()  # warm the page cache and the allocator
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in writers}
     for _ in range(args.repeat):  # interleaved, so load from other processes hits every writer alike
         for name, run in writers:
-            result[name] = min(result.get(name, (float("inf"), 0.0)), best_of(1, run))
+            runs[name].append(timed(run))
+    for name, timings in runs.items():
+        result[name] = sorted(timings)[len(timings) // 2]  # the median run (by wall time)
     return result
 
 
@@ -180,7 +181,7 @@ def main() -> None:
     parser.add_argument("--image-kib", type=int, default=48, help="bytes per image in KiB (default 48)")
     parser.add_argument("--shard-mib", type=int, default=64, help="target shard size in MiB (default 64)")
     parser.add_argument("--zstd-level", type=int, default=3, help="zstd level for both writers (default 3)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per writer; the best counts (default 3)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per writer, odd; the median counts (default 3)")
     parser.add_argument(
         "--memory-mib",
         type=int,
@@ -190,13 +191,15 @@ def main() -> None:
     )
     parser.add_argument("--dir", help="where to write (default: the system temp directory)")
     args = parser.parse_args()
+    if args.repeat < 1 or args.repeat % 2 == 0:
+        parser.error("--repeat: an odd number, so that the median is one of the runs")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         work = Path(tmp)
         t = throughput(args, work)
         size = t["table_mib"][0]
         livo_wall = t["livo_shards"][0]
         print(f"table: {args.rows} rows, {size:.0f} MiB in memory, zstd level {args.zstd_level}, dir {work}")
-        print("| writer | best wall time (s) | MiB/s | CPU time of that run (s) | livo shards throughput / this |")
+        print("| writer | median wall time (s) | MiB/s | CPU time of that run (s) | livo shards throughput / this |")
         print("| --- | --- | --- | --- | --- |")
         labels = {
             "pyarrow_default": "pyarrow.parquet.write_table (defaults)",

@@ -40,9 +40,9 @@ def protocol() -> ModuleType:
     return load_benchmark("livo_vs_dpo")
 
 
-def run(out: Path) -> subprocess.CompletedProcess[str]:
+def run(out: Path, *changes: str) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, str(SCRIPT), "--out", str(out), "--methods", "livo,dpo_lora", "--threads", "1"]
-    command += [item for setting in TINY for item in ("--set", setting)]
+    command += [item for setting in (*TINY, *changes) for item in ("--set", setting)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
@@ -112,6 +112,10 @@ def test_report_renders_and_a_rerun_redoes_nothing(finished) -> None:
     assert "trained" not in again.stdout and "measured" not in again.stdout
     assert time.perf_counter() - started < first_seconds / 2
     assert json.loads((out / "results.json").read_text())["methods"] == results["methods"]
+    # The test split has been measured: a grid changed now would be chosen knowing its results.
+    moved = run(out, "methods.livo.learning_rates=[2.0e-3, 4.0e-3]")
+    assert moved.returncode != 0
+    assert "its test split has been measured; the learning-rate grids cannot change" in moved.stderr + moved.stdout
 
 
 def test_bootstrap_interval_and_choice_rules() -> None:
