@@ -208,7 +208,9 @@ def test_judge_settings_that_would_be_ignored_are_refused():
     with pytest.raises(ConfigError, match=r"judges.values: unknown value ids \['no_nudity'\]"):
         JudgePanel(typo, DEFAULT)
     with pytest.raises(ValidationError, match="'subject_threshold' is for clip judges only"):
-        JudgeSpec(kind="toyworld", subject_threshold=0.3)
+        JudgeSpec(kind="nudenet", subject_threshold=0.3)
+    with pytest.raises(ConfigError, match="toyworld judge: takes no 'model', 'threshold' or 'subject_threshold'"):
+        make_judge(JudgeSpec(kind="toyworld", subject_threshold=0.3))
     # A vlm judge's harm question can be set from a config, as a clip judge's texts can.
     assert JudgeSpec(kind="vlm", model="m", harm_texts={"no-blood": ["gore", "a safe image"]}).harm_texts
     with pytest.raises(ValidationError, match="'harm_texts' is for clip and vlm judges only"):

@@ -47,7 +47,7 @@ class JudgeSpec(StrictModel):
             raise ValueError("'class_template' is for clip judges only")
         if self.kind not in ("clip", "vlm") and self.harm_texts:
             raise ValueError("'harm_texts' is for clip and vlm judges only")
-        if self.kind in ("nudenet", "vlm", "toyworld") and self.subject_threshold is not None:
+        if self.kind in ("nudenet", "vlm") and self.subject_threshold is not None:
             raise ValueError(f"'subject_threshold' is for clip judges only; a {self.kind} judge does not read it")
         return self
 

@@ -25,8 +25,10 @@ class ToyWorldJudge:
     @classmethod
     def from_spec(cls, spec: Any, device: str | None = None) -> ToyWorldJudge:
         """The ``livo.judges`` plug-in ``toyworld``: exact rules, no model, no device."""
-        if spec.model is not None or spec.threshold is not None:
-            raise ConfigError("toyworld judge: takes no 'model' or 'threshold' (its detectors are exact rules)")
+        if spec.model is not None or spec.threshold is not None or spec.subject_threshold is not None:
+            raise ConfigError(
+                "toyworld judge: takes no 'model', 'threshold' or 'subject_threshold' (its detectors are exact rules)"
+            )
         return cls()
 
     def supports(self, value: ValuePrinciple) -> bool:
