@@ -211,12 +211,14 @@ def _cpu_stats(requests: int, model_cpu_s: float, busy_cpu_s: float) -> dict[str
 
 
 def _cpu_seconds_by_role() -> dict[str, float]:
-    """CPU seconds used so far by each kind of process on the machine: the generator replicas, the
-    ingress, Serve's proxy and controller, Ray's own processes, this process (the HTTP clients) and
-    everything else."""
+    """CPU seconds used so far by each kind of process this benchmark started (itself and its
+    descendants: the local Ray it starts, with the generator replicas, the ingress, Serve's proxy
+    and controller and Ray's own processes; this process is the HTTP clients). Other processes on the
+    machine are not counted, whatever their command line says."""
     import psutil
 
     me = os.getpid()
+    ours = psutil.Process(me)
     totals = {
         "generator replicas": 0.0,
         "ingress": 0.0,
@@ -226,13 +228,13 @@ def _cpu_seconds_by_role() -> dict[str, float]:
         "http clients": 0.0,
         "other": 0.0,
     }
-    for process in psutil.process_iter(["pid", "cmdline"]):
+    for process in [ours, *ours.children(recursive=True)]:
         try:
             times = process.cpu_times()
+            command = " ".join(process.cmdline())
         except psutil.Error:
             continue
-        command = " ".join(process.info["cmdline"] or [])
-        if process.info["pid"] == me:
+        if process.pid == me:
             role = "http clients"
         elif "ServeReplica:livo:Generator" in command or "ServeReplica:livo:Service" in command:
             role = "generator replicas"
