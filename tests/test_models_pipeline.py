@@ -95,6 +95,23 @@ def test_the_safety_checker_s_flags_are_passed_on(pipelines, monkeypatch) -> Non
     assert [b.nsfw_content_detected for b in batched] == [[True, False], [False]]
 
 
+def test_textual_inversion_tokens_are_read_as_the_base_reads_them(tiny_base_and_encoder) -> None:  # noqa: ANN001
+    """Once an image of a call got a value, every prompt was encoded by LiVO itself, without the
+    base's expansion of multi-vector textual-inversion tokens: a value-less image then changed with
+    the other prompts of its call."""
+    import copy
+
+    base, encoder = tiny_base_and_encoder
+    base = copy.deepcopy(base)  # the shared base stays without the new token
+    base.load_textual_inversion({"<tok>": torch.randn(2, base.text_encoder.config.hidden_size)}, token="<tok>")
+    livo = LiVOPipeline(base, encoder, selector=select)
+    prompts, generators = ["a <tok> dog", "a bloody zombie"], lambda: [seeded(5), seeded(6)]
+    expected = base(prompts, generator=generators(), **CALL).images
+    mixed = livo(prompts, generator=generators(), **CALL)
+    assert mixed.values == [None, BLOOD]
+    assert torch.equal(mixed.images[0], expected[0])
+
+
 def test_images_without_a_value_in_a_mixed_batch_match_the_base_model(pipelines) -> None:  # noqa: ANN001
     base, livo = pipelines
     output = livo(PROMPTS, 2, generator=seeded(5), **CALL)

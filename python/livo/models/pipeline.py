@@ -491,6 +491,9 @@ class LiVOPipeline:
             for value in applied
         ]
         negatives = negatives if negatives is not None else [""] * len(prompts)
+        # Textual-inversion tokens ("<cat-toy>", several vectors each) are expanded as the base
+        # pipeline's own encode_prompt expands them: its value-less images stay the base's.
+        prompts, negatives = self._as_encoded(prompts), self._as_encoded(negatives)
         training = self.value_encoder.training
         self.value_encoder.eval()
         try:
@@ -521,6 +524,12 @@ class LiVOPipeline:
             ).c_theta
             rows.update({key: c_theta[k] for k, key in enumerate(group)})
         return torch.stack([rows[key] for key in keys]).to(text_encoder.dtype)
+
+    def _as_encoded(self, texts: list[str]) -> list[str]:
+        """``texts`` as the base pipeline's text encoder reads them (textual inversion's
+        ``maybe_convert_prompt``, where the base has it)."""
+        convert = getattr(self.base, "maybe_convert_prompt", None)
+        return texts if convert is None else [convert(text, self.base.tokenizer) for text in texts]
 
     def _negative_embeddings(self, negatives: list[str], per_prompt: int) -> torch.Tensor:
         text_encoder, tokenizer = self.base.text_encoder, self.base.tokenizer
