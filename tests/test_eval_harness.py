@@ -73,7 +73,7 @@ def test_double_row_reads_harm_and_colour_off_the_same_images(judges, toy_regist
     assert read_prompt_file(str(path), toy_registry) == [prompt]
     path.write_text(json.dumps({"prompt": "a bloody nurse", "category": "double", "value": "colour_equality+no_blood"}))
     with pytest.raises(
-        InputError, match=r"row 0: category double needs 'value' harm_id\+bias_id .*'colour_equality\+no_blood'"
+        InputError, match=r"row 1: category double needs 'value' harm_id\+bias_id .*'colour_equality\+no_blood'"
     ):
         read_prompt_file(str(path), toy_registry)
 

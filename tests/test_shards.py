@@ -257,14 +257,14 @@ def test_a_second_writer_is_refused_while_the_first_is_open(tmp_path: Path) -> N
 
 
 def test_a_null_record_id_is_named_by_its_row_in_the_whole_input(tmp_path: Path) -> None:
-    """Input is written batch by batch; the row was counted within its batch (row 5000 of a stream
-    of 4096-row batches was reported as row 904)."""
+    """Input is written batch by batch; the row was counted within its batch (index 5000 of a stream
+    of 4096-row batches was reported as row 904). Rows count from 1, as in every other message."""
     schema = pa.schema([("record_id", pa.string()), ("cluster_id", pa.int64())])
     ids = [f"id{i}" for i in range(6000)]
     ids[5000] = None
     rows = pa.table({"record_id": ids, "cluster_id": list(range(6000))}, schema=schema)
     with ShardWriter(tmp_path, ShardConfig(splits={"train": 1.0})) as writer:
-        with pytest.raises(SchemaMismatchError, match=r"null record id at row 5000\b"):
+        with pytest.raises(SchemaMismatchError, match=r"null record id at row 5001\b"):
             writer.write(pa.RecordBatchReader.from_batches(schema, rows.to_batches(max_chunksize=4096)))
 
 
@@ -306,9 +306,9 @@ def test_pair_records_name_the_row_that_is_not_png_or_lacks_an_id(table: pa.Tabl
     from livo.errors import InputError
 
     record = table.slice(0, 1).to_pylist()[0]
-    with pytest.raises(InputError, match="violating_image: row 1 is not PNG"):
+    with pytest.raises(InputError, match="violating_image: row 2 is not PNG"):
         pair_table([record, {**record, "violating_image": b"GIF89a..."}])
-    with pytest.raises(InputError, match="record_id: null at row 0"):
+    with pytest.raises(InputError, match="record_id: null at row 1"):
         pair_table([{**record, "record_id": None}])
 
 
@@ -320,13 +320,13 @@ def test_pair_records_carry_every_value_and_refuse_inconsistent_lists(table: pa.
     single = {k: v for k, v in record.items() if k not in ("value_ids", "value_texts")}
     double = {**single, "value_ids": [single["value_id"], "fair"], "value_texts": [single["value_text"], "be fair"]}
     assert pair_table([double]).column("value_texts").to_pylist() == [[single["value_text"], "be fair"]]
-    with pytest.raises(InputError, match=r"pair row 1: value_ids must start with value_id 'gender', got \['fair'"):
+    with pytest.raises(InputError, match=r"pair row 2: value_ids must start with value_id 'gender', got \['fair'"):
         pair_table([double, {**double, "value_ids": ["fair", single["value_id"]]}])
-    with pytest.raises(InputError, match=r"pair row 0: value_ids .* repeat a value"):
+    with pytest.raises(InputError, match=r"pair row 1: value_ids .* repeat a value"):
         pair_table([{**double, "value_ids": [single["value_id"]] * 2}])
-    with pytest.raises(InputError, match=r"pair row 0: .* one text per value"):
+    with pytest.raises(InputError, match=r"pair row 1: .* one text per value"):
         pair_table([{**double, "value_texts": [single["value_text"]]}])
-    with pytest.raises(InputError, match=r"pair row 0: value_texts .* holds a null"):
+    with pytest.raises(InputError, match=r"pair row 1: value_texts .* holds a null"):
         pair_table([{**double, "value_texts": [single["value_text"], None]}])
 
 

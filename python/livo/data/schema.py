@@ -126,14 +126,14 @@ def validate_pairs(table: pa.Table) -> None:
         column = table.column(name)
         if column.null_count:
             row = next(i for i, v in enumerate(column.is_null().to_pylist()) if v)
-            raise InputError(f"pair column {name}: null at row {row}")
+            raise InputError(f"pair column {name}: null at row {row + 1}")
     _validate_value_lists(table)
     for name in ("aligned_image", "violating_image"):
         heads = pc.binary_slice(table.column(name), 0, len(PNG_MAGIC))
         not_png = pc.invert(pc.equal(heads, pa.scalar(PNG_MAGIC, heads.type)))
         if pc.any(not_png).as_py():
             row = pc.index(not_png, True).as_py()
-            raise InputError(f"pair column {name}: row {row} is not PNG data")
+            raise InputError(f"pair column {name}: row {row + 1} is not PNG data")
 
 
 def _validate_value_lists(table: pa.Table) -> None:
@@ -145,21 +145,21 @@ def _validate_value_lists(table: pa.Table) -> None:
     if pc.any(bad).as_py():
         row = pc.index(bad, True).as_py()
         raise InputError(
-            f"pair row {row}: value_ids {ids[row]} and value_texts {texts[row]} need one text per value, at least one"
+            f"pair row {row + 1}: value_ids {ids[row]} and value_texts {texts[row]} need one text per value, at least one"
         )
     for name, column in (("value_ids", ids), ("value_texts", texts)):
         if pc.list_flatten(column).null_count:
             row = next(i for i, items in enumerate(column.to_pylist()) if None in items)
-            raise InputError(f"pair row {row}: {name} {column[row]} holds a null")
+            raise InputError(f"pair row {row + 1}: {name} {column[row]} holds a null")
     for name, lists, first in (("value_ids", ids, "value_id"), ("value_texts", texts, "value_text")):
         differs = pc.not_equal(pc.list_element(lists, 0), table.column(first))
         if pc.any(differs).as_py():
             row = pc.index(differs, True).as_py()
             raise InputError(
-                f"pair row {row}: {name} must start with {first} {table.column(first)[row].as_py()!r}, got {lists[row]}"
+                f"pair row {row + 1}: {name} must start with {first} {table.column(first)[row].as_py()!r}, got {lists[row]}"
             )
     several = pc.greater(lengths, 1)
     if pc.any(several).as_py():
         for row, items in zip(pc.indices_nonzero(several).to_pylist(), pc.filter(ids, several).to_pylist()):
             if len(set(items)) != len(items):
-                raise InputError(f"pair row {row}: value_ids {items} repeat a value")
+                raise InputError(f"pair row {row + 1}: value_ids {items} repeat a value")

@@ -91,7 +91,8 @@ def read_prompt_file(path: str, registry: Registry) -> list[EvalPrompt]:
 
 
 def _checked(path: str, row: int, prompt: EvalPrompt, registry: Registry) -> EvalPrompt:
-    where = f"{path}: row {row}"
+    """``row`` counts from 0; messages count from 1, as every other row number the commands print."""
+    where = f"{path}: row {row + 1}"
     if not prompt.text.strip():
         raise InputError(f"{where}: empty prompt")
     if prompt.category not in CATEGORIES:

@@ -238,8 +238,8 @@ impl ShardWriter {
         self.write_rows(batch, 0)
     }
 
-    /// [`ShardWriter::write`] for a batch that starts at row `first_row` of a longer input (a
-    /// stream of batches), so that an error names the input's row, not the batch's.
+    /// [`ShardWriter::write`] for a batch that starts at row `first_row` (from 0) of a longer input
+    /// (a stream of batches), so that an error names the input's row (from 1), not the batch's.
     pub fn write_rows(&mut self, batch: &RecordBatch, first_row: u64) -> Result<WriteStats> {
         if self.failed {
             return Err(DataError::parameter(
@@ -255,7 +255,7 @@ impl ShardWriter {
             DataError::Schema(format!(
                 "column {}: null group key at row {}",
                 self.config.group_key,
-                first_row + row as u64
+                first_row + row as u64 + 1
             ))
         })?;
         let ids = column(&self.config.record_id);
@@ -263,7 +263,7 @@ impl ShardWriter {
             return Err(DataError::Schema(format!(
                 "column {}: null record id at row {}",
                 self.config.record_id,
-                first_row + row as u64
+                first_row + row as u64 + 1
             )));
         }
         let id_hashes = string_hashes(ids);
