@@ -281,6 +281,7 @@ def train_command(work: Path, pairs: Path, resume: bool) -> list[str]:
         *settings(
             [
                 "micro_batch_size=1",
+                "precision=fp32",  # the config's fp16 needs a GPU
                 "checkpoint_every=3",
                 "gradient_checkpointing=true",
                 "eval.every=0",

@@ -105,6 +105,8 @@ def run_method(
         "tensorboard=false",
         "--set",
         "gradient_checkpointing=true",
+        "--set",
+        "precision=auto",  # the configs' published fp16 needs a GPU; auto is fp32 on a CPU, as measured
         *[item for setting in settings for item in ("--set", setting)],
     ]
     started = time.perf_counter()
