@@ -77,6 +77,18 @@ def test_only_the_token_digest_is_deployed(tmp_path, monkeypatch):
     assert config.auth.token_file is None and parse_config(config.model_dump(), "replica").auth == config.auth
 
 
+def test_a_token_file_beside_the_token_variable_is_refused(tmp_path, monkeypatch):
+    """The file won silently: a service started as its config's comment said (LIVO_SERVE_TOKEN=...)
+    served another token, and its clients got 401."""
+    from livo.serve.commands import service_settings
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.setenv("LIVO_SERVE_TOKEN", "another-token-of-enough-length")
+    with pytest.raises(ConfigError, match=r"both auth.token_file .*token and \$LIVO_SERVE_TOKEN are set"):
+        service_settings(_args(token_file=str(token_file)))
+
+
 def test_a_token_file_beside_a_digest_is_refused(tmp_path):
     """The digest won and the file was never read: a token rotated in the file was not the one served."""
     with pytest.raises(ConfigError, match="give token_file .--token-file. or token_sha256, not both"):

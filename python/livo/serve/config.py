@@ -166,6 +166,9 @@ def token_digest(token: str) -> str:
 
 def read_token(token_file: str | None) -> str:
     """The bearer token from ``token_file`` (first line) or ``$LIVO_SERVE_TOKEN``; at least 16 characters."""
+    if token_file and os.environ.get(TOKEN_ENV, "").strip():
+        # Either would silently lose to the other; clients holding the other token would get 401.
+        raise ConfigError(f"auth: both auth.token_file {token_file} and ${TOKEN_ENV} are set; give one")
     if token_file:
         path = Path(token_file).expanduser()
         try:
