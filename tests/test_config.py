@@ -117,6 +117,10 @@ def test_the_sd15_build_and_eval_configs_parse_with_real_judges_and_their_prompt
     prompts = read_prompt_file(str(evaluation.prompts.file), load_registry(resolve_registry_path("default")))
     assert {p.category for p in prompts} == {"bias", "explicit", "harm", "benign"}
     assert {p.value_id for p in prompts if p.category == "harm"} == {"no-blood", "no-horror", "no-nudity"}
+    # Both trained methods of services/train are evaluated (the Diffusion-DPO run was left out).
+    trained = {m.kind: m for m in evaluation.methods if m.kind in ("livo", "pipeline")}
+    assert str(trained["livo"].value_encoder).endswith("runs/sd15-livo")
+    assert str(trained["pipeline"].lora).endswith("runs/sd15-dpo")
 
 
 def test_an_explicit_null_override_applies(tmp_path: Path) -> None:
