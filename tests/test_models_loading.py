@@ -287,3 +287,22 @@ def test_a_published_unet_loads_from_the_cache_or_a_folder_in_its_variant(tmp_pa
         load_unet("someone/other", cache_dir=tmp_path / "cache")
     with pytest.raises(InputError, match=r"holds no config.json \(nor unet/config.json\)"):
         load_unet(tmp_path / "cache")
+
+
+def test_training_loads_the_base_without_its_safety_checker(tmp_path) -> None:  # noqa: ANN001
+    """A full SD 1.5 download has a 1.2 GB safety checker: training kept it on every rank, and a
+    training evaluation's images would come back blacked out wherever it fired."""
+    from diffusers import StableDiffusionPipeline
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig, CLIPImageProcessor
+
+    from livo.train.trainer import load_frozen_model
+
+    small = {"hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4, "num_hidden_layers": 1}
+    checker = StableDiffusionSafetyChecker(
+        CLIPConfig(text_config=small, vision_config={**small, "image_size": 32, "patch_size": 4}, projection_dim=32)
+    )
+    components = tiny_components(seed=0) | {"safety_checker": checker, "feature_extractor": CLIPImageProcessor()}
+    StableDiffusionPipeline(**components).save_pretrained(tmp_path / "base")
+    assert load_base(tmp_path / "base").safety_checker is not None  # the folder has one
+    assert load_frozen_model(str(tmp_path / "base"), None, "cpu").safety_checker is None
