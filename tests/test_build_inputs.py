@@ -295,3 +295,19 @@ def test_a_pluggable_rewriter_replaces_the_rules_and_bad_specs_are_named():
         load_rewriter("llm", TOY)
     with pytest.raises(ConfigError, match="cannot import it"):
         load_rewriter("no_such_module_x:factory", TOY)
+
+
+def test_the_ray_job_joins_the_cluster_unless_an_address_is_given():
+    """--address=HOST was not seen as an address: the job added --address auto, which won."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "services" / "dataset" / "job.py"
+    spec = importlib.util.spec_from_file_location("dataset_job", path)
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job.build_arguments(["c.yaml"], {}) == ["build-dataset", "c.yaml", "--address", "auto"]
+    for given in (["--address", "10.0.0.1:6379"], ["--address=10.0.0.1:6379"]):
+        assert job.build_arguments(["c.yaml", *given], {}) == ["build-dataset", "c.yaml", *given]
+    environ = {"RAY_ADDRESS": "http://10.0.0.1:8265"}  # the job API's, which ray job submit passes on
+    assert job.build_arguments(["c.yaml"], environ)[-2:] == ["--address", "auto"] and not environ

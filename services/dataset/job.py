@@ -16,20 +16,28 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
+
+
+def build_arguments(args: list[str], environ: MutableMapping[str, str]) -> list[str]:
+    """The ``livo build-dataset`` arguments of a job: ``args`` plus ``--address auto`` unless an
+    address is given (``--address HOST`` or ``--address=HOST``) or ``RAY_ADDRESS`` names the cluster.
+    A ``RAY_ADDRESS`` that is the job API's (``http://HEAD:8265``, which ``ray job submit`` passes
+    on) is removed from ``environ``: a job's driver runs on a node of the cluster and joins it with
+    ``auto``."""
+    if environ.get("RAY_ADDRESS", "").startswith(("http://", "https://")):
+        del environ["RAY_ADDRESS"]
+    given = any(arg == "--address" or arg.startswith("--address=") for arg in args)
+    if not given and "RAY_ADDRESS" not in environ:
+        args = [*args, "--address", "auto"]
+    return ["build-dataset", *args]
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from livo.cli import main as livo_main
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if os.environ.get("RAY_ADDRESS", "").startswith(("http://", "https://")):
-        # The job API's address (`ray job submit --address http://HEAD:8265` passes it on), not the
-        # cluster's: a job's driver runs on a node of the cluster, and joins it with `auto`.
-        del os.environ["RAY_ADDRESS"]
-    if "--address" not in args and "RAY_ADDRESS" not in os.environ:
-        args += ["--address", "auto"]
-    return livo_main(["build-dataset", *args])
+    return livo_main(build_arguments(list(sys.argv[1:] if argv is None else argv), os.environ))
 
 
 if __name__ == "__main__":
