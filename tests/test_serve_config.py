@@ -77,6 +77,14 @@ def test_only_the_token_digest_is_deployed(tmp_path, monkeypatch):
     assert config.auth.token_file is None and parse_config(config.model_dump(), "replica").auth == config.auth
 
 
+def test_the_file_s_proxy_location_is_passed_on():
+    """livo serve read only http_options and the application's args: proxy_location was ignored."""
+    from livo.serve.config import serve_start_options
+
+    assert serve_start_options(SERVICES / "toy.yaml") == {"proxy_location": "HeadOnly"}
+    assert serve_start_options(SERVICES / "sd15.yaml") == {"proxy_location": "EveryNode"}
+
+
 def test_a_token_file_beside_the_token_variable_is_refused(tmp_path, monkeypatch):
     """The file won silently: a service started as its config's comment said (LIVO_SERVE_TOKEN=...)
     served another token, and its clients got 401."""

@@ -130,7 +130,10 @@ def run_serve(args: argparse.Namespace) -> int:
     # default the console gets their warnings only (`livo -v serve`: everything, access lines too).
     logging_config = {"log_level": "INFO" if is_verbose() else "WARNING"}
     logging.getLogger("ray.serve").setLevel(logging_config["log_level"])  # this process's Serve client
-    serve.start(http_options=http, logging_config=logging_config)
+    from livo.serve.config import serve_start_options
+
+    options = serve_start_options(args.config) if args.config else {}
+    serve.start(http_options=http, logging_config=logging_config, **options)
     serve.run(build_app(config), name=APP_NAME, route_prefix="/", logging_config=logging_config)
     mode = "WITHOUT auth (loopback only)" if config.auth.insecure else "bearer-token auth"
     print(

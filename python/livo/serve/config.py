@@ -200,6 +200,14 @@ PATH_KEYS = ("value_encoder", "index", "token_file")
 PATH_KEYS_IF_PRESENT = ("base", "registry")  # also a hub id, builtin:NAME or a built-in registry name
 
 
+def serve_start_options(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The options of a Ray Serve config file that ``serve.start`` takes besides ``http_options``:
+    ``proxy_location`` (``EveryNode``, ``HeadOnly``, ``Disabled``), which ``serve deploy`` reads from
+    the file and ``livo serve`` passes on (it was ignored: proxies went to every node)."""
+    data = read_yaml(path, "service config")
+    return {"proxy_location": data["proxy_location"]} if data.get("proxy_location") else {}
+
+
 def load_service_file(path: str | os.PathLike[str]) -> tuple[ServiceConfig, dict[str, Any]]:
     """Read a Ray Serve config file (``applications[0].args`` is the service config) or a bare service
     config; returns the config and the file's ``http_options`` (empty when absent)."""
