@@ -62,3 +62,46 @@ def test_write_atomic_replaces_the_file_whole_with_umask_modes(tmp_path, umask_0
     write_atomic(target, b"new")
     assert target.read_bytes() == b"new" and _mode(target) == 0o644
     assert [p.name for p in target.parent.iterdir()] == ["report.json"]  # no temp file left
+
+
+def test_write_atomic_keeps_a_private_file_private_and_writes_through_a_link(tmp_path, umask_022):
+    """An --overwrite made a 0600 file 0644, and an output given as a link to another disk was
+    replaced by a file beside the link, the linked file keeping its old contents."""
+    from livo.permissions import write_atomic
+
+    secret = tmp_path / "secret.json"
+    secret.write_bytes(b"old")
+    secret.chmod(0o600)
+    write_atomic(secret, b"new")
+    assert secret.read_bytes() == b"new" and _mode(secret) == 0o600
+    elsewhere = tmp_path / "disk" / "report.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(b"old")
+    link = tmp_path / "report.json"
+    link.symlink_to(elsewhere)
+    write_atomic(link, b"new")
+    assert link.is_symlink() and elsewhere.read_bytes() == b"new"
+
+
+def test_a_folder_replacement_cut_off_between_its_renames_puts_the_old_folder_back(tmp_path, monkeypatch):
+    """The old folder was moved aside before the new one was moved in; an interrupt in between left
+    no folder at the path and the old one hidden in a temporary folder."""
+    import livo.permissions as permissions
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights").write_text("old")
+    real_replace, calls = os.replace, []
+
+    def interrupted_second_rename(source, destination):  # noqa: ANN001, ANN202
+        calls.append(source)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_replace(source, destination)
+
+    monkeypatch.setattr(permissions.os, "replace", interrupted_second_rename)
+    with pytest.raises(KeyboardInterrupt), permissions.replace_folder(target) as staging:
+        (staging / "weights").write_text("new")
+    monkeypatch.undo()
+    assert (target / "weights").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or old folder left

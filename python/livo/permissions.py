@@ -53,44 +53,92 @@ def make_shareable(path: str | os.PathLike[str]) -> None:
                 fix(Path(folder) / name)
 
 
+def _fsync_folder(folder: Path) -> None:
+    """Makes a rename or a new entry in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsyncs every file of ``root``, then its folders (deepest first)."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            file = Path(folder) / name
+            if file.is_symlink():
+                continue
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_folder(Path(folder))
+
+
+def _resolved(path: str | os.PathLike[str]) -> Path:
+    """``path``, or where it points when it is a symbolic link: an output given as a link to another
+    disk is written there, not replaced by a file beside the link."""
+    path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Writes ``data`` to ``path`` so readers see the old file or the new one, never a part: a temp
-    file in the same folder, fsynced, given the umask's mode, then renamed over ``path``."""
-    path = Path(path)
+    file in the same folder, fsynced, given the mode of the file it replaces (else the umask's),
+    then renamed over ``path`` and the rename fsynced. A ``path`` that is a symbolic link is written
+    where it points."""
+    path = _resolved(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.is_file() else None  # a private file stays private
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        make_shareable(temp)
+        if mode is None:
+            make_shareable(temp)
+        else:
+            os.chmod(temp, mode)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
     return path
 
 
 @contextmanager
 def replace_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yields an empty staging folder beside ``path``; when the block ends normally the staging
-    folder, given the umask's modes, replaces ``path`` (the old one is removed after the rename), so
-    a reader or a crash never finds a half-written folder there. When the block raises, the staging
-    folder is removed and ``path`` is left as it was."""
-    target = Path(path)
+    folder, given the umask's modes and fsynced, replaces ``path``, so a reader or a crash never
+    finds a half-written folder there. The old folder is moved aside first and removed only once
+    the new one is in place and durable; if anything fails in between (an interrupt included), it
+    is moved back. When the block raises, the staging folder is removed and ``path`` is left as it
+    was. A ``path`` that is a symbolic link is replaced where it points."""
+    target = _resolved(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    old: Path | None = None
     try:
         yield staging
         make_shareable(staging)  # mkdtemp makes 0700, and transformers writes model.safetensors 0600
-        old = None
+        _fsync_tree(staging)
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / target.name)
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent)) / target.name
+            os.replace(target, old)
         os.replace(staging, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _fsync_folder(target.parent)
     except BaseException:
+        if old is not None and not target.exists():
+            os.replace(old, target)  # the old folder goes back: the output is never missing
+        if old is not None:
+            shutil.rmtree(old.parent, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old.parent, ignore_errors=True)
