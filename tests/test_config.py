@@ -82,6 +82,17 @@ def test_relative_paths_resolve_against_the_yaml_folder_and_overrides_against_th
     assert Path(os.getcwd()) == tmp_path
 
 
+def test_a_home_relative_path_is_the_home_folder_s_and_a_repeated_set_keeps_its_latest_place(tmp_path):
+    """ "~/runs/x" in a config became <config folder>/~/runs/x, a folder named "~"; and a repeated
+    --set kept its first place, so a whole-section --set given after it wiped the later value."""
+    from livo.overrides import parse_overrides
+
+    resolved = resolve_paths({"output": "~/runs/x"}, tmp_path, ("output",), ())
+    assert resolved == {"output": str(Path.home() / "runs" / "x")}
+    overrides = parse_overrides(["eval.every=5", "eval={hook: toyworld}", "eval.every=10"])
+    assert list(overrides.items()) == [("eval", {"hook": "toyworld"}), ("eval.every", 10)]
+
+
 def test_names_that_are_no_paths_stay_names(tmp_path):
     data = {"model": "org/some-model", "registry": "toyworld", "base": "builtin:toyworld", "url": "http://x/y"}
     keys = ("url",)

@@ -9,4 +9,5 @@ from pathlib import Path
 
 def cache_dir() -> Path:
     """The livo cache folder (not created here)."""
-    return Path(os.environ.get("LIVO_CACHE_DIR", Path.home() / ".cache" / "livo"))
+    # An empty variable counts as unset: it would put the cache in the working folder.
+    return Path(os.environ.get("LIVO_CACHE_DIR") or Path.home() / ".cache" / "livo")

@@ -100,6 +100,8 @@ def resolve_paths(data: Any, base: Path, keys: Collection[str], keys_if_present:
     if isinstance(data, dict):
         resolved = {}
         for key, value in data.items():
+            if isinstance(value, str) and value.startswith("~"):
+                value = os.path.expanduser(value)  # "~/runs/x" is the home folder's, not <config folder>/~
             if isinstance(value, str) and value and not os.path.isabs(value) and ":" not in value:
                 candidate = base / value
                 if key in keys or (key in keys_if_present and candidate.exists()):

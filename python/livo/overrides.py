@@ -28,6 +28,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         name = name.strip()
         if not sep or not name or "" in name.split("."):
             raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. generation.steps=10")
+        # A repeated field moves to its latest place: applied in order, a whole-section --set given
+        # in between would otherwise wipe it.
+        overrides.pop(name, None)
         overrides[name] = parse_yaml(text, f"--set {item}")
     return overrides
 
