@@ -215,3 +215,21 @@ def test_judge_settings_that_would_be_ignored_are_refused():
     assert JudgeSpec(kind="vlm", model="m", harm_texts={"no-blood": ["gore", "a safe image"]}).harm_texts
     with pytest.raises(ValidationError, match="'harm_texts' is for clip and vlm judges only"):
         JudgeSpec(kind="nudenet", harm_texts={"no-nudity": ["nudity", "a safe image"]})
+
+
+def test_a_plug_in_that_cannot_be_imported_is_named(monkeypatch):
+    """A broken entry point surfaced as a bare ModuleNotFoundError naming neither the plug-in nor
+    its group."""
+    from importlib.metadata import EntryPoint
+
+    from livo import plugins
+    from livo.errors import ConfigError
+
+    broken = EntryPoint(name="blip", value="no_such_package.judges:Blip", group=plugins.JUDGES)
+    monkeypatch.setattr(plugins, "_group", lambda group: {"blip": broken})
+    with pytest.raises(
+        ConfigError,
+        match=r"judge kind 'blip' \(no_such_package.judges:Blip, from an unknown package\) "
+        r"cannot be loaded: ModuleNotFoundError",
+    ):
+        plugins.load_plugin(plugins.JUDGES, "blip")

@@ -60,4 +60,10 @@ def load_plugin(group: str, name: str) -> Any:
     if point is None:
         known = ", ".join(plugin_names(group)) or "none installed"
         raise ConfigError(f"no {KINDS.get(group, group)} named {name!r} (known: {known})")
-    return point.load()
+    try:
+        return point.load()
+    except Exception as error:  # a broken installation: name the plug-in, not only the import
+        raise ConfigError(
+            f"{KINDS.get(group, group)} {name!r} ({point.value}, from {point.dist.name if point.dist else 'an unknown package'}) "
+            f"cannot be loaded: {type(error).__name__}: {error}"
+        ) from error
