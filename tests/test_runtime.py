@@ -92,6 +92,18 @@ def test_a_created_token_file_is_private_and_reused(tmp_path):
     token = path.read_text()
     assert len(token.strip()) == 64
     assert create_token_file(path).read_text() == token
+    assert sorted(p.name for p in path.parent.iterdir()) == ["token"]  # no temp file left
+
+
+def test_token_files_created_at_once_by_many_threads_are_one_whole_token(tmp_path):
+    """The file was created empty, then written: a process starting in between found it empty and
+    failed, and so did every later run after a kill at that moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "livo" / "token"
+    with ThreadPoolExecutor(8) as pool:
+        tokens = list(pool.map(lambda _: create_token_file(path).read_text(), range(32)))
+    assert len(set(tokens)) == 1 and len(tokens[0].strip()) == 64
 
 
 def test_a_local_ray_is_loopback_only_and_unauthenticated_unless_asked():

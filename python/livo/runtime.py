@@ -27,6 +27,7 @@ import secrets
 import socket
 import stat
 import sys
+import tempfile
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -174,12 +175,22 @@ def create_token_file(path: str | os.PathLike[str] = DEFAULT_TOKEN_FILE) -> Path
     it exists, in which case it is checked as :func:`check_token_file` does."""
     file = Path(path).expanduser()
     file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if file.exists():
         return check_token_file(file, "Ray token file")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
+    # Written whole to a private temp file, then linked into place (which fails if the name exists):
+    # a process starting at the same moment, or a run killed midway, never finds an empty file.
+    fd, temp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temp, file)
+        except FileExistsError:
+            return check_token_file(file, "Ray token file")  # another process made it first
+    finally:
+        os.unlink(temp)
     return file
 
 
