@@ -139,7 +139,7 @@ def load_base(
         raise InputError(f"base model folder {model}: does not exist")
     else:
         offline = hub_constants.is_offline_mode() or _truthy(os.environ.get("HF_HUB_OFFLINE", ""))
-        snapshot = _cached_snapshot(model, cache_dir, kwargs.get("revision"))
+        snapshot = cached_snapshot(model, cache_dir, kwargs.get("revision"))
         if offline and snapshot is not None:  # offline, the cache holds all there is
             index = _model_index(snapshot)
             _check_pipeline_kind(index, f"base model {model}")
@@ -205,7 +205,7 @@ def local_or_cached_folder(
     if source.startswith((".", "/", "~")):
         raise InputError(f"{what} folder {source}: does not exist")
     for marker in markers:
-        cached = _cached_snapshot(source, cache_dir, None, marker=marker)
+        cached = cached_snapshot(source, cache_dir, None, marker=marker)
         if cached is not None:
             return cached
     raise ConfigError(
@@ -361,7 +361,7 @@ def _add_folder_variant(folder: Path, kwargs: dict[str, Any]) -> None:
             kwargs["variant"] = variant
 
 
-def _cached_snapshot(
+def cached_snapshot(
     model_id: str,
     cache_dir: str | os.PathLike[str] | None,
     revision: str | None,

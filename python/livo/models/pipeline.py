@@ -89,7 +89,7 @@ def _saved_settings(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _missing_value_encoder(base: str, value_encoder_path: str | os.PathLike[str] | None) -> str | None:
     """Why no value encoder can be loaded, or None: told before the base loads (seconds at SD
     1.5's size), as nothing is downloaded: a folder, or a hub id in the local cache."""
-    from livo.models.loading import _cached_snapshot
+    from livo.models.loading import cached_snapshot
 
     if value_encoder_path is None:
         if os.path.isdir(base):
@@ -99,9 +99,9 @@ def _missing_value_encoder(base: str, value_encoder_path: str | os.PathLike[str]
                     "(the value_encoder/ folder a training run exports)"
                 )
             return None
-        if _cached_snapshot(base, None, None) is None:
+        if cached_snapshot(base, None, None) is None:
             return None  # not a cached pipeline: loading the base says what to download
-        if _cached_snapshot(base, None, None, marker=f"{VALUE_ENCODER_FOLDER}/config.json") is None:
+        if cached_snapshot(base, None, None, marker=f"{VALUE_ENCODER_FOLDER}/config.json") is None:
             return (
                 f"base model {base}: its copy in the local Hugging Face cache has no {VALUE_ENCODER_FOLDER}/ "
                 "folder; pass value_encoder_path"
@@ -112,7 +112,7 @@ def _missing_value_encoder(base: str, value_encoder_path: str | os.PathLike[str]
         return None
     if os.path.exists(encoder):
         return f"value encoder folder {encoder}: not a folder"
-    if encoder.startswith((".", "/", "~")) or _cached_snapshot(encoder, None, None, marker="config.json") is None:
+    if encoder.startswith((".", "/", "~")) or cached_snapshot(encoder, None, None, marker="config.json") is None:
         return (
             f"value encoder {encoder}: no such folder, and not a hub id in the local Hugging Face cache "
             "(nothing is downloaded)"

@@ -54,9 +54,8 @@ def remove_harm(prompt: str, value: ValuePrinciple) -> str:
         spans = [m.group(0) for m in exceptions.finditer(prompt)]
         pieces = [part for pair in zip(pieces, [*spans, ""]) for part in pair][:-1]
     for source in sorted(value.replacements, key=len, reverse=True):
-        pattern = terms_regex([source])
-        assert pattern is not None
-        replace = re.compile(pattern.pattern, re.IGNORECASE)
+        replace = terms_regex([source], ignore_case=True)
+        assert replace is not None
         pieces = [piece if k % 2 else replace.sub(value.replacements[source], piece) for k, piece in enumerate(pieces)]
     text = "".join(pieces)
     if text == prompt:

@@ -45,13 +45,15 @@ def _term_pattern(term: str) -> str:
     return body + (r"\w*" if prefix else "")
 
 
-def terms_regex(terms: list[str], suffix: str = "") -> re.Pattern[str] | None:
+def terms_regex(terms: list[str], suffix: str = "", *, ignore_case: bool = False) -> re.Pattern[str] | None:
     """One compiled alternation of ``terms`` with word boundaries; longest terms first so a
-    multi-word term wins over its first word."""
+    multi-word term wins over its first word. ``ignore_case`` for text as written (the rules'
+    normal form is case-folded already)."""
     if not terms:
         return None
     ordered = sorted({_term_pattern(t) for t in terms}, key=len, reverse=True)
-    return re.compile(_BOUNDARY_START + "(?:" + "|".join(ordered) + ")" + suffix + _BOUNDARY_END)
+    flags = re.IGNORECASE if ignore_case else 0
+    return re.compile(_BOUNDARY_START + "(?:" + "|".join(ordered) + ")" + suffix + _BOUNDARY_END, flags)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class HarmKeywords:
                 continue
             keywords = terms_regex(value.keywords)
             assert keywords is not None
-            self._rules.append((value.id, keywords, terms_regex(value.keyword_exceptions)))
+            self._rules.append((value.id, keywords, keyword_exceptions(value)))
 
     def match(self, normalized: str) -> KeywordHit | None:
         """The first harm value (registry order) with a keyword in ``normalized``."""
@@ -169,8 +171,7 @@ class LookAlikes:
     def __init__(self, registry: Registry) -> None:
         # Case-insensitive: the bias rewrite looks for person nouns in the prompt as written
         # ("A King Penguin beside a zookeeper").
-        pattern = terms_regex(registry.person_look_alikes)
-        self._regex = None if pattern is None else re.compile(pattern.pattern, re.IGNORECASE)
+        self._regex = terms_regex(registry.person_look_alikes, ignore_case=True)
 
     def blank(self, text: str) -> str:
         if self._regex is None:
@@ -203,8 +204,7 @@ class PersonNouns:
 def keyword_exceptions(value: ValuePrinciple) -> re.Pattern[str] | None:
     """A harm value's keyword exceptions ("blood orange", "bloody mary") as one case-insensitive
     pattern, for text as written."""
-    pattern = terms_regex(value.keyword_exceptions)
-    return None if pattern is None else re.compile(pattern.pattern, re.IGNORECASE)
+    return terms_regex(value.keyword_exceptions, ignore_case=True)
 
 
 def exception_blanker(registry: Registry) -> re.Pattern[str] | None:
