@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
         help="run the whole pipeline on the toy world (dedup → index → Ray dataset → DeepSpeed → eval)",
         description="One command, no network: dedup, value index, dataset construction on a local Ray, DeepSpeed "
         "training of LiVO and of the Diffusion-DPO baseline, evaluation with baselines, and an HTML report. "
-        "Default sizes produce the real numbers (about 12 minutes on 2 cores, measured); --quick is a smoke run.",
+        "Default sizes produce the real numbers (12 to 15 minutes on 2 cores, measured); --quick is a smoke run.",
     )
     demo.add_argument("--output", default=None, help="output folder (default: the config's, outputs/demo)")
     demo.add_argument(
