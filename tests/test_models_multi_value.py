@@ -99,6 +99,10 @@ def test_coins_per_bias_value_and_one_value_draws_what_it_always_drew() -> None:
     assert all(values.index(GENDER) < values.index(SKIN) for values in applied if GENDER in values and SKIN in values)
     again = apply_value_coins([[BLOOD, GENDER, SKIN]], 400, np.random.default_rng(1), 0.5)
     assert again == applied
+    # One generator drawn over several calls gives a prompt's images the coins of one call.
+    stream = np.random.default_rng(1)
+    parts = [apply_value_coins([[BLOOD, GENDER, SKIN]], n, stream, 0.5) for n in (150, 1, 249)]
+    assert [values for part in parts for values in part] == applied
 
 
 def test_a_pipeline_limited_to_one_value_applies_the_first_as_before(parts) -> None:  # noqa: ANN001

@@ -168,6 +168,10 @@ class EvalConfig(StrictModel):
     group_size: int = Field(default=5, ge=1)
     grouping: Literal["consecutive", "subsets"] = "consecutive"
     batch_size: int = Field(default=64, ge=1)
+    # Images per pipeline call (None: a prompt's per_prompt images in one call). Lower it where the
+    # device runs out of memory; the images and LiVO's coins stay those of one call (same seeds, one
+    # coin stream per prompt).
+    generation_batch_size: int | None = Field(default=None, ge=1)
     grid_columns: int = Field(default=8, ge=1)
     targets: TargetsConfig | None = None
     threads: int = Field(default=2, ge=1)  # torch threads per generating process

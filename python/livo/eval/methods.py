@@ -87,13 +87,19 @@ class Method:
         return None
 
     def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
-        out = self.models.base(
-            prompt=[prompt.text],
-            num_images_per_prompt=len(seeds),
-            generator=generators(seeds),
-            **self.models.call_kwargs(),
-        )
-        return to_uint8(out.images)
+        return self.in_calls(seeds, lambda part: self.models.base(prompt=[prompt.text], **self.per_call(part)))
+
+    def per_call(self, seeds: Sequence[int]) -> dict[str, Any]:
+        """The call arguments every method passes: one image per seed, each from its own generator."""
+        return {"num_images_per_prompt": len(seeds), "generator": generators(seeds), **self.models.call_kwargs()}
+
+    def in_calls(self, seeds: Sequence[int], call: Any) -> Images:
+        """``call(seeds)`` for the configured number of images at a time (``generation_batch_size``),
+        the images of all calls in seed order: each image has its own generator, so only the device's
+        memory, not the images, depends on the split."""
+        size = self.models.config.generation_batch_size or len(seeds)
+        parts = [to_uint8(call(seeds[start : start + size]).images) for start in range(0, len(seeds), size)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def unknown_words(tokenizer: Any, text: str) -> list[str]:
@@ -132,14 +138,10 @@ class NegativePrompt(Method):
         return ("negative", self.config.negative_prompt)
 
     def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
-        out = self.models.base(
-            prompt=[prompt.text],
-            negative_prompt=[self.config.negative_prompt],
-            num_images_per_prompt=len(seeds),
-            generator=generators(seeds),
-            **self.models.call_kwargs(),
+        negative = [self.config.negative_prompt]
+        return self.in_calls(
+            seeds, lambda part: self.models.base(prompt=[prompt.text], negative_prompt=negative, **self.per_call(part))
         )
-        return to_uint8(out.images)
 
 
 class SafeLatentDiffusion(Method):
@@ -192,14 +194,9 @@ class SafeLatentDiffusion(Method):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            out = self.pipeline(
-                prompt=[prompt.text],
-                num_images_per_prompt=len(seeds),
-                generator=generators(seeds),
-                **self.models.call_kwargs(),
-                **self.config.sld,
+            return self.in_calls(
+                seeds, lambda part: self.pipeline(prompt=[prompt.text], **self.per_call(part), **self.config.sld)
             )
-        return to_uint8(out.images)
 
 
 class OtherPipeline(Method):
@@ -254,13 +251,7 @@ class OtherPipeline(Method):
         return self._pipeline
 
     def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
-        out = self.pipeline(
-            prompt=[prompt.text],
-            num_images_per_prompt=len(seeds),
-            generator=generators(seeds),
-            **self.models.call_kwargs(),
-        )
-        return to_uint8(out.images)
+        return self.in_calls(seeds, lambda part: self.pipeline(prompt=[prompt.text], **self.per_call(part)))
 
 
 def keyword_selector(registry: Registry) -> Selector:
@@ -366,16 +357,16 @@ class LiVO(Method):
 
     def generate(self, prompt: EvalPrompt, seeds: Sequence[int]) -> Images:
         # Coin flips from a seed of their own, derived from the image seeds: reproducible, and the
-        # same for every LiVO variant with the same mixing probability.
-        out = self.pipeline(
-            prompt=[prompt.text],
-            num_images_per_prompt=len(seeds),
-            generator=generators(seeds),
-            value_seed=int(seeds[0]) * 7919 + 17,
-            selector=FixedValues(self.choices(prompt)),
-            **self.models.call_kwargs(),
+        # same for every LiVO variant with the same mixing probability. One stream for the prompt,
+        # which its calls draw in turn: the coins of one call however the images are split.
+        coins = np.random.default_rng(int(seeds[0]) * 7919 + 17)
+        selector = FixedValues(self.choices(prompt))
+        return self.in_calls(
+            seeds,
+            lambda part: self.pipeline(
+                prompt=[prompt.text], value_seed=coins, selector=selector, **self.per_call(part)
+            ),
         )
-        return to_uint8(out.images)
 
 
 class FixedValues:

@@ -15,7 +15,8 @@ accepts ``prompt_embeds`` / ``negative_prompt_embeds`` (``StableDiffusionPipelin
 relatives). Saving writes the base pipeline's folder plus ``value_encoder/`` (transformers layout,
 safetensors), which ``CLIPTextModel.from_pretrained(folder, subfolder="value_encoder")`` reads.
 
-Coin flips for bias values come from ``value_seed`` if given, else from the state of the torch
+Coin flips for bias values come from ``value_seed`` if given (a seed, or a ``numpy.random.Generator``
+whose stream a loop of calls continues), else from the state of the torch
 ``generator`` before the call (so one seeded generator reproduces both the noise and the choices,
 and a generator reused over calls gives each call new ones; with one
 generator per image, each image's coins come from its own, so an image is the same whichever other
@@ -170,11 +171,14 @@ def generator_state_seed(generator: torch.Generator) -> int:
     return int.from_bytes(hashlib.sha256(state).digest()[:8], "little")
 
 
-def value_rng(value_seed: int | None, generator: Any, images: int | None = None) -> Any:
-    """The generator(s) of bias coin flips: ``value_seed``; else, given one torch generator per
+def value_rng(value_seed: int | np.random.Generator | None, generator: Any, images: int | None = None) -> Any:
+    """The generator(s) of bias coin flips: ``value_seed`` (a numpy generator is used as it is, so
+    calls made in turn draw one stream); else, given one torch generator per
     image (``images`` of them), one numpy generator per image seeded from it, so an image's coins,
     like its noise, do not depend on the other images of the call; else the torch generator(s)'
     states (:func:`generator_state_seed`); else fresh entropy."""
+    if isinstance(value_seed, np.random.Generator):
+        return value_seed
     if value_seed is not None:
         return np.random.default_rng(value_seed)
     generators = generator if isinstance(generator, (list, tuple)) else [generator] if generator is not None else []
@@ -308,7 +312,7 @@ class LiVOPipeline:
         num_images_per_prompt: int = 1,
         *,
         generator: torch.Generator | list[torch.Generator] | None = None,
-        value_seed: int | None = None,
+        value_seed: int | np.random.Generator | None = None,
         negative_prompt: str | Sequence[str] | None = None,
         selector: Selector | None = None,
         return_dict: bool = True,

@@ -116,8 +116,9 @@ def apply_value_coins(
     """Per image (prompt-major), the values applied to it, in each prompt's order: every harm
     value, and each bias value where that image's coin for it says so (empty: the base model).
 
-    ``rng`` is one generator for the whole call (each bias value draws its images' coins at once),
-    or one per image: then an image's coins (one per bias value, in order) come from its own
+    ``rng`` is one generator for the whole call (coins drawn image by image, each image's in its
+    bias values' order, so a prompt's images made over several calls from one generator get the
+    coins one call would give them), or one per image: then an image's coins (one per bias value, in order) come from its own
     generator only, as its noise does when a diffusers pipeline is given one ``torch.Generator``
     per image, so the image does not depend on the others of the call."""
     rngs = None if isinstance(rng, np.random.Generator) else list(rng)
@@ -129,8 +130,8 @@ def apply_value_coins(
         bias = [position for position, value in enumerate(values) if value.kind != "harm"]
         kept = np.ones((len(values), num_images_per_prompt), dtype=bool)
         if rngs is None:
-            for position in bias:
-                kept[position] = rng.random(num_images_per_prompt) < bias_probability  # type: ignore[union-attr]
+            draws = rng.random((num_images_per_prompt, len(bias)))  # type: ignore[union-attr]
+            kept[bias] = draws.T < bias_probability
         elif bias:
             first = index * num_images_per_prompt
             own = rngs[first : first + num_images_per_prompt]
