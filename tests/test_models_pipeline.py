@@ -351,3 +351,32 @@ def test_encode_with_no_value_gives_the_base_embeddings(pipelines) -> None:  # n
     expected = base_conditioning(base.text_encoder, base.tokenizer, ["a cat", "a dog"])
     assert embeds.shape[0] == 4 and negatives.shape[0] == 4
     assert torch.equal(embeds[0], expected[0]) and torch.equal(embeds[3], expected[1])
+
+
+def test_a_text_encoder_lora_s_scale_is_applied_to_the_prompts_livo_encodes(tiny_base_and_encoder) -> None:  # noqa: ANN001
+    """diffusers scales a text encoder's LoRA by ``cross_attention_kwargs={"scale": s}`` when it
+    encodes a prompt; LiVO encodes steered prompts itself and must do the same: at scale 0 its images
+    are those of the text encoder without the LoRA, and the LoRA is back at full scale afterwards."""
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from livo.testing import tiny_components
+
+    _, value_encoder = tiny_base_and_encoder
+    plain = StableDiffusionPipeline(**tiny_components(seed=0))
+    plain.set_progress_bar_config(disable=True)
+    with_lora = StableDiffusionPipeline(**tiny_components(seed=0))
+    with_lora.set_progress_bar_config(disable=True)
+    inject_adapter_in_model(LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"]), with_lora.text_encoder)
+    with torch.no_grad():
+        for name, parameter in with_lora.text_encoder.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(0.5 * torch.randn(parameter.shape, generator=seeded(2)))
+    without, lora = (LiVOPipeline(p, value_encoder, selector=select) for p in (plain, with_lora))
+    call = {"generator": seeded(5), **CALL}
+    reference = without(["a bloody zombie"], 2, **call).images
+    scaled = lora(["a bloody zombie"], 2, cross_attention_kwargs={"scale": 0.0}, **{**call, "generator": seeded(5)})
+    assert scaled.values == [BLOOD] * 2
+    assert torch.allclose(scaled.images, reference, atol=1e-6)
+    full = lora(["a bloody zombie"], 2, **{**call, "generator": seeded(5)}).images
+    assert not torch.allclose(full, reference, atol=1e-3)  # the LoRA counts, and is restored

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,28 @@ def generator_state_seed(generator: torch.Generator) -> int:
 
     state = generator.get_state().cpu().numpy().tobytes()
     return int.from_bytes(hashlib.sha256(state).digest()[:8], "little")
+
+
+def _lora_scale(base_kwargs: dict[str, Any]) -> float | None:
+    """The LoRA scale a diffusers call takes in ``cross_attention_kwargs``, if any."""
+    return (base_kwargs.get("cross_attention_kwargs") or {}).get("scale")
+
+
+@contextmanager
+def lora_layers_scaled(model: Any, scale: float | None) -> Iterator[None]:
+    """The LoRA layers of ``model`` scaled by ``scale`` inside the block (nothing to do without a
+    scale or LoRA layers). LiVO encodes prompts itself, so it applies the scale that diffusers'
+    ``encode_prompt`` applies to a text encoder's LoRA (the U-Net's, the base pipeline applies)."""
+    if scale is None:
+        yield
+        return
+    from diffusers.utils import scale_lora_layers, unscale_lora_layers
+
+    scale_lora_layers(model, scale)
+    try:
+        yield
+    finally:
+        unscale_lora_layers(model, scale)
 
 
 def value_rng(value_seed: int | np.random.Generator | None, generator: Any, images: int | None = None) -> Any:
@@ -363,7 +386,9 @@ class LiVOPipeline:
                 **base_kwargs,
             )
         else:
-            embeds, negative_embeds = self.encode(prompts, num_images_per_prompt, applied, negatives)
+            embeds, negative_embeds = self.encode(
+                prompts, num_images_per_prompt, applied, negatives, lora_scale=_lora_scale(base_kwargs)
+            )
             output = self.base(
                 prompt_embeds=embeds,
                 negative_prompt_embeds=negative_embeds,
@@ -420,7 +445,7 @@ class LiVOPipeline:
             negatives += [request.negative_prompt] * request.num_images
             latents.append(randn_tensor((request.num_images, *shape), generator=generator, device=device, dtype=dtype))
             step_generators += [generator] * request.num_images
-        embeds, negative_embeds = self.encode(prompts, 1, applied, negatives)
+        embeds, negative_embeds = self.encode(prompts, 1, applied, negatives, lora_scale=_lora_scale(base_kwargs))
         output = self.base(
             prompt_embeds=embeds,
             negative_prompt_embeds=negative_embeds,
@@ -484,10 +509,13 @@ class LiVOPipeline:
         per_prompt: int,
         applied: Sequence[ValueChoice | tuple[ValueChoice, ...] | None],
         negatives: list[str] | None = None,
+        lora_scale: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image ``prompt_embeds`` (``c_θ`` where ``applied`` has a value or a tuple of values,
         the base embedding where it has None or ``()``) and ``negative_prompt_embeds`` (default
-        ``""``), each ``(len(applied), L, d)``."""
+        ``""``), each ``(len(applied), L, d)``. ``lora_scale`` scales LoRA layers loaded into the base's
+        text encoder while it encodes, as diffusers' ``encode_prompt`` does with
+        ``cross_attention_kwargs={"scale": ...}``."""
         if len(applied) != len(prompts) * per_prompt:
             raise ConfigError(f"applied: {len(applied)} values for {len(prompts)} prompts x {per_prompt} images")
         texts = [
@@ -501,10 +529,12 @@ class LiVOPipeline:
         training = self.value_encoder.training
         self.value_encoder.eval()
         try:
-            embeds = self._image_embeddings(prompts, per_prompt, texts)
+            with lora_layers_scaled(self.base.text_encoder, lora_scale):
+                embeds = self._image_embeddings(prompts, per_prompt, texts)
+                negative_embeds = self._negative_embeddings(negatives, per_prompt)
         finally:
             self.value_encoder.train(training)
-        return embeds, self._negative_embeddings(negatives, per_prompt)
+        return embeds, negative_embeds
 
     def _image_embeddings(self, prompts: list[str], per_prompt: int, texts: list[tuple[str, ...]]) -> torch.Tensor:
         """One embedding per distinct (prompt, values) of the call, then one row per image. Steered
