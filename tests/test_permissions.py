@@ -1,6 +1,7 @@
 """Published outputs get the modes the umask allows, not tempfile's private 0600/0700."""
 
 import os
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -105,3 +106,44 @@ def test_a_folder_replacement_cut_off_between_its_renames_puts_the_old_folder_ba
     monkeypatch.undo()
     assert (target / "weights").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or old folder left
+
+
+@pytest.mark.parametrize("moment", ["writing", "between the renames"])
+def test_what_a_killed_folder_writer_left_is_cleaned_up_by_the_next_writer(tmp_path, moment):
+    """SIGKILL (or SIGTERM's default action) runs no cleanup: a killed export left its model-sized
+    staging folder beside the output for good, and one killed between its two renames left no output
+    and the old one hidden. The next writer of the path removes the first and puts the second back;
+    a live writer's staging folder is left alone."""
+    import subprocess
+    import sys
+
+    from livo.permissions import replace_folder
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights").write_text("old")
+    script = (
+        "import os, signal, sys\n"
+        "from livo import permissions\n"
+        "real = os.replace\n"
+        "def kill_second(source, destination, calls=[]):\n"
+        "    calls.append(source)\n"
+        "    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(source, destination)\n"
+        f"if {moment == 'between the renames'}: permissions.os.replace = kill_second\n"
+        "with permissions.replace_folder(sys.argv[1]) as staging:\n"
+        "    (staging / 'weights').write_text('new')\n"
+        f"    if {moment == 'writing'}: os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(target)], check=False)
+    assert killed.returncode == -9
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "model")
+    kinds = [".model.tmp-"] if moment == "writing" else [".model.old-", ".model.tmp-"]
+    assert [name[: len(kind)] for name, kind in zip(left, kinds, strict=True)] == kinds
+    assert target.exists() == (moment == "writing")
+    live = tmp_path / f".model.tmp-{socket.gethostname()}.{os.getpid()}.abc"
+    live.mkdir()
+    with pytest.raises(RuntimeError), replace_folder(target):
+        raise RuntimeError("the new write fails: the output must still be there")
+    assert (target / "weights").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", live.name])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,6 +113,41 @@ def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     return path
 
 
+def _owner_tag() -> str:
+    """``HOST.PID.``: names a staging folder's writer, so a later writer on the same host can tell
+    one left by a killed process from one still being written."""
+    return f"{socket.gethostname()}.{os.getpid()}."
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another account's
+        return False
+    return False
+
+
+def sweep_abandoned(target: Path) -> None:
+    """Cleans up after a writer of ``target`` that was killed (SIGKILL, SIGTERM, power loss) inside
+    :func:`replace_folder`: its staging folder (model-sized) is removed, and an old folder it had
+    moved aside without moving the new one in is put back at ``target``. Only folders of processes
+    of this host that no longer exist are touched."""
+    host = socket.gethostname()
+    for kind in ("tmp", "old"):
+        prefix = f".{target.name}.{kind}-{host}."
+        for leftover in target.parent.glob(f".{target.name}.{kind}-*"):
+            pid = leftover.name[len(prefix) :].split(".", 1)[0] if leftover.name.startswith(prefix) else ""
+            if not pid.isdigit() or not _process_gone(int(pid)):
+                continue
+            old = leftover / target.name
+            if kind == "old" and old.is_dir() and not os.path.lexists(target):
+                os.replace(old, target)
+                _fsync_folder(target.parent)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextmanager
 def replace_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yields an empty staging folder beside ``path``; when the block ends normally the staging
@@ -119,17 +155,19 @@ def replace_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     finds a half-written folder there. The old folder is moved aside first and removed only once
     the new one is in place and durable; if anything fails in between (an interrupt included), it
     is moved back. When the block raises, the staging folder is removed and ``path`` is left as it
-    was. A ``path`` that is a symbolic link is replaced where it points."""
+    was. A ``path`` that is a symbolic link is replaced where it points. What a killed writer of the
+    same path left is cleaned up first (:func:`sweep_abandoned`)."""
     target = _resolved(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    sweep_abandoned(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{_owner_tag()}", dir=target.parent))
     old: Path | None = None
     try:
         yield staging
         make_shareable(staging)  # mkdtemp makes 0700, and transformers writes model.safetensors 0600
         _fsync_tree(staging)
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent)) / target.name
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{_owner_tag()}", dir=target.parent)) / target.name
             os.replace(target, old)
         os.replace(staging, target)
         _fsync_folder(target.parent)
