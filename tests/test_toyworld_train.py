@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from livo.toyworld.train import ToyModelRecipe, learning_rate_at, train
+from livo.toyworld.train import ToyModelRecipe, checkpoint_folders, learning_rate_at, train
 
 
 def test_same_seed_trains_identical_weights_and_saves_a_loadable_pipeline(tmp_path) -> None:
@@ -140,3 +141,30 @@ def test_the_default_direction_loss_reads_only_neutral_people_prompts() -> None:
     pooled[0, 0], pooled[1, 0] = 0.0, 1.0  # doctor (orange) off by 1, nurse (teal) off by 2
     assert default_direction_loss(pooled, specs, prompts, direction).item() == 2.5
     assert default_direction_loss(pooled[3:], specs[3:], prompts[3:], direction).item() == 0.0
+
+
+def test_recipe_numbers_that_would_train_nothing_or_nan_are_refused() -> None:
+    """``inf`` passed ``ge=0`` and trained NaN weights; ``log_every=0`` divided by zero after the first
+    step, ``min_snr_gamma=0`` failed in the sampler, ``grad_clip=0`` clipped every gradient to nothing
+    and ran to the end, ``checkpoint_every=-1`` saved a checkpoint every step."""
+    for field, value in [
+        ("default_direction_weight", float("inf")),
+        ("ema_decay", float("nan")),
+        ("log_every", 0),
+        ("min_snr_gamma", 0.0),
+        ("grad_clip", 0.0),
+        ("checkpoint_every", -1),
+        ("final_lr_fraction", 1.5),
+        ("weight_decay", -0.1),
+    ]:
+        with pytest.raises(ValidationError, match=field):
+            ToyModelRecipe(output="m", **{field: value})
+
+
+def test_checkpoints_go_beside_the_output_whatever_it_ends_with() -> None:
+    """``--output runs/toy/`` put its checkpoints inside the output (``runs/toy/-step2``), which the
+    final save then replaced whole, checkpoints included."""
+    for output in ("runs/toy", "runs/toy/"):
+        recipe = ToyModelRecipe(output=output, steps=7, checkpoint_every=3)
+        assert checkpoint_folders(recipe) == [Path("runs/toy-step3"), Path("runs/toy-step6")]
+    assert checkpoint_folders(ToyModelRecipe(output="m", steps=6, checkpoint_every=3)) == [Path("m-step3")]

@@ -30,6 +30,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "dangling").symlink_to("nowhere")
     (tmp_path / "twice.csv").write_text("prompt,prompt\na doctor,a kite\n")
     (tmp_path / "blank.jsonl").write_text("")
+    (tmp_path / "toy-step2").mkdir()
+    (tmp_path / "toy-step2" / "notes.txt").write_text("x\n")
     return tmp_path
 
 
@@ -218,6 +220,15 @@ MISTAKES = {
     "toyworld train: --learning-rate nan": (
         ["toyworld", "train", "--output", "m", "--learning-rate", "nan"],
         "argument --learning-rate: must be a number in (0, 1), got 'nan'",
+    ),
+    "toyworld train: --default-direction-weight inf (NaN weights, saved)": (
+        ["toyworld", "train", "--output", "m", "--default-direction-weight", "inf"],
+        "argument --default-direction-weight: must be a number >= 0, got 'inf'",
+    ),
+    # A checkpoint replaced full-step2 whole, the user's files with it.
+    "toyworld train: a checkpoint onto a folder of other files": (
+        ["toyworld", "train", "--output", "toy/", "--steps", "4", "--checkpoint-every", "2"],
+        "--checkpoint-every toy-step2: exists and is not empty",
     ),
     "models init: --image-size beyond any model": (
         ["models", "init", "tiny", "m", "--image-size", "99999999992"],

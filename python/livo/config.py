@@ -65,9 +65,10 @@ class StrictModel(BaseModel):
     """A config section: unknown keys are errors (a typo fails at load time, not after an hour of
     work) and a loaded config is immutable. Loaded through :func:`parse_model` / :func:`load_yaml`,
     an invalid one raises :class:`ConfigError` naming each field; built directly in Python, pydantic's
-    ``ValidationError`` (also a ``ValueError``)."""
+    ``ValidationError`` (also a ``ValueError``). ``inf`` and ``nan`` are refused in every number
+    field: a bound such as ``ge=0`` admits ``inf``, and a training run took it and saved NaN weights."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def read_yaml(path: str | os.PathLike[str], what: str = "config") -> dict[str, Any]:

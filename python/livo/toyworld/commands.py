@@ -55,7 +55,10 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--threads", type=thread_count, default=recipe["threads"], help="intra-op threads per process")
     train.add_argument(
-        "--checkpoint-every", type=non_negative_int, default=0, help="also save EMA weights every N steps (0: never)"
+        "--checkpoint-every",
+        type=non_negative_int,
+        default=0,
+        help="also save EMA weights every N steps, to OUTPUT-stepN beside OUTPUT (0: never)",
     )
     train.add_argument(
         "--timestep-sampling",
@@ -71,7 +74,7 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument(
         "--default-direction-weight",
-        type=float,
+        type=non_negative_float,
         default=recipe["default_direction_weight"],
         help="weight of a loss laying each person's default colour along one shared direction of the text "
         "features, as a pretrained text encoder carries a bias (shipped: 0, none)",
@@ -171,7 +174,7 @@ def run_train(args: argparse.Namespace) -> int:
     output_folder(args.output, flag="--output", overwrite=args.overwrite, replaced_whole=("model_index.json",))
     _quiet_threads(args.threads)
     from livo.config import parse_model
-    from livo.toyworld.train import ToyModelRecipe, train
+    from livo.toyworld.train import ToyModelRecipe, checkpoint_folders, train
 
     settings = {
         "output": args.output,
@@ -187,6 +190,9 @@ def run_train(args: argparse.Namespace) -> int:
         "default_direction_weight": args.default_direction_weight,
     }
     config = parse_model(ToyModelRecipe, settings, "livo toyworld train")
+    # Checkpoints replace their folders whole too: none may be a folder of the user's files.
+    for folder in checkpoint_folders(config):
+        output_folder(folder, flag="--checkpoint-every", overwrite=args.overwrite, replaced_whole=("model_index.json",))
     train(config, log=lambda line: print(line, flush=True))
     return 0
 

@@ -38,12 +38,12 @@ class ToyModelRecipe(StrictModel):
     batch_size: int = Field(64, ge=1)  # global: split evenly over ``processes``
     learning_rate: float = Field(2e-3, gt=0, lt=1)
     warmup_steps: int = Field(100, ge=0)
-    final_lr_fraction: float = 0.1
-    weight_decay: float = 1e-2
-    grad_clip: float = 1.0
+    final_lr_fraction: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(1e-2, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
     ema_decay: float = Field(0.998, ge=0, lt=1)
     prompt_dropout: float = Field(0.1, ge=0, lt=1)
-    min_snr_gamma: float = 5.0
+    min_snr_gamma: float = Field(5.0, gt=0)
     # "draw" (shipped): timesteps drawn in proportion to the min-SNR weights; "weight": uniform
     # timesteps, each sample weighted by its min-SNR weight (same expected loss; see sample_timesteps).
     timestep_sampling: Literal["draw", "weight"] = "draw"
@@ -51,19 +51,31 @@ class ToyModelRecipe(StrictModel):
     seed: int = 0
     processes: int = Field(2, ge=1)  # data-parallel worker processes (gloo); 1 trains in the calling process
     threads: int = Field(1, ge=1)  # intra-op threads per process
-    checkpoint_every: int = 0  # 0: only the final model; else also save EMA weights every N steps
+    # 0: only the final model; else also the EMA weights every N steps, to OUTPUT-stepN beside OUTPUT
+    checkpoint_every: int = Field(0, ge=0)
     # Weight of an auxiliary loss that lays each person's default colour along one shared direction
     # of the text encoder's pooled output (+1 for the first attribute, -1 for the second), as a
     # pretrained text encoder carries a bias such as gender along a shared direction. 0 (shipped):
     # the denoising loss alone, so nothing ties one person's default to another's.
     default_direction_weight: float = Field(0.0, ge=0)
-    log_every: int = 50
+    log_every: int = Field(50, ge=1)
 
     @model_validator(mode="after")
     def _batch_splits_over_processes(self) -> ToyModelRecipe:
         if self.batch_size % self.processes:
             raise ValueError(f"batch_size ({self.batch_size}) must be divisible by processes ({self.processes})")
         return self
+
+
+def checkpoint_folders(config: ToyModelRecipe) -> list[Path]:
+    """Where the checkpoints of ``config`` go: ``OUTPUT-stepN`` beside ``OUTPUT`` (whatever
+    ``OUTPUT`` ends with: ``runs/toy/`` gives ``runs/toy-step500``), one per ``checkpoint_every``
+    steps before the last."""
+    if not config.checkpoint_every:
+        return []
+    output = Path(config.output)
+    steps = range(config.checkpoint_every, config.steps, config.checkpoint_every)
+    return [output.with_name(f"{output.name}-step{step}") for step in steps]
 
 
 def learning_rate_at(step: int, config: ToyModelRecipe) -> float:
@@ -289,7 +301,8 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) 
                     )
                 )
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                save(Path(f"{config.output}-step{step + 1}"), step + 1, time.perf_counter() - started)
+                folder = Path(config.output).with_name(f"{Path(config.output).name}-step{step + 1}")
+                save(folder, step + 1, time.perf_counter() - started)
         if rank == 0:
             seconds = time.perf_counter() - started
             save(Path(config.output), config.steps, seconds)
