@@ -146,3 +146,28 @@ def test_killing_toyworld_train_ends_its_ranks(tmp_path: Path) -> None:
         raise
     kill_and_expect_children_gone(launcher, ranks)
     assert not (tmp_path / "model").exists()
+
+
+def test_a_launcher_that_is_pid_1_keeps_its_children() -> None:
+    """A container's first process is pid 1 (``docker run IMAGE livo demo``): its training child took
+    a parent of pid 1 for "re-parented, the launcher is gone" and exited at once, silently. Run here
+    as pid 1 of a new pid namespace."""
+    import shutil
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-Urpf", "true"], check=False).returncode:
+        pytest.skip("no unprivileged pid namespaces on this machine (unshare -Urpf)")
+    launcher = (
+        "import os, subprocess, sys\n"
+        "from livo.lifetime import launcher_environment\n"
+        "assert os.getpid() == 1\n"
+        "child = 'from livo.lifetime import end_with_launcher; end_with_launcher(); print(\"still running\")'\n"
+        "done = subprocess.run([sys.executable, '-c', child], env=launcher_environment(dict(os.environ)))\n"
+        "sys.exit(done.returncode)\n"
+    )
+    result = subprocess.run(
+        ["unshare", "-Urpf", "--mount-proc", sys.executable, "-c", launcher],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "still running" in result.stdout, result.stderr[-2000:]

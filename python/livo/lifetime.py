@@ -18,17 +18,19 @@ LAUNCHER_ENV = "LIVO_LAUNCHER_PID"
 def end_with_parent(expected_parent: int | None = None) -> None:
     """Ask Linux to send this process SIGTERM when its parent dies.
 
-    ``expected_parent``: the launcher's pid. If the parent is already another process (the launcher
-    died before the request took effect, and this process was re-parented), exit at once."""
+    ``expected_parent``: the launcher's pid (default: the parent before the request). If the parent
+    is another process once the request took effect (the launcher died first, and this process was
+    re-parented), exit at once. A launcher may itself be pid 1 (a container's first process): only a
+    change of parent counts."""
     if not sys.platform.startswith("linux"):  # PR_SET_PDEATHSIG is Linux-only
         return
     import ctypes
     import signal
 
+    expected = os.getppid() if expected_parent is None else expected_parent
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
-    parent = os.getppid()
-    if parent == 1 or (expected_parent is not None and parent != expected_parent):
+    if os.getppid() != expected:
         os._exit(1)
 
 

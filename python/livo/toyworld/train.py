@@ -17,6 +17,7 @@ and thread count reproduces the same weights.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -115,7 +116,7 @@ def train(config: ToyModelRecipe, log: Callable[[str], None] = print) -> Path:
 
     apply_process_defaults()  # the spawned ranks inherit them
     queue = mp.get_context("spawn").SimpleQueue()
-    context = mp.spawn(_train_rank, args=(config, free_port(), queue), nprocs=config.processes, join=False)
+    context = mp.spawn(_train_rank, args=(config, free_port(), queue, os.getpid()), nprocs=config.processes, join=False)
     while True:
         while not queue.empty():
             log(queue.get())
@@ -170,7 +171,7 @@ def _joint_module(text_encoder: Any, unet: Any) -> Any:
     return Denoiser()
 
 
-def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) -> None:
+def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any, launcher: int | None = None) -> None:
     import torch
     import torch.distributed as dist
 
@@ -189,7 +190,7 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any) 
     if world > 1:
         from livo.lifetime import end_with_parent
 
-        end_with_parent()  # a killed `livo toyworld train` must not leave its ranks training
+        end_with_parent(launcher)  # a killed `livo toyworld train` must not leave its ranks training
     log: Callable[[str], None] = sink.put if world > 1 else sink
     torch.set_num_threads(config.threads)
     if world > 1:
