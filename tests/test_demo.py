@@ -15,6 +15,8 @@ import pytest
 from livo.cli import main
 from livo.demo import load_demo_config, run_pipeline
 
+REPO = Path(__file__).resolve().parents[1]
+
 TINY = {  # dotted overrides, as `livo demo --set` gives them
     "threads": 1,
     "prompts.count": 200,
@@ -189,3 +191,66 @@ def test_a_nested_build_setting_keeps_the_other_fields_of_its_section(tmp_path) 
     assert build.generation.model == "builtin:toyworld"
     assert (build.generation.samples_per_prompt, build.generation.value_samples) == (16, {"colour_equality": 96})
     assert (build.generation.steps, build.selection.max_values_per_prompt) == (8, 2)
+
+
+def test_a_stage_never_run_leaves_a_users_folder_and_a_skipped_stage_keeps_its_seconds(tmp_path) -> None:
+    """A first run removed a stage's output paths whatever they held (a user's ``dataset/``); a
+    skipped stage reported 0 s in demo.json; a missing output was called a change of settings."""
+    from livo.demo import Stages
+
+    output, work = tmp_path / "out", tmp_path / "out" / "dataset"
+    work.mkdir(parents=True)
+    (work / "mine.txt").write_text("the user's")
+    lines: list[str] = []
+
+    def stage() -> Stages:
+        stages = Stages(output, 1, False, lines.append)
+        def make() -> None:
+            work.mkdir(exist_ok=True)
+            (work / "made").write_text("x")
+
+        stages.run("build", "build", {"a": 1}, make, (work / "made",), (work,))
+        return stages
+
+    stage()
+    assert (work / "mine.txt").is_file() and (work / "made").is_file()
+    again = stage()
+    assert (
+        again.skipped == ["build"]
+        and again.seconds["build"] == json.loads((output / ".stages" / "build.json").read_text())["seconds"]
+    )
+    (work / "made").unlink()
+    stage()
+    assert "an output is missing: starting this stage again" in lines[-2]
+
+
+def test_editing_the_registry_or_the_build_config_file_reruns_their_stages(tmp_path, monkeypatch) -> None:
+    """The index and build stages were skipped as up to date after their files changed: their
+    digests held the files' names only. A --config file's relative registry is its folder's."""
+    import yaml
+
+    from livo.demo import DEMO_CONFIG, build_config_for, index_and_build_settings, load_demo_config
+
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    registry = (REPO / "python" / "livo" / "toyworld" / "registry.yaml").read_text()
+    (folder / "reg.yaml").write_text(registry)
+    build_file = REPO / "python" / "livo" / "dataset" / "configs" / "toyworld.yaml"
+    (folder / "build.yaml").write_text(build_file.read_text())
+    data = yaml.safe_load(DEMO_CONFIG.read_text())
+    data["index"]["registry"] = "reg.yaml"
+    data["build"]["config"] = "build.yaml"
+    (folder / "demo.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+
+    def settings() -> tuple[list, list]:
+        config = load_demo_config(folder / "demo.yaml", True, {"output": str(tmp_path / "out")})
+        assert config["index"]["registry"] == str(folder / "reg.yaml")
+        build = build_config_for(config, tmp_path / "p.parquet", tmp_path / "index", tmp_path / "dataset")
+        return index_and_build_settings(config, build)
+
+    index, build = settings()
+    (folder / "build.yaml").write_text(build_file.read_text().replace("guidance_scale: 5.0", "guidance_scale: 9.0"))
+    assert settings()[0] == index and settings()[1] != build
+    (folder / "reg.yaml").write_text(registry + "\n# edited\n")
+    assert settings()[0] != index

@@ -230,6 +230,24 @@ MISTAKES = {
         ["toyworld", "train", "--output", "toy/", "--steps", "4", "--checkpoint-every", "2"],
         "--checkpoint-every toy-step2: exists and is not empty",
     ),
+    # A first run removed dataset/, runs/livo/ and report/ of any folder it was given.
+    "demo: --output a folder of other files": (
+        ["demo", "--quick", "--output", "full"],
+        "--output full: holds files and is no demo folder (no .stages/)",
+    ),
+    "demo: an unknown dedup setting": (
+        ["demo", "--quick", "--output", "d", "--set", "dedup.bogus=1"],
+        "demo config dedup: DedupConfig.__init__() got an unexpected keyword argument 'bogus'",
+    ),
+    "demo: a dedup threshold out of range": (
+        ["demo", "--quick", "--output", "d", "--set", "dedup.threshold=2"],
+        "demo config dedup: invalid parameter threshold=2",
+    ),
+    # Read against the run's YAML in the output folder, after the dataset was built.
+    "demo: a DeepSpeed config that is not there": (
+        ["demo", "--quick", "--output", "d", "--set", "train.livo.deepspeed_config=nope.json"],
+        "demo config train.livo.deepspeed_config: ",
+    ),
     "models init: --image-size beyond any model": (
         ["models", "init", "tiny", "m", "--image-size", "99999999992"],
         "argument --image-size: must be at most 4096",

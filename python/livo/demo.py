@@ -40,7 +40,7 @@ from pydantic import Field, field_validator
 
 from livo.arg_types import thread_count
 from livo.config import StrictModel, apply_overrides, parse_model, read_yaml, resolve_paths
-from livo.errors import ConfigError
+from livo.errors import ConfigError, InputError
 from livo.lifetime import launcher_environment
 from livo.permissions import write_atomic
 
@@ -153,7 +153,9 @@ def load_demo_config(
     file = Path(path) if path is not None else DEMO_CONFIG
     # Relative paths in the file are relative to its folder; the default output folder (no `output` in
     # the file) and those given as overrides are relative to the working directory.
-    data = resolve_paths(read_yaml(file, "demo config"), file.parent, ("output",), ("config",))
+    data = resolve_paths(
+        read_yaml(file, "demo config"), file.parent, ("output", "deepspeed_config"), ("config", "registry", "model")
+    )
     quick_section = data.pop("quick", {}) or {}
     if quick:
         data = merge(data, quick_section)
@@ -176,6 +178,7 @@ class Stages:
         self.echo = echo
         self.number = 0
         self.seconds: dict[str, float] = {}
+        self.skipped: list[str] = []
         (output / STAGE_STATE).mkdir(parents=True, exist_ok=True)
 
     def run(
@@ -198,13 +201,16 @@ class Stages:
         complete = same and last is not None and last.get("complete", True)  # markers before "complete": done
         if not self.fresh and complete and all(path.exists() for path in outputs):
             self.echo("    up to date (same settings as the last completed run), skipped")
-            self.seconds[name] = 0.0
+            self.seconds[name] = float(last.get("seconds", 0.0)) if last is not None else 0.0
+            self.skipped.append(name)
             return
         if not self.fresh and same and not complete:
             self.echo("    continuing the interrupted run (same settings)")
-        else:
+        elif last is not None or self.fresh:
+            # Only what a run of this stage wrote is removed: the folder's other files are the user's.
             if last is not None and not self.fresh and any(path.exists() for path in clean):
-                self.echo("    settings changed since the last run: starting this stage again")
+                reason = "an output is missing" if same else "settings changed since the last run"
+                self.echo(f"    {reason}: starting this stage again")
             for path in clean:
                 _remove(path)
         write_atomic(marker, (json.dumps({"digest": digest, "complete": False}) + "\n").encode())
@@ -248,6 +254,18 @@ def _prompts_and_dedup(config: dict[str, Any], folder: Path, echo: Callable[[str
         f"    {len(prompts)} prompts drawn from the toy world{without} → {int(result.keep.sum())} after dedup → {output}"
     )
     return output
+
+
+def index_and_build_settings(config: dict[str, Any], build_config: Any) -> tuple[list[Any], list[Any]]:
+    """What the index and the build stages depend on, for their skip-if-done digests: with the
+    contents of the files they read (the registry; the build config, resolved), so that editing one
+    reruns its stage instead of keeping what the old file made."""
+    from livo.values.registry import resolve_registry_path
+
+    registry = resolve_registry_path(config["index"]["registry"])
+    index = [config["index"], hashlib.sha256(registry.read_bytes()).hexdigest() if registry.is_file() else ""]
+    threads = int(config.get("threads", 2))
+    return index, [config["prompts"], config["dedup"], index, build_config.model_dump(mode="json"), threads]
 
 
 def _value_index(config: dict[str, Any], folder: Path, echo: Callable[[str], None]) -> None:
@@ -344,7 +362,27 @@ def _build(config: dict[str, Any], prompts: Path, index: Path, dataset: Path, ec
 
 
 def _training_values(settings: dict[str, Any], dataset: Path, run: Path, threads: int) -> dict[str, Any]:
-    return {**settings, "dataset": str(dataset), "output": str(run), "threads": threads}
+    """A run's settings as its YAML file (in the output folder) holds them: paths made absolute, since
+    the trainer reads relative ones against that file's folder, not the demo's working directory."""
+    values = {**settings, "dataset": str(dataset), "output": str(run), "threads": threads}
+    for key in ("deepspeed_config", "model"):
+        value = values.get(key)
+        if isinstance(value, str) and value and ":" not in value and (key != "model" or Path(value).exists()):
+            values[key] = str(Path(value).expanduser().absolute())
+    return values
+
+
+def _check_dedup_settings(settings: dict[str, Any]) -> None:
+    """The ``dedup`` section (DedupConfig's keyword arguments) checked before the first stage: an
+    unknown or out-of-range field was a traceback, or an error naming no section."""
+    from livo.data.dedup import DedupConfig, lsh_params
+
+    try:
+        config = DedupConfig(**settings)
+        if config.bands is None:
+            lsh_params(config.threshold, config.num_perm, config.verify)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"demo config dedup: {error}") from None
 
 
 def _check_training_settings(train: dict[str, Any], dataset: Path, runs: dict[str, Path], threads: int) -> None:
@@ -353,7 +391,10 @@ def _check_training_settings(train: dict[str, Any], dataset: Path, runs: dict[st
     from livo.train.config import TrainConfig
 
     for name, run in runs.items():
-        parse_model(TrainConfig, _training_values(train[name], dataset, run, threads), f"demo config train.{name}")
+        values = _training_values(train[name], dataset, run, threads)
+        parse_model(TrainConfig, values, f"demo config train.{name}")
+        if values.get("deepspeed_config") and not Path(values["deepspeed_config"]).is_file():
+            raise ConfigError(f"demo config train.{name}.deepspeed_config: {values['deepspeed_config']} does not exist")
 
 
 def _train(settings: dict[str, Any], dataset: Path, run: Path, threads: int) -> None:
@@ -436,9 +477,11 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
         runs["dpo"] = folder / "runs" / "dpo"
     # The later stages' settings are checked before the first stage runs (and before the output
     # folder is made: a mistyped setting leaves nothing behind).
-    build_config_for(config, prompts, index, dataset)
+    build_config = build_config_for(config, prompts, index, dataset)
     _check_training_settings(train, dataset, runs, threads)
     eval_config = eval_config_for(config, folder, index, runs)
+    _check_dedup_settings(config["dedup"])
+    index_settings, build_settings = index_and_build_settings(config, build_config)
     folder.mkdir(parents=True, exist_ok=True)
     stages = Stages(folder, 6 if dpo else 5, fresh, echo)
 
@@ -450,9 +493,8 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
         (prompts,),
     )
     stages.run(
-        "index", "value index (MiniLM + FAISS)", config["index"], lambda: _value_index(config, index, echo), (index,)
+        "index", "value index (MiniLM + FAISS)", index_settings, lambda: _value_index(config, index, echo), (index,)
     )
-    build_settings = [config["prompts"], config["dedup"], config["index"], config["build"], threads]
     stages.run(
         "build",
         "dataset construction on a local Ray (generate pairs, judge, shard)",
@@ -500,10 +542,11 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
     summary = {
         "output": str(folder),
         "report": str(page),
-        "stage_seconds": stages.seconds,
+        "stage_seconds": stages.seconds,  # a skipped stage: the seconds of the run that made its outputs
+        "skipped_stages": stages.skipped,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    (folder / "demo.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(folder / "demo.json", (json.dumps(summary, indent=2) + "\n").encode())
     echo("\n" + table)
     return summary
 
@@ -522,9 +565,13 @@ def run_demo(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides) | given_flags({"output": args.output, "threads": args.threads})
     config = load_demo_config(args.config, args.quick, overrides)
     # Resumable: stages whose outputs are up to date are kept (--fresh reruns them).
-    output_folder(
-        config["output"], flag="--output" if args.output else "output (config)", overwrite=False, resumable=True
-    )
+    flag = "--output" if args.output is not None else "output (config)"
+    folder = output_folder(config["output"], flag=flag, overwrite=False, resumable=True)
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / STAGE_STATE).is_dir():
+        # A stage that starts again removes its outputs (dataset/, runs/, report/): never a user's.
+        raise InputError(
+            f"{flag} {folder}: holds files and is no demo folder (no {STAGE_STATE}/); choose an empty or new folder"
+        )
     summary = run_pipeline(config, fresh=args.fresh)
     print(f"\ndemo finished in {summary['total_seconds']:.0f} s; report: {summary['report']}")
     return 0
