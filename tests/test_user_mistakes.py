@@ -248,6 +248,11 @@ MISTAKES = {
         ["demo", "--quick", "--output", "d", "--set", "train.livo.deepspeed_config=nope.json"],
         "demo config train.livo.deepspeed_config: ",
     ),
+    # Written, then StableDiffusionPipeline refused to generate at 6x6.
+    "models init: a tiny --image-size diffusers cannot generate": (
+        ["models", "init", "tiny", "m", "--image-size", "6"],
+        "image_size: 6 is not a multiple of 8",
+    ),
     "models init: --image-size beyond any model": (
         ["models", "init", "tiny", "m", "--image-size", "99999999992"],
         "argument --image-size: must be at most 4096",

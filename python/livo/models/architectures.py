@@ -68,6 +68,8 @@ def tiny_components(seed: int = 0, config: TinyModelConfig | None = None) -> dic
     config = config or TinyModelConfig()
     if config.image_size % 2 ** (len(config.vae_channels) - 1):
         raise ConfigError(f"image_size: {config.image_size} is not divisible by the VAE's downsampling")
+    if config.image_size % 8:  # StableDiffusionPipeline refuses other sizes when it generates
+        raise ConfigError(f"image_size: {config.image_size} is not a multiple of 8 (diffusers generates no other size)")
     if config.prediction_type not in ("epsilon", "v_prediction"):
         raise ConfigError(f"prediction_type: expected epsilon or v_prediction, got {config.prediction_type!r}")
     tokenizer = build_word_tokenizer(config.words, config.max_length)
