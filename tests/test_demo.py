@@ -205,6 +205,7 @@ def test_a_stage_never_run_leaves_a_users_folder_and_a_skipped_stage_keeps_its_s
 
     def stage() -> Stages:
         stages = Stages(output, 1, False, lines.append)
+
         def make() -> None:
             work.mkdir(exist_ok=True)
             (work / "made").write_text("x")

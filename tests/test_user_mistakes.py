@@ -253,6 +253,15 @@ MISTAKES = {
         ["models", "init", "tiny", "m", "--image-size", "6"],
         "image_size: 6 is not a multiple of 8",
     ),
+    # Reported by the top-level parser, pointing at `livo --help`.
+    "dedup: a mistyped option": (
+        ["dedup", "prompts.txt", "-o", "o.jsonl", "--thresold", "0.5"],
+        "livo dedup: error: unrecognized arguments: --thresold 0.5 (see livo dedup --help)",
+    ),
+    "toyworld train: a mistyped option": (
+        ["toyworld", "train", "--output", "m", "--stepz", "5"],
+        "livo toyworld train: error: unrecognized arguments: --stepz 5",
+    ),
     "models init: --image-size beyond any model": (
         ["models", "init", "tiny", "m", "--image-size", "99999999992"],
         "argument --image-size: must be at most 4096",

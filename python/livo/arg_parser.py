@@ -8,7 +8,7 @@ every other user mistake (``livo.errors.run_command``).
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from typing import Any, NoReturn
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -38,3 +38,19 @@ class LivoArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", SubcommandParser)
+        return super().add_subparsers(**kwargs)
+
+
+class SubcommandParser(LivoArgumentParser):
+    """A sub-command's parser: an option it does not know is its own error (``livo dedup: error:
+    unrecognized arguments: --thresold 0.5 (see livo dedup --help)``), not the top-level parser's,
+    which would point at ``livo --help``."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
