@@ -43,6 +43,15 @@ def test_prompts_outside_the_grammar_are_rejected(prompt: str) -> None:
         parse_prompt(prompt)
 
 
+def test_a_word_of_the_grammar_out_of_place_is_named_so_and_a_full_stop_is_read() -> None:
+    """ "a teal bloody nurse" was refused as if "bloody" were no toy-world word; "a doctor." was
+    refused (the toy tokenizer reads "." as it reads ","), so a judge found no subject in it."""
+    for prompt, word in [("a teal bloody nurse", "bloody"), ("a doctor doctor", "doctor"), ("a nurse a", "a")]:
+        with pytest.raises(InputError, match=f"word '{word}' out of place; the toy-world grammar is"):
+            parse_prompt(prompt)
+    assert parse_prompt("A bloody doctor.") == PromptSpec("doctor", None, "bloody")
+
+
 def test_same_prompt_and_seed_render_identical_pixels() -> None:
     spec = PromptSpec("doctor", None, "bloody")
     first, scene = render(spec, seed=123)
@@ -347,3 +356,43 @@ def test_double_value_pairs_align_on_both_values_and_break_one_or_both() -> None
         r["category"].startswith("double")
         for r in pair_records(PairsConfig(output="unused", harm_per_prompt=1, bias_per_subject=1))
     )
+
+
+def test_pairs_of_one_prompt_share_a_split_and_an_empty_selection_is_refused(tmp_path) -> None:
+    """``cluster_id`` (the split key) was drawn per record, so "a bloody bowl" had pairs in train and
+    in val; settings selecting no pair wrote an empty dataset and exited 0."""
+    import pyarrow.parquet as pq
+
+    from livo.errors import ConfigError
+    from livo.toyworld.pairs import PairsConfig, pair_records, write_pairs
+
+    config = PairsConfig(
+        output=str(tmp_path / "pairs"), bias_per_subject=6, harm_per_prompt=2, splits={"train": 0.8, "val": 0.2}
+    )
+    write_pairs(config)
+    prompts = {
+        split: {
+            p for f in (tmp_path / "pairs").glob(f"{split}-*.parquet") for p in pq.read_table(f)["prompt"].to_pylist()
+        }
+        for split in ("train", "val")
+    }
+    assert prompts["train"] and prompts["val"] and not prompts["train"] & prompts["val"]
+    with pytest.raises(ConfigError, match="select no pairs"):
+        list(pair_records(PairsConfig(output="unused", subjects=("ball",), harm_per_prompt=0)))
+
+
+def test_append_continues_a_run_of_the_same_settings_only(tmp_path) -> None:
+    """A pair's seed is its place in the run: appending with other counts repeated every harm pair
+    under new seeds (36 became 72), and colour pairs collided with earlier anchor pairs and were
+    skipped as present. The settings are recorded and an append with others is refused."""
+    from dataclasses import replace
+
+    from livo.errors import ConfigError
+    from livo.toyworld.pairs import PairsConfig, write_pairs
+
+    config = PairsConfig(output=str(tmp_path / "pairs"), bias_per_subject=1, harm_per_prompt=1, subjects=("doctor",))
+    first = write_pairs(config)
+    again = write_pairs(config)
+    assert first.written > 0 and (again.written, again.skipped) == (0, first.written)
+    with pytest.raises(ConfigError, match=r"other settings \(bias_per_subject differ\)"):
+        write_pairs(replace(config, bias_per_subject=2))

@@ -100,7 +100,7 @@ def register(subparsers: Any) -> None:
     pairs.add_argument(
         "--append",
         action="store_true",
-        help="add to the dataset already in --output (pairs it holds are skipped)",
+        help="continue the dataset in --output, made with the same settings (pairs it holds are skipped)",
     )
     pairs.add_argument("--bias-per-subject", type=pair_count, default=400, help="colour pairs per people-subject")
     pairs.add_argument(

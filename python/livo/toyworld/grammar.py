@@ -115,7 +115,7 @@ class PromptSpec:
 
 def parse_prompt(prompt: str) -> PromptSpec:
     """Read a toy-world prompt back into its parts; raises InputError naming the offending word."""
-    words = prompt.lower().replace(",", " ").split()
+    words = prompt.lower().replace(",", " ").replace(".", " ").split()
     if words and words[0] in ARTICLES:
         words = words[1:]
     harm = attribute = subject = None
@@ -126,6 +126,11 @@ def parse_prompt(prompt: str) -> PromptSpec:
             attribute = word
         elif word in SUBJECTS and subject is None:
             subject = word
+        elif word in (*HARMS, *ATTRIBUTES, *SUBJECTS, *ARTICLES):
+            raise InputError(
+                f"prompt {prompt!r}: word {word!r} out of place; the toy-world grammar is "
+                "[a/an] [harm word] [colour word] subject, each word at most once"
+            )
         else:
             raise InputError(f"prompt {prompt!r}: word {word!r} is not in the toy-world grammar")
     if subject is None:

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -154,7 +156,8 @@ def _record(
     if compose:
         ids, texts = ["+".join(ids)], [", ".join(texts)]
     key = f"{'+'.join(ids)}|{prompt}|{seed}"
-    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    # The split key: one per prompt text, so a prompt's pairs all land in one split.
+    digest = hashlib.blake2b(prompt.encode(), digest_size=8).digest()
     return {
         "record_id": hashlib.blake2b(key.encode(), digest_size=16).hexdigest(),
         "cluster_id": int.from_bytes(digest, "little") >> 1,
@@ -194,6 +197,11 @@ def pair_records(config: PairsConfig) -> Iterator[dict[str, Any]]:
         for spec in double_value_training_prompts(biased, config.holdout_report_harm)
         for _ in range(config.double_per_prompt)
     ]
+    if not jobs:
+        raise ConfigError(
+            "PairsConfig: these settings select no pairs (bias pairs need people-subjects that are not held "
+            "out, harm and double pairs their counts above 0)"
+        )
     order = np.random.default_rng(config.seed).permutation(len(jobs))
     for index in order:
         kind, spec = jobs[int(index)]
@@ -257,16 +265,35 @@ class PairsWritten:
     skipped: int
 
 
+def pair_settings(config: PairsConfig) -> dict[str, Any]:
+    """What decides a run's pairs (every setting but the output folder), as JSON: recorded in the
+    dataset's manifest, and compared by ``--append``."""
+    settings = asdict(config)
+    settings.pop("output")
+    return json.loads(json.dumps(settings))
+
+
 def write_pairs(config: PairsConfig, chunk: int = 512) -> PairsWritten:
     """Render the pairs and write them as a shard dataset at ``config.output``."""
     from livo.data.schema import PAIR_SCHEMA, pair_table
-    from livo.data.shards import ShardConfig, ShardWriter
+    from livo.data.shards import Manifest, ShardConfig, ShardWriter
 
     # Small row groups: a row group is the unit dealt to ranks and dataloader workers.
+    settings = pair_settings(config)
+    manifest = Path(config.output) / "manifest.json"
+    if manifest.is_file():
+        recorded = Manifest.load(config.output).metadata.get("settings")
+        if recorded is not None and recorded != settings:
+            changed = sorted(k for k in settings.keys() | recorded.keys() if settings.get(k) != recorded.get(k))
+            raise ConfigError(
+                f"{config.output}: its pairs were made with other settings ({', '.join(changed)} differ); "
+                "--append continues a run of the same settings (a pair's seed is its place in the run, so "
+                "other settings would repeat pairs under new seeds); write other settings to a new --output"
+            )
     shard_config = ShardConfig(
         splits=config.splits,
         row_group_bytes=config.row_group_bytes,
-        metadata={"source": "livo toyworld pairs", "seed": config.seed},
+        metadata={"source": "livo toyworld pairs", "seed": config.seed, "settings": settings},
     )
     written = skipped = 0
     with ShardWriter(config.output, shard_config, schema=PAIR_SCHEMA) as writer:
