@@ -377,6 +377,8 @@ def test_pairs_of_one_prompt_share_a_split_and_an_empty_selection_is_refused(tmp
         for split in ("train", "val")
     }
     assert prompts["train"] and prompts["val"] and not prompts["train"] & prompts["val"]
+    with pytest.raises(ConfigError, match="anchors go with bias pairs"):
+        list(pair_records(PairsConfig(output="unused", bias_per_subject=0, subject_anchors_per_subject=1)))
     with pytest.raises(ConfigError, match="select no pairs"):
         list(pair_records(PairsConfig(output="unused", subjects=("ball",), harm_per_prompt=0)))
 

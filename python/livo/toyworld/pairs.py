@@ -90,6 +90,10 @@ class PairsConfig:
             raise ConfigError(
                 "PairsConfig: bias_per_subject, harm_per_prompt and double_per_prompt are all 0 (no pairs)"
             )
+        if self.subject_anchors_per_subject and not self.bias_per_subject:
+            raise ConfigError(
+                "PairsConfig.subject_anchors_per_subject: anchors go with bias pairs; bias_per_subject is 0"
+            )
         unknown = [s for s in self.holdout_subjects if s not in PEOPLE]
         if unknown:
             raise ConfigError(f"PairsConfig.holdout_subjects: {unknown} are not people-subjects ({', '.join(PEOPLE)})")
