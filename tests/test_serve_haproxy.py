@@ -40,39 +40,43 @@ def served(tmp_path_factory):
 
     from livo.runtime import free_port
 
-    config = tmp_path_factory.mktemp("haproxy") / "service.yaml"
+    folder = tmp_path_factory.mktemp("haproxy")
+    config, errors = folder / "service.yaml", folder / "serve.stderr"
     config.write_text(f"limits: {{default_steps: {STEPS}, max_steps: 10}}\n", encoding="utf-8")
     port = free_port()
     environ = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"LIVO_SERVE_TOKEN": TOKEN}
     started = time.time() - 1.0
-    command = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "livo.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--proxy",
-            "haproxy",
-            "--port",
-            str(port),
-            "--replicas",
-            "2",
-            "--num-cpus",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=environ,
-    )
+    with errors.open("w") as sink:  # Ray's chatter; read back when the command fails to come up
+        command = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "livo.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--proxy",
+                "haproxy",
+                "--port",
+                str(port),
+                "--replicas",
+                "2",
+                "--num-cpus",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            text=True,
+            env=environ,
+        )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(command.stdout.readline, "")), daemon=True).start()
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 300
     try:
         while True:
-            assert command.poll() is None, f"livo serve exited with {command.returncode}: {lines}"
+            assert command.poll() is None, (
+                f"livo serve exited with {command.returncode}: {lines}; stderr ends: {errors.read_text()[-3000:]}"
+            )
             assert time.monotonic() < deadline, f"the service did not come up in 300 s: {lines}"
             try:
                 if httpx.get(f"{url}/healthz", timeout=5).status_code == 200 and any(
