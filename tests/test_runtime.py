@@ -133,6 +133,16 @@ def test_joining_off_loopback_without_a_token_fails_before_connecting(tmp_path, 
         )
 
 
+def test_a_join_after_a_local_ray_is_not_refused_for_livo_s_own_disabled_mode(tmp_path):
+    """The local start's RAY_AUTH_MODE=disabled stayed in the process environment: a later join off
+    loopback in the same process (a notebook) was refused as if the user had disabled auth."""
+    environ: dict[str, str] = {}
+    configure_local_ray(environ=environ)
+    path = token_file(tmp_path / "token")
+    assert configure_ray_join("10.1.2.3:6379", token_file=str(path), environ=environ) == path
+    assert environ[AUTH_MODE_VARIABLE] == "token"
+
+
 def test_joining_off_loopback_with_a_token_uses_token_auth(tmp_path):
     environ: dict[str, str] = {}
     path = token_file(tmp_path / "token")

@@ -41,6 +41,9 @@ LOOPBACK_NAMES = ("127.0.0.1", "::1", "localhost")
 # Ray's single-machine mode: the node's address is loopback (see the module docstring).
 SINGLE_MACHINE_VARIABLE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 AUTH_MODE_VARIABLE = "RAY_AUTH_MODE"
+# Set beside RAY_AUTH_MODE=disabled when livo chose it for a loopback-only Ray, so a later join (in
+# this process or a child) can tell livo's choice from the user's.
+AUTH_MODE_CHOSEN_VARIABLE = "LIVO_RAY_AUTH_MODE_CHOSEN"
 TOKEN_PATH_VARIABLE = "RAY_AUTH_TOKEN_PATH"
 TOKEN_VARIABLE = "RAY_AUTH_TOKEN"
 # Where a local start that needs authentication keeps the token it creates (so `ray status` and a
@@ -236,6 +239,7 @@ def configure_local_ray(
         # processes can reach it. Token auth would make Ray write a token file on first use and
         # require it of every `ray` command; set RAY_AUTH_MODE=token to have it anyway.
         environ[AUTH_MODE_VARIABLE] = "disabled"
+        environ[AUTH_MODE_CHOSEN_VARIABLE] = "disabled"
     return None
 
 
@@ -249,6 +253,10 @@ def configure_ray_join(
     environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     host = ray_address_host(address)
     on_loopback = host is not None and is_loopback(host)
+    if environ.get(AUTH_MODE_CHOSEN_VARIABLE) == environ.get(AUTH_MODE_VARIABLE) == "disabled":
+        # livo's own choice for an earlier local Ray (a notebook that built a dataset locally, then
+        # joins a cluster), not the user's: it says nothing about this cluster.
+        del environ[AUTH_MODE_VARIABLE], environ[AUTH_MODE_CHOSEN_VARIABLE]
     mode = environ.get(AUTH_MODE_VARIABLE)
     if mode == "disabled" and not on_loopback:
         raise ConfigError(
