@@ -7,6 +7,7 @@ import torch
 
 from livo.errors import ConfigError, InputError
 from livo.models import load_base
+from livo.models.loading import check_base
 from livo.testing import tiny_components
 
 
@@ -21,6 +22,8 @@ def test_missing_hub_model_offline_fails_within_seconds_with_instructions(tmp_pa
     assert "hf download stable-diffusion-v1-5/stable-diffusion-v1-5" in message
     assert "huggingface-cli download stable-diffusion-v1-5/stable-diffusion-v1-5" in message
     assert "pass that folder" in message
+    with pytest.raises(ConfigError, match="hf download stable-diffusion-v1-5/stable-diffusion-v1-5"):
+        check_base("stable-diffusion-v1-5/stable-diffusion-v1-5", cache_dir=tmp_path)
 
 
 def test_local_folder_loads_in_the_requested_dtype(tmp_path) -> None:  # noqa: ANN001
@@ -48,6 +51,14 @@ def test_a_folder_that_is_not_a_pipeline_is_refused(tmp_path) -> None:  # noqa: 
         load_base(tmp_path / "v1-5-pruned-emaonly.safetensors")
     with pytest.raises(InputError, match="does not exist"):
         load_base(tmp_path / "missing")
+    for path, message in [
+        ("empty", "model_index.json"),
+        ("weights.bin", "not a folder"),
+        ("v1-5-pruned-emaonly.safetensors", "a single-file checkpoint"),
+        ("missing", "does not exist"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            check_base(tmp_path / path)
 
 
 def test_a_builtin_model_loads_by_name_frozen_like_any_base() -> None:
@@ -104,6 +115,13 @@ def test_a_damaged_model_folder_is_named_with_the_field(tmp_path, damage: str, m
     with pytest.raises(InputError) as raised:
         load_base(folder)
     assert message in str(raised.value) and str(folder) in str(raised.value)
+    # A build's driver only checks (its workers load the weights): the same errors, without a read
+    # of the weights, whose damage the workers report.
+    if damage == "garbage weights":
+        check_base(folder)
+    else:
+        with pytest.raises(InputError, match=message):
+            check_base(folder)
 
 
 def _fp16_only_folder(folder, original) -> None:  # noqa: ANN001

@@ -24,12 +24,13 @@ from livo.data.shards import ShardConfig
 from livo.dataset.build_report import BuildReport
 from livo.dataset.config import BuildConfig
 from livo.dataset.execute import Progress, actor_nodes, batches_of, run_actor_pool, start_actors
-from livo.dataset.generate import BatchResult, WorkerSpec, load_pipeline
+from livo.dataset.generate import BatchResult, WorkerSpec
 from livo.dataset.plan import Plan, check_value_ids, plan_records, read_sources, selector_for
 from livo.dataset.rewrite import load_rewriter
 from livo.dataset.sink import STATE_FOLDER, PairSink, read_ledger
 from livo.errors import ConfigError, InputError
 from livo.judges import JudgePanel
+from livo.models.loading import check_base
 from livo.permissions import write_atomic
 from livo.runtime import check_ray_settings, start_ray
 from livo.values.registry import Registry, load_registry, resolve_registry_path
@@ -143,9 +144,7 @@ def validate(config: BuildConfig) -> tuple[Registry, list[str], dict[str, int], 
     panel = JudgePanel(config.judges, registry)
     panel.check(config.selection.values or registry.ids)
     del panel
-    load_pipeline(
-        config.generation.model, "float32" if config.generation.dtype == "auto" else config.generation.dtype, "cpu"
-    )
+    check_base(config.generation.model)  # the workers load the weights; this process only checks
     check_output_state(config, prompts)
     return registry, prompts, per_source, rewriter
 

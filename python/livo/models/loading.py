@@ -102,7 +102,6 @@ def load_base(
     step.
     """
     import torch
-    from huggingface_hub import constants as hub_constants
 
     from livo.runtime import is_verbose
 
@@ -125,20 +124,9 @@ def load_base(
             pipeline = _pipeline_class(pipeline_class).from_pretrained(os.fspath(path), **kwargs)
         except (OSError, ValueError) as error:  # weights that do not fit their config, unreadable files
             raise InputError(f"base model folder {model}: cannot be loaded: {error}") from None
-    elif path.is_symlink():
-        raise InputError(f"base model {model}: a symbolic link to {os.readlink(path)}, which does not exist")
-    elif path.exists():
-        if path.suffix in (".safetensors", ".ckpt"):
-            raise InputError(
-                f"base model {model}: a single-file checkpoint; a diffusers pipeline folder is needed. Convert it "
-                f"once: StableDiffusionPipeline.from_single_file({str(path)!r}).save_pretrained('/path/to/folder') "
-                "(diffusers reads the model's config from the hub, or from config= naming a local pipeline folder)"
-            )
-        raise InputError(f"base model {model}: not a folder (expected a diffusers pipeline folder or a hub id)")
-    elif model.startswith((".", "/", "~")):
-        raise InputError(f"base model folder {model}: does not exist")
     else:
-        offline = hub_constants.is_offline_mode() or _truthy(os.environ.get("HF_HUB_OFFLINE", ""))
+        _refuse_other_paths(model, path)
+        offline = _offline()
         snapshot = cached_snapshot(model, cache_dir, kwargs.get("revision"))
         if offline and snapshot is not None:  # offline, the cache holds all there is
             index = _model_index(snapshot)
@@ -157,6 +145,58 @@ def load_base(
     if device is not None:
         pipeline = pipeline.to(device)
     return pipeline
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants as hub_constants
+
+    return hub_constants.is_offline_mode() or _truthy(os.environ.get("HF_HUB_OFFLINE", ""))
+
+
+def _refuse_other_paths(model: str, path: Path) -> None:
+    """``model`` names no folder: an error when it is a path (a link to nothing, a file, a folder that
+    does not exist) rather than a hub id."""
+    if path.is_symlink():
+        raise InputError(f"base model {model}: a symbolic link to {os.readlink(path)}, which does not exist")
+    if path.exists():
+        if path.suffix in (".safetensors", ".ckpt"):
+            raise InputError(
+                f"base model {model}: a single-file checkpoint; a diffusers pipeline folder is needed. Convert it "
+                f"once: StableDiffusionPipeline.from_single_file({str(path)!r}).save_pretrained('/path/to/folder') "
+                "(diffusers reads the model's config from the hub, or from config= naming a local pipeline folder)"
+            )
+        raise InputError(f"base model {model}: not a folder (expected a diffusers pipeline folder or a hub id)")
+    if model.startswith((".", "/", "~")):
+        raise InputError(f"base model folder {model}: does not exist")
+
+
+def check_base(model_id_or_path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> None:
+    """The checks :func:`load_base` makes before it reads any weights: a folder's ``model_index.json``,
+    components and fitting configs, a cached hub model's family, an uncached one's presence on the
+    hub. For a process that only validates (a dataset build's driver, before its workers load the
+    model): SD 1.5's weights are 4 GB in float32, read for nothing there."""
+    model = resolve_model(model_id_or_path)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise InputError(f"base model folder {model}: no model_index.json (not a diffusers pipeline folder)")
+        _check_folder(path, _model_index(path))
+        return
+    _refuse_other_paths(model, path)
+    snapshot = cached_snapshot(model, cache_dir, None)
+    if snapshot is not None:
+        _check_pipeline_kind(_model_index(snapshot), f"base model {model}")
+        return
+    if _offline():
+        raise ConfigError(missing_model_message(model, "not in the local cache and HF_HUB_OFFLINE=1 forbids downloads"))
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(model, timeout=HUB_PROBE_TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001 - any failure means the hub cannot serve the model
+        raise ConfigError(
+            missing_model_message(model, f"not cached and the hub did not answer ({type(error).__name__})")
+        ) from error
 
 
 def load_unet(
