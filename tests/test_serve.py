@@ -148,7 +148,15 @@ def _problems(response) -> dict[str, str]:
         ({"prompt": "a ball", "value": "../model"}, "value", "should match pattern"),
         ({"prompt": "a ball", "values": ["no_such"]}, "values", "unknown values no_such"),
         ({"prompt": "a ball", "values": ["no_blood", "no_blood"]}, "values", "no_blood given more than once"),
-        ({"prompt": "a ball", "values": ["no_blood"], "value": "none"}, "", "give value or values, not both"),
+        (
+            {"prompt": "a ball", "values": ["no_blood"], "value": "none"},
+            "",
+            "give value or values, not both (value 'none', values ['no_blood'])",
+        ),
+        # Lax parsing made these seed 1 and 1 step; DEL and C1 controls passed the control check.
+        ({"prompt": "a ball", "seed": True}, "seed", "valid integer"),
+        ({"prompt": "a ball", "steps": "1"}, "steps", "valid integer"),
+        ({"prompt": "a\u007f\u0085 ball"}, "prompt", "control characters"),
         (
             {"prompt": "a bloody nurse", "values": ["no_blood", "colour_equality"]},
             "values",
@@ -159,6 +167,11 @@ def _problems(response) -> dict[str, str]:
 def test_invalid_generate_requests_get_422_naming_the_field(client, body, field, words):
     problems = _problems(client.post("/v1/generate", json=body))
     assert field in problems and words in problems[field], problems
+
+
+def test_select_refuses_blank_prompts_as_generate_does(client):
+    problems = _problems(client.post("/v1/select", json={"prompts": ["a ball", "", " "]}))
+    assert "prompts [1, 2] hold no text" in problems["prompts"], problems
 
 
 def test_a_request_cannot_choose_a_model_or_file(client):

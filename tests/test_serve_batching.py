@@ -187,3 +187,23 @@ def test_selections_past_the_bound_are_refused_and_one_cut_off_still_counts_unti
 
     selections = asyncio.run(scenario())
     assert [s["value_id"] for s in selections] == ["no_zombie", None]
+
+
+def test_a_split_layout_model_replica_bounds_its_selections_too():
+    """The split layout's Generator replica was built without the bound: Serve stops counting a
+    selection the request timeout cut off, which then ran on, so any number could pile up there."""
+    from livo.serve.app import Generator
+    from livo.serve.config import parse_config
+
+    config = parse_config({"generator": {"max_ongoing_requests": 1, "max_queued_requests": 1}})
+    replica = Generator.func_or_class(config.model_dump())
+
+    async def scenario() -> None:
+        with replica.engine._selector_lock:
+            held = [asyncio.ensure_future(replica.select(["a zombie house"])) for _ in range(2)]
+            await asyncio.sleep(0.05)
+            with pytest.raises(QueueFull, match=r"\(limit 2\)"):
+                await replica.select(["a ball"])
+        await asyncio.gather(*held)
+
+    asyncio.run(scenario())

@@ -33,6 +33,18 @@ def test_shipped_serve_configs_are_valid(name):
     assert http["request_timeout_s"] > config.limits.request_timeout_s
 
 
+def test_the_proxy_timeout_stays_above_a_raised_request_timeout():
+    """The shipped file's 125 s proxy timeout stayed when limits.request_timeout_s was raised past it:
+    clients got the proxy's 408 before the service's own 504."""
+    from livo.serve.commands import service_settings
+
+    args = _args(config=str(SERVICES / "toy.yaml"), insecure=True, overrides=["limits.request_timeout_s=300"])
+    config, http = service_settings(args)
+    assert config.limits.request_timeout_s == 300 and http["request_timeout_s"] == 305
+    _, http = service_settings(_args(config=str(SERVICES / "toy.yaml"), insecure=True))
+    assert http["request_timeout_s"] == 125  # the file's own, already above its 120
+
+
 def test_toy_config_serves_the_shipped_toy_world_on_cpu():
     config, _ = load_service_file(SERVICES / "toy.yaml")
     assert config.model.base == "builtin:toyworld" and config.values.registry == "toyworld"

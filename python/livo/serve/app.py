@@ -242,7 +242,11 @@ class Generator(ModelReplica):
 
     def __init__(self, config: dict[str, Any]) -> None:
         bind_replica_grpc_to_node()
-        super().__init__(parse_config(config, "Generator config"))
+        parsed = parse_config(config, "Generator config")
+        # Serve bounds the calls it routes here, but a selection cut off by the request timeout is no
+        # longer counted by Serve while it runs on: the replica's own bound holds it.
+        settings = parsed.generator
+        super().__init__(parsed, max_jobs=settings.max_ongoing_requests + settings.max_queued_requests)
         self.presence = SharedMetrics(None)  # no HTTP metrics: reports that it is alive, and where
 
     async def check_health(self) -> None:

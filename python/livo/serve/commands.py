@@ -77,7 +77,10 @@ def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         http["host"] = args.host
     if args.port is not None:
         http["port"] = args.port
-    http.setdefault("request_timeout_s", config.limits.request_timeout_s + 5.0)
+    # The proxy's timeout is a backstop a little above the service's own (504): a file's value that a
+    # larger limits.request_timeout_s outgrew would answer 408 first.
+    backstop = config.limits.request_timeout_s + 5.0
+    http["request_timeout_s"] = max(float(http.get("request_timeout_s") or 0.0), backstop)
     auth = config.auth.model_copy(
         update={
             key: value for key, value in (("insecure", args.insecure or None), ("token_file", args.token_file)) if value

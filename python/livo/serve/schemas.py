@@ -8,6 +8,7 @@ setting the service does not offer.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -18,11 +19,13 @@ MAX_SEED = 2**53 - 1  # exact in JavaScript numbers, so the web page can echo it
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: a JSON true or "12" is no seed (lax mode made them 1 and 12); an integer is still a float.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _visible(text: str) -> str:
-    if any(ord(ch) < 32 and ch not in "\t\n" for ch in text):
+    # Every control character (C0, DEL, C1) but tab and newline.
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\t\n" for ch in text):
         raise ValueError("must not contain control characters")
     return text
 
@@ -57,7 +60,7 @@ class GenerateRequest(_Body):
     @model_validator(mode="after")
     def _value_or_values(self) -> GenerateRequest:
         if self.values is not None and self.value != "auto":
-            raise ValueError("give value or values, not both")
+            raise ValueError(f"give value or values, not both (value {self.value!r}, values {self.values})")
         return self
 
     @field_validator("prompt")
@@ -78,6 +81,9 @@ class SelectRequest(_Body):
     @field_validator("prompts")
     @classmethod
     def _prompts_visible(cls, prompts: list[str]) -> list[str]:
+        blank = [index for index, prompt in enumerate(prompts) if not prompt.strip()]
+        if blank:
+            raise ValueError(f"prompts {blank[:10]} hold no text (a blank prompt selects nothing)")
         return [_visible(p) for p in prompts]
 
 
