@@ -80,7 +80,8 @@ def service_settings(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     # The proxy's timeout is a backstop a little above the service's own (504): a file's value that a
     # larger limits.request_timeout_s outgrew would answer 408 first.
     backstop = config.limits.request_timeout_s + 5.0
-    http["request_timeout_s"] = max(float(http.get("request_timeout_s") or 0.0), backstop)
+    given = http.get("request_timeout_s")
+    http["request_timeout_s"] = max(float(given), backstop) if isinstance(given, int | float) else backstop
     auth = config.auth.model_copy(
         update={
             key: value for key, value in (("insecure", args.insecure or None), ("token_file", args.token_file)) if value
