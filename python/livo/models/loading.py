@@ -189,13 +189,19 @@ def check_base(model_id_or_path: str | os.PathLike[str], *, cache_dir: str | os.
         return
     if _offline():
         raise ConfigError(missing_model_message(model, "not in the local cache and HF_HUB_OFFLINE=1 forbids downloads"))
+    _probe_hub(model)
+
+
+def _probe_hub(model_id: str) -> None:
+    """Asks the hub for an uncached model before anything downloads: a missing one (or no hub) is
+    one error saying how to get it, within seconds."""
     from huggingface_hub import HfApi
 
     try:
-        HfApi().model_info(model, timeout=HUB_PROBE_TIMEOUT_S)
+        HfApi().model_info(model_id, timeout=HUB_PROBE_TIMEOUT_S)
     except Exception as error:  # noqa: BLE001 - any failure means the hub cannot serve the model
         raise ConfigError(
-            missing_model_message(model, f"not cached and the hub did not answer ({type(error).__name__})")
+            missing_model_message(model_id, f"not cached and the hub did not answer ({type(error).__name__})")
         ) from error
 
 
@@ -440,12 +446,5 @@ def _load_from_hub(pipeline_class: Any, model_id: str, kwargs: dict[str, Any], o
         raise ConfigError(
             missing_model_message(model_id, "not in the local cache and HF_HUB_OFFLINE=1 forbids downloads")
         ) from cache_error
-    from huggingface_hub import HfApi
-
-    try:
-        HfApi().model_info(model_id, timeout=HUB_PROBE_TIMEOUT_S)
-    except Exception as error:  # noqa: BLE001 - any failure means the hub cannot serve the model
-        raise ConfigError(
-            missing_model_message(model_id, f"not cached and the hub did not answer ({type(error).__name__})")
-        ) from error
+    _probe_hub(model_id)
     return pipeline_class.from_pretrained(model_id, **kwargs)

@@ -74,9 +74,16 @@ def checkpoint_folders(config: ToyModelRecipe) -> list[Path]:
     steps before the last."""
     if not config.checkpoint_every:
         return []
+    return [
+        checkpoint_folder(config, step)
+        for step in range(config.checkpoint_every, config.steps, config.checkpoint_every)
+    ]
+
+
+def checkpoint_folder(config: ToyModelRecipe, step: int) -> Path:
+    """``OUTPUT-stepN``, beside ``OUTPUT``."""
     output = Path(config.output)
-    steps = range(config.checkpoint_every, config.steps, config.checkpoint_every)
-    return [output.with_name(f"{output.name}-step{step}") for step in steps]
+    return output.with_name(f"{output.name}-step{step}")
 
 
 def learning_rate_at(step: int, config: ToyModelRecipe) -> float:
@@ -302,8 +309,7 @@ def _train_rank(rank: int, config: ToyModelRecipe, port: int | None, sink: Any, 
                     )
                 )
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                folder = Path(config.output).with_name(f"{Path(config.output).name}-step{step + 1}")
-                save(folder, step + 1, time.perf_counter() - started)
+                save(checkpoint_folder(config, step + 1), step + 1, time.perf_counter() - started)
         if rank == 0:
             seconds = time.perf_counter() - started
             save(Path(config.output), config.steps, seconds)
