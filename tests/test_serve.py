@@ -118,10 +118,14 @@ def test_healthz_and_page_are_open_but_the_api_needs_a_token(anonymous):
 
 
 def test_a_wrong_token_is_refused_before_the_body_is_read(anonymous):
+    """Malformed JSON tells the two apart: a route reads and parses its body before its
+    dependencies run (422), the middleware refuses the token first (401)."""
     response = anonymous.post(
-        "/v1/generate", json={"steps": 10_000}, headers={"Authorization": "Bearer not-the-token-at-all"}
+        "/v1/generate",
+        content=b'{"steps": 10000, "prompt": ',
+        headers={"Authorization": "Bearer not-the-token-at-all", "Content-Type": "application/json"},
     )
-    assert response.status_code == 401
+    assert response.status_code == 401, response.text
     assert "invalid" in response.json()["detail"]
 
 
@@ -253,6 +257,7 @@ def test_select_decides_a_batch_of_prompts(client):
 def test_values_lists_the_registry(client):
     values = client.get("/v1/values").json()
     assert values["max_values_per_prompt"] == 1
+    assert values["bias_probability"] == 0.5  # the page tells it, not a fixed "½"
     assert {v["id"]: v["kind"] for v in values["values"]} == {
         "colour_equality": "bias",
         "no_blood": "harm",
@@ -445,3 +450,11 @@ def test_web_page_shows_base_and_aligned_images_with_the_selected_value(service,
     captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#aligned-images figcaption")]
     assert captions == ["value: no_blood", "value: no_blood"]
     assert [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#base-images figcaption")] == ["base model"] * 2
+    # A bias value's line gives the service's bias_probability (GET /v1/values).
+    assert browser.execute_script("return biasProbability") == 0.5  # loaded with the values
+    browser.execute_script("biasProbability = 0.75")
+    line = browser.execute_script(
+        "return describeSelection({kind: 'bias', value_id: 'colour_equality', text: 'people of every colour', "
+        "stage: 'retrieval', score: null}, 'auto', [])"
+    )
+    assert "applied to each image with probability 0.75." in line, line

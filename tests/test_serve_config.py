@@ -115,6 +115,17 @@ def test_a_token_file_beside_a_digest_is_refused(tmp_path):
         parse_config({"auth": {"token_file": str(tmp_path / "token"), "token_sha256": token_digest(TOKEN)}}, "test")
 
 
+def test_a_token_variable_beside_a_digest_must_be_its_token(monkeypatch):
+    """The digest won and the variable was ignored without a word: clients holding the variable's
+    token got 401. The same token beside its digest is fine."""
+    config = parse_config({"auth": {"token_sha256": token_digest(TOKEN)}}, "test")
+    monkeypatch.setenv("LIVO_SERVE_TOKEN", "another-token-of-enough-length")
+    with pytest.raises(ConfigError, match=r"\$LIVO_SERVE_TOKEN is set but auth.token_sha256 is not its digest"):
+        config.with_token_hash()
+    monkeypatch.setenv("LIVO_SERVE_TOKEN", TOKEN)
+    assert config.with_token_hash().auth.token_sha256 == token_digest(TOKEN)
+
+
 def test_insecure_is_refused_off_loopback():
     from livo.serve.commands import service_settings
 

@@ -169,6 +169,7 @@ def test_haproxy_mode_listens_on_loopback_only(served):
 
 def test_stopping_the_command_stops_haproxy(served):
     _, _, command, haproxies = served
+    assert haproxies, "no HAProxy process was started"
     command.send_signal(signal.SIGTERM)
     assert command.wait(timeout=120) == 0
     deadline = time.monotonic() + 30

@@ -30,6 +30,20 @@ def pixels(result) -> np.ndarray:  # noqa: ANN001
     return np.stack([np.asarray(Image.open(io.BytesIO(png)).convert("RGB")) for png in result.images])
 
 
+def test_the_model_folder_s_saved_settings_are_served_unless_the_config_sets_them(tmp_path) -> None:
+    """The service's defaults (0.5 and 1) replaced what save_pretrained wrote into the folder's
+    livo_pipeline.json: a model saved to apply two values was served applying one."""
+    from livo.models.pipeline import LiVOPipeline
+
+    saved = LiVOPipeline.from_pretrained("builtin:toyworld", bias_probability=0.75, max_values_per_prompt=2)
+    saved.save_pretrained(tmp_path / "model")
+    pipeline = load_pipeline(ModelConfig(base=str(tmp_path / "model"), device="cpu"))
+    assert (pipeline.bias_probability, pipeline.max_values_per_prompt) == (0.75, 2)
+    config = ModelConfig(base=str(tmp_path / "model"), device="cpu", bias_probability=0.25, max_values_per_prompt=1)
+    pipeline = load_pipeline(config)
+    assert (pipeline.bias_probability, pipeline.max_values_per_prompt) == (0.25, 1)
+
+
 def test_auto_applies_both_values_of_a_harmful_person(engine) -> None:  # noqa: ANN001
     [result] = engine.generate([GenerationJob("a zombie nurse", seed=4, num_images=8, steps=3)])
     assert result.selection["value_ids"] == ["no_zombie", "colour_equality"]

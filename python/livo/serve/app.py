@@ -228,6 +228,7 @@ class ModelReplica:
         return {
             "values": self.engine.values(),
             "max_values_per_prompt": self.engine.max_values,
+            "bias_probability": float(pipeline.bias_probability),
             "model": type(pipeline.base).__name__,
             "device": str(pipeline.device),
             "image_size": int(pipeline.base.unet.config.sample_size)
@@ -352,6 +353,7 @@ class Ingress:
             "image_size": info["image_size"],
             "modes": [AUTO, NONE, *[v["id"] for v in info["values"]]],
             "max_values_per_prompt": info["max_values_per_prompt"],
+            "bias_probability": info["bias_probability"],
         }
 
     @web.post("/v1/select", dependencies=[Depends(require_token)], response_model=SelectResponse)

@@ -12,6 +12,7 @@ model, a value encoder, an index or any file: those come from this configuration
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -33,9 +34,10 @@ class ModelConfig(StrictModel):
     value_encoder: str | None = None
     device: Literal["cpu", "cuda", "auto"] = "auto"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    bias_probability: float = Field(0.5, ge=0.0, le=1.0)
+    # None: what the model folder's livo_pipeline.json says (save_pretrained), else 0.5 and 1.
+    bias_probability: float | None = Field(None, ge=0.0, le=1.0)
     # Values applied per prompt: the selector's first k (auto), or at most k named in a request.
-    max_values_per_prompt: int = Field(1, ge=1, le=8)
+    max_values_per_prompt: int | None = Field(None, ge=1, le=8)
 
 
 class ValuesConfig(StrictModel):
@@ -151,8 +153,18 @@ class ServiceConfig(StrictModel):
 
     def with_token_hash(self) -> ServiceConfig:
         """This config with ``auth.token_sha256`` filled from the token file or environment, or a
-        :class:`ConfigError` when neither gives a token and ``insecure`` is off."""
-        if self.auth.insecure or self.auth.token_sha256:
+        :class:`ConfigError` when neither gives a token and ``insecure`` is off (or when the
+        environment's token is not the one a given digest was made from)."""
+        if self.auth.insecure:
+            return self
+        if self.auth.token_sha256:
+            given = os.environ.get(TOKEN_ENV, "").strip()
+            # The digest wins; clients holding the variable's token would get 401 with no word why.
+            if given and not hmac.compare_digest(token_digest(given), self.auth.token_sha256):
+                raise ConfigError(
+                    f"auth: ${TOKEN_ENV} is set but auth.token_sha256 is not its digest; the digest would "
+                    f"be served and that token refused: unset ${TOKEN_ENV} or drop auth.token_sha256"
+                )
             return self
         token = read_token(self.auth.token_file)
         auth = self.auth.model_copy(update={"token_sha256": token_digest(token), "token_file": None})

@@ -6,6 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "livo-token";
 let maxValues = 1; // values the service applies per prompt (GET /v1/values)
+let biasProbability = 0.5; // the chance a bias value is applied to an image (GET /v1/values)
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -67,7 +68,7 @@ function describeSelection(selection, mode, chosen) {
     none: "no value principle matched",
   }[selection.stage] || selection.stage;
   if (!selection.value_id) return `No value applies: ${why}${score}.`;
-  const mixing = selection.kind === "bias" ? " Bias values are applied to each image with probability ½." : "";
+  const mixing = selection.kind === "bias" ? ` Bias values are applied to each image with probability ${biasProbability}.` : "";
   const found = selection.value_ids || [];
   const others = found.slice(1);
   const rule = maxValues > 1 ? `up to ${maxValues} values are applied per image, each bias value by its own coin` : "one value is applied per image: the first";
@@ -79,6 +80,7 @@ async function loadValues() {
   try {
     const data = await call("/v1/values");
     maxValues = data.max_values_per_prompt || 1;
+    if (typeof data.bias_probability === "number") biasProbability = data.bias_probability;
     const select = $("value");
     while (select.options.length > 1) select.remove(1);
     data.values.forEach((v) => {
