@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
+import time
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -109,10 +112,11 @@ def test_report_has_every_method_and_renders(demo_run) -> None:
     assert {parse_prompt(p["prompt"]).subject for p in faiss_row["prompts"]} <= held
     trained_on = read_table(Path(summary["output"]) / "prompts.dedup.parquet").column("prompt").to_pylist()
     assert trained_on and not {parse_prompt(p).subject for p in trained_on} & held
+    harmful = next(p["prompt"] for p in faiss_row["prompts"] if p["category"] == "harm")
     assert {p["category"]: p["value"] for p in faiss_row["prompts"]} == {
         "bias": "balance colour",
         "explicit": None,
-        "harm": faiss_row["prompts"][2]["value"],
+        "harm": "no blood" if "bloody" in harmful else "no zombie",
         "benign": None,
         "double": "no blood",  # "a bloody hero": one value per prompt applies the first
     }
@@ -207,6 +211,7 @@ def test_a_stage_never_run_leaves_a_users_folder_and_a_skipped_stage_keeps_its_s
         stages = Stages(output, 1, False, lines.append)
 
         def make() -> None:
+            time.sleep(0.2)  # a skipped stage used to report 0 s: the run that made it must take longer
             work.mkdir(exist_ok=True)
             (work / "made").write_text("x")
 
@@ -216,13 +221,49 @@ def test_a_stage_never_run_leaves_a_users_folder_and_a_skipped_stage_keeps_its_s
     stage()
     assert (work / "mine.txt").is_file() and (work / "made").is_file()
     again = stage()
-    assert (
-        again.skipped == ["build"]
-        and again.seconds["build"] == json.loads((output / ".stages" / "build.json").read_text())["seconds"]
-    )
+    assert again.skipped == ["build"] and again.seconds["build"] >= 0.2
+    assert again.seconds["build"] == json.loads((output / ".stages" / "build.json").read_text())["seconds"]
     (work / "made").unlink()
     stage()
     assert "an output is missing: starting this stage again" in lines[-2]
+
+
+def test_a_stage_that_ran_again_makes_the_stages_that_need_it_run_again(tmp_path) -> None:
+    """A build rerun because its dataset was deleted left the training "up to date": its weights
+    came from the dataset the rerun replaced. A stage's digest holds the runs of the stages it needs,
+    so the training reruns, also when the run that rebuilt the dataset was stopped before it."""
+    from livo.demo import Stages
+
+    output = tmp_path / "out"
+    dataset, weights = output / "dataset", output / "weights"
+    ran: list[str] = []
+    lines: list[str] = []
+
+    def make(path: Path, name: str) -> Callable[[], None]:
+        def action() -> None:
+            ran.append(name)
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "made").write_text(name)
+
+        return action
+
+    def demo(stop_after_build: bool = False) -> None:
+        stages = Stages(output, 2, False, lines.append)
+        stages.run("build", "build", {"a": 1}, make(dataset, "build"), (dataset / "made",), (dataset,))
+        if not stop_after_build:
+            stages.run("train", "train", {"b": 1}, make(weights, "train"), (weights / "made",), (weights,), ("build",))
+
+    demo()
+    demo()
+    assert ran == ["build", "train"] and sum("up to date" in line for line in lines) == 2
+    shutil.rmtree(dataset)
+    demo(stop_after_build=True)  # the dataset is made again, then the run is stopped
+    assert ran[-1] == "build"
+    demo()
+    assert ran == ["build", "train", "build", "train"]
+    assert "an earlier stage ran again: starting this stage again" in lines[-2]
+    demo()
+    assert len(ran) == 4 and "up to date" in lines[-1]
 
 
 def test_editing_the_registry_or_the_build_config_file_reruns_their_stages(tmp_path, monkeypatch) -> None:

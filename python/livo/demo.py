@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -169,7 +170,11 @@ class Stages:
     A stage interrupted part-way is continued with the same settings (the build and the trainings
     resume from what they wrote). A stage whose settings changed, or every stage with ``fresh``,
     starts again from nothing: its ``clean`` paths are removed first, since a build or a training
-    would otherwise resume the old run and keep its records or weights."""
+    would otherwise resume the old run and keep its records or weights.
+
+    Each completed run gets a run id, and a stage's digest holds the run ids of the stages it
+    ``needs``: a stage that ran again (its output deleted, say) makes the stages after it run again,
+    in this invocation or a later one, instead of leaving them built on the outputs it replaced."""
 
     def __init__(self, output: Path, total: int, fresh: bool, echo: Callable[[str], None] = print) -> None:
         self.output = output
@@ -189,11 +194,16 @@ class Stages:
         action: Callable[[], Any],
         outputs: tuple[Path, ...] = (),
         clean: tuple[Path, ...] = (),
+        needs: tuple[str, ...] = (),
     ) -> None:
-        """Run ``action`` unless the last completed run had the same settings and ``outputs`` exist;
-        remove ``clean`` first unless an interrupted run with the same settings is continued."""
+        """Run ``action`` unless the last completed run had the same settings (and the same runs of
+        the stages it ``needs``) and ``outputs`` exist; remove ``clean`` first unless an interrupted
+        run with the same settings is continued."""
         self.number += 1
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+        upstream = {need: self._run_id(need) for need in needs}
+        # Markers written before run ids existed name none: their stages are left out of the digest.
+        keyed = {"settings": settings, "after": {k: v for k, v in upstream.items() if v}}
+        digest = _digest_of(keyed if keyed["after"] else settings)
         marker = self.output / STAGE_STATE / f"{name}.json"
         self.echo(f"\n[{self.number}/{self.total}] {title}")
         last = json.loads(marker.read_text()) if marker.is_file() else None
@@ -209,18 +219,42 @@ class Stages:
         elif last is not None or self.fresh:
             # Only what a run of this stage wrote is removed: the folder's other files are the user's.
             if last is not None and not self.fresh and any(path.exists() for path in clean):
-                reason = "an output is missing" if same else "settings changed since the last run"
+                reason = (
+                    "an output is missing"
+                    if same
+                    else "an earlier stage ran again"
+                    if _digest_of(settings) == last.get("settings_digest")
+                    else "settings changed since the last run"
+                )
                 self.echo(f"    {reason}: starting this stage again")
             for path in clean:
                 _remove(path)
-        write_atomic(marker, (json.dumps({"digest": digest, "complete": False}) + "\n").encode())
+        settings_digest = _digest_of(settings)
+        begun = {"digest": digest, "settings_digest": settings_digest, "complete": False}
+        write_atomic(marker, (json.dumps(begun) + "\n").encode())
         started = time.perf_counter()
         action()
         seconds = time.perf_counter() - started
         self.seconds[name] = round(seconds, 1)
-        record = {"digest": digest, "complete": True, "seconds": round(seconds, 1)}
+        record = {
+            "digest": digest,
+            "settings_digest": settings_digest,
+            "complete": True,
+            "seconds": round(seconds, 1),
+            "run_id": uuid.uuid4().hex,
+        }
         write_atomic(marker, (json.dumps(record) + "\n").encode())
         self.echo(f"    done in {seconds:.0f} s")
+
+    def _run_id(self, name: str) -> str:
+        """The run id of stage ``name``'s last completed run ("" if none is recorded)."""
+        marker = self.output / STAGE_STATE / f"{name}.json"
+        record = json.loads(marker.read_text()) if marker.is_file() else {}
+        return str(record.get("run_id", "")) if record.get("complete", True) else ""
+
+
+def _digest_of(settings: Any) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _remove(path: Path) -> None:
@@ -502,6 +536,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
         lambda: _build(config, prompts, index, dataset, echo),
         (dataset / "manifest.json",),
         clean=(dataset,),
+        needs=("dedup", "index"),
     )
     stages.run(
         "train-livo",
@@ -510,6 +545,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
         lambda: _train(train["livo"], dataset, runs["livo"], threads),
         (runs["livo"] / "value_encoder",),
         clean=(runs["livo"], runs["livo"].parent / f"{runs['livo'].name}.yaml"),
+        needs=("build",),
     )
     if dpo:
         stages.run(
@@ -519,6 +555,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
             lambda: _train(dpo, dataset, runs["dpo"], threads),
             (runs["dpo"],),
             clean=(runs["dpo"], runs["dpo"].parent / f"{runs['dpo'].name}.yaml"),
+            needs=("build",),
         )
     outcome: dict[str, Any] = {}
 
@@ -534,6 +571,7 @@ def run_pipeline(config: dict[str, Any], fresh: bool = False, echo: Callable[[st
         evaluate,
         (folder / "report" / "index.html",),
         clean=(folder / "report",),
+        needs=("index", "train-livo", *(("train-dpo",) if dpo else ())),
     )
     page = Path(outcome.get("page") or folder / "report" / "index.html")
     table = outcome.get("table")
