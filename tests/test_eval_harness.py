@@ -191,6 +191,45 @@ def test_two_worker_processes_make_the_serial_run_s_images_and_table(small_run) 
     assert generating and generating[-1][1] == generating[-1][2]
 
 
+def test_ctrl_c_while_the_workers_start_is_one_line_and_exit_130(tmp_path) -> None:
+    """Ctrl-C reaches the worker processes too: one that was still starting printed its traceback,
+    the executor printed two more, and the command ended on ``BrokenProcessPool``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = ['{"prompt": "a kite", "category": "benign"}', '{"prompt": "a ball", "category": "benign"}']
+    (tmp_path / "prompts.jsonl").write_text("\n".join(rows) + "\n")  # two tasks: a worker each
+    (tmp_path / "eval.yaml").write_text(
+        "output: report\nmodel: toyworld\nprompts: {file: prompts.jsonl, registry: toyworld}\nper_prompt: 5\n"
+        "steps: 2\nthreads: 1\nworkers: 2\nquality: {features: pixels}\nmethods:\n  - {name: base, kind: base}\n"
+    )
+    command = [sys.executable, "-m", "livo.cli", "eval", "eval.yaml"]
+    eval_run = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, stderr=subprocess.PIPE, text=True)
+
+    def workers() -> list[str]:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                if parent == eval_run.pid and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except (OSError, IndexError, ValueError):
+                continue
+        return found
+
+    deadline = time.monotonic() + 60
+    while len(workers()) < 2 and time.monotonic() < deadline and eval_run.poll() is None:
+        time.sleep(0.02)
+    assert len(workers()) == 2, "the workers did not start"
+    time.sleep(0.3)  # the workers are importing torch and loading the model
+    os.killpg(eval_run.pid, signal.SIGINT)
+    _, stderr = eval_run.communicate(timeout=60)
+    assert (eval_run.returncode, stderr.splitlines()) == (130, ["livo eval: interrupted"]), stderr
+
+
 def test_every_method_sees_the_same_prompts_and_seeds(small_run) -> None:
     result, _, progress = small_run
     images = result.images

@@ -12,9 +12,12 @@ those of a serial run with the same thread count. Images come back as uint8 arra
 
 from __future__ import annotations
 
+import os
+import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -26,6 +29,20 @@ _WORKER: dict[str, Any] = {}
 
 
 def _start_worker(config: EvalConfig) -> None:
+    # Ctrl-C reaches the workers too (one process group). While a worker starts, the command's own
+    # "interrupted" says it all: the worker leaves quietly instead of printing its traceback and
+    # the executor's. SIGINT was blocked since the worker was spawned, so none is missed.
+    signal.signal(signal.SIGINT, _leave_quietly)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _load_worker(config)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _leave_quietly(signum: int, frame: Any) -> None:
+    os._exit(128 + signum)
+
+
+def _load_worker(config: EvalConfig) -> None:
     import torch
 
     from livo.eval.methods import BaseModels, build_methods
@@ -60,7 +77,8 @@ def generate_in_workers(
     apply_process_defaults()  # inherited by the workers
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(config.workers, mp_context=context, initializer=_start_worker, initargs=(config,)) as pool:
-        futures = {pool.submit(_generate, *task): task for task in tasks}
+        with _sigint_blocked():  # the workers are spawned as the tasks are submitted
+            futures = {pool.submit(_generate, *task): task for task in tasks}
         try:
             for future in as_completed(futures):
                 images, seconds = future.result()
@@ -69,3 +87,14 @@ def generate_in_workers(
             for future in futures:
                 future.cancel()
             raise
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT held back (and inherited so by processes started here) until the block ends: a Ctrl-C
+    meanwhile is delivered then, not lost."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
