@@ -104,7 +104,7 @@ def test_a_worker_lost_in_the_shuffle_is_retried_and_changes_nothing(ray_local, 
     finally:
         done.set()
         killer.join()
-    assert "ray::_shuffle_block" in killed, killed
+    assert sorted(killed) == ["ray::MapBatches(_bucket_pairs)", "ray::_shuffle_block"], killed
     table = read_output(result)
     np.testing.assert_array_equal(table.column("cluster_id").to_numpy(), reference.cluster_id)
     np.testing.assert_array_equal(table.column("keep").to_numpy(), reference.keep)
@@ -236,12 +236,13 @@ def test_a_corrupt_file_is_named_with_its_rows(ray_local, tmp_path) -> None:
     assert first <= 50 + 34 <= last < first + 20  # the broken line is corpus row 84, in a piece of a few rows
     assert "Traceback" not in str(error.value)
     assert not (tmp_path / "out2").exists()  # nothing half-written under the output's name
+    assert not (tmp_path / ".out2.work").exists()  # no stage finished: no work folder stays
     stray = tmp_path / "stray.jsonl"
     lines[33] = json.dumps({"prompt": 42})  # a number, which polars would read as the text "42"
     stray.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match=r"stray\.jsonl row 84: 'prompt' is a number \(42\), not a string"):
         dedup_ray([good, stray], tmp_path / "out3", options=RayDedupOptions(piece_bytes=200))
-    assert not (tmp_path / ".out2.work").exists()  # no stage finished: no work folder stays
+    assert not (tmp_path / "out3").exists() and not (tmp_path / ".out3.work").exists()
 
 
 def test_each_worker_capped_below_the_single_process_need_completes(tmp_path) -> None:

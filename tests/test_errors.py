@@ -88,6 +88,7 @@ def test_cli_maps_an_engine_livo_error_to_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     message = f"livo dedup: error: {path}: line 2 is not valid UTF-8 (byte offset 7 in the line)"
     assert proc.stderr.splitlines() == [message]
+    assert not (tmp_path / "o.parquet").exists()
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,13 @@ def test_rate_is_chosen_on_dev_and_curves_are_on_test(finished) -> None:
     livo = results["methods"]["livo"]
     assert [entry["learning_rate"] for entry in livo["grid"]] == [1.0e-3, 4.0e-3]
     assert all([p["step"] for p in entry["dev"]] == [1, 2] for entry in livo["grid"])
+    # Each rate is judged by its dev points against the base on dev; the test split is other prompts.
+    targets, base_dev = results["settings"]["targets"], results["base"]["dev"]
+    assert base_dev != results["base"]["test"]
+    for entry in livo["grid"]:
+        assert entry["score"] == module.score(entry["dev"][-1], base_dev, targets)
+        reached = [p["step"] for p in entry["dev"] if module.meets(p, base_dev, targets)]
+        assert entry["meets_targets_at"] == (reached[0] if reached else None)
     assert livo["chosen_learning_rate"] == module.choose(livo["grid"])["learning_rate"]
     for method in ("livo", "dpo_lora"):
         entry = results["methods"][method]

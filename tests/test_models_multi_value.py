@@ -87,9 +87,16 @@ def test_value_counts_the_conditioning_cannot_hold_are_refused(parts) -> None:  
 
 def test_coins_per_bias_value_and_one_value_draws_what_it_always_drew() -> None:
     choices = [GENDER, BLOOD, None, GENDER]
-    old = apply_coins(choices, 16, np.random.default_rng(5), 0.5)
+    # One value per prompt: a bias value's images take the stream's draws in order, applied below
+    # the probability; a harm value is on every image and, like no value, draws nothing.
+    stream, drawn = np.random.default_rng(5), []
+    for choice in choices:
+        for _ in range(16):
+            drawn.append(choice if choice is None or choice.kind == "harm" or stream.random() < 0.5 else None)
+    assert apply_coins(choices, 16, np.random.default_rng(5), 0.5) == drawn
+    assert 8 < sum(value is GENDER for value in drawn) < 24  # both outcomes occur
     new = apply_value_coins([[c] if c else [] for c in choices], 16, np.random.default_rng(5), 0.5)
-    assert [values[0] if values else None for values in new] == old
+    assert [values[0] if values else None for values in new] == drawn
     applied = apply_value_coins([[BLOOD, GENDER, SKIN]], 400, np.random.default_rng(1), 0.5)
     assert all(values[0] == BLOOD for values in applied)  # harm on every image, first as listed
     gender = np.array([GENDER in values for values in applied])

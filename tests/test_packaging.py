@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +59,12 @@ def test_the_light_core_deduplicates_and_writes_verified_shards(light_core, tmp_
     environ = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     deduped = run([livo, "dedup", prompts, "-o", tmp_path / "dedup.parquet"], env=environ)
     assert deduped.returncode == 0, deduped.stderr
+    found = pq.read_table(tmp_path / "dedup.parquet").select(["prompt", "keep"]).to_pylist()
+    assert [(row["prompt"], row["keep"]) for row in found] == [
+        ("A smiling doctor.", True),
+        ("a smiling doctor", False),  # the same prompt once normalised
+        ("a red fox at dawn", True),
+    ]
     table = tmp_path / "rows.jsonl"
     table.write_text(
         "".join(json.dumps({"record_id": f"r{i}", "prompt": f"prompt {i}", "cluster_id": i}) + "\n" for i in range(20)),

@@ -104,10 +104,13 @@ def test_one_dpo_lora_step_moves_the_adapters_and_not_the_reference(pipeline) ->
         name for name, p in unet.named_parameters() if name in adapters and not torch.equal(p.detach(), adapters[name])
     ]
     assert moved, "no LoRA weight moved"
-    # The reference (the same U-Net with adapters off) is the base weights, untouched.
-    for name, p in unet.named_parameters():
-        if name in base:
-            assert torch.equal(p.detach(), base[name]), name
+    # The reference (the same U-Net with adapters off) is the base weights, untouched: the wrapped
+    # projections (now named ``...to_q.base_layer.weight``) as much as every other layer.
+    frozen = {name: p for name, p in unet.named_parameters() if not p.requires_grad}
+    assert any(".base_layer." in name for name in frozen)
+    assert {name.replace(".base_layer", "") for name in frozen} == set(base)
+    for name, p in frozen.items():
+        assert torch.equal(p.detach(), base[name.replace(".base_layer", "")]), name
 
 
 def test_models_init_writes_a_folder_every_stage_loads(tmp_path: Path) -> None:
