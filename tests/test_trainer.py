@@ -261,7 +261,9 @@ def test_cosine_schedule_warms_up_then_decays_to_zero(pairs: str, tmp_path: Path
         config_from_dict(settings(pairs, tmp_path, lr_scheduler="step"))
 
 
-def test_two_processes_train_on_disjoint_data_with_gloo(pairs: str, tmp_path: Path) -> None:
+def test_two_processes_train_with_gloo_each_reading_as_its_rank(pairs: str, tmp_path: Path) -> None:
+    """Each rank's data stream has the launcher's rank and world size (that a rank's part of the
+    shards is disjoint from the others': test_streaming.py)."""
     config = tmp_path / "two.yaml"
     config.write_text(json.dumps(settings(pairs, tmp_path / "two", max_steps=2, checkpoint_every=2, threads=1)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
