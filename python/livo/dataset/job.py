@@ -30,7 +30,6 @@ from livo.dataset.rewrite import load_rewriter
 from livo.dataset.sink import STATE_FOLDER, PairSink, read_ledger
 from livo.errors import ConfigError, InputError
 from livo.judges import JudgePanel
-from livo.models.loading import check_base
 from livo.permissions import write_atomic
 from livo.runtime import check_ray_settings, start_ray
 from livo.values.registry import Registry, load_registry, resolve_registry_path
@@ -144,6 +143,9 @@ def validate(config: BuildConfig) -> tuple[Registry, list[str], dict[str, int], 
     panel = JudgePanel(config.judges, registry)
     panel.check(config.selection.values or registry.ids)
     del panel
+    # Imported here: `livo --help` registers this command, and torch and transformers take seconds.
+    from livo.models.loading import check_base
+
     check_base(config.generation.model)  # the workers load the weights; this process only checks
     check_output_state(config, prompts)
     return registry, prompts, per_source, rewriter
