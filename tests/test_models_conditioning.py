@@ -54,8 +54,17 @@ def test_a_tokenizer_mapping_every_word_to_one_id_is_refused() -> None:
 
 
 def test_text_encoder_pools_the_real_end_token(tiny) -> None:  # noqa: ANN001
+    """With the legacy ``eos_token_id`` 2, CLIP pools at the highest token id instead of the end
+    token: here a word's id (13) is higher than the end token's (1)."""
     text_encoder, tokenizer = tiny
     assert text_encoder.config.eos_token_id == tokenizer.eos_token_id != 2
+    ids = tokenizer(["a doctor"], padding="max_length", max_length=tokenizer.model_max_length, return_tensors="pt")
+    ids = ids.input_ids
+    end, highest = int((ids[0] == tokenizer.eos_token_id).nonzero()[0]), int(ids[0].argmax())
+    assert end != highest
+    with torch.no_grad():
+        output = text_encoder(ids)
+    assert torch.equal(output.pooler_output[0], output.last_hidden_state[0, end])
 
 
 def test_conditioning_shapes_and_layout_on_the_tiny_model(tiny) -> None:  # noqa: ANN001
