@@ -5,9 +5,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 UV_VERSION=0.13.9
+# uv is installed, when missing, into a virtual environment of its own: a system Python may refuse
+# pip installs (PEP 668, as Debian's and Ubuntu's do), and a user install may land off PATH.
+# scripts/env.sh puts the same folder on PATH.
+UV_HOME="$HOME/.cache/livo/uv"
+export PATH="$UV_HOME/bin:$PATH"
 if ! command -v uv >/dev/null 2>&1 || [ "$(uv --version | cut -d' ' -f2)" != "$UV_VERSION" ]; then
-  echo "setup: installing uv $UV_VERSION" >&2
-  python3 -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
+  echo "setup: installing uv $UV_VERSION into $UV_HOME" >&2
+  python3 -m venv --clear "$UV_HOME" || {
+    echo "setup: python3 -m venv failed; install the venv module (Debian, Ubuntu: apt-get install python3-venv) or uv $UV_VERSION, then run this again" >&2
+    exit 1
+  }
+  "$UV_HOME/bin/python" -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: a Rust toolchain (cargo) is required: https://rustup.rs" >&2; exit 1; }
 
