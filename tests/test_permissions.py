@@ -108,8 +108,9 @@ def test_a_folder_replacement_cut_off_between_its_renames_puts_the_old_folder_ba
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or old folder left
 
 
+@pytest.mark.parametrize("name", ["model", "exp[1]"])  # a name with glob characters
 @pytest.mark.parametrize("moment", ["writing", "between the renames"])
-def test_what_a_killed_folder_writer_left_is_cleaned_up_by_the_next_writer(tmp_path, moment):
+def test_what_a_killed_folder_writer_left_is_cleaned_up_by_the_next_writer(tmp_path, moment, name):
     """SIGKILL (or SIGTERM's default action) runs no cleanup: a killed export left its model-sized
     staging folder beside the output for good, and one killed between its two renames left no output
     and the old one hidden. The next writer of the path removes the first and puts the second back;
@@ -119,7 +120,7 @@ def test_what_a_killed_folder_writer_left_is_cleaned_up_by_the_next_writer(tmp_p
 
     from livo.permissions import replace_folder
 
-    target = tmp_path / "model"
+    target = tmp_path / name
     target.mkdir()
     (target / "weights").write_text("old")
     script = (
@@ -137,13 +138,13 @@ def test_what_a_killed_folder_writer_left_is_cleaned_up_by_the_next_writer(tmp_p
     )
     killed = subprocess.run([sys.executable, "-c", script, str(target)], check=False)
     assert killed.returncode == -9
-    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "model")
-    kinds = [".model.tmp-"] if moment == "writing" else [".model.old-", ".model.tmp-"]
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != name)
+    kinds = [f".{name}.tmp-"] if moment == "writing" else [f".{name}.old-", f".{name}.tmp-"]
     assert [name[: len(kind)] for name, kind in zip(left, kinds, strict=True)] == kinds
     assert target.exists() == (moment == "writing")
-    live = tmp_path / f".model.tmp-{socket.gethostname()}.{os.getpid()}.abc"
+    live = tmp_path / f".{name}.tmp-{socket.gethostname()}.{os.getpid()}.abc"
     live.mkdir()
     with pytest.raises(RuntimeError), replace_folder(target):
         raise RuntimeError("the new write fails: the output must still be there")
     assert (target / "weights").read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", live.name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, live.name])

@@ -9,6 +9,7 @@ the modes a plain ``open()`` / ``mkdir()`` would have (0644 / 0755 under the usu
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
@@ -137,7 +138,8 @@ def sweep_abandoned(target: Path) -> None:
     host = socket.gethostname()
     for kind in ("tmp", "old"):
         prefix = f".{target.name}.{kind}-{host}."
-        for leftover in target.parent.glob(f".{target.name}.{kind}-*"):
+        # Escaped: a folder named "exp[1]" is a pattern of one character class otherwise.
+        for leftover in target.parent.glob(f"{glob.escape(f'.{target.name}.{kind}-')}*"):
             pid = leftover.name[len(prefix) :].split(".", 1)[0] if leftover.name.startswith(prefix) else ""
             if not pid.isdigit() or not _process_gone(int(pid)):
                 continue
