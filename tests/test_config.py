@@ -140,3 +140,38 @@ def test_an_explicit_null_override_applies(tmp_path: Path) -> None:
     (tmp_path / "build.yaml").write_text("sources: {files: [{path: p.txt}]}\noutput: {directory: pairs}\n")
     assert load_build_config(tmp_path / "build.yaml").judges.subject is not None
     assert load_build_config(tmp_path / "build.yaml", {"judges.subject": None}).judges.subject is None
+
+
+def test_values_read_as_yaml_1_2_core_schema_and_a_cut_set_value_is_refused(tmp_path):
+    """PyYAML's YAML 1.1 read ``seed: 0042`` as 34 (octal), ``1:30`` as 90, ``off`` and a keyword
+    ``no`` as booleans and a date as a date, without a word; and ``--set output=runs/exp #2`` as
+    ``runs/exp``. An explicit tag that cannot be built was a traceback."""
+    from livo.overrides import parse_overrides
+
+    (tmp_path / "values.yaml").write_text(
+        "seed: 0042\nsteps: 010\nat: 1:30\nname: off\nkeywords: [no, on, yes]\nday: 2026-12-06\n"
+        "learning_rate: 1e-4\nflag: true\nhex: 0x1F\nnothing: null\n"
+    )
+    assert read_yaml(tmp_path / "values.yaml") == {
+        "seed": 42,
+        "steps": 10,
+        "at": "1:30",
+        "name": "off",
+        "keywords": ["no", "on", "yes"],
+        "day": "2026-12-06",
+        "learning_rate": 1e-4,
+        "flag": True,
+        "hex": 31,
+        "nothing": None,
+    }
+    assert parse_overrides(["seed=0042", "lr=1e-3", 'output="runs/exp #2"', "beta=.inf"]) == {
+        "seed": 42,
+        "lr": 1e-3,
+        "output": "runs/exp #2",
+        "beta": float("inf"),
+    }
+    with pytest.raises(ConfigError, match=r"--set output=runs/exp #2: its '#' starts a YAML comment"):
+        parse_overrides(["output=runs/exp #2"])
+    for tagged in ("!!int abc", "!!float abc", "!!timestamp abc", "!!bool maybe", "!!set [1]"):
+        with pytest.raises(ConfigError, match=r"--set seed=.*: not valid YAML"):
+            parse_overrides([f"seed={tagged}"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from livo.errors import ConfigError
-from livo.yaml_text import parse_yaml
+from livo.yaml_text import parse_yaml, yaml_comment_start
 
 
 def set_dotted(values: dict[str, Any], key: str, value: Any, where: str) -> None:
@@ -31,6 +31,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         # A repeated field moves to its latest place: applied in order, a whole-section --set given
         # in between would otherwise wipe it.
         overrides.pop(name, None)
+        comment = yaml_comment_start(text)
+        if comment is not None:
+            raise ConfigError(
+                f"--set {item}: its '#' starts a YAML comment, which would cut the value there; quote the value, e.g. "
+                f"""--set '{name}="{text.strip()}"'"""
+            )
         overrides[name] = parse_yaml(text, f"--set {item}")
     return overrides
 
