@@ -311,3 +311,32 @@ def test_the_ray_job_joins_the_cluster_unless_an_address_is_given():
         assert job.build_arguments(["c.yaml", *given], {}) == ["build-dataset", "c.yaml", *given]
     environ = {"RAY_ADDRESS": "http://10.0.0.1:8265"}  # the job API's, which ray job submit passes on
     assert job.build_arguments(["c.yaml"], environ)[-2:] == ["--address", "auto"] and not environ
+
+
+def test_a_model_folder_with_cut_weights_is_named_before_and_by_the_workers(tmp_path, ray_local):
+    """The build's driver checks a model folder without loading it: a weights file cut short passed,
+    and each worker then failed to load it, ending in Ray's traceback. The driver reads the files'
+    headers now, and a worker's own loading error comes back as that one error."""
+    import shutil
+
+    from livo.dataset.execute import start_actors
+    from livo.dataset.generate import WorkerSpec
+    from livo.models.loading import resolve_model
+
+    model = tmp_path / "model"
+    shutil.copytree(resolve_model("builtin:toyworld"), model)
+    weights = model / "unet" / "diffusion_pytorch_model.safetensors"
+    with weights.open("r+b") as handle:
+        handle.truncate(weights.stat().st_size // 2)
+    (tmp_path / "p.txt").write_text("a doctor\n")
+    config = file_config(tmp_path, {"path": str(tmp_path / "p.txt")}, generation={"model": str(model)})
+    with pytest.raises(
+        InputError, match=r"unet/diffusion_pytorch_model.safetensors cannot be read .*damaged or incomplete"
+    ):
+        build_dataset(config)
+    assert_nothing_generated(tmp_path)
+    spec = WorkerSpec(
+        model=str(tmp_path / "nomodel"), registry=load_registry(builtin_registry_path("toyworld")), judges=None
+    )
+    with pytest.raises(InputError, match=r"nomodel: does not exist"):
+        start_actors(spec, 1, cpus=0.5, gpus=0, max_restarts=0, max_task_retries=0)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from livo.dataset.generate import BatchResult, PairGenerator, WorkerSpec
-from livo.errors import LivoError
+from livo.errors import USER_ERRORS, LivoError
 
 
 class GenerationFailed(LivoError):
@@ -134,7 +134,15 @@ def start_actors(
         scheduling_strategy="SPREAD",
     )
     actors = [actor_class.remote(spec) for _ in range(count)]
-    ray.get([a.ready.remote() for a in actors])
+    try:
+        ray.get([a.ready.remote() for a in actors])
+    except ray.exceptions.RayActorError as error:
+        # An actor whose pipeline did not load for a user's mistake (a model folder's weights that
+        # cannot be read, say) ends the build with that one line, not Ray's traceback around it.
+        cause = next((arg.cause for arg in error.args if isinstance(arg, ray.exceptions.RayTaskError)), None)
+        if isinstance(cause, USER_ERRORS):
+            raise cause from None
+        raise
     return actors
 
 

@@ -319,6 +319,7 @@ def _check_folder(path: Path, index: dict[str, Any]) -> None:
             raise InputError(f"base model folder {path}: missing the {name}/ folder that model_index.json names")
     unet, vae = _read_json(path, "unet/config.json"), _read_json(path, "vae/config.json")
     text, tokenizer = _read_json(path, "text_encoder/config.json"), _read_json(path, "tokenizer/tokenizer_config.json")
+    _check_weight_files(path)
     _check_fit(
         str(path),
         width=text.get("hidden_size"),
@@ -328,6 +329,24 @@ def _check_folder(path: Path, index: dict[str, Any]) -> None:
         latent_channels=vae.get("latent_channels"),
         unet_in_channels=unet.get("in_channels"),
     )
+
+
+def _check_weight_files(path: Path) -> None:
+    """Each component's ``.safetensors`` files have a whole header and are as long as it says (their
+    tensors are not read): a copy or download cut short is named here, before a dataset build's
+    workers fail on it one after another."""
+    from safetensors import SafetensorError, safe_open
+
+    for name in REQUIRED_COMPONENTS:
+        for weights in sorted((path / name).glob("*.safetensors")):
+            try:
+                with safe_open(str(weights), "pt"):
+                    pass
+            except (SafetensorError, OSError) as error:
+                raise InputError(
+                    f"base model folder {path}: {name}/{weights.name} cannot be read ({error}); "
+                    "the file is damaged or incomplete"
+                ) from None
 
 
 def _check_fit(source: str, **sizes: Any) -> None:
