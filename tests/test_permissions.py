@@ -84,6 +84,29 @@ def test_write_atomic_keeps_a_private_file_private_and_writes_through_a_link(tmp
     assert link.is_symlink() and elsewhere.read_bytes() == b"new"
 
 
+@pytest.mark.parametrize("name", ["kept.csv", "kept.parquet"])
+def test_a_written_table_keeps_a_private_file_private_and_writes_through_a_link(tmp_path, umask_022, name):
+    """``livo dedup -o`` and ``livo values select -o`` wrote their tables by a rename of their own:
+    a 0600 output became 0644, and an output given as a link was replaced by a file beside it."""
+    import pyarrow as pa
+
+    from livo.data.io import read_table, write_table
+
+    table = pa.table({"prompt": ["a doctor", "a kite"]})
+    secret = tmp_path / name
+    write_table(table, secret)
+    secret.chmod(0o600)
+    write_table(table, secret)
+    assert _mode(secret) == 0o600 and read_table(secret).column("prompt").to_pylist() == ["a doctor", "a kite"]
+    elsewhere = tmp_path / "disk" / name
+    elsewhere.parent.mkdir()
+    link = tmp_path / f"link-{name}"
+    link.symlink_to(elsewhere)
+    write_table(table, link)
+    assert link.is_symlink() and read_table(elsewhere).num_rows == 2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp file left
+
+
 def test_a_folder_replacement_cut_off_between_its_renames_puts_the_old_folder_back(tmp_path, monkeypatch):
     """The old folder was moved aside before the new one was moved in; an interrupt in between left
     no folder at the path and the old one hidden in a temporary folder."""

@@ -89,29 +89,39 @@ def _resolved(path: str | os.PathLike[str]) -> Path:
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Writes ``data`` to ``path`` so readers see the old file or the new one, never a part: a temp
-    file in the same folder, fsynced, given the mode of the file it replaces (else the umask's),
-    then renamed over ``path`` and the rename fsynced. A ``path`` that is a symbolic link is written
-    where it points."""
-    path = _resolved(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if path.is_file() else None  # a private file stays private
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Writes ``data`` to ``path`` so readers see the old file or the new one, never a part
+    (:func:`atomic_file`). A ``path`` that is a symbolic link is written where it points."""
+    with atomic_file(path) as temp:
+        temp.write_bytes(data)
+    return _resolved(path)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yields a temp file's path beside ``path`` for the block to write; when the block ends normally
+    the file is fsynced, given the mode of the file it replaces (else the umask's), renamed over
+    ``path`` and the rename fsynced, so readers and crashes see the old file or the new one, never
+    a part. When the block raises, the temp file is removed and ``path`` is left as it was. A
+    ``path`` that is a symbolic link is written where it points."""
+    target = _resolved(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mode = target.stat().st_mode & 0o7777 if target.is_file() else None  # a private file stays private
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    temp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        yield temp
+        with open(temp, "rb") as handle:
             os.fsync(handle.fileno())
         if mode is None:
             make_shareable(temp)
         else:
             os.chmod(temp, mode)
-        os.replace(temp, path)
+        os.replace(temp, target)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
-    return path
+    _fsync_folder(target.parent)
 
 
 def _owner_tag() -> str:

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from livo.errors import InputError, InvalidUtf8Error, LivoError
-from livo.permissions import make_shareable
+from livo.permissions import atomic_file
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 # Outputs that add columns (dedup, value selection) need a format with columns.
@@ -390,24 +389,14 @@ def _json_lines(source: bytes | str | os.PathLike[str]) -> Iterator[io.BufferedR
 
 
 def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
-    """Writes ``table`` in the format of ``path``'s extension, atomically (temp file + rename), so a
-    crash never leaves a half-written file under the final name."""
+    """Writes ``table`` in the format of ``path``'s extension, atomically (:func:`atomic_file`: temp
+    file + rename, the replaced file's mode kept, a link written where it points), so a crash never
+    leaves a half-written file under the final name."""
     path = Path(path)
     fmt, compression = _format_and_compression(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_file(path) as tmp:
         if fmt == "parquet":
             pq.write_table(table, tmp, compression="zstd")
         else:
             with pa.output_stream(str(tmp), compression=compression) as stream:
                 _write_text_format(table, fmt, path, stream)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        make_shareable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
