@@ -458,11 +458,35 @@ def test_onnxruntime_backend_gives_pytorchs_vectors_and_identity(tmp_path, monke
     np.testing.assert_allclose(onnx_backend.embed(texts), torch_backend.embed(texts), atol=1e-5)
     exported = list((tmp_path / "cache" / "onnx").glob("*-fp32-*.onnx"))
     assert len(exported) == 1 and not list((tmp_path / "cache" / "onnx").glob(".export-*"))
+    # A cached export ONNX Runtime cannot read (cut by a crash) was a traceback in every later run.
+    exported[0].write_bytes(b"garbage")
+    again = SentenceTransformerEmbedder(
+        str(minilm_path()), spec="minilm", display_name="all-MiniLM-L6-v2", backend="onnxruntime"
+    )
+    np.testing.assert_allclose(again.embed(texts), torch_backend.embed(texts), atol=1e-5)
+    assert exported[0].stat().st_size > 1_000_000
     stamp = exported[0].stat().st_mtime_ns
     SentenceTransformerEmbedder(str(minilm_path()), backend="onnxruntime")  # loads the cached export
     assert exported[0].stat().st_mtime_ns == stamp
     with pytest.raises(ConfigError, match="backend must be one of"):
         SentenceTransformerEmbedder(str(minilm_path()), backend="tensorrt")  # type: ignore[arg-type]
+
+
+def test_the_cache_folder_expands_home_and_a_damaged_hash_cache_is_rebuilt(tmp_path, monkeypatch):
+    """LIVO_CACHE_DIR="~/x" (as an .env file sets it) was a folder named "~" in the working folder;
+    a hash cache holding valid JSON of another shape ("null") was a TypeError in every command that
+    loaded an embedder."""
+    from livo.cache import cache_dir
+    from livo.values.embedders import weights_hash
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("LIVO_CACHE_DIR", "~/livo-cache")
+    assert cache_dir() == tmp_path / "livo-cache"
+    (tmp_path / "livo-cache").mkdir()
+    (tmp_path / "livo-cache" / "weights-sha256.json").write_text("null")
+    first = weights_hash([minilm_path()])
+    assert isinstance(json.loads((tmp_path / "livo-cache" / "weights-sha256.json").read_text()), dict)
+    assert weights_hash([minilm_path()]) == first
 
 
 @pytest.mark.parametrize(

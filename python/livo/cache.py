@@ -9,5 +9,6 @@ from pathlib import Path
 
 def cache_dir() -> Path:
     """The livo cache folder (not created here)."""
-    # An empty variable counts as unset: it would put the cache in the working folder.
-    return Path(os.environ.get("LIVO_CACHE_DIR") or Path.home() / ".cache" / "livo")
+    # An empty variable counts as unset: it would put the cache in the working folder. "~" is the
+    # home folder, as in configs (a shell leaves it as written in quotes or an .env file).
+    return Path(os.environ.get("LIVO_CACHE_DIR") or Path.home() / ".cache" / "livo").expanduser()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -29,7 +28,8 @@ import numpy as np
 
 from livo.cache import cache_dir
 from livo.errors import ConfigError
-from livo.values.onnx_encoder import FastTokenizer, OnnxTransformer, exported_model
+from livo.permissions import write_atomic
+from livo.values.onnx_encoder import FastTokenizer, OnnxTransformer, load_exported
 
 if TYPE_CHECKING:
     import torch
@@ -97,6 +97,8 @@ def weights_hash(folders: Sequence[Path]) -> str:
         cache = json.loads(cache_path.read_text())
     except (OSError, ValueError):
         cache = {}
+    if not isinstance(cache, dict):  # valid JSON of another shape: rebuilt like a damaged file
+        cache = {}
     before = dict(cache)
     combined = hashlib.sha256()
     for folder in folders:
@@ -114,11 +116,7 @@ def weights_hash(folders: Sequence[Path]) -> str:
             combined.update(_file_sha256(file, cache).encode())
     if cache != before:
         try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=".weights-sha256.", suffix=".tmp")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(cache, handle)
-            os.replace(tmp, cache_path)
+            write_atomic(cache_path, json.dumps(cache).encode())  # a failed write leaves no temp file
         except OSError:
             pass  # the cache is an optimisation only
     return combined.hexdigest()
@@ -195,7 +193,7 @@ class SentenceTransformerEmbedder(_BatchedEncoder):
             int8 = backend == "onnxruntime-int8"
             self._max_length = _max_seq_length(folder)
             self._fast_tokenizer = FastTokenizer(folder, self._max_length)
-            self._onnx = OnnxTransformer(exported_model(folder, weights, int8, self._pooling), _worker_threads())
+            self._onnx = load_exported(folder, weights, int8, self._pooling, _worker_threads())
             dimension = _hidden_size(folder)
             if int8:  # other vectors than the float model's: an index must know which it was built with
                 weights = hashlib.sha256(f"{weights}:onnxruntime-dynamic-int8".encode()).hexdigest()

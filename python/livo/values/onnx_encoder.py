@@ -19,6 +19,7 @@ import numpy as np
 
 from livo.cache import cache_dir
 from livo.errors import ConfigError
+from livo.permissions import atomic_file
 
 OPSET = 17
 
@@ -48,8 +49,20 @@ def exported_model(folder: Path, weights_sha256: str, int8: bool, pooling: str) 
                 quantize_dynamic(str(plain), str(result), weight_type=QuantType.QInt8)
             finally:
                 logging.disable(previous)
-        os.replace(result, target)
+        with atomic_file(target) as temp:  # fsynced: a crash leaves no cut file to be trusted later
+            os.replace(result, temp)
     return target
+
+
+def load_exported(folder: Path, weights_sha256: str, int8: bool, pooling: str, workers: int) -> OnnxTransformer:
+    """An ONNX Runtime session over :func:`exported_model`; a cached file ONNX Runtime cannot read
+    (damaged on disk, or cut by a crash before exports were fsynced) is exported again, once."""
+    path = exported_model(folder, weights_sha256, int8, pooling)
+    try:
+        return OnnxTransformer(path, workers)
+    except Exception:  # noqa: BLE001 - ONNX Runtime's load errors derive from Exception only
+        path.unlink(missing_ok=True)
+        return OnnxTransformer(exported_model(folder, weights_sha256, int8, pooling), workers)
 
 
 def _export(folder: Path, path: Path, pooling: str) -> None:
