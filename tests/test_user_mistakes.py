@@ -228,7 +228,7 @@ MISTAKES = {
     # A checkpoint replaced full-step2 whole, the user's files with it.
     "toyworld train: a checkpoint onto a folder of other files": (
         ["toyworld", "train", "--output", "toy/", "--steps", "4", "--checkpoint-every", "2"],
-        "--checkpoint-every toy-step2: exists and is not empty",
+        "checkpoint (--checkpoint-every) toy-step2: exists and is not empty; pass --overwrite",
     ),
     # A first run removed dataset/, runs/livo/ and report/ of any folder it was given.
     "demo: --output a folder of other files": (
@@ -302,6 +302,8 @@ MISTAKES = {
         "argument --seed: must be at most 4294967295",
     ),
     "serve: --port 99999": (["serve", "--port", "99999"], "argument --port: must be at most 65535"),
+    # Passed on to Ray, whose ValueError was a traceback.
+    "serve: --num-cpus -3": (["serve", "--num-cpus", "-3"], "argument --num-cpus: must be an integer from 1 to 65536"),
     # --overwrite replaces a model folder whole: never a folder of other files.
     "toyworld train: --overwrite on a folder that is no model": (
         ["toyworld", "train", "--output", "full", "--overwrite"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from livo.arg_types import port_number
+from livo.arg_types import int_at_least, port_number
 from livo.serve.ray_env import apply_serve_environment
 
 
@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
         help="Ray's auth token (a file of mode 0600): needed to join a cluster off loopback "
         "(else $RAY_AUTH_TOKEN_PATH); for a local Ray, the token it is started with",
     )
-    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--num-cpus", type=int_at_least(1, 65536), help="CPUs of the local Ray instance (default: all)")
     parser.set_defaults(run=run_serve, extras=("serve",))
 
 

@@ -190,9 +190,11 @@ def run_train(args: argparse.Namespace) -> int:
         "default_direction_weight": args.default_direction_weight,
     }
     config = parse_model(ToyModelRecipe, settings, "livo toyworld train")
-    # Checkpoints replace their folders whole too: none may be a folder of the user's files.
+    # Checkpoints replace their folders whole too: none may be a folder of the user's files. One an
+    # interrupted run left is written over with --overwrite, as the output of a finished run is.
     for folder in checkpoint_folders(config):
-        output_folder(folder, flag="--checkpoint-every", overwrite=args.overwrite, replaced_whole=("model_index.json",))
+        flag = "checkpoint (--checkpoint-every)"
+        output_folder(folder, flag=flag, overwrite=args.overwrite, replaced_whole=("model_index.json",))
     train(config, log=lambda line: print(line, flush=True))
     return 0
 
