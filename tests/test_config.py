@@ -175,3 +175,31 @@ def test_values_read_as_yaml_1_2_core_schema_and_a_cut_set_value_is_refused(tmp_
     for tagged in ("!!int abc", "!!float abc", "!!timestamp abc", "!!bool maybe", "!!set [1]"):
         with pytest.raises(ConfigError, match=r"--set seed=.*: not valid YAML"):
             parse_overrides([f"seed={tagged}"])
+
+
+def test_relative_paths_with_a_colon_and_in_kind_specs_are_the_config_folder_s(tmp_path):
+    """``output: runs/lr:1e-5`` was left relative to the working folder (any ":" was taken for a
+    name like builtin:NAME), and an evaluation's ``quality.clip_model`` folder and the path of
+    ``quality.features: torchscript:PATH`` were never resolved."""
+    from livo.eval.config import resolve_eval_paths
+
+    (tmp_path / "models" / "clip").mkdir(parents=True)
+    (tmp_path / "models" / "net.pt").write_bytes(b"")
+    data = {
+        "output": "runs/lr:1e-5",
+        "model": "builtin:toyworld",
+        "prompts": {"file": "s3://bucket/prompts.jsonl"},
+        "quality": {"clip_model": "models/clip", "features": "torchscript:models/net.pt"},
+        "methods": [{"name": "base", "kind": "pipeline", "path": "openai/clip"}],
+    }
+    assert resolve_eval_paths(data, tmp_path) == {
+        "output": str(tmp_path / "runs/lr:1e-5"),
+        "model": "builtin:toyworld",
+        "prompts": {"file": "s3://bucket/prompts.jsonl"},
+        "quality": {
+            "clip_model": str(tmp_path / "models/clip"),
+            "features": f"torchscript:{tmp_path / 'models/net.pt'}",
+        },
+        "methods": [{"name": "base", "kind": "pipeline", "path": "openai/clip"}],
+    }
+    assert resolve_eval_paths({"quality": {"features": "pixels"}}, tmp_path) == {"quality": {"features": "pixels"}}

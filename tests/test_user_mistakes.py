@@ -212,6 +212,11 @@ MISTAKES = {
         "with the demo config's eval.set: field generaton: Extra inputs are not permitted",
     ),
     "eval: no output": (["eval", EVAL_CONFIG], "give --output on the command line"),
+    # The hint sent the user to the config file, which does not hold the value.
+    "eval: --set a flag's field": (
+        ["eval", EVAL_CONFIG, "--output", "r", "--set", "per_prompt=0"],
+        "field per_prompt: Input should be greater than or equal to 1 (set by --per-prompt or --set per_prompt)",
+    ),
     # A MemoryError after the models loaded, or minutes of work and a broken process pool.
     "eval: --per-prompt beyond any run": (
         ["eval", EVAL_CONFIG, "--output", "report", "--per-prompt", "99999999999999"],

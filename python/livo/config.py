@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +46,8 @@ def format_validation_error(
         override = next((key for key in overridden if _same_field(key, where)), None)
         if override is not None and isinstance(overridden, Mapping):
             hint = f" (set by {overridden[override]})"
+        elif flag and override is not None:  # the value came from the flag or a --set, not the file
+            hint = f" (set by {flag} or --set {override})"
         elif flag:
             hint = f" (give {flag} on the command line, or set {where} in the config)"
         elif override is not None:
@@ -92,26 +95,42 @@ def read_yaml(path: str | os.PathLike[str], what: str = "config") -> dict[str, A
     return data
 
 
-def resolve_paths(data: Any, base: Path, keys: Collection[str], keys_if_present: Collection[str] = ()) -> Any:
+def resolve_paths(
+    data: Any,
+    base: Path,
+    keys: Collection[str],
+    keys_if_present: Collection[str] = (),
+    kind_keys: Collection[str] = (),
+) -> Any:
     """``data`` with its relative paths made relative to ``base`` (the folder of the YAML file that
     holds them), so a config means the same files whatever the working directory: every string under
-    one of ``keys``, at any depth; under ``keys_if_present`` only when that file or folder exists in
-    ``base`` (those fields also take names that are no paths: a hub id, ``builtin:NAME``, a built-in
-    registry)."""
+    one of ``keys``, at any depth (``runs/lr:1e-5`` too; a URL, ``scheme://...``, is left alone);
+    under ``keys_if_present`` only when that file or folder exists in ``base`` (those fields also
+    take names that are no paths: a hub id, ``builtin:NAME``, a built-in registry); under
+    ``kind_keys`` (``KIND:PATH``, e.g. ``torchscript:models/net.pt``) the path after the kind, when it
+    exists in ``base``."""
     if isinstance(data, dict):
         resolved = {}
         for key, value in data.items():
             if isinstance(value, str) and value.startswith("~"):
                 value = os.path.expanduser(value)  # "~/runs/x" is the home folder's, not <config folder>/~
-            if isinstance(value, str) and value and not os.path.isabs(value) and ":" not in value:
+            if isinstance(value, str) and value and not os.path.isabs(value) and not _URL.match(value):
                 candidate = base / value
+                kind, colon, rest = value.partition(":")
                 if key in keys or (key in keys_if_present and candidate.exists()):
                     value = str(candidate)
-            resolved[key] = resolve_paths(value, base, keys, keys_if_present)
+                elif key in kind_keys and colon and rest:
+                    rest = os.path.expanduser(rest)
+                    if not os.path.isabs(rest) and (base / rest).exists():
+                        value = f"{kind}:{base / rest}"
+            resolved[key] = resolve_paths(value, base, keys, keys_if_present, kind_keys)
         return resolved
     if isinstance(data, list):
-        return [resolve_paths(item, base, keys, keys_if_present) for item in data]
+        return [resolve_paths(item, base, keys, keys_if_present, kind_keys) for item in data]
     return data
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any] | None, source: str) -> dict[str, Any]:

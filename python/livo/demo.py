@@ -452,12 +452,12 @@ def _train(settings: dict[str, Any], dataset: Path, run: Path, threads: int) -> 
 def eval_config_for(config: dict[str, Any], folder: Path, index: Path, runs: dict[str, Path]) -> Any:
     """The evaluation config: the shipped toy-world one (or ``eval.config``) with the demo's own
     value encoder, index and (when trained) the Diffusion-DPO baseline."""
-    from livo.eval.config import PATH_KEYS, PATH_KEYS_IF_PRESENT, parse_eval_config
+    from livo.eval.config import parse_eval_config, resolve_eval_paths
     from livo.toyworld.evaluation import subject_prompt_rows
 
     source = Path(config["eval"].get("config") or DEMO_CONFIG.parent / "toyworld.yaml")
     # Read as `livo eval` reads its config: checked, and its relative paths against its own folder.
-    data = resolve_paths(read_yaml(source, "evaluation config"), source.parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
+    data = resolve_eval_paths(read_yaml(source, "evaluation config"), source.parent)
     changes = config["eval"].get("set") or {}
     data = merge(data, changes)
     data["output"] = str(folder / "report")

@@ -197,9 +197,17 @@ class EvalConfig(StrictModel):
 
 # Fields that hold paths: relative ones are relative to the YAML file's folder (``livo.config``).
 PATH_KEYS = ("value_encoder", "index", "file", "output")
-# Also a hub id (a base model, a pipeline, a published U-Net or LoRA), builtin:NAME or a built-in
-# registry name.
-PATH_KEYS_IF_PRESENT = ("model", "registry", "path", "unet", "lora")
+# Also a hub id (a base model, a pipeline, a published U-Net or LoRA, a CLIP model), builtin:NAME
+# or a built-in registry name.
+PATH_KEYS_IF_PRESENT = ("model", "registry", "path", "unet", "lora", "clip_model")
+# KIND:PATH (quality.features: clip:PATH, inception:PATH, torchscript:PATH).
+PATH_KIND_KEYS = ("features",)
+
+
+def resolve_eval_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """An evaluation config's relative paths made relative to ``base``, its YAML file's folder."""
+    resolved: dict[str, Any] = resolve_paths(data, base, PATH_KEYS, PATH_KEYS_IF_PRESENT, PATH_KIND_KEYS)
+    return resolved
 
 
 def parse_eval_config(data: dict[str, Any], source: str = "config", base: Path | None = None) -> EvalConfig:
@@ -207,7 +215,7 @@ def parse_eval_config(data: dict[str, Any], source: str = "config", base: Path |
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     if base is not None:
-        data = resolve_paths(data, base, PATH_KEYS, PATH_KEYS_IF_PRESENT)
+        data = resolve_eval_paths(data, base)
     return parse_model(EvalConfig, data, source)
 
 
@@ -218,6 +226,6 @@ FLAGS = {"output": "--output", "per_prompt": "--per-prompt", "threads": "--threa
 def load_eval_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> EvalConfig:
     """Read and validate an evaluation YAML file; ``overrides`` (dotted, as ``--set`` gives them) win
     over the file."""
-    resolved = resolve_paths(read_yaml(path, "evaluation config"), Path(path).parent, PATH_KEYS, PATH_KEYS_IF_PRESENT)
+    resolved = resolve_eval_paths(read_yaml(path, "evaluation config"), Path(path).parent)
     data = apply_overrides(resolved, overrides, str(path))
     return parse_model(EvalConfig, data, str(path), FLAGS, overridden=list(overrides or {}))
