@@ -521,3 +521,17 @@ def test_images_made_a_few_per_call_are_the_images_of_one_call(small_run) -> Non
             assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 2, name
     for ours, theirs in zip(split.methods, whole.methods, strict=True):
         assert ours.summary == theirs.summary, ours.name
+
+
+def test_an_image_grid_holds_images_of_several_sizes() -> None:
+    """An evaluation comparing models of two resolutions failed drawing its grids (a broadcast
+    error), and with them its results.json, which was written after them."""
+    import numpy as np
+
+    from livo.image_grid import grid_image
+
+    small, large = np.full((2, 2, 3), 10, np.uint8), np.full((4, 3, 3), 200, np.uint8)
+    grid = grid_image([[small, large], [large]], scale=1, gap=1)
+    assert grid.shape == (1 + 2 * (4 + 1), 1 + 2 * (3 + 1), 3)
+    assert (grid[1:3, 1:3] == 10).all() and (grid[3:5, 1:4] == 255).all()  # the small one, top left
+    assert (grid[1:5, 5:8] == 200).all() and (grid[6:10, 1:4] == 200).all()

@@ -16,6 +16,7 @@ DOCUMENT = {
     "parts": [{"rows": 1, "groups": [1, 0]}, {"rows": "many", "groups": [1, -1]}],
     "names": ["a", 2],
     "nothing": None,
+    "unbounded": float("inf"),  # Python's JSON reader takes Infinity and NaN
 }
 
 
@@ -37,6 +38,7 @@ def test_fields_of_the_right_type_are_read() -> None:
         (lambda f: f.text("absent"), "field 'absent' is missing"),
         (lambda f: f.text("rows"), "field 'rows' must be a string, got a number (3)"),
         (lambda f: f.number("flag"), "field 'flag' must be a number, got true/false (true)"),  # a bool is no number
+        (lambda f: f.number("unbounded"), "field 'unbounded' must be a number, got NaN or Infinity (Infinity)"),
         (lambda f: f.count("rows", 5), "field 'rows' must be an integer >= 5, got a number (3)"),
         (lambda f: f.object("nothing"), "field 'nothing' must be a JSON object, got null"),
         (lambda f: f.each("parts")[1].count("rows"), "field 'parts[1].rows' must be an integer >= 0, got a string"),

@@ -12,10 +12,13 @@ from livo.permissions import write_atomic
 
 
 def grid_image(rows: Sequence[Sequence[np.ndarray]], scale: int = 4, gap: int = 1) -> np.ndarray:
-    """Tile ``rows`` of equal-size ``(H, W, 3)`` uint8 images into one uint8 array."""
+    """Tile ``rows`` of ``(H, W, 3)`` uint8 images into one uint8 array. Cells are as large as the
+    largest image (an evaluation may compare models of other resolutions); a smaller image sits in
+    its cell's top left corner."""
     if not rows or not rows[0]:
         raise ValueError("an image grid needs at least one row with one image")
-    h, w = rows[0][0].shape[:2]
+    h = max(image.shape[0] for row in rows for image in row)
+    w = max(image.shape[1] for row in rows for image in row)
     columns = max(len(r) for r in rows)
     cell_h, cell_w = h * scale + gap, w * scale + gap
     canvas = np.full((len(rows) * cell_h + gap, columns * cell_w + gap, 3), 255, dtype=np.uint8)
@@ -23,7 +26,7 @@ def grid_image(rows: Sequence[Sequence[np.ndarray]], scale: int = 4, gap: int = 
         for c, image in enumerate(row):
             big = np.repeat(np.repeat(np.asarray(image, dtype=np.uint8), scale, axis=0), scale, axis=1)
             y, x = gap + r * cell_h, gap + c * cell_w
-            canvas[y : y + h * scale, x : x + w * scale] = big
+            canvas[y : y + big.shape[0], x : x + big.shape[1]] = big
     return canvas
 
 

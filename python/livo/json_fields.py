@@ -10,6 +10,7 @@ naming the file and the field's path (``shards[3].rows``), in every command that
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from livo.errors import InputError
 def json_type(value: object) -> str:
     """How an error names the JSON type of ``value``."""
     names = {dict: "a JSON object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN or Infinity"
     return names.get(type(value), "a number" if isinstance(value, int | float) else type(value).__name__)
 
 
@@ -36,7 +39,8 @@ def _is_integer(value: object) -> bool:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # Python's JSON reader takes NaN and Infinity, which no threshold or size may be.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class JsonFields:

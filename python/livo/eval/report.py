@@ -252,8 +252,9 @@ def write_report(result: EvalResult, output: str | os.PathLike[str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     checks = targets(result)
     table = markdown_table(result)
-    grids = write_grids(result, folder)
+    # The numbers first: a failure while drawing the grids must not lose them.
     write_atomic(folder / "results.json", (json.dumps(to_json(result, checks), indent=2) + "\n").encode())
+    grids = write_grids(result, folder)
     lines = ["# LiVO evaluation", "", table, ""]
     if checks:
         lines += ["Targets (the config's `targets`):", ""]
