@@ -446,3 +446,52 @@ def test_cli_refuses_several_inputs_without_ray_and_a_file_output_with_it(tmp_pa
         main(["dedup", "--ray", txt, "-o", str(tmp_path / "out"), "--piece-size", "lots"])
     assert usage.value.code == 2 and "argument --piece-size: size 'lots'" in capsys.readouterr().err
     assert not (tmp_path / "o.parquet").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "output", "message"),
+    [
+        # polars read a lone surrogate escape as NUL: "x \ud800 y" and "x \udbff y" became one prompt.
+        (
+            "s.jsonl",
+            b'{"prompt": "ok \\ud83d\\ude00"}\n{"prompt": "x \\ud800 y"}\n{"prompt": "x \\udbff y"}\n',
+            "o.jsonl",
+            r"s\.jsonl: line 2: \\ud800 is half of a UTF-16 surrogate pair",
+        ),
+        # Read as one header line: no rows, and exit 0.
+        ("m.csv", b"prompt,id\ra doctor,1\ra fox,2\r", "o.jsonl", r"m\.csv: its lines end in CR alone"),
+        # Each line became one prompt, its id included.
+        (
+            "sc.csv",
+            b"id;prompt\r\n1;a doctor\r\n",
+            "o.jsonl",
+            r"one column named 'id;prompt': the file looks separated by ';'",
+        ),
+        # Letters and NULs, without a word.
+        (
+            "u.txt",
+            "a doctor\na fox\n".encode("utf-16-le"),
+            "o.jsonl",
+            r"u\.txt: not UTF-8 text \(every other byte is NUL",
+        ),
+    ],
+)
+def test_files_other_tools_write_are_refused_naming_what_is_wrong(tmp_path, name, data, output, message):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(InputError, match=message):
+        dedup_file(tmp_path / name, tmp_path / output)
+    assert not (tmp_path / output).exists()
+
+
+def test_bytes_columns_are_refused_before_the_work_and_nan_text_stays_text(tmp_path):
+    """A Hugging Face image column in a Parquet file made the .jsonl writer panic after the whole
+    dedup; "NaN" and "inf" in a CSV column were typed as floats and written to JSON Lines as null."""
+    pq.write_table(pa.table({"prompt": ["a", "b"], "png": [b"\x89PNG", b"\x00"]}), tmp_path / "b.parquet")
+    with pytest.raises(InputError, match=r"o\.jsonl: column 'png' holds bytes \(binary\), which a \.jsonl file cannot"):
+        dedup_file(tmp_path / "b.parquet", tmp_path / "o.jsonl")
+    dedup_file(tmp_path / "b.parquet", tmp_path / "o.parquet")
+    assert pq.read_table(tmp_path / "o.parquet")["png"].to_pylist() == [b"\x89PNG", b"\x00"]
+    (tmp_path / "n.csv").write_text("prompt,score\na,NaN\nb,inf\nc,1.5\n")
+    dedup_file(tmp_path / "n.csv", tmp_path / "n.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "n.jsonl").read_text().splitlines()]
+    assert [row["score"] for row in rows] == ["NaN", "inf", "1.5"]

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from livo import _native
-from livo.data.io import file_format, read_prompt_table, write_table
+from livo.data.io import check_writable, file_format, read_prompt_table, write_table
 from livo.errors import InputError
 
 # Inputs at least this long get a progress bar (when stderr is a terminal).
@@ -111,6 +111,7 @@ def dedup_file(
     """Deduplicates a prompt file and writes every input column plus ``cluster_id`` and ``keep``
     (or only the kept rows with ``keep_only``), in the format of ``output_path``'s extension."""
     table, texts = read_prompt_table(input_path, column)
+    check_writable(table.schema, output_path)  # before the work, not after it
     if texts.null_count == len(texts) and len(texts) > 0:
         raise InputError(f"{input_path}: the prompt column holds only nulls")
     if progress is None:

@@ -95,6 +95,8 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
         # An empty file holds no prompts whatever its format: the same empty table as an empty .txt.
         return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
     if fmt == "txt":
+        with path.open("rb") as handle:
+            _check_not_utf16(handle.read(_HEAD_BYTES), path)
         return pa.table({TEXT_COLUMN: pa.array(_native.read_text_lines(str(path)), pa.large_string())})
     if fmt == "parquet":
         with named_read_errors(path, fmt):
@@ -102,12 +104,16 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
     with path.open("rb") as handle:
         head = handle.read(_HEAD_BYTES)
     _check_utf8_text(head, path)
+    _check_line_ends(head, fmt, path)
+    if fmt == "jsonl":
+        with path.open("rb") as handle:
+            _check_surrogate_escapes(handle, path)
     # A BOM before JSON Lines is refused by polars' parser; CSV's is handled by polars itself.
     source: Path | io.BytesIO = path
     if fmt == "jsonl" and head.startswith(_BOM):
         source = io.BytesIO(path.read_bytes()[len(_BOM) :])
     with named_read_errors(path, fmt), _first_bad_json_line(path, fmt):
-        return _parse_columns(source, fmt)
+        return _checked_columns(_parse_columns(source, fmt), fmt, path)
 
 
 def _parse_columns(source: Path | io.BytesIO, fmt: str) -> pa.Table:
@@ -140,8 +146,9 @@ def _lossless_types(frame: Any) -> Any:
             typed = column.cast(dtype, strict=False)
             same = typed.is_null() == column.is_null()
             filled = column.null_count() < len(column)
-            if filled and same.all() and (typed.cast(pl.String) == column).fill_null(True).all():
-                column = typed
+            finite = dtype == pl.Int64 or bool(typed.is_finite().fill_null(True).all())
+            if filled and finite and same.all() and (typed.cast(pl.String) == column).fill_null(True).all():
+                column = typed  # "NaN" or "inf" stay text: JSON has no such number (written as null)
                 break
         columns.append(column)
     return pl.DataFrame(columns)
@@ -169,13 +176,18 @@ def _read_compressed(path: Path, fmt: str, compression: str) -> pa.Table:
     with named_read_errors(path, f"{fmt} ({compression})"):  # a truncated or corrupt stream included
         with _open_input(path) as handle:
             if fmt == "txt":
+                _check_not_utf16(handle.peek(_HEAD_BYTES)[:_HEAD_BYTES], path)
                 return pa.table({TEXT_COLUMN: pa.array(_text_lines(handle, path), pa.large_string())})
             data = handle.read()
         if not data.strip():
             return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
         _check_utf8_text(data[:_HEAD_BYTES], path)
+        _check_line_ends(data[:_HEAD_BYTES], fmt, path)
+        if fmt == "jsonl":
+            _check_surrogate_escapes(io.BytesIO(data), path)
         with _first_bad_json_line(path, fmt):
-            return _parse_columns(io.BytesIO(data.removeprefix(_BOM) if fmt == "jsonl" else data), fmt)
+            table = _parse_columns(io.BytesIO(data.removeprefix(_BOM) if fmt == "jsonl" else data), fmt)
+            return _checked_columns(table, fmt, path)
 
 
 _HEAD_BYTES = 1 << 16
@@ -195,6 +207,64 @@ def _check_utf8_text(head: bytes, where: str | os.PathLike[str]) -> None:
             raise InputError(f"{where}: not UTF-8 text (it starts with a {encoding} byte-order mark); save it as UTF-8")
     if b"\x00" in head:
         raise InputError(f"{where}: not UTF-8 text (it holds NUL bytes: UTF-16 or a binary file); save it as UTF-8")
+
+
+def _check_not_utf16(head: bytes, where: str | os.PathLike[str]) -> None:
+    """A ``.txt`` file may hold NUL bytes, but UTF-16 text (a BOM, or NULs between every other
+    byte) read as UTF-8 became prompts of letters and NULs without a word."""
+    for bom, encoding in _UTF16_32_BOMS.items():
+        if head.startswith(bom):
+            raise InputError(f"{where}: not UTF-8 text (it starts with a {encoding} byte-order mark); save it as UTF-8")
+    if len(head) >= 8 and head.count(0) * 3 >= len(head):
+        raise InputError(
+            f"{where}: not UTF-8 text (every other byte is NUL: UTF-16 without a byte-order mark); save it as UTF-8"
+        )
+
+
+def _check_line_ends(head: bytes, fmt: str, where: str | os.PathLike[str]) -> None:
+    """CSV and JSON Lines lines end in LF or CRLF; a file of CR-ended lines (classic Mac OS, some
+    spreadsheet exports) was read as one header line: no rows, and exit 0."""
+    if b"\r" in head and b"\n" not in head and len(head.splitlines()) > 1:
+        raise InputError(f"{where}: its lines end in CR alone (classic Mac OS); save it with LF or CRLF line ends")
+
+
+# A \uD800-\uDFFF escape that is not half of a pair (a high one followed by a low one), and whose
+# backslash is not itself escaped. polars reads such an escape as NUL: two different prompts then
+# became one. Emoji cut in half by a JavaScript tool's truncation end this way.
+_HIGH = rb"\\u[dD][89abAB][0-9a-fA-F]{2}"
+_LOW = rb"\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+_LONE_SURROGATE = re.compile(rb"(?<!\\)(?:\\\\)*(" + _HIGH + rb"(?!" + _LOW + rb")|(?<!" + _HIGH + rb")" + _LOW + rb")")
+
+
+def _check_surrogate_escapes(handle: BinaryIO, where: str | os.PathLike[str]) -> None:
+    """Refuses a JSON Lines file with a lone surrogate escape, naming its line (read in blocks of
+    whole lines, each searched at C speed)."""
+    line = 1
+    while block := handle.read(1 << 23):
+        block += handle.readline()
+        found = _LONE_SURROGATE.search(block)
+        if found is not None:
+            number = line + block.count(b"\n", 0, found.start(1))
+            escape = found.group(1).decode("ascii")
+            raise InputError(
+                f"{where}: line {number}: {escape} is half of a UTF-16 surrogate pair, no character; "
+                "fix the text (a cut emoji, say)"
+            )
+        line += block.count(b"\n")
+
+
+def _checked_columns(table: pa.Table, fmt: str, where: str | os.PathLike[str]) -> pa.Table:
+    """A CSV read as one column named with a semicolon or a tab was separated by that (Excel in many
+    locales): every line would have become one prompt, its id and other fields included."""
+    if fmt == "csv" and table.num_columns == 1:
+        name = table.column_names[0]
+        separator = next((s for s in (";", "\t", "|") if s in name), None)
+        if separator is not None:
+            raise InputError(
+                f"{where}: one column named {name!r}: the file looks separated by {separator!r}, and livo reads "
+                "comma-separated CSV; save it with commas"
+            )
+    return table
 
 
 @contextmanager
@@ -388,12 +458,38 @@ def _json_lines(source: bytes | str | os.PathLike[str]) -> Iterator[io.BufferedR
         yield handle
 
 
+def check_writable(schema: pa.Schema, path: str | os.PathLike[str]) -> None:
+    """Refuses, before any work, a table that ``path``'s format cannot hold: bytes (an image column
+    of a Hugging Face dataset) in ``.jsonl``, ``.csv`` or ``.txt`` (the writers failed at the end,
+    in a panic or a traceback)."""
+    fmt = file_format(path)
+    if fmt == "parquet":
+        return
+    for field in schema:
+        if _holds_bytes(field.type):
+            raise InputError(
+                f"{path}: column {field.name!r} holds bytes ({field.type}), which a .{fmt} file cannot; "
+                "write .parquet, or drop the column"
+            )
+
+
+def _holds_bytes(kind: pa.DataType) -> bool:
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
+        return True
+    if pa.types.is_binary_view(kind):
+        return True
+    if pa.types.is_dictionary(kind):
+        return _holds_bytes(kind.value_type)
+    return any(_holds_bytes(kind.field(i).type) for i in range(kind.num_fields))
+
+
 def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
     """Writes ``table`` in the format of ``path``'s extension, atomically (:func:`atomic_file`: temp
     file + rename, the replaced file's mode kept, a link written where it points), so a crash never
     leaves a half-written file under the final name."""
     path = Path(path)
     fmt, compression = _format_and_compression(path)
+    check_writable(table.schema, path)
     with atomic_file(path) as tmp:
         if fmt == "parquet":
             pq.write_table(table, tmp, compression="zstd")

@@ -346,7 +346,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 def run_select(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from livo.data.io import INPUT_SUFFIXES, OUTPUT_SUFFIXES, read_prompt_table, write_table
+    from livo.data.io import INPUT_SUFFIXES, OUTPUT_SUFFIXES, check_writable, read_prompt_table, write_table
     from livo.user_paths import input_file, input_folder, output_file
     from livo.values.registry import load_registry
     from livo.values.selector import ValueSelector
@@ -356,6 +356,7 @@ def run_select(args: argparse.Namespace) -> int:
     input_file(args.input, flag="--input", suffixes=INPUT_SUFFIXES)
     output_file(args.output, flag="--output", overwrite=args.overwrite, suffixes=OUTPUT_SUFFIXES)
     table, prompts = read_prompt_table(args.input, args.column)
+    check_writable(table.schema, args.output)
     registry = load_registry(args.registry) if args.registry else None
     judge = _judge(args.judge, args.llm_judge, args.llm_model)
     selector = ValueSelector.load(args.index, registry=registry, judge=judge)
