@@ -391,6 +391,77 @@ def test_empty_shards_are_refused(tmp_path: Path) -> None:
         config_from_dict(settings(str(tmp_path / "empty"), tmp_path))
 
 
+def _png(pixels: object) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(pixels)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_pair_rows_other_tools_write_are_read_right_or_named() -> None:
+    """A 16-bit PNG trained as a white image; value_texts given as a string trained as one value
+    per letter, and a null one as the text "None"; a bad image, a Hugging Face image record or two
+    sizes in one pair were tracebacks naming no pair, hours into a run."""
+    import numpy as np
+
+    from livo.train.pairs_input import collate_pairs
+
+    grey = np.full((4, 4), 0x8000, np.uint16)
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    good = {
+        "prompt": "a doctor",
+        "value_texts": ["balance colour"],
+        "aligned_image": _png(rgb),
+        "violating_image": _png(rgb),
+    }
+    batch = collate_pairs([{**good, "aligned_image": _png(grey)}])  # uint16: Pillow's mode I;16
+    assert torch.allclose(batch.aligned, torch.full_like(batch.aligned, 128 / 127.5 - 1), atol=1e-6)  # not 1.0
+    for change, message in [
+        ({"value_texts": "no blood"}, r"pair 'a doctor': value_texts is 'no blood'; it must be a list"),
+        ({"value_texts": [None]}, r"value_texts \[None\] holds an empty or non-text value"),
+        ({"value_texts": []}, r"value_texts is \[\]"),
+        ({"prompt": None}, r"a pair: prompt is None, not a text"),
+        ({"aligned_image": _png(rgb)[:40]}, r"pair 'a doctor': aligned_image cannot be read as an image"),
+        ({"violating_image": b""}, r"violating_image is an empty value, not image bytes"),
+        ({"aligned_image": {"bytes": _png(rgb), "path": None}}, r"aligned_image is a dict, not image bytes"),
+        ({"violating_image": _png(np.zeros((8, 8, 3), np.uint8))}, r"aligned_image is 4x4 and violating_image 8x8"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            collate_pairs([{**good, **change}])
+    bigger = {
+        **good,
+        "aligned_image": _png(np.zeros((8, 8, 3), np.uint8)),
+        "violating_image": _png(np.zeros((8, 8, 3), np.uint8)),
+    }
+    with pytest.raises(InputError, match=r"images of different sizes \(4x4, 8x8\)"):
+        collate_pairs([good, bigger])
+
+
+def test_a_dataset_without_the_columns_training_reads_is_refused_before_loading_models(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from livo.data.shards import write_shards
+
+    # Version 1's columns under a manifest that says livo.pair/2 (`livo shards write` without --pair-schema).
+    table = pa.table(
+        {
+            "record_id": ["r1"],
+            "prompt": ["a doctor"],
+            "value_text": ["x"],
+            "cluster_id": [0],
+            "aligned_image": [b"png"],
+            "violating_image": [b"png"],
+        }
+    )
+    write_shards(tmp_path / "v1-columns", table)
+    with pytest.raises(InputError, match=r"has no value_texts column; training reads prompt, value_texts"):
+        config_from_dict(settings(str(tmp_path / "v1-columns"), tmp_path / "out"))
+
+
 def test_unknown_key_and_cli_errors_are_clear(pairs: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from livo.cli import main
 
@@ -414,8 +485,8 @@ def test_shipped_zero2_file_matches_the_built_in_default(pairs: str, tmp_path: P
         assert config.deepspeed_config == str(shipped)
 
 
-def test_yaml_1_1_floats_are_read_and_wrong_types_named(pairs: str, tmp_path: Path) -> None:
-    # PyYAML reads "1e-6" (no dot) as a string; a learning rate written that way must still work.
+def test_exponent_floats_are_read_and_wrong_types_named(pairs: str, tmp_path: Path) -> None:
+    # YAML 1.1 read "1e-6" (no dot) as a string; a learning rate written that way must work.
     config = tmp_path / "lr.yaml"
     config.write_text(f"dataset: {pairs}\noutput: {tmp_path}\nlearning_rate: 1e-6\nbeta: 100\n")
     loaded = load_config(config, {"learning_rate": "2e-3", "eval.per_prompt": 4})

@@ -198,6 +198,45 @@ def check_dataset(directory: str, split: str) -> None:
     rows = manifest.rows(split)
     if rows == 0:
         raise InputError(f"dataset {directory}: split {split!r} has no rows (empty shards)")
+    _check_pair_columns(directory, manifest, split)
+
+
+def _check_pair_columns(directory: str, manifest: Any, split: str) -> None:
+    """The columns training reads, present and typed, in the split's first shard: a table written
+    without them (another tool's, or ``livo shards write`` without ``--pair-schema``) failed after
+    the model loaded, in a KeyError or a TypeError."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from livo.data.schema import PAIR_SCHEMA_VERSION_1
+    from livo.train.pairs_input import COLUMNS, COLUMNS_VERSION_1
+
+    needed = COLUMNS_VERSION_1 if manifest.schema_version == PAIR_SCHEMA_VERSION_1 else COLUMNS
+    shard = next(s for s in manifest.shards_of(split) if s.rows)
+    try:
+        schema = pq.read_schema(manifest.directory / shard.name)
+    except FileNotFoundError:
+        raise InputError(f"dataset {directory}: shard {shard.name} is listed in the manifest but missing") from None
+    missing = [name for name in needed if name not in schema.names]
+    if missing:
+        raise InputError(
+            f"dataset {directory}: shard {shard.name} has no {', '.join(missing)} column; training reads "
+            f"{', '.join(needed)} ({manifest.schema_version}; docs/dataset-format.md), the shard has {schema.names}"
+        )
+    texts = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    binary = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
+    for name in needed:
+        kind = schema.field(name).type
+        if name == "value_texts":
+            fits = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+            fits = fits and any(check(kind.value_type) for check in texts)
+            expected = "a list of strings"
+        elif name.endswith("_image"):
+            fits, expected = any(check(kind) for check in binary), "image bytes (PNG)"
+        else:
+            fits, expected = any(check(kind) for check in texts), "strings"
+        if not fits:
+            raise InputError(f"dataset {directory}: shard {shard.name}: column {name} is {kind}, not {expected}")
 
 
 # Fields that hold paths: relative ones are relative to the YAML file's folder (``livo.config``).

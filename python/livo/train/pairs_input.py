@@ -42,30 +42,78 @@ class PairBatch:
 
 
 def _decode(png: bytes) -> np.ndarray:
+    """RGB uint8 pixels of an image file's bytes (PNG as the format says; what Pillow reads, as
+    diffusers' training scripts read their images). 16-bit grayscale is scaled to 8 bits: Pillow's
+    own conversion clips it, and every pixel of a 16-bit PNG became white."""
     from PIL import Image
 
     with Image.open(io.BytesIO(png)) as image:
+        if image.mode.startswith("I;16"):
+            return np.repeat((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)[..., None], 3, axis=2)
+        if image.mode in ("I", "F"):
+            raise ValueError(f"{image.mode!r} images (32-bit integer or float pixels) are not 8- or 16-bit images")
         return np.asarray(image.convert("RGB"))
 
 
-def _pixels(images: list[bytes]) -> torch.Tensor:
-    array = np.stack([_decode(p) for p in images])
-    return torch.from_numpy(array).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+def _row_pixels(row: dict[str, Any], column: str) -> np.ndarray:
+    """One image of a pair row, or an error naming the pair and the column (a bad cell was a
+    traceback from deep inside Pillow, hours into a run, naming nothing)."""
+    cell = row.get(column)
+    if not isinstance(cell, bytes | bytearray) or not cell:
+        kind = "an empty value" if cell in (b"", None) else f"a {type(cell).__name__}"
+        raise InputError(f"{_named(row)}: {column} is {kind}, not image bytes (PNG)")
+    try:
+        return _decode(bytes(cell))
+    except (OSError, ValueError, SyntaxError) as error:  # Pillow: UnidentifiedImageError, truncated data
+        raise InputError(f"{_named(row)}: {column} cannot be read as an image ({error})") from None
+
+
+def _row_values(row: dict[str, Any]) -> tuple[str, ...]:
+    """A pair row's value texts: a list of non-empty strings (a string there was read letter by
+    letter as that many values, and a null one trained as the text "None")."""
+    texts = row["value_texts"] if "value_texts" in row else [row.get("value_text")]
+    if isinstance(texts, str) or not isinstance(texts, list | tuple) or not texts:
+        raise InputError(f"{_named(row)}: value_texts is {texts!r}; it must be a list of one or more value texts")
+    if not all(isinstance(text, str) and text.strip() for text in texts):
+        raise InputError(f"{_named(row)}: value_texts {texts!r} holds an empty or non-text value")
+    return tuple(texts)
+
+
+def _named(row: dict[str, Any]) -> str:
+    prompt = row.get("prompt")
+    return f"pair {prompt[:60]!r}" if isinstance(prompt, str) else "a pair"
+
+
+def _as_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 def collate_pairs(rows: list[dict[str, Any]]) -> PairBatch:
-    """One micro-batch from a list of pair rows."""
-    lists = [tuple(r["value_texts"]) if "value_texts" in r else (r["value_text"],) for r in rows]
-    try:
-        return PairBatch(
-            prompts=[r["prompt"] for r in rows],
-            values=[texts[0] for texts in lists],
-            aligned=_pixels([r["aligned_image"] for r in rows]),
-            violating=_pixels([r["violating_image"] for r in rows]),
-            value_lists=lists if any(len(texts) > 1 for texts in lists) else None,
-        )
-    except ValueError as error:
-        raise InputError(f"pair batch: images of different sizes cannot be stacked: {error}") from error
+    """One micro-batch from a list of pair rows; a row that cannot be trained on is an
+    :class:`InputError` naming it."""
+    lists, aligned, violating = [], [], []
+    for row in rows:
+        if not isinstance(row.get("prompt"), str):
+            raise InputError(f"{_named(row)}: prompt is {row.get('prompt')!r}, not a text")
+        lists.append(_row_values(row))
+        aligned.append(_row_pixels(row, "aligned_image"))
+        violating.append(_row_pixels(row, "violating_image"))
+        if aligned[-1].shape != violating[-1].shape:
+            raise InputError(
+                f"{_named(row)}: aligned_image is {aligned[-1].shape[1]}x{aligned[-1].shape[0]} and violating_image "
+                f"{violating[-1].shape[1]}x{violating[-1].shape[0]}; a pair's images must be the same size"
+            )
+    sizes = sorted({image.shape[:2] for image in aligned})
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h}" for h, w in sizes)
+        raise InputError(f"pair batch: images of different sizes ({shown}); every pair of a dataset must be one size")
+    return PairBatch(
+        prompts=[r["prompt"] for r in rows],
+        values=[texts[0] for texts in lists],
+        aligned=_as_tensor(aligned),
+        violating=_as_tensor(violating),
+        value_lists=lists if any(len(texts) > 1 for texts in lists) else None,
+    )
 
 
 def pair_loader(
