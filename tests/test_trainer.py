@@ -425,6 +425,7 @@ def test_pair_rows_other_tools_write_are_read_right_or_named() -> None:
         ({"value_texts": [None]}, r"value_texts \[None\] holds an empty or non-text value"),
         ({"value_texts": []}, r"value_texts is \[\]"),
         ({"prompt": None}, r"a pair: prompt is None, not a text"),
+        ({"value_texts": None}, r"value_texts is None; it must be a list"),
         ({"aligned_image": _png(rgb)[:40]}, r"pair 'a doctor': aligned_image cannot be read as an image"),
         ({"violating_image": b""}, r"violating_image is an empty value, not image bytes"),
         ({"aligned_image": {"bytes": _png(rgb), "path": None}}, r"aligned_image is a dict, not image bytes"),
@@ -432,6 +433,10 @@ def test_pair_rows_other_tools_write_are_read_right_or_named() -> None:
     ]:
         with pytest.raises(InputError, match=message):
             collate_pairs([{**good, **change}])
+    version_1 = {key: value for key, value in good.items() if key != "value_texts"}  # one value_text
+    assert collate_pairs([{**version_1, "value_text": "no blood"}]).values == ["no blood"]
+    with pytest.raises(InputError, match=r"pair 'a doctor': value_text is None, not a value text"):
+        collate_pairs([{**version_1, "value_text": None}])
     bigger = {
         **good,
         "aligned_image": _png(np.zeros((8, 8, 3), np.uint8)),

@@ -48,10 +48,13 @@ def _decode(png: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(png)) as image:
-        if image.mode.startswith("I;16"):
-            return np.repeat((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8)[..., None], 3, axis=2)
-        if image.mode in ("I", "F"):
-            raise ValueError(f"{image.mode!r} images (32-bit integer or float pixels) are not 8- or 16-bit images")
+        if image.mode.startswith("I;16") or image.mode == "I":  # Pillow opened 16-bit PNGs as "I" before 10
+            pixels = np.asarray(image)
+            if pixels.size and (pixels.min() < 0 or pixels.max() > 0xFFFF):
+                raise ValueError(f"{image.mode!r} pixels beyond 16 bits")
+            return np.repeat((pixels.astype(np.uint16) >> 8).astype(np.uint8)[..., None], 3, axis=2)
+        if image.mode == "F":
+            raise ValueError("float pixels ('F' images) are no 8- or 16-bit image")
         return np.asarray(image.convert("RGB"))
 
 
@@ -71,7 +74,12 @@ def _row_pixels(row: dict[str, Any], column: str) -> np.ndarray:
 def _row_values(row: dict[str, Any]) -> tuple[str, ...]:
     """A pair row's value texts: a list of non-empty strings (a string there was read letter by
     letter as that many values, and a null one trained as the text "None")."""
-    texts = row["value_texts"] if "value_texts" in row else [row.get("value_text")]
+    if "value_texts" not in row:  # livo.pair/1: one value_text
+        text = row.get("value_text")
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{_named(row)}: value_text is {text!r}, not a value text")
+        return (text,)
+    texts = row["value_texts"]
     if isinstance(texts, str) or not isinstance(texts, list | tuple) or not texts:
         raise InputError(f"{_named(row)}: value_texts is {texts!r}; it must be a list of one or more value texts")
     if not all(isinstance(text, str) and text.strip() for text in texts):
