@@ -202,19 +202,21 @@ _UTF16_32_BOMS = {
 def _check_utf8_text(head: bytes, where: str | os.PathLike[str]) -> None:
     """CSV and JSON Lines must be UTF-8: a UTF-16 file (as Windows tools save "Unicode text") made
     polars panic on the NUL bytes in its header. Checked on the file's first bytes."""
+    _check_no_utf16_bom(head, where)
+    if b"\x00" in head:
+        raise InputError(f"{where}: not UTF-8 text (it holds NUL bytes: UTF-16 or a binary file); save it as UTF-8")
+
+
+def _check_no_utf16_bom(head: bytes, where: str | os.PathLike[str]) -> None:
     for bom, encoding in _UTF16_32_BOMS.items():
         if head.startswith(bom):
             raise InputError(f"{where}: not UTF-8 text (it starts with a {encoding} byte-order mark); save it as UTF-8")
-    if b"\x00" in head:
-        raise InputError(f"{where}: not UTF-8 text (it holds NUL bytes: UTF-16 or a binary file); save it as UTF-8")
 
 
 def _check_not_utf16(head: bytes, where: str | os.PathLike[str]) -> None:
     """A ``.txt`` file may hold NUL bytes, but UTF-16 text (a BOM, or NULs between every other
     byte) read as UTF-8 became prompts of letters and NULs without a word."""
-    for bom, encoding in _UTF16_32_BOMS.items():
-        if head.startswith(bom):
-            raise InputError(f"{where}: not UTF-8 text (it starts with a {encoding} byte-order mark); save it as UTF-8")
+    _check_no_utf16_bom(head, where)
     if len(head) >= 8 and head.count(0) * 3 >= len(head):
         raise InputError(
             f"{where}: not UTF-8 text (every other byte is NUL: UTF-16 without a byte-order mark); save it as UTF-8"
