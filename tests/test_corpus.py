@@ -404,6 +404,46 @@ def test_invalid_utf8_names_the_file_and_line(tmp_path: Path) -> None:
     assert [read_piece(piece)[1].to_pylist() for piece in pieces if piece is not bad]  # the rest reads
 
 
+@pytest.mark.parametrize("target", [1, 25, 1 << 20])
+def test_a_lone_surrogate_escape_is_refused_in_pieces_as_whole(tmp_path: Path, target: int) -> None:
+    # polars reads "\ud800" as NUL, so "x \ud800 y" and "x \udbff y" were one prompt.
+    path = tmp_path / "cut.jsonl"
+    lines = ["", *(json.dumps({"prompt": f"prompt {i}"}) for i in range(8))]  # a blank first line
+    lines[6] = '{"prompt": "x \\ud800 y"}'
+    path.write_text("\n".join(lines) + "\n")
+    expected = f"{path}: line 7: \\ud800 is half of a UTF-16 surrogate pair"
+    with pytest.raises(InputError, match=re.escape(expected)):
+        read_prompt_table(path)
+    pieces = plan([path], target)
+    with pytest.raises(InputError, match=re.escape(expected)):
+        read_all(pieces)
+    path.write_text("\n".join([*lines[:6], '{"prompt": "x \\ud83d\\ude00 y"}', *lines[7:]]) + "\n")
+    assert read_all(plan([path], target))[1][5] == "x \N{GRINNING FACE} y"  # a whole pair is a character
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "problem"),
+    [
+        ("u16.txt", "one prompt\nanother\n".encode("utf-16-le"), "UTF-16 without a byte-order mark"),
+        ("bom.jsonl", b"\xff\xfe" + '{"prompt": "a"}\n'.encode("utf-16-le"), "UTF-16 byte-order mark"),
+        ("mac.jsonl", b'{"prompt": "a"}\r{"prompt": "b"}\r', "CR alone"),
+    ],
+    ids=["utf16-txt", "utf16-bom-jsonl", "cr-jsonl"],
+)
+def test_a_file_a_whole_read_refuses_is_refused_when_split(
+    tmp_path: Path, name: str, data: bytes, problem: str
+) -> None:
+    # The UTF-16 .txt became prompts of letters and NULs with --ray, the others a parser's message.
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(InputError, match=re.escape(f"{path}: ")) as whole:
+        read_table(path)
+    assert problem in str(whole.value)
+    with pytest.raises(InputError) as split:
+        split_pieces([path], 4)
+    assert str(split.value) == str(whole.value)
+
+
 def test_truncated_parquet_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "cut.parquet"
     pq.write_table(pa.table({"prompt": [f"p{i}" for i in range(100)]}), path, row_group_size=10)

@@ -215,7 +215,7 @@ def test_the_work_folder_of_another_job_is_discarded_and_a_stranger_is_refused(t
     assert not (stranger / "notes.txt").exists()
 
 
-def test_a_corrupt_file_is_named_with_its_rows(ray_local, tmp_path) -> None:
+def test_a_corrupt_file_is_named_with_its_rows(ray_local, tmp_path, capfd) -> None:
     from livo.data.dedup_ray import RayDedupOptions, dedup_ray
 
     good = tmp_path / "good.txt"
@@ -235,6 +235,8 @@ def test_a_corrupt_file_is_named_with_its_rows(ray_local, tmp_path) -> None:
     first, last = map(int, re.search(r"rows ([0-9]+)–([0-9]+)", str(error.value)).groups())  # type: ignore[union-attr]
     assert first <= 50 + 34 <= last < first + 20  # the broken line is corpus row 84, in a piece of a few rows
     assert "Traceback" not in str(error.value)
+    assert "\n" not in str(error.value)  # one line: without Ray Data's advice on retries
+    assert "Traceback" not in capfd.readouterr().err  # Ray Data's console copies of the task's traceback
     assert not (tmp_path / "out2").exists()  # nothing half-written under the output's name
     assert not (tmp_path / ".out2.work").exists()  # no stage finished: no work folder stays
     stray = tmp_path / "stray.jsonl"
@@ -243,6 +245,11 @@ def test_a_corrupt_file_is_named_with_its_rows(ray_local, tmp_path) -> None:
     with pytest.raises(InputError, match=r"stray\.jsonl row 84: 'prompt' is a number \(42\), not a string"):
         dedup_ray([good, stray], tmp_path / "out3", options=RayDedupOptions(piece_bytes=200))
     assert not (tmp_path / "out3").exists() and not (tmp_path / ".out3.work").exists()
+    cut = tmp_path / "cut.jsonl"
+    lines[33] = '{"prompt": "x \\udbff y"}'  # half an emoji, which polars reads as NUL
+    cut.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"^\S+cut\.jsonl: line 34: \\udbff is half of a UTF-16 surrogate pair"):
+        dedup_ray([good, cut], tmp_path / "out4", options=RayDedupOptions(piece_bytes=200))
 
 
 def test_each_worker_capped_below_the_single_process_need_completes(tmp_path) -> None:

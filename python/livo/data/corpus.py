@@ -30,13 +30,17 @@ import pyarrow.parquet as pq
 
 from livo.data.io import (
     FORMATS,
+    HEAD_BYTES,
     INPUT_SUFFIXES,
     TEXT_COLUMN,
     _is_blank,
     check_json_prompts,
+    check_text_head,
     file_compression,
     file_format,
+    find_lone_surrogate,
     first_non_string,
+    lone_surrogate_message,
     named_read_errors,
     prompt_column_name,
     read_table,
@@ -164,7 +168,9 @@ def _directory_files(directory: Path) -> list[Path]:
 def split_pieces(files: Sequence[str | os.PathLike[str]], target_bytes: int = 64 << 20) -> list[Piece]:
     """Cuts ``files`` into pieces of about ``target_bytes`` each, numbered in corpus order.
 
-    Cheap enough for the driver: it reads file sizes and Parquet footers, nothing else. ``.txt`` and
+    Cheap enough for the driver: it reads file sizes, Parquet footers and the first 64 KiB of each
+    ``.txt`` and ``.jsonl`` file (checked as :func:`livo.data.io.read_table` checks them: a UTF-16
+    file or CR-only line ends are refused here, before any worker reads a piece of it). ``.txt`` and
     ``.jsonl`` are cut at plain byte offsets (the readers find the line starts); Parquet row groups
     are packed up to ``target_bytes`` of uncompressed data, at least one group a piece; a ``.csv``
     file and a compressed one are one piece each. An empty file is one piece of no rows, so every file shows in the plan.
@@ -187,10 +193,20 @@ def split_pieces(files: Sequence[str | os.PathLike[str]], target_bytes: int = 64
         elif size == 0 or (fmt == "jsonl" and _is_blank(Path(path))):
             ranges = [(0, 0, ())]  # read_table reads a blank .jsonl as no rows, not as a parse error
         else:
+            _check_head(path, fmt)
             ranges = [(start, min(start + target_bytes, size), ()) for start in range(0, size, target_bytes)]
         for start, end, groups in ranges:
             pieces.append(Piece(path, fmt, len(pieces), start, end, groups, file_bytes=size))
     return pieces
+
+
+def _check_head(path: str, fmt: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read: {error}") from error
+    check_text_head(head, fmt, path)
 
 
 def _pack_row_groups(path: str, target_bytes: int) -> list[tuple[int, ...]]:
@@ -426,6 +442,10 @@ def _parse_jsonl(piece: Piece, schema: pa.Schema | None, data: bytes | None = No
         data = b"".join(_owned_lines(piece))
     if not data.strip(_JSON_WHITESPACE):
         return None
+    surrogate = find_lone_surrogate(data)
+    if surrogate is not None:  # polars would read it as NUL, making two prompts one
+        offset, escape = surrogate
+        raise InputError(lone_surrogate_message(piece.path, _line_number(piece, offset), escape))
     with named_read_errors(piece.describe(), "jsonl"):
         import polars as pl
 
@@ -434,6 +454,20 @@ def _parse_jsonl(piece: Piece, schema: pa.Schema | None, data: bytes | None = No
         else:
             frame = pl.read_ndjson(io.BytesIO(data), schema=pl.DataFrame(schema.empty_table()).schema)
         return frame.to_arrow()
+
+
+def _line_number(piece: Piece, offset: int) -> int:
+    """The file's line number (1-based) of byte ``offset`` of the piece's lines; for error messages
+    only, as it reads the file up to there."""
+    with open(piece.path, "rb") as handle:
+        start = _first_line_start(handle, piece)
+        handle.seek(0)
+        newlines, remaining = 0, start
+        while remaining > 0 and (block := handle.read(min(remaining, 1 << 23))):
+            newlines += block.count(b"\n")
+            remaining -= len(block)
+        handle.seek(start)
+        return newlines + handle.read(offset).count(b"\n") + 1
 
 
 def _prompts_typed(table: pa.Table, column: str | None) -> pa.Table:

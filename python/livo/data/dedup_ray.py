@@ -29,10 +29,13 @@ worker is re-run by Ray and the result does not change.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,14 +152,42 @@ def dedup_ray(
     the stages that work folder holds.
     """
     try:
-        return _run(
-            inputs, output_dir, column, config or DedupConfig(), options or RayDedupOptions(), overwrite, keep_only
-        )
+        with _failures_reported_once():
+            return _run(
+                inputs, output_dir, column, config or DedupConfig(), options or RayDedupOptions(), overwrite, keep_only
+            )
     except Exception as error:
         cause = _input_error_in(error)
-        if cause is None or cause is error:
+        if cause is None:
+            raise
+        cause.args = (_RETRY_ADVICE.sub("", str(cause)),)
+        if cause is error:
             raise
         raise InputError(str(cause)) from None
+
+
+@contextmanager
+def _failures_reported_once() -> Iterator[None]:
+    """Ray Data logs a failed task's traceback to the console, twice, before it raises the task's
+    error, and the error is what a caller gets: one line naming the file and rows for a mistake in
+    the input, the whole traceback otherwise. So the console copies (errors of ``ray.data``'s
+    loggers) are held back while the job runs; Ray Data's log file keeps them."""
+    consoles = [
+        handler
+        for handler in logging.getLogger("ray.data").handlers
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+    ]
+    for handler in consoles:
+        handler.addFilter(_below_error)
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            handler.removeFilter(_below_error)
+
+
+def _below_error(record: logging.LogRecord) -> bool:
+    return record.levelno < logging.ERROR
 
 
 def _input_error_in(error: BaseException) -> InputError | None:
@@ -431,6 +462,13 @@ def _pairs_stage(
         "verified_pairs": verified_pairs,
         "shuffle_bytes": shuffle_bytes,
     }
+
+
+# Ray Data appends advice on retries to the exception of a task that failed ("Failed to apply UDF
+# transform after 1/1 attempts ... configure `ray.data.DataContext.get_current()` ..."). A mistake in
+# the input is not transient: the advice would send a user to Ray's settings instead of the file the
+# message names, and it breaks the one-line error every livo command ends with.
+_RETRY_ADVICE = re.compile(r"\nFailed to .+ after \d+/\d+ attempts \(total backoff .*", re.DOTALL)
 
 
 def _remote_args(options: RayDedupOptions) -> dict[str, Any]:

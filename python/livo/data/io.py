@@ -94,17 +94,14 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
     if fmt in ("csv", "jsonl") and _is_blank(path):
         # An empty file holds no prompts whatever its format: the same empty table as an empty .txt.
         return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
-    if fmt == "txt":
-        with path.open("rb") as handle:
-            _check_not_utf16(handle.read(_HEAD_BYTES), path)
-        return pa.table({TEXT_COLUMN: pa.array(_native.read_text_lines(str(path)), pa.large_string())})
     if fmt == "parquet":
         with named_read_errors(path, fmt):
             return pq.read_table(path)
     with path.open("rb") as handle:
-        head = handle.read(_HEAD_BYTES)
-    _check_utf8_text(head, path)
-    _check_line_ends(head, fmt, path)
+        head = handle.read(HEAD_BYTES)
+    check_text_head(head, fmt, path)
+    if fmt == "txt":
+        return pa.table({TEXT_COLUMN: pa.array(_native.read_text_lines(str(path)), pa.large_string())})
     if fmt == "jsonl":
         with path.open("rb") as handle:
             _check_surrogate_escapes(handle, path)
@@ -176,13 +173,12 @@ def _read_compressed(path: Path, fmt: str, compression: str) -> pa.Table:
     with named_read_errors(path, f"{fmt} ({compression})"):  # a truncated or corrupt stream included
         with _open_input(path) as handle:
             if fmt == "txt":
-                _check_not_utf16(handle.peek(_HEAD_BYTES)[:_HEAD_BYTES], path)
+                check_text_head(handle.peek(HEAD_BYTES)[:HEAD_BYTES], fmt, path)
                 return pa.table({TEXT_COLUMN: pa.array(_text_lines(handle, path), pa.large_string())})
             data = handle.read()
         if not data.strip():
             return pa.table({TEXT_COLUMN: pa.array([], pa.large_string())})
-        _check_utf8_text(data[:_HEAD_BYTES], path)
-        _check_line_ends(data[:_HEAD_BYTES], fmt, path)
+        check_text_head(data[:HEAD_BYTES], fmt, path)
         if fmt == "jsonl":
             _check_surrogate_escapes(io.BytesIO(data), path)
         with _first_bad_json_line(path, fmt):
@@ -190,13 +186,26 @@ def _read_compressed(path: Path, fmt: str, compression: str) -> pa.Table:
             return _checked_columns(table, fmt, path)
 
 
-_HEAD_BYTES = 1 << 16
 _UTF16_32_BOMS = {
     b"\xff\xfe\x00\x00": "UTF-32",
     b"\x00\x00\xfe\xff": "UTF-32",
     b"\xff\xfe": "UTF-16",
     b"\xfe\xff": "UTF-16",
 }
+
+
+def check_text_head(head: bytes, fmt: str, where: str | os.PathLike[str]) -> None:
+    """The checks of a text-format file's first bytes (``head``, up to 64 KiB), made before it is
+    parsed: UTF-8 rather than UTF-16, and (CSV, JSON Lines) lines ending in LF or CRLF. Public for
+    readers that parse a file in pieces, which see its head only in the first piece."""
+    if fmt == "txt":
+        _check_not_utf16(head, where)
+    else:
+        _check_utf8_text(head, where)
+        _check_line_ends(head, fmt, where)
+
+
+HEAD_BYTES = 1 << 16  # how much of a file check_text_head is given
 
 
 def _check_utf8_text(head: bytes, where: str | os.PathLike[str]) -> None:
@@ -244,15 +253,23 @@ def _check_surrogate_escapes(handle: BinaryIO, where: str | os.PathLike[str]) ->
     line = 1
     while block := handle.read(1 << 23):
         block += handle.readline()
-        found = _LONE_SURROGATE.search(block)
+        found = find_lone_surrogate(block)
         if found is not None:
-            number = line + block.count(b"\n", 0, found.start(1))
-            escape = found.group(1).decode("ascii")
-            raise InputError(
-                f"{where}: line {number}: {escape} is half of a UTF-16 surrogate pair, no character; "
-                "fix the text (a cut emoji, say)"
-            )
+            offset, escape = found
+            raise InputError(lone_surrogate_message(where, line + block.count(b"\n", 0, offset), escape))
         line += block.count(b"\n")
+
+
+def find_lone_surrogate(lines: bytes) -> tuple[int, str] | None:
+    """The first lone surrogate escape in ``lines`` (whole JSON Lines lines): its byte offset and
+    its text, or None. Public for readers that parse a file in pieces."""
+    found = _LONE_SURROGATE.search(lines)
+    return None if found is None else (found.start(1), found.group(1).decode("ascii"))
+
+
+def lone_surrogate_message(where: str | os.PathLike[str], line: int, escape: str) -> str:
+    """The error for a lone surrogate escape on ``line`` of ``where``."""
+    return f"{where}: line {line}: {escape} is half of a UTF-16 surrogate pair, no character; fix the text (a cut emoji, say)"
 
 
 def _checked_columns(table: pa.Table, fmt: str, where: str | os.PathLike[str]) -> pa.Table:
