@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from livo.cli import main
-from livo.errors import ConfigError, InputError
+from livo.errors import ConfigError, InputError, InvalidParameterError
 from livo.values.calibration import calibrate
 from livo.values.embedders import load_embedder, minilm_path
 from livo.values.evaluation import KeywordBaseline, evaluate_selector, load_labelled
@@ -124,6 +124,21 @@ def test_selection_stages(index_dir, minilm):
         "no-nudity",
         "retrieval",
     )
+
+
+def test_select_takes_a_list_of_strings_and_refuses_the_rest(index_dir, minilm):
+    selector = ValueSelector.load(index_dir, embedder=minilm)
+    # One string was a selection per letter; bytes the text "b'...'"; None the word "none".
+    with pytest.raises(TypeError, match="not one string: select\\(\\[prompt\\]\\)"):
+        selector.select("a bloody knight")
+    with pytest.raises(TypeError, match=r"prompts\[1\] is bytes \(b'a bloody knight'\), not a string"):
+        selector.select(["a nurse", b"a bloody knight"])
+    with pytest.raises(TypeError, match=r"prompts\[0\] is int"):
+        selector.select([42])
+    with pytest.raises(InvalidParameterError, match="batch_size=0: must be a positive integer"):
+        selector.select(["a nurse"], batch_size=0)
+    missing, empty = selector.select([None, ""])  # type: ignore[list-item]
+    assert missing == empty and missing.value_ids == []  # a missing prompt is an empty one, as in a file
 
 
 def test_pipeline_adapter_returns_value_text_and_kind(index_dir, minilm):
@@ -510,6 +525,95 @@ def test_metadata_of_the_wrong_shape_is_an_error_naming_the_field(tmp_path, inde
     (broken / METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(InputError, match=f"{METADATA_FILE}: corrupt index metadata: {message}"):
         load_index(broken)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # A typo in a threshold's key: every value it missed got threshold 1.0 and never applied.
+        (
+            lambda m: m["thresholds"].update({"gender-equalty": m["thresholds"].pop("gender-equality")}),
+            "(thresholds: no value 'gender-equalty' in the registry)",
+        ),
+        (lambda m: m["thresholds"].pop("no-blood"), "(thresholds: no threshold for 'no-blood')"),
+        (lambda m: m["noun_thresholds"].update({"no-blood": 0.5}), "(noun_thresholds: no value 'no-blood'"),
+        # A type the FAISS file does not hold: a FAISS traceback (ivf), or loaded as if it were (other).
+        (
+            lambda m: m["index"].update(type="ivf", params={"nprobe": 4}),
+            "(index.type 'ivf', but exemplars.faiss holds a flat index)",
+        ),
+        (lambda m: m["index"].update(type="bogus"), "(index.type 'bogus', but"),
+        # A classifier outside the folder was loaded as the index's own.
+        (
+            lambda m: m.update(
+                classifier={
+                    "file": "../elsewhere.safetensors",
+                    "sha256": "0" * 64,
+                    "targets": [],
+                    "feature_names": [],
+                    "l2": 1.0,
+                }
+            ),
+            "(classifier.file '../elsewhere.safetensors' is not a file name in the index folder)",
+        ),
+    ],
+    ids=[
+        "threshold-key-typo",
+        "threshold-missing",
+        "noun-threshold-of-a-harm-value",
+        "ivf-on-flat",
+        "unknown-type",
+        "classifier-elsewhere",
+    ],
+)
+def test_metadata_edited_by_hand_that_would_change_results_is_refused(tmp_path, index_dir, edit, message):
+    broken = tmp_path / "edited"
+    shutil.copytree(index_dir, broken)
+    metadata = json.loads((broken / METADATA_FILE).read_text())
+    edit(metadata)
+    (broken / METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(InputError) as error:
+        load_index(broken)
+    assert str(error.value).startswith(f"{broken / METADATA_FILE}: corrupt index metadata {message}")
+
+
+def test_an_index_saved_over_while_it_is_read_is_read_again(tmp_path, index_dir):
+    # A reader that read metadata.json of one index and exemplars.faiss of the next reported a
+    # corrupt index ("rebuild it") that was not: 76 of 1,689 loads under a writer saving in a loop.
+    import subprocess
+    import sys
+
+    target = tmp_path / "index"
+    shutil.copytree(index_dir, target)
+    other = tmp_path / "other"
+    save_index(build_index(load_registry(builtin_registry_path("default")), load_embedder("minilm-int8")), other)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys; from livo.values.index import load_index, save_index\n"
+                "indexes = [load_index(sys.argv[1]), load_index(sys.argv[2])]\n"
+                "print('ready', flush=True)\n"
+                "for i in range(120): save_index(indexes[i % 2], sys.argv[3])\n"
+            ),
+            str(index_dir),
+            str(other),
+            str(target),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+    loads, failures = 0, []
+    while writer.poll() is None and loads < 5000:
+        try:
+            load_index(target)
+        except (InputError, FileNotFoundError) as error:
+            failures.append(str(error))
+        loads += 1
+    assert writer.wait(timeout=60) == 0
+    assert loads >= 50 and failures == []
 
 
 def test_select_and_calibrate_report_metadata_of_the_wrong_shape(tmp_path, index_dir, capsys):

@@ -88,6 +88,17 @@ def test_toy_registry_matches_the_toy_world_grammar():
         (lambda d: d["values"][0].update(id="Gender Equality"), "values[Gender Equality].id"),
         (lambda d: d["values"][0]["classes"]["male"].pop("insert"), "classes.male.insert"),
         (lambda d: d.pop("person_nouns"), "person_nouns"),
+        # Accepted before, then wrong or failing later: a keyword the matcher reduces to nothing failed
+        # every load of the index; blank text crashed the first prompt that selected the value; a
+        # value named "person" shared the classifier's column of that name, giving wrong selections.
+        (
+            lambda d: d["values"][1].update(keywords=["bloody", "\N{DROP OF BLOOD}"]),
+            "values[no-blood].keywords: Value error, '\N{DROP OF BLOOD}' has no letters or digits",
+        ),
+        (lambda d: d["values"][1].update(keyword_exceptions=["***"]), "values[no-blood].keyword_exceptions"),
+        (lambda d: d["values"][1].update(text="   "), "values[no-blood].text: Value error, must not be blank"),
+        (lambda d: d.update(name=" \t"), "field name: Value error, must not be blank"),
+        (lambda d: d["values"][1].update(id="person"), "values[person].id: Value error, 'person' is reserved"),
     ],
 )
 def test_registry_errors_name_the_field(mutate, field):

@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -211,7 +211,14 @@ def update_classifier(directory: str | os.PathLike[str], classifier: ValueClassi
 def _read_classifier(directory: Path, entry: dict[str, Any] | None) -> ValueClassifier | None:
     if not entry:
         return None
-    path = directory / str(entry.get("file") or CLASSIFIER_FILE)
+    name = str(entry.get("file") or CLASSIFIER_FILE)
+    if Path(name).name != name or name in (".", ".."):
+        # The index is one folder, copied and checksummed as one: a classifier elsewhere is not its own.
+        raise InputError(
+            f"{directory / METADATA_FILE}: corrupt index metadata (classifier.file {name!r} is not a file name "
+            "in the index folder); rebuild the index"
+        )
+    path = directory / name
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -297,16 +304,73 @@ def _check_metadata_fields(metadata: dict[str, Any], path: Path) -> None:
         classifier.mapping("summary", optional=True)
 
 
+def _faiss_type(index: faiss.Index) -> str:
+    """Which of the index types ``index`` is, by its FAISS class (the metric wrapper included)."""
+    import faiss
+
+    name = type(faiss.downcast_index(index)).__name__
+    for kind, prefix in (("hnsw", "IndexHNSW"), ("ivf", "IndexIVF"), ("flat", "IndexFlat")):
+        if name.startswith(prefix):
+            return kind
+    return name
+
+
+def _check_threshold_ids(
+    thresholds: dict[str, float], noun_thresholds: dict[str, float], registry: Registry, path: Path
+) -> None:
+    """A threshold table keyed by other ids than the registry's values (a typo in a hand edit) made
+    every value it misses never apply, without a word."""
+    ids = set(registry.ids)
+    bias = {value.id for value in registry.values if value.kind == "bias"}
+    for name, table, expected, exact in (
+        ("thresholds", thresholds, ids, True),
+        ("noun_thresholds", noun_thresholds, bias, False),
+    ):
+        unknown = sorted(set(table) - expected)
+        missing = sorted(expected - set(table)) if exact else []
+        if unknown or missing:
+            problem = f"no value {unknown[0]!r} in the registry" if unknown else f"no threshold for {missing[0]!r}"
+            raise InputError(f"{path}: corrupt index metadata ({name}: {problem}); rebuild the index")
+
+
 def load_index(
     directory: str | os.PathLike[str],
     embedder_identity: EmbedderIdentity | None = None,
     registry: Registry | None = None,
 ) -> ValueIndex:
     """Reads and verifies an index folder. ``embedder_identity``, when given, must match the one
-    the index was built with; ``registry``, when given, must be the registry it was built from."""
+    the index was built with; ``registry``, when given, must be the registry it was built from.
+
+    A folder replaced while it is read (a new index saved over it, :func:`save_index`) is read
+    again: its files read by name came from two indexes, whose checksums disagree, and that is no
+    corruption to report."""
+    for attempt in range(_READ_ATTEMPTS):
+        before = _folder_identity(directory)
+        try:
+            return _read_index(Path(directory), embedder_identity, registry)
+        except (InputError, FileNotFoundError):
+            if attempt + 1 == _READ_ATTEMPTS or _folder_identity(directory) == before:
+                raise
+            time.sleep(0.002 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+_READ_ATTEMPTS = 10  # a writer saving in a loop replaces the folder every few milliseconds
+
+
+def _folder_identity(directory: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """Which folder is at ``directory`` now. Its change time too: a folder renamed into place gets
+    a new one, and a replaced folder's inode number is soon reused by the next staging folder."""
+    try:
+        found = os.stat(directory)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino, found.st_ctime_ns
+
+
+def _read_index(directory: Path, embedder_identity: EmbedderIdentity | None, registry: Registry | None) -> ValueIndex:
     import faiss
 
-    directory = Path(directory)
     metadata = _read_metadata(directory)
     try:
         recorded = EmbedderIdentity(**metadata["embedder"])
@@ -335,7 +399,13 @@ def load_index(
             f"metadata says {len(exemplars)} of dimension {recorded.dimension})"
         )
     params = index_info.get("params") or {}
-    if index_info.get("type") == "ivf" and "nprobe" in params:
+    index_type = index_info.get("type", "flat")
+    if index_type not in get_args(IndexType) or _faiss_type(faiss_index) != index_type:
+        raise InputError(
+            f"{directory / METADATA_FILE}: corrupt index metadata (index.type {index_type!r}, but {INDEX_FILE} "
+            f"holds a {_faiss_type(faiss_index)} index); rebuild the index"
+        )
+    if index_type == "ivf" and "nprobe" in params:
         faiss.extract_index_ivf(faiss_index).nprobe = int(params["nprobe"])
 
     try:
@@ -356,6 +426,7 @@ def load_index(
             f"({len(exemplars)} rows, the registry in {REGISTRY_FILE} has {len(registry_exemplars(stored_registry))}); "
             "the index folder was edited: rebuild it"
         )
+    _check_threshold_ids(thresholds, noun_thresholds, stored_registry, directory / METADATA_FILE)
     if registry is not None and registry.content_hash() != registry_hash:
         raise ConfigError(
             f"{directory}: the registry no longer matches this index (registry {registry.name!r} hashes to "
@@ -374,7 +445,7 @@ def load_index(
         exemplars=exemplars,
         registry=stored_registry,
         embedder_identity=recorded,
-        index_type=index_info.get("type", "flat"),
+        index_type=index_type,
         thresholds=thresholds,
         noun_thresholds=noun_thresholds,
         noun_margin=float(DEFAULT_NOUN_MARGIN if metadata.get("noun_margin") is None else metadata["noun_margin"]),

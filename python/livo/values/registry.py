@@ -23,11 +23,35 @@ from livo.value_types import ValueKind
 _ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 
+# What the value selector's classifier predicts beside the harm values (is there a person?), so
+# no value may take the name: its column would be one of two of that name.
+RESERVED_IDS = frozenset({"person"})
+
+
 def _clean_terms(terms: list[str]) -> list[str]:
     cleaned = [" ".join(t.split()) for t in terms]
     if any(not t for t in cleaned):
         raise ValueError("terms must be non-empty strings")
     return cleaned
+
+
+def _matchable_terms(terms: list[str]) -> list[str]:
+    """Harm keywords and their exceptions are matched on a normal form of letters and digits (look-
+    alike symbols undone, the rest dropped): a term of none ("*", an emoji) would match nothing, and
+    failed every later load of an index built from the registry instead of this one."""
+    from livo.values.robust_text import normalize_robust
+
+    terms = _clean_terms(terms)
+    for term, normal in zip(terms, normalize_robust(terms)):
+        if not normal:
+            raise ValueError(f"{term!r} has no letters or digits, and keywords are matched on those")
+    return terms
+
+
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank")
+    return text
 
 
 class AttributeClass(StrictModel):
@@ -70,7 +94,7 @@ class ValuePrinciple(StrictModel):
     applied, as for a class word, but no class is implied."""
 
     id: str = Field(pattern=_ID_PATTERN)
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1)  # what the value encoder reads
     kind: ValueKind
     attribute: str | None = None
     classes: dict[str, AttributeClass] | None = None
@@ -82,7 +106,18 @@ class ValuePrinciple(StrictModel):
     stated_words: list[str] = Field(default_factory=list)
     stated_modifiers: list[str] = Field(default_factory=list)
 
-    _clean = field_validator("keywords", "keyword_exceptions", "stated_words", "stated_modifiers")(_clean_terms)
+    _clean = field_validator("stated_words", "stated_modifiers")(_clean_terms)
+    _matchable = field_validator("keywords", "keyword_exceptions")(_matchable_terms)
+    _text = field_validator("text")(_not_blank)
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value_id: str) -> str:
+        if value_id in RESERVED_IDS:
+            raise ValueError(
+                f"{value_id!r} is reserved (the value selector predicts whether a prompt has a {value_id})"
+            )
+        return value_id
 
     @model_validator(mode="after")
     def _kind_fields(self) -> ValuePrinciple:
@@ -121,6 +156,7 @@ class Registry(StrictModel):
     values: list[ValuePrinciple] = Field(min_length=1)
 
     _clean = field_validator("person_nouns", "person_look_alikes", "benign_exemplars")(_clean_terms)
+    _name = field_validator("name")(_not_blank)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Registry:

@@ -25,6 +25,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from livo.errors import InvalidParameterError
 from livo.value_types import ValueChoice
 from livo.values.embedders import Embedder, load_embedder
 from livo.values.emoji_words import spell_out_emoji
@@ -128,6 +129,20 @@ class Evidence:
     def person_noun_any(self) -> np.ndarray:
         """(n,) any person noun, possessive included."""
         return np.array([noun is not None for noun in self.first_person_noun], dtype=bool)
+
+
+def _prompt_texts(prompts: Sequence[str | None]) -> list[str]:
+    if isinstance(prompts, (str, bytes)):
+        raise TypeError("prompts must be a list of strings, not one string: select([prompt]) for one prompt")
+    texts: list[str] = []
+    for position, prompt in enumerate(prompts):
+        if prompt is None:
+            texts.append("")
+        elif isinstance(prompt, str):
+            texts.append(prompt)
+        else:
+            raise TypeError(f"prompts[{position}] is {type(prompt).__name__} ({prompt!r:.40}), not a string")
+    return texts
 
 
 class ValueSelector:
@@ -481,8 +496,13 @@ class ValueSelector:
     def select(self, prompts: Sequence[str], batch_size: int = 1024) -> list[Selection]:
         """One :class:`Selection` per prompt, in order, listing every value that applies. An empty
         (or blank) prompt gets none without being embedded: its vector says nothing about a value,
-        and a classifier still gave it a score."""
-        texts = [str(p) for p in prompts]
+        and a classifier still gave it a score. A missing prompt (None) is an empty one, as in a file.
+
+        Anything else than strings is refused rather than converted: ``str()`` made one prompt a
+        selection per letter, ``b"..."`` the text "b'...'" and None the word "none"."""
+        texts = _prompt_texts(prompts)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidParameterError(f"invalid parameter batch_size={batch_size!r}: must be a positive integer")
         filled = [i for i, text in enumerate(texts) if text.strip()]
         results: list[Selection] = [Selection.of([], 0.0, "none")] * len(texts)
         for start in range(0, len(filled), batch_size):
