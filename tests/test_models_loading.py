@@ -1,5 +1,6 @@
 """load_base: local folders and built-in models load, a missing hub model fails fast with instructions."""
 
+import re
 import time
 
 import pytest
@@ -95,6 +96,11 @@ def _edit_json(path, **changes) -> None:  # noqa: ANN001
         ("narrow cross-attention", "text_encoder hidden_size 32 does not match unet cross_attention_dim 64"),
         ("long tokenizer", "tokenizer model_max_length 77 exceeds text_encoder max_position_embeddings 16"),
         ("garbage weights", "unet/diffusion_pytorch_model.safetensors cannot be read"),
+        # transformers built a default-size text encoder and failed on the weights, naming nothing.
+        ("no text encoder config", "missing text_encoder/config.json"),
+        ("no scheduler config", "missing scheduler/scheduler_config.json"),
+        # A sharded download stopped between its shards.
+        ("a shard missing", "unet/diffusion_pytorch_model.safetensors.index.json names 1 shard(s) that are not there"),
     ],
 )
 def test_a_damaged_model_folder_is_named_with_the_field(tmp_path, damage: str, message: str) -> None:  # noqa: ANN001
@@ -110,6 +116,17 @@ def test_a_damaged_model_folder_is_named_with_the_field(tmp_path, damage: str, m
         _edit_json(folder / "unet" / "config.json", cross_attention_dim=64)
     elif damage == "long tokenizer":
         _edit_json(folder / "tokenizer" / "tokenizer_config.json", model_max_length=77)
+    elif damage == "no text encoder config":
+        (folder / "text_encoder" / "config.json").unlink()
+    elif damage == "no scheduler config":
+        (folder / "scheduler" / "scheduler_config.json").unlink()
+    elif damage == "a shard missing":
+        pipeline = StableDiffusionPipeline.from_pretrained(folder)
+        shutil.rmtree(folder / "unet")
+        pipeline.unet.save_pretrained(folder / "unet", max_shard_size="20KB")
+        shards = sorted((folder / "unet").glob("diffusion_pytorch_model-*.safetensors"))
+        assert len(shards) > 1
+        shards[-1].unlink()
     else:
         (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(InputError) as raised:
@@ -117,7 +134,7 @@ def test_a_damaged_model_folder_is_named_with_the_field(tmp_path, damage: str, m
     assert message in str(raised.value) and str(folder) in str(raised.value)
     # A build's driver only checks (its workers load the weights): the same errors, the weights
     # files' headers read but not their tensors.
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=re.escape(message)):
         check_base(folder)
 
 
@@ -148,6 +165,8 @@ def test_a_folder_of_fp16_weight_files_only_loads_with_that_variant(tmp_path) ->
     (tmp_path / "fp16" / "vae" / "diffusion_pytorch_model.fp16.safetensors").rename(tmp_path / "vae.safetensors")
     with pytest.raises(InputError, match=r"fp16: vae/ has no weights \(expected diffusion_pytorch_model"):
         load_base(tmp_path / "fp16")
+    with pytest.raises(InputError, match=r"fp16: vae/ has no weights"):
+        check_base(tmp_path / "fp16")  # a build's driver passed it, and every worker failed on it
     (tmp_path / "vae.safetensors").rename(tmp_path / "fp16" / "vae" / "diffusion_pytorch_model.bf16.safetensors")
     with pytest.raises(InputError, match=r"no single weights variant \(unet/: fp16; vae/: bf16; text_encoder/: fp16\)"):
         load_base(tmp_path / "fp16")
@@ -207,6 +226,42 @@ def test_a_missing_value_encoder_is_named_before_the_base_loads(tmp_path, monkey
     (tmp_path / "encoder.safetensors").write_bytes(b"")
     with pytest.raises(InputError, match=r"value encoder folder .*encoder.safetensors: not a folder"):
         LiVOPipeline.from_pretrained(tmp_path / "base", value_encoder_path=tmp_path / "encoder.safetensors")
+
+
+def test_a_value_encoder_of_fp16_weight_files_only_loads_like_its_base(tmp_path) -> None:  # noqa: ANN001
+    # A published LiVO folder downloaded with --include "*.fp16.safetensors": the base loaded with its
+    # variant, then transformers failed on value_encoder/, naming the folder above it.
+    from diffusers import StableDiffusionPipeline
+
+    from livo.models import LiVOPipeline, ValueEncoder
+
+    original = StableDiffusionPipeline(**tiny_components(seed=0))
+    _fp16_only_folder(tmp_path / "livo", original)
+    encoder = ValueEncoder.from_text_encoder(original.text_encoder)
+    encoder.to(torch.float16).save_pretrained(tmp_path / "livo" / "value_encoder", variant="fp16")
+    assert sorted(p.name for p in (tmp_path / "livo" / "value_encoder").iterdir()) == [
+        "config.json",
+        "model.fp16.safetensors",
+    ]
+    loaded = LiVOPipeline.from_pretrained(tmp_path / "livo")
+    name, weight = next(iter(original.text_encoder.state_dict().items()))
+    assert torch.equal(loaded.value_encoder.state_dict()[name], weight.to(torch.float16).to(torch.float32))
+    (tmp_path / "livo" / "value_encoder" / "model.fp16.safetensors").unlink()
+    with pytest.raises(InputError, match=r"livo/value_encoder: no weights \(expected"):
+        ValueEncoder.from_pretrained(tmp_path / "livo", subfolder="value_encoder")
+
+
+def test_a_value_encoder_of_another_width_is_refused_when_the_pipeline_is_made() -> None:
+    # It failed only at the first image that got a value, after generations without one had worked.
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTextConfig
+
+    from livo.models import LiVOPipeline, ValueEncoder
+
+    base = StableDiffusionPipeline(**tiny_components(seed=0))
+    config = CLIPTextConfig(**{**base.text_encoder.config.to_dict(), "hidden_size": 64, "intermediate_size": 64})
+    with pytest.raises(ConfigError, match="value_encoder: hidden_size 64 does not match the base text encoder's 32"):
+        LiVOPipeline(base, ValueEncoder(config))
 
 
 def _tiny_sdxl(folder) -> None:  # noqa: ANN001

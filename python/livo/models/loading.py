@@ -172,8 +172,8 @@ def _refuse_other_paths(model: str, path: Path) -> None:
 
 def check_base(model_id_or_path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> None:
     """The checks :func:`load_base` makes before it reads any weights: a folder's ``model_index.json``,
-    components and fitting configs, a cached hub model's family, an uncached one's presence on the
-    hub. For a process that only validates (a dataset build's driver, before its workers load the
+    components, their configs and whether they fit, weight files (whole headers, every shard an index
+    names, one variant), a cached hub model's family, an uncached one's presence on the hub. For a process that only validates (a dataset build's driver, before its workers load the
     model): SD 1.5's weights are 4 GB in float32, read for nothing there."""
     model = resolve_model(model_id_or_path)
     path = Path(model).expanduser()
@@ -181,6 +181,7 @@ def check_base(model_id_or_path: str | os.PathLike[str], *, cache_dir: str | os.
         if not (path / "model_index.json").is_file():
             raise InputError(f"base model folder {model}: no model_index.json (not a diffusers pipeline folder)")
         _check_folder(path, _model_index(path))
+        _add_folder_variant(path, {})  # as load_base without variant=: no weights, or no single variant
         return
     _refuse_other_paths(model, path)
     snapshot = cached_snapshot(model, cache_dir, None)
@@ -262,6 +263,12 @@ def local_or_cached_folder(
 
 
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+_COMPONENT_CONFIGS = (
+    "unet/config.json",
+    "vae/config.json",
+    "text_encoder/config.json",
+    "scheduler/scheduler_config.json",
+)
 
 
 def _model_index(folder: Path) -> dict[str, Any]:
@@ -317,6 +324,11 @@ def _check_folder(path: Path, index: dict[str, Any]) -> None:
             raise InputError(f"base model folder {path}: model_index.json has no {name!r} component")
         if not (path / name).is_dir():
             raise InputError(f"base model folder {path}: missing the {name}/ folder that model_index.json names")
+    for config in _COMPONENT_CONFIGS:
+        # Without its config transformers builds a text encoder of default size and fails on the
+        # weights in a 40-line report that never names the missing file.
+        if not (path / config).is_file():
+            raise InputError(f"base model folder {path}: missing {config}")
     unet, vae = _read_json(path, "unet/config.json"), _read_json(path, "vae/config.json")
     text, tokenizer = _read_json(path, "text_encoder/config.json"), _read_json(path, "tokenizer/tokenizer_config.json")
     _check_weight_files(path)
@@ -338,6 +350,8 @@ def _check_weight_files(path: Path) -> None:
     from safetensors import SafetensorError, safe_open
 
     for name in REQUIRED_COMPONENTS:
+        for index in sorted((path / name).glob("*.index*.json")):
+            _check_shards_present(path, name, index)
         for weights in sorted((path / name).glob("*.safetensors")):
             try:
                 with safe_open(str(weights), "pt"):
@@ -347,6 +361,19 @@ def _check_weight_files(path: Path) -> None:
                     f"base model folder {path}: {name}/{weights.name} cannot be read ({error}); "
                     "the file is damaged or incomplete"
                 ) from None
+
+
+def _check_shards_present(path: Path, name: str, index: Path) -> None:
+    """The shards a sharded checkpoint's index names are all there (a download stopped between them
+    leaves the index and some of the shards)."""
+    entries = _read_json(path, f"{name}/{index.name}").get("weight_map")
+    shards = sorted(set(entries.values())) if isinstance(entries, dict) else []
+    missing = [shard for shard in shards if not (path / name / str(shard)).is_file()]
+    if missing:
+        raise InputError(
+            f"base model folder {path}: {name}/{index.name} names {len(missing)} shard(s) that are not there "
+            f"({missing[0]}); the download is incomplete"
+        )
 
 
 def _check_fit(source: str, **sizes: Any) -> None:

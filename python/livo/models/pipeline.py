@@ -226,6 +226,15 @@ class LiVOPipeline:
         for name in ("text_encoder", "tokenizer"):
             if getattr(base, name, None) is None:
                 raise ConfigError(f"base: pipeline {type(base).__name__} has no {name}")
+        # e_v takes a token's place among the base's text features: of another width it failed only at
+        # the first image that got a value, after a generation without one had worked.
+        width = getattr(getattr(value_encoder, "config", None), "hidden_size", None)
+        base_width = getattr(base.text_encoder.config, "hidden_size", None)
+        if isinstance(width, int) and isinstance(base_width, int) and width != base_width:
+            raise ConfigError(
+                f"value_encoder: hidden_size {width} does not match the base text encoder's {base_width}; "
+                "a value encoder is trained for one base model family"
+            )
         limit = max_value_tokens(base.tokenizer)
         if not 1 <= max_values_per_prompt <= limit:
             raise ConfigError(

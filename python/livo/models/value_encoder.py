@@ -55,6 +55,29 @@ class ValueEncoder(CLIPTextModel):
     """A ``CLIPTextModel`` whose pooled output is LiVO's value token ``e_v`` (one vector per prompt)."""
 
     @classmethod
+    def from_pretrained(  # type: ignore[override]
+        cls, pretrained_model_name_or_path: str | os.PathLike[str], *args: Any, **kwargs: Any
+    ) -> ValueEncoder:
+        """transformers' loader, with two things a folder needs: one holding a single weights
+        variant's files only (``model.fp16.safetensors``, as ``hf download --include
+        "*.fp16.safetensors"`` leaves a published LiVO folder) loads with that variant, as the base
+        pipeline beside it does; and a folder that cannot be loaded is an error naming it (transformers
+        names the folder above ``subfolder``)."""
+        from livo.errors import InputError
+        from livo.models.weights_variant import component_weights_variant
+
+        folder = Path(os.fspath(pretrained_model_name_or_path)).expanduser() / str(kwargs.get("subfolder") or "")
+        local = folder.is_dir()
+        if local and kwargs.get("variant") is None:
+            kwargs["variant"] = component_weights_variant(folder)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)  # type: ignore[no-any-return]
+        except OSError as error:
+            if not local:
+                raise
+            raise InputError(f"value encoder {folder}: cannot be loaded: {error}") from None
+
+    @classmethod
     def from_text_encoder(cls, text_encoder: CLIPTextModel) -> ValueEncoder:
         """A trainable copy of ``text_encoder``: same config, same weights, same dtype and device."""
         parameter = next(text_encoder.parameters())
