@@ -171,3 +171,25 @@ def test_what_a_killed_folder_writer_left_is_cleaned_up_by_the_next_writer(tmp_p
         raise RuntimeError("the new write fails: the output must still be there")
     assert (target / "weights").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, live.name])
+
+
+def test_a_folder_written_meanwhile_is_not_replaced_when_existing_output_is_kept(tmp_path):
+    # Two runs into the same new output, neither allowed to overwrite: both found it free at their
+    # start, and the second to finish replaced the first's output without a word.
+    from livo.permissions import replace_folder
+
+    target = tmp_path / "index"
+    with pytest.raises(FileExistsError, match="was written by something else while this run worked"):
+        with replace_folder(target, keep_existing=True) as staging:
+            (staging / "mine.txt").write_text("mine")
+            target.mkdir()
+            (target / "theirs.txt").write_text("theirs")  # another run finished first
+    assert sorted(p.name for p in target.iterdir()) == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]  # no staging folder left
+    (target / "theirs.txt").unlink()
+    with replace_folder(target, keep_existing=True) as staging:  # an empty folder is free
+        (staging / "mine.txt").write_text("mine")
+    assert (target / "mine.txt").read_text() == "mine"
+    with replace_folder(target) as staging:  # the default replaces
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]

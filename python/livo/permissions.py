@@ -9,6 +9,7 @@ the modes a plain ``open()`` / ``mkdir()`` would have (0644 / 0755 under the usu
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import shutil
@@ -140,6 +141,20 @@ def _process_gone(pid: int) -> bool:
     return False
 
 
+def _rename_unless_taken(staging: Path, target: Path) -> None:
+    # rename(2) replaces an empty folder and fails on one that holds anything (ENOTEMPTY, or EEXIST
+    # on some systems) or on a file there (ENOTDIR): no moment exists in which both could be seen.
+    try:
+        os.rename(staging, target)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise
+        raise FileExistsError(
+            f"{target}: was written by something else while this run worked (it was free when the run "
+            "started); nothing of it was replaced"
+        ) from None
+
+
 def sweep_abandoned(target: Path) -> None:
     """Cleans up after a writer of ``target`` that was killed (SIGKILL, SIGTERM, power loss) inside
     :func:`replace_folder`: its staging folder (model-sized) is removed, and an old folder it had
@@ -161,14 +176,20 @@ def sweep_abandoned(target: Path) -> None:
 
 
 @contextmanager
-def replace_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+def replace_folder(path: str | os.PathLike[str], *, keep_existing: bool = False) -> Iterator[Path]:
     """Yields an empty staging folder beside ``path``; when the block ends normally the staging
     folder, given the umask's modes and fsynced, replaces ``path``, so a reader or a crash never
     finds a half-written folder there. The old folder is moved aside first and removed only once
     the new one is in place and durable; if anything fails in between (an interrupt included), it
     is moved back. When the block raises, the staging folder is removed and ``path`` is left as it
     was. A ``path`` that is a symbolic link is replaced where it points. What a killed writer of the
-    same path left is cleaned up first (:func:`sweep_abandoned`)."""
+    same path left is cleaned up first (:func:`sweep_abandoned`).
+
+    ``keep_existing``: ``path`` is not replaced if it holds anything when the block ends (an empty
+    folder is replaced): :class:`FileExistsError` instead, and the staging folder is removed. A
+    command that refuses an existing output checks when it starts; this closes the window to the
+    end, where a second run started meanwhile into the same new output would have replaced the
+    first's without a word. The rename is the check, so nothing can come in between."""
     target = _resolved(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     sweep_abandoned(target)
@@ -178,10 +199,13 @@ def replace_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield staging
         make_shareable(staging)  # mkdtemp makes 0700, and transformers writes model.safetensors 0600
         _fsync_tree(staging)
-        if target.exists():
+        if keep_existing:
+            _rename_unless_taken(staging, target)
+        elif target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-{_owner_tag()}", dir=target.parent)) / target.name
             os.replace(target, old)
-        os.replace(staging, target)
+        if not keep_existing:
+            os.replace(staging, target)
         _fsync_folder(target.parent)
     except BaseException:
         if old is not None and not target.exists():

@@ -288,7 +288,7 @@ def run_build_index(args: argparse.Namespace) -> int:
         _labelled_rows(args.labelled, args.split, registry.ids)  # refused now, not after the index is built
     embedder = load_embedder(args.embedder)
     index = build_index(registry, embedder, index_type=args.index_type, registry_source=str(path.resolve()))
-    save_index(index, args.output)
+    save_index(index, args.output, overwrite=args.overwrite)
     print(
         f"indexed {len(index.exemplars)} exemplars of {len(registry.values)} values from {path} with "
         f"{embedder.identity.name} ({embedder.identity.dimension}-d, {args.index_type}) into {args.output} "

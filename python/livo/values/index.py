@@ -171,14 +171,16 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False).encode())
 
 
-def save_index(index: ValueIndex, directory: str | os.PathLike[str]) -> Path:
-    """Writes ``index`` to ``directory`` atomically: readers see the old folder or the new one."""
+def save_index(index: ValueIndex, directory: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+    """Writes ``index`` to ``directory`` atomically: readers see the old folder or the new one.
+    ``overwrite=False``: a folder that holds anything is not replaced (:class:`FileExistsError`),
+    also when another process wrote it while this one worked."""
     import faiss
 
     target = Path(directory)
     if target.is_dir() and not (target / METADATA_FILE).exists() and any(target.iterdir()):
         raise InputError(f"{target}: exists and is not a value index; refusing to replace it")
-    with replace_folder(target) as staging:
+    with replace_folder(target, keep_existing=not overwrite) as staging:
         faiss.write_index(index.faiss_index, str(staging / INDEX_FILE))
         write_json_atomic(staging / REGISTRY_FILE, index.registry.model_dump(mode="json"))
         entry = _write_classifier(staging, index.classifier) if index.classifier is not None else None
