@@ -337,6 +337,18 @@ def test_text_formats_written_by_other_tools_read_or_fail_naming_the_file(tmp_pa
     with pytest.raises(InputError, match=r"broken\.jsonl(\.gz)?: cannot be read as jsonl: line 501 is not valid JSON"):
         dedup_file(broken, tmp_path / "o.parquet")
     assert not (tmp_path / "o.parquet").exists()
+    # Valid JSON of types one column cannot hold: polars' error named neither line nor key.
+    lines[500] = '{"prompt": "p500", "id": 1}'
+    lines[700] = '{"prompt": "p700", "id": {"k": 1}}'
+    mixed = write("mixed.jsonl", ("\n".join(lines) + "\n").encode())
+    with pytest.raises(
+        InputError,
+        match=r"mixed\.jsonl(\.gz)?: cannot be read as jsonl: line 701: 'id' is an object where line 501 has a number; a column holds one type$",
+    ):
+        dedup_file(mixed, tmp_path / "o.parquet")
+    lines[700] = "[1, 2]"
+    with pytest.raises(InputError, match=r"line 701 is not a JSON object \(a row of JSON Lines is one\)"):
+        dedup_file(write("array.jsonl", ("\n".join(lines) + "\n").encode()), tmp_path / "o.parquet")
 
 
 @pytest.mark.parametrize("compression", ["", ".gz"])

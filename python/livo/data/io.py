@@ -295,7 +295,7 @@ def _first_bad_json_line(where: str | os.PathLike[str], fmt: str) -> Iterator[No
     except Exception as error:
         if fmt != "jsonl" or not type(error).__module__.startswith("polars"):
             raise
-        found = _find_bad_json_line(Path(where))
+        found = _find_bad_json_line(Path(where)) or _find_type_conflict(Path(where))
         if found is None:
             raise
         raise InputError(f"{where}: cannot be read as jsonl: {found}") from error
@@ -313,6 +313,45 @@ def _find_bad_json_line(path: Path) -> str | None:
                 return f"line {number} is not valid JSON ({error.msg}, column {error.colno})"
             except ValueError as error:  # not UTF-8
                 return f"line {number} is not valid JSON ({error})"
+    return None
+
+
+def _json_kind(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _find_type_conflict(path: Path) -> str | None:
+    """The first line whose value for a key is of another JSON type than that key's first value (a
+    number then a list, a number then an object): polars gives each key one type, and its error
+    ("failed to determine supertype of struct[1] and struct[1]") names neither line nor key. Null
+    and strings go with every type (polars reads such a column as text). Only read when parsing has
+    failed."""
+    first: dict[str, tuple[str, int]] = {}
+    with _open_input(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = (raw.removeprefix(_BOM) if number == 1 else raw).strip()
+            if not line:
+                continue
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                return f"line {number} is not a JSON object (a row of JSON Lines is one)"
+            for key, value in row.items():
+                kind = _json_kind(value)
+                if kind is None or kind == "a string":
+                    continue
+                seen = first.setdefault(key, (kind, number))
+                if seen[0] != kind:
+                    return (
+                        f"line {number}: {key!r} is {kind} where line {seen[1]} has {seen[0]}; a column holds one type"
+                    )
     return None
 
 
