@@ -352,6 +352,24 @@ def test_text_formats_written_by_other_tools_read_or_fail_naming_the_file(tmp_pa
 
 
 @pytest.mark.parametrize("compression", ["", ".gz"])
+def test_blank_lines_of_a_csv_are_no_rows(tmp_path, compression):
+    """polars made each blank line a row of nulls: a file ending in two newlines had a prompt more
+    (pandas and Python's csv skip them). A line of separators only is a row; a blank line inside
+    quotes is text."""
+    import gzip
+
+    from livo.data.io import read_prompt_table
+
+    data = b'prompt,id\r\na doctor,1\r\n\r\n,\r\n"two\r\n\r\nlines",3\r\na kite,4\r\n\r\n\r\n'
+    path = tmp_path / f"p.csv{compression}"
+    path.write_bytes(gzip.compress(data) if compression else data)
+    table, prompts = read_prompt_table(path)
+    assert prompts.to_pylist() == ["a doctor", None, "two\r\n\r\nlines", "a kite"]
+    assert table.column("id").to_pylist() == [1, None, 3, 4]
+    assert dedup_file(path, tmp_path / "o.parquet").rows == 4
+
+
+@pytest.mark.parametrize("compression", ["", ".gz"])
 def test_a_json_prompt_that_is_not_a_string_is_named_by_its_line(tmp_path, compression):
     """polars reads a JSON column of strings and numbers as text: {"prompt": 42} became the prompt
     "42", a list its JSON text. The prompt column must hold strings (or null); other columns may mix."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from livo.errors import InputError, InvalidUtf8Error, LivoError
@@ -128,7 +129,30 @@ def _parse_columns(source: Path | io.BytesIO, fmt: str) -> pa.Table:
     )
     if repeated:
         raise ValueError(f"the header names column {repeated[0]!r} more than once")
-    return _lossless_types(frame).to_arrow()
+    return _without_blank_lines(_lossless_types(frame).to_arrow(), source)
+
+
+def _without_blank_lines(table: pa.Table, source: Path | io.BytesIO) -> pa.Table:
+    """A CSV's blank lines are no rows (as pandas and Python's ``csv`` read them); polars made each
+    one a row of nulls, so a file ending in two newlines had a prompt more. A line of separators
+    only (``,,``) stays a row of empty fields. Only a table with a row of nulls is read again, with
+    Python's reader, which tells the two apart (a blank line inside quotes is text)."""
+    import csv
+
+    if table.num_rows == 0 or not any(column.null_count for column in table.columns):
+        return table
+    all_null = (
+        pc.and_(*[pc.is_null(c) for c in table.columns]) if table.num_columns > 1 else pc.is_null(table.column(0))
+    )
+    if not pc.any(all_null).as_py():
+        return table
+    data = source.getvalue() if isinstance(source, io.BytesIO) else source.read_bytes()
+    records = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    header = next((record for record in records if record), None)
+    blank = [record == [] for record in records]
+    if header is None or len(blank) != table.num_rows:
+        return table  # read otherwise than polars did: left as polars read it
+    return table.filter(pa.array([not b for b in blank]))
 
 
 def _lossless_types(frame: Any) -> Any:
