@@ -302,12 +302,26 @@ def test_rows_with_other_columns_are_refused(tmp_path: Path, table: pa.Table) ->
             writer.write(table.slice(10, 10).drop_columns(["prompt"]))
 
 
-def test_pair_records_name_the_row_that_is_not_png_or_lacks_an_id(table: pa.Table) -> None:
+def test_pair_records_name_the_row_that_is_not_an_image_or_lacks_an_id(table: pa.Table) -> None:
+    import io
+
+    from PIL import Image
+
     from livo.errors import InputError
 
     record = table.slice(0, 1).to_pylist()[0]
-    with pytest.raises(InputError, match="violating_image: row 2 is not PNG"):
+    with pytest.raises(InputError, match="violating_image: row 2 is not PNG, JPEG or WebP data"):
         pair_table([record, {**record, "violating_image": b"GIF89a..."}])
+    with pytest.raises(InputError, match="aligned_image: row 1 is not PNG, JPEG or WebP data"):
+        pair_table([{**record, "aligned_image": b"RIFF\x00\x00\x00\x00WAVE"}])  # RIFF, but audio
+    # JPEG and WebP, which the trainer decodes as it does PNG, were refused (Pick-a-Pic stores JPEG).
+    encoded = {}
+    for kind in ("JPEG", "WEBP"):
+        buffer = io.BytesIO()
+        Image.open(io.BytesIO(record["violating_image"])).convert("RGB").save(buffer, format=kind)
+        encoded[kind] = buffer.getvalue()
+    pairs = pair_table([{**record, "aligned_image": encoded["JPEG"], "violating_image": encoded["WEBP"]}])
+    assert pairs.column("violating_image")[0].as_py()[8:12] == b"WEBP"
     with pytest.raises(InputError, match="record_id: null at row 1"):
         pair_table([{**record, "record_id": None}])
 

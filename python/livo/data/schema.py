@@ -64,6 +64,14 @@ REQUIRED_COLUMNS = (
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Images are written as PNG; JPEG and WebP are read too, since pair datasets of other tools hold
+# them (Pick-a-Pic, Diffusion-DPO's training set, stores JPEG), and the trainer decodes what Pillow
+# reads. Each format by its signature: (offset, bytes) parts that must all match.
+IMAGE_SIGNATURES = {
+    "PNG": ((0, PNG_MAGIC),),
+    "JPEG": ((0, b"\xff\xd8\xff"),),
+    "WebP": ((0, b"RIFF"), (8, b"WEBP")),
+}
 
 
 def pair_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
@@ -129,11 +137,25 @@ def validate_pairs(table: pa.Table) -> None:
             raise InputError(f"pair column {name}: null at row {row + 1}")
     _validate_value_lists(table)
     for name in ("aligned_image", "violating_image"):
-        heads = pc.binary_slice(table.column(name), 0, len(PNG_MAGIC))
-        not_png = pc.invert(pc.equal(heads, pa.scalar(PNG_MAGIC, heads.type)))
-        if pc.any(not_png).as_py():
-            row = pc.index(not_png, True).as_py()
-            raise InputError(f"pair column {name}: row {row + 1} is not PNG data")
+        unknown = pc.invert(_is_image(table.column(name)))
+        if pc.any(unknown).as_py():
+            row = pc.index(unknown, True).as_py()
+            raise InputError(f"pair column {name}: row {row + 1} is not PNG, JPEG or WebP data")
+
+
+def _is_image(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where the bytes start with one of :data:`IMAGE_SIGNATURES` (the header only: a file cut
+    short is found when the trainer decodes it)."""
+    found = None
+    for parts in IMAGE_SIGNATURES.values():
+        matches = None
+        for offset, magic in parts:
+            head = pc.binary_slice(column, offset, offset + len(magic))
+            part = pc.fill_null(pc.equal(head, pa.scalar(magic, head.type)), False)
+            matches = part if matches is None else pc.and_(matches, part)
+        found = matches if found is None else pc.or_(found, matches)
+    assert found is not None
+    return found
 
 
 def _validate_value_lists(table: pa.Table) -> None:
