@@ -446,6 +446,54 @@ def test_pair_rows_other_tools_write_are_read_right_or_named() -> None:
         collate_pairs([good, bigger])
 
 
+def test_fit_to_square_resizes_the_shorter_side_and_crops_the_centre() -> None:
+    import numpy as np
+
+    from livo.train.pairs_input import fit_to_square
+
+    # 60 wide, 30 high, each column's value its x: shorter side 30 -> 10, so 60 -> 20, then the middle
+    # 10 columns of 20 (5 to 14), which hold the original's columns 15 to 44.
+    columns = np.tile(np.arange(60, dtype=np.uint8)[None, :, None] * 4, (30, 1, 3))
+    fitted = fit_to_square(columns, 10)
+    assert fitted.shape == (10, 10, 3)
+    middle = fitted[5, :, 0].astype(int) // 4
+    assert 14 <= middle[0] <= 18 and 41 <= middle[-1] <= 45 and list(middle) == sorted(middle)
+    tall = fit_to_square(np.ascontiguousarray(columns.transpose(1, 0, 2)), 10)  # 30 wide, 60 high
+    assert tall.shape == (10, 10, 3)
+    same = np.random.default_rng(0).integers(0, 256, (10, 10, 3), dtype=np.uint8)
+    assert np.array_equal(fit_to_square(same, 10), same)  # already the square: untouched
+
+
+def test_a_dataset_of_several_image_sizes_trains_with_a_resolution(pairs: str, tmp_path: Path) -> None:
+    """Datasets of other tools hold images of several sizes (each batch is one): without a
+    resolution that is an error saying to set one; with it every image is resized and cropped to
+    it, as diffusers' training scripts do."""
+    import io
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from livo.data.schema import pair_table
+    from livo.data.shards import Manifest, write_shards
+
+    manifest = Manifest.load(pairs)
+    rows = pq.read_table(manifest.directory / manifest.shards_of("train")[0].name).to_pylist()[:8]
+    sizes = [(48, 40), (40, 64), (32, 32), (64, 48)]
+    for i, row in enumerate(rows):
+        for column in ("aligned_image", "violating_image"):
+            image = Image.open(io.BytesIO(row[column])).resize(sizes[i % len(sizes)])
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG" if i % 2 else "PNG")  # Pick-a-Pic-like: JPEG among PNG
+            row[column] = buffer.getvalue()
+    write_shards(tmp_path / "mixed", pair_table(rows))
+    base = settings(str(tmp_path / "mixed"), tmp_path / "run", max_steps=2, checkpoint_every=0, shuffle_buffer=4)
+    base["eval"] = {"every": 0, "final": False}
+    with pytest.raises(InputError, match=r"images of different sizes .* or set resolution"):
+        train(config_from_dict(base))
+    result = train(config_from_dict({**base, "output": str(tmp_path / "run2"), "resolution": 32}))
+    assert result.steps == 2 and all(record["loss"] == record["loss"] for record in result.history)
+
+
 def test_a_dataset_without_the_columns_training_reads_is_refused_before_loading_models(tmp_path: Path) -> None:
     import pyarrow as pa
 

@@ -118,6 +118,10 @@ class TrainConfig(StrictModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     gradient_checkpointing: bool = False
     # input
+    # None: images as stored, every pair one size (LiVO's own datasets). N: each image resized (shorter
+    # side N, bilinear) and centre-cropped to N x N, as diffusers' training scripts prepare theirs:
+    # for datasets of other tools, whose images come in several sizes (a multiple of 8 for SD's VAE).
+    resolution: int | None = Field(None, ge=8)
     shuffle_buffer: int = Field(1024, ge=1)
     num_workers: int = Field(0, ge=0)
     # runtime

@@ -5,7 +5,10 @@ dataset, which has one ``value_text`` per record, reads as one value each.
 
 Rows come from :class:`~livo.data.streaming.ShardStream` (rank/worker split, seeded shuffle,
 resumable position). PNG decoding runs in the collate function, i.e. inside dataloader workers
-when there are any. Images are scaled to ``[-1, 1]`` in NCHW, as diffusers' VAEs expect.
+when there are any. Images are scaled to ``[-1, 1]`` in NCHW, as diffusers' VAEs expect. With a
+``resolution``, each image is first resized (shorter side) and centre-cropped to that square, as
+diffusers' training scripts and Diffusion-DPO's prepare theirs: a dataset of other tools holds
+images of several sizes, and a batch is one.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -96,9 +100,28 @@ def _as_tensor(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-def collate_pairs(rows: list[dict[str, Any]]) -> PairBatch:
+def fit_to_square(pixels: np.ndarray, resolution: int) -> np.ndarray:
+    """``pixels`` (H, W, 3) resized so the shorter side is ``resolution`` (bilinear; the longer side
+    ``int(resolution * long / short)``) and centre-cropped to ``resolution`` × ``resolution``: the
+    sizes and rounding of torchvision's ``Resize(resolution)`` and ``CenterCrop(resolution)``, which
+    diffusers' training scripts use."""
+    from PIL import Image
+
+    height, width = pixels.shape[:2]
+    if (height, width) != (resolution, resolution):
+        short, long = min(height, width), max(height, width)
+        scaled_long = int(resolution * long / short)
+        size = (resolution, scaled_long) if width <= height else (scaled_long, resolution)  # (width, height)
+        pixels = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+        height, width = pixels.shape[:2]
+    top, left = round((height - resolution) / 2), round((width - resolution) / 2)
+    return pixels[top : top + resolution, left : left + resolution]
+
+
+def collate_pairs(rows: list[dict[str, Any]], resolution: int | None = None) -> PairBatch:
     """One micro-batch from a list of pair rows; a row that cannot be trained on is an
-    :class:`InputError` naming it."""
+    :class:`InputError` naming it. ``resolution``: every image is fitted to that square
+    (:func:`fit_to_square`); None: images are trained as stored, and must all be one size."""
     lists, aligned, violating = [], [], []
     for row in rows:
         if not isinstance(row.get("prompt"), str):
@@ -106,6 +129,11 @@ def collate_pairs(rows: list[dict[str, Any]]) -> PairBatch:
         lists.append(_row_values(row))
         aligned.append(_row_pixels(row, "aligned_image"))
         violating.append(_row_pixels(row, "violating_image"))
+        if resolution is not None:
+            aligned[-1], violating[-1] = (
+                fit_to_square(aligned[-1], resolution),
+                fit_to_square(violating[-1], resolution),
+            )
         if aligned[-1].shape != violating[-1].shape:
             raise InputError(
                 f"{_named(row)}: aligned_image is {aligned[-1].shape[1]}x{aligned[-1].shape[0]} and violating_image "
@@ -114,7 +142,10 @@ def collate_pairs(rows: list[dict[str, Any]]) -> PairBatch:
     sizes = sorted({image.shape[:2] for image in aligned})
     if len(sizes) > 1:
         shown = ", ".join(f"{w}x{h}" for h, w in sizes)
-        raise InputError(f"pair batch: images of different sizes ({shown}); every pair of a dataset must be one size")
+        raise InputError(
+            f"pair batch: images of different sizes ({shown}); every pair of a dataset must be one size, "
+            "or set resolution to train every image resized and centre-cropped to one square"
+        )
     return PairBatch(
         prompts=[r["prompt"] for r in rows],
         values=[texts[0] for texts in lists],
@@ -134,8 +165,10 @@ def pair_loader(
     num_workers: int,
     rank: int,
     world_size: int,
+    resolution: int | None = None,
 ) -> Any:
-    """A resumable :class:`~livo.data.streaming.ShardLoader` of :class:`PairBatch` for one rank."""
+    """A resumable :class:`~livo.data.streaming.ShardLoader` of :class:`PairBatch` for one rank
+    (``resolution``: see :func:`collate_pairs`)."""
     from livo.data.schema import PAIR_SCHEMA_VERSION_1
     from livo.data.shards import Manifest
     from livo.data.streaming import ShardStream
@@ -153,7 +186,7 @@ def pair_loader(
         rank=rank,
         world_size=world_size,
     )
-    return stream.loader(num_workers=num_workers, collate_fn=collate_pairs)
+    return stream.loader(num_workers=num_workers, collate_fn=partial(collate_pairs, resolution=resolution))
 
 
 def endless(loader: Any, rank: int) -> Iterator[PairBatch]:
@@ -173,10 +206,13 @@ def endless(loader: Any, rank: int) -> Iterator[PairBatch]:
             )
 
 
-def dataset_image_size(dataset: str, split: str) -> tuple[int, int]:
-    """``(height, width)`` of the first aligned image of ``split``: the size every pair is trained at."""
+def dataset_image_size(dataset: str, split: str, resolution: int | None = None) -> tuple[int, int]:
+    """``(height, width)`` every pair is trained at: ``resolution`` squared when given, else the
+    first aligned image's of ``split``."""
     import pyarrow.parquet as pq
 
+    if resolution is not None:
+        return resolution, resolution
     from livo.data.shards import Manifest
 
     manifest = Manifest.load(dataset)

@@ -233,6 +233,7 @@ class Trainer:
             num_workers=config.num_workers,
             rank=rank,
             world_size=world,
+            resolution=config.resolution,
         )
         self.start, self.resumed_from = 0, None
         self.elapsed_before = 0.0  # training seconds of the run this one resumes
@@ -372,7 +373,7 @@ def check_memory(objective: Any, config: TrainConfig, device: Any, world: int) -
     barrier()  # every rank has loaded its model: the host's free memory is what is left after all of them
     dtype = compute_dtype(config.precision, device)
     buckets = bucket_elements(deepspeed_config(config, dtype))
-    size = dataset_image_size(config.dataset, config.split)
+    size = dataset_image_size(config.dataset, config.split, config.resolution)
     # "auto" is mixed precision on a GPU: the optimizer then keeps fp32 master weights beside them.
     mixed = dtype in (torch.bfloat16, torch.float16)
     need = measure_need(objective, config, device, size, world, buckets, mixed_precision=mixed)
