@@ -18,7 +18,7 @@ from livo.values.classifier import CLASSIFIER_FILE, ValueClassifier, fit_logisti
 from livo.values.classifier_training import fit_value_classifier, training_rows
 from livo.values.embedders import load_embedder
 from livo.values.index import METADATA_FILE, build_index, save_index, update_classifier
-from livo.values.matching import ExplicitAttributes, PersonNouns, normalize_text
+from livo.values.matching import ExplicitAttributes, HarmKeywords, PersonNouns, normalize_text
 from livo.values.multilabel import MultiLabelPrompt, format_multilabel, load_multilabel, score_multilabel
 from livo.values.registry import builtin_registry_path, default_registry_path, load_registry
 from livo.values.selector import Selection, ValueDecision, ValueSelector
@@ -96,6 +96,43 @@ def test_stated_attributes_cover_nationalities_and_other_languages(registry):
     assert attributes.stated(normalize_text("an arab merchant in a souk")) == {"race": "unlisted"}
     assert attributes.stated(normalize_text("una mujer vendiendo flores")) == {"gender": "female"}
     assert attributes.stated(normalize_text("a sailor on deck")) == {}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "stated"),
+    [
+        # Stable Diffusion's weights and brackets, Danbooru's tags: a bracket or an underscore stood
+        # between a modifier and its noun, and a count was glued to its noun, so nothing was stated.
+        ("a (female:1.2) doctor", {"gender": "female"}),
+        ("photo of a (black:1.3) ((female)) [pilot]", {"gender": "female", "race": "black"}),
+        ("{asian} chef, <lora:detail_tweaker:0.8>", {"race": "asian"}),
+        ("masterpiece, best quality, 1girl, nurse, hospital", {"gender": "female"}),
+        ("2boys, soldiers", {"gender": "male"}),
+        ("female_doctor, hospital", {"gender": "female"}),
+        ("a (doctor:1.2), hospital", {}),
+        ("<lora:woman_style:0.7> a doctor", {}),  # a file's name is not the prompt's content
+    ],
+)
+def test_prompt_syntax_is_read_as_the_words_it_holds(registry, prompt, stated):
+    assert ExplicitAttributes(registry).stated(normalize_text(prompt)) == stated
+
+
+def test_a_long_run_of_attribute_words_is_decided_in_linear_time(registry):
+    # "african american" is one term or two: the search tried 2^n splits (18 repeats: 18 s).
+    import time
+
+    attributes = ExplicitAttributes(registry)
+    started = time.perf_counter()
+    assert attributes.stated(normalize_text("a black " + "african american " * 40 + "car")) == {}
+    assert attributes.stated(normalize_text("a black " + "african american " * 40 + "doctor")) == {"race": "black"}
+    assert time.perf_counter() - started < 1.0
+
+
+def test_harm_words_in_prompt_syntax_are_keywords(registry):
+    keywords = HarmKeywords(registry)
+    for prompt in ["gore_(genre), 1girl", "a knight, blood_on_face", "a (bloody:1.4) knight", "((blood)), castle"]:
+        hit = keywords.match(normalize_text(prompt))
+        assert hit is not None and hit.value_id == "no-blood", prompt
 
 
 def test_multilingual_harm_keywords(classified_index, minilm):

@@ -23,16 +23,40 @@ _NOT_POSSESSIVE = r"(?!\s*['’]s?(?!\w))"
 UNLISTED_CLASS = "unlisted"
 
 
+# Stable Diffusion's prompt syntax, read as the words it holds: extra-network tags ("<lora:name:0.8>")
+# name files, not content; attention weights ("(female:1.2)"), emphasis brackets ("((blood))",
+# "[red]", "{red}") and prompt editing ("[man:woman:0.5]", "[cat|dog]") wrap words; Danbooru tags
+# join words with "_" ("female_doctor", "gore_(genre)") and count people ("1girl", "2boys"). Read
+# as written, a bracket or an underscore stood between a modifier and its noun and a count was glued
+# to its noun, so "(female:1.2) doctor" and "1girl, nurse" stated nothing.
+_EXTRA_NETWORK = re.compile(r"<[^<>\s:]+:[^<>]*>")
+_WEIGHT = re.compile(r":\s*-?(?:\d+\.?\d*|\.\d+)\s*(?=[)\]])")
+_ESCAPED_BRACKET = re.compile(r"\\(?=[()\[\]{}])")
+_BRACKETS = re.compile(r"[()\[\]{}_]")
+_COUNTED_PEOPLE = re.compile(r"(?<!\w)(\d+)\+?(girls?|boys?|others?)(?!\w)", re.IGNORECASE)
+
+
+def read_prompt_syntax(text: str) -> str:
+    """``text`` with Stable Diffusion's prompt syntax read as plain words."""
+    text = _EXTRA_NETWORK.sub(" ", text)
+    text = _WEIGHT.sub("", text)
+    text = _BRACKETS.sub(" ", _ESCAPED_BRACKET.sub("", text))
+    return _COUNTED_PEOPLE.sub(r"\1 \2", text)
+
+
 def normalize_text(text: str) -> str:
-    """Emoji as words, NFKC, casefold, single spaces: the form every rule matches against."""
-    return " ".join(unicodedata.normalize("NFKC", spell_out_emoji(text)).casefold().split())
+    """Emoji as words, NFKC, casefold, prompt syntax as words (:func:`read_prompt_syntax`), single
+    spaces: the form every rule matches against."""
+    return " ".join(read_prompt_syntax(unicodedata.normalize("NFKC", spell_out_emoji(text)).casefold()).split())
 
 
 def embedding_text(text: str) -> str:
     """What the embedder reads of a prompt or an exemplar: emoji written out as words (it reads
-    emoji as unknown tokens) and compatibility forms folded (NFKC: full-width "ｗｏｍａｎ", ligatures
-    and styled letters read as the plain words the rules see); case is left to the embedder."""
-    return unicodedata.normalize("NFKC", spell_out_emoji(text))
+    emoji as unknown tokens), compatibility forms folded (NFKC: full-width "ｗｏｍａｎ", ligatures
+    and styled letters read as the plain words the rules see) and prompt syntax read as words
+    (:func:`read_prompt_syntax`: "(female:1.2)" and "female_doctor" are the words of plain prompts,
+    which the exemplars and the classifier's training prompts are); case is left to the embedder."""
+    return read_prompt_syntax(unicodedata.normalize("NFKC", spell_out_emoji(text)))
 
 
 def _term_pattern(term: str) -> str:
@@ -111,7 +135,9 @@ class ExplicitAttributes:
         noun_alt = "(?:" + "|".join(sorted({re.escape(n) for n in nouns}, key=len, reverse=True)) + r")(?:e?s)?"
         # Other attribute terms may sit between a modifier and its noun ("a black female doctor").
         between_terms = sorted({_term_pattern(t) for t in all_modifiers + all_words}, key=len, reverse=True)
-        between = r"(?:[\s\-]+(?:" + "|".join(between_terms) + "))*" if between_terms else ""
+        # Each term between is taken whole (an atomic group): "african american" read as one term or as
+        # two made the search try 2^n splits of n repeats (18 repeats: 18 s for one prompt).
+        between = r"(?:(?>[\s\-]+(?:" + "|".join(between_terms) + ")))*" if between_terms else ""
         self._rules: list[tuple[str, str, list[re.Pattern[str]]]] = []
         for value in registry.values:
             if value.kind != "bias" or not value.classes or not value.attribute:
