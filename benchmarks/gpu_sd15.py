@@ -130,7 +130,7 @@ def generation(model: Path, args: argparse.Namespace) -> dict[str, Any]:
     def livo_call() -> None:
         livo(
             prompt,
-            args.batch,
+            num_images_per_prompt=args.batch,
             generator=torch.Generator(args.device).manual_seed(0),
             selector=lambda _: value,
             **kwargs,

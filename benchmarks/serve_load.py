@@ -82,7 +82,7 @@ def direct_call(model: str | None, steps: int, batch: int) -> Callable[[], None]
         generators = [torch.Generator().manual_seed(k + i) for i in range(batch)]
         pipeline(
             prompts if batch > 1 else prompts[0],
-            1,
+            num_images_per_prompt=1,
             generator=generators if batch > 1 else generators[0],
             selector=selector,
             num_inference_steps=steps,

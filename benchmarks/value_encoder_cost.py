@@ -91,7 +91,7 @@ def main() -> None:
         base(PROMPTS, num_images_per_prompt=n, generator=torch.Generator(args.device).manual_seed(0), **call)
 
     def run_livo() -> None:
-        livo(PROMPTS, n, generator=torch.Generator(args.device).manual_seed(0), **call)
+        livo(PROMPTS, num_images_per_prompt=n, generator=torch.Generator(args.device).manual_seed(0), **call)
 
     def run_value_encoder() -> None:
         with torch.no_grad():

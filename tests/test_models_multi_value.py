@@ -115,7 +115,7 @@ def test_coins_per_bias_value_and_one_value_draws_what_it_always_drew() -> None:
 def test_a_pipeline_limited_to_one_value_applies_the_first_as_before(parts) -> None:  # noqa: ANN001
     base, encoder = parts
     one = LiVOPipeline(base, encoder, selector=BloodAndGender())
-    output = one(["a bloody doctor", "a dog"], 4, generator=seeded(7), **CALL)
+    output = one(["a bloody doctor", "a dog"], num_images_per_prompt=4, generator=seeded(7), **CALL)
     assert output.applied == [(BLOOD,)] * 4 + [()] * 4 and output.values == [BLOOD] * 4 + [None] * 4
     assert output.selected == [[BLOOD, GENDER], []]
 
@@ -125,8 +125,8 @@ def test_two_values_per_prompt_apply_harm_always_and_the_bias_value_by_coin(part
     one = LiVOPipeline(base, encoder, selector=BloodAndGender())
     two = LiVOPipeline(base, encoder, selector=BloodAndGender(), max_values_per_prompt=2)
     prompts = ["a bloody doctor", "a dog", "a photo of a doctor"]
-    output = two(prompts, 8, generator=seeded(11), **CALL)
-    expected = one(prompts, 8, generator=seeded(11), **CALL)
+    output = two(prompts, num_images_per_prompt=8, generator=seeded(11), **CALL)
+    expected = one(prompts, num_images_per_prompt=8, generator=seeded(11), **CALL)
     first = output.applied[:8]
     assert all(values[0] == BLOOD for values in first)
     assert {values for values in first} == {(BLOOD,), (BLOOD, GENDER)}
@@ -142,7 +142,7 @@ def test_a_request_with_two_values_matches_a_call_and_bad_lists_are_refused(part
     two = LiVOPipeline(base, encoder, max_values_per_prompt=2)
     request = GenerationRequest("a bloody doctor", 31, num_images=4, values=(BLOOD, GENDER))
     [batched] = two.generate_batch([request, GenerationRequest("a dog", 32)], **CALL)[:1]
-    alone = two(request.prompt, 4, generator=seeded(31), selector=BloodAndGender(), **CALL)
+    alone = two(request.prompt, num_images_per_prompt=4, generator=seeded(31), selector=BloodAndGender(), **CALL)
     assert batched.applied == alone.applied
     torch.testing.assert_close(batched.images, alone.images, atol=1 / 255, rtol=0)
     with pytest.raises(ConfigError, match=r"values for 'a bloody doctor': gender-equality given more than once"):

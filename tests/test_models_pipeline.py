@@ -1,6 +1,7 @@
 """LiVOPipeline on the tiny model: base identity, value application, 0.5 mixing, save/load, bf16."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from livo.errors import ConfigError, InputError
 from livo.models import (
+    GenerationRequest,
     LiVOPipeline,
     ValueChoice,
     ValueEncoder,
@@ -45,14 +47,14 @@ def pipelines(tiny_base_and_encoder):  # noqa: ANN001, ANN201
 def test_no_value_gives_bit_identical_images_to_the_base_pipeline(pipelines) -> None:  # noqa: ANN001
     base, livo = pipelines
     expected = base(PROMPTS, num_images_per_prompt=2, generator=seeded(3), **CALL).images
-    output = livo(PROMPTS, 2, generator=seeded(3), selector=lambda prompt: None, **CALL)
+    output = livo(PROMPTS, num_images_per_prompt=2, generator=seeded(3), selector=lambda prompt: None, **CALL)
     assert output.values == [None] * 6
     assert torch.equal(output.images, expected)
 
 
 def test_harm_values_are_always_applied_and_change_the_image(pipelines) -> None:  # noqa: ANN001
     base, livo = pipelines
-    output = livo(["a bloody zombie"], 4, generator=seeded(4), **CALL)
+    output = livo(["a bloody zombie"], num_images_per_prompt=4, generator=seeded(4), **CALL)
     assert output.values == [BLOOD] * 4
     untouched = base(["a bloody zombie"], num_images_per_prompt=4, generator=seeded(4), **CALL).images
     assert not torch.equal(output.images, untouched)
@@ -61,8 +63,10 @@ def test_harm_values_are_always_applied_and_change_the_image(pipelines) -> None:
 def test_return_dict_false_gives_the_images_and_the_values_as_a_tuple(pipelines) -> None:  # noqa: ANN001
     """diffusers' convention: ``pipe(..., return_dict=False)[0]`` are the images."""
     _, livo = pipelines
-    output = livo(["a bloody zombie", "a kite"], 2, generator=seeded(5), **CALL)
-    images, applied = livo(["a bloody zombie", "a kite"], 2, generator=seeded(5), return_dict=False, **CALL)
+    output = livo(["a bloody zombie", "a kite"], num_images_per_prompt=2, generator=seeded(5), **CALL)
+    images, applied = livo(
+        ["a bloody zombie", "a kite"], num_images_per_prompt=2, generator=seeded(5), return_dict=False, **CALL
+    )
     assert torch.equal(images, output.images) and applied == output.applied
     assert applied == [(BLOOD,), (BLOOD,), (), ()]
     with pytest.raises(ConfigError, match="prompt: required"):
@@ -72,7 +76,7 @@ def test_return_dict_false_gives_the_images_and_the_values_as_a_tuple(pipelines)
         with pytest.raises(ConfigError, match="prompt: a string or a list of strings"):
             livo(prompt, **CALL)
     with pytest.raises(ConfigError, match="num_images_per_prompt: an integer, got str"):
-        livo("a kite", "2", **CALL)
+        livo("a kite", num_images_per_prompt="2", **CALL)
     with pytest.raises(ConfigError, match=r"bias_probability: must be in \[0, 1\], got 2.0"):
         LiVOPipeline(livo.base, livo.value_encoder, bias_probability=2.0)
 
@@ -114,7 +118,7 @@ def test_textual_inversion_tokens_are_read_as_the_base_reads_them(tiny_base_and_
 
 def test_images_without_a_value_in_a_mixed_batch_match_the_base_model(pipelines) -> None:  # noqa: ANN001
     base, livo = pipelines
-    output = livo(PROMPTS, 2, generator=seeded(5), **CALL)
+    output = livo(PROMPTS, num_images_per_prompt=2, generator=seeded(5), **CALL)
     expected = base(PROMPTS, num_images_per_prompt=2, generator=seeded(5), **CALL).images
     assert output.values[2:4] == [BLOOD, BLOOD] and output.values[4:] == [None, None]
     assert any(value is not None for value in output.values)
@@ -127,9 +131,9 @@ def test_images_without_a_value_in_a_mixed_batch_match_the_base_model(pipelines)
 
 def test_bias_mixing_is_reproducible_for_a_seed(pipelines) -> None:  # noqa: ANN001
     _, livo = pipelines
-    first = livo(["a photo of a doctor"], 12, generator=seeded(6), **CALL)
-    again = livo(["a photo of a doctor"], 12, generator=seeded(6), **CALL)
-    other = livo(["a photo of a doctor"], 12, generator=seeded(6), value_seed=123, **CALL)
+    first = livo(["a photo of a doctor"], num_images_per_prompt=12, generator=seeded(6), **CALL)
+    again = livo(["a photo of a doctor"], num_images_per_prompt=12, generator=seeded(6), **CALL)
+    other = livo(["a photo of a doctor"], num_images_per_prompt=12, generator=seeded(6), value_seed=123, **CALL)
     assert first.values == again.values and torch.equal(first.images, again.images)
     assert set(first.values) == {GENDER, None}
     assert other.values != first.values
@@ -215,14 +219,14 @@ class SeveralValues(CountingSelector):
 def test_a_multi_value_selector_applies_the_first_and_reports_all(pipelines) -> None:  # noqa: ANN001
     _, livo = pipelines
     several = SeveralValues()
-    output = livo(["a bloody doctor", "a dog"], 2, generator=seeded(7), selector=several, **CALL)
+    output = livo(["a bloody doctor", "a dog"], num_images_per_prompt=2, generator=seeded(7), selector=several, **CALL)
     assert several.batched_calls == 1 and several.single_calls == 0
     assert output.selected == [[BLOOD, GENDER], []]
     assert output.values == [BLOOD, BLOOD, None, None]
     # The same images as a selector that names only the first value.
     first_only = livo(
         ["a bloody doctor", "a dog"],
-        2,
+        num_images_per_prompt=2,
         generator=seeded(7),
         selector=lambda p: BLOOD if "bloody" in p else None,
         **CALL,
@@ -237,8 +241,8 @@ def test_save_and_load_give_identical_images(pipelines, tmp_path) -> None:  # no
     livo.save_pretrained(tmp_path / "livo")
     loaded = LiVOPipeline.from_pretrained(tmp_path / "livo", selector=select)
     loaded.base.set_progress_bar_config(disable=True)
-    expected = livo(PROMPTS, 2, generator=seeded(7), **CALL)
-    output = loaded(PROMPTS, 2, generator=seeded(7), **CALL)
+    expected = livo(PROMPTS, num_images_per_prompt=2, generator=seeded(7), **CALL)
+    output = loaded(PROMPTS, num_images_per_prompt=2, generator=seeded(7), **CALL)
     assert output.values == expected.values and torch.equal(output.images, expected.images)
     folder = tmp_path / "livo" / "value_encoder"
     assert (folder / "model.safetensors").is_file()
@@ -291,7 +295,7 @@ def test_half_precision_generation_with_values(pipelines, dtype: torch.dtype) ->
     half_base.set_progress_bar_config(disable=True)
     encoder = ValueEncoder.from_text_encoder(livo.value_encoder).to(dtype=dtype)
     half = LiVOPipeline(half_base, encoder, selector=select)
-    output = half(PROMPTS, 2, generator=seeded(8), **CALL)
+    output = half(PROMPTS, num_images_per_prompt=2, generator=seeded(8), **CALL)
     assert output.images.dtype == dtype and output.images.shape == (6, 3, 16, 16)
     assert torch.isfinite(output.images.float()).all()
     assert output.values[2] == BLOOD
@@ -300,14 +304,16 @@ def test_half_precision_generation_with_values(pipelines, dtype: torch.dtype) ->
 def test_generation_leaves_a_training_value_encoder_trainable(pipelines) -> None:  # noqa: ANN001
     base, _ = pipelines
     encoder = ValueEncoder.from_text_encoder(base.text_encoder).train()
-    LiVOPipeline(base, encoder, selector=select)(["a bloody zombie"], 1, generator=seeded(1), **CALL)
+    LiVOPipeline(base, encoder, selector=select)(
+        ["a bloody zombie"], num_images_per_prompt=1, generator=seeded(1), **CALL
+    )
     assert encoder.training and all(p.requires_grad for p in encoder.parameters())
 
 
 def test_a_selector_must_answer_with_a_value_choice_or_none(pipelines) -> None:  # noqa: ANN001
     _, livo = pipelines
     with pytest.raises(ConfigError, match=r"selector: returned 'no gore'; a selector returns a ValueChoice"):
-        livo(["a cat"], 1, generator=seeded(4), selector=lambda prompt: "no gore", **CALL)
+        livo(["a cat"], num_images_per_prompt=1, generator=seeded(4), selector=lambda prompt: "no gore", **CALL)
     with pytest.raises(ConfigError, match=r"value 'x': kind: expected 'bias' or 'harm', got 'fairness'"):
         ValueChoice("x", "gender equality", "fairness")  # type: ignore[arg-type]
 
@@ -332,7 +338,7 @@ def test_a_batch_of_requests_gives_each_request_its_own_call_s_images(pipelines,
         assert torch.equal(output.images, repeat.images)
         alone = livo(
             request.prompt,
-            request.num_images,
+            num_images_per_prompt=request.num_images,
             generator=seeded(request.seed),
             negative_prompt=request.negative_prompt,
             selector=lambda _, value=request.value: value,
@@ -374,9 +380,63 @@ def test_a_text_encoder_lora_s_scale_is_applied_to_the_prompts_livo_encodes(tiny
                 parameter.copy_(0.5 * torch.randn(parameter.shape, generator=seeded(2)))
     without, lora = (LiVOPipeline(p, value_encoder, selector=select) for p in (plain, with_lora))
     call = {"generator": seeded(5), **CALL}
-    reference = without(["a bloody zombie"], 2, **call).images
-    scaled = lora(["a bloody zombie"], 2, cross_attention_kwargs={"scale": 0.0}, **{**call, "generator": seeded(5)})
+    reference = without(["a bloody zombie"], num_images_per_prompt=2, **call).images
+    scaled = lora(
+        ["a bloody zombie"],
+        num_images_per_prompt=2,
+        cross_attention_kwargs={"scale": 0.0},
+        **{**call, "generator": seeded(5)},
+    )
     assert scaled.values == [BLOOD] * 2
     assert torch.allclose(scaled.images, reference, atol=1e-6)
-    full = lora(["a bloody zombie"], 2, **{**call, "generator": seeded(5)}).images
+    full = lora(["a bloody zombie"], num_images_per_prompt=2, **{**call, "generator": seeded(5)}).images
     assert not torch.allclose(full, reference, atol=1e-3)  # the LoRA counts, and is restored
+
+
+def test_arguments_are_read_as_diffusers_reads_them(pipelines) -> None:  # noqa: ANN001
+    """Found calling it as a diffusers user would: the second positional argument is diffusers'
+    height; a numpy count is a count; a size given on one side only is no size; bad types are named."""
+    base, livo = pipelines
+    with pytest.raises(TypeError):
+        livo(["a cat"], 2)  # 2 images here, a height of 2 in diffusers
+    assert len(livo(["a cat"], num_images_per_prompt=np.int64(2), generator=seeded(1), **CALL).images) == 2
+    request = GenerationRequest("a bloody zombie", 0, value=BLOOD)
+    call = {key: value for key, value in CALL.items() if key != "width"} | {"height": 24}
+    batched = livo.generate_batch([request], **call)[0].images
+    single = livo("a bloody zombie", generator=seeded(0), selector=lambda _: BLOOD, **call).images
+    assert batched.shape == single.shape == (1, 3, 16, 16)  # diffusers ignores one side given alone
+    assert torch.equal(batched, single)
+    for call_changes, message in [
+        ({"value_seed": 1.5}, "value_seed: a non-negative integer or a numpy Generator, got 1.5"),
+        ({"value_seed": -1}, "value_seed: a non-negative integer"),
+        ({"negative_prompt": 3}, "negative_prompt: a string or a list of strings, got int"),
+        ({"selector": "no blood"}, "selector: 'no blood' is not a selector"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            livo(["a cat"], generator=seeded(1), **call_changes, **CALL)
+    with pytest.raises(ConfigError, match="value id: a non-empty string, got None"):
+        ValueChoice(None, "no blood", "harm")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="value 'x': text: a string, got NoneType"):
+        ValueChoice("x", None, "harm")  # type: ignore[arg-type]
+
+
+def test_diffusers_attributes_and_switches_reach_the_base(tiny_base_and_encoder) -> None:  # noqa: ANN001
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler
+
+    base, value_encoder = tiny_base_and_encoder
+    livo = LiVOPipeline(base, value_encoder, selector=select)
+    assert livo.unet is base.unet and livo.components["unet"] is base.unet and livo.dtype == base.dtype
+    livo.set_progress_bar_config(disable=True)
+    livo.enable_attention_slicing(1)
+    try:
+        # Swapping the scheduler as diffusers' docs do reaches the pipeline that denoises.
+        livo.scheduler = EulerDiscreteScheduler.from_config(livo.scheduler.config)
+        assert isinstance(base.scheduler, EulerDiscreteScheduler) and livo.scheduler is base.scheduler
+    finally:
+        base.scheduler = DDIMScheduler.from_config(base.scheduler.config)
+        base.disable_attention_slicing()
+    assert livo.to("cpu", silence_dtype_warnings=True) is livo
+    with pytest.raises(AttributeError, match=r"pipe.base.enable_model_cpu_offload .*leaves the value encoder"):
+        livo.enable_model_cpu_offload()
+    with pytest.raises(AttributeError, match="no attribute 'no_such_thing'$"):
+        livo.no_such_thing  # noqa: B018

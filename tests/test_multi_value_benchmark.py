@@ -33,7 +33,9 @@ def test_a_harmful_person_needs_two_values_harm_first() -> None:
 
 
 def test_the_shipped_pipeline_applies_both_values_by_coin(shipped) -> None:  # noqa: ANN001
-    output = shipped(["a bloody nurse", "a kite"], 8, value_seed=3, num_inference_steps=2, output_type="np")
+    output = shipped(
+        ["a bloody nurse", "a kite"], num_images_per_prompt=8, value_seed=3, num_inference_steps=2, output_type="np"
+    )
     ids = [tuple(v.id for v in values) for values in output.applied]
     assert set(ids[:8]) == {("no_blood",), ("no_blood", "colour_equality")} and ids[8:] == [()] * 8
 

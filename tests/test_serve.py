@@ -277,7 +277,7 @@ def _reference(pipeline, result, prompt, seed, num_images):
     choice = ValueChoice(selection["value_id"], selection["text"], selection["kind"]) if selection["value_id"] else None
     output = pipeline(
         prompt,
-        num_images,
+        num_images_per_prompt=num_images,
         generator=torch.Generator().manual_seed(seed),
         selector=lambda _: choice,
         num_inference_steps=STEPS,

@@ -78,7 +78,7 @@ def test_named_values_give_the_pipeline_s_images_and_auto_the_same(engine) -> No
 
     output = engine.pipeline(
         job.prompt,
-        job.num_images,
+        num_images_per_prompt=job.num_images,
         generator=torch.Generator().manual_seed(job.seed),
         selector=Both(),
         num_inference_steps=job.steps,

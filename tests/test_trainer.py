@@ -223,7 +223,7 @@ def test_exported_value_encoder_loads_in_livo_pipeline(pairs: str, tmp_path: Pat
     torch.testing.assert_close(loaded, trained)
     out = pipeline(
         ["a bloody ball"],
-        2,
+        num_images_per_prompt=2,
         selector=lambda p: ValueChoice("no_blood", "no blood", "harm"),
         num_inference_steps=2,
         generator=torch.Generator().manual_seed(0),

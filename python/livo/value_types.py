@@ -25,6 +25,10 @@ class ValueChoice:
     kind: ValueKind = "harm"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise ConfigError(f"value id: a non-empty string, got {self.id!r}")
+        if not isinstance(self.text, str):
+            raise ConfigError(f"value {self.id!r}: text: a string, got {type(self.text).__name__}")
         if self.kind not in KINDS:
             raise ConfigError(f"value {self.id!r}: kind: expected 'bias' or 'harm', got {self.kind!r}")
         if not self.text.strip():

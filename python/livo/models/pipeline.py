@@ -203,6 +203,8 @@ def value_rng(value_seed: int | np.random.Generator | None, generator: Any, imag
     if isinstance(value_seed, np.random.Generator):
         return value_seed
     if value_seed is not None:
+        if isinstance(value_seed, (bool, np.bool_)) or not isinstance(value_seed, (int, np.integer)) or value_seed < 0:
+            raise ConfigError(f"value_seed: a non-negative integer or a numpy Generator, got {value_seed!r}")
         return np.random.default_rng(value_seed)
     generators = generator if isinstance(generator, (list, tuple)) else [generator] if generator is not None else []
     if isinstance(generator, (list, tuple)) and images is not None and len(generators) == images:
@@ -210,6 +212,33 @@ def value_rng(value_seed: int | np.random.Generator | None, generator: Any, imag
     if generators:
         return np.random.default_rng([generator_state_seed(g) for g in generators])
     return np.random.default_rng()
+
+
+# Read through to the base pipeline by LiVOPipeline: its components and the switches that change how
+# it computes, not where its weights are (the value encoder must move with them).
+_BASE_COMPONENTS = frozenset(
+    {"unet", "vae", "text_encoder", "tokenizer", "scheduler", "safety_checker", "feature_extractor"}
+)
+_BASE_ATTRIBUTES = _BASE_COMPONENTS | frozenset(
+    {
+        "components",
+        "config",
+        "dtype",
+        "vae_scale_factor",
+        "progress_bar",
+        "set_progress_bar_config",
+        "enable_attention_slicing",
+        "disable_attention_slicing",
+        "enable_vae_slicing",
+        "disable_vae_slicing",
+        "enable_vae_tiling",
+        "disable_vae_tiling",
+        "enable_xformers_memory_efficient_attention",
+        "disable_xformers_memory_efficient_attention",
+        "enable_freeu",
+        "disable_freeu",
+    }
+)
 
 
 class LiVOPipeline:
@@ -252,17 +281,42 @@ class LiVOPipeline:
     def device(self) -> torch.device:
         return self.base.device
 
-    def to(self, device: Any = None, dtype: torch.dtype | None = None) -> LiVOPipeline:
+    def to(
+        self, device: Any = None, dtype: torch.dtype | None = None, *, silence_dtype_warnings: bool = False
+    ) -> LiVOPipeline:
         """Move (and optionally cast) the base pipeline and the value encoder together; as in
-        diffusers, ``to(torch.float16)`` casts."""
+        diffusers, ``to(torch.float16)`` casts, and ``silence_dtype_warnings`` goes to the base."""
         if isinstance(device, torch.dtype):
             if dtype is not None:
                 raise ConfigError(f"to: two dtypes given ({device} and {dtype})")
             device, dtype = None, device
         moves = {key: val for key, val in (("device", device), ("dtype", dtype)) if val is not None}
-        self.base.to(**moves)
+        self.base.to(**moves, silence_dtype_warnings=silence_dtype_warnings)
         self.value_encoder.to(**moves)
         return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config), as diffusers'
+        # docs swap schedulers: set on this object, the base would have gone on with its own.
+        if name in _BASE_COMPONENTS and "base" in self.__dict__:
+            setattr(self.base, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        """diffusers' pipeline attributes (``unet``, ``scheduler``, ``components``, ``dtype``, ...) and
+        the methods that change only how the base computes (``enable_attention_slicing``,
+        ``set_progress_bar_config``, ...) read through to the base pipeline, as a diffusers user
+        calls them on the pipeline in hand. Others are named with where to find them."""
+        if name in _BASE_ATTRIBUTES and "base" in self.__dict__:
+            return getattr(self.base, name)
+        hint = ""
+        if not name.startswith("__") and "base" in self.__dict__ and hasattr(self.base, name):
+            hint = (
+                f"; the base diffusers pipeline has it: pipe.base.{name} (what moves components between "
+                "devices, such as enable_model_cpu_offload, leaves the value encoder where it is)"
+            )
+        raise AttributeError(f"'LiVOPipeline' object has no attribute {name!r}{hint}")
 
     @classmethod
     def from_pretrained(
@@ -341,8 +395,8 @@ class LiVOPipeline:
     def __call__(
         self,
         prompt: str | Sequence[str] | None = None,
-        num_images_per_prompt: int = 1,
         *,
+        num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         value_seed: int | np.random.Generator | None = None,
         negative_prompt: str | Sequence[str] | None = None,
@@ -354,7 +408,9 @@ class LiVOPipeline:
         pipeline's for this call; other keyword arguments go to the base pipeline unchanged
         (``num_inference_steps``, ``guidance_scale``, ``height``, ``width``, ``output_type``, ...).
         With ``return_dict=False``, as in diffusers, a tuple: the images and, per image, the values
-        applied (:attr:`LiVOPipelineOutput.applied`)."""
+        applied (:attr:`LiVOPipelineOutput.applied`). Everything but the prompt is a keyword argument:
+        diffusers' second positional parameter is ``height``, so ``pipe(prompt, 2)`` would mean two
+        different things in the two pipelines."""
         for name in ("prompt_embeds", "negative_prompt_embeds", "clip_skip"):
             if name in base_kwargs:
                 raise ConfigError(f"{name}: not supported by LiVOPipeline (it builds the embeddings itself)")
@@ -367,8 +423,11 @@ class LiVOPipeline:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
             raise ConfigError("prompt: no prompts given")
-        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int):
+        if isinstance(num_images_per_prompt, (bool, np.bool_)) or not isinstance(
+            num_images_per_prompt, (int, np.integer)
+        ):
             raise ConfigError(f"num_images_per_prompt: an integer, got {type(num_images_per_prompt).__name__}")
+        num_images_per_prompt = int(num_images_per_prompt)
         negatives = self._negatives(negative_prompt, len(prompts))
         if num_images_per_prompt < 1:
             raise ConfigError(f"num_images_per_prompt: must be at least 1, got {num_images_per_prompt}")
@@ -420,7 +479,7 @@ class LiVOPipeline:
     @torch.no_grad()
     def generate_batch(self, requests: Sequence[GenerationRequest], **base_kwargs: Any) -> list[LiVOPipelineOutput]:
         """Many requests in one base-pipeline call, each getting the images a call of its own gives:
-        ``self(r.prompt, r.num_images, generator=torch.Generator(device).manual_seed(r.seed),
+        ``self(r.prompt, num_images_per_prompt=r.num_images, generator=torch.Generator(device).manual_seed(r.seed),
         selector=lambda _: r.value, negative_prompt=r.negative_prompt, **base_kwargs)`` (with
         ``r.values``: a selector answering that list). Each request's initial noise and bias coins
         come from its own seeded generator, exactly as in that call; then one U-Net batch runs for
@@ -495,11 +554,15 @@ class LiVOPipeline:
         return list(values)
 
     def _latent_shape(self, height: int | None, width: int | None) -> tuple[int, int, int]:
-        """``(channels, height, width)`` of one initial latent, as the base pipeline draws it."""
+        """``(channels, height, width)`` of one initial latent, as the base pipeline draws it: the
+        U-Net's sample size for both sides unless both are given (diffusers ignores one alone)."""
         unet = self.base.unet
         scale = int(getattr(self.base, "vae_scale_factor", 1))
-        size = int(unet.config.sample_size) * scale
-        return int(unet.config.in_channels), (height or size) // scale, (width or size) // scale
+        if not height or not width:
+            sample = unet.config.sample_size
+            height, width = (sample, sample) if isinstance(sample, int) else tuple(sample)
+            height, width = int(height) * scale, int(width) * scale
+        return int(unet.config.in_channels), height // scale, width // scale
 
     @staticmethod
     def _negatives(negative_prompt: str | Sequence[str] | None, count: int) -> list[str]:
@@ -507,6 +570,8 @@ class LiVOPipeline:
             return [""] * count
         if isinstance(negative_prompt, str):
             return [negative_prompt] * count
+        if not isinstance(negative_prompt, Sequence) or not all(isinstance(n, str) for n in negative_prompt):
+            raise ConfigError(f"negative_prompt: a string or a list of strings, got {type(negative_prompt).__name__}")
         if len(negative_prompt) != count:
             raise ConfigError(f"negative_prompt: {len(negative_prompt)} given for {count} prompts")
         return list(negative_prompt)

@@ -45,6 +45,11 @@ def selections_for(prompts: Sequence[str], selector: Selector) -> list[list[Valu
     """Every value the selector finds for each prompt, in its order: a
     :class:`~livo.value_types.MultiValueSelector` answers with lists; any other selector's one
     answer becomes a list of one (or none). Each answer is checked to be a :class:`ValueChoice`."""
+    if not callable(selector):
+        raise ConfigError(
+            f"selector: {selector!r} is not a selector; give a callable prompt -> ValueChoice | None "
+            "(for one value on every prompt: selector=lambda prompt: ValueChoice(...))"
+        )
     if isinstance(selector, MultiValueSelector):
         found = selector.choose_all(list(prompts))
         if len(found) != len(prompts):
