@@ -111,9 +111,14 @@ def test_stated_attributes_cover_nationalities_and_other_languages(registry):
         ("female_doctor, hospital", {"gender": "female"}),
         ("a (doctor:1.2), hospital", {}),
         ("<lora:woman_style:0.7> a doctor", {}),  # a file's name is not the prompt's content
+        # A colour before hair or clothing describes those, and "black and white" is a photograph's.
+        ("a black haired girl", {"gender": "female"}),
+        ("a white robed priest", {}),
+        ("black and white doctor portrait", {}),
+        ("a black doctor in a white coat", {"race": "black"}),
     ],
 )
-def test_prompt_syntax_is_read_as_the_words_it_holds(registry, prompt, stated):
+def test_prompt_syntax_and_appearance_words_are_read_as_what_they_state(registry, prompt, stated):
     assert ExplicitAttributes(registry).stated(normalize_text(prompt)) == stated
 
 

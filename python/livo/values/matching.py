@@ -20,6 +20,13 @@ from livo.values.registry import Registry, ValuePrinciple
 _BOUNDARY_START = r"(?<!\w)"
 _BOUNDARY_END = r"(?!\w)"
 _NOT_POSSESSIVE = r"(?!\s*['’]s?(?!\w))"
+# A colour word before a word of hair, eyes or clothing ("a black haired girl", "a white robed
+# priest", "a black hooded assassin") describes those, not who the person is; written with a hyphen
+# ("black-haired") it was never read as a modifier.
+_DESCRIBES_APPEARANCE = (
+    r"(?![\s\-]+(?:hair|haired|eyed|hooded|robed|cloaked|clad|coat|coated|suit|suited|dressed|masked|gloved"
+    r"|armou?red)(?!\w))"
+)
 UNLISTED_CLASS = "unlisted"
 
 
@@ -159,12 +166,27 @@ class ExplicitAttributes:
                         + ")"
                     )
                     patterns.append(
-                        re.compile(_BOUNDARY_START + mods + between + r"[\s\-]+" + noun_alt + _BOUNDARY_END)
+                        re.compile(
+                            _BOUNDARY_START
+                            + mods
+                            + _DESCRIBES_APPEARANCE
+                            + between
+                            + r"[\s\-]+"
+                            + noun_alt
+                            + _BOUNDARY_END
+                        )
                     )
                     # Up to two other words between ("a male kindergarten teacher"), spaces only,
                     # so "black-haired girl" or "a white lab coat" state nothing.
                     patterns.append(
-                        re.compile(_BOUNDARY_START + mods + r"(?:\s+[\w']+){0,2}\s+" + noun_alt + _BOUNDARY_END)
+                        re.compile(
+                            _BOUNDARY_START
+                            + mods
+                            + _DESCRIBES_APPEARANCE
+                            + r"(?:\s+[\w']+){0,2}\s+"
+                            + noun_alt
+                            + _BOUNDARY_END
+                        )
                     )
                     patterns.append(
                         re.compile(
