@@ -147,7 +147,7 @@ def _without_blank_lines(table: pa.Table, source: Path | io.BytesIO) -> pa.Table
     if not pc.any(all_null).as_py():
         return table
     data = source.getvalue() if isinstance(source, io.BytesIO) else source.read_bytes()
-    records = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+    records = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""))
     header = next((record for record in records if record), None)
     blank = [record == [] for record in records]
     if header is None or len(blank) != table.num_rows:
@@ -293,7 +293,10 @@ def find_lone_surrogate(lines: bytes) -> tuple[int, str] | None:
 
 def lone_surrogate_message(where: str | os.PathLike[str], line: int, escape: str) -> str:
     """The error for a lone surrogate escape on ``line`` of ``where``."""
-    return f"{where}: line {line}: {escape} is half of a UTF-16 surrogate pair, no character; fix the text (a cut emoji, say)"
+    return (
+        f"{where}: line {line}: {escape} is half of a UTF-16 surrogate pair, no character; "
+        "fix the text (a cut emoji, say)"
+    )
 
 
 def _checked_columns(table: pa.Table, fmt: str, where: str | os.PathLike[str]) -> pa.Table:

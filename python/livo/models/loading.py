@@ -173,8 +173,9 @@ def _refuse_other_paths(model: str, path: Path) -> None:
 def check_base(model_id_or_path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> None:
     """The checks :func:`load_base` makes before it reads any weights: a folder's ``model_index.json``,
     components, their configs and whether they fit, weight files (whole headers, every shard an index
-    names, one variant), a cached hub model's family, an uncached one's presence on the hub. For a process that only validates (a dataset build's driver, before its workers load the
-    model): SD 1.5's weights are 4 GB in float32, read for nothing there."""
+    names, one variant), a cached hub model's family, an uncached one's presence on the hub. For a
+    process that only validates (a dataset build's driver, before its workers load the model): SD
+    1.5's weights are 4 GB in float32, read for nothing there."""
     model = resolve_model(model_id_or_path)
     path = Path(model).expanduser()
     if path.is_dir():

@@ -71,11 +71,12 @@ class ValueEncoder(CLIPTextModel):
         if local and kwargs.get("variant") is None:
             kwargs["variant"] = component_weights_variant(folder)
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)  # type: ignore[no-any-return]
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except OSError as error:
             if not local:
                 raise
             raise InputError(f"value encoder {folder}: cannot be loaded: {error}") from None
+        return loaded  # type: ignore[no-any-return]
 
     @classmethod
     def from_text_encoder(cls, text_encoder: CLIPTextModel) -> ValueEncoder:
