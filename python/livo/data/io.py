@@ -343,16 +343,15 @@ def _find_bad_json_line(path: Path) -> str | None:
     return None
 
 
-def _json_kind(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a list" if isinstance(value, list) else "an object"
+# What a JSON value is, in error messages (by the Python type json.loads gives it).
+_JSON_KINDS = {
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+}
 
 
 def _find_type_conflict(path: Path) -> str | None:
@@ -371,9 +370,9 @@ def _find_type_conflict(path: Path) -> str | None:
             if not isinstance(row, dict):
                 return f"line {number} is not a JSON object (a row of JSON Lines is one)"
             for key, value in row.items():
-                kind = _json_kind(value)
-                if kind is None or kind == "a string":
+                if value is None or isinstance(value, str):
                     continue
+                kind = _JSON_KINDS[type(value)]
                 seen = first.setdefault(key, (kind, number))
                 if seen[0] != kind:
                     return (
@@ -512,7 +511,6 @@ def first_non_string(jsonl: bytes | str | os.PathLike[str], column: str) -> NonS
         return None
     except pa.ArrowInvalid:
         pass
-    kinds = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
     row_index = -1
     with _json_lines(jsonl) as handle:
         for number, raw in enumerate(handle, start=1):
@@ -527,7 +525,7 @@ def first_non_string(jsonl: bytes | str | os.PathLike[str], column: str) -> NonS
             if value is not None and not isinstance(value, str):
                 shown = json.dumps(value, ensure_ascii=False)
                 shown = shown if len(shown) <= 40 else shown[:37] + "..."
-                return NonString(number, row_index, f"{column!r} is {kinds[type(value)]} ({shown}), not a string")
+                return NonString(number, row_index, f"{column!r} is {_JSON_KINDS[type(value)]} ({shown}), not a string")
     return None  # another limit of the fast reader (a line over its block size): nothing to report
 
 

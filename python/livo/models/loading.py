@@ -181,8 +181,10 @@ def check_base(model_id_or_path: str | os.PathLike[str], *, cache_dir: str | os.
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise InputError(f"base model folder {model}: no model_index.json (not a diffusers pipeline folder)")
+        from livo.models.weights_variant import folder_weights_variant
+
         _check_folder(path, _model_index(path))
-        _add_folder_variant(path, {})  # as load_base without variant=: no weights, or no single variant
+        folder_weights_variant(path)  # as load_base without variant=: a component without weights, no single variant
         return
     _refuse_other_paths(model, path)
     snapshot = cached_snapshot(model, cache_dir, None)
